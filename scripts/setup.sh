@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine: system packages, npm dependencies, build.
+# Safe to run again; does only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Native addons (pkcs11js, better-sqlite3) compile with node-gyp; use the headers the machine's
+# Node package ships instead of downloading them.
+if [ -d /usr/include/node ] && [ -z "${npm_config_nodedir:-}" ]; then
+  export npm_config_nodedir=/usr
+fi
+
+stamp=node_modules/.keyhold-install-stamp
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || \
+   [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ] || \
+   [ ! -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --foreground-scripts >/dev/null
+  touch "$stamp"
+fi
+
+echo "setup: build" >&2
+npx tsc -p tsconfig.json

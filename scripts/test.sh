@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint, type-check (the build), then every test against a real
+# SoftHSM2 token (each test makes its own token directory under a fresh temp dir).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "test: lint" >&2
+npx eslint src test bench
+export KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-test.XXXXXX)"
+trap 'rm -rf "$KEYHOLD_TEST_TMP"' EXIT
+mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+if [ $# -gt 0 ]; then mapfile -t files < <(printf '%s\n' "${files[@]}" | grep -E "$1"); fi
+echo "test: ${#files[@]} files" >&2
+node --test --test-concurrency=2 --test-reporter=spec "${files[@]}"

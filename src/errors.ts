@@ -1,0 +1,61 @@
+/**
+ * The one error type of keyhold. Every failure a caller can see carries a code from this closed
+ * union; HTTP (api/error-status.ts) and the CLI map codes, never messages. Tests assert codes.
+ */
+export type KeyholdErrorCode =
+  | 'ERR_BAD_REQUEST'
+  | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_UNAUTHENTICATED'
+  | 'ERR_PERMISSION_DENIED'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_KEY_NOT_FOUND'
+  | 'ERR_KEY_EXISTS'
+  | 'ERR_KEY_VERSION_NOT_FOUND'
+  | 'ERR_KEY_VERSION_RETIRED'
+  | 'ERR_KEY_DISABLED'
+  | 'ERR_KEY_OPERATION_UNSUPPORTED'
+  | 'ERR_KEY_DELETION_NOT_ALLOWED'
+  | 'ERR_PLAINTEXT_TOO_LARGE'
+  | 'ERR_CIPHERTEXT_INVALID'
+  | 'ERR_SIGNATURE_INVALID'
+  | 'ERR_SECRET_NOT_FOUND'
+  | 'ERR_SECRET_VERSION_DELETED'
+  | 'ERR_SECRET_VERSION_DESTROYED'
+  | 'ERR_CAS_MISMATCH'
+  | 'ERR_CONFLICT'
+  | 'ERR_POLICY_INVALID'
+  | 'ERR_NOT_SUPPORTED'
+  | 'ERR_CONFIG'
+  | 'ERR_NOT_INITIALIZED'
+  | 'ERR_ALREADY_INITIALIZED'
+  | 'ERR_SEALED'
+  | 'ERR_HSM_MODULE'
+  | 'ERR_HSM_TOKEN_NOT_FOUND'
+  | 'ERR_HSM_PIN_INCORRECT'
+  | 'ERR_HSM_PIN_LOCKED'
+  | 'ERR_HSM_KEY_MISSING'
+  | 'ERR_HSM_MECHANISM_UNSUPPORTED'
+  | 'ERR_HSM_UNAVAILABLE'
+  | 'ERR_HSM'
+  | 'ERR_STORAGE'
+  | 'ERR_BARRIER_INTEGRITY'
+  | 'ERR_AUDIT_UNAVAILABLE'
+  | 'ERR_AUDIT_CHAIN_BROKEN'
+  | 'ERR_INTERNAL';
+
+export class KeyholdError extends Error {
+  override readonly name = 'KeyholdError';
+  readonly code: KeyholdErrorCode;
+  /** Safe, structured facts for the client (never secrets). */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: KeyholdErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+export function isKeyholdError(err: unknown, code?: KeyholdErrorCode): err is KeyholdError {
+  return err instanceof KeyholdError && (code === undefined || err.code === code);
+}
