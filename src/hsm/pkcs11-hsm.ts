@@ -1,0 +1,417 @@
+import { createHash, publicEncrypt, constants as cryptoConstants, randomBytes, type KeyObject } from 'node:crypto';
+import pkcs11 from 'pkcs11js';
+import { KeyholdError } from '../errors.js';
+import { ckrName, hsmError } from './ckr.js';
+import { resolvePin, type HsmConfig } from './config.js';
+import { keyClassOf, keySpec, OAEP_PARAMS, type AsymmetricSpec } from './mechanisms.js';
+import { ecPublicKey, rsaPublicKey } from './public-key.js';
+import { SessionPool } from './session-pool.js';
+import type {
+  GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
+} from './types.js';
+
+const GCM_IV_BYTES = 12;
+const GCM_TAG_BYTES = 16;
+/** PKCS#11 session states (pkcs11js does not export them). */
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
+/** CKR values that mean "this ciphertext is not authentic" rather than "the device failed". SoftHSM reports a bad GCM tag as CKR_GENERAL_ERROR. */
+const CIPHERTEXT_REJECTED = new Set(['CKR_ENCRYPTED_DATA_INVALID', 'CKR_ENCRYPTED_DATA_LEN_RANGE', 'CKR_GENERAL_ERROR', 'CKR_DATA_LEN_RANGE']);
+
+function trimPadded(value: string): string {
+  return value.replace(/[\s\0]+$/, '');
+}
+
+function slotIdString(slot: Buffer): string {
+  return slot.length >= 8 ? slot.readBigUInt64LE(0).toString() : String(slot.readUIntLE(0, slot.length));
+}
+
+function bool(value: Buffer | undefined): boolean {
+  return value !== undefined && value.length > 0 && value[0] !== 0;
+}
+
+export interface Pkcs11HsmOptions {
+  /** Told about a low PIN counter; never told the PIN. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * The PKCS#11 adapter over pkcs11js. One control session serves synchronous look-ups; a pool of
+ * sessions serves crypto operations through pkcs11js' *Async calls, which run on libuv's thread
+ * pool so the event loop keeps serving while the token works (bench/hsm-dispatch.ts measures the
+ * alternatives).
+ */
+export class Pkcs11Hsm implements Hsm {
+  private readonly handles = new Map<string, HsmKey>();
+  private readonly publicHandles = new Map<string, Buffer>();
+  private healthCache: HsmHealth | undefined;
+  private calls = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly lib: pkcs11.PKCS11,
+    private readonly slot: Buffer,
+    private readonly control: Buffer,
+    private readonly pool: SessionPool,
+    readonly token: HsmTokenInfo,
+    readonly capabilities: HsmCapabilities,
+    private readonly healthTtlMs: number,
+  ) {}
+
+  /**
+   * Loads the module, finds the token, logs in once and probes what the token can do. A wrong PIN
+   * fails at once: there is no retry loop that could count down the token's PIN tries.
+   */
+  static async open(config: HsmConfig, options: Pkcs11HsmOptions = {}): Promise<Pkcs11Hsm> {
+    const pin = resolvePin(config);
+    const lib = new pkcs11.PKCS11();
+    try {
+      lib.load(config.module);
+    } catch (cause) {
+      throw new KeyholdError('ERR_HSM_MODULE', `cannot load PKCS#11 module ${config.module}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    }
+    try {
+      try {
+        // Without OS locking, concurrent sessions crashed SoftHSM in 5 of 7 runs.
+        lib.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+      } catch (err) {
+        if (ckrName(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw hsmError(err, 'initialize');
+      }
+      const slot = findSlot(lib, config);
+      const info = lib.C_GetTokenInfo(slot);
+      if (info.flags & pkcs11.CKF_USER_PIN_LOCKED) {
+        throw new KeyholdError('ERR_HSM_PIN_LOCKED', `the user PIN of token "${trimPadded(info.label)}" is locked; an SO must reset it`);
+      }
+      if (info.flags & pkcs11.CKF_USER_PIN_FINAL_TRY) {
+        // One more wrong PIN locks the token. Refusing here keeps a crash-looping pod from doing it.
+        throw new KeyholdError('ERR_HSM_PIN_INCORRECT', `token "${trimPadded(info.label)}" is one failed login from locking its user PIN; keyhold will not try. Check the PIN, log in once by hand, then restart`);
+      }
+      if (info.flags & pkcs11.CKF_USER_PIN_COUNT_LOW) options.warn?.('HSM user PIN retry counter is low: a recent login used a wrong PIN');
+      const flags = pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION;
+      const control = lib.C_OpenSession(slot, flags);
+      try {
+        lib.C_Login(control, pkcs11.CKU_USER, pin);
+      } catch (err) {
+        if (ckrName(err) !== 'CKR_USER_ALREADY_LOGGED_IN') {
+          const mapped = hsmError(err, 'login');
+          if (mapped.code === 'ERR_HSM_PIN_INCORRECT') {
+            throw new KeyholdError('ERR_HSM_PIN_INCORRECT', `HSM login to token "${trimPadded(info.label)}" failed: the PIN is incorrect (not retried)`);
+          }
+          throw mapped;
+        }
+      }
+      const sessions: Buffer[] = [];
+      for (let i = 0; i < Math.max(1, config.sessions ?? 4); i++) sessions.push(lib.C_OpenSession(slot, flags));
+      const token: HsmTokenInfo = {
+        label: trimPadded(info.label),
+        manufacturer: trimPadded(info.manufacturerID),
+        model: trimPadded(info.model),
+        serial: trimPadded(info.serialNumber),
+        slotId: slotIdString(slot),
+      };
+      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions), token, probeCapabilities(lib, slot), (config.healthCacheSeconds ?? 5) * 1000);
+    } catch (err) {
+      try { lib.C_Finalize(); } catch { /* already failing */ }
+      try { lib.close(); } catch { /* already failing */ }
+      throw hsmError(err, 'open');
+    }
+  }
+
+  get callCount(): number {
+    return this.calls;
+  }
+
+  findKey(label: string, kind: HsmKeyKind): HsmKey | null {
+    const cached = this.handles.get(label);
+    if (cached) return cached;
+    const found = this.findObjects([
+      { type: pkcs11.CKA_CLASS, value: keyClassOf(kind) },
+      { type: pkcs11.CKA_LABEL, value: label },
+      { type: pkcs11.CKA_TOKEN, value: true },
+    ]);
+    if (found.length > 1) throw new KeyholdError('ERR_HSM', `more than one HSM key is labelled "${label}"`);
+    const handle = found[0];
+    if (!handle) return null;
+    const key: HsmKey = { label, kind, handle };
+    this.handles.set(label, key);
+    return key;
+  }
+
+  async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+    if (this.findKey(label, kind)) throw new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
+    const spec = keySpec(kind);
+    const id = randomBytes(16);
+    this.calls++;
+    try {
+      if (spec.family === 'secret') {
+        const handle = await this.pool.use((s) => this.lib.C_GenerateKeyAsync(s, { mechanism: spec.genMechanism }, spec.template(label, id)));
+        const key: HsmKey = { label, kind, handle };
+        this.handles.set(label, key);
+        return key;
+      }
+      const pair = await this.pool.use((s) =>
+        this.lib.C_GenerateKeyPairAsync(s, { mechanism: spec.genMechanism }, spec.publicTemplate(label, id), spec.privateTemplate(label, id)),
+      );
+      const publicKey = this.readPublicKey(pair.publicKey, kind, spec);
+      if (spec.family === 'rsa') this.publicHandles.set(label, pair.publicKey);
+      else this.lib.C_DestroyObject(this.control, pair.publicKey);
+      const key: HsmKey = { label, kind, handle: pair.privateKey };
+      this.handles.set(label, key);
+      return { ...key, publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
+    } catch (err) {
+      throw hsmError(err, 'key generation');
+    }
+  }
+
+  destroyKey(key: HsmKey): void {
+    try {
+      this.lib.C_DestroyObject(this.control, key.handle);
+    } catch (err) {
+      if (ckrName(err) !== 'CKR_OBJECT_HANDLE_INVALID') throw hsmError(err, 'destroy');
+    } finally {
+      this.handles.delete(key.label);
+      const pub = this.publicHandles.get(key.label);
+      if (pub) {
+        this.publicHandles.delete(key.label);
+        try { this.lib.C_DestroyObject(this.control, pub); } catch { /* session object: gone with its session anyway */ }
+      }
+    }
+  }
+
+  async aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
+    const iv = randomBytes(GCM_IV_BYTES);
+    this.calls++;
+    try {
+      const out = await this.pool.use((s) => {
+        this.lib.C_EncryptInit(s, gcmMechanism(iv, aad), key.handle);
+        return this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
+      });
+      return Buffer.concat([iv, out]);
+    } catch (err) {
+      throw hsmError(err, 'AES-GCM encrypt');
+    }
+  }
+
+  async aesGcmDecrypt(key: HsmKey, blob: Buffer, aad: Buffer): Promise<Buffer> {
+    if (blob.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', 'ciphertext is too short');
+    const iv = blob.subarray(0, GCM_IV_BYTES);
+    const body = blob.subarray(GCM_IV_BYTES);
+    this.calls++;
+    try {
+      return await this.pool.use((s) => {
+        this.lib.C_DecryptInit(s, gcmMechanism(iv, aad), key.handle);
+        return this.lib.C_DecryptAsync(s, body, Buffer.alloc(body.length));
+      });
+    } catch (err) {
+      throw this.decryptError(err, 'AES-GCM decrypt');
+    }
+  }
+
+  async hmacSha256(key: HsmKey, data: Buffer): Promise<Buffer> {
+    this.calls++;
+    try {
+      return await this.pool.use((s) => {
+        this.lib.C_SignInit(s, { mechanism: pkcs11.CKM_SHA256_HMAC }, key.handle);
+        return this.lib.C_SignAsync(s, data, Buffer.alloc(32));
+      });
+    } catch (err) {
+      throw hsmError(err, 'HMAC');
+    }
+  }
+
+  async sign(key: HsmKey, data: Buffer): Promise<Buffer> {
+    const spec = keySpec(key.kind);
+    if (spec.family === 'secret') throw new KeyholdError('ERR_KEY_OPERATION_UNSUPPORTED', `${key.kind} keys do not sign`);
+    const digest = createHash(spec.digest).update(data).digest();
+    const mechanism: pkcs11.Mechanism = spec.family === 'ec'
+      ? { mechanism: pkcs11.CKM_ECDSA }
+      : { mechanism: pkcs11.CKM_RSA_PKCS_PSS, parameter: { type: pkcs11.CK_PARAMS_RSA_PSS, hashAlg: pkcs11.CKM_SHA256, mgf: pkcs11.CKG_MGF1_SHA256, saltLen: 32 } as pkcs11.RsaPSS };
+    this.calls++;
+    try {
+      return await this.pool.use((s) => {
+        this.lib.C_SignInit(s, mechanism, key.handle);
+        return this.lib.C_SignAsync(s, digest, Buffer.alloc(1024));
+      });
+    } catch (err) {
+      throw hsmError(err, 'sign');
+    }
+  }
+
+  async rsaEncrypt(key: HsmKey, publicKey: KeyObject, plaintext: Buffer, hash: OaepHash): Promise<Buffer> {
+    if (!this.capabilities.rsaOaepEncryptOnDevice) {
+      return publicEncrypt({ key: publicKey, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
+    }
+    const handle = this.publicHandle(key, publicKey);
+    this.calls++;
+    try {
+      return await this.pool.use((s) => {
+        this.lib.C_EncryptInit(s, oaepMechanism(hash), handle);
+        return this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(1024));
+      });
+    } catch (err) {
+      throw hsmError(err, 'RSA-OAEP encrypt');
+    }
+  }
+
+  async rsaDecrypt(key: HsmKey, ciphertext: Buffer, hash: OaepHash): Promise<Buffer> {
+    this.calls++;
+    try {
+      return await this.pool.use((s) => {
+        this.lib.C_DecryptInit(s, oaepMechanism(hash), key.handle);
+        return this.lib.C_DecryptAsync(s, ciphertext, Buffer.alloc(1024));
+      });
+    } catch (err) {
+      throw this.decryptError(err, 'RSA-OAEP decrypt');
+    }
+  }
+
+  async probeOaepHash(key: HsmKey, publicKey: KeyObject): Promise<OaepHash> {
+    const probe = randomBytes(16);
+    for (const hash of ['sha256', 'sha1'] as const) {
+      const ciphertext = publicEncrypt({ key: publicKey, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, probe);
+      try {
+        const back = await this.rsaDecrypt(key, ciphertext, hash);
+        if (back.equals(probe)) return hash;
+      } catch {
+        // SoftHSM 2.6 answers CKR_ARGUMENTS_BAD to OAEP-SHA-256; try the next hash.
+      }
+    }
+    throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token decrypts neither RSA-OAEP-SHA-256 nor RSA-OAEP-SHA-1');
+  }
+
+  attributes(key: HsmKey): HsmKeyAttributes {
+    const types = [pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_NEVER_EXTRACTABLE, pkcs11.CKA_ALWAYS_SENSITIVE];
+    const values = this.lib.C_GetAttributeValue(this.control, key.handle, types.map((type) => ({ type })));
+    const read = (type: number) => bool(values.find((a) => a.type === type)?.value as Buffer | undefined);
+    const secretAttribute = keySpec(key.kind).family === 'rsa' ? pkcs11.CKA_PRIVATE_EXPONENT : pkcs11.CKA_VALUE;
+    let valueReadRefused = false;
+    try {
+      const got = this.lib.C_GetAttributeValue(this.control, key.handle, [{ type: secretAttribute }]);
+      valueReadRefused = !(got[0]?.value instanceof Buffer) || got[0].value.length === 0;
+    } catch (err) {
+      valueReadRefused = ckrName(err) === 'CKR_ATTRIBUTE_SENSITIVE';
+    }
+    return {
+      token: read(pkcs11.CKA_TOKEN),
+      private: read(pkcs11.CKA_PRIVATE),
+      sensitive: read(pkcs11.CKA_SENSITIVE),
+      extractable: read(pkcs11.CKA_EXTRACTABLE),
+      neverExtractable: read(pkcs11.CKA_NEVER_EXTRACTABLE),
+      alwaysSensitive: read(pkcs11.CKA_ALWAYS_SENSITIVE),
+      valueReadRefused,
+    };
+  }
+
+  async health(): Promise<HsmHealth> {
+    const now = Date.now();
+    if (this.healthCache && now - this.healthCache.checkedAt < this.healthTtlMs) return this.healthCache;
+    const started = process.hrtime.bigint();
+    let result: HsmHealth;
+    try {
+      if (this.closed) throw new Error('HSM adapter is closed');
+      const session = this.lib.C_GetSessionInfo(this.control);
+      if (session.state !== CKS_RW_USER_FUNCTIONS && session.state !== CKS_RO_USER_FUNCTIONS) {
+        throw new Error('session is no longer logged in');
+      }
+      this.lib.C_GetTokenInfo(this.slot);
+      result = { ok: true, checkedAt: now, latencyMs: Number(process.hrtime.bigint() - started) / 1e6 };
+    } catch (err) {
+      result = { ok: false, checkedAt: now, latencyMs: Number(process.hrtime.bigint() - started) / 1e6, error: hsmError(err, 'health probe').message };
+    }
+    this.healthCache = result;
+    return result;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try { this.lib.C_CloseAllSessions(this.slot); } catch { /* closing anyway */ }
+    try { this.lib.C_Finalize(); } catch { /* closing anyway */ }
+    try { this.lib.close(); } catch { /* closing anyway */ }
+  }
+
+  private decryptError(err: unknown, operation: string): KeyholdError {
+    const ckr = ckrName(err);
+    if (ckr && CIPHERTEXT_REJECTED.has(ckr)) {
+      return new KeyholdError('ERR_CIPHERTEXT_INVALID', 'ciphertext failed authentication', { cause: err });
+    }
+    return hsmError(err, operation);
+  }
+
+  private findObjects(template: pkcs11.Template): Buffer[] {
+    this.lib.C_FindObjectsInit(this.control, template);
+    try {
+      return this.lib.C_FindObjects(this.control, 2);
+    } finally {
+      this.lib.C_FindObjectsFinal(this.control);
+    }
+  }
+
+  private readPublicKey(handle: Buffer, kind: HsmKeyKind, spec: AsymmetricSpec): KeyObject {
+    if (spec.family === 'ec') {
+      const [point] = this.lib.C_GetAttributeValue(this.control, handle, [{ type: pkcs11.CKA_EC_POINT }]);
+      return ecPublicKey(kind === 'ec-p256' ? 'P-256' : 'P-384', point?.value as Buffer);
+    }
+    const attrs = this.lib.C_GetAttributeValue(this.control, handle, [{ type: pkcs11.CKA_MODULUS }, { type: pkcs11.CKA_PUBLIC_EXPONENT }]);
+    return rsaPublicKey(attrs[0]?.value as Buffer, attrs[1]?.value as Buffer);
+  }
+
+  /** A session object carrying the public half, for tokens that encrypt on the device. */
+  private publicHandle(key: HsmKey, publicKey: KeyObject): Buffer {
+    const cached = this.publicHandles.get(key.label);
+    if (cached) return cached;
+    const jwk = publicKey.export({ format: 'jwk' });
+    const handle = this.lib.C_CreateObject(this.control, [
+      { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_PUBLIC_KEY },
+      { type: pkcs11.CKA_KEY_TYPE, value: pkcs11.CKK_RSA },
+      { type: pkcs11.CKA_TOKEN, value: false },
+      { type: pkcs11.CKA_ENCRYPT, value: true },
+      { type: pkcs11.CKA_VERIFY, value: false },
+      { type: pkcs11.CKA_WRAP, value: false },
+      { type: pkcs11.CKA_MODULUS, value: Buffer.from(jwk.n ?? '', 'base64url') },
+      { type: pkcs11.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e ?? '', 'base64url') },
+    ]);
+    this.publicHandles.set(key.label, handle);
+    return handle;
+  }
+}
+
+function gcmMechanism(iv: Buffer, aad: Buffer): pkcs11.Mechanism {
+  // The v2.40 parameter shape with ivBits: the older one leaves a field uninitialised.
+  return { mechanism: pkcs11.CKM_AES_GCM, parameter: { type: pkcs11.CK_PARAMS_AES_GCM_v240, iv, ivBits: GCM_IV_BYTES * 8, aad, tagBits: GCM_TAG_BYTES * 8 } as pkcs11.GcmParams };
+}
+
+function oaepMechanism(hash: OaepHash): pkcs11.Mechanism {
+  return { mechanism: pkcs11.CKM_RSA_PKCS_OAEP, parameter: { type: pkcs11.CK_PARAMS_RSA_OAEP, ...OAEP_PARAMS[hash], source: 1 /* CKZ_DATA_SPECIFIED */ } as pkcs11.RsaOAEP };
+}
+
+function findSlot(lib: pkcs11.PKCS11, config: HsmConfig): Buffer {
+  const slots = lib.C_GetSlotList(true);
+  if (config.slot !== undefined) {
+    const slot = slots.find((s) => slotIdString(s) === config.slot);
+    if (!slot) throw new KeyholdError('ERR_HSM_TOKEN_NOT_FOUND', `no token present in HSM slot ${config.slot}`);
+    return slot;
+  }
+  if (!config.tokenLabel) throw new KeyholdError('ERR_CONFIG', 'set hsm.tokenLabel or hsm.slot');
+  const matches = slots.filter((s) => trimPadded(lib.C_GetTokenInfo(s).label) === config.tokenLabel);
+  if (matches.length === 0) throw new KeyholdError('ERR_HSM_TOKEN_NOT_FOUND', `no HSM token labelled "${config.tokenLabel}"`);
+  if (matches.length > 1) throw new KeyholdError('ERR_CONFIG', `several HSM tokens are labelled "${config.tokenLabel}"; select one with hsm.slot`);
+  return matches[0] as Buffer;
+}
+
+function probeCapabilities(lib: pkcs11.PKCS11, slot: Buffer): HsmCapabilities {
+  const available = new Set(lib.C_GetMechanismList(slot));
+  const flagsOf = (mech: number): number => (available.has(mech) ? lib.C_GetMechanismInfo(slot, mech).flags : 0);
+  const has = (mech: number, flag: number) => (flagsOf(mech) & flag) === flag;
+  return {
+    aesGcm: has(pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT),
+    aesKeyWrapPad: available.has(pkcs11.CKM_AES_KEY_WRAP_PAD),
+    hmacSha256: has(pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN),
+    ecdsa: has(pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN),
+    rsaPss: has(pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN),
+    rsaOaepDecrypt: has(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_DECRYPT),
+    rsaOaepEncryptOnDevice: has(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_ENCRYPT),
+    ecKeyGen: has(pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR),
+    rsaKeyGen: has(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR),
+  };
+}

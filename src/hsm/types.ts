@@ -1,0 +1,89 @@
+import type { KeyObject } from 'node:crypto';
+
+/** The kinds of key keyhold asks an HSM to generate; see hsm/mechanisms.ts for their templates. */
+export type HsmKeyKind = 'aes256' | 'hmac-sha256' | 'ec-p256' | 'ec-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
+
+/** A key inside the token. `handle` is only valid in this process. */
+export interface HsmKey {
+  readonly label: string;
+  readonly kind: HsmKeyKind;
+  readonly handle: Buffer;
+}
+
+/** Generation result: asymmetric keys also hand back their public half (SPKI DER), which keyhold keeps outside the token. */
+export interface GeneratedHsmKey extends HsmKey {
+  readonly publicKeySpki?: Buffer;
+}
+
+/** What the token can do, probed at start from its mechanism list and flags, never from vendor strings. */
+export interface HsmCapabilities {
+  aesGcm: boolean;
+  aesKeyWrapPad: boolean;
+  hmacSha256: boolean;
+  ecdsa: boolean;
+  rsaPss: boolean;
+  rsaOaepDecrypt: boolean;
+  /** False on decrypt-only devices: keyhold then encrypts with the public key locally. */
+  rsaOaepEncryptOnDevice: boolean;
+  ecKeyGen: boolean;
+  rsaKeyGen: boolean;
+}
+
+export interface HsmTokenInfo {
+  label: string;
+  manufacturer: string;
+  model: string;
+  serial: string;
+  slotId: string;
+}
+
+export interface HsmHealth {
+  ok: boolean;
+  checkedAt: number;
+  latencyMs: number;
+  error?: string;
+}
+
+export interface HsmKeyAttributes {
+  token: boolean;
+  private: boolean;
+  sensitive: boolean;
+  extractable: boolean;
+  neverExtractable: boolean;
+  alwaysSensitive: boolean;
+  /** True when reading the secret value (CKA_VALUE or CKA_PRIVATE_EXPONENT) was refused by the token. */
+  valueReadRefused: boolean;
+}
+
+export type OaepHash = 'sha256' | 'sha1';
+
+/**
+ * The HSM as keyhold sees it. Everything PKCS#11-specific stays behind this interface; every
+ * implementation passes test/contract/hsm.ts.
+ */
+export interface Hsm {
+  readonly token: HsmTokenInfo;
+  readonly capabilities: HsmCapabilities;
+  findKey(label: string, kind: HsmKeyKind): HsmKey | null;
+  /** Generates a new non-extractable token key; refuses if one with that label exists. */
+  generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey>;
+  destroyKey(key: HsmKey): void;
+  /** AES-256-GCM on the device; returns iv(12) ‖ ciphertext ‖ tag(16). */
+  aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer>;
+  /** Rejects with ERR_CIPHERTEXT_INVALID when the tag, AAD or layout is wrong. */
+  aesGcmDecrypt(key: HsmKey, blob: Buffer, aad: Buffer): Promise<Buffer>;
+  hmacSha256(key: HsmKey, data: Buffer): Promise<Buffer>;
+  /** ECDSA (raw r‖s over SHA-256/384 of data) or RSA-PSS-SHA256, on the device. */
+  sign(key: HsmKey, data: Buffer): Promise<Buffer>;
+  /** RSA-OAEP; on the device where it can, else locally with the public key (decided by probing). */
+  rsaEncrypt(key: HsmKey, publicKey: KeyObject, plaintext: Buffer, hash: OaepHash): Promise<Buffer>;
+  rsaDecrypt(key: HsmKey, ciphertext: Buffer, hash: OaepHash): Promise<Buffer>;
+  /** Which OAEP hash this token accepts for this key (SHA-256 preferred); probed with the key itself. */
+  probeOaepHash(key: HsmKey, publicKey: KeyObject): Promise<OaepHash>;
+  attributes(key: HsmKey): HsmKeyAttributes;
+  /** Cheap and cached: safe to call from readiness probes. */
+  health(): Promise<HsmHealth>;
+  /** Number of cryptographic calls made on the device (for metrics and benches). */
+  readonly callCount: number;
+  close(): Promise<void>;
+}

@@ -1,0 +1,154 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { KeyholdError } from '../errors.js';
+import type { Storage, StorageCheck, StorageWrite } from './types.js';
+
+/** The pragmas tests and diagnostics may read; a fixed list so `pragma()` can never be used to set one. */
+export type SqlitePragma = 'journal_mode' | 'synchronous' | 'busy_timeout';
+
+// In JS unicode mode this matches only unpaired surrogates. SQLite would store them as invalid
+// UTF-8 and hand them back as U+FFFD, so two distinct keys could list as the same string.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+function storageError(op: string, err: unknown): KeyholdError {
+  if (err instanceof KeyholdError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new KeyholdError('ERR_STORAGE', `sqlite ${op} failed: ${msg}`, { cause: err });
+}
+
+function checkKey(key: string): void {
+  if (LONE_SURROGATE.test(key)) throw new KeyholdError('ERR_STORAGE', 'storage key is not well-formed UTF-16');
+}
+
+/**
+ * The smallest string greater than every string starting with `prefix` (null: no bound). TEXT
+ * compares as UTF-8 bytes, whose order equals code point order, so bumping the last code point
+ * is exact; LIKE would treat '%' and '_' in keys as wildcards.
+ */
+function prefixEnd(prefix: string): string | null {
+  const cps = Array.from(prefix);
+  while (cps.length > 0) {
+    const last = (cps.pop() as string).codePointAt(0) as number;
+    if (last < 0x10ffff) return cps.join('') + String.fromCodePoint(last === 0xd7ff ? 0xe000 : last + 1);
+  }
+  return null;
+}
+
+export class SqliteStorage implements Storage {
+  private closed = false;
+  private readonly getStmt: Database.Statement<[string], Buffer>;
+  private readonly putStmt: Database.Statement<[string, Buffer]>;
+  private readonly deleteStmt: Database.Statement<[string]>;
+  private readonly listAllStmt: Database.Statement<[], string>;
+  private readonly listFromStmt: Database.Statement<[string], string>;
+  private readonly listRangeStmt: Database.Statement<[string, string], string>;
+  private readonly atomicTx: Database.Transaction<(checks: readonly StorageCheck[], writes: readonly StorageWrite[]) => boolean>;
+
+  private constructor(private readonly db: Database.Database) {
+    this.getStmt = db.prepare<[string], Buffer>('SELECT value FROM kv WHERE key = ?').pluck();
+    this.putStmt = db.prepare<[string, Buffer]>('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.deleteStmt = db.prepare<[string]>('DELETE FROM kv WHERE key = ?');
+    this.listAllStmt = db.prepare<[], string>('SELECT key FROM kv ORDER BY key').pluck();
+    this.listFromStmt = db.prepare<[string], string>('SELECT key FROM kv WHERE key >= ? ORDER BY key').pluck();
+    this.listRangeStmt = db.prepare<[string, string], string>('SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key').pluck();
+    this.atomicTx = db.transaction((checks: readonly StorageCheck[], writes: readonly StorageWrite[]) => {
+      for (const check of checks) {
+        const current = this.getStmt.get(check.key) ?? null;
+        const holds = current === null || check.value === null ? current === check.value : current.equals(check.value);
+        if (!holds) return false;
+      }
+      for (const w of writes) {
+        if (w.op === 'put') this.putStmt.run(w.key, w.value);
+        else this.deleteStmt.run(w.key);
+      }
+      return true;
+    });
+  }
+
+  static open(file: string): SqliteStorage {
+    let db: Database.Database | undefined;
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      // Create the file ourselves so it is born 0600; SQLite gives -wal/-shm the same mode.
+      fs.closeSync(fs.openSync(file, 'a', 0o600));
+      db = new Database(file);
+      // WAL + FULL: a commit is fsynced before it returns, which is what "durable when the
+      // promise resolves" in the Storage contract requires.
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new Error(`journal_mode is ${String(mode)}, not wal`);
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID');
+      return new SqliteStorage(db);
+    } catch (err) {
+      db?.close();
+      throw storageError('open', err);
+    }
+  }
+
+  /** Read-only view of a connection pragma (synchronous is per connection, so another connection can't see it). */
+  pragma(name: SqlitePragma): unknown {
+    return this.run('pragma', () => this.db.pragma(name, { simple: true }));
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    return this.run('get', () => {
+      checkKey(key);
+      return this.getStmt.get(key) ?? null;
+    });
+  }
+
+  async put(key: string, value: Buffer): Promise<void> {
+    this.run('put', () => {
+      checkKey(key);
+      this.putStmt.run(key, value);
+    });
+  }
+
+  async delete(key: string): Promise<void> {
+    this.run('delete', () => {
+      checkKey(key);
+      this.deleteStmt.run(key);
+    });
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    return this.run('list', () => {
+      checkKey(prefix);
+      if (prefix === '') return this.listAllStmt.all();
+      const end = prefixEnd(prefix);
+      return end === null ? this.listFromStmt.all(prefix) : this.listRangeStmt.all(prefix, end);
+    });
+  }
+
+  async atomic(checks: readonly StorageCheck[], writes: readonly StorageWrite[]): Promise<boolean> {
+    return this.run('atomic', () => {
+      for (const c of checks) checkKey(c.key);
+      for (const w of writes) checkKey(w.key);
+      // IMMEDIATE takes the write lock before the checks are read, so no other connection can
+      // change a checked key between the compare and the writes.
+      return this.atomicTx.immediate(checks, writes);
+    });
+  }
+
+  /** Idempotent, so cleanup paths can always call it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.db.close();
+    } catch (err) {
+      throw storageError('close', err);
+    }
+  }
+
+  private run<T>(op: string, fn: () => T): T {
+    if (this.closed) throw new KeyholdError('ERR_STORAGE', `sqlite ${op} failed: storage is closed`);
+    try {
+      return fn();
+    } catch (err) {
+      throw storageError(op, err);
+    }
+  }
+}
