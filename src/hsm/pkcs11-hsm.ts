@@ -26,6 +26,15 @@ function slotIdString(slot: Buffer): string {
   return slot.length >= 8 ? slot.readBigUInt64LE(0).toString() : String(slot.readUIntLE(0, slot.length));
 }
 
+/**
+ * Node hands the addon a NULL data pointer for an empty Buffer, and SoftHSM answers C_Encrypt /
+ * C_Sign with a NULL input by CKR_ARGUMENTS_BAD *without* ending the operation, which then leaves
+ * the pooled session stuck in CKR_OPERATION_ACTIVE. A zero-length view of real memory is not NULL.
+ */
+function input(data: Buffer): Buffer {
+  return data.length > 0 ? data : Buffer.alloc(1).subarray(0, 0);
+}
+
 function bool(value: Buffer | undefined): boolean {
   return value !== undefined && value.length > 0 && value[0] !== 0;
 }
@@ -184,7 +193,7 @@ export class Pkcs11Hsm implements Hsm {
     try {
       const out = await this.pool.use((s) => {
         this.lib.C_EncryptInit(s, gcmMechanism(iv, aad), key.handle);
-        return this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
+        return this.lib.C_EncryptAsync(s, input(plaintext), Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
       });
       return Buffer.concat([iv, out]);
     } catch (err) {
@@ -212,7 +221,7 @@ export class Pkcs11Hsm implements Hsm {
     try {
       return await this.pool.use((s) => {
         this.lib.C_SignInit(s, { mechanism: pkcs11.CKM_SHA256_HMAC }, key.handle);
-        return this.lib.C_SignAsync(s, data, Buffer.alloc(32));
+        return this.lib.C_SignAsync(s, input(data), Buffer.alloc(32));
       });
     } catch (err) {
       throw hsmError(err, 'HMAC');
@@ -246,7 +255,7 @@ export class Pkcs11Hsm implements Hsm {
     try {
       return await this.pool.use((s) => {
         this.lib.C_EncryptInit(s, oaepMechanism(hash), handle);
-        return this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(1024));
+        return this.lib.C_EncryptAsync(s, input(plaintext), Buffer.alloc(1024));
       });
     } catch (err) {
       throw hsmError(err, 'RSA-OAEP encrypt');

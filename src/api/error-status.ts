@@ -1,0 +1,58 @@
+import type { KeyholdErrorCode } from '../errors.js';
+
+/** The one map from error code to HTTP status. Codes not listed are server faults (500). */
+export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
+  ERR_BAD_REQUEST: 400,
+  ERR_PAYLOAD_TOO_LARGE: 413,
+  ERR_UNAUTHENTICATED: 401,
+  ERR_PERMISSION_DENIED: 403,
+  ERR_NOT_FOUND: 404,
+  ERR_KEY_NOT_FOUND: 404,
+  ERR_KEY_EXISTS: 409,
+  ERR_KEY_VERSION_NOT_FOUND: 400,
+  ERR_KEY_VERSION_RETIRED: 400,
+  ERR_KEY_DISABLED: 409,
+  ERR_KEY_OPERATION_UNSUPPORTED: 400,
+  ERR_KEY_DELETION_NOT_ALLOWED: 409,
+  ERR_PLAINTEXT_TOO_LARGE: 400,
+  ERR_CIPHERTEXT_INVALID: 400,
+  ERR_SIGNATURE_INVALID: 400,
+  ERR_SECRET_NOT_FOUND: 404,
+  ERR_SECRET_VERSION_DELETED: 404,
+  ERR_SECRET_VERSION_DESTROYED: 404,
+  ERR_CAS_MISMATCH: 409,
+  ERR_CONFLICT: 409,
+  ERR_POLICY_INVALID: 400,
+  ERR_NOT_SUPPORTED: 400,
+  ERR_CONFIG: 500,
+  ERR_NOT_INITIALIZED: 503,
+  ERR_ALREADY_INITIALIZED: 409,
+  ERR_SEALED: 503,
+  ERR_HSM_MODULE: 503,
+  ERR_HSM_TOKEN_NOT_FOUND: 503,
+  ERR_HSM_PIN_INCORRECT: 503,
+  ERR_HSM_PIN_LOCKED: 503,
+  ERR_HSM_KEY_MISSING: 503,
+  ERR_HSM_MECHANISM_UNSUPPORTED: 501,
+  ERR_HSM_UNAVAILABLE: 503,
+  ERR_HSM: 502,
+  ERR_STORAGE: 503,
+  ERR_BARRIER_INTEGRITY: 500,
+  ERR_AUDIT_UNAVAILABLE: 503,
+  ERR_AUDIT_CHAIN_BROKEN: 503,
+  ERR_INTERNAL: 500,
+};
+
+/**
+ * Server-side faults get a fixed message: a PKCS#11 CKR_*, a SQLite error or a file path never
+ * reaches a client verbatim (it is in the server log, under the same request id).
+ */
+export function publicMessage(code: KeyholdErrorCode, message: string): string {
+  const status = HTTP_STATUS[code] ?? 500;
+  if (status < 500 || code === 'ERR_HSM_MECHANISM_UNSUPPORTED') return message;
+  if (code.startsWith('ERR_HSM')) return 'the HSM could not complete the operation';
+  if (code.startsWith('ERR_AUDIT')) return 'the audit log cannot be written; request refused';
+  if (code === 'ERR_STORAGE') return 'storage is unavailable';
+  if (code === 'ERR_SEALED' || code === 'ERR_NOT_INITIALIZED') return 'keyhold is sealed or not initialised';
+  return 'internal error';
+}

@@ -1,0 +1,30 @@
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Runtime } from '../core/runtime.js';
+
+/** Prometheus metrics on a registry of this server's own (tests run several servers in one process). */
+export function installMetrics(app: FastifyInstance, runtime: Runtime): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'keyhold_' });
+  const requests = new Counter({ name: 'keyhold_http_requests_total', help: 'HTTP requests by operation and status', labelNames: ['operation', 'status'] as const, registers: [registry] });
+  const latency = new Histogram({
+    name: 'keyhold_http_request_duration_seconds', help: 'HTTP request latency by operation', labelNames: ['operation'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry],
+  });
+  new Gauge({ name: 'keyhold_hsm_calls_total', help: 'Cryptographic calls made on the HSM', registers: [registry], collect() { this.set(runtime.hsm.callCount); } });
+  new Gauge({ name: 'keyhold_hsm_up', help: '1 when the last (cached) HSM probe succeeded', registers: [registry], async collect() { this.set((await runtime.hsm.health()).ok ? 1 : 0); } });
+  new Gauge({ name: 'keyhold_audit_up', help: '1 while the audit log is writable', registers: [registry], collect() { this.set(runtime.audit.healthy ? 1 : 0); } });
+  new Gauge({ name: 'keyhold_audit_flushes_total', help: 'Group-commit flushes (write + fdatasync) of the audit log', registers: [registry], collect() { this.set(runtime.audit.flushes); } });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const operation = request.routeOptions.config?.operation ?? (request.routeOptions.url ? `${request.method} ${request.routeOptions.url}` : 'unmatched');
+    requests.inc({ operation, status: String(reply.statusCode) });
+    latency.observe({ operation }, reply.elapsedTime / 1000);
+  });
+
+  app.get('/metrics', { schema: { hide: true }, config: { public: true } }, async (_req, reply) => {
+    reply.header('content-type', registry.contentType);
+    return registry.metrics();
+  });
+  return registry;
+}

@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Runtime } from '../core/runtime.js';
+import { installAudit } from './audit-hooks.js';
+import { installAuth } from './auth.js';
+import './context.js';
+import { installErrorHandling } from './errors.js';
+import { installMetrics } from './metrics.js';
+import { keyRoutes } from './routes/keys.js';
+import { secretRoutes } from './routes/secrets.js';
+import { sysRoutes, VERSION } from './routes/sys.js';
+
+export interface ApiOptions {
+  logLevel?: string;
+  /** Where structured logs go (default stdout). */
+  logStream?: NodeJS.WritableStream;
+}
+
+/**
+ * The HTTP API. Hook order per request: onRequest (authenticate) → validation → preHandler
+ * (authorise, audit the request) → handler → onSend (audit the outcome) → onResponse (metrics).
+ */
+export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: runtime.config.api?.bodyLimitBytes ?? 1024 * 1024,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    ajv: {
+      // Unknown fields are rejected, never dropped; "123" is not a number.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+    logger: {
+      level: options.logLevel ?? runtime.config.log?.level ?? 'info',
+      ...(options.logStream ? { stream: options.logStream } : {}),
+      // Only method, route and id: never headers (tokens), bodies or query values.
+      serializers: {
+        req: (req) => ({ method: req.method, url: req.routeOptions?.url ?? 'unmatched', id: req.id }),
+        res: (res) => ({ statusCode: res.statusCode }),
+      },
+      redact: ['req.headers.authorization', 'headers.authorization'],
+    },
+  });
+  app.decorateRequest('keyhold', null as never);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'keyhold', version: VERSION, description: 'HSM-rooted key management and secret delivery' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  installErrorHandling(app);
+  installAuth(app, runtime);
+  installAudit(app, runtime);
+  installMetrics(app, runtime);
+
+  sysRoutes(app, runtime);
+  keyRoutes(app, runtime);
+  secretRoutes(app, runtime);
+  app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,111 @@
+/**
+ * The audit entry and its hash chain. Each stored line is the canonical JSON of the entry including
+ * `hash` = sha256(canonical JSON of the entry without `hash`), and `prev` = the previous entry's hash.
+ * Because every entry seals itself, altering any byte of entry N is detected at N, not only at N+1.
+ */
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical.js';
+
+export interface AuditActor {
+  tokenId?: string;
+  policies?: string[];
+  selectors?: string[];
+}
+
+export interface AuditOutcome {
+  status: number;
+  code?: string;
+}
+
+export interface AuditEntry {
+  seq: number;
+  /** ISO 8601 UTC, as produced by Date#toISOString. */
+  time: string;
+  /** Hash of the previous entry, or GENESIS_HASH for seq 1. */
+  prev: string;
+  type: 'request' | 'response';
+  requestId: string;
+  actor?: AuditActor;
+  operation: string;
+  path: string;
+  outcome?: AuditOutcome;
+  /** Extra facts; sensitive values must be AuditHmac outputs, never clear text. */
+  fields?: Record<string, string>;
+}
+
+/** What callers hand to the log; the log assigns seq, time and prev. */
+export type AuditRecord = Omit<AuditEntry, 'seq' | 'prev' | 'time'>;
+
+/** An entry as stored on disk: sealed with its own hash. */
+export type SealedAuditEntry = AuditEntry & { hash: string };
+
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export function sha256Hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** sha256 of the canonical JSON of the entry without its `hash` field. */
+export function entryHash(entry: AuditEntry | SealedAuditEntry): string {
+  const { hash: _ignored, ...content } = entry as SealedAuditEntry;
+  return sha256Hex(canonicalJson(content));
+}
+
+/** Seals an entry: returns it with `hash` set and the exact line to write (no newline). */
+export function sealEntry(entry: AuditEntry): { sealed: SealedAuditEntry; line: string } {
+  const sealed: SealedAuditEntry = { ...entry, hash: entryHash(entry) };
+  return { sealed, line: canonicalJson(sealed) };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const ENTRY_KEYS = ['seq', 'time', 'prev', 'type', 'requestId', 'actor', 'operation', 'path', 'outcome', 'fields', 'hash'];
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const isStringArray = (value: unknown): boolean => Array.isArray(value) && value.every((v) => typeof v === 'string');
+
+function unknownKey(obj: Record<string, unknown>, allowed: readonly string[]): string | undefined {
+  return Object.keys(obj).find((key) => !allowed.includes(key));
+}
+
+/**
+ * Describes what is wrong with the shape of an entry, or returns undefined. The writer checks every
+ * entry with this before assigning it a seq, so the log never contains a line the verifier rejects.
+ */
+export function entryShapeProblem(value: unknown, sealed: boolean): string | undefined {
+  if (!isObject(value)) return 'entry is not an object';
+  const extra = unknownKey(value, sealed ? ENTRY_KEYS : ENTRY_KEYS.slice(0, -1));
+  if (extra !== undefined) return `unknown field ${JSON.stringify(extra)}`;
+  const { seq, time, prev, type, requestId, actor, operation, path, outcome, fields, hash } = value;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return 'seq is not a positive integer';
+  if (typeof time !== 'string' || !ISO_TIME.test(time)) return 'time is not an ISO timestamp';
+  if (typeof prev !== 'string' || !HEX64.test(prev)) return 'prev is not a sha256 hex digest';
+  if (sealed && (typeof hash !== 'string' || !HEX64.test(hash))) return 'hash is not a sha256 hex digest';
+  if (type !== 'request' && type !== 'response') return 'type is not "request" or "response"';
+  if (typeof requestId !== 'string' || requestId === '') return 'requestId is not a non-empty string';
+  if (typeof operation !== 'string') return 'operation is not a string';
+  if (typeof path !== 'string') return 'path is not a string';
+  if (actor !== undefined) {
+    if (!isObject(actor) || unknownKey(actor, ['tokenId', 'policies', 'selectors']) !== undefined) return 'actor is malformed';
+    if (actor['tokenId'] !== undefined && typeof actor['tokenId'] !== 'string') return 'actor.tokenId is not a string';
+    if (actor['policies'] !== undefined && !isStringArray(actor['policies'])) return 'actor.policies is not a string array';
+    if (actor['selectors'] !== undefined && !isStringArray(actor['selectors'])) return 'actor.selectors is not a string array';
+  }
+  if (outcome !== undefined) {
+    if (!isObject(outcome) || unknownKey(outcome, ['status', 'code']) !== undefined) return 'outcome is malformed';
+    if (typeof outcome['status'] !== 'number' || !Number.isSafeInteger(outcome['status'])) return 'outcome.status is not an integer';
+    if (outcome['code'] !== undefined && typeof outcome['code'] !== 'string') return 'outcome.code is not a string';
+  }
+  if (fields !== undefined) {
+    if (!isObject(fields) || !Object.values(fields).every((v) => typeof v === 'string')) return 'fields is not a map of strings';
+  }
+  return undefined;
+}

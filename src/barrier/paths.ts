@@ -1,0 +1,16 @@
+import { KeyholdError } from '../errors.js';
+
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * Logical paths are '/'-separated segments of [A-Za-z0-9._-], no empty or '.'/'..' segments:
+ * one path means one record, and no path escapes its prefix (Vault's barrier view does the same).
+ */
+export function assertLogicalPath(path: string, what = 'path'): void {
+  if (path.length === 0 || path.length > 512) throw new KeyholdError('ERR_BAD_REQUEST', `${what} must be 1 to 512 characters`);
+  for (const segment of path.split('/')) {
+    if (!SEGMENT.test(segment) || segment === '.' || segment === '..') {
+      throw new KeyholdError('ERR_BAD_REQUEST', `${what} "${path}" has an invalid segment; use [A-Za-z0-9._-] separated by '/'`);
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { KeyholdError, isKeyholdError } from '../errors.js';
+import type { Hsm, HsmKey } from '../hsm/types.js';
+import type { Storage } from '../storage/types.js';
+
+/** The only record outside the barrier: it holds nothing but ciphertext and HSM key labels. */
+export const SEAL_RECORD_KEY = 'core/seal';
+const ROOT_KEY_AAD = Buffer.from('keyhold/seal/root-key/v1', 'utf8');
+
+export interface SealRecord {
+  version: 1;
+  /** HSM AES key that wraps the barrier root key. */
+  sealKeyLabel: string;
+  /** HSM AES key that wraps `wrapped`-protection user key material. */
+  wrapKeyLabel: string;
+  /** Root key, AES-256-GCM-encrypted on the HSM: iv ‖ ciphertext ‖ tag, base64. */
+  wrappedRootKey: string;
+  tokenSerial: string;
+  createdAt: string;
+}
+
+export interface Unsealed {
+  record: SealRecord;
+  rootKey: Buffer;
+  sealKey: HsmKey;
+  wrapKey: HsmKey;
+}
+
+async function readSealRecord(storage: Storage): Promise<SealRecord | null> {
+  const raw = await storage.get(SEAL_RECORD_KEY);
+  if (!raw) return null;
+  try {
+    return JSON.parse(raw.toString('utf8')) as SealRecord;
+  } catch (cause) {
+    throw new KeyholdError('ERR_BARRIER_INTEGRITY', 'the seal record in storage is not valid JSON', { cause });
+  }
+}
+
+export async function isInitialized(storage: Storage): Promise<boolean> {
+  return (await readSealRecord(storage)) !== null;
+}
+
+/**
+ * First start: two fresh non-extractable AES keys in the token (labels carry a random suffix so a
+ * reused token never hands an old key to a new store) and a random root key wrapped by one of them.
+ */
+export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
+  if (await isInitialized(storage)) throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'this store is already initialised');
+  if (!hsm.capabilities.aesGcm) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot do AES-GCM, which the seal needs');
+  const suffix = randomBytes(4).toString('hex');
+  const sealKey = await hsm.generateKey(`keyhold/seal/${suffix}`, 'aes256');
+  const wrapKey = await hsm.generateKey(`keyhold/wrap/${suffix}`, 'aes256');
+  const rootKey = randomBytes(32);
+  const wrapped = await hsm.aesGcmEncrypt(sealKey, rootKey, ROOT_KEY_AAD);
+  const record: SealRecord = {
+    version: 1,
+    sealKeyLabel: sealKey.label,
+    wrapKeyLabel: wrapKey.label,
+    wrappedRootKey: wrapped.toString('base64'),
+    tokenSerial: hsm.token.serial,
+    createdAt: new Date().toISOString(),
+  };
+  const created = await storage.atomic([{ key: SEAL_RECORD_KEY, value: null }], [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(record)) }]);
+  if (!created) throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'another process initialised this store first');
+  return { record, rootKey, sealKey, wrapKey };
+}
+
+/**
+ * Auto-unseal: the HSM decrypts the root key. Reads only; a missing key or a token that cannot
+ * decrypt leaves storage untouched.
+ */
+export async function unseal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
+  const record = await readSealRecord(storage);
+  if (!record) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
+  const sealKey = hsm.findKey(record.sealKeyLabel, 'aes256');
+  const wrapKey = hsm.findKey(record.wrapKeyLabel, 'aes256');
+  const missing = [!sealKey && record.sealKeyLabel, !wrapKey && record.wrapKeyLabel].filter(Boolean);
+  if (!sealKey || !wrapKey) {
+    throw new KeyholdError('ERR_HSM_KEY_MISSING', `HSM key(s) ${missing.join(', ')} not found in token "${hsm.token.label}" (serial ${hsm.token.serial}); this store was sealed by token serial ${record.tokenSerial}`);
+  }
+  try {
+    const rootKey = await hsm.aesGcmDecrypt(sealKey, Buffer.from(record.wrappedRootKey, 'base64'), ROOT_KEY_AAD);
+    return { record, rootKey, sealKey, wrapKey };
+  } catch (err) {
+    if (isKeyholdError(err, 'ERR_CIPHERTEXT_INVALID')) {
+      throw new KeyholdError('ERR_BARRIER_INTEGRITY', `HSM key "${record.sealKeyLabel}" does not unwrap this store's root key`);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { KeyholdClient } from '../../client/client.js';
+import { printJson } from '../output.js';
+
+export async function status(): Promise<void> {
+  const address = (process.env.KEYHOLD_ADDR ?? 'http://127.0.0.1:8200').replace(/\/+$/, '');
+  const response = await fetch(`${address}/v1/sys/health`, { signal: AbortSignal.timeout(10_000) }).catch((cause: Error) => {
+    throw Object.assign(new Error(`cannot reach keyhold at ${address}: ${cause.message}`), { code: 'ERR_UNREACHABLE' });
+  });
+  printJson({ address, status: response.status, ...(await response.json() as object) });
+  if (response.status !== 200) process.exitCode = 2;
+}
+
+export async function policyPut(name: string, file: string): Promise<void> {
+  const raw = readFileSync(file === '-' ? 0 : file, 'utf8');
+  const { parse } = await import('yaml');
+  const doc = parse(raw) as { rules?: Array<{ path: string; capabilities: string[] }> };
+  printJson(await KeyholdClient.fromEnv().putPolicy(name, doc.rules ?? []));
+}
+
+export async function tokenCreate(o: { policy: string[]; ttl?: string }): Promise<void> {
+  const ttl = o.ttl === undefined ? undefined : /^\d+$/.test(o.ttl) ? Number(o.ttl) : o.ttl;
+  printJson(await KeyholdClient.fromEnv().createToken(o.policy, ttl));
+}
+
+/** Offline: reads the audit file itself, so it works with the server stopped (or compromised). */
+export async function auditVerify(o: { file?: string; config?: string }): Promise<void> {
+  let path = o.file;
+  if (!path && o.config) {
+    const { loadConfigFile } = await import('../../core/config.js');
+    path = loadConfigFile(o.config).audit.path;
+  }
+  if (!path) throw Object.assign(new Error('give --file AUDIT_LOG or --config FILE'), { code: 'ERR_BAD_REQUEST' });
+  const { verifyAuditFile } = await import('../../audit/verify.js');
+  const result = await verifyAuditFile(path);
+  printJson(result);
+  if (!result.ok) process.exitCode = 3;
+}

@@ -1,0 +1,33 @@
+import { loadConfigFile } from '../../core/config.js';
+import { prepareDev, readRootToken } from '../../core/dev.js';
+import { startRuntime } from '../../core/runtime.js';
+import { serve, untilSignal } from '../../core/serve.js';
+
+export async function runServer(options: { config: string }): Promise<void> {
+  const config = loadConfigFile(options.config);
+  const server = await serve(config, { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
+  process.stderr.write(`keyhold: serving on ${server.address}\n`);
+  await untilSignal(server);
+}
+
+export async function runInit(options: { config: string; rootTokenFile: string }): Promise<void> {
+  const runtime = await startRuntime(loadConfigFile(options.config), { initRootTokenFile: options.rootTokenFile });
+  await runtime.close();
+  process.stderr.write(`keyhold: initialised; root token written to ${options.rootTokenFile} (mode 0600)\n`);
+}
+
+export async function runDev(options: { dataDir: string; listen: string }): Promise<void> {
+  const setup = prepareDev(options.dataDir, options.listen);
+  const server = await serve(setup.config, { initRootTokenFile: setup.rootTokenFile });
+  const tokenHint = readRootToken(setup.rootTokenFile) ? `export KEYHOLD_TOKEN=$(cat ${setup.rootTokenFile})` : '(no root token file)';
+  process.stderr.write([
+    `keyhold dev: data in ${setup.dataDir} (SoftHSM token "${setup.config.hsm.tokenLabel}", SQLite, audit log)`,
+    `keyhold dev: listening on ${server.address}`,
+    `  export KEYHOLD_ADDR=${server.address}`,
+    `  ${tokenHint}`,
+    'keyhold dev: Ctrl-C to stop',
+    '',
+  ].join('\n'));
+  await untilSignal(server);
+  process.stderr.write('keyhold dev: stopped\n');
+}

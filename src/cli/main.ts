@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { run } from './output.js';
+
+/**
+ * Every subcommand loads its implementation lazily, so `keyhold key …` never loads the native
+ * modules (pkcs11js, better-sqlite3) that only the server needs.
+ */
+const program = new Command('keyhold')
+  .description('HSM-rooted key management and secret delivery for Kubernetes')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program.command('server').description('run the keyhold server')
+  .requiredOption('--config <file>', 'YAML config (KEYHOLD_* environment variables override it)')
+  .action(run(async (o: { config: string }) => (await import('./commands/server.js')).runServer(o)));
+
+program.command('init').description('initialise an empty store: create the HSM seal keys and the root token')
+  .requiredOption('--config <file>', 'YAML config')
+  .requiredOption('--root-token-file <file>', 'where to write the root token (mode 0600)')
+  .action(run(async (o: { config: string; rootTokenFile: string }) => (await import('./commands/server.js')).runInit(o)));
+
+program.command('dev').description('run keyhold with an embedded SoftHSM token and SQLite under a data dir')
+  .option('--data-dir <dir>', 'data directory', '.keyhold')
+  .option('--listen <host:port>', 'listen address', '127.0.0.1:8200')
+  .action(run(async (o: { dataDir: string; listen: string }) => (await import('./commands/server.js')).runDev(o)));
+
+program.command('status').description('show server health (KEYHOLD_ADDR)')
+  .action(run(async () => (await import('./commands/admin.js')).status()));
+
+const key = program.command('key').description('named, versioned keys (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
+const keys = async () => (await import('./commands/keys.js')).keyCommands;
+key.command('create <name>').description('create a key')
+  .addOption(new Option('--type <type>', 'key type').choices(['aes256-gcm', 'hmac-sha256', 'ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096']).default('aes256-gcm'))
+  .addOption(new Option('--protection <p>', 'hsm: inside the token; wrapped: wrapped by an HSM key').choices(['hsm', 'wrapped']).default('hsm'))
+  .option('--deletion-allowed', 'allow deleting the key later')
+  .action(run(async (name: string, o) => (await keys()).create(name, o)));
+key.command('get <name>').description('describe a key').action(run(async (name: string) => (await keys()).get(name)));
+key.command('list').description('list keys').action(run(async () => (await keys()).list()));
+key.command('rotate <name>').description('add a new version').action(run(async (name: string) => (await keys()).rotate(name)));
+key.command('config <name>').description('retire versions, allow deletion, disable')
+  .option('--min-decryption-version <n>').option('--deletion-allowed').option('--no-deletion-allowed').option('--disabled').option('--no-disabled')
+  .action(run(async (name: string, o) => (await keys()).config(name, o)));
+key.command('delete <name>').description('delete a key (if allowed)').action(run(async (name: string) => (await keys()).delete(name)));
+for (const op of ['encrypt', 'sign'] as const) {
+  key.command(`${op} <name>`).description(`${op} data from --data, --file or stdin`)
+    .option('--data <text>').option('--file <path>').option('--context <text>')
+    .action(run(async (name: string, o) => (await keys())[op](name, o)));
+}
+key.command('decrypt <name> <ciphertext>').description('decrypt to stdout').option('--context <text>')
+  .action(run(async (name: string, ct: string, o) => (await keys()).decrypt(name, ct, o)));
+key.command('verify <name> <signature>').description('verify data from --data, --file or stdin').option('--data <text>').option('--file <path>')
+  .action(run(async (name: string, sig: string, o) => (await keys()).verify(name, sig, o)));
+key.command('datakey <name>').description('generate a data key').option('--wrapped-only').option('--bits <bits>', '128 or 256', '256')
+  .action(run(async (name: string, o) => (await keys()).datakey(name, o)));
+
+const secret = program.command('secret').description('versioned secrets (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
+const secrets = async () => (await import('./commands/secrets.js')).secretCommands;
+secret.command('put <path> <pairs...>').description('write key=value pairs (value @file reads a file; "-" reads JSON from stdin)').option('--cas <version>')
+  .action(run(async (path: string, pairs: string[], o) => (await secrets()).put(path, pairs, o)));
+secret.command('get <path>').description('read a secret').option('--version <n>').option('--field <name>', 'print one field raw')
+  .action(run(async (path: string, o) => (await secrets()).get(path, o)));
+secret.command('list [folder]').description('list a folder').action(run(async (folder: string | undefined) => (await secrets()).list(folder)));
+secret.command('delete <path>').description('soft-delete versions (default: current)').option('--versions <list>')
+  .action(run(async (path: string, o) => (await secrets()).delete(path, o)));
+secret.command('undelete <path>').requiredOption('--versions <list>').action(run(async (path: string, o) => (await secrets()).undelete(path, o)));
+secret.command('destroy <path>').requiredOption('--versions <list>').action(run(async (path: string, o) => (await secrets()).destroy(path, o)));
+secret.command('metadata <path>').action(run(async (path: string) => (await secrets()).metadata(path)));
+
+const policy = program.command('policy').description('policies');
+policy.command('put <name> <file>').description('create or replace a policy from a YAML/JSON file with {rules: [{path, capabilities}]}')
+  .action(run(async (name: string, file: string) => (await import('./commands/admin.js')).policyPut(name, file)));
+
+const token = program.command('token').description('tokens');
+token.command('create').description('create a token').option('--policy <name...>', 'policies', []).option('--ttl <ttl>', 'seconds or 30m, 12h, 7d')
+  .action(run(async (o: { policy: string[]; ttl?: string }) => (await import('./commands/admin.js')).tokenCreate(o)));
+
+const audit = program.command('audit').description('the tamper-evident audit log');
+audit.command('verify').description('verify the hash chain; reports the first altered, removed or reordered entry')
+  .option('--file <path>', 'audit log file').option('--config <file>', 'take the path from a server config')
+  .action(run(async (o: { file?: string; config?: string }) => (await import('./commands/admin.js')).auditVerify(o)));
+
+await program.parseAsync(process.argv);

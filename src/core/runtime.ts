@@ -1,0 +1,108 @@
+import { hkdfSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { AuditHmac } from '../audit/hmac.js';
+import { FileAuditLog } from '../audit/file-log.js';
+import { Barrier } from '../barrier/barrier.js';
+import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
+import { zeroize } from '../crypto/zero.js';
+import { KeyholdError } from '../errors.js';
+import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
+import type { Hsm } from '../hsm/types.js';
+import { TokenStore } from '../identity/tokens.js';
+import type { KeysContext } from '../keys/context.js';
+import { MaterialCache } from '../keys/material.js';
+import { KeyRecordStore } from '../keys/record-store.js';
+import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
+import { PolicyStore } from '../policy/store.js';
+import { SecretStore } from '../secrets/store.js';
+import { SqliteStorage } from '../storage/sqlite.js';
+import type { Storage } from '../storage/types.js';
+import type { ServerConfig } from './config.js';
+
+/** Everything a running server holds; the API layer receives this and nothing else. */
+export interface Runtime {
+  config: ServerConfig;
+  hsm: Hsm;
+  storage: Storage;
+  barrier: Barrier;
+  keys: KeysContext;
+  secrets: SecretStore;
+  tokens: TokenStore;
+  policies: PolicyStore;
+  audit: FileAuditLog;
+  auditHmac: AuditHmac;
+  startedAt: number;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Initialise an empty store and write the root token here (0600). Without it, an uninitialised store is refused. */
+  initRootTokenFile?: string;
+  warn?: (message: string) => void;
+}
+
+/** A key derived from the root key for one purpose; nothing derived is ever stored. */
+function deriveKey(rootKey: Buffer, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), Buffer.from(purpose, 'utf8'), 32));
+}
+
+/**
+ * Start-up order matters for "no data touched": the HSM is opened (PIN checked) before storage,
+ * and unsealing only reads. A wrong PIN, a missing module or a missing HSM key stops start-up
+ * before anything is written.
+ */
+export async function startRuntime(config: ServerConfig, options: StartOptions = {}): Promise<Runtime> {
+  const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
+  let storage: Storage | undefined;
+  let unsealed: Unsealed | undefined;
+  try {
+    storage = SqliteStorage.open(config.storage.sqlite.path);
+    let rootToken: string | undefined;
+    if (await isInitialized(storage)) {
+      unsealed = await unseal(storage, hsm);
+    } else if (options.initRootTokenFile) {
+      unsealed = await initializeSeal(storage, hsm);
+    } else {
+      throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
+    }
+    const barrier = new Barrier(storage, unsealed.rootKey);
+    const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
+    const auditHmac = new AuditHmac(auditKey);
+    zeroize(auditKey, unsealed.rootKey);
+    const tokens = new TokenStore(barrier);
+    if (options.initRootTokenFile && !(await barrier.getJson('sys/initialized'))) {
+      rootToken = (await tokens.create({ policies: [ROOT_POLICY_NAME], displayName: 'root' })).token;
+      writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
+      await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
+    }
+    const audit = await FileAuditLog.open(config.audit.path);
+    const records = new KeyRecordStore(barrier);
+    const material = new MaterialCache(hsm, unsealed.wrapKey);
+    const runtime: Runtime = {
+      config,
+      hsm,
+      storage,
+      barrier,
+      keys: { barrier, hsm, wrapKey: unsealed.wrapKey, records, material },
+      secrets: new SecretStore(barrier),
+      tokens,
+      policies: new PolicyStore(barrier),
+      audit,
+      auditHmac,
+      startedAt: Date.now(),
+      async close() {
+        material.clear();
+        barrier.seal();
+        await audit.close().catch(() => undefined);
+        await storage?.close().catch(() => undefined);
+        await hsm.close();
+      },
+    };
+    return runtime;
+  } catch (err) {
+    if (unsealed) zeroize(unsealed.rootKey);
+    await storage?.close().catch(() => undefined);
+    await hsm.close();
+    throw err;
+  }
+}

@@ -1,0 +1,74 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Barrier } from '../barrier/barrier.js';
+import { KeyholdError } from '../errors.js';
+
+export const TOKEN_PREFIX = 'khs.';
+const MAX_CACHED = 10_000;
+
+export interface TokenRecord {
+  /** sha256 of the token: the token itself is never stored. Also the audit handle (HMAC'd there). */
+  id: string;
+  policies: string[];
+  createdAt: string;
+  /** ISO time; absent for tokens that do not expire (the root token). */
+  expiresAt?: string;
+  displayName?: string;
+  /** Token id of the creator, for revocation trees and audit. */
+  parent?: string;
+}
+
+export function tokenId(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+function tokenPath(id: string): string {
+  return `sys/tokens/${id}`;
+}
+
+/**
+ * Bearer tokens: 256 random bits, stored only as their hash with TTL and policies. Look-ups are
+ * cached in memory (invalidated on revoke) because every request needs one.
+ */
+export class TokenStore {
+  private readonly cache = new Map<string, TokenRecord>();
+
+  constructor(private readonly barrier: Barrier) {}
+
+  async create(input: { policies: string[]; ttlSeconds?: number; displayName?: string; parent?: string }): Promise<{ token: string; record: TokenRecord }> {
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const now = Date.now();
+    const record: TokenRecord = {
+      id: tokenId(token),
+      policies: [...new Set(input.policies)].sort(),
+      createdAt: new Date(now).toISOString(),
+      ...(input.ttlSeconds ? { expiresAt: new Date(now + input.ttlSeconds * 1000).toISOString() } : {}),
+      ...(input.displayName ? { displayName: input.displayName } : {}),
+      ...(input.parent ? { parent: input.parent } : {}),
+    };
+    await this.barrier.putJson(tokenPath(record.id), record);
+    return { token, record };
+  }
+
+  /** The record of a live token; ERR_UNAUTHENTICATED for unknown, malformed or expired tokens. */
+  async lookup(token: string): Promise<TokenRecord> {
+    if (!token.startsWith(TOKEN_PREFIX) || token.length > 128) throw new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
+    const id = tokenId(token);
+    let record = this.cache.get(id);
+    if (!record) {
+      record = (await this.barrier.getJson<TokenRecord>(tokenPath(id))) ?? undefined;
+      if (!record) throw new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
+      if (this.cache.size >= MAX_CACHED) this.cache.clear();
+      this.cache.set(id, record);
+    }
+    if (record.expiresAt && Date.parse(record.expiresAt) <= Date.now()) {
+      this.cache.delete(id);
+      throw new KeyholdError('ERR_UNAUTHENTICATED', 'token expired');
+    }
+    return record;
+  }
+
+  async revoke(id: string): Promise<void> {
+    this.cache.delete(id);
+    await this.barrier.delete(tokenPath(id));
+  }
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import { KeyholdError } from '../errors.js';
+import type { KeysContext } from './context.js';
+import { createVersionMaterial, destroyVersionMaterial } from './new-version.js';
+import type { KeyRecord, KeyType, Protection } from './types.js';
+
+export interface CreateKeyInput {
+  name: string;
+  type: KeyType;
+  protection: Protection;
+  deletionAllowed?: boolean;
+}
+
+/** Creates a key with version 1. The material is made first; if the name turns out to be taken, it is destroyed again. */
+export async function createKey(ctx: KeysContext, input: CreateKeyInput): Promise<KeyRecord> {
+  const id = randomBytes(12).toString('hex');
+  const base = { id, type: input.type, protection: input.protection };
+  const existing = await ctx.records.get(input.name).catch(() => null);
+  if (existing) throw new KeyholdError('ERR_KEY_EXISTS', `key "${input.name}" already exists`);
+  const v1 = await createVersionMaterial(ctx, base, 1);
+  const record: KeyRecord = {
+    name: input.name,
+    ...base,
+    createdAt: v1.createdAt,
+    latestVersion: 1,
+    minDecryptionVersion: 1,
+    deletionAllowed: input.deletionAllowed ?? false,
+    disabled: false,
+    versions: { '1': v1 },
+  };
+  try {
+    return await ctx.records.update(input.name, (current) => {
+      if (current) throw new KeyholdError('ERR_KEY_EXISTS', `key "${input.name}" already exists`);
+      return { next: record, result: record };
+    });
+  } catch (err) {
+    destroyVersionMaterial(ctx, base, [v1]);
+    throw err;
+  }
+}
+
+/** Adds version latest+1; new encryptions use it at once, older versions keep decrypting. */
+export async function rotateKey(ctx: KeysContext, name: string): Promise<KeyRecord> {
+  const current = await ctx.records.get(name);
+  if (current.disabled) throw new KeyholdError('ERR_KEY_DISABLED', `key "${name}" is disabled`);
+  const version = current.latestVersion + 1;
+  const entry = await createVersionMaterial(ctx, current, version);
+  try {
+    return await ctx.records.update(name, (latest) => {
+      if (!latest || latest.id !== current.id) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
+      if (latest.latestVersion !== current.latestVersion) throw new KeyholdError('ERR_CONFLICT', `key "${name}" was rotated concurrently; retry`);
+      const next: KeyRecord = { ...latest, latestVersion: version, versions: { ...latest.versions, [String(version)]: entry } };
+      return { next, result: next };
+    });
+  } catch (err) {
+    destroyVersionMaterial(ctx, current, [entry]);
+    throw err;
+  }
+}
+
+export interface KeyConfigInput {
+  minDecryptionVersion?: number;
+  deletionAllowed?: boolean;
+  disabled?: boolean;
+}
+
+export async function configureKey(ctx: KeysContext, name: string, input: KeyConfigInput): Promise<KeyRecord> {
+  const result = await ctx.records.update(name, (current) => {
+    if (!current) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
+    const next = { ...current };
+    if (input.minDecryptionVersion !== undefined) {
+      if (input.minDecryptionVersion < 1 || input.minDecryptionVersion > current.latestVersion) {
+        throw new KeyholdError('ERR_BAD_REQUEST', `min_decryption_version must be between 1 and the latest version (${current.latestVersion})`);
+      }
+      next.minDecryptionVersion = input.minDecryptionVersion;
+    }
+    if (input.deletionAllowed !== undefined) next.deletionAllowed = input.deletionAllowed;
+    if (input.disabled !== undefined) next.disabled = input.disabled;
+    return { next, result: next };
+  });
+  ctx.material.forget(result.id);
+  return result;
+}
+
+/** Deletes the key and destroys its HSM objects, only when the key allows deletion. */
+export async function deleteKey(ctx: KeysContext, name: string): Promise<void> {
+  const removed = await ctx.records.update(name, (current) => {
+    if (!current) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
+    if (!current.deletionAllowed) throw new KeyholdError('ERR_KEY_DELETION_NOT_ALLOWED', `key "${name}" does not allow deletion; set deletion_allowed first`);
+    return { next: null, result: current };
+  });
+  ctx.material.forget(removed.id);
+  destroyVersionMaterial(ctx, removed, Object.values(removed.versions));
+}

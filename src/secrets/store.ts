@@ -1,0 +1,60 @@
+import type { Barrier, BarrierRead, BarrierWrite } from '../barrier/barrier.js';
+import { assertLogicalPath } from '../barrier/paths.js';
+import { KeyholdError } from '../errors.js';
+import { metaPath, type SecretMeta } from './types.js';
+
+const MAX_CACHED = 10_000;
+const MAX_ATTEMPTS = 64;
+
+/**
+ * Secret metadata through the barrier. A bounded in-memory copy keeps a read of the latest
+ * version to one storage read (its data); every write here refreshes the copy.
+ */
+export class SecretStore {
+  private readonly metaCache = new Map<string, SecretMeta>();
+
+  constructor(readonly barrier: Barrier) {}
+
+  async meta(path: string): Promise<SecretMeta | null> {
+    assertLogicalPath(path, 'secret path');
+    const cached = this.metaCache.get(path);
+    if (cached) return cached;
+    const meta = await this.barrier.getJson<SecretMeta>(metaPath(path));
+    if (meta) this.remember(path, meta);
+    return meta;
+  }
+
+  async requireMeta(path: string): Promise<SecretMeta> {
+    const meta = await this.meta(path);
+    if (!meta) throw new KeyholdError('ERR_SECRET_NOT_FOUND', `secret "${path}" does not exist`);
+    return meta;
+  }
+
+  /**
+   * Atomic read-modify-write keyed on the metadata record: `fn` returns the new metadata (null
+   * deletes it) and any data writes that go with it, applied together or not at all.
+   */
+  async change<R>(path: string, fn: (current: SecretMeta | null) => { meta: SecretMeta | null; writes?: BarrierWrite[]; result: R }): Promise<R> {
+    assertLogicalPath(path, 'secret path');
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const read: BarrierRead<SecretMeta> = await this.barrier.read<SecretMeta>(metaPath(path));
+      const { meta, writes = [], result } = fn(read.value);
+      const metaWrite: BarrierWrite = meta ? { path: metaPath(path), value: meta } : { path: metaPath(path), delete: true };
+      if (await this.barrier.commit([read], [...writes, metaWrite])) {
+        if (meta) this.remember(path, meta);
+        else this.metaCache.delete(path);
+        return result;
+      }
+      this.metaCache.delete(path);
+    }
+    throw new KeyholdError('ERR_CONFLICT', `too many concurrent writers on secret "${path}"; retry`);
+  }
+
+  private remember(path: string, meta: SecretMeta): void {
+    if (this.metaCache.size >= MAX_CACHED) {
+      const oldest = this.metaCache.keys().next().value;
+      if (oldest !== undefined) this.metaCache.delete(oldest);
+    }
+    this.metaCache.set(path, meta);
+  }
+}

@@ -1,0 +1,389 @@
+import { constants as cryptoConstants, createPublicKey, publicEncrypt, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { isKeyholdError, type KeyholdErrorCode } from '../../src/errors.js';
+import type { GeneratedHsmKey, Hsm, HsmKey, HsmKeyKind } from '../../src/hsm/types.js';
+
+const GCM_IV_BYTES = 12;
+const GCM_TAG_BYTES = 16;
+/** Generation above this is skipped for rsa-4096 (it is reported as skipped, not failed). */
+const RSA_4096_BUDGET_MS = 10_000;
+
+/** `assert.rejects` matcher for a KeyholdError with exactly this code. */
+export function keyholdCode(code: KeyholdErrorCode): (err: unknown) => boolean {
+  return (err: unknown) => {
+    if (isKeyholdError(err, code)) return true;
+    const got = isKeyholdError(err) ? `${err.code}: ${err.message}` : String(err);
+    assert.fail(`expected KeyholdError ${code}, got ${got}`);
+  };
+}
+
+function flipBit(blob: Buffer, byte: number, bit: number): Buffer {
+  const copy = Buffer.from(blob);
+  copy[byte] = (copy[byte] ?? 0) ^ (1 << bit);
+  return copy;
+}
+
+/**
+ * The behaviour every Hsm implementation must have. One Hsm is opened for the whole block and
+ * closed at its end; every key it creates carries a per-run label and is destroyed again, so the
+ * contract can run against a token that already holds other keys.
+ */
+export function hsmContract(name: string, open: () => Promise<Hsm>): void {
+  describe(`${name} HSM contract`, () => {
+    const run = randomBytes(4).toString('hex');
+    const label = (what: string): string => `contract-${run}-${what}`;
+    let hsm: Hsm;
+    const created = new Map<string, HsmKey>();
+    /** rsa-4096 generation that outlived its budget: awaited (and its key destroyed) before close. */
+    const stragglers: Array<Promise<unknown>> = [];
+    const generated = new Map<HsmKeyKind, Promise<GeneratedHsmKey>>();
+
+    async function generate(what: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+      const key = await hsm.generateKey(label(what), kind);
+      created.set(key.label, key);
+      return key;
+    }
+
+    /** One key per kind, generated on first use so a test can run alone (`--test-name-pattern`). */
+    function keyOf(kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+      let key = generated.get(kind);
+      if (!key) {
+        key = generate(kind, kind);
+        generated.set(kind, key);
+      }
+      return key;
+    }
+
+    function spkiOf(key: GeneratedHsmKey): KeyObject {
+      assert.ok(key.publicKeySpki, `${key.kind} key came back without its public key`);
+      return createPublicKey({ key: key.publicKeySpki, format: 'der', type: 'spki' });
+    }
+
+    /** Several round trips at once, so that every session in the pool is borrowed at least once. */
+    async function assertPoolHealthy(key: HsmKey): Promise<void> {
+      await Promise.all(Array.from({ length: 16 }, async (_, i) => {
+        const plaintext = randomBytes(i * 7);
+        const aad = Buffer.from(`pool-check-${i}`);
+        const back = await hsm.aesGcmDecrypt(key, await hsm.aesGcmEncrypt(key, plaintext, aad), aad);
+        assert.deepEqual(back, plaintext);
+      }));
+    }
+
+    function assertNonExtractable(key: HsmKey): void {
+      assert.deepEqual(hsm.attributes(key), {
+        token: true,
+        private: true,
+        sensitive: true,
+        extractable: false,
+        neverExtractable: true,
+        alwaysSensitive: true,
+        valueReadRefused: true,
+      }, `${key.kind} key attributes`);
+    }
+
+    async function assertRsaPssVerifies(key: GeneratedHsmKey): Promise<void> {
+      const data = randomBytes(100);
+      const signature = await hsm.sign(key, data);
+      const options = { key: spkiOf(key), padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
+      assert.equal(verify('sha256', data, options, signature), true, `${key.kind} PSS signature does not verify`);
+      assert.equal(verify('sha256', Buffer.concat([data, Buffer.from([0])]), options, signature), false);
+    }
+
+    before(async () => {
+      hsm = await open();
+    });
+
+    after(async () => {
+      await Promise.allSettled(stragglers);
+      for (const key of created.values()) {
+        try { hsm.destroyKey(key); } catch { /* best effort */ }
+      }
+      await hsm?.close();
+    });
+
+    describe('key generation', () => {
+      for (const kind of ['aes256', 'hmac-sha256', 'ec-p256', 'ec-p384', 'rsa-2048'] as const) {
+        it(`generates ${kind} as a sensitive, never-extractable token key`, async () => {
+          const key = await keyOf(kind);
+          assert.equal(key.kind, kind);
+          assert.equal(key.label, label(kind));
+          assert.ok(Buffer.isBuffer(key.handle));
+          if (kind === 'aes256' || kind === 'hmac-sha256') assert.equal(key.publicKeySpki, undefined);
+          else {
+            const pub = spkiOf(key);
+            assert.equal(pub.type, 'public');
+            assert.equal(pub.asymmetricKeyType, kind.startsWith('ec') ? 'ec' : 'rsa');
+          }
+          assertNonExtractable(key);
+        });
+      }
+
+      it('generates rsa-3072 (once) and signs with it', async () => {
+        const key = await generate('rsa-3072', 'rsa-3072');
+        assert.equal(spkiOf(key).asymmetricKeyDetails?.modulusLength, 3072);
+        assertNonExtractable(key);
+        await assertRsaPssVerifies(key);
+      });
+
+      it(`generates rsa-4096 (once, skipped beyond ${RSA_4096_BUDGET_MS / 1000} s) and signs with it`, async (t: TestContext) => {
+        const pending = generate('rsa-4096', 'rsa-4096');
+        let timer: NodeJS.Timeout | undefined;
+        const budget = new Promise<'slow'>((resolve) => { timer = setTimeout(() => resolve('slow'), RSA_4096_BUDGET_MS); });
+        const first = await Promise.race([pending, budget]);
+        clearTimeout(timer);
+        if (first === 'slow') {
+          stragglers.push(pending.catch(() => undefined));
+          t.skip(`rsa-4096 generation took more than ${RSA_4096_BUDGET_MS / 1000} s on this token`);
+          return;
+        }
+        assert.equal(spkiOf(first).asymmetricKeyDetails?.modulusLength, 4096);
+        assertNonExtractable(first);
+        await assertRsaPssVerifies(first);
+      });
+
+      it('refuses to generate over an existing label (ERR_CONFLICT)', async () => {
+        const aes = await keyOf('aes256');
+        await assert.rejects(hsm.generateKey(aes.label, 'aes256'), keyholdCode('ERR_CONFLICT'));
+        const ec = await keyOf('ec-p256');
+        await assert.rejects(hsm.generateKey(ec.label, 'ec-p256'), keyholdCode('ERR_CONFLICT'));
+        // The refused attempts changed nothing: the originals still work.
+        await assertPoolHealthy(aes);
+      });
+
+      it('findKey finds a generated key by label and returns null for unknown labels', async () => {
+        for (const kind of ['aes256', 'hmac-sha256', 'ec-p256', 'rsa-2048'] as const) {
+          const key = await keyOf(kind);
+          const found = hsm.findKey(key.label, kind);
+          assert.ok(found, `findKey did not find ${kind}`);
+          assert.equal(found.label, key.label);
+          assert.equal(found.kind, kind);
+          assert.ok(found.handle.equals(key.handle));
+        }
+        assert.equal(hsm.findKey(label('never-generated'), 'aes256'), null);
+        assert.equal(hsm.findKey(label('never-generated'), 'ec-p256'), null);
+        assert.equal(hsm.findKey(label('never-generated'), 'rsa-2048'), null);
+      });
+
+      it('destroyKey removes the key: findKey then returns null', async () => {
+        const key = await generate('doomed', 'aes256');
+        assert.ok(hsm.findKey(key.label, 'aes256'));
+        hsm.destroyKey(key);
+        created.delete(key.label);
+        assert.equal(hsm.findKey(key.label, 'aes256'), null);
+        const pair = await generate('doomed-ec', 'ec-p256');
+        hsm.destroyKey(pair);
+        created.delete(pair.label);
+        assert.equal(hsm.findKey(pair.label, 'ec-p256'), null);
+        // The label is free again.
+        const again = await generate('doomed', 'aes256');
+        assert.ok(hsm.findKey(again.label, 'aes256'));
+      });
+    });
+
+    describe('AES-256-GCM', () => {
+      for (const size of [0, 1, 32, 1024, 65536]) {
+        it(`round-trips ${size} bytes with AAD`, async () => {
+          const key = await keyOf('aes256');
+          const plaintext = randomBytes(size);
+          const aad = Buffer.from(`aad-${size}`);
+          const blob = await hsm.aesGcmEncrypt(key, plaintext, aad);
+          assert.equal(blob.length, GCM_IV_BYTES + size + GCM_TAG_BYTES);
+          assert.deepEqual(await hsm.aesGcmDecrypt(key, blob, aad), plaintext);
+        });
+      }
+
+      it('round-trips with an empty AAD', async () => {
+        const key = await keyOf('aes256');
+        const plaintext = Buffer.from('no associated data');
+        assert.deepEqual(await hsm.aesGcmDecrypt(key, await hsm.aesGcmEncrypt(key, plaintext, Buffer.alloc(0)), Buffer.alloc(0)), plaintext);
+      });
+
+      it('two encryptions of the same plaintext differ', async () => {
+        const key = await keyOf('aes256');
+        const plaintext = Buffer.from('same plaintext');
+        const aad = Buffer.from('aad');
+        const a = await hsm.aesGcmEncrypt(key, plaintext, aad);
+        const b = await hsm.aesGcmEncrypt(key, plaintext, aad);
+        assert.notDeepEqual(a.subarray(0, GCM_IV_BYTES), b.subarray(0, GCM_IV_BYTES));
+        assert.notDeepEqual(a, b);
+      });
+
+      it('rejects a flipped bit in iv, body or tag (ERR_CIPHERTEXT_INVALID) and the pool still works', async () => {
+        const key = await keyOf('aes256');
+        const aad = Buffer.from('tamper-aad');
+        const blob = await hsm.aesGcmEncrypt(key, randomBytes(32), aad);
+        // Every byte of iv(12) ‖ body(32) ‖ tag(16), a different bit each time.
+        for (let byte = 0; byte < blob.length; byte++) {
+          const bit = (byte * 3) % 8;
+          await assert.rejects(hsm.aesGcmDecrypt(key, flipBit(blob, byte, bit), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte} bit ${bit}`);
+        }
+        await assertPoolHealthy(key);
+      });
+
+      it('rejects a flipped bit in a large ciphertext and the pool still works', async () => {
+        const key = await keyOf('aes256');
+        const aad = Buffer.from('tamper-aad');
+        const blob = await hsm.aesGcmEncrypt(key, randomBytes(65536), aad);
+        for (const byte of [0, 11, 12, 13, 4096, 32768, blob.length - GCM_TAG_BYTES - 1, blob.length - GCM_TAG_BYTES, blob.length - 1]) {
+          await assert.rejects(hsm.aesGcmDecrypt(key, flipBit(blob, byte, 7), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte}`);
+        }
+        await assertPoolHealthy(key);
+      });
+
+      it('rejects a wrong AAD (ERR_CIPHERTEXT_INVALID) and the pool still works', async () => {
+        const key = await keyOf('aes256');
+        const plaintext = randomBytes(64);
+        const blob = await hsm.aesGcmEncrypt(key, plaintext, Buffer.from('right'));
+        await assert.rejects(hsm.aesGcmDecrypt(key, blob, Buffer.from('wrong')), keyholdCode('ERR_CIPHERTEXT_INVALID'));
+        await assert.rejects(hsm.aesGcmDecrypt(key, blob, Buffer.alloc(0)), keyholdCode('ERR_CIPHERTEXT_INVALID'));
+        await assert.rejects(hsm.aesGcmDecrypt(key, blob, Buffer.from('righ')), keyholdCode('ERR_CIPHERTEXT_INVALID'));
+        await assertPoolHealthy(key);
+        assert.deepEqual(await hsm.aesGcmDecrypt(key, blob, Buffer.from('right')), plaintext);
+      });
+
+      it('rejects a truncated blob (ERR_CIPHERTEXT_INVALID) and the pool still works', async () => {
+        const key = await keyOf('aes256');
+        const aad = Buffer.from('truncate');
+        const blob = await hsm.aesGcmEncrypt(key, randomBytes(48), aad);
+        for (const length of [0, 1, GCM_IV_BYTES, GCM_IV_BYTES + GCM_TAG_BYTES - 1, GCM_IV_BYTES + GCM_TAG_BYTES, blob.length - GCM_TAG_BYTES, blob.length - 1]) {
+          await assert.rejects(hsm.aesGcmDecrypt(key, blob.subarray(0, length), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `length ${length}`);
+        }
+        // An empty plaintext's blob is exactly iv ‖ tag: cutting one byte must fail too.
+        const empty = await hsm.aesGcmEncrypt(key, Buffer.alloc(0), aad);
+        await assert.rejects(hsm.aesGcmDecrypt(key, empty.subarray(0, empty.length - 1), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'));
+        await assertPoolHealthy(key);
+      });
+
+      it('rejects a blob encrypted under another key (ERR_CIPHERTEXT_INVALID)', async () => {
+        const key = await keyOf('aes256');
+        const other = await generate('aes-other', 'aes256');
+        const aad = Buffer.from('aad');
+        const blob = await hsm.aesGcmEncrypt(other, Buffer.from('secret'), aad);
+        await assert.rejects(hsm.aesGcmDecrypt(key, blob, aad), keyholdCode('ERR_CIPHERTEXT_INVALID'));
+        await assertPoolHealthy(key);
+      });
+
+      it('200 concurrent encrypt+decrypt calls all succeed (pool contention)', async () => {
+        const key = await keyOf('aes256');
+        const results = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+          const plaintext = randomBytes(1 + (i % 97) * 13);
+          const aad = Buffer.from(`concurrent-${i}`);
+          const back = await hsm.aesGcmDecrypt(key, await hsm.aesGcmEncrypt(key, plaintext, aad), aad);
+          return back.equals(plaintext);
+        }));
+        assert.equal(results.filter(Boolean).length, 200);
+      });
+    });
+
+    describe('HMAC-SHA-256', () => {
+      it('is 32 bytes, deterministic for the same input and different for different input', async () => {
+        const key = await keyOf('hmac-sha256');
+        const a1 = await hsm.hmacSha256(key, Buffer.from('message a'));
+        const a2 = await hsm.hmacSha256(key, Buffer.from('message a'));
+        const b = await hsm.hmacSha256(key, Buffer.from('message b'));
+        const empty = await hsm.hmacSha256(key, Buffer.alloc(0));
+        assert.equal(a1.length, 32);
+        assert.equal(b.length, 32);
+        assert.equal(empty.length, 32);
+        assert.deepEqual(a1, a2);
+        assert.notDeepEqual(a1, b);
+        assert.notDeepEqual(a1, empty);
+      });
+
+      it('differs between two keys for the same input', async () => {
+        const key = await keyOf('hmac-sha256');
+        const other = await generate('hmac-other', 'hmac-sha256');
+        const data = Buffer.from('same input');
+        assert.notDeepEqual(await hsm.hmacSha256(key, data), await hsm.hmacSha256(other, data));
+      });
+    });
+
+    describe('signatures', () => {
+      for (const [kind, digest, size] of [['ec-p256', 'sha256', 64], ['ec-p384', 'sha384', 96]] as const) {
+        it(`${kind} ECDSA signatures verify with Node (${digest}, ieee-p1363) and fail for other data`, async () => {
+          const key = await keyOf(kind);
+          const pub = spkiOf(key);
+          for (const data of [Buffer.alloc(0), Buffer.from('hello'), randomBytes(10_000)]) {
+            const signature = await hsm.sign(key, data);
+            assert.equal(signature.length, size);
+            assert.equal(verify(digest, data, { key: pub, dsaEncoding: 'ieee-p1363' }, signature), true, `${kind} signature does not verify`);
+            assert.equal(verify(digest, Buffer.concat([data, Buffer.from('x')]), { key: pub, dsaEncoding: 'ieee-p1363' }, signature), false);
+          }
+        });
+      }
+
+      it('rsa-2048 RSA-PSS-SHA256 signatures verify with Node (salt 32) and fail for other data', async () => {
+        const key = await keyOf('rsa-2048');
+        const data = Buffer.from('sign me');
+        const signature = await hsm.sign(key, data);
+        assert.equal(signature.length, 256);
+        await assertRsaPssVerifies(key);
+      });
+
+      it('refuses to sign with a secret key', async () => {
+        const key = await keyOf('aes256');
+        await assert.rejects(hsm.sign(key, Buffer.from('x')), keyholdCode('ERR_KEY_OPERATION_UNSUPPORTED'));
+      });
+    });
+
+    describe('RSA-OAEP', () => {
+      it('probeOaepHash, then rsaEncrypt/rsaDecrypt round-trip and a local publicEncrypt decrypts on the device', async () => {
+        const key = await keyOf('rsa-2048');
+        const pub = spkiOf(key);
+        const hash = await hsm.probeOaepHash(key, pub);
+        assert.ok(hash === 'sha1' || hash === 'sha256', `probed ${String(hash)}`);
+
+        for (const plaintext of [Buffer.alloc(0), Buffer.from([0]), randomBytes(32), randomBytes(190)]) {
+          const ciphertext = await hsm.rsaEncrypt(key, pub, plaintext, hash);
+          assert.equal(ciphertext.length, 256);
+          assert.deepEqual(await hsm.rsaDecrypt(key, ciphertext, hash), plaintext);
+        }
+
+        const plaintext = randomBytes(32);
+        const local = publicEncrypt({ key: pub, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
+        assert.deepEqual(await hsm.rsaDecrypt(key, local, hash), plaintext);
+      });
+
+      it('rejects a tampered RSA ciphertext (ERR_CIPHERTEXT_INVALID) and the pool still works', async () => {
+        const key = await keyOf('rsa-2048');
+        const pub = spkiOf(key);
+        const hash = await hsm.probeOaepHash(key, pub);
+        const plaintext = randomBytes(32);
+        const ciphertext = await hsm.rsaEncrypt(key, pub, plaintext, hash);
+        for (const byte of [0, 1, 100, 128, 255]) {
+          await assert.rejects(hsm.rsaDecrypt(key, flipBit(ciphertext, byte, byte % 8), hash), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte}`);
+        }
+        await assertPoolHealthy(await keyOf('aes256'));
+        assert.deepEqual(await hsm.rsaDecrypt(key, ciphertext, hash), plaintext);
+      });
+    });
+
+    describe('health and accounting', () => {
+      it('health() is ok and cached within its TTL', async () => {
+        const first = await hsm.health();
+        assert.equal(first.ok, true, first.error);
+        assert.equal(first.error, undefined);
+        assert.ok(first.latencyMs >= 0);
+        assert.ok(Math.abs(Date.now() - first.checkedAt) < 60_000);
+        const second = await hsm.health();
+        assert.equal(second.ok, true);
+        assert.equal(second.checkedAt, first.checkedAt);
+      });
+
+      it('callCount increases with device operations', async () => {
+        const key = await keyOf('hmac-sha256');
+        const before = hsm.callCount;
+        await hsm.hmacSha256(key, Buffer.from('count me'));
+        await hsm.hmacSha256(key, Buffer.from('and me'));
+        assert.ok(hsm.callCount >= before + 2, `callCount went from ${before} to ${hsm.callCount}`);
+      });
+
+      it('exposes token information', () => {
+        assert.equal(typeof hsm.token.label, 'string');
+        assert.ok(hsm.token.label.length > 0);
+        assert.match(hsm.token.slotId, /^\d+$/);
+      });
+    });
+  });
+}

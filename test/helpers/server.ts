@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** dist/src/cli/main.js, resolved from this compiled file (dist/test/helpers/server.js). */
+export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/main.js');
+
+export function tempDir(prefix = 'keyhold-'): string {
+  return mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), prefix));
+}
+
+export interface DevServer {
+  process: ChildProcess;
+  address: string;
+  dataDir: string;
+  rootToken: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Runs `keyhold dev` as a real child process on a free loopback port and waits until it serves.
+ * Rejects with the process output if it exits first.
+ */
+export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}): Promise<DevServer> {
+  const child = spawn(process.execPath, [CLI, 'dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const address = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`keyhold dev did not start in 30 s:\n${output}`)), 30_000);
+    const check = () => {
+      const match = /listening on (http:\/\/[\d.]+:\d+)/.exec(output);
+      if (match) { clearTimeout(timer); res(match[1] as string); }
+    };
+    child.stderr?.on('data', check);
+    void exited.then((code) => { clearTimeout(timer); rej(new Error(`keyhold dev exited with ${code}:\n${output}`)); });
+  });
+  const { readFileSync } = await import('node:fs');
+  return {
+    process: child,
+    address,
+    dataDir,
+    rootToken: readFileSync(join(dataDir, 'root-token'), 'utf8').trim(),
+    output: () => output,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs the CLI to completion. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('exit', (code) => res({ code, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** A minimal JSON HTTP call for tests. */
+export async function call(address: string, method: string, path: string, token?: string, body?: unknown, rawBody?: string): Promise<{ status: number; body: any; text: string }> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined || rawBody !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(address + path, { method, headers, body: rawBody ?? (body === undefined ? undefined : JSON.stringify(body)) });
+  const text = await response.text();
+  let parsed: any;
+  try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
+  return { status: response.status, body: parsed, text };
+}

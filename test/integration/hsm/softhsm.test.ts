@@ -1,0 +1,153 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { HsmConfig } from '../../../src/hsm/config.js';
+import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import type { HsmKeyKind } from '../../../src/hsm/types.js';
+import { hsmContract, keyholdCode } from '../../contract/hsm.js';
+import { makeSoftHsmToken, readPin } from '../../helpers/softhsm.js';
+
+// One token for this file (this process): SOFTHSM2_CONF is process-wide. The PKCS#11 library is
+// initialised process-wide too, so every block opens and closes its adapter sequentially.
+const token = makeSoftHsmToken('keyhold-softhsm-test');
+after(() => fs.rmSync(token.dir, { recursive: true, force: true }));
+
+async function withHsm<T>(config: HsmConfig, fn: (hsm: Pkcs11Hsm) => Promise<T>): Promise<T> {
+  const hsm = await Pkcs11Hsm.open(config);
+  try {
+    return await fn(hsm);
+  } finally {
+    await hsm.close();
+  }
+}
+
+function pkcs11Tool(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync('pkcs11-tool', ['--module', token.module, '--token-label', token.label, ...args], {
+    env: { ...process.env, SOFTHSM2_CONF: token.confPath },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (result.error) throw result.error;
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+interface ListedObject {
+  header: string;
+  label: string | undefined;
+  access: string | undefined;
+}
+
+/** Splits `pkcs11-tool --list-objects` output into objects: a header line, then indented attribute lines. */
+function parseObjects(output: string): ListedObject[] {
+  const objects: ListedObject[] = [];
+  for (const line of output.split('\n')) {
+    if (line.trim() === '') continue;
+    if (!/^\s/.test(line)) {
+      objects.push({ header: line.trim(), label: undefined, access: undefined });
+      continue;
+    }
+    const current = objects[objects.length - 1];
+    if (!current) continue;
+    const match = /^\s+(\w[\w ]*?):\s*(.*)$/.exec(line);
+    if (!match) continue;
+    if (match[1] === 'label') current.label = match[2]?.trim();
+    if (match[1] === 'Access') current.access = match[2]?.trim();
+  }
+  return objects;
+}
+
+hsmContract('Pkcs11Hsm on SoftHSM2', () => Pkcs11Hsm.open(token.config));
+
+describe('Pkcs11Hsm on SoftHSM2', () => {
+  it('leaves only sensitive, never-extractable private/secret key objects on the token (checked with opensc)', async () => {
+    const kinds: HsmKeyKind[] = ['aes256', 'hmac-sha256', 'ec-p256', 'ec-p384', 'rsa-2048'];
+    const labels = new Map<HsmKeyKind, string>(kinds.map((kind) => [kind, `opensc-check-${kind}`]));
+    await withHsm(token.config, async (hsm) => {
+      for (const kind of kinds) await hsm.generateKey(labels.get(kind) as string, kind);
+    });
+
+    const listed = pkcs11Tool('--login', '--pin', readPin(token), '--list-objects');
+    assert.equal(listed.status, 0, listed.stderr);
+    const objects = parseObjects(listed.stdout);
+    assert.ok(objects.length >= kinds.length, `expected at least ${kinds.length} objects in:\n${listed.stdout}`);
+    for (const label of labels.values()) {
+      assert.ok(objects.some((o) => o.label === label), `${label} not listed:\n${listed.stdout}`);
+    }
+    for (const object of objects) {
+      const what = `${object.header} "${object.label ?? '?'}"`;
+      assert.match(object.header, /^(Private Key Object|Secret Key Object);/, `unexpected object ${what}`);
+      assert.ok(object.access, `${what} has no Access line`);
+      const flags = object.access.split(',').map((flag) => flag.trim());
+      for (const required of ['sensitive', 'always sensitive', 'never extractable']) {
+        assert.ok(flags.includes(required), `${what} Access lacks "${required}": ${object.access}`);
+      }
+      assert.doesNotMatch(object.access.replace(/never extractable/g, ''), /extractable/, `${what} is extractable: ${object.access}`);
+    }
+
+    // The AES key's value cannot be read out, whatever the tool tries.
+    const read = pkcs11Tool('--login', '--pin', readPin(token), '--read-object', '--type', 'secrkey', '--label', labels.get('aes256') as string);
+    assert.notEqual(read.status, 0, `reading the AES key value succeeded:\n${read.stdout}`);
+    assert.equal(read.stdout.length, 0, 'pkcs11-tool wrote key material to stdout');
+    assert.match(read.stderr, /CKR_ATTRIBUTE_SENSITIVE/, `refused for another reason: ${read.stderr}`);
+  });
+
+  it('rejects a wrong PIN at once (ERR_HSM_PIN_INCORRECT) without locking the token', async () => {
+    const wrongPinFile = path.join(token.dir, 'wrong-pin');
+    fs.writeFileSync(wrongPinFile, `${readPin(token)}x\n`, { mode: 0o600 });
+    const started = Date.now();
+    await assert.rejects(Pkcs11Hsm.open({ ...token.config, pinFile: wrongPinFile }), keyholdCode('ERR_HSM_PIN_INCORRECT'));
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 2000, `wrong PIN took ${elapsed} ms to reject`);
+    // The correct PIN still works: the token is not locked.
+    await withHsm(token.config, async (hsm) => {
+      assert.equal((await hsm.health()).ok, true);
+      const key = hsm.findKey('opensc-check-aes256', 'aes256') ?? await hsm.generateKey('pin-check-aes256', 'aes256');
+      const aad = Buffer.from('after wrong pin');
+      assert.deepEqual(await hsm.aesGcmDecrypt(key, await hsm.aesGcmEncrypt(key, Buffer.from('ok'), aad), aad), Buffer.from('ok'));
+    });
+  });
+
+  it('reports configuration errors with their codes', async () => {
+    await assert.rejects(
+      Pkcs11Hsm.open({ ...token.config, module: path.join(token.dir, 'no-such-module.so') }),
+      keyholdCode('ERR_HSM_MODULE'),
+    );
+    await assert.rejects(Pkcs11Hsm.open({ ...token.config, tokenLabel: 'keyhold-no-such-token' }), keyholdCode('ERR_HSM_TOKEN_NOT_FOUND'));
+    const unsetEnv = `KEYHOLD_TEST_UNSET_PIN_${process.pid}`;
+    delete process.env[unsetEnv];
+    await assert.rejects(
+      Pkcs11Hsm.open({ module: token.module, tokenLabel: token.label, pinEnv: unsetEnv }),
+      keyholdCode('ERR_CONFIG'),
+    );
+    // After all those failures the token still opens.
+    await withHsm(token.config, async (hsm) => assert.equal((await hsm.health()).ok, true));
+  });
+
+  it('selects the token by slot id', async () => {
+    const first = await withHsm(token.config, async (hsm) => {
+      await hsm.generateKey('slot-check-hmac', 'hmac-sha256');
+      return hsm.token;
+    });
+    assert.equal(first.label, token.label);
+    assert.match(first.slotId, /^\d+$/);
+    await withHsm({ module: token.module, slot: first.slotId, pinFile: token.pinFile }, async (hsm) => {
+      assert.deepEqual(hsm.token, first);
+      const key = hsm.findKey('slot-check-hmac', 'hmac-sha256');
+      assert.ok(key, 'key generated earlier not found through the slot id');
+      assert.equal((await hsm.hmacSha256(key, Buffer.from('slot'))).length, 32);
+    });
+    await assert.rejects(
+      Pkcs11Hsm.open({ module: token.module, slot: '4294967295999', pinFile: token.pinFile }),
+      keyholdCode('ERR_HSM_TOKEN_NOT_FOUND'),
+    );
+  });
+
+  it('probes the capabilities SoftHSM2 has', async () => {
+    await withHsm(token.config, async (hsm) => {
+      const { aesGcm, hmacSha256, ecdsa, rsaPss, rsaOaepDecrypt } = hsm.capabilities;
+      assert.deepEqual({ aesGcm, hmacSha256, ecdsa, rsaPss, rsaOaepDecrypt }, { aesGcm: true, hmacSha256: true, ecdsa: true, rsaPss: true, rsaOaepDecrypt: true });
+    });
+  });
+});
