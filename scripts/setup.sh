@@ -28,7 +28,9 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || \
    [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ] || \
    [ ! -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ]; then
   echo "setup: npm ci" >&2
-  npm ci --no-audit --no-fund --foreground-scripts >/dev/null
+  log=$(mktemp)
+  if ! npm ci --no-audit --no-fund --foreground-scripts >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; exit 1; fi
+  rm -f "$log"
   touch "$stamp"
 fi
 

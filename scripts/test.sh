@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "test: lint" >&2
-npx eslint src test bench
+npx eslint .
 export KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-test.XXXXXX)"
 trap 'rm -rf "$KEYHOLD_TEST_TMP"' EXIT
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
