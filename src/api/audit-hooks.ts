@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuditActor } from '../audit/entry.js';
+import type { AuditActor, AuditRecord } from '../audit/entry.js';
 import type { Runtime } from '../core/runtime.js';
 import { KeyholdError } from '../errors.js';
 import { errorBody } from './errors.js';
@@ -15,21 +15,32 @@ function operationOf(request: FastifyRequest): string {
 }
 
 /**
- * Two records per request, Vault-style: one before the handler runs (if it cannot be written, the
- * request is refused and nothing happens) and one with the outcome before the response leaves (if
- * that cannot be written, the client gets 503 instead of the result). Request bodies appear only
- * as an HMAC. Group commit in the log makes the two fsyncs cheap under load.
+ * Two records per request: one queued before the handler runs, one with the outcome that must be
+ * durable (written and fdatasync'd) before the response leaves. If the log has failed, requests
+ * are refused before they do anything; if it fails mid-request, the client gets 503 instead of the
+ * result, so nothing is released without a durable record. Request bodies appear only as an HMAC.
+ * Group commit makes one fdatasync serve every request in flight.
  */
 export function installAudit(app: FastifyInstance, runtime: Runtime): void {
+  const requestRecord = (request: FastifyRequest): AuditRecord => ({
+    type: 'request',
+    requestId: request.id,
+    actor: actorOf(request, runtime),
+    operation: operationOf(request),
+    path: request.url.split('?')[0] ?? '',
+  });
+  // Requests whose request record was queued below. One refused before this hook (unauthenticated,
+  // denied, invalid) gets its request record queued with its response record in onSend.
+  const requestQueued = new WeakSet<FastifyRequest>();
+
   app.addHook('preHandler', async (request) => {
     if (request.routeOptions.config?.public) return;
-    await runtime.audit.append({
-      type: 'request',
-      requestId: request.id,
-      actor: actorOf(request, runtime),
-      operation: operationOf(request),
-      path: request.url.split('?')[0] ?? '',
-    });
+    // Queued, not awaited: the log is FIFO, so the outcome record below cannot become durable
+    // before this one. A log that already failed rejects here at once and the request is refused.
+    const written = runtime.audit.append(requestRecord(request));
+    requestQueued.add(request);
+    if (!runtime.audit.healthy) await written;
+    written.catch(() => undefined);
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
@@ -38,7 +49,9 @@ export function installAudit(app: FastifyInstance, runtime: Runtime): void {
     if (request.body !== undefined && request.body !== null) fields.body = runtime.auditHmac.mac(JSON.stringify(request.body));
     const code = request.keyhold?.errorCode ?? undefined;
     try {
-      await runtime.audit.append({
+      // Appended in the same tick, a late request record and the response record take consecutive seqs.
+      const pending = requestQueued.has(request) ? [] : [runtime.audit.append(requestRecord(request))];
+      pending.push(runtime.audit.append({
         type: 'response',
         requestId: request.id,
         actor: actorOf(request, runtime),
@@ -46,7 +59,8 @@ export function installAudit(app: FastifyInstance, runtime: Runtime): void {
         path: request.url.split('?')[0] ?? '',
         outcome: { status: reply.statusCode, ...(code ? { code } : {}) },
         fields,
-      });
+      }));
+      await Promise.all(pending);
       return payload;
     } catch (err) {
       request.log.error({ err }, 'audit write failed; response withheld');

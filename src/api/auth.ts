@@ -28,6 +28,8 @@ export function installAuth(app: FastifyInstance, runtime: Runtime): void {
   app.addHook('preHandler', async (request) => {
     const config = request.routeOptions.config;
     if (config?.public) return;
+    // No route matched (the caller is authenticated): let the not-found handler answer 404 ERR_NOT_FOUND.
+    if (request.is404) return;
     const policies = request.keyhold.policies;
     if (!policies) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
     if (!config?.authorize) throw new KeyholdError('ERR_PERMISSION_DENIED', 'permission denied');

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KeyholdError, type KeyholdErrorCode } from '../errors.js';
 import { HTTP_STATUS, publicMessage } from './error-status.js';
 
@@ -24,13 +24,24 @@ export function errorBody(err: KeyholdError, requestId: string): { status: numbe
   return { status, body: { error: { code: err.code, message: publicMessage(err.code, err.message) }, request_id: requestId } };
 }
 
+/**
+ * Router-level failures (undecodable URL such as `%ZZ`, a path parameter over maxParamLength) never
+ * reach the error handler; Fastify's `frameworkErrors` option routes them here so they get the same
+ * `{ error: { code, message } }` body as every other refusal.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body } = errorBody(toKeyholdError(err), request.id);
+  // The onSend hook that sets this header does not run for framework errors.
+  void reply.code(status).header('x-request-id', request.id).send(body);
+}
+
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | Error, request, reply) => {
     const mapped = toKeyholdError(err);
     const { status, body } = errorBody(mapped, request.id);
     if (request.keyhold) request.keyhold.errorCode = mapped.code;
     if (status >= 500) request.log.error({ err: mapped, cause: mapped.cause }, 'request failed');
-    else request.log.info({ code: mapped.code }, 'request refused');
+    else request.log.debug({ code: mapped.code }, 'request refused');
     return reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {

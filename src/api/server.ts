@@ -5,7 +5,7 @@ import type { Runtime } from '../core/runtime.js';
 import { installAudit } from './audit-hooks.js';
 import { installAuth } from './auth.js';
 import './context.js';
-import { installErrorHandling } from './errors.js';
+import { frameworkErrors, installErrorHandling } from './errors.js';
 import { installMetrics } from './metrics.js';
 import { keyRoutes } from './routes/keys.js';
 import { secretRoutes } from './routes/secrets.js';
@@ -27,6 +27,11 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
+    // Key names are up to 128 characters (KEY_NAME_PATTERN); Fastify's default of 100 made longer ones unaddressable.
+    maxParamLength: 128,
+    frameworkErrors,
+    // The audit log is the per-request record; duplicating it in the app log costs throughput and risks leaking.
+    disableRequestLogging: true,
     ajv: {
       // Unknown fields are rejected, never dropped; "123" is not a number.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },

@@ -22,6 +22,8 @@ export interface FileAuditLogOptions {
   wrapIo?: (io: AuditIo) => AuditIo;
 }
 
+const MAX_OVERLAPPING_SYNCS = 4;
+
 interface Pending {
   line: string;
   head: AuditHead;
@@ -89,6 +91,8 @@ export class FileAuditLog {
   #failure: KeyholdError | undefined;
   #closing: Promise<void> | undefined;
   #flushes = 0;
+  #acknowledged: Promise<void> = Promise.resolve();
+  #inFlightSyncs = 0;
 
   private constructor(path: string, io: AuditIo, head: AuditHead, repairedBytes: number) {
     this.path = path;
@@ -201,6 +205,11 @@ export class FileAuditLog {
     queueMicrotask(() => void this.#flushLoop());
   }
 
+  /**
+   * Writes batches in order, one write at a time, but lets their fdatasyncs overlap: batch k is
+   * acknowledged once its own fdatasync has returned and batch k-1 was acknowledged. An append
+   * then waits for about one fdatasync instead of the tail of the previous flush plus its own.
+   */
   async #flushLoop(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch = this.#queue;
@@ -211,17 +220,47 @@ export class FileAuditLog {
       }
       try {
         await this.#io.write(Buffer.from(batch.map((p) => `${p.line}\n`).join(''), 'utf8'));
-        await this.#io.datasync();
       } catch (err) {
-        this.#failure = unavailable(`audit log write failed: ${(err as Error).message}`, err);
-        for (const p of batch) p.reject(this.#failure);
+        this.#fail(err, batch);
         continue;
       }
-      this.#flushes += 1;
-      this.#durable = batch[batch.length - 1]?.head ?? this.#durable;
-      for (const p of batch) p.resolve();
+      const synced = this.#io.datasync();
+      const previous = this.#acknowledged;
+      this.#inFlightSyncs++;
+      this.#acknowledged = (async () => {
+        try {
+          await synced;
+        } catch (err) {
+          await previous;
+          this.#fail(err, batch);
+          return;
+        } finally {
+          this.#inFlightSyncs--;
+        }
+        await previous;
+        if (this.#failure !== undefined) {
+          // An earlier batch failed to sync: this one may sit behind a hole, so it is not acknowledged.
+          for (const p of batch) p.reject(this.#failedError());
+          return;
+        }
+        this.#flushes += 1;
+        this.#durable = batch[batch.length - 1]?.head ?? this.#durable;
+        for (const p of batch) p.resolve();
+      })();
+      // Bound the overlap so a slow disk cannot pile up unbounded work in libuv's pool.
+      if (this.#inFlightSyncs >= MAX_OVERLAPPING_SYNCS) await this.#acknowledged;
     }
+    await this.#acknowledged;
     this.#flushing = false;
+    if (this.#queue.length > 0) {
+      this.#scheduleFlush();
+      return;
+    }
     for (const done of this.#idleWaiters.splice(0)) done();
+  }
+
+  #fail(err: unknown, batch: Pending[]): void {
+    this.#failure ??= unavailable(`audit log write failed: ${(err as Error).message}`, err);
+    for (const p of batch) p.reject(this.#failure);
   }
 }

@@ -2,6 +2,10 @@
 import { Command, Option } from 'commander';
 import { run } from './output.js';
 
+// HSM calls (pkcs11js *Async) and audit fdatasyncs share libuv's pool; its default of 4 threads
+// made them queue behind each other. Read by libuv on first use, so set before any I/O.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 /**
  * Every subcommand loads its implementation lazily, so `keyhold key …` never loads the native
  * modules (pkcs11js, better-sqlite3) that only the server needs.

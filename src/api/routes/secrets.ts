@@ -18,7 +18,9 @@ const pathOf = (req: FastifyRequest): string => {
 };
 const policyPath = (req: FastifyRequest) => `secrets/${pathOf(req)}`;
 
-const SecretData = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.Unknown(), { maxProperties: 1024 });
+// TypeBox drops constraints on a Record's key schema (it becomes patternProperties '^(.*)$'), so
+// the field-name limits are stated as propertyNames, which Ajv enforces.
+const SecretData = Type.Record(Type.String(), Type.Unknown(), { maxProperties: 1024, propertyNames: { minLength: 1, maxLength: 256 } });
 const PutBody = Closed({ data: SecretData, cas: Type.Optional(Type.Integer({ minimum: 0 })) });
 const GetQuery = Closed({ version: Type.Optional(VersionQuery), list: Type.Optional(Type.Literal('true')) });
 const Versions = Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 1000, uniqueItems: true });

@@ -1,0 +1,134 @@
+/**
+ * keyhold's HTTP speed and memory as ratios against bare ceilings measured in the same run
+ * (bench/ceiling-server.ts). Both servers are real child processes on loopback; the load comes
+ * from this third process. Usage: npm run bench
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load, type LoadResult } from './load.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const CLI = resolve(here, '../src/cli/main.js');
+const CEILING = resolve(here, 'ceiling-server.js');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+
+function startProcess(args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  return new Promise((res, rej) => {
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      const match = ready.exec(output);
+      if (match) res({ child, match });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => rej(new Error(`${args.join(' ')} exited ${code}: ${output}`)));
+  });
+}
+
+async function api(address: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(address + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+interface Scenario {
+  name: string;
+  target: number;
+  ceiling: () => Promise<LoadResult>;
+  keyhold: () => Promise<LoadResult>;
+}
+
+const work = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-bench-'));
+const keyholdProc = await startProcess([CLI, 'dev', '--data-dir', join(work, 'dev'), '--listen', '127.0.0.1:0'], /listening on (http:\/\/[\d.]+:\d+)/);
+const ceilingProc = await startProcess([CEILING, mkdirOk(join(work, 'ceiling'))], /ceiling listening on (http:\/\/[\d.]+:\d+)/);
+const kh = keyholdProc.match[1] as string;
+const ce = ceilingProc.match[1] as string;
+const token = readFileSync(join(work, 'dev', 'root-token'), 'utf8').trim();
+
+function mkdirOk(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+try {
+  await new Promise((r) => setTimeout(r, 1500));
+  const idleRss = rssMb(keyholdProc.child.pid as number);
+
+  await api(kh, token, 'POST', '/v1/keys', { name: 'bench-wrapped', type: 'aes256-gcm', protection: 'wrapped' });
+  await api(kh, token, 'POST', '/v1/keys', { name: 'bench-hsm', type: 'aes256-gcm', protection: 'hsm' });
+  await api(kh, token, 'PUT', '/v1/secrets/bench/app', { data: { username: 'app', password: 'x'.repeat(32) } });
+  const plaintext = Buffer.alloc(64, 7).toString('base64');
+  const body = JSON.stringify({ plaintext });
+  const hsmCallsBefore = Number(/keyhold_hsm_calls_total (\d+)/.exec(await (await fetch(`${kh}/metrics`)).text())?.[1]);
+
+  const scenarios: Scenario[] = [
+    {
+      name: 'wrapped-key encrypt (auth+policy+audit) vs bare Node AES-GCM route',
+      target: 0.7,
+      ceiling: () => load(`${ce}/encrypt-node`, { method: 'POST', body, seconds: SECONDS }),
+      keyhold: () => load(`${kh}/v1/keys/bench-wrapped/encrypt`, { method: 'POST', body, token, seconds: SECONDS }),
+    },
+    {
+      name: 'hsm-key encrypt vs bare route with one SoftHSM AES-GCM call',
+      target: 0.7,
+      ceiling: () => load(`${ce}/encrypt-hsm`, { method: 'POST', body, seconds: SECONDS }),
+      keyhold: () => load(`${kh}/v1/keys/bench-hsm/encrypt`, { method: 'POST', body, token, seconds: SECONDS }),
+    },
+    {
+      name: 'secret read vs bare route decrypting one stored record',
+      target: 0.7,
+      ceiling: () => load(`${ce}/secret`, { seconds: SECONDS }),
+      keyhold: () => load(`${kh}/v1/secrets/bench/app`, { token, seconds: SECONDS }),
+    },
+  ];
+
+  const results: Array<Record<string, unknown>> = [];
+  for (const scenario of scenarios) {
+    // Warm both (JIT, caches), then alternate rounds so drift hits both sides alike.
+    await scenario.ceiling();
+    await scenario.keyhold();
+    const ceilings: LoadResult[] = [];
+    const keyholds: LoadResult[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      ceilings.push(await scenario.ceiling());
+      keyholds.push(await scenario.keyhold());
+    }
+    const mean = (rs: LoadResult[]) => rs.reduce((sum, r) => sum + r.rps, 0) / rs.length;
+    const bad = [...ceilings, ...keyholds].reduce((sum, r) => sum + r.non2xx + r.errors, 0);
+    const ratio = mean(keyholds) / mean(ceilings);
+    results.push({
+      scenario: scenario.name, ceiling_rps: Math.round(mean(ceilings)), keyhold_rps: Math.round(mean(keyholds)), ratio: Number(ratio.toFixed(3)),
+      keyhold_p99_ms: Math.max(...keyholds.map((r) => r.p99ms)), target: scenario.target, failed_requests: bad, verdict: ratio >= scenario.target && bad === 0 ? 'meets' : 'MISSES',
+    });
+  }
+  const metrics = await (await fetch(`${kh}/metrics`)).text();
+  const hsmCalls = Number(/keyhold_hsm_calls_total (\d+)/.exec(metrics)?.[1]) - hsmCallsBefore;
+  const auditFlushes = Number(/keyhold_audit_flushes_total (\d+)/.exec(metrics)?.[1]);
+  const loadedRss = rssMb(keyholdProc.child.pid as number);
+  const summary = {
+    machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+    seconds_per_run: SECONDS, rounds: ROUNDS, connections: 32,
+    results,
+    memory: { idle_rss_mb: Number(idleRss.toFixed(1)), target_mb: 120, verdict: idleRss < 120 ? 'meets' : 'MISSES', rss_after_load_mb: Number(loadedRss.toFixed(1)) },
+    counters: { hsm_calls_during_bench: hsmCalls, audit_flushes: auditFlushes },
+  };
+  mkdirSync('.bench-out', { recursive: true });
+  writeFileSync('.bench-out/http.json', JSON.stringify(summary, null, 2));
+  console.log(JSON.stringify(summary, null, 2));
+} finally {
+  keyholdProc.child.kill('SIGTERM');
+  ceilingProc.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  rmSync(work, { recursive: true, force: true });
+}

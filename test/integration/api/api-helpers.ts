@@ -1,0 +1,129 @@
+/**
+ * Helpers shared by the API integration tests in this folder: a raw HTTP client (no URL
+ * normalisation, so `..`, `%2e%2e` and `//` reach the server as written) and error assertions.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  /** Parsed JSON body, or undefined when the body is empty or not JSON. */
+  body: any;
+}
+
+export interface RawRequest {
+  method: string;
+  /** Sent verbatim as the request target (may contain '..', '%2e', '//'). */
+  path: string;
+  token?: string;
+  /** JSON-encoded unless `raw` is given. */
+  json?: unknown;
+  /** A raw body string or buffer, sent as is. */
+  raw?: string | Buffer;
+  /** Defaults to application/json when there is a body. Set to null to send no content-type. */
+  contentType?: string | null;
+  headers?: Record<string, string>;
+  agent?: http.Agent;
+  timeoutMs?: number;
+}
+
+/**
+ * One HTTP request with an explicit content-length. Resolves as soon as the whole response has
+ * arrived, even if the server stops reading the request body early (e.g. 413).
+ */
+export function request(address: string, req: RawRequest): Promise<RawResponse> {
+  const url = new URL(address);
+  let payload: Buffer | undefined;
+  if (req.raw !== undefined) payload = Buffer.isBuffer(req.raw) ? req.raw : Buffer.from(req.raw, 'utf8');
+  else if (req.json !== undefined) payload = Buffer.from(JSON.stringify(req.json), 'utf8');
+  const headers: Record<string, string> = { ...(req.headers ?? {}) };
+  if (req.token !== undefined) headers.authorization = `Bearer ${req.token}`;
+  if (payload !== undefined) {
+    headers['content-length'] = String(payload.length);
+    if (req.contentType !== null) headers['content-type'] ??= req.contentType ?? 'application/json';
+  }
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const done = (fn: () => void) => { if (!settled) { settled = true; fn(); } };
+    const r = http.request({
+      host: url.hostname, port: url.port, method: req.method, path: req.path, headers,
+      agent: req.agent ?? false, timeout: req.timeoutMs ?? 30_000,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (err) => done(() => reject(err)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: any;
+        try { body = text ? JSON.parse(text) : undefined; } catch { body = undefined; }
+        done(() => resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body }));
+      });
+    });
+    r.on('timeout', () => r.destroy(new Error(`request timed out: ${req.method} ${req.path}`)));
+    // A server that answers early (413) may reset the connection while we still write: the
+    // response has been received by then, so only an error before it counts.
+    r.on('error', (err) => setTimeout(() => done(() => reject(err)), 50));
+    if (payload !== undefined) r.end(payload);
+    else r.end();
+  });
+}
+
+export const ERROR_CODE = /^ERR_[A-Z_]+$/;
+
+/** Asserts the exact status and error code, and the shape `{ error: { code, message }, request_id }`. */
+export function assertError(res: RawResponse, status: number, code: string, what = ''): void {
+  const where = `${what ? `${what}: ` : ''}got ${res.status} ${res.text.slice(0, 400)}`;
+  assert.equal(res.status, status, where);
+  assert.ok(res.body && typeof res.body === 'object', `error body is JSON (${where})`);
+  assert.equal(res.body.error?.code, code, where);
+  assert.equal(typeof res.body.error?.message, 'string', where);
+  assert.equal(typeof res.body.request_id, 'string', where);
+  assert.ok(res.body.request_id.length > 0, where);
+  assert.deepEqual(Object.keys(res.body).sort(), ['error', 'request_id'], where);
+}
+
+export function assertOk(res: RawResponse, status = 200, what = ''): void {
+  assert.equal(res.status, status, `${what ? `${what}: ` : ''}got ${res.status} ${res.text.slice(0, 400)}`);
+}
+
+export async function assertHealthy(address: string): Promise<void> {
+  const res = await request(address, { method: 'GET', path: '/v1/sys/health' });
+  assert.equal(res.status, 200, `health: ${res.text}`);
+  assert.equal(res.body?.sealed, false);
+}
+
+export const b64 = (s: string | Buffer) => (Buffer.isBuffer(s) ? s : Buffer.from(s, 'utf8')).toString('base64');
+
+/** `keyhold:<name>:v<n>:<base64>` → parts. */
+export function splitCiphertext(ct: string): { name: string; version: number; body: Buffer } {
+  const m = /^keyhold:([^:]+):v(\d+):(.*)$/.exec(ct);
+  assert.ok(m, `not a keyhold ciphertext: ${ct}`);
+  return { name: m[1] as string, version: Number(m[2]), body: Buffer.from(m[3] as string, 'base64') };
+}
+
+export function joinCiphertext(name: string, version: number, body: Buffer): string {
+  return `keyhold:${name}:v${version}:${body.toString('base64')}`;
+}
+
+/** A copy of `buf` with bit `bit` (0 = most significant bit of byte 0) inverted. */
+export function flipBit(buf: Buffer, bit: number): Buffer {
+  const out = Buffer.from(buf);
+  const i = Math.floor(bit / 8);
+  out[i] = (out[i] as number) ^ (0x80 >> (bit % 8));
+  return out;
+}
+
+/** The OpenAPI operations the server documents, as [METHOD, path template] pairs. */
+export async function openApiOperations(address: string): Promise<Array<[string, string]>> {
+  const res = await request(address, { method: 'GET', path: '/v1/openapi.json' });
+  assert.equal(res.status, 200, res.text.slice(0, 200));
+  const ops: Array<[string, string]> = [];
+  for (const [path, item] of Object.entries(res.body.paths as Record<string, Record<string, unknown>>)) {
+    for (const method of Object.keys(item)) {
+      if (['get', 'put', 'post', 'delete', 'patch', 'head', 'options'].includes(method)) ops.push([method.toUpperCase(), path]);
+    }
+  }
+  return ops;
+}

@@ -1,0 +1,296 @@
+/**
+ * The audit log of a real `keyhold dev`: every audited request leaves a request and a response
+ * entry, no secret value is in clear, `keyhold audit verify` accepts the untouched file, and any
+ * single changed byte, deleted line or swapped pair is reported at exactly the right seq.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes, randomInt } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { runCliTimed } from './support.js';
+
+const CANARY = `CANARY-SECRET-${randomBytes(12).toString('hex')}`;
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+interface Sent {
+  what: string;
+  status: number;
+  requestId: string;
+  audited: boolean;
+}
+
+interface Entry {
+  seq: number;
+  type: 'request' | 'response';
+  requestId: string;
+  operation: string;
+  path: string;
+  hash: string;
+  prev: string;
+  time: string;
+  actor?: { tokenId?: string; policies?: string[] };
+  outcome?: { status: number; code?: string };
+  fields?: Record<string, string>;
+}
+
+interface VerifyOutput { ok: boolean; entries: number; badSeq?: number; line?: number; reason?: string }
+
+async function verify(file: string): Promise<{ code: number | null; result: VerifyOutput; stdout: string; stderr: string }> {
+  // runCliTimed: no stdin pipe (helpers' runCli can hit EPIPE when the CLI exits before stdin is closed).
+  const r = await runCliTimed(['audit', 'verify', '--file', file], {}, 30_000);
+  let result: VerifyOutput;
+  try {
+    result = JSON.parse(r.stdout) as VerifyOutput;
+  } catch {
+    assert.fail(`audit verify printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+  return { code: r.code, result, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  }));
+  return out;
+}
+
+/** A different printable byte in place of `byte` (never a newline, so the line count stays). */
+function flipped(byte: number): number {
+  const c = String.fromCharCode(byte);
+  if (/[0-8]/.test(c)) return byte + 1;
+  if (c === '9') return '0'.charCodeAt(0);
+  if (/[a-y]/.test(c)) return byte + 1;
+  if (c === 'z') return 'a'.charCodeAt(0);
+  if (/[A-Z]/.test(c)) return c.toLowerCase().charCodeAt(0);
+  if (c === '"') return "'".charCodeAt(0);
+  return 'x'.charCodeAt(0);
+}
+
+describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
+  const dataDir = tempDir('keyhold-audit-');
+  const auditFile = path.join(dataDir, 'audit.log');
+  const work = tempDir('keyhold-audit-copies-');
+  const sent: Sent[] = [];
+  let server: DevServer;
+  let rootToken = '';
+  let lines: string[] = [];
+  let entries: Entry[] = [];
+
+  before(async () => {
+    server = await startDev(dataDir);
+    rootToken = server.rootToken;
+    const send = async (what: string, method: string, p: string, token: string | undefined, body?: unknown, audited = true) => {
+      const headers: Record<string, string> = {};
+      if (token) headers.authorization = `Bearer ${token}`;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const res = await fetch(server.address + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await res.text();
+      const requestId = res.headers.get('x-request-id') ?? '';
+      assert.ok(requestId, `${what}: no x-request-id`);
+      sent.push({ what, status: res.status, requestId, audited });
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    };
+    const ok = async (what: string, method: string, p: string, token: string | undefined, body?: unknown) => {
+      const r = await send(what, method, p, token, body);
+      assert.ok(r.status >= 200 && r.status < 300, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body;
+    };
+    const root = rootToken;
+
+    await ok('create aes key', 'POST', '/v1/keys', root, { name: 'app', type: 'aes256-gcm', protection: 'hsm' });
+    await ok('create ec key', 'POST', '/v1/keys', root, { name: 'signer', type: 'ec-p256', protection: 'wrapped' });
+    const enc = await ok('encrypt', 'POST', '/v1/keys/app/encrypt', root, { plaintext: b64(CANARY) });
+    await ok('decrypt', 'POST', '/v1/keys/app/decrypt', root, { ciphertext: enc.ciphertext });
+    const sig = await ok('sign', 'POST', '/v1/keys/signer/sign', root, { input: b64(CANARY) });
+    await ok('verify', 'POST', '/v1/keys/signer/verify', root, { input: b64(CANARY), signature: sig.signature });
+    await ok('rotate', 'POST', '/v1/keys/app/rotate', root);
+    await ok('describe key', 'GET', '/v1/keys/app', root);
+    await ok('list keys', 'GET', '/v1/keys', root);
+    await ok('datakey', 'POST', '/v1/keys/app/datakey', root, { bits: 128 });
+    await ok('put secret v1', 'PUT', '/v1/secrets/team/db', root, { data: { password: CANARY } });
+    await ok('put secret v2', 'PUT', '/v1/secrets/team/db', root, { data: { password: `${CANARY}-2`, user: 'x' } });
+    await ok('get secret', 'GET', '/v1/secrets/team/db', root);
+    await ok('get secret v1', 'GET', '/v1/secrets/team/db?version=1', root);
+    await ok('list secrets', 'GET', '/v1/secrets/team?list=true', root);
+    await ok('read metadata', 'GET', '/v1/secret-metadata/team/db', root);
+    await send('write metadata', 'PUT', '/v1/secret-metadata/team/db', root, { max_versions: 5 });
+    await ok('soft delete', 'DELETE', '/v1/secrets/team/db?versions=1', root);
+    await ok('undelete', 'POST', '/v1/secret-undelete/team/db', root, { versions: [1] });
+    await ok('put policy', 'PUT', '/v1/policies/reader', root, { rules: [{ path: 'secrets/public/*', capabilities: ['read'] }] });
+    await ok('get policy', 'GET', '/v1/policies/reader', root);
+    await ok('list policies', 'GET', '/v1/policies', root);
+    const limited = await ok('create token', 'POST', '/v1/tokens', root, { policies: ['reader'], ttl: '1h' });
+    await ok('lookup self', 'GET', '/v1/tokens/self', limited.token);
+    // Refused and failing requests are audited too.
+    assert.equal((await send('denied read', 'GET', '/v1/secrets/team/db', limited.token)).status, 403);
+    assert.equal((await send('denied key create', 'POST', '/v1/keys', limited.token, { name: 'nope', type: 'aes256-gcm', protection: 'hsm' })).status, 403);
+    assert.equal((await send('missing secret', 'GET', '/v1/secrets/team/none', root)).status, 404);
+    assert.equal((await send('bad ciphertext', 'POST', '/v1/keys/app/decrypt', root, { ciphertext: 'keyhold:app:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' })).status, 400);
+    assert.equal((await send('unknown body field', 'POST', '/v1/keys', root, { name: 'x', type: 'aes256-gcm', protection: 'hsm', extra: CANARY })).status, 400);
+    assert.equal((await send('no token', 'GET', '/v1/secrets/team/db', undefined)).status, 401);
+    assert.equal((await send('bad token', 'GET', '/v1/secrets/team/db', 'not-a-token')).status, 401);
+    await send('revoke self', 'DELETE', '/v1/tokens/self', limited.token);
+    assert.equal((await send('revoked token', 'GET', '/v1/tokens/self', limited.token)).status, 401);
+    // Public endpoints are not audited.
+    assert.equal((await send('health', 'GET', '/v1/sys/health', undefined, undefined, false)).status, 200);
+
+    assert.equal(await server.stop('SIGTERM'), 0, server.output());
+    lines = fs.readFileSync(auditFile, 'utf8').split('\n');
+    assert.equal(lines.pop(), '', 'audit log does not end with a newline');
+    entries = lines.map((l) => JSON.parse(l) as Entry);
+  });
+
+  after(() => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('verifies the untouched log and reports the entry count', async () => {
+    const r = await verify(auditFile);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.result.ok, true);
+    assert.equal(r.result.entries, lines.length);
+    assert.ok(sent.length >= 30, `only ${sent.length} requests`);
+    console.log(`# audit verify: ${r.result.entries} entries for ${sent.length} requests`);
+  });
+
+  it('has a request and a response entry with the same requestId for every audited request', () => {
+    entries.forEach((e, i) => assert.equal(e.seq, i + 1));
+    const byId = new Map<string, Entry[]>();
+    for (const e of entries) byId.set(e.requestId, [...(byId.get(e.requestId) ?? []), e]);
+    for (const s of sent) {
+      const mine = byId.get(s.requestId) ?? [];
+      if (!s.audited) {
+        assert.equal(mine.length, 0, `${s.what} (public) was audited`);
+        continue;
+      }
+      const request = mine.filter((e) => e.type === 'request');
+      const response = mine.filter((e) => e.type === 'response');
+      assert.equal(request.length, 1, `${s.what} (${s.status}): ${request.length} request entries`);
+      assert.equal(response.length, 1, `${s.what} (${s.status}): ${response.length} response entries`);
+      const [req, res] = [request[0] as Entry, response[0] as Entry];
+      assert.ok(req.seq < res.seq, `${s.what}: response logged before request`);
+      assert.equal(req.operation, res.operation);
+      assert.equal(req.path, res.path);
+      assert.equal(res.outcome?.status, s.status, `${s.what}: outcome.status`);
+      if (s.status >= 400) assert.ok(res.outcome?.code, `${s.what}: no outcome.code`);
+      assert.equal(req.outcome, undefined, `${s.what}: request entry carries an outcome`);
+    }
+    // And nothing else is in the log.
+    const sentIds = new Set(sent.map((s) => s.requestId));
+    for (const e of entries) assert.ok(sentIds.has(e.requestId), `entry ${e.seq} belongs to no request of this test`);
+    for (const e of entries.filter((x) => x.type === 'response')) assert.equal(typeof e.outcome?.status, 'number');
+    const denied = sent.filter((s) => s.status === 403);
+    assert.equal(denied.length, 2);
+    for (const d of denied) {
+      const res = entries.find((e) => e.requestId === d.requestId && e.type === 'response');
+      assert.equal(res?.outcome?.code, 'ERR_PERMISSION_DENIED');
+      assert.deepEqual(res?.actor?.policies, ['reader']);
+    }
+  });
+
+  it('keeps secret values out of the log: only hmac-sha256 values', () => {
+    const raw = fs.readFileSync(auditFile);
+    for (const needle of [CANARY, b64(CANARY), rootToken]) assert.equal(raw.indexOf(needle), -1, 'a secret value is in the audit log');
+    const hmac = /^hmac-sha256:[0-9a-f]{64}$/;
+    let bodies = 0;
+    for (const e of entries) {
+      if (e.actor?.tokenId !== undefined) assert.match(e.actor.tokenId, hmac, `entry ${e.seq} actor.tokenId`);
+      for (const [name, value] of Object.entries(e.fields ?? {})) {
+        if (name === 'version') assert.match(value, /^\d+$/);
+        else {
+          assert.match(value, hmac, `entry ${e.seq} field ${name}`);
+          bodies++;
+        }
+      }
+    }
+    assert.ok(bodies >= 15, `only ${bodies} HMACed fields`);
+  });
+
+  it('names the altered entry for single-byte changes in the hash, prev, seq, time, outcome and other fields', async () => {
+    const n = lines.length;
+    const sample = new Set<number>([1, Math.ceil(n / 2), n]);
+    while (sample.size < 8) sample.add(randomInt(1, n + 1));
+    const cases: Array<{ seq: number; field: string; offset: number }> = [];
+    for (const seq of sample) {
+      const line = lines[seq - 1] as string;
+      const at = (field: string, marker: string, skip = 0) => {
+        const i = line.indexOf(marker);
+        assert.notEqual(i, -1, `entry ${seq} has no ${marker}`);
+        cases.push({ seq, field, offset: i + marker.length + skip });
+      };
+      at('hash', '"hash":"', 0);
+      at('hash', '"hash":"', 63);
+      at('prev', '"prev":"', 17);
+      at('seq', '"seq":', 0);
+      at('time', '"time":"', 3);
+      at('time', '"time":"', 20);
+      at('requestId', '"requestId":"', 5);
+      at('type', '"type":"', 1);
+      if (line.includes('"outcome":{')) {
+        at('outcome', '"outcome":{', 0);
+        at('outcome.status', '"status":', 1);
+      } else {
+        at('operation', '"operation":"', 2);
+      }
+      cases.push({ seq, field: 'opening brace', offset: 0 }, { seq, field: 'closing brace', offset: line.length - 1 });
+    }
+    const offsets = lines.map((_, i) => lines.slice(0, i).reduce((sum, l) => sum + Buffer.byteLength(l) + 1, 0));
+    const original = fs.readFileSync(auditFile);
+    const failures: string[] = [];
+    await pool(cases, 6, async (c) => {
+      const bytes = Buffer.from(original);
+      const pos = (offsets[c.seq - 1] as number) + c.offset;
+      const before = bytes[pos] as number;
+      bytes[pos] = flipped(before);
+      assert.notEqual(bytes[pos], before);
+      assert.notEqual(bytes[pos], 0x0a);
+      const copy = path.join(work, `flip-${c.seq}-${c.offset}.log`);
+      fs.writeFileSync(copy, bytes);
+      const r = await verify(copy);
+      const what = `seq ${c.seq} ${c.field} (line offset ${c.offset}, ${String.fromCharCode(before)}→${String.fromCharCode(bytes[pos] as number)})`;
+      if (r.code === 0 || r.result.ok !== false || r.result.badSeq !== c.seq) {
+        failures.push(`${what}: exit ${r.code}, ${r.stdout.trim()}`);
+      }
+    });
+    assert.deepEqual(failures, []);
+    console.log(`# ${cases.length} single-byte alterations over entries ${[...sample].sort((a, b) => a - b).join(', ')} all detected at the right seq`);
+  });
+
+  it('names the right seq when a line is deleted or two lines are swapped', async () => {
+    const n = lines.length;
+    const write = (name: string, ls: string[]) => {
+      const file = path.join(work, name);
+      fs.writeFileSync(file, ls.map((l) => `${l}\n`).join(''));
+      return file;
+    };
+    const mid = Math.ceil(n / 2);
+    const cases: Array<{ name: string; file: string; badSeq: number }> = [
+      { name: 'delete first', file: write('del-first.log', lines.slice(1)), badSeq: 1 },
+      { name: `delete ${mid}`, file: write('del-mid.log', lines.filter((_, i) => i !== mid - 1)), badSeq: mid },
+      { name: `delete ${n - 1}`, file: write('del-penultimate.log', lines.filter((_, i) => i !== n - 2)), badSeq: n - 1 },
+    ];
+    for (const a of [1, mid, n - 1]) {
+      const swapped = [...lines];
+      [swapped[a - 1], swapped[a]] = [swapped[a] as string, swapped[a - 1] as string];
+      cases.push({ name: `swap ${a} and ${a + 1}`, file: write(`swap-${a}.log`, swapped), badSeq: a });
+    }
+    const far = [...lines];
+    [far[1], far[n - 2]] = [far[n - 2] as string, far[1] as string];
+    cases.push({ name: `swap 2 and ${n - 1}`, file: write('swap-far.log', far), badSeq: 2 });
+    for (const c of cases) {
+      const r = await verify(c.file);
+      assert.notEqual(r.code, 0, `${c.name}: verify passed`);
+      assert.equal(r.result.ok, false, c.name);
+      assert.equal(r.result.badSeq, c.badSeq, `${c.name}: ${r.stdout}`);
+    }
+  });
+});

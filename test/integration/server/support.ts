@@ -1,0 +1,148 @@
+/** Shared bits of the server-level integration tests (not a test file itself). */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import pkcs11 from 'pkcs11js';
+import { CLI } from '../../helpers/server.js';
+
+export const DEV_TOKEN_LABEL = 'keyhold-dev';
+
+export function readPinFile(dataDir: string): string {
+  return fs.readFileSync(path.join(dataDir, 'hsm-pin'), 'utf8').replace(/\r?\n$/, '');
+}
+
+export function sha256File(file: string): string | null {
+  return fs.existsSync(file) ? createHash('sha256').update(fs.readFileSync(file)).digest('hex') : null;
+}
+
+/** The module path keyhold dev wrote into nothing but its own config: find it the same way. */
+export function softHsmModule(): string {
+  const candidates = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) throw new Error('SoftHSM2 module not found');
+  return found;
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * Runs the CLI and kills it (SIGKILL) if it is still running after `timeoutMs`; for commands that
+ * must fail fast (a `keyhold server` that starts would otherwise serve forever).
+ */
+export function runCliTimed(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}
+
+export interface TokenObject {
+  handle: Buffer;
+  cls: number;
+  keyType: number;
+  label: string;
+}
+
+/**
+ * Opens the dev token of `dataDir` in this process with pkcs11js (SOFTHSM2_CONF from the data dir)
+ * and logs in. The caller must not have the module loaded otherwise; `close()` finalises it.
+ */
+export function openDevToken(dataDir: string, label = DEV_TOKEN_LABEL): { lib: pkcs11.PKCS11; session: Buffer; close(): void } {
+  process.env.SOFTHSM2_CONF = path.join(dataDir, 'softhsm2.conf');
+  const lib = new pkcs11.PKCS11();
+  lib.load(softHsmModule());
+  lib.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+  try {
+    const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.replace(/[\s\0]+$/, '') === label);
+    if (!slot) throw new Error(`token ${label} not found`);
+    const session = lib.C_OpenSession(slot, pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION);
+    lib.C_Login(session, pkcs11.CKU_USER, readPinFile(dataDir));
+    return {
+      lib,
+      session,
+      close() {
+        try { lib.C_CloseAllSessions(slot); } catch { /* closing anyway */ }
+        lib.C_Finalize();
+        lib.close();
+      },
+    };
+  } catch (err) {
+    lib.C_Finalize();
+    lib.close();
+    throw err;
+  }
+}
+
+/** Every object on the token the session can see (C_FindObjectsInit with an empty template). */
+export function allObjects(lib: pkcs11.PKCS11, session: Buffer): TokenObject[] {
+  lib.C_FindObjectsInit(session, []);
+  const handles: Buffer[] = [];
+  try {
+    for (;;) {
+      const batch = lib.C_FindObjects(session, 64);
+      if (batch.length === 0) break;
+      handles.push(...batch);
+    }
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+  return handles.map((handle) => {
+    const [cls, label] = lib.C_GetAttributeValue(session, handle, [{ type: pkcs11.CKA_CLASS }, { type: pkcs11.CKA_LABEL }]);
+    const clsValue = (cls?.value as Buffer).readUInt32LE(0);
+    let keyType = -1;
+    if (clsValue === pkcs11.CKO_SECRET_KEY || clsValue === pkcs11.CKO_PRIVATE_KEY || clsValue === pkcs11.CKO_PUBLIC_KEY) {
+      keyType = (lib.C_GetAttributeValue(session, handle, [{ type: pkcs11.CKA_KEY_TYPE }])[0]?.value as Buffer).readUInt32LE(0);
+    }
+    return { handle, cls: clsValue, keyType, label: (label?.value as Buffer | undefined)?.toString('utf8') ?? '' };
+  });
+}
+
+export interface ListedObject {
+  header: string;
+  label: string | undefined;
+  access: string | undefined;
+}
+
+/** Splits `pkcs11-tool --list-objects` output into objects: a header line, then indented attribute lines. */
+export function parseListedObjects(output: string): ListedObject[] {
+  const objects: ListedObject[] = [];
+  for (const line of output.split('\n')) {
+    if (line.trim() === '') continue;
+    if (!/^\s/.test(line)) {
+      objects.push({ header: line.trim(), label: undefined, access: undefined });
+      continue;
+    }
+    const current = objects[objects.length - 1];
+    const match = /^\s+(\w[\w ]*?):\s*(.*)$/.exec(line);
+    if (!current || !match) continue;
+    if (match[1] === 'label') current.label = match[2]?.trim();
+    if (match[1] === 'Access') current.access = match[2]?.trim();
+  }
+  return objects;
+}
+
+export function pkcs11ToolListObjects(dataDir: string): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync('pkcs11-tool', ['--module', softHsmModule(), '--token-label', DEV_TOKEN_LABEL, '--login', '--pin', readPinFile(dataDir), '--list-objects'], {
+    env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, 'softhsm2.conf') },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (result.error) throw result.error;
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
