@@ -118,7 +118,11 @@ export class Pkcs11Hsm implements Hsm {
         serial: trimPadded(info.serialNumber),
         slotId: slotIdString(slot),
       };
-      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions), token, probeCapabilities(lib, slot), (config.healthCacheSeconds ?? 5) * 1000);
+      const renew = (broken: Buffer): Buffer => {
+        try { lib.C_CloseSession(broken); } catch { /* already unusable */ }
+        return lib.C_OpenSession(slot, flags);
+      };
+      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, probeCapabilities(lib, slot), (config.healthCacheSeconds ?? 5) * 1000);
     } catch (err) {
       try { lib.C_Finalize(); } catch { /* already failing */ }
       try { lib.close(); } catch { /* already failing */ }
@@ -162,8 +166,8 @@ export class Pkcs11Hsm implements Hsm {
         this.lib.C_GenerateKeyPairAsync(s, { mechanism: spec.genMechanism }, spec.publicTemplate(label, id), spec.privateTemplate(label, id)),
       );
       const publicKey = this.readPublicKey(pair.publicKey, kind, spec);
-      if (spec.family === 'rsa') this.publicHandles.set(label, pair.publicKey);
-      else this.lib.C_DestroyObject(this.control, pair.publicKey);
+      // The public half was a session object of a pooled session; keyhold keeps its value instead.
+      this.lib.C_DestroyObject(this.control, pair.publicKey);
       const key: HsmKey = { label, kind, handle: pair.privateKey };
       this.handles.set(label, key);
       return { ...key, publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
