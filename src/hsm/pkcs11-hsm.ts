@@ -42,6 +42,11 @@ function bool(value: Buffer | undefined): boolean {
 export interface Pkcs11HsmOptions {
   /** Told about a low PIN counter; never told the PIN. */
   warn?: (message: string) => void;
+  /**
+   * Narrows what probing found, e.g. to exercise the decrypt-only path (Nitrokey-like tokens) on
+   * SoftHSM in tests. It can only take capabilities away.
+   */
+  withoutCapabilities?: Array<keyof HsmCapabilities>;
 }
 
 /**
@@ -122,7 +127,9 @@ export class Pkcs11Hsm implements Hsm {
         try { lib.C_CloseSession(broken); } catch { /* already unusable */ }
         return lib.C_OpenSession(slot, flags);
       };
-      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, probeCapabilities(lib, slot), (config.healthCacheSeconds ?? 5) * 1000);
+      const capabilities = probeCapabilities(lib, slot);
+      for (const name of options.withoutCapabilities ?? []) capabilities[name] = false;
+      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, capabilities, (config.healthCacheSeconds ?? 5) * 1000);
     } catch (err) {
       try { lib.C_Finalize(); } catch { /* already failing */ }
       try { lib.close(); } catch { /* already failing */ }
@@ -148,6 +155,10 @@ export class Pkcs11Hsm implements Hsm {
     const key: HsmKey = { label, kind, handle };
     this.handles.set(label, key);
     return key;
+  }
+
+  async findOrCreateKey(label: string, kind: HsmKeyKind): Promise<HsmKey> {
+    return this.findKey(label, kind) ?? this.generateKey(label, kind);
   }
 
   async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {

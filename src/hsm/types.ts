@@ -65,6 +65,8 @@ export interface Hsm {
   readonly token: HsmTokenInfo;
   readonly capabilities: HsmCapabilities;
   findKey(label: string, kind: HsmKeyKind): HsmKey | null;
+  /** The key with this label, generated (non-extractable) if the token has none. */
+  findOrCreateKey(label: string, kind: HsmKeyKind): Promise<HsmKey>;
   /** Generates a new non-extractable token key; refuses if one with that label exists. */
   generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey>;
   destroyKey(key: HsmKey): void;

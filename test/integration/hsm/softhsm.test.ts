@@ -144,6 +144,35 @@ describe('Pkcs11Hsm on SoftHSM2', () => {
     );
   });
 
+  it('on a decrypt-only token, encrypts RSA-OAEP locally with the public key and decrypts on the device', async () => {
+    const hsm = await Pkcs11Hsm.open(token.config, { withoutCapabilities: ['rsaOaepEncryptOnDevice'] });
+    try {
+      const { createPublicKey } = await import('node:crypto');
+      const key = await hsm.generateKey(`decrypt-only-${process.pid}`, 'rsa-2048');
+      const publicKey = createPublicKey({ key: key.publicKeySpki as Buffer, format: 'der', type: 'spki' });
+      const hash = await hsm.probeOaepHash(key, publicKey);
+      const before = hsm.callCount;
+      const ciphertext = await hsm.rsaEncrypt(key, publicKey, Buffer.from('only the token can read this'), hash);
+      assert.equal(hsm.callCount, before, 'encryption made no HSM call');
+      assert.equal((await hsm.rsaDecrypt(key, ciphertext, hash)).toString(), 'only the token can read this');
+      assert.equal(hsm.callCount, before + 1, 'decryption was one HSM call');
+      hsm.destroyKey(key);
+    } finally {
+      await hsm.close();
+    }
+  });
+
+  it('finds an existing key by label or creates it', async () => {
+    await withHsm(token.config, async (hsm) => {
+      const label = `find-or-create-${process.pid}`;
+      const created = await hsm.findOrCreateKey(label, 'aes256');
+      const found = await hsm.findOrCreateKey(label, 'aes256');
+      assert.ok(created.handle.equals(found.handle));
+      assert.equal(hsm.attributes(found).extractable, false);
+      hsm.destroyKey(found);
+    });
+  });
+
   it('probes the capabilities SoftHSM2 has', async () => {
     await withHsm(token.config, async (hsm) => {
       const { aesGcm, hmacSha256, ecdsa, rsaPss, rsaOaepDecrypt } = hsm.capabilities;
