@@ -1,13 +1,22 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuditActor, AuditRecord } from '../audit/entry.js';
 import type { Runtime } from '../core/runtime.js';
+import type { TokenRecord } from '../identity/tokens.js';
 import { KeyholdError } from '../errors.js';
 import { errorBody } from './errors.js';
+
+/** Token records are cached objects, so their audit actor is computed once per token, not per request. */
+const actors = new WeakMap<TokenRecord, AuditActor>();
 
 function actorOf(request: FastifyRequest, runtime: Runtime): AuditActor | undefined {
   const token = request.keyhold?.token;
   if (!token) return undefined;
-  return { tokenId: runtime.auditHmac.mac(token.id), policies: token.policies };
+  let actor = actors.get(token);
+  if (!actor) {
+    actor = { tokenId: runtime.auditHmac.mac(token.id), policies: token.policies };
+    actors.set(token, actor);
+  }
+  return actor;
 }
 
 function operationOf(request: FastifyRequest): string {

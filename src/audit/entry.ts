@@ -60,25 +60,28 @@ function sortedFields(fields: Record<string, string>): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(fields[k])}`).join(',')}}`;
 }
 
-export function serializeEntry(entry: AuditEntry, hash?: string): string {
-  const parts: string[] = [];
+/** The canonical text split where `hash` sorts in: after actor and fields, before operation. */
+function entryHalves(entry: AuditEntry): [head: string, tail: string] {
+  const head: string[] = [];
   const { actor, outcome } = entry;
   if (actor !== undefined) {
     const a: string[] = [];
     if (actor.policies !== undefined) a.push(`"policies":${JSON.stringify(actor.policies)}`);
     if (actor.selectors !== undefined) a.push(`"selectors":${JSON.stringify(actor.selectors)}`);
     if (actor.tokenId !== undefined) a.push(`"tokenId":${JSON.stringify(actor.tokenId)}`);
-    parts.push(`"actor":{${a.join(',')}}`);
+    head.push(`"actor":{${a.join(',')}}`);
   }
-  if (entry.fields !== undefined) parts.push(`"fields":${sortedFields(entry.fields)}`);
-  if (hash !== undefined) parts.push(`"hash":${JSON.stringify(hash)}`);
-  parts.push(`"operation":${JSON.stringify(entry.operation)}`);
-  if (outcome !== undefined) {
-    parts.push(`"outcome":{${outcome.code !== undefined ? `"code":${JSON.stringify(outcome.code)},` : ''}"status":${JSON.stringify(outcome.status)}}`);
-  }
-  parts.push(`"path":${JSON.stringify(entry.path)}`, `"prev":${JSON.stringify(entry.prev)}`, `"requestId":${JSON.stringify(entry.requestId)}`,
-    `"seq":${JSON.stringify(entry.seq)}`, `"time":${JSON.stringify(entry.time)}`, `"type":${JSON.stringify(entry.type)}`);
-  return `{${parts.join(',')}}`;
+  if (entry.fields !== undefined) head.push(`"fields":${sortedFields(entry.fields)}`);
+  const outcomeText = outcome === undefined ? ''
+    : `"outcome":{${outcome.code !== undefined ? `"code":${JSON.stringify(outcome.code)},` : ''}"status":${JSON.stringify(outcome.status)}},`;
+  const tail = `"operation":${JSON.stringify(entry.operation)},${outcomeText}"path":${JSON.stringify(entry.path)},"prev":${JSON.stringify(entry.prev)},`
+    + `"requestId":${JSON.stringify(entry.requestId)},"seq":${JSON.stringify(entry.seq)},"time":${JSON.stringify(entry.time)},"type":${JSON.stringify(entry.type)}`;
+  return [head.length > 0 ? `${head.join(',')},` : '', tail];
+}
+
+export function serializeEntry(entry: AuditEntry, hash?: string): string {
+  const [head, tail] = entryHalves(entry);
+  return hash === undefined ? `{${head}${tail}}` : `{${head}"hash":${JSON.stringify(hash)},${tail}}`;
 }
 
 /** sha256 of the canonical JSON of the entry without its `hash` field. */
@@ -89,8 +92,9 @@ export function entryHash(entry: AuditEntry | SealedAuditEntry): string {
 
 /** Seals an entry: returns it with `hash` set and the exact line to write (no newline). */
 export function sealEntry(entry: AuditEntry): { sealed: SealedAuditEntry; line: string } {
-  const hash = sha256Hex(serializeEntry(entry));
-  return { sealed: { ...entry, hash }, line: serializeEntry(entry, hash) };
+  const [head, tail] = entryHalves(entry);
+  const hash = sha256Hex(`{${head}${tail}}`);
+  return { sealed: { ...entry, hash }, line: `{${head}"hash":"${hash}",${tail}}` };
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
