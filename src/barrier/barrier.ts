@@ -46,6 +46,7 @@ export class Barrier {
 
   async read<T>(path: string): Promise<BarrierRead<T>> {
     assertLogicalPath(path);
+    this.requireKey();
     const raw = await this.storage.get(DATA_PREFIX + path);
     if (!raw) return { path, value: null, raw: null };
     const plaintext = this.open(path, raw);
@@ -63,11 +64,13 @@ export class Barrier {
 
   async delete(path: string): Promise<void> {
     assertLogicalPath(path);
+    this.requireKey();
     await this.storage.delete(DATA_PREFIX + path);
   }
 
   /** Logical paths under `prefix` (which is itself a logical path prefix, possibly ending in '/'). */
   async list(prefix: string): Promise<string[]> {
+    this.requireKey();
     const keys = await this.storage.list(DATA_PREFIX + prefix);
     return keys.map((key) => key.slice(DATA_PREFIX.length));
   }
@@ -77,6 +80,7 @@ export class Barrier {
    * false when another writer got there first.
    */
   async commit(reads: ReadonlyArray<BarrierRead<unknown>>, writes: readonly BarrierWrite[]): Promise<boolean> {
+    this.requireKey();
     const checks: StorageCheck[] = reads.map((r) => ({ key: DATA_PREFIX + r.path, value: r.raw }));
     const ops: StorageWrite[] = writes.map((w) => {
       assertLogicalPath(w.path);

@@ -61,7 +61,13 @@ export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unseal
     createdAt: new Date().toISOString(),
   };
   const created = await storage.atomic([{ key: SEAL_RECORD_KEY, value: null }], [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(record)) }]);
-  if (!created) throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'another process initialised this store first');
+  if (!created) {
+    // Lost the race: the keys just made will never be used, so they must not linger in the token.
+    hsm.destroyKey(sealKey);
+    hsm.destroyKey(wrapKey);
+    rootKey.fill(0);
+    throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'another process initialised this store first');
+  }
   return { record, rootKey, sealKey, wrapKey };
 }
 

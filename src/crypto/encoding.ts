@@ -8,5 +8,8 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  */
 export function decodeBase64(value: string, field: string): Buffer {
   if (!BASE64.test(value)) throw new KeyholdError('ERR_BAD_REQUEST', `${field} is not valid base64`, { details: { field } });
-  return Buffer.from(value, 'base64');
+  const bytes = Buffer.from(value, 'base64');
+  // One spelling per byte string: "QR==" and "QQ==" must not both decode to "A" (ciphertext malleability).
+  if (bytes.toString('base64') !== value) throw new KeyholdError('ERR_BAD_REQUEST', `${field} is not canonical base64 (non-zero padding bits)`, { details: { field } });
+  return bytes;
 }

@@ -31,6 +31,8 @@ function tokenPath(id: string): string {
  */
 export class TokenStore {
   private readonly cache = new Map<string, TokenRecord>();
+  /** Bumped by every revoke: a look-up that started before it must not cache what it read. */
+  private generation = 0;
 
   constructor(private readonly barrier: Barrier) {}
 
@@ -55,8 +57,11 @@ export class TokenStore {
     const id = tokenId(token);
     let record = this.cache.get(id);
     if (!record) {
+      const generation = this.generation;
       record = (await this.barrier.getJson<TokenRecord>(tokenPath(id))) ?? undefined;
       if (!record) throw new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
+      // A revoke may have run while we read: then what we read is stale and must not be cached or used.
+      if (generation !== this.generation) return this.lookup(token);
       if (this.cache.size >= MAX_CACHED) this.cache.clear();
       this.cache.set(id, record);
     }
@@ -68,7 +73,13 @@ export class TokenStore {
   }
 
   async revoke(id: string): Promise<void> {
+    this.generation++;
     this.cache.delete(id);
-    await this.barrier.delete(tokenPath(id));
+    try {
+      await this.barrier.delete(tokenPath(id));
+    } finally {
+      this.generation++;
+      this.cache.delete(id);
+    }
   }
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { KeyholdError } from '../errors.js';
 import type { KeysContext } from './context.js';
 import { createVersionMaterial, destroyVersionMaterial } from './new-version.js';
-import type { KeyRecord, KeyType, Protection } from './types.js';
+import { KEY_NAME_PATTERN, type KeyRecord, type KeyType, type Protection } from './types.js';
 
 export interface CreateKeyInput {
   name: string;
@@ -12,7 +12,10 @@ export interface CreateKeyInput {
 }
 
 /** Creates a key with version 1. The material is made first; if the name turns out to be taken, it is destroyed again. */
+const KEY_NAME = new RegExp(KEY_NAME_PATTERN);
+
 export async function createKey(ctx: KeysContext, input: CreateKeyInput): Promise<KeyRecord> {
+  if (!KEY_NAME.test(input.name)) throw new KeyholdError('ERR_BAD_REQUEST', `key name "${input.name}" must match ${KEY_NAME_PATTERN}`);
   const id = randomBytes(12).toString('hex');
   const base = { id, type: input.type, protection: input.protection };
   const existing = await ctx.records.get(input.name).catch(() => null);

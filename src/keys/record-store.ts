@@ -13,15 +13,18 @@ export function keyPath(name: string): string {
  */
 export class KeyRecordStore {
   private readonly cache = new Map<string, KeyRecord>();
+  /** Bumped around every write: a read that overlapped a write does not cache what it saw. */
+  private generation = 0;
 
   constructor(private readonly barrier: Barrier) {}
 
   async get(name: string): Promise<KeyRecord> {
     const cached = this.cache.get(name);
     if (cached) return cached;
+    const generation = this.generation;
     const record = await this.barrier.getJson<KeyRecord>(keyPath(name));
     if (!record) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
-    this.cache.set(name, record);
+    if (generation === this.generation) this.cache.set(name, record);
     return record;
   }
 
@@ -31,12 +34,14 @@ export class KeyRecordStore {
 
   /** Optimistic read-modify-write of one key record; `fn` returns the new record, or null to delete it. */
   async update<R>(name: string, fn: (current: KeyRecord | null) => { next: KeyRecord | null; result: R }): Promise<R> {
+    this.generation++;
     try {
       return await this.barrier.update<KeyRecord, R>(keyPath(name), (current) => {
         const { next, result } = fn(current);
         return { writes: [next ? { path: keyPath(name), value: next } : { path: keyPath(name), delete: true }], result };
       });
     } finally {
+      this.generation++;
       this.cache.delete(name);
     }
   }

@@ -1,10 +1,15 @@
 import type { Barrier, BarrierRead, BarrierWrite } from '../barrier/barrier.js';
 import { assertLogicalPath } from '../barrier/paths.js';
 import { KeyholdError } from '../errors.js';
-import { metaPath, type SecretMeta } from './types.js';
+import { MAX_SECRET_PATH_LENGTH, metaPath, type SecretMeta } from './types.js';
 
 const MAX_CACHED = 10_000;
 const MAX_ATTEMPTS = 64;
+
+function assertSecretPath(path: string): void {
+  assertLogicalPath(path, 'secret path');
+  if (path.length > MAX_SECRET_PATH_LENGTH) throw new KeyholdError('ERR_BAD_REQUEST', `secret path must be at most ${MAX_SECRET_PATH_LENGTH} characters`);
+}
 
 /**
  * Secret metadata through the barrier. A bounded in-memory copy keeps a read of the latest
@@ -12,15 +17,18 @@ const MAX_ATTEMPTS = 64;
  */
 export class SecretStore {
   private readonly metaCache = new Map<string, SecretMeta>();
+  /** Bumped around every change: a read that overlapped a change does not cache what it saw. */
+  private generation = 0;
 
   constructor(readonly barrier: Barrier) {}
 
   async meta(path: string): Promise<SecretMeta | null> {
-    assertLogicalPath(path, 'secret path');
+    assertSecretPath(path);
     const cached = this.metaCache.get(path);
     if (cached) return cached;
+    const generation = this.generation;
     const meta = await this.barrier.getJson<SecretMeta>(metaPath(path));
-    if (meta) this.remember(path, meta);
+    if (meta && generation === this.generation) this.remember(path, meta);
     return meta;
   }
 
@@ -35,12 +43,14 @@ export class SecretStore {
    * deletes it) and any data writes that go with it, applied together or not at all.
    */
   async change<R>(path: string, fn: (current: SecretMeta | null) => { meta: SecretMeta | null; writes?: BarrierWrite[]; result: R }): Promise<R> {
-    assertLogicalPath(path, 'secret path');
+    assertSecretPath(path);
+    this.generation++;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const read: BarrierRead<SecretMeta> = await this.barrier.read<SecretMeta>(metaPath(path));
       const { meta, writes = [], result } = fn(read.value);
       const metaWrite: BarrierWrite = meta ? { path: metaPath(path), value: meta } : { path: metaPath(path), delete: true };
       if (await this.barrier.commit([read], [...writes, metaWrite])) {
+        this.generation++;
         if (meta) this.remember(path, meta);
         else this.metaCache.delete(path);
         return result;

@@ -19,6 +19,13 @@ export interface SecretMeta {
 
 export const DEFAULT_MAX_VERSIONS = 10;
 
+/**
+ * Longest secret path: its deepest record, `secrets/data/<path>/<version>` with a 9-digit version,
+ * must still fit the barrier's 512-character limit. Otherwise a secret could be written up to
+ * version 9 and then refuse version 10.
+ */
+export const MAX_SECRET_PATH_LENGTH = 512 - 'secrets/data/'.length - '/'.length - 9;
+
 export function metaPath(path: string): string {
   return `secrets/meta/${path}`;
 }
