@@ -4,6 +4,7 @@ import type { KeyholdErrorCode } from '../errors.js';
 export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_BAD_REQUEST: 400,
   ERR_PAYLOAD_TOO_LARGE: 413,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   ERR_UNAUTHENTICATED: 401,
   ERR_PERMISSION_DENIED: 403,
   ERR_NOT_FOUND: 404,

@@ -13,6 +13,7 @@ function toKeyholdError(err: FastifyError | KeyholdError | Error): KeyholdError 
   const fe = err as FastifyError;
   if (fe.validation) return new KeyholdError('ERR_BAD_REQUEST', `invalid request: ${fe.message}`);
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new KeyholdError('ERR_PAYLOAD_TOO_LARGE', 'request body is too large');
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json');
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new KeyholdError('ERR_BAD_REQUEST', fe.message || 'bad request');
   }

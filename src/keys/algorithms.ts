@@ -1,4 +1,8 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPair, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+
+// Off the event loop: an RSA-4096 generation takes seconds, and every other request would wait.
+const generatePair = promisify(generateKeyPair);
 import { KeyholdError } from '../errors.js';
 import type { HsmKeyKind } from '../hsm/types.js';
 import type { KeyType } from './types.js';
@@ -12,16 +16,16 @@ export interface KeyAlgorithm {
   /** Digest for signatures (Node name) and the signature encoding keyhold returns. */
   readonly digest?: 'sha256' | 'sha384';
   /** Fresh material for protection=wrapped: a raw secret or PKCS#8 DER private key plus SPKI DER public key. */
-  generate(): { secret: Buffer; publicKeySpki?: Buffer };
+  generate(): Promise<{ secret: Buffer; publicKeySpki?: Buffer }>;
 }
 
-const symmetric = (): { secret: Buffer } => ({ secret: randomBytes(32) });
-const ec = (namedCurve: string) => () => {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve });
+const symmetric = async (): Promise<{ secret: Buffer }> => ({ secret: randomBytes(32) });
+const ec = (namedCurve: string) => async () => {
+  const { privateKey, publicKey } = await generatePair('ec', { namedCurve });
   return { secret: privateKey.export({ type: 'pkcs8', format: 'der' }), publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
 };
-const rsa = (modulusLength: number) => () => {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength, publicExponent: 65537 });
+const rsa = (modulusLength: number) => async () => {
+  const { privateKey, publicKey } = await generatePair('rsa', { modulusLength, publicExponent: 65537 });
   return { secret: privateKey.export({ type: 'pkcs8', format: 'der' }), publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
 };
 

@@ -6,10 +6,11 @@ import { configureMetadata, listSecrets, readMetadata } from '../../secrets/meta
 import { getSecret } from '../../secrets/read.js';
 import { deleteSecretCompletely, deleteVersions, destroyVersions, undeleteVersions } from '../../secrets/versions.js';
 import { putSecret } from '../../secrets/write.js';
+import { MAX_SECRET_PATH_LENGTH } from '../../secrets/types.js';
 import { Closed, VersionQuery, withErrors } from '../schemas.js';
 
 /** `*` captures the secret path; checked here so '..' or '//' never reach storage or policy. */
-const PathParams = Closed({ '*': Type.String({ minLength: 1, maxLength: 512 }) });
+const PathParams = Closed({ '*': Type.String({ minLength: 1, maxLength: MAX_SECRET_PATH_LENGTH + 1 }) }); // +1: a trailing '/' on folder listings
 type PathParams = Static<typeof PathParams>;
 const pathOf = (req: FastifyRequest): string => {
   const path = (req.params as PathParams)['*'].replace(/\/$/, '');

@@ -27,6 +27,12 @@ export interface RawRequest {
   headers?: Record<string, string>;
   agent?: http.Agent;
   timeoutMs?: number;
+  /**
+   * For bodies the server should refuse from the headers alone (over the body limit): send the
+   * headers, wait up to this long for the answer, and only then send the body. Otherwise the
+   * server's early 413 + close races the upload and the client may only see EPIPE.
+   */
+  earlyResponseMs?: number;
 }
 
 /**
@@ -46,6 +52,7 @@ export function request(address: string, req: RawRequest): Promise<RawResponse> 
   }
   return new Promise((resolve, reject) => {
     let settled = false;
+    let bodySent = false;
     const done = (fn: () => void) => { if (!settled) { settled = true; fn(); } };
     const r = http.request({
       host: url.hostname, port: url.port, method: req.method, path: req.path, headers,
@@ -59,14 +66,22 @@ export function request(address: string, req: RawRequest): Promise<RawResponse> 
         let body: any;
         try { body = text ? JSON.parse(text) : undefined; } catch { body = undefined; }
         done(() => resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body }));
+        if (!bodySent) r.destroy(); // answered before the upload: this socket cannot be reused
       });
     });
     r.on('timeout', () => r.destroy(new Error(`request timed out: ${req.method} ${req.path}`)));
     // A server that answers early (413) may reset the connection while we still write: the
     // response has been received by then, so only an error before it counts.
     r.on('error', (err) => setTimeout(() => done(() => reject(err)), 50));
-    if (payload !== undefined) r.end(payload);
-    else r.end();
+    if (payload !== undefined && req.earlyResponseMs !== undefined) {
+      r.flushHeaders();
+      const timer = setTimeout(() => { if (!settled) { bodySent = true; r.end(payload); } }, req.earlyResponseMs);
+      r.on('response', () => clearTimeout(timer));
+    } else {
+      bodySent = true;
+      if (payload !== undefined) r.end(payload);
+      else r.end();
+    }
   });
 }
 

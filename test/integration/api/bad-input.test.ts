@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { MAX_SECRET_PATH_LENGTH } from '../../../src/secrets/types.js';
 import { startDev, type DevServer } from '../../helpers/server.js';
 import {
   assertError, assertHealthy, assertOk, b64, flipBit, joinCiphertext, request, splitCiphertext, type RawRequest,
@@ -53,7 +54,7 @@ function table(title: string, cases: Case[]): void {
 const bad = (name: string, req: () => RawRequest): Case => ({ name, req, status: 400, code: 'ERR_BAD_REQUEST' });
 const post = (path: string, json: unknown) => () => root$({ method: 'POST', path, json });
 const put = (path: string, json: unknown) => () => root$({ method: 'PUT', path, json });
-const rawPost = (path: string, raw: string, method = 'POST') => () => root$({ method, path, raw });
+const rawPost = (path: string, raw: string, method = 'POST') => () => root$({ method, path, raw, ...(raw.length > 1024 * 1024 ? { earlyResponseMs: 5_000 } : {}) });
 const get = (path: string) => () => root$({ method: 'GET', path });
 const del = (path: string) => () => root$({ method: 'DELETE', path });
 
@@ -110,11 +111,57 @@ describe('fixtures', () => {
   });
 });
 
+describe('boundary values that are accepted (so the refusals below are about the boundary)', () => {
+  it('a 128-character key name can be created and used in URLs', async () => {
+    const name = `k${'x'.repeat(127)}`;
+    assertOk(await request(addr(), root$({ method: 'POST', path: '/v1/keys', json: { name, type: 'aes256-gcm', protection: 'wrapped' } })));
+    const enc = await request(addr(), root$({ method: 'POST', path: `/v1/keys/${name}/encrypt`, json: { plaintext: PLAINTEXT } }));
+    assertOk(enc);
+    const dec = await request(addr(), root$({ method: 'POST', path: `/v1/keys/${name}/decrypt`, json: { ciphertext: enc.body.ciphertext } }));
+    assertOk(dec);
+    assert.equal(dec.body.plaintext, PLAINTEXT);
+    assertError(await request(addr(), root$({ method: 'POST', path: '/v1/keys', json: { name: `${name}x`, type: 'aes256-gcm', protection: 'wrapped' } })), 400, 'ERR_BAD_REQUEST');
+  });
+
+  it('secret field names of 1 and 256 characters, 1024 fields, and the longest secret path are accepted', async () => {
+    const data = { a: 1, ['f'.repeat(256)]: 2 };
+    assertOk(await request(addr(), root$({ method: 'PUT', path: '/v1/secrets/app/bounds', json: { data } })));
+    const back = await request(addr(), root$({ method: 'GET', path: '/v1/secrets/app/bounds' }));
+    assertOk(back);
+    assert.deepEqual(back.body.data, data);
+    const many = Object.fromEntries(Array.from({ length: 1024 }, (_, i) => [`f${i}`, i]));
+    assertOk(await request(addr(), root$({ method: 'PUT', path: '/v1/secrets/app/bounds', json: { data: many } })));
+  });
+
+  it(`a secret at the longest path (${MAX_SECRET_PATH_LENGTH}) keeps accepting versions past 9; one character more is refused`, async () => {
+    const long = `bounds/${'p'.repeat(MAX_SECRET_PATH_LENGTH - 'bounds/'.length)}`;
+    for (let v = 1; v <= 11; v++) {
+      const res = await request(addr(), root$({ method: 'PUT', path: `/v1/secrets/${long}`, json: { data: { v } } }));
+      assertOk(res, 200, `version ${v}`);
+      assert.equal(res.body.version, v);
+    }
+    const back = await request(addr(), root$({ method: 'GET', path: `/v1/secrets/${long}?version=10` }));
+    assertOk(back);
+    assert.deepEqual(back.body.data, { v: 10 });
+    for (const [method, json] of [['PUT', { data: { v: 1 } }], ['GET', undefined], ['DELETE', undefined]] as const) {
+      assertError(await request(addr(), root$({ method, path: `/v1/secrets/${long}p`, json })), 400, 'ERR_BAD_REQUEST', `${method} one longer`);
+    }
+    assertError(await request(addr(), root$({ method: 'GET', path: `/v1/secret-metadata/${long}p` })), 400, 'ERR_BAD_REQUEST');
+  });
+
+  it('rsa-2048 accepts the largest plaintext its OAEP hash allows', async () => {
+    const key = await request(addr(), root$({ method: 'GET', path: '/v1/keys/rsa' }));
+    assertOk(key);
+    // 190 bytes fits OAEP-SHA-256 and OAEP-SHA-1 alike.
+    assertOk(await request(addr(), root$({ method: 'POST', path: '/v1/keys/rsa/encrypt', json: { plaintext: Buffer.alloc(190, 1).toString('base64') } })));
+  });
+});
+
 const BIG = 1024 * 1024 + 1024;
 table('body size, JSON syntax, content type', [
   { name: 'encrypt body > 1 MiB', req: rawPost('/v1/keys/aes-hsm/encrypt', JSON.stringify({ plaintext: 'A'.repeat(BIG) })), status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' },
   { name: 'secret body > 1 MiB', req: rawPost('/v1/secrets/app/big', JSON.stringify({ data: { v: 'x'.repeat(BIG) } }), 'PUT'), status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' },
-  { name: 'create-key body > 1 MiB (unauthenticated is refused first)', req: () => ({ method: 'POST', path: '/v1/keys', raw: 'x'.repeat(BIG) }), status: 401, code: 'ERR_UNAUTHENTICATED' },
+  { name: 'create-key body > 1 MiB (unauthenticated is refused first)', req: () => ({ method: 'POST', path: '/v1/keys', raw: 'x'.repeat(BIG), earlyResponseMs: 5_000 }), status: 401, code: 'ERR_UNAUTHENTICATED' },
   bad('truncated JSON', rawPost('/v1/keys/aes-hsm/encrypt', '{"plaintext":')),
   bad('single quotes', rawPost('/v1/keys/aes-hsm/encrypt', "{'plaintext':'aGk='}")),
   bad('trailing comma', rawPost('/v1/keys/aes-hsm/encrypt', '{"plaintext":"aGk=",}')),
@@ -124,8 +171,8 @@ table('body size, JSON syntax, content type', [
   bad('constructor.prototype (prototype poisoning)', rawPost('/v1/secrets/app/p', '{"data":{"constructor":{"prototype":{"admin":true}}}}', 'PUT')),
   bad('text/plain body', () => root$({ method: 'POST', path: '/v1/keys/aes-hsm/encrypt', raw: JSON.stringify({ plaintext: PLAINTEXT }), contentType: 'text/plain' })),
   // Fastify answers 415 for an unknown media type; keyhold maps every framework 4xx to ERR_BAD_REQUEST (400).
-  bad('application/xml body', () => root$({ method: 'POST', path: '/v1/keys', raw: '<key name="x"/>', contentType: 'application/xml' })),
-  bad('body without content-type', () => root$({ method: 'POST', path: '/v1/keys/aes-hsm/encrypt', raw: JSON.stringify({ plaintext: PLAINTEXT }), contentType: null })),
+  { name: 'application/xml body', req: () => root$({ method: 'POST', path: '/v1/keys', raw: '<key name="x"/>', contentType: 'application/xml' }), status: 415, code: 'ERR_UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'body without content-type', req: () => root$({ method: 'POST', path: '/v1/keys/aes-hsm/encrypt', raw: JSON.stringify({ plaintext: PLAINTEXT }), contentType: null }), status: 415, code: 'ERR_UNSUPPORTED_MEDIA_TYPE' },
   bad('no body where one is required', () => root$({ method: 'POST', path: '/v1/keys/aes-hsm/encrypt' })),
 ]);
 
@@ -271,7 +318,7 @@ describe('a path outside a secret path is never read or written', () => {
     assertError(res, 404, 'ERR_SECRET_NOT_FOUND');
     const list = await request(addr(), root$({ method: 'GET', path: '/v1/secrets' }));
     assertOk(list);
-    assert.deepEqual(list.body.keys, ['app/']);
+    assert.deepEqual(list.body.keys, ['app/', 'bounds/']);
   });
 });
 
