@@ -58,6 +58,8 @@ export interface Pkcs11HsmOptions {
 export class Pkcs11Hsm implements Hsm {
   private readonly handles = new Map<string, HsmKey>();
   private readonly publicHandles = new Map<string, Buffer>();
+  /** Labels being generated right now: the token shows them only once generation ends. */
+  private readonly generating = new Set<string>();
   private healthCache: HsmHealth | undefined;
   private calls = 0;
   private closed = false;
@@ -162,7 +164,9 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
-    if (this.findKey(label, kind)) throw new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
+    // Reserved before the first await, so two concurrent calls cannot both create the label.
+    if (this.generating.has(label) || this.findKey(label, kind)) throw new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
+    this.generating.add(label);
     const spec = keySpec(kind);
     const id = randomBytes(16);
     this.calls++;
@@ -184,6 +188,8 @@ export class Pkcs11Hsm implements Hsm {
       return { ...key, publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
     } catch (err) {
       throw hsmError(err, 'key generation');
+    } finally {
+      this.generating.delete(label);
     }
   }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import { algorithmOf } from './algorithms.js';
@@ -31,7 +32,12 @@ export async function createVersionMaterial(ctx: KeysContext, record: Pick<KeyRe
   const algorithm = algorithmOf(record.type);
   const createdAt = new Date().toISOString();
   if (record.protection === 'hsm') {
-    const generated = await ctx.hsm.generateKey(hsmLabelFor(record.id, version), algorithm.hsmKind);
+    // The token may already hold this version's label without the record knowing it: a crash between
+    // generating a rotation's key and committing its record. That object is unused; rather than
+    // failing every later rotation on the taken label, generate beside it under a fresh one.
+    const base = hsmLabelFor(record.id, version);
+    const label = ctx.hsm.findKey(base, algorithm.hsmKind) ? `${base}/${randomBytes(4).toString('hex')}` : base;
+    const generated = await ctx.hsm.generateKey(label, algorithm.hsmKind);
     const entry: KeyVersionRecord = { version, createdAt, hsmLabel: generated.label };
     if (generated.publicKeySpki) entry.publicKeySpki = generated.publicKeySpki.toString('base64');
     if (algorithm.family === 'rsa') {
@@ -40,7 +46,7 @@ export async function createVersionMaterial(ctx: KeysContext, record: Pick<KeyRe
     }
     return entry;
   }
-  const { secret, publicKeySpki } = algorithm.generate();
+  const { secret, publicKeySpki } = await algorithm.generate();
   try {
     const wrapped = await ctx.hsm.aesGcmEncrypt(ctx.wrapKey, secret, materialAad(record.id, version));
     const entry: KeyVersionRecord = { version, createdAt, wrappedMaterial: wrapped.toString('base64') };
