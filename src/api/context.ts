@@ -8,7 +8,15 @@ export type Requirement = readonly [path: string, capability: Capability];
 
 export type Authorizer = (request: FastifyRequest) => Requirement[] | Promise<Requirement[]>;
 
+/** A route's keyhold settings, read once per request (fastify's routeOptions getter builds a new object per access). */
+export interface RouteInfo {
+  operation: string;
+  public: boolean;
+  authorize: Authorizer | undefined;
+}
+
 export interface RequestState {
+  route: RouteInfo;
   token: TokenRecord | null;
   policies: CompiledPolicies | null;
   /** Set by the error handler so the audit record carries the code. */
@@ -31,6 +39,27 @@ declare module 'fastify' {
   }
 }
 
-export function state(request: FastifyRequest): RequestState {
-  return request.keyhold;
+const routeInfos = new WeakMap<object, RouteInfo>();
+
+/** Per route, computed on its first request and reused. */
+export function routeInfo(request: FastifyRequest): RouteInfo {
+  const options = request.routeOptions;
+  const config = options.config as (FastifyContextConfigLike | undefined);
+  const cacheKey = (config ?? options) as object;
+  let info = routeInfos.get(cacheKey);
+  if (!info) {
+    info = {
+      operation: config?.operation ?? (options.url ? `${request.method} ${options.url}` : 'unmatched'),
+      public: config?.public === true,
+      authorize: config?.authorize,
+    };
+    if (config) routeInfos.set(cacheKey, info);
+  }
+  return info;
+}
+
+interface FastifyContextConfigLike {
+  operation?: string;
+  public?: boolean;
+  authorize?: Authorizer;
 }

@@ -17,7 +17,7 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): Registry
   new Gauge({ name: 'keyhold_audit_flushes_total', help: 'Group-commit flushes (write + fdatasync) of the audit log', registers: [registry], collect() { this.set(runtime.audit.flushes); } });
 
   app.addHook('onResponse', async (request, reply) => {
-    const operation = request.routeOptions.config?.operation ?? (request.routeOptions.url ? `${request.method} ${request.routeOptions.url}` : 'unmatched');
+    const operation = request.keyhold?.route.operation ?? 'unmatched';
     requests.inc({ operation, status: String(reply.statusCode) });
     latency.observe({ operation }, reply.elapsedTime / 1000);
   });

@@ -3,8 +3,9 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Runtime } from '../core/runtime.js';
 import { installAudit } from './audit-hooks.js';
-import { installAuth } from './auth.js';
-import './context.js';
+import { authenticate, authorize } from './auth.js';
+import { KeyholdError } from '../errors.js';
+import { routeInfo } from './context.js';
 import { frameworkErrors, installErrorHandling } from './errors.js';
 import { installMetrics } from './metrics.js';
 import { keyRoutes } from './routes/keys.js';
@@ -48,8 +49,16 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     },
   });
   app.decorateRequest('keyhold', null as never);
-  app.addHook('onSend', async (request, reply) => {
+  // One hook per stage: each fastify hook costs as much as a look-up.
+  app.addHook('onRequest', async (request, reply) => {
+    request.keyhold = { route: routeInfo(request), token: null, policies: null, errorCode: null, auditFields: {} };
     reply.header('x-request-id', request.id);
+    if (!request.keyhold.route.public) await authenticate(request, runtime);
+  });
+  app.addHook('preHandler', async (request) => {
+    if (request.keyhold.route.public) return;
+    if (!runtime.audit.healthy) throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable; request refused');
+    await authorize(request);
   });
 
   await app.register(swagger, {
@@ -61,7 +70,6 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     },
   });
   installErrorHandling(app);
-  installAuth(app, runtime);
   installAudit(app, runtime);
   installMetrics(app, runtime);
 

@@ -60,17 +60,27 @@ function sortedFields(fields: Record<string, string>): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(fields[k])}`).join(',')}}`;
 }
 
-/** The canonical text split where `hash` sorts in: after actor and fields, before operation. */
-function entryHalves(entry: AuditEntry): [head: string, tail: string] {
-  const head: string[] = [];
-  const { actor, outcome } = entry;
-  if (actor !== undefined) {
+/** Actors are shared objects (one per token), so their text is built once. Do not mutate an actor after logging it. */
+const actorTexts = new WeakMap<AuditActor, string>();
+
+function actorText(actor: AuditActor): string {
+  let text = actorTexts.get(actor);
+  if (text === undefined) {
     const a: string[] = [];
     if (actor.policies !== undefined) a.push(`"policies":${JSON.stringify(actor.policies)}`);
     if (actor.selectors !== undefined) a.push(`"selectors":${JSON.stringify(actor.selectors)}`);
     if (actor.tokenId !== undefined) a.push(`"tokenId":${JSON.stringify(actor.tokenId)}`);
-    head.push(`"actor":{${a.join(',')}}`);
+    text = `"actor":{${a.join(',')}}`;
+    actorTexts.set(actor, text);
   }
+  return text;
+}
+
+/** The canonical text split where `hash` sorts in: after actor and fields, before operation. */
+function entryHalves(entry: AuditEntry): [head: string, tail: string] {
+  const head: string[] = [];
+  const { actor, outcome } = entry;
+  if (actor !== undefined) head.push(actorText(actor));
   if (entry.fields !== undefined) head.push(`"fields":${sortedFields(entry.fields)}`);
   const outcomeText = outcome === undefined ? ''
     : `"outcome":{${outcome.code !== undefined ? `"code":${JSON.stringify(outcome.code)},` : ''}"status":${JSON.stringify(outcome.status)}},`;
@@ -91,6 +101,30 @@ export function entryHash(entry: AuditEntry | SealedAuditEntry): string {
 }
 
 /** Seals an entry: returns it with `hash` set and the exact line to write (no newline). */
+/** The hash and line of an entry, without building the sealed object (the writer's hot path). */
+export function sealLine(entry: AuditEntry): { hash: string; line: string } {
+  const [head, tail] = entryHalves(entry);
+  const hash = sha256Hex(`{${head}${tail}}`);
+  return { hash, line: `{${head}"hash":"${hash}",${tail}}` };
+}
+
+/**
+ * Checks what a caller of the log controls (the log makes seq, time and prev itself). Types
+ * already say this; the check keeps a JS caller or a NaN from writing a line the verifier rejects.
+ */
+export function recordProblem(record: AuditRecord): string | undefined {
+  if (record.type !== 'request' && record.type !== 'response') return 'type is not "request" or "response"';
+  if (typeof record.requestId !== 'string' || record.requestId === '') return 'requestId is not a non-empty string';
+  if (typeof record.operation !== 'string' || typeof record.path !== 'string') return 'operation or path is not a string';
+  const { outcome, fields, actor } = record;
+  if (outcome !== undefined && (!Number.isSafeInteger(outcome.status) || (outcome.code !== undefined && typeof outcome.code !== 'string'))) return 'outcome is malformed';
+  if (fields !== undefined) {
+    for (const key in fields) if (typeof fields[key] !== 'string') return 'fields is not a map of strings';
+  }
+  if (actor !== undefined && !actorTexts.has(actor)) return entryShapeProblem({ seq: 1, time: '2000-01-01T00:00:00.000Z', prev: GENESIS_HASH, ...record }, false);
+  return undefined;
+}
+
 export function sealEntry(entry: AuditEntry): { sealed: SealedAuditEntry; line: string } {
   const [head, tail] = entryHalves(entry);
   const hash = sha256Hex(`{${head}${tail}}`);

@@ -40,6 +40,11 @@ export class PolicyStore {
     return (await this.barrier.list('sys/policies/')).map((p) => p.slice('sys/policies/'.length));
   }
 
+  /** The compiled set if it is cached: the common case, without an await. */
+  cachedFor(names: readonly string[]): CompiledPolicies | undefined {
+    return this.compiled.get(names.join('\n'));
+  }
+
   /** The compiled set for a token's policy names; names that no longer exist grant nothing. */
   async compiledFor(names: readonly string[]): Promise<CompiledPolicies> {
     const cacheKey = names.join('\n');

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pkcs11 from 'pkcs11js';
+import { findSoftHsmModule } from '../../../src/hsm/softhsm.js';
 import { CLI } from '../../helpers/server.js';
 
 export const DEV_TOKEN_LABEL = 'keyhold-dev';
@@ -16,13 +17,8 @@ export function sha256File(file: string): string | null {
   return fs.existsSync(file) ? createHash('sha256').update(fs.readFileSync(file)).digest('hex') : null;
 }
 
-/** The module path keyhold dev wrote into nothing but its own config: find it the same way. */
-export function softHsmModule(): string {
-  const candidates = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];
-  const found = candidates.find((p) => fs.existsSync(p));
-  if (!found) throw new Error('SoftHSM2 module not found');
-  return found;
-}
+/** The SoftHSM2 module, found the way `keyhold dev` finds it. */
+export const softHsmModule = findSoftHsmModule;
 
 export interface CliResult {
   code: number | null;
