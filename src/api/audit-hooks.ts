@@ -34,7 +34,7 @@ export function installAudit(app: FastifyInstance, runtime: Runtime): void {
   app.addHook('onSend', async (request, reply, payload) => {
     if (!request.keyhold || request.keyhold.route.public) return payload;
     const fields: Record<string, string> = { ...(request.keyhold?.auditFields ?? {}) };
-    if (request.body !== undefined && request.body !== null) fields.body = runtime.auditHmac.mac(JSON.stringify(request.body));
+    if (request.keyhold.rawBody) fields.body = runtime.auditHmac.mac(request.keyhold.rawBody);
     const code = request.keyhold?.errorCode ?? undefined;
     try {
       await runtime.audit.append({

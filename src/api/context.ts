@@ -21,6 +21,8 @@ export interface RequestState {
   policies: CompiledPolicies | null;
   /** Set by the error handler so the audit record carries the code. */
   errorCode: string | null;
+  /** The JSON body as received, kept only to HMAC it into the audit record. */
+  rawBody: string | null;
   /** Extra, non-sensitive facts for the response audit record (e.g. key version). */
   auditFields: Record<string, string>;
 }

@@ -51,7 +51,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   app.decorateRequest('keyhold', null as never);
   // One hook per stage: each fastify hook costs as much as a look-up.
   app.addHook('onRequest', async (request, reply) => {
-    request.keyhold = { route: routeInfo(request), token: null, policies: null, errorCode: null, auditFields: {} };
+    request.keyhold = { route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {} };
     reply.header('x-request-id', request.id);
     if (!request.keyhold.route.public) await authenticate(request, runtime);
   });
@@ -59,6 +59,15 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     if (request.keyhold.route.public) return;
     if (!runtime.audit.healthy) throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable; request refused');
     await authorize(request);
+  });
+
+  // The default JSON parser (prototype-poisoning checks included), keeping the raw text so the
+  // audit record can carry its HMAC without serialising the body again.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (request.keyhold) request.keyhold.rawBody = body as string;
+    parseJson(request, body as string, done);
   });
 
   await app.register(swagger, {
