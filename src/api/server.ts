@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Runtime } from '../core/runtime.js';
 import { installAudit } from './audit-hooks.js';
 import { authenticate, authorize } from './auth.js';
@@ -29,10 +29,10 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     requestIdHeader: false,
     return503OnClosing: true,
     // Key names are up to 128 characters (KEY_NAME_PATTERN); Fastify's default of 100 made longer ones unaddressable.
-    maxParamLength: 128,
+    routerOptions: { maxParamLength: 128 },
     frameworkErrors,
     // The audit log is the per-request record; duplicating it in the app log costs throughput and risks leaking.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: {
       // Unknown fields are rejected, never dropped; "123" is not a number.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },

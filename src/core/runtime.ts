@@ -1,5 +1,5 @@
 import { hkdfSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
 import { FileAuditLog } from '../audit/file-log.js';
 import { Barrier } from '../barrier/barrier.js';
@@ -52,6 +52,10 @@ function deriveKey(rootKey: Buffer, purpose: string): Buffer {
  * before anything is written.
  */
 export async function startRuntime(config: ServerConfig, options: StartOptions = {}): Promise<Runtime> {
+  if (!options.initRootTokenFile && !existsSync(config.storage.sqlite.path)) {
+    // Checked before anything is opened, so a mistyped path leaves no stray database behind.
+    throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} does not exist: not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
+  }
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;

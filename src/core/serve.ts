@@ -13,11 +13,12 @@ export interface RunningServer {
 
 /** Unseals, serves, and stops cleanly: in-flight requests finish, the audit log is flushed, the HSM is finalised. */
 export async function serve(config: ServerConfig, options: StartOptions & { logStream?: NodeJS.WritableStream } = {}): Promise<RunningServer> {
+  // Checked first: a bad address should not cost an HSM login and an unseal.
+  const { host, port } = parseListen(config.listen);
   const runtime = await startRuntime(config, options);
   let app: FastifyInstance;
   try {
     app = await buildApi(runtime, { logStream: options.logStream });
-    const { host, port } = parseListen(config.listen);
     await app.listen({ host, port });
   } catch (err) {
     await runtime.close();

@@ -67,6 +67,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: stri
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     child.on('exit', (code) => res({ code, stdout, stderr }));
+    // The CLI may exit before reading its stdin; that EPIPE is not a test failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }

@@ -172,6 +172,7 @@ describe('seal and start-up', { timeout: 120_000 }, () => {
     const emptyDb = path.join(work, 'empty', 'keyhold.db');
     const uninit = await runCliTimed(['server', '--config', writeConfig('uninit.yaml', { ...devConfig(dataDir), storage: { sqlite: { path: emptyDb } } })], env);
     assertRefused(uninit, 'ERR_NOT_INITIALIZED', /not initialised.*keyhold init/, [pin]);
+    assert.equal(fs.existsSync(emptyDb), false, 'a refused start on a mistyped store path left a database behind');
 
     assert.deepEqual(dataHashes(dataDir), before, 'a refused start changed keyhold.db, its WAL/SHM or audit.log');
 
