@@ -29,9 +29,10 @@ function usages(applicable: Usage[], allowed: Usage[]): Template {
   return applicable.map((usage) => ({ type: USAGE_ATTRIBUTE[usage], value: allowed.includes(usage) }));
 }
 
-function secretKeyBase(label: string, id: Buffer): Template {
+/** What every secret or private key keyhold keeps in the token carries: a token object nobody can read out. */
+function protectedKeyBase(objectClass: number, label: string, id: Buffer): Template {
   return [
-    { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_SECRET_KEY },
+    { type: pkcs11.CKA_CLASS, value: objectClass },
     { type: pkcs11.CKA_TOKEN, value: true },
     { type: pkcs11.CKA_PRIVATE, value: true },
     { type: pkcs11.CKA_SENSITIVE, value: true },
@@ -42,18 +43,8 @@ function secretKeyBase(label: string, id: Buffer): Template {
   ];
 }
 
-function privateKeyBase(label: string, id: Buffer): Template {
-  return [
-    { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_PRIVATE_KEY },
-    { type: pkcs11.CKA_TOKEN, value: true },
-    { type: pkcs11.CKA_PRIVATE, value: true },
-    { type: pkcs11.CKA_SENSITIVE, value: true },
-    { type: pkcs11.CKA_EXTRACTABLE, value: false },
-    { type: pkcs11.CKA_MODIFIABLE, value: false },
-    { type: pkcs11.CKA_LABEL, value: label },
-    { type: pkcs11.CKA_ID, value: id },
-  ];
-}
+const secretKeyBase = (label: string, id: Buffer): Template => protectedKeyBase(pkcs11.CKO_SECRET_KEY, label, id);
+const privateKeyBase = (label: string, id: Buffer): Template => protectedKeyBase(pkcs11.CKO_PRIVATE_KEY, label, id);
 
 function publicKeyBase(label: string, id: Buffer): Template {
   return [
