@@ -16,10 +16,18 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): Registry
   new Gauge({ name: 'keyhold_audit_up', help: '1 while the audit log is writable', registers: [registry], collect() { this.set(runtime.audit.healthy ? 1 : 0); } });
   new Gauge({ name: 'keyhold_audit_flushes_total', help: 'Group-commit flushes (write + fdatasync) of the audit log', registers: [registry], collect() { this.set(runtime.audit.flushes); } });
 
+  // Label children resolved once per (operation, status): prom-client hashes label objects on every call otherwise.
+  const counters = new Map<string, { inc(): void }>();
+  const histograms = new Map<string, { observe(value: number): void }>();
   app.addHook('onResponse', async (request, reply) => {
     const operation = request.keyhold?.route.operation ?? 'unmatched';
-    requests.inc({ operation, status: String(reply.statusCode) });
-    latency.observe({ operation }, reply.elapsedTime / 1000);
+    const key = `${operation} ${reply.statusCode}`;
+    let counter = counters.get(key);
+    if (!counter) counters.set(key, (counter = requests.labels(operation, String(reply.statusCode))));
+    counter.inc();
+    let histogram = histograms.get(operation);
+    if (!histogram) histograms.set(operation, (histogram = latency.labels(operation)));
+    histogram.observe(reply.elapsedTime / 1000);
   });
 
   app.get('/metrics', { schema: { hide: true }, config: { public: true } }, async (_req, reply) => {
