@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -8,6 +7,7 @@ import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import type { HsmKeyKind } from '../../../src/hsm/types.js';
 import { hsmContract, keyholdCode } from '../../contract/hsm.js';
 import { makeSoftHsmToken, readPin } from '../../helpers/softhsm.js';
+import { parseListedObjects, pkcs11Tool as pkcs11ToolRun } from '../../helpers/pkcs11-tool.js';
 
 // One token for this file (this process): SOFTHSM2_CONF is process-wide. The PKCS#11 library is
 // initialised process-wide too, so every block opens and closes its adapter sequentially.
@@ -24,38 +24,7 @@ async function withHsm<T>(config: HsmConfig, fn: (hsm: Pkcs11Hsm) => Promise<T>)
 }
 
 function pkcs11Tool(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync('pkcs11-tool', ['--module', token.module, '--token-label', token.label, ...args], {
-    env: { ...process.env, SOFTHSM2_CONF: token.confPath },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  if (result.error) throw result.error;
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-interface ListedObject {
-  header: string;
-  label: string | undefined;
-  access: string | undefined;
-}
-
-/** Splits `pkcs11-tool --list-objects` output into objects: a header line, then indented attribute lines. */
-function parseObjects(output: string): ListedObject[] {
-  const objects: ListedObject[] = [];
-  for (const line of output.split('\n')) {
-    if (line.trim() === '') continue;
-    if (!/^\s/.test(line)) {
-      objects.push({ header: line.trim(), label: undefined, access: undefined });
-      continue;
-    }
-    const current = objects[objects.length - 1];
-    if (!current) continue;
-    const match = /^\s+(\w[\w ]*?):\s*(.*)$/.exec(line);
-    if (!match) continue;
-    if (match[1] === 'label') current.label = match[2]?.trim();
-    if (match[1] === 'Access') current.access = match[2]?.trim();
-  }
-  return objects;
+  return pkcs11ToolRun(token.module, token.confPath, ['--token-label', token.label, ...args]);
 }
 
 hsmContract('Pkcs11Hsm on SoftHSM2', () => Pkcs11Hsm.open(token.config));
@@ -70,7 +39,7 @@ describe('Pkcs11Hsm on SoftHSM2', () => {
 
     const listed = pkcs11Tool('--login', '--pin', readPin(token), '--list-objects');
     assert.equal(listed.status, 0, listed.stderr);
-    const objects = parseObjects(listed.stdout);
+    const objects = parseListedObjects(listed.stdout);
     assert.ok(objects.length >= kinds.length, `expected at least ${kinds.length} objects in:\n${listed.stdout}`);
     for (const label of labels.values()) {
       assert.ok(objects.some((o) => o.label === label), `${label} not listed:\n${listed.stdout}`);

@@ -1,10 +1,11 @@
 /** Shared bits of the server-level integration tests (not a test file itself). */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pkcs11 from 'pkcs11js';
 import { findSoftHsmModule } from '../../../src/hsm/softhsm.js';
+import { pkcs11Tool } from '../../helpers/pkcs11-tool.js';
 import { CLI } from '../../helpers/server.js';
 
 export const DEV_TOKEN_LABEL = 'keyhold-dev';
@@ -109,36 +110,8 @@ export function allObjects(lib: pkcs11.PKCS11, session: Buffer): TokenObject[] {
   });
 }
 
-export interface ListedObject {
-  header: string;
-  label: string | undefined;
-  access: string | undefined;
-}
-
-/** Splits `pkcs11-tool --list-objects` output into objects: a header line, then indented attribute lines. */
-export function parseListedObjects(output: string): ListedObject[] {
-  const objects: ListedObject[] = [];
-  for (const line of output.split('\n')) {
-    if (line.trim() === '') continue;
-    if (!/^\s/.test(line)) {
-      objects.push({ header: line.trim(), label: undefined, access: undefined });
-      continue;
-    }
-    const current = objects[objects.length - 1];
-    const match = /^\s+(\w[\w ]*?):\s*(.*)$/.exec(line);
-    if (!current || !match) continue;
-    if (match[1] === 'label') current.label = match[2]?.trim();
-    if (match[1] === 'Access') current.access = match[2]?.trim();
-  }
-  return objects;
-}
+export { parseListedObjects, type ListedObject } from '../../helpers/pkcs11-tool.js';
 
 export function pkcs11ToolListObjects(dataDir: string): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync('pkcs11-tool', ['--module', softHsmModule(), '--token-label', DEV_TOKEN_LABEL, '--login', '--pin', readPinFile(dataDir), '--list-objects'], {
-    env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, 'softhsm2.conf') },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  if (result.error) throw result.error;
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  return pkcs11Tool(softHsmModule(), path.join(dataDir, 'softhsm2.conf'), ['--token-label', DEV_TOKEN_LABEL, '--login', '--pin', readPinFile(dataDir), '--list-objects']);
 }
