@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditActor } from '../audit/entry.js';
 import type { Runtime } from '../core/runtime.js';
 import type { TokenRecord } from '../identity/tokens.js';
@@ -30,28 +30,30 @@ function operationOf(request: FastifyRequest): string {
  * fails mid-request, the client gets 503 instead of the result. Request bodies appear only as an HMAC. Group commit lets
  * one fdatasync serve every request in flight.
  */
-export function installAudit(app: FastifyInstance, runtime: Runtime): void {
-  app.addHook('onSend', async (request, reply, payload) => {
-    if (!request.keyhold || request.keyhold.route.public) return payload;
-    const fields: Record<string, string> = { ...(request.keyhold?.auditFields ?? {}) };
+export type OnSendDone = (err: Error | null, payload?: unknown) => void;
+
+export function auditRecorder(runtime: Runtime): (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone) => void {
+  return (request, reply, payload, done) => {
+    if (!request.keyhold || request.keyhold.route.public) {
+      done(null, payload);
+      return;
+    }
+    const fields: Record<string, string> = { ...request.keyhold.auditFields };
     if (request.keyhold.rawBody) fields.body = runtime.auditHmac.mac(request.keyhold.rawBody);
-    const code = request.keyhold?.errorCode ?? undefined;
-    try {
-      await runtime.audit.append({
-        type: 'request',
-        requestId: request.id,
-        actor: actorOf(request, runtime),
-        operation: operationOf(request),
-        path: request.url.split('?')[0] ?? '',
-        outcome: { status: reply.statusCode, ...(code ? { code } : {}) },
-        fields,
-      });
-      return payload;
-    } catch (err) {
+    const code = request.keyhold.errorCode ?? undefined;
+    runtime.audit.append({
+      type: 'request',
+      requestId: request.id,
+      actor: actorOf(request, runtime),
+      operation: operationOf(request),
+      path: request.url.split('?')[0] ?? '',
+      outcome: { status: reply.statusCode, ...(code ? { code } : {}) },
+      fields,
+    }).then(() => done(null, payload), (err: unknown) => {
       request.log.error({ err }, 'audit write failed; response withheld');
       const { status, body } = errorBody(new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable'), request.id);
       reply.code(status).header('content-type', 'application/json; charset=utf-8');
-      return JSON.stringify(body);
-    }
-  });
+      done(null, JSON.stringify(body));
+    });
+  };
 }

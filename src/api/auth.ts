@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify';
 import type { Runtime } from '../core/runtime.js';
 import { KeyholdError } from '../errors.js';
+import type { CompiledPolicies } from '../policy/evaluate.js';
+import type { Requirement } from './context.js';
 
 function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization;
@@ -12,27 +14,57 @@ function bearerToken(request: FastifyRequest): string {
 
 /**
  * Runs on every non-public request before its body is parsed. A token whose policies grant
- * nothing at all is refused at once, whatever the request looks like. Cache hits stay synchronous:
- * this runs on every request.
+ * nothing at all is refused at once, whatever the request looks like. With the token and its
+ * policies cached (the common case) it stays synchronous: awaits cost more than the look-ups.
  */
-export async function authenticate(request: FastifyRequest, runtime: Runtime): Promise<void> {
+export function authenticate(request: FastifyRequest, runtime: Runtime): void | Promise<void> {
   const token = bearerToken(request);
-  const record = runtime.tokens.cached(token) ?? (await runtime.tokens.lookup(token));
-  request.keyhold.token = record;
-  if (record.policies.length === 0) throw new KeyholdError('ERR_PERMISSION_DENIED', 'permission denied: the token has no policies');
-  request.keyhold.policies = runtime.policies.cachedFor(record.policies) ?? (await runtime.policies.compiledFor(record.policies));
+  const cached = runtime.tokens.cached(token);
+  const compiled = cached && cached.policies.length > 0 ? runtime.policies.cachedFor(cached.policies) : undefined;
+  if (cached && compiled) {
+    request.keyhold.token = cached;
+    request.keyhold.policies = compiled;
+    return;
+  }
+  return (async () => {
+    const record = cached ?? (await runtime.tokens.lookup(token));
+    request.keyhold.token = record;
+    if (record.policies.length === 0) throw new KeyholdError('ERR_PERMISSION_DENIED', 'permission denied: the token has no policies');
+    request.keyhold.policies = await runtime.policies.compiledFor(record.policies);
+  })();
 }
 
-/** Runs after validation, when params and body are known: every (path, capability) the route names must be granted. */
-export async function authorize(request: FastifyRequest): Promise<void> {
-  // No route matched (the caller is authenticated): let the not-found handler answer 404 ERR_NOT_FOUND.
-  if (request.is404) return;
-  const { route, policies } = request.keyhold;
-  if (!policies) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
-  if (!route.authorize) throw new KeyholdError('ERR_PERMISSION_DENIED', 'permission denied');
-  for (const [path, capability] of await route.authorize(request)) {
+function check(request: FastifyRequest, required: Requirement[]): void {
+  const policies = request.keyhold.policies as CompiledPolicies;
+  for (const [path, capability] of required) {
     if (!policies.allowed(path, capability)) {
       throw new KeyholdError('ERR_PERMISSION_DENIED', `permission denied: ${capability} on ${path}`);
     }
   }
+}
+
+/**
+ * Runs after validation, when params and body are known (server.ts wraps every non-public route
+ * handler with it): every (path, capability) the route names must be granted.
+ */
+export function authorize(request: FastifyRequest): void | Promise<void> {
+  const { route, policies } = request.keyhold;
+  if (!policies) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
+  if (!route.authorize) throw new KeyholdError('ERR_PERMISSION_DENIED', 'permission denied');
+  const required = route.authorize(request);
+  if (required instanceof Promise) return required.then((r) => check(request, r));
+  check(request, required);
+}
+
+/** Runs a step that is synchronous in the common case as a callback-style fastify hook (no promise per request). */
+export function settle(step: () => void | Promise<void>, done: (err?: Error) => void): void {
+  let result: void | Promise<void>;
+  try {
+    result = step();
+  } catch (err) {
+    done(err as Error);
+    return;
+  }
+  if (result instanceof Promise) result.then(() => done(), (err: Error) => done(err));
+  else done();
 }

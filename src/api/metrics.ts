@@ -1,9 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Runtime } from '../core/runtime.js';
 
 /** Prometheus metrics on a registry of this server's own (tests run several servers in one process). */
-export function installMetrics(app: FastifyInstance, runtime: Runtime): Registry {
+/** Registers GET /metrics and returns the per-response observer that server.ts calls from its one onSend hook. */
+export function installMetrics(app: FastifyInstance, runtime: Runtime): (request: FastifyRequest, reply: FastifyReply) => void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'keyhold_' });
   const requests = new Counter({ name: 'keyhold_http_requests_total', help: 'HTTP requests by operation and status', labelNames: ['operation', 'status'] as const, registers: [registry] });
@@ -19,7 +20,7 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): Registry
   // Label children resolved once per (operation, status): prom-client hashes label objects on every call otherwise.
   const counters = new Map<string, { inc(): void }>();
   const histograms = new Map<string, { observe(value: number): void }>();
-  app.addHook('onResponse', async (request, reply) => {
+  const observe = (request: FastifyRequest, reply: FastifyReply): void => {
     const operation = request.keyhold?.route.operation ?? 'unmatched';
     const key = `${operation} ${reply.statusCode}`;
     let counter = counters.get(key);
@@ -28,11 +29,11 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): Registry
     let histogram = histograms.get(operation);
     if (!histogram) histograms.set(operation, (histogram = latency.labels(operation)));
     histogram.observe(reply.elapsedTime / 1000);
-  });
+  };
 
   app.get('/metrics', { schema: { hide: true }, config: { public: true } }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });
-  return registry;
+  return observe;
 }
