@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyContextConfig, FastifyRequest } from 'fastify';
 import type { TokenRecord } from '../identity/tokens.js';
 import type { CompiledPolicies } from '../policy/evaluate.js';
 import type { Capability } from '../policy/types.js';
@@ -46,7 +46,7 @@ const routeInfos = new WeakMap<object, RouteInfo>();
 /** Per route, computed on its first request and reused. */
 export function routeInfo(request: FastifyRequest): RouteInfo {
   const options = request.routeOptions;
-  const config = options.config as (FastifyContextConfigLike | undefined);
+  const config = options.config as FastifyContextConfig | undefined;
   const cacheKey = (config ?? options) as object;
   let info = routeInfos.get(cacheKey);
   if (!info) {
@@ -58,10 +58,4 @@ export function routeInfo(request: FastifyRequest): RouteInfo {
     if (config) routeInfos.set(cacheKey, info);
   }
   return info;
-}
-
-interface FastifyContextConfigLike {
-  operation?: string;
-  public?: boolean;
-  authorize?: Authorizer;
 }
