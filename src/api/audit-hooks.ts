@@ -50,7 +50,7 @@ export function auditRecorder(runtime: Runtime): (request: FastifyRequest, reply
       outcome: { status: reply.statusCode, ...(code ? { code } : {}) },
       fields,
     }).then(() => done(null, payload), (err: unknown) => {
-      request.log.error({ err }, 'audit write failed; response withheld');
+      request.log.error({ reqId: request.id, err }, 'audit write failed; response withheld');
       const { status, body } = errorBody(new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable'), request.id);
       reply.code(status).header('content-type', 'application/json; charset=utf-8');
       done(null, JSON.stringify(body));

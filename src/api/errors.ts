@@ -41,8 +41,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     const mapped = toKeyholdError(err);
     const { status, body } = errorBody(mapped, request.id);
     if (request.keyhold) request.keyhold.errorCode = mapped.code;
-    if (status >= 500) request.log.error({ err: mapped, cause: mapped.cause }, 'request failed');
-    else request.log.debug({ code: mapped.code }, 'request refused');
+    if (status >= 500) request.log.error({ reqId: request.id, err: mapped, cause: mapped.cause }, 'request failed');
+    else request.log.debug({ reqId: request.id, code: mapped.code }, 'request refused');
     return reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
