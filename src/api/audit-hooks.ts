@@ -26,7 +26,7 @@ function operationOf(request: FastifyRequest): string {
 /**
  * One record per request, with its outcome, written and fdatasync'd before the response leaves:
  * nothing is released (a plaintext, a secret, a token) without a durable record of it. When the
- * log has failed, requests are refused before they do anything (server.ts, preHandler); when it
+ * log has failed, requests are refused before they do anything (server.ts, the route guard); when it
  * fails mid-request, the client gets 503 instead of the result. Request bodies appear only as an HMAC. Group commit lets
  * one fdatasync serve every request in flight.
  */

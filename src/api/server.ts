@@ -19,8 +19,9 @@ export interface ApiOptions {
 }
 
 /**
- * The HTTP API. Hook order per request: onRequest (authenticate) → validation → preHandler
- * (authorise, audit the request) → handler → onSend (audit the outcome) → onResponse (metrics).
+ * The HTTP API. Per request: onRequest (state, authenticate) → validation → the route's handler,
+ * wrapped at registration (audit log healthy? authorise) → onSend (metrics, then the audit record
+ * with the outcome, durable before the response leaves).
  */
 export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
