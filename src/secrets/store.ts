@@ -1,10 +1,9 @@
-import type { Barrier, BarrierRead, BarrierWrite } from '../barrier/barrier.js';
+import type { Barrier, BarrierWrite } from '../barrier/barrier.js';
 import { assertLogicalPath } from '../barrier/paths.js';
 import { KeyholdError } from '../errors.js';
 import { MAX_SECRET_PATH_LENGTH, metaPath, type SecretMeta } from './types.js';
 
 const MAX_CACHED = 10_000;
-const MAX_ATTEMPTS = 64;
 
 function assertSecretPath(path: string): void {
   assertLogicalPath(path, 'secret path');
@@ -45,19 +44,21 @@ export class SecretStore {
   async change<R>(path: string, fn: (current: SecretMeta | null) => { meta: SecretMeta | null; writes?: BarrierWrite[]; result: R }): Promise<R> {
     assertSecretPath(path);
     this.generation++;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const read: BarrierRead<SecretMeta> = await this.barrier.read<SecretMeta>(metaPath(path));
-      const { meta, writes = [], result } = fn(read.value);
-      const metaWrite: BarrierWrite = meta ? { path: metaPath(path), value: meta } : { path: metaPath(path), delete: true };
-      if (await this.barrier.commit([read], [...writes, metaWrite])) {
-        this.generation++;
-        if (meta) this.remember(path, meta);
-        else this.metaCache.delete(path);
-        return result;
-      }
+    try {
+      const { meta, result } = await this.barrier.update<SecretMeta, { meta: SecretMeta | null; result: R }>(metaPath(path), (current) => {
+        const { meta, writes = [], result } = fn(current);
+        const metaWrite: BarrierWrite = meta ? { path: metaPath(path), value: meta } : { path: metaPath(path), delete: true };
+        return { writes: [...writes, metaWrite], result: { meta, result } };
+      });
+      if (meta) this.remember(path, meta);
+      else this.metaCache.delete(path);
+      return result;
+    } catch (err) {
       this.metaCache.delete(path);
+      throw err;
+    } finally {
+      this.generation++;
     }
-    throw new KeyholdError('ERR_CONFLICT', `too many concurrent writers on secret "${path}"; retry`);
   }
 
   private remember(path: string, meta: SecretMeta): void {

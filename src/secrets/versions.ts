@@ -1,6 +1,6 @@
 import { KeyholdError } from '../errors.js';
 import type { SecretStore } from './store.js';
-import { dataPath, type SecretMeta } from './types.js';
+import { dataPath, type SecretMeta, type SecretVersionMeta } from './types.js';
 
 function requireVersions(path: string, meta: SecretMeta | null, versions: number[]): SecretMeta {
   if (!meta) throw new KeyholdError('ERR_SECRET_NOT_FOUND', `secret "${path}" does not exist`);
@@ -10,44 +10,43 @@ function requireVersions(path: string, meta: SecretMeta | null, versions: number
   return meta;
 }
 
-/** Soft delete: the data stays (undelete brings it back) but reads are refused. Default: the current version. */
-export async function deleteVersions(store: SecretStore, path: string, versions?: number[]): Promise<number[]> {
+/**
+ * One atomic change of the flags of some versions: `mark` edits each named version's entry in a
+ * copy of the metadata; `dropData` also deletes their data records.
+ */
+function markVersions(store: SecretStore, path: string, versions: number[] | undefined, mark: (entry: SecretVersionMeta, now: string) => void, dropData = false): Promise<number[]> {
   return store.change(path, (current) => {
     const targets = versions ?? (current ? [current.currentVersion] : []);
     const meta = structuredClone(requireVersions(path, current, targets));
     const now = new Date().toISOString();
     for (const v of targets) {
       const entry = meta.versions[String(v)];
-      if (entry && !entry.destroyed && !entry.deletedAt) entry.deletedAt = now;
+      if (entry) mark(entry, now);
     }
     meta.updatedAt = now;
-    return { meta, result: targets };
+    const writes = dropData ? targets.map((v) => ({ path: dataPath(path, v), delete: true as const })) : [];
+    return { meta, writes, result: targets };
   });
 }
 
-export async function undeleteVersions(store: SecretStore, path: string, versions: number[]): Promise<number[]> {
-  return store.change(path, (current) => {
-    const meta = structuredClone(requireVersions(path, current, versions));
-    for (const v of versions) {
-      const entry = meta.versions[String(v)];
-      if (entry && !entry.destroyed) delete entry.deletedAt;
-    }
-    meta.updatedAt = new Date().toISOString();
-    return { meta, result: versions };
+/** Soft delete: the data stays (undelete brings it back) but reads are refused. Default: the current version. */
+export function deleteVersions(store: SecretStore, path: string, versions?: number[]): Promise<number[]> {
+  return markVersions(store, path, versions, (entry, now) => {
+    if (!entry.destroyed && !entry.deletedAt) entry.deletedAt = now;
+  });
+}
+
+export function undeleteVersions(store: SecretStore, path: string, versions: number[]): Promise<number[]> {
+  return markVersions(store, path, versions, (entry) => {
+    if (!entry.destroyed) delete entry.deletedAt;
   });
 }
 
 /** Permanent: the data records are removed; only the fact that the version existed remains. */
-export async function destroyVersions(store: SecretStore, path: string, versions: number[]): Promise<number[]> {
-  return store.change(path, (current) => {
-    const meta = structuredClone(requireVersions(path, current, versions));
-    for (const v of versions) {
-      const entry = meta.versions[String(v)];
-      if (entry) entry.destroyed = true;
-    }
-    meta.updatedAt = new Date().toISOString();
-    return { meta, writes: versions.map((v) => ({ path: dataPath(path, v), delete: true as const })), result: versions };
-  });
+export function destroyVersions(store: SecretStore, path: string, versions: number[]): Promise<number[]> {
+  return markVersions(store, path, versions, (entry) => {
+    entry.destroyed = true;
+  }, true);
 }
 
 /** Removes every version and the metadata. */
