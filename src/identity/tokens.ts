@@ -21,6 +21,10 @@ export function tokenId(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
+function isExpired(record: TokenRecord): boolean {
+  return record.expiresAt !== undefined && Date.parse(record.expiresAt) <= Date.now();
+}
+
 function tokenPath(id: string): string {
   return `sys/tokens/${id}`;
 }
@@ -57,8 +61,7 @@ export class TokenStore {
    */
   cached(token: string): TokenRecord | undefined {
     const record = this.cache.get(tokenId(token));
-    if (!record || (record.expiresAt && Date.parse(record.expiresAt) <= Date.now())) return undefined;
-    return record;
+    return record && !isExpired(record) ? record : undefined;
   }
 
   /** The record of a live token; ERR_UNAUTHENTICATED for unknown, malformed or expired tokens. */
@@ -75,7 +78,7 @@ export class TokenStore {
       if (this.cache.size >= MAX_CACHED) this.cache.clear();
       this.cache.set(id, record);
     }
-    if (record.expiresAt && Date.parse(record.expiresAt) <= Date.now()) {
+    if (isExpired(record)) {
       this.cache.delete(id);
       throw new KeyholdError('ERR_UNAUTHENTICATED', 'token expired');
     }

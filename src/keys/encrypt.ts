@@ -14,15 +14,19 @@ function oaepCapacity(record: KeyRecord, hash: 'sha256' | 'sha1'): number {
   return bits / 8 - 2 * (hash === 'sha256' ? 32 : 20) - 2;
 }
 
+/** RSA-OAEP parameters of a version; OAEP has no portable label support across tokens, so a context cannot be bound. */
+function oaepHashFor(record: KeyRecord, version: number, context: Buffer | undefined): 'sha256' | 'sha1' {
+  if (context && context.length > 0) throw new KeyholdError('ERR_BAD_REQUEST', `${record.type} keys do not take a context`);
+  return record.versions[String(version)]?.oaepHash ?? 'sha256';
+}
+
 async function sealWith(ctx: KeysContext, record: KeyRecord, version: number, material: Material, plaintext: Buffer, context: Buffer | undefined): Promise<Buffer> {
   const family = algorithmOf(record.type).family;
   if (family === 'aes') {
     const aad = aadFor(headerFor(record.name, version), context);
     return material.protection === 'hsm' ? ctx.hsm.aesGcmEncrypt(material.hsmKey, plaintext, aad) : aesGcmSeal(material.secret, plaintext, aad);
   }
-  // RSA: OAEP has no portable label support across tokens, so a context cannot be bound.
-  if (context && context.length > 0) throw new KeyholdError('ERR_BAD_REQUEST', `${record.type} keys do not take a context`);
-  const hash = record.versions[String(version)]?.oaepHash ?? 'sha256';
+  const hash = oaepHashFor(record, version, context);
   if (plaintext.length > oaepCapacity(record, hash)) {
     throw new KeyholdError('ERR_PLAINTEXT_TOO_LARGE', `${record.type} keys encrypt at most ${oaepCapacity(record, hash)} bytes; use an aes256-gcm key or a data key`);
   }
@@ -38,8 +42,7 @@ async function openWith(ctx: KeysContext, record: KeyRecord, version: number, ma
     const aad = aadFor(headerFor(record.name, version), context);
     return material.protection === 'hsm' ? ctx.hsm.aesGcmDecrypt(material.hsmKey, body, aad) : aesGcmOpen(material.secret, body, aad);
   }
-  if (context && context.length > 0) throw new KeyholdError('ERR_BAD_REQUEST', `${record.type} keys do not take a context`);
-  const hash = record.versions[String(version)]?.oaepHash ?? 'sha256';
+  const hash = oaepHashFor(record, version, context);
   if (material.protection === 'hsm') return ctx.hsm.rsaDecrypt(material.hsmKey, body, hash);
   try {
     return privateDecrypt({ key: material.secret, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, body);
