@@ -24,8 +24,13 @@ export function publicKeyOf(version: KeyVersionRecord): KeyObject | undefined {
  */
 export class MaterialCache {
   private readonly entries = new Map<string, { material: Material; expires: number }>();
+  /** Drops expired entries even when no request comes, so "at most ttlMs" holds for idle keys too. */
+  private readonly sweeper: NodeJS.Timeout;
 
-  constructor(private readonly hsm: Hsm, private readonly wrapKey: HsmKey, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {}
+  constructor(private readonly hsm: Hsm, private readonly wrapKey: HsmKey, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
+    this.sweeper = setInterval(() => this.dropExpired(Date.now()), Math.max(1000, ttlMs / 4));
+    this.sweeper.unref();
+  }
 
   async get(record: KeyRecord, version: number): Promise<Material> {
     const cacheKey = `${record.id}/${version}`;
@@ -35,7 +40,10 @@ export class MaterialCache {
     const versionRecord = record.versions[String(version)];
     if (!versionRecord) throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', `key "${record.name}" has no version ${version}`);
     const material = await this.load(record, versionRecord);
-    if (this.entries.size >= this.maxEntries) this.evictExpired(now, true);
+    if (this.entries.size >= this.maxEntries) {
+      this.dropExpired(now);
+      if (this.entries.size >= this.maxEntries) this.entries.clear();
+    }
     this.entries.set(cacheKey, { material, expires: now + this.ttlMs });
     return material;
   }
@@ -45,12 +53,14 @@ export class MaterialCache {
     for (const cacheKey of this.entries.keys()) if (cacheKey.startsWith(`${keyId}/`)) this.entries.delete(cacheKey);
   }
 
+  /** Forgets everything and stops the sweeper (runtime close). */
   clear(): void {
+    clearInterval(this.sweeper);
     this.entries.clear();
   }
 
-  private evictExpired(now: number, force: boolean): void {
-    for (const [cacheKey, entry] of this.entries) if (force || entry.expires <= now) this.entries.delete(cacheKey);
+  private dropExpired(now: number): void {
+    for (const [cacheKey, entry] of this.entries) if (entry.expires <= now) this.entries.delete(cacheKey);
   }
 
   private async load(record: KeyRecord, version: KeyVersionRecord): Promise<Material> {
