@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
-import pkcs11 from 'pkcs11js';
+import { keySpec, type SymmetricSpec } from '../../../src/hsm/mechanisms.js';
 import { allObjects, openDevToken, runCliTimed } from './support.js';
 
 const ROUNDS = 20;
@@ -188,18 +188,9 @@ describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 175
         const v1 = allObjects(token.lib, token.session).map((o) => o.label).filter((l) => /^keyhold\/key\/[0-9a-f]+\/v1$/.test(l));
         assert.equal(v1.length, 1);
         const orphanLabel = (v1[0] as string).replace(/v1$/, 'v2');
-        token.lib.C_GenerateKey(token.session, { mechanism: pkcs11.CKM_AES_KEY_GEN }, [
-          { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_SECRET_KEY },
-          { type: pkcs11.CKA_KEY_TYPE, value: pkcs11.CKK_AES },
-          { type: pkcs11.CKA_VALUE_LEN, value: 32 },
-          { type: pkcs11.CKA_TOKEN, value: true },
-          { type: pkcs11.CKA_PRIVATE, value: true },
-          { type: pkcs11.CKA_SENSITIVE, value: true },
-          { type: pkcs11.CKA_EXTRACTABLE, value: false },
-          { type: pkcs11.CKA_ENCRYPT, value: true },
-          { type: pkcs11.CKA_DECRYPT, value: true },
-          { type: pkcs11.CKA_LABEL, value: orphanLabel },
-        ]);
+        // Exactly what keyhold itself would have generated for v2 before crashing.
+        const spec = keySpec('aes256') as SymmetricSpec;
+        token.lib.C_GenerateKey(token.session, { mechanism: spec.genMechanism }, spec.template(orphanLabel, randomBytes(16)));
       } finally {
         token.close();
       }
