@@ -58,21 +58,6 @@ export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {})
   };
 }
 
-/** Runs the CLI to completion. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('exit', (code) => res({ code, stdout, stderr }));
-    // The CLI may exit before reading its stdin; that EPIPE is not a test failure.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input ?? '');
-  });
-}
-
 /** A minimal JSON HTTP call for tests. */
 export async function call(address: string, method: string, path: string, token?: string, body?: unknown, rawBody?: string): Promise<{ status: number; body: any; text: string }> {
   const headers: Record<string, string> = {};
