@@ -140,6 +140,9 @@ describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 175
       };
       const before = writes.length;
       const loops = [...Array.from({ length: IN_FLIGHT }, (_, w) => worker(w)), rotator()];
+      // Arm the kill once this round has an acknowledged write (on a loaded machine the first ones
+      // can take longer than the kill window), then kill at a random point 100-600 ms later.
+      for (const deadline = Date.now() + 15_000; writes.length === before && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
       await new Promise((r) => setTimeout(r, randomInt(100, 601)));
       killed = true;
       const status = await server.stop('SIGKILL');
