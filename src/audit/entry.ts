@@ -3,7 +3,7 @@
  * `hash` = sha256(canonical JSON of the entry without `hash`), and `prev` = the previous entry's hash.
  * Because every entry seals itself, altering any byte of entry N is detected at N, not only at N+1.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson } from './canonical.js';
 
 export interface AuditActor {
@@ -47,7 +47,8 @@ export interface AuditHead {
 export const GENESIS_HASH = '0'.repeat(64);
 
 export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  // One-shot hash (Node ≥ 20.12): cheaper than createHash().update().digest() on this per-request path.
+  return hash('sha256', data, 'hex');
 }
 
 /**

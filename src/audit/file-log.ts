@@ -31,6 +31,18 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/** Date#toISOString costs about half a microsecond; entries within one millisecond share the text. */
+let lastMillis = -1;
+let lastIso = '';
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== lastMillis) {
+    lastMillis = now;
+    lastIso = new Date(now).toISOString();
+  }
+  return lastIso;
+}
+
 // Two writers on one file would interleave two chains; refuse that within this process.
 const openPaths = new Set<string>();
 
@@ -167,7 +179,7 @@ export class FileAuditLog {
     try {
       const problem = recordProblem(record);
       if (problem !== undefined) throw new Error(problem);
-      const entry: AuditEntry = { ...record, seq: this.#assigned.seq + 1, time: new Date().toISOString(), prev: this.#assigned.hash };
+      const entry: AuditEntry = { ...record, seq: this.#assigned.seq + 1, time: isoNow(), prev: this.#assigned.hash };
       const sealed = sealLine(entry);
       line = sealed.line;
       head = { seq: entry.seq, hash: sealed.hash };

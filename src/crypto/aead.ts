@@ -1,12 +1,13 @@
-import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, type KeyObject } from 'node:crypto';
 import { KeyholdError } from '../errors.js';
+import { poolRandomBytes } from './random-pool.js';
 
 export const GCM_IV_BYTES = 12;
 export const GCM_TAG_BYTES = 16;
 
 /** AES-256-GCM with a random 96-bit IV; returns iv ‖ ciphertext ‖ tag, the same layout the HSM adapter uses. */
 export function aesGcmSeal(key: KeyObject | Buffer, plaintext: Buffer, aad: Buffer): Buffer {
-  const iv = randomBytes(GCM_IV_BYTES);
+  const iv = poolRandomBytes(GCM_IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(aad);
   const body = cipher.update(plaintext);

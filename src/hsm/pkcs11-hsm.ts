@@ -1,4 +1,5 @@
 import { createHash, publicEncrypt, constants as cryptoConstants, randomBytes, type KeyObject } from 'node:crypto';
+import { poolRandomBytes } from '../crypto/random-pool.js';
 import pkcs11 from 'pkcs11js';
 import { KeyholdError } from '../errors.js';
 import { ckrName, hsmError } from './ckr.js';
@@ -209,7 +210,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
-    const iv = randomBytes(GCM_IV_BYTES);
+    const iv = poolRandomBytes(GCM_IV_BYTES);
     this.calls++;
     try {
       const out = await this.pool.use((s) => {

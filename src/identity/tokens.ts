@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Barrier } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
 
@@ -18,7 +18,8 @@ export interface TokenRecord {
 }
 
 export function tokenId(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  // One-shot hash: about a third cheaper than createHash().update().digest(), and it runs per request.
+  return hash('sha256', token, 'hex');
 }
 
 function isExpired(record: TokenRecord): boolean {
