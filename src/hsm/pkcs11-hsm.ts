@@ -160,6 +160,40 @@ export class Pkcs11Hsm implements Hsm {
     return key;
   }
 
+  listKeys(labelPrefix: string, kind: HsmKeyKind): HsmKey[] {
+    // PKCS#11 finds by exact attribute values only, so the prefix is matched on the labels read back.
+    // Kinds sharing a key type (ec-p256/ec-p384, the RSA sizes) are not told apart here.
+    const keys: HsmKey[] = [];
+    this.lib.C_FindObjectsInit(this.control, [
+      { type: pkcs11.CKA_CLASS, value: keyClassOf(kind) },
+      { type: pkcs11.CKA_KEY_TYPE, value: keySpec(kind).keyType },
+      { type: pkcs11.CKA_TOKEN, value: true },
+    ]);
+    try {
+      for (let batch = this.lib.C_FindObjects(this.control, 64); batch.length > 0; batch = this.lib.C_FindObjects(this.control, 64)) {
+        for (const handle of batch) {
+          const [attr] = this.lib.C_GetAttributeValue(this.control, handle, [{ type: pkcs11.CKA_LABEL }]);
+          const label = (attr?.value as Buffer | undefined)?.toString('utf8') ?? '';
+          if (label.startsWith(labelPrefix)) keys.push({ label, kind, handle });
+        }
+      }
+    } catch (err) {
+      throw hsmError(err, 'listing keys');
+    } finally {
+      this.lib.C_FindObjectsFinal(this.control);
+    }
+    return keys;
+  }
+
+  objectId(key: HsmKey): Buffer {
+    try {
+      const [attr] = this.lib.C_GetAttributeValue(this.control, key.handle, [{ type: pkcs11.CKA_ID }]);
+      return Buffer.from((attr?.value as Buffer | undefined) ?? Buffer.alloc(0));
+    } catch (err) {
+      throw hsmError(err, 'reading CKA_ID');
+    }
+  }
+
   async findOrCreateKey(label: string, kind: HsmKeyKind): Promise<HsmKey> {
     return this.findKey(label, kind) ?? this.generateKey(label, kind);
   }

@@ -69,6 +69,10 @@ export interface Hsm {
   findOrCreateKey(label: string, kind: HsmKeyKind): Promise<HsmKey>;
   /** Generates a new non-extractable token key; refuses if one with that label exists. */
   generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey>;
+  /** Every token key of this kind whose label starts with the prefix (another process may have created them). */
+  listKeys(labelPrefix: string, kind: HsmKeyKind): HsmKey[];
+  /** The key's CKA_ID: random per generated key, so it tells two keys that had the same label apart. */
+  objectId(key: HsmKey): Buffer;
   destroyKey(key: HsmKey): void;
   /** AES-256-GCM on the device; returns iv(12) ‖ ciphertext ‖ tag(16). */
   aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer>;

@@ -165,6 +165,24 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
         assert.equal(hsm.findKey(label('never-generated'), 'rsa-2048'), null);
       });
 
+      it('listKeys finds keys by label prefix and kind only; objectId tells same-label keys apart', async () => {
+        const a = await generate('listed/v1', 'aes256');
+        const b = await generate('listed/v2', 'aes256');
+        await generate('listed-other', 'hmac-sha256');
+        const labels = hsm.listKeys(label('listed/'), 'aes256').map((k) => k.label).sort();
+        assert.deepEqual(labels, [a.label, b.label].sort());
+        assert.deepEqual(hsm.listKeys(label('listed/'), 'hmac-sha256'), []);
+        assert.deepEqual(hsm.listKeys(label('nothing-here/'), 'aes256'), []);
+        const idA = hsm.objectId(a);
+        assert.ok(idA.length >= 8, 'CKA_ID is set');
+        assert.ok(!idA.equals(hsm.objectId(b)));
+        // A key destroyed and generated again under the same label gets a different id.
+        hsm.destroyKey(a);
+        created.delete(a.label);
+        const again = await generate('listed/v1', 'aes256');
+        assert.ok(!hsm.objectId(again).equals(idA));
+      });
+
       it('destroyKey removes the key: findKey then returns null', async () => {
         const key = await generate('doomed', 'aes256');
         assert.ok(hsm.findKey(key.label, 'aes256'));
