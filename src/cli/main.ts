@@ -13,7 +13,9 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 const program = new Command('keyhold')
   .description('HSM-rooted key management and secret delivery for Kubernetes')
   .version('0.1.0')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // `kms-plugin` and its subcommands share option names: each command parses its own.
+  .enablePositionalOptions();
 
 program.command('server').description('run the keyhold server')
   .requiredOption('--config <file>', 'YAML config (KEYHOLD_* environment variables override it)')
@@ -83,5 +85,34 @@ const audit = program.command('audit').description('the tamper-evident audit log
 audit.command('verify').description('verify the hash chain; reports the first altered, removed or reordered entry')
   .option('--file <path>', 'audit log file').option('--config <file>', 'take the path from a server config')
   .action(run(async (o: { file?: string; config?: string }) => (await import('./commands/admin.js')).auditVerify(o)));
+
+const hsmFlags = (command: Command): Command => command
+  .option('--hsm-module <path>', 'PKCS#11 module (.so)')
+  .option('--hsm-token-label <label>', 'token label')
+  .option('--hsm-slot <id>', 'slot id (instead of the token label)')
+  .option('--hsm-pin-file <file>', 'file holding the user PIN')
+  .option('--hsm-pin-env <VAR>', 'environment variable holding the user PIN (default KEYHOLD_HSM_PIN)')
+  .option('--key-label <label>', 'root key label in the token (versions are <label>/v<N>)', 'keyhold-kms');
+const kmsCommands = async () => import('./commands/kms-plugin.js');
+const kms = hsmFlags(program.command('kms-plugin').description('Kubernetes KMS v2 plugin (direct: PKCS#11; server: --server URL --key NAME)').enablePositionalOptions())
+  .option('--listen <socket>', 'unix socket: /path/kms.sock, unix:///path, or @abstract-name')
+  .option('--health-listen <host:port>', 'serve /healthz, /readyz, /livez and /metrics')
+  .option('--server <url>', 'server mode: keyhold server address')
+  .option('--key <name>', 'server mode: an aes256-gcm key of the server')
+  .option('--token-file <file>', 'server mode: file holding the keyhold token (else KEYHOLD_TOKEN)')
+  .option('--kek-max-uses <n>', 'new local KEK after this many Encrypts (default 2^21)')
+  .option('--kek-max-age <duration>', 'new local KEK after this long (default 7d)')
+  .option('--log-level <level>', 'log level', 'info')
+  .action(run(async (o) => {
+    if (!o.listen) throw new Error('--listen is required');
+    await (await kmsCommands()).serveKmsPlugin(o);
+  }));
+hsmFlags(kms.command('versions').description('direct mode: list the root key versions and their key_ids'))
+  .action(run(async (o) => (await kmsCommands()).kmsVersions(o)));
+hsmFlags(kms.command('rotate').description('direct mode: add a new root key version (running plugins report its key_id at their next Status)'))
+  .action(run(async (o) => (await kmsCommands()).kmsRotate(o)));
+hsmFlags(kms.command('retire').description('direct mode: destroy an old root key version, after re-encrypting everything under it'))
+  .requiredOption('--version <n>', 'version to destroy')
+  .action(run(async (o) => (await kmsCommands()).kmsRetire(o)));
 
 await program.parseAsync(process.argv);

@@ -112,6 +112,7 @@ export interface KeyDescription {
   name: string;
   type: string;
   protection: string;
+  created_at: string;
   latest_version: number;
   min_decryption_version: number;
   deletion_allowed: boolean;

@@ -56,6 +56,24 @@ export interface Pkcs11HsmOptions {
  * pool so the event loop keeps serving while the token works (bench/hsm-dispatch.ts measures the
  * alternatives).
  */
+/**
+ * Instances open in this process per module path. A PKCS#11 module is initialised once per process:
+ * C_Finalize (or C_CloseAllSessions) from one instance would pull the token from under the others,
+ * so each closes only its own sessions and the last one finalises.
+ */
+const moduleUsers = new Map<string, number>();
+
+function releaseModule(lib: pkcs11.PKCS11, modulePath: string, sessions: Set<Buffer>): void {
+  for (const session of sessions) {
+    try { lib.C_CloseSession(session); } catch { /* closing anyway */ }
+  }
+  sessions.clear();
+  if ((moduleUsers.get(modulePath) ?? 0) > 0) return;
+  moduleUsers.delete(modulePath);
+  try { lib.C_Finalize(); } catch { /* closing anyway */ }
+  try { lib.close(); } catch { /* closing anyway */ }
+}
+
 export class Pkcs11Hsm implements Hsm {
   private readonly handles = new Map<string, HsmKey>();
   private readonly publicHandles = new Map<string, Buffer>();
@@ -73,6 +91,9 @@ export class Pkcs11Hsm implements Hsm {
     readonly token: HsmTokenInfo,
     readonly capabilities: HsmCapabilities,
     private readonly healthTtlMs: number,
+    private readonly modulePath: string,
+    /** The sessions this instance opened: another instance in the process may use the same module and token. */
+    private readonly owned: Set<Buffer>,
   ) {}
 
   /**
@@ -87,6 +108,7 @@ export class Pkcs11Hsm implements Hsm {
     } catch (cause) {
       throw new KeyholdError('ERR_HSM_MODULE', `cannot load PKCS#11 module ${config.module}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     }
+    const owned = new Set<Buffer>();
     try {
       try {
         // Without OS locking, concurrent sessions crashed SoftHSM in 5 of 7 runs.
@@ -106,6 +128,7 @@ export class Pkcs11Hsm implements Hsm {
       if (info.flags & pkcs11.CKF_USER_PIN_COUNT_LOW) options.warn?.('HSM user PIN retry counter is low: a recent login used a wrong PIN');
       const flags = pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION;
       const control = lib.C_OpenSession(slot, flags);
+      owned.add(control);
       try {
         lib.C_Login(control, pkcs11.CKU_USER, pin);
       } catch (err) {
@@ -128,14 +151,18 @@ export class Pkcs11Hsm implements Hsm {
       };
       const renew = (broken: Buffer): Buffer => {
         try { lib.C_CloseSession(broken); } catch { /* already unusable */ }
-        return lib.C_OpenSession(slot, flags);
+        owned.delete(broken);
+        const fresh = lib.C_OpenSession(slot, flags);
+        owned.add(fresh);
+        return fresh;
       };
+      for (const session of sessions) owned.add(session);
       const capabilities = probeCapabilities(lib, slot);
       for (const name of options.withoutCapabilities ?? []) capabilities[name] = false;
-      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, capabilities, (config.healthCacheSeconds ?? 5) * 1000);
+      moduleUsers.set(config.module, (moduleUsers.get(config.module) ?? 0) + 1);
+      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, capabilities, (config.healthCacheSeconds ?? 5) * 1000, config.module, owned);
     } catch (err) {
-      try { lib.C_Finalize(); } catch { /* already failing */ }
-      try { lib.close(); } catch { /* already failing */ }
+      releaseModule(lib, config.module, owned);
       throw hsmError(err, 'open');
     }
   }
@@ -390,9 +417,8 @@ export class Pkcs11Hsm implements Hsm {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try { this.lib.C_CloseAllSessions(this.slot); } catch { /* closing anyway */ }
-    try { this.lib.C_Finalize(); } catch { /* closing anyway */ }
-    try { this.lib.close(); } catch { /* closing anyway */ }
+    moduleUsers.set(this.modulePath, (moduleUsers.get(this.modulePath) ?? 1) - 1);
+    releaseModule(this.lib, this.modulePath, this.owned);
   }
 
   private decryptError(err: unknown, operation: string): KeyholdError {

@@ -1,0 +1,110 @@
+/**
+ * The gRPC edge: KMS v2 messages in, typed calls to KmsService, gRPC statuses out (through the one
+ * map in grpc-status.ts). Nothing here knows about keys or HSMs.
+ */
+import { chmodSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { grpcFailure } from './grpc-status.js';
+import type { KmsService } from './kms-service.js';
+import type { KmsMetrics } from './metrics.js';
+import { prepareSocketPath, removeSocketFile, type SocketAddress } from './socket.js';
+
+/** Annotations ≤ 32 KiB and a ciphertext ≤ 1 KiB: anything much larger is refused by grpc-js itself. */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** The .proto sits beside the compiled file when copied there, else in the source tree. */
+export function protoPath(): string {
+  const candidates = [new URL('./kms-v2.proto', import.meta.url), new URL('../../../../src/kubernetes/kms-plugin/kms-v2.proto', import.meta.url)];
+  const found = candidates.map((u) => fileURLToPath(u)).find((p) => existsSync(p));
+  if (!found) throw new Error('kms-v2.proto not found beside the plugin or in src/');
+  return found;
+}
+
+export interface KmsProto {
+  KeyManagementService: grpc.ServiceClientConstructor;
+}
+
+export function loadKmsProto(): KmsProto {
+  const definition = protoLoader.loadSync(protoPath(), { keepCase: true, longs: String, enums: String, defaults: true });
+  return (grpc.loadPackageDefinition(definition) as unknown as { v2: KmsProto }).v2;
+}
+
+export interface GrpcLog {
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+interface EncryptRequest { plaintext: Buffer; uid: string }
+interface DecryptRequest { ciphertext: Buffer; uid: string; key_id: string; annotations: Record<string, Buffer> }
+
+/** Logs carry the apiserver's per-call uid, trimmed: it is for correlation only and comes from outside. */
+const uidOf = (uid: unknown): string => (typeof uid === 'string' ? uid.slice(0, 64) : '');
+
+export async function serveGrpc(service: KmsService, address: SocketAddress, metrics: KmsMetrics, log: GrpcLog): Promise<{ close(): Promise<void> }> {
+  const proto = loadKmsProto();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
+
+  function unary<Req, Res>(method: string, handle: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const stop = metrics.latency.startTimer({ method });
+      handle(call.request).then(
+        (response) => {
+          stop();
+          metrics.calls.inc({ method, code: 'OK' });
+          callback(null, response);
+        },
+        (err: unknown) => {
+          stop();
+          const failure = grpcFailure(err);
+          metrics.calls.inc({ method, code: failure.keyholdCode });
+          const fields = { method, uid: uidOf((call.request as { uid?: unknown } | null)?.uid), code: failure.keyholdCode };
+          if (failure.keyholdCode === 'ERR_INTERNAL') log.error({ ...fields, err }, 'KMS call failed');
+          else log.warn({ ...fields, reason: failure.details }, 'KMS call refused');
+          callback({ code: failure.code, details: failure.details });
+        },
+      );
+    };
+  }
+
+  server.addService(proto.KeyManagementService.service, {
+    Status: unary('Status', async () => {
+      const s = await service.status();
+      return { version: s.version, healthz: s.healthz, key_id: s.keyId };
+    }),
+    Encrypt: unary('Encrypt', async (request: EncryptRequest) => {
+      const r = await service.encrypt(request.plaintext);
+      return { ciphertext: r.ciphertext, key_id: r.keyId, annotations: r.annotations };
+    }),
+    Decrypt: unary('Decrypt', async (request: DecryptRequest) => ({
+      plaintext: await service.decrypt({ ciphertext: request.ciphertext, uid: request.uid, keyId: request.key_id, annotations: request.annotations }),
+    })),
+  });
+
+  if (address.path) await prepareSocketPath(address.path);
+  // The socket is created owner-only (umask during bind), then pinned to 0600 in case the umask was ignored.
+  const previousUmask = process.umask(0o177);
+  try {
+    await new Promise<number>((resolve, reject) => server.bindAsync(address.grpc, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+  } finally {
+    process.umask(previousUmask);
+  }
+  if (address.path) chmodSync(address.path, 0o600);
+
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        // In-flight calls finish; a stuck one is cut after 5 s.
+        const force = setTimeout(() => server.forceShutdown(), 5000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          removeSocketFile(address.path);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}
