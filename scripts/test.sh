@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# kube-apiserver and etcd for the Kubernetes tests (built once into a cache; minutes the first time).
+# Assigned apart from `export`, which would swallow the build's exit status under set -e.
+KEYHOLD_K8S_DIR="$(bash scripts/k8s-build.sh)"
+export KEYHOLD_K8S_DIR
 echo "test: lint" >&2
 npx eslint .
 export KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-test.XXXXXX)"

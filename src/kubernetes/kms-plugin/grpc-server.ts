@@ -6,6 +6,7 @@ import { chmodSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { KeyholdError } from '../../errors.js';
 import { grpcFailure } from './grpc-status.js';
 import type { KmsService } from './kms-service.js';
 import type { KmsMetrics } from './metrics.js';
@@ -36,6 +37,32 @@ export interface GrpcLog {
   error(fields: Record<string, unknown>, message: string): void;
 }
 
+/** A request body that is not valid protobuf for its message: answered INVALID_ARGUMENT by the handler. */
+class Malformed {
+  constructor(readonly error: KeyholdError) {}
+}
+
+/**
+ * grpc-js answers a body its deserializer cannot decode with INTERNAL. The contract's client is
+ * kube-apiserver, but whatever reaches the socket gets a clean INVALID_ARGUMENT instead.
+ */
+function tolerantDeserializers(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const wrapped: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(service)) {
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch {
+          return new Malformed(new KeyholdError('ERR_BAD_REQUEST', `the ${name} request is not a valid KMS v2 ${name}Request message`));
+        }
+      },
+    };
+  }
+  return wrapped as grpc.ServiceDefinition;
+}
+
 interface EncryptRequest { plaintext: Buffer; uid: string }
 interface DecryptRequest { ciphertext: Buffer; uid: string; key_id: string; annotations: Record<string, Buffer> }
 
@@ -49,7 +76,8 @@ export async function serveGrpc(service: KmsService, address: SocketAddress, met
   function unary<Req, Res>(method: string, handle: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const stop = metrics.latency.startTimer({ method });
-      handle(call.request).then(
+      const request = call.request as Req | Malformed;
+      (request instanceof Malformed ? Promise.reject(request.error) : handle(request)).then(
         (response) => {
           stop();
           metrics.calls.inc({ method, code: 'OK' });
@@ -68,7 +96,7 @@ export async function serveGrpc(service: KmsService, address: SocketAddress, met
     };
   }
 
-  server.addService(proto.KeyManagementService.service, {
+  server.addService(tolerantDeserializers(proto.KeyManagementService.service), {
     Status: unary('Status', async () => {
       const s = await service.status();
       return { version: s.version, healthz: s.healthz, key_id: s.keyId };
