@@ -86,8 +86,12 @@ export function openDevToken(dataDir: string, label = DEV_TOKEN_LABEL): { lib: p
   }
 }
 
-/** Every object on the token the session can see (C_FindObjectsInit with an empty template). */
-export function allObjects(lib: pkcs11.PKCS11, session: Buffer): TokenObject[] {
+/**
+ * Every object on the token the session can see (C_FindObjectsInit with an empty template).
+ * `tolerateTorn`: an object SoftHSM was writing when its process was killed can fail attribute reads;
+ * it is then listed with cls -1 instead of failing the whole listing (crash tests count them).
+ */
+export function allObjects(lib: pkcs11.PKCS11, session: Buffer, options: { tolerateTorn?: boolean } = {}): TokenObject[] {
   lib.C_FindObjectsInit(session, []);
   const handles: Buffer[] = [];
   try {
@@ -100,14 +104,23 @@ export function allObjects(lib: pkcs11.PKCS11, session: Buffer): TokenObject[] {
     lib.C_FindObjectsFinal(session);
   }
   return handles.map((handle) => {
-    const [cls, label] = lib.C_GetAttributeValue(session, handle, [{ type: pkcs11.CKA_CLASS }, { type: pkcs11.CKA_LABEL }]);
-    const clsValue = (cls?.value as Buffer).readUInt32LE(0);
-    let keyType = -1;
-    if (clsValue === pkcs11.CKO_SECRET_KEY || clsValue === pkcs11.CKO_PRIVATE_KEY || clsValue === pkcs11.CKO_PUBLIC_KEY) {
-      keyType = (lib.C_GetAttributeValue(session, handle, [{ type: pkcs11.CKA_KEY_TYPE }])[0]?.value as Buffer).readUInt32LE(0);
+    if (!options.tolerateTorn) return describeObject(lib, session, handle);
+    try {
+      return describeObject(lib, session, handle);
+    } catch {
+      return { handle, cls: -1, keyType: -1, label: '' };
     }
-    return { handle, cls: clsValue, keyType, label: (label?.value as Buffer | undefined)?.toString('utf8') ?? '' };
   });
+}
+
+function describeObject(lib: pkcs11.PKCS11, session: Buffer, handle: Buffer): TokenObject {
+  const [cls, label] = lib.C_GetAttributeValue(session, handle, [{ type: pkcs11.CKA_CLASS }, { type: pkcs11.CKA_LABEL }]);
+  const clsValue = (cls?.value as Buffer).readUInt32LE(0);
+  let keyType = -1;
+  if (clsValue === pkcs11.CKO_SECRET_KEY || clsValue === pkcs11.CKO_PRIVATE_KEY || clsValue === pkcs11.CKO_PUBLIC_KEY) {
+    keyType = (lib.C_GetAttributeValue(session, handle, [{ type: pkcs11.CKA_KEY_TYPE }])[0]?.value as Buffer).readUInt32LE(0);
+  }
+  return { handle, cls: clsValue, keyType, label: (label?.value as Buffer | undefined)?.toString('utf8') ?? '' };
 }
 
 export { parseListedObjects, type ListedObject } from '../../helpers/pkcs11-tool.js';
