@@ -123,29 +123,40 @@ const results: Record<string, unknown> = { machine: { node: process.version }, s
   c.close();
   await plugin.stop();
   plugin = await startPluginProcess({ socket, token, keyLabel: 'cold' });
-  c = client(socket);
-  const hsmBefore = await metric(plugin, 'keyhold_kms_root_key_calls_total');
-  const latencies: number[] = [];
-  const started = Date.now();
-  let next = 0;
-  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-    while (next < replies.length) {
-      const r = replies[next++];
-      const t = process.hrtime.bigint();
-      await c.call('Decrypt', { ciphertext: r.ciphertext, key_id: r.key_id, annotations: r.annotations, uid: 'bench' });
-      latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-  }));
-  const elapsed = Date.now() - started;
-  latencies.sort((a, b) => a - b);
-  const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0;
+  // A fresh plugin per concurrency level, so every level starts with nothing unwrapped.
+  const levels: Record<string, unknown> = {};
+  for (const inFlight of [1, 8, 32]) {
+    await plugin.stop();
+    plugin = await startPluginProcess({ socket, token, keyLabel: 'cold' });
+    c = client(socket);
+    // kube-apiserver calls Status before anything else; so does this client (it also opens the connection).
+    await c.call('Status', {});
+    const hsmBefore = await metric(plugin, 'keyhold_kms_root_key_calls_total');
+    const latencies: number[] = [];
+    const started = Date.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: inFlight }, async () => {
+      while (next < replies.length) {
+        const r = replies[next++];
+        const t = process.hrtime.bigint();
+        await c.call('Decrypt', { ciphertext: r.ciphertext, key_id: r.key_id, annotations: r.annotations, uid: 'bench' });
+        latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+    }));
+    const elapsed = Date.now() - started;
+    latencies.sort((a, b) => a - b);
+    const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0;
+    levels[`in_flight_${inFlight}`] = {
+      hsm_unwraps: (await metric(plugin, 'keyhold_kms_root_key_calls_total')) - hsmBefore,
+      p50_ms: Number((latencies[Math.floor(latencies.length / 2)] ?? 0).toFixed(2)), p99_ms: Number(p99.toFixed(2)), total_ms: elapsed,
+      verdict: p99 < 10 ? 'meets' : 'MISSES',
+    };
+    c.close();
+  }
   results.cold_decrypt = {
     deks: replies.length, distinct_keks: new Set(replies.map((r) => Buffer.from(r.annotations['kek.keyhold.io']).toString('base64'))).size,
-    hsm_unwraps: (await metric(plugin, 'keyhold_kms_root_key_calls_total')) - hsmBefore - 0,
-    p50_ms: Number((latencies[Math.floor(latencies.length / 2)] ?? 0).toFixed(2)), p99_ms: Number(p99.toFixed(2)), total_ms: elapsed,
-    target_p99_ms: 10, verdict: p99 < 10 ? 'meets' : 'MISSES',
+    target_p99_ms: 10, ...levels,
   };
-  c.close();
   await plugin.stop();
 }
 
@@ -184,8 +195,10 @@ resources:
       req.end(body === undefined ? undefined : JSON.stringify(body));
     });
     let counter = 0;
+    let lastKeyholdSecret = '';
     const createGet = (cp: ControlPlane) => async () => {
       const name = `s-${counter++}`;
+      if (cp === planes.keyhold) lastKeyholdSecret = name;
       const created = await api(cp, 'POST', '/api/v1/namespaces/default/secrets', { metadata: { name }, stringData: { value: 'x'.repeat(64) } });
       if (created !== 201) throw new Error(`create ${created}`);
       const got = await api(cp, 'GET', `/api/v1/namespaces/default/secrets/${name}`);
@@ -207,13 +220,19 @@ resources:
     await loop(planes.keyhold);
     const identity = [];
     const keyhold = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      identity.push(await loop(planes.identity));
-      keyhold.push(await loop(planes.keyhold));
+    // Alternating, and each side first in half the rounds, so drift and warm-up hit both alike.
+    for (let round = 0; round < ROUNDS + 1; round++) {
+      if (round % 2 === 0) {
+        identity.push(await loop(planes.identity));
+        keyhold.push(await loop(planes.keyhold));
+      } else {
+        keyhold.push(await loop(planes.keyhold));
+        identity.push(await loop(planes.identity));
+      }
     }
     const mean = (rs: Array<{ rps: number }>) => rs.reduce((s, r) => s + r.rps, 0) / rs.length;
     const ratio = mean(keyhold) / mean(identity);
-    const check = await planes.keyhold.etcdGet('/registry/secrets/default/s-1');
+    const check = await planes.keyhold.etcdGet(`/registry/secrets/default/${lastKeyholdSecret}`);
     results.apiserver_secret_create_get = {
       identity_pairs_per_s: Math.round(mean(identity)), keyhold_pairs_per_s: Math.round(mean(keyhold)), ratio: Number(ratio.toFixed(3)), target: 0.95,
       errors: [...identity, ...keyhold].reduce((s, r) => s + r.errors, 0),

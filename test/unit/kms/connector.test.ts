@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { KeyholdError } from '../../../src/errors.js';
+import { RootKeyConnector } from '../../../src/kubernetes/kms-plugin/connector.js';
+import type { RootKey } from '../../../src/kubernetes/kms-plugin/root-key.js';
+
+const fakeRoot = { description: 'test root', calls: 0, close: async () => undefined } as unknown as RootKey;
+const quietLog = () => {
+  const lines: string[] = [];
+  return { lines, log: { info: (_f: object, m: string) => lines.push(`info ${m}`), error: (_f: object, m: string) => lines.push(`error ${m}`) } };
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('root key connector', () => {
+  it('never tries the same wrong PIN twice; tries again once the PIN changes', async () => {
+    let pin = 'wrong';
+    const tried: string[] = [];
+    const { lines, log } = quietLog();
+    const connector = new RootKeyConnector({
+      open: async () => {
+        tried.push(pin);
+        if (pin !== 'right') throw new KeyholdError('ERR_HSM_PIN_INCORRECT', 'HSM login failed: the PIN is incorrect');
+        return fakeRoot;
+      },
+      readPin: () => pin,
+      log,
+      pinRecheckMs: 10,
+    });
+    await connector.start();
+    await sleep(150);
+    assert.deepEqual(tried, ['wrong'], 'one attempt with the wrong PIN in 15 recheck periods');
+    assert.equal(connector.root, undefined);
+    assert.match(connector.error ?? '', /PIN is incorrect/);
+    assert.equal(lines.filter((l) => l.includes('Not retrying')).length, 1);
+    pin = 'right';
+    await sleep(100);
+    assert.deepEqual(tried, ['wrong', 'right']);
+    assert.equal(connector.root, fakeRoot);
+    await connector.close();
+  });
+
+  it('backs off exponentially on other failures and logs each distinct failure once', async () => {
+    const at: number[] = [];
+    const { lines, log } = quietLog();
+    const connector = new RootKeyConnector({
+      open: async () => {
+        at.push(Date.now());
+        throw new KeyholdError('ERR_HSM_MODULE', 'cannot load module');
+      },
+      log,
+      minBackoffMs: 20,
+      maxBackoffMs: 80,
+    });
+    await connector.start();
+    await sleep(400);
+    await connector.close();
+    const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
+    assert.ok(at.length >= 4 && at.length <= 8, `${at.length} attempts in 400 ms`);
+    assert.ok((gaps[0] as number) >= 15 && (gaps[1] as number) >= 35, `gaps grow: ${gaps.join(',')}`);
+    assert.ok(gaps.every((g) => g < 200), 'capped');
+    assert.equal(lines.filter((l) => l.startsWith('error')).length, new Set(lines.filter((l) => l.startsWith('error'))).size);
+    const attempts = at.length;
+    await sleep(150);
+    assert.equal(at.length, attempts, 'no attempts after close');
+  });
+});
