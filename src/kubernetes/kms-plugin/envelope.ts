@@ -22,6 +22,7 @@ export const MAX_PLAINTEXT_BYTES = MAX_CIPHERTEXT_BYTES - 1 - GCM_IV_BYTES - GCM
 const MAX_ANNOTATION_BYTES = 4096;
 const AAD_LABEL = Buffer.from('keyhold kms dek v1\0');
 const NUL = Buffer.from([0]);
+const FORMAT_PREFIX = Buffer.from([FORMAT_V1]);
 
 export function encodeKekAnnotation(wrappedKek: Buffer): Buffer {
   return Buffer.concat([Buffer.from([FORMAT_V1]), wrappedKek]);
@@ -35,21 +36,22 @@ export function decodeKekAnnotation(value: Buffer): Buffer {
   return value.subarray(1);
 }
 
-function dekAad(keyId: string, annotation: Buffer): Buffer {
+/** The AAD for one (key_id, annotation); callers sealing many seeds under one KEK compute it once. */
+export function dekAad(keyId: string, annotation: Buffer): Buffer {
   return Buffer.concat([AAD_LABEL, Buffer.from(keyId, 'utf8'), NUL, annotation]);
 }
 
-export function sealDekSeed(kek: KeyObject, seed: Buffer, keyId: string, annotation: Buffer): Buffer {
+export function sealDekSeed(kek: KeyObject, seed: Buffer, keyId: string, annotation: Buffer, aad = dekAad(keyId, annotation)): Buffer {
   if (seed.length === 0 || seed.length > MAX_PLAINTEXT_BYTES) {
     throw new KeyholdError('ERR_PLAINTEXT_TOO_LARGE', `plaintext must be 1..${MAX_PLAINTEXT_BYTES} bytes, got ${seed.length}`);
   }
-  return Buffer.concat([Buffer.from([FORMAT_V1]), aesGcmSeal(kek, seed, dekAad(keyId, annotation))]);
+  return Buffer.concat([FORMAT_PREFIX, aesGcmSeal(kek, seed, aad)]);
 }
 
 /** Rejects with ERR_CIPHERTEXT_INVALID if any of ciphertext, key_id or annotation was altered. */
-export function openDekSeed(kek: KeyObject, ciphertext: Buffer, keyId: string, annotation: Buffer): Buffer {
+export function openDekSeed(kek: KeyObject, ciphertext: Buffer, keyId: string, annotation: Buffer, aad = dekAad(keyId, annotation)): Buffer {
   if (ciphertext.length < 1 + GCM_IV_BYTES + GCM_TAG_BYTES || ciphertext.length > MAX_CIPHERTEXT_BYTES || ciphertext[0] !== FORMAT_V1) {
     throw new KeyholdError('ERR_CIPHERTEXT_INVALID', 'ciphertext is not a keyhold KMS v2 ciphertext');
   }
-  return aesGcmOpen(kek, ciphertext.subarray(1), dekAad(keyId, annotation));
+  return aesGcmOpen(kek, ciphertext.subarray(1), aad);
 }

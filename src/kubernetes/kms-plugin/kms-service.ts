@@ -112,7 +112,7 @@ export function checkDecryptInput(input: DecryptInput): void {
   }
   let total = 0;
   for (const [key, value] of Object.entries(input.annotations)) {
-    if (!FQDN.test(key)) throw new KeyholdError('ERR_BAD_REQUEST', `annotation key ${JSON.stringify(key.slice(0, 64))} is not a fully qualified domain name`);
+    if (key !== KEK_ANNOTATION && !FQDN.test(key)) throw new KeyholdError('ERR_BAD_REQUEST', `annotation key ${JSON.stringify(key.slice(0, 64))} is not a fully qualified domain name`);
     if (key !== KEK_ANNOTATION) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', `unexpected annotation ${key}: keyhold did not write it`);
     total += Buffer.byteLength(key) + value.length;
   }

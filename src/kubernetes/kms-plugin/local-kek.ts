@@ -9,7 +9,7 @@
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { zeroize } from '../../crypto/zero.js';
 import { KeyholdError } from '../../errors.js';
-import { KEK_ANNOTATION, decodeKekAnnotation, encodeKekAnnotation, openDekSeed, sealDekSeed } from './envelope.js';
+import { KEK_ANNOTATION, decodeKekAnnotation, dekAad, encodeKekAnnotation, openDekSeed, sealDekSeed } from './envelope.js';
 import { Lru } from './lru.js';
 import type { RootKey } from './root-key.js';
 
@@ -22,6 +22,8 @@ export const DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 interface CurrentKek {
   keyId: string;
   annotation: Buffer;
+  /** dekAad(keyId, annotation), computed once per KEK. */
+  aad: Buffer;
   key: KeyObject;
   uses: number;
   createdAt: number;
@@ -109,7 +111,7 @@ export class LocalKekManager {
         const annotation = encodeKekAnnotation(wrapped);
         const key = createSecretKey(material);
         this.#cache.set(cacheKey(keyId, annotation), key);
-        this.#current = { keyId, annotation, key, uses: 0, createdAt: this.#now() };
+        this.#current = { keyId, annotation, aad: dekAad(keyId, annotation), key, uses: 0, createdAt: this.#now() };
         this.#events.rotated?.(reason, keyId);
       } catch (err) {
         this.#events.rotationFailed?.(reason, err);
@@ -132,7 +134,7 @@ export class LocalKekManager {
       return this.encrypt(plaintext);
     }
     current.uses++;
-    const ciphertext = sealDekSeed(current.key, plaintext, current.keyId, current.annotation);
+    const ciphertext = sealDekSeed(current.key, plaintext, current.keyId, current.annotation, current.aad);
     // Wear-based rotation happens off the request path; this Encrypt already has its KEK.
     const reason = this.#rotationReason();
     if (reason) this.#rotate(reason).catch(() => undefined);
@@ -142,16 +144,16 @@ export class LocalKekManager {
   async decrypt(ciphertext: Buffer, keyId: string, annotations: Record<string, Buffer>): Promise<Buffer> {
     const annotation = annotations[KEK_ANNOTATION];
     if (!annotation) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', `annotation ${KEK_ANNOTATION} is missing`);
+    const current = this.#current;
+    if (current && current.keyId === keyId && current.annotation.equals(annotation)) {
+      this.#events.cacheHit?.();
+      return openDekSeed(current.key, ciphertext, keyId, annotation, current.aad);
+    }
     const key = await this.#kekFor(keyId, annotation);
     return openDekSeed(key, ciphertext, keyId, annotation);
   }
 
   async #kekFor(keyId: string, annotation: Buffer): Promise<KeyObject> {
-    const current = this.#current;
-    if (current && current.keyId === keyId && current.annotation.equals(annotation)) {
-      this.#events.cacheHit?.();
-      return current.key;
-    }
     const id = cacheKey(keyId, annotation);
     const cached = this.#cache.get(id);
     if (cached) {
