@@ -9,6 +9,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { KeyholdError } from '../../errors.js';
 import { grpcFailure } from './grpc-status.js';
 import type { KmsService } from './kms-service.js';
+import type { EncryptResult } from './local-kek.js';
 import type { KmsMetrics } from './metrics.js';
 import { prepareSocketPath, removeSocketFile, type SocketAddress } from './socket.js';
 
@@ -73,30 +74,38 @@ export async function serveGrpc(service: KmsService, address: SocketAddress, met
   const proto = loadKmsProto();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': MAX_MESSAGE_BYTES });
 
-  function unary<Req, Res>(method: string, handle: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  /** Handlers may answer synchronously (the steady-state Encrypt and Decrypt do): no promise per call then. */
+  function unary<Req, Res>(method: string, handle: (request: Req) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     // Label children resolved once: prom-client hashes a label object on every call otherwise.
     const latency = metrics.latency.labels(method);
     const ok = metrics.calls.labels(method, 'OK');
     return (call, callback) => {
-      const started = process.hrtime.bigint();
-      const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
-      const request = call.request as Req | Malformed;
-      (request instanceof Malformed ? Promise.reject(request.error) : handle(request)).then(
-        (response) => {
-          latency.observe(elapsed());
-          ok.inc();
-          callback(null, response);
-        },
-        (err: unknown) => {
-          latency.observe(elapsed());
-          const failure = grpcFailure(err);
-          metrics.calls.inc({ method, code: failure.keyholdCode });
-          const fields = { method, uid: uidOf((call.request as { uid?: unknown } | null)?.uid), code: failure.keyholdCode };
-          if (failure.keyholdCode === 'ERR_INTERNAL') log.error({ ...fields, err }, 'KMS call failed');
-          else log.warn({ ...fields, reason: failure.details }, 'KMS call refused');
-          callback({ code: failure.code, details: failure.details });
-        },
-      );
+      const started = performance.now();
+      const succeed = (response: Res) => {
+        latency.observe((performance.now() - started) / 1000);
+        ok.inc();
+        callback(null, response);
+      };
+      const fail = (err: unknown) => {
+        latency.observe((performance.now() - started) / 1000);
+        const failure = grpcFailure(err);
+        metrics.calls.inc({ method, code: failure.keyholdCode });
+        const fields = { method, uid: uidOf((call.request as { uid?: unknown } | null)?.uid), code: failure.keyholdCode };
+        if (failure.keyholdCode === 'ERR_INTERNAL') log.error({ ...fields, err }, 'KMS call failed');
+        else log.warn({ ...fields, reason: failure.details }, 'KMS call refused');
+        callback({ code: failure.code, details: failure.details });
+      };
+      let result: Res | Promise<Res>;
+      try {
+        const request = call.request as Req | Malformed;
+        if (request instanceof Malformed) throw request.error;
+        result = handle(request);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      if (result instanceof Promise) result.then(succeed, fail);
+      else succeed(result);
     };
   }
 
@@ -105,13 +114,15 @@ export async function serveGrpc(service: KmsService, address: SocketAddress, met
       const s = await service.status();
       return { version: s.version, healthz: s.healthz, key_id: s.keyId };
     }),
-    Encrypt: unary('Encrypt', async (request: EncryptRequest) => {
-      const r = await service.encrypt(request.plaintext);
-      return { ciphertext: r.ciphertext, key_id: r.keyId, annotations: r.annotations };
+    Encrypt: unary('Encrypt', (request: EncryptRequest) => {
+      const toReply = (r: EncryptResult) => ({ ciphertext: r.ciphertext, key_id: r.keyId, annotations: r.annotations });
+      const result = service.encrypt(request.plaintext);
+      return result instanceof Promise ? result.then(toReply) : toReply(result);
     }),
-    Decrypt: unary('Decrypt', async (request: DecryptRequest) => ({
-      plaintext: await service.decrypt({ ciphertext: request.ciphertext, uid: request.uid, keyId: request.key_id, annotations: request.annotations }),
-    })),
+    Decrypt: unary('Decrypt', (request: DecryptRequest) => {
+      const result = service.decrypt({ ciphertext: request.ciphertext, uid: request.uid, keyId: request.key_id, annotations: request.annotations });
+      return result instanceof Promise ? result.then((plaintext) => ({ plaintext })) : { plaintext: result };
+    }),
   });
 
   if (address.path) await prepareSocketPath(address.path);

@@ -89,14 +89,15 @@ export class KmsService {
     }
   }
 
-  async encrypt(plaintext: Buffer): Promise<EncryptResult> {
+  /** Throws or returns synchronously where it can: the gRPC edge handles both. */
+  encrypt(plaintext: Buffer): EncryptResult | Promise<EncryptResult> {
     if (plaintext.length === 0 || plaintext.length > MAX_PLAINTEXT_BYTES) {
       throw new KeyholdError('ERR_PLAINTEXT_TOO_LARGE', `plaintext must be 1..${MAX_PLAINTEXT_BYTES} bytes, got ${plaintext.length}`);
     }
     return this.#managerOrFail().encrypt(plaintext);
   }
 
-  async decrypt(input: DecryptInput): Promise<Buffer> {
+  decrypt(input: DecryptInput): Buffer | Promise<Buffer> {
     checkDecryptInput(input);
     return this.#managerOrFail().decrypt(input.ciphertext, input.keyId, input.annotations);
   }

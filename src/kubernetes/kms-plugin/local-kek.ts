@@ -24,6 +24,8 @@ interface CurrentKek {
   annotation: Buffer;
   /** dekAad(keyId, annotation), computed once per KEK. */
   aad: Buffer;
+  /** The annotations every Encrypt under this KEK returns (shared, never mutated). */
+  annotations: Readonly<Record<string, Buffer>>;
   key: KeyObject;
   uses: number;
   createdAt: number;
@@ -49,7 +51,7 @@ export interface LocalKekOptions {
 export interface EncryptResult {
   ciphertext: Buffer;
   keyId: string;
-  annotations: Record<string, Buffer>;
+  annotations: Readonly<Record<string, Buffer>>;
 }
 
 export class LocalKekManager {
@@ -111,7 +113,7 @@ export class LocalKekManager {
         const annotation = encodeKekAnnotation(wrapped);
         const key = createSecretKey(material);
         this.#cache.set(cacheKey(keyId, annotation), key);
-        this.#current = { keyId, annotation, aad: dekAad(keyId, annotation), key, uses: 0, createdAt: this.#now() };
+        this.#current = { keyId, annotation, aad: dekAad(keyId, annotation), annotations: Object.freeze({ [KEK_ANNOTATION]: annotation }), key, uses: 0, createdAt: this.#now() };
         this.#events.rotated?.(reason, keyId);
       } catch (err) {
         this.#events.rotationFailed?.(reason, err);
@@ -124,24 +126,29 @@ export class LocalKekManager {
     return this.#rotating;
   }
 
-  /** Seals a DEK seed under the current local KEK: no HSM call unless a KEK must be made first. */
-  async encrypt(plaintext: Buffer): Promise<EncryptResult> {
-    if (!this.#current) await this.refresh();
-    const current = this.#current as CurrentKek;
+  /**
+   * Seals a DEK seed under the current local KEK: no HSM call unless a KEK must be made first.
+   * Synchronous in steady state (no promise per call); a promise only while a KEK is being made.
+   */
+  encrypt(plaintext: Buffer): EncryptResult | Promise<EncryptResult> {
+    const current = this.#current;
+    if (!current) return this.refresh().then(() => this.encrypt(plaintext));
     if (current.uses >= HARD_MAX_USES) {
-      await this.#rotate('uses').catch(() => undefined);
-      if ((this.#current as CurrentKek).uses >= HARD_MAX_USES) throw new KeyholdError('ERR_HSM_UNAVAILABLE', 'the local KEK is worn out and a new one cannot be made (root key unavailable)');
-      return this.encrypt(plaintext);
+      return this.#rotate('uses').catch(() => undefined).then(() => {
+        if ((this.#current as CurrentKek).uses >= HARD_MAX_USES) throw new KeyholdError('ERR_HSM_UNAVAILABLE', 'the local KEK is worn out and a new one cannot be made (root key unavailable)');
+        return this.encrypt(plaintext);
+      });
     }
     current.uses++;
     const ciphertext = sealDekSeed(current.key, plaintext, current.keyId, current.annotation, current.aad);
     // Wear-based rotation happens off the request path; this Encrypt already has its KEK.
     const reason = this.#rotationReason();
     if (reason) this.#rotate(reason).catch(() => undefined);
-    return { ciphertext, keyId: current.keyId, annotations: { [KEK_ANNOTATION]: current.annotation } };
+    return { ciphertext, keyId: current.keyId, annotations: current.annotations };
   }
 
-  async decrypt(ciphertext: Buffer, keyId: string, annotations: Record<string, Buffer>): Promise<Buffer> {
+  /** Synchronous when the KEK is the current one (the common case); a promise when it must be looked up or unwrapped. */
+  decrypt(ciphertext: Buffer, keyId: string, annotations: Readonly<Record<string, Buffer>>): Buffer | Promise<Buffer> {
     const annotation = annotations[KEK_ANNOTATION];
     if (!annotation) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', `annotation ${KEK_ANNOTATION} is missing`);
     const current = this.#current;
@@ -149,8 +156,7 @@ export class LocalKekManager {
       this.#events.cacheHit?.();
       return openDekSeed(current.key, ciphertext, keyId, annotation, current.aad);
     }
-    const key = await this.#kekFor(keyId, annotation);
-    return openDekSeed(key, ciphertext, keyId, annotation);
+    return this.#kekFor(keyId, annotation).then((key) => openDekSeed(key, ciphertext, keyId, annotation));
   }
 
   async #kekFor(keyId: string, annotation: Buffer): Promise<KeyObject> {
