@@ -12,6 +12,8 @@ export type Authorizer = (request: FastifyRequest) => Requirement[] | Promise<Re
 export interface RouteInfo {
   operation: string;
   public: boolean;
+  /** No bearer token (a login): not authenticated or authorised, but audited like any other request. */
+  anonymous: boolean;
   authorize: Authorizer | undefined;
 }
 
@@ -33,6 +35,8 @@ declare module 'fastify' {
     operation?: string;
     /** Unauthenticated and unaudited (health, metrics, OpenAPI). */
     public?: boolean;
+    /** Unauthenticated but audited (logins). */
+    anonymous?: boolean;
     /** What the caller's policies must grant, computed from params and body. */
     authorize?: Authorizer;
   }
@@ -53,6 +57,7 @@ export function routeInfo(request: FastifyRequest): RouteInfo {
     info = {
       operation: config?.operation ?? (options.url ? `${request.method} ${options.url}` : 'unmatched'),
       public: config?.public === true,
+      anonymous: config?.anonymous === true,
       authorize: config?.authorize,
     };
     if (config) routeInfos.set(cacheKey, info);

@@ -9,6 +9,7 @@ import { routeInfo } from './context.js';
 import { frameworkErrors, installErrorHandling } from './errors.js';
 import { installMetrics } from './metrics.js';
 import { keyRoutes } from './routes/keys.js';
+import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
 import { secretRoutes } from './routes/secrets.js';
 import { sysRoutes, VERSION } from './routes/sys.js';
 
@@ -58,7 +59,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   app.addHook('onRequest', (request, reply, done) => {
     request.keyhold = { route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {} };
     reply.header('x-request-id', request.id);
-    if (request.keyhold.route.public) done();
+    if (request.keyhold.route.public || request.keyhold.route.anonymous) done();
     else settle(() => authenticate(request, runtime), done);
   });
   // Authorisation runs inside each route's handler (wrapped once, at registration): after
@@ -68,6 +69,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     const handler = route.handler;
     route.handler = function guarded(this: FastifyInstance, request, reply) {
       if (!runtime.audit.healthy) throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable; request refused');
+      if ((route.config as { anonymous?: boolean } | undefined)?.anonymous) return handler.call(this, request, reply);
       const authorized = authorize(request);
       if (authorized instanceof Promise) return authorized.then(() => handler.call(this, request, reply));
       return handler.call(this, request, reply);
@@ -103,6 +105,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   sysRoutes(app, runtime);
   keyRoutes(app, runtime);
   secretRoutes(app, runtime);
+  kubernetesAuthRoutes(app, runtime);
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
   return app;

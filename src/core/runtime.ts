@@ -8,6 +8,7 @@ import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
 import type { Hsm } from '../hsm/types.js';
+import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
@@ -28,6 +29,7 @@ export interface Runtime {
   keys: KeysContext;
   secrets: SecretStore;
   tokens: TokenStore;
+  kubernetesAuth: KubernetesAuth;
   policies: PolicyStore;
   audit: FileAuditLog;
   auditHmac: AuditHmac;
@@ -82,6 +84,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const audit = await FileAuditLog.open(config.audit.path);
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);
+    const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn: (m) => (options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`)))(m) });
+    await kubernetesAuth.start();
     const runtime: Runtime = {
       config,
       hsm,
@@ -90,11 +94,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       keys: { barrier, hsm, wrapKey: unsealed.wrapKey, records, material },
       secrets: new SecretStore(barrier),
       tokens,
+      kubernetesAuth,
       policies: new PolicyStore(barrier),
       audit,
       auditHmac,
       startedAt: Date.now(),
       async close() {
+        kubernetesAuth.close();
         material.clear();
         barrier.seal();
         await audit.close().catch(() => undefined);

@@ -15,6 +15,8 @@ export interface TokenRecord {
   displayName?: string;
   /** Token id of the creator, for revocation trees and audit. */
   parent?: string;
+  /** Who the holder proved to be at login (e.g. `k8s:ns:app`), shown in audit records. */
+  selectors?: string[];
 }
 
 export function tokenId(token: string): string {
@@ -41,7 +43,7 @@ export class TokenStore {
 
   constructor(private readonly barrier: Barrier) {}
 
-  async create(input: { policies: string[]; ttlSeconds?: number; displayName?: string; parent?: string }): Promise<{ token: string; record: TokenRecord }> {
+  async create(input: { policies: string[]; ttlSeconds?: number; displayName?: string; parent?: string; selectors?: string[] }): Promise<{ token: string; record: TokenRecord }> {
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const now = Date.now();
     const record: TokenRecord = {
@@ -51,6 +53,7 @@ export class TokenStore {
       ...(input.ttlSeconds ? { expiresAt: new Date(now + input.ttlSeconds * 1000).toISOString() } : {}),
       ...(input.displayName ? { displayName: input.displayName } : {}),
       ...(input.parent ? { parent: input.parent } : {}),
+      ...(input.selectors ? { selectors: [...input.selectors] } : {}),
     };
     await this.barrier.putJson(tokenPath(record.id), record);
     return { token, record };

@@ -64,7 +64,8 @@ after(async () => {
 });
 
 describe('(a) a token with no policies is refused everywhere', () => {
-  const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json']);
+  // Public routes, and the login (anonymous: its credential is the service-account JWT, not a bearer token).
+  const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login']);
   /** A valid request for every documented operation (path parameters filled in, body where needed). */
   const VALID: Record<string, { path: string; body?: () => unknown }> = {
     'GET /v1/policies': { path: '/v1/policies' },
@@ -95,6 +96,12 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'GET /v1/secret-metadata/{*}': { path: '/v1/secret-metadata/app/db' },
     'PUT /v1/secret-metadata/{*}': { path: '/v1/secret-metadata/app/db', body: () => ({ max_versions: 1 }) },
     'DELETE /v1/secret-metadata/{*}': { path: '/v1/secret-metadata/app/db' },
+    'PUT /v1/auth/kubernetes/config': { path: '/v1/auth/kubernetes/config', body: () => ({ issuer: 'https://evil.example', api_server_url: 'https://127.0.0.1:1' }) },
+    'GET /v1/auth/kubernetes/config': { path: '/v1/auth/kubernetes/config' },
+    'GET /v1/auth/kubernetes/roles': { path: '/v1/auth/kubernetes/roles' },
+    'PUT /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app', body: () => ({ bound_namespaces: ['*'], bound_service_accounts: ['*'], policies: ['root'] }) },
+    'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
+    'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
   };
   let nobody: string;
   let operations: string[] = [];

@@ -1,0 +1,132 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { Runtime } from '../../core/runtime.js';
+import { KeyholdError } from '../../errors.js';
+import { tokenId } from '../../identity/tokens.js';
+import { Closed, withErrors } from '../schemas.js';
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' });
+const Glob = Type.String({ minLength: 1, maxLength: 253, pattern: '^[a-z0-9*][a-z0-9.*-]*$' });
+const Pem = Type.String({ minLength: 1, maxLength: 16_384 });
+const ConfigBody = Closed({
+  issuer: Type.String({ minLength: 1, maxLength: 1024 }),
+  api_server_url: Type.String({ pattern: '^https://', maxLength: 1024 }),
+  ca_pem: Type.Optional(Pem),
+  reviewer_jwt: Type.Optional(Type.String({ minLength: 1, maxLength: 16_384 })),
+  public_keys_pem: Type.Optional(Type.Array(Pem, { minItems: 1, maxItems: 16 })),
+});
+const ConfigView = Closed({
+  issuer: Type.String(), api_server_url: Type.String(), ca_pem: Type.Optional(Type.String()),
+  reviewer_jwt_set: Type.Boolean(), public_keys_pem: Type.Optional(Type.Array(Type.String())),
+});
+const TTL = Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600 });
+const RoleBody = Closed({
+  bound_namespaces: Type.Array(Glob, { minItems: 1, maxItems: 64 }),
+  bound_service_accounts: Type.Array(Glob, { minItems: 1, maxItems: 64 }),
+  audience: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  max_token_age_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 24 * 3600 })),
+  ttl_seconds: Type.Optional(TTL),
+  policies: Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }), { minItems: 1, maxItems: 64, uniqueItems: true }),
+  require_pod_bound: Type.Optional(Type.Boolean()),
+});
+const RoleView = Closed({
+  name: Type.String(), bound_namespaces: Type.Array(Type.String()), bound_service_accounts: Type.Array(Type.String()), audience: Type.String(),
+  max_token_age_seconds: Type.Optional(Type.Integer()), ttl_seconds: Type.Integer(), policies: Type.Array(Type.String()), require_pod_bound: Type.Boolean(),
+});
+const RoleParams = Closed({ name: Name });
+type RoleParams = Static<typeof RoleParams>;
+const LoginBody = Closed({ role: Name, jwt: Type.String({ minLength: 1, maxLength: 16_384 }) });
+const LoginView = Closed({
+  token: Type.String(), ttl: Type.Integer(), policies: Type.Array(Type.String()),
+  identity: Closed({
+    namespace: Type.String(), service_account: Type.String(), service_account_uid: Type.String(),
+    pod_name: Type.Optional(Type.String()), pod_uid: Type.Optional(Type.String()), selectors: Type.Array(Type.String()),
+  }),
+});
+
+const CONFIG_PATH = 'sys/auth/kubernetes/config';
+const rolePolicyPath = (name: string) => `sys/auth/kubernetes/roles/${name}`;
+
+export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): void {
+  const auth = runtime.kubernetesAuth;
+
+  app.put<{ Body: Static<typeof ConfigBody> }>('/v1/auth/kubernetes/config', {
+    schema: { tags: ['auth'], summary: 'Configure Kubernetes service-account login', body: ConfigBody, response: withErrors({ 204: Type.Null() }) },
+    config: { operation: 'auth.kubernetes.configure', authorize: () => [[CONFIG_PATH, 'update']] },
+  }, async (req, reply) => {
+    const b = req.body;
+    await auth.configure({
+      issuer: b.issuer, apiServerUrl: b.api_server_url,
+      ...(b.ca_pem ? { caPem: b.ca_pem } : {}), ...(b.reviewer_jwt ? { reviewerJwt: b.reviewer_jwt } : {}), ...(b.public_keys_pem ? { publicKeysPem: b.public_keys_pem } : {}),
+    });
+    return reply.code(204).send();
+  });
+
+  app.get('/v1/auth/kubernetes/config', {
+    schema: { tags: ['auth'], summary: 'Read the Kubernetes login configuration (never the reviewer token)', response: withErrors({ 200: ConfigView }) },
+    config: { operation: 'auth.kubernetes.read-config', authorize: () => [[CONFIG_PATH, 'read']] },
+  }, async () => {
+    const c = await auth.describeConfig();
+    return { issuer: c.issuer, api_server_url: c.apiServerUrl, reviewer_jwt_set: c.reviewerJwtSet, ...(c.caPem ? { ca_pem: c.caPem } : {}), ...(c.publicKeysPem ? { public_keys_pem: c.publicKeysPem } : {}) };
+  });
+
+  app.put<{ Params: RoleParams; Body: Static<typeof RoleBody> }>('/v1/auth/kubernetes/roles/:name', {
+    schema: { tags: ['auth'], summary: 'Create or replace a Kubernetes login role', params: RoleParams, body: RoleBody, response: withErrors({ 204: Type.Null() }) },
+    config: { operation: 'auth.kubernetes.write-role', authorize: (req) => [[rolePolicyPath((req.params as RoleParams).name), 'update']] },
+  }, async (req, reply) => {
+    const b = req.body;
+    await auth.putRole({
+      name: req.params.name, boundNamespaces: b.bound_namespaces, boundServiceAccounts: b.bound_service_accounts, audience: b.audience ?? 'keyhold',
+      ...(b.max_token_age_seconds ? { maxTokenAgeSeconds: b.max_token_age_seconds } : {}), ttlSeconds: b.ttl_seconds ?? 600, policies: b.policies,
+      requirePodBound: b.require_pod_bound ?? true,
+    });
+    return reply.code(204).send();
+  });
+
+  app.get<{ Params: RoleParams }>('/v1/auth/kubernetes/roles/:name', {
+    schema: { tags: ['auth'], summary: 'Read a Kubernetes login role', params: RoleParams, response: withErrors({ 200: RoleView }) },
+    config: { operation: 'auth.kubernetes.read-role', authorize: (req) => [[rolePolicyPath((req.params as RoleParams).name), 'read']] },
+  }, async (req) => {
+    const r = await auth.role(req.params.name);
+    return {
+      name: r.name, bound_namespaces: r.boundNamespaces, bound_service_accounts: r.boundServiceAccounts, audience: r.audience,
+      ...(r.maxTokenAgeSeconds ? { max_token_age_seconds: r.maxTokenAgeSeconds } : {}), ttl_seconds: r.ttlSeconds, policies: r.policies, require_pod_bound: r.requirePodBound,
+    };
+  });
+
+  app.get('/v1/auth/kubernetes/roles', {
+    schema: { tags: ['auth'], summary: 'List Kubernetes login roles', response: withErrors({ 200: Closed({ roles: Type.Array(Type.String()) }) }) },
+    config: { operation: 'auth.kubernetes.list-roles', authorize: () => [['sys/auth/kubernetes/roles', 'list']] },
+  }, async () => ({ roles: await auth.listRoles() }));
+
+  app.delete<{ Params: RoleParams }>('/v1/auth/kubernetes/roles/:name', {
+    schema: { tags: ['auth'], summary: 'Delete a Kubernetes login role', params: RoleParams, response: withErrors({ 204: Type.Null() }) },
+    config: { operation: 'auth.kubernetes.delete-role', authorize: (req) => [[rolePolicyPath((req.params as RoleParams).name), 'delete']] },
+  }, async (req, reply) => {
+    await auth.deleteRole(req.params.name);
+    return reply.code(204).send();
+  });
+
+  app.post<{ Body: Static<typeof LoginBody> }>('/v1/auth/kubernetes/login', {
+    schema: { tags: ['auth'], summary: 'Log in with a projected service-account token; returns a short-lived keyhold token', body: LoginBody, response: withErrors({ 200: LoginView }), security: [] },
+    // No bearer token: the service-account JWT is the credential. Audited like every request, with the reason on denial.
+    config: { operation: 'auth.kubernetes.login', anonymous: true },
+  }, async (req) => {
+    req.keyhold.auditFields.role = req.body.role;
+    try {
+      const result = await auth.login(req.body.role, req.body.jwt);
+      req.keyhold.auditFields.selectors = result.identity.selectors.join(' ');
+      // The same handle as the token's own audit records (actor.tokenId), so its uses can be traced to this login.
+      req.keyhold.auditFields.issued_token = runtime.auditHmac.mac(tokenId(result.token));
+      const i = result.identity;
+      return {
+        token: result.token, ttl: result.ttlSeconds, policies: result.policies,
+        identity: { namespace: i.namespace, service_account: i.serviceAccount, service_account_uid: i.serviceAccountUid, ...(i.podUid ? { pod_name: i.podName, pod_uid: i.podUid } : {}), selectors: i.selectors },
+      };
+    } catch (err) {
+      const reason = err instanceof KeyholdError ? (err.details?.reason as string | undefined) ?? err.message : 'internal error';
+      req.keyhold.auditFields.reason = reason;
+      throw err;
+    }
+  });
+}

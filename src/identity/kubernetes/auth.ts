@@ -1,0 +1,252 @@
+/**
+ * Kubernetes service-account login. A pod proves who it is with its projected service-account
+ * token: signature, issuer, audience, expiry and not-before are checked locally (jose, against the
+ * issuer's keys); then, live, that the service account still exists with the token's uid and, for
+ * pod-bound tokens, that the pod exists with the token's pod uid and runs as that service account.
+ * Only then is a short-lived keyhold token issued, carrying the identity as selectors. Tokens issued
+ * to a pod are revoked when the pod is deleted.
+ */
+import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { Barrier } from '../../barrier/barrier.js';
+import { KeyholdError } from '../../errors.js';
+import type { TokenStore } from '../tokens.js';
+import { KubernetesCluster } from './cluster.js';
+import { globMatch } from './glob.js';
+import type { KubernetesAuthConfig, KubernetesIdentity, KubernetesRole } from './types.js';
+
+const CONFIG_PATH = 'auth/kubernetes/config';
+const rolePath = (name: string) => `auth/kubernetes/roles/${name}`;
+const podIndexPath = (podUid: string, tokenId = '') => `auth/kubernetes/pod-tokens/${podUid}/${tokenId}`;
+/** Algorithms kube-apiserver signs service-account tokens with; `none` and HMAC never. */
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
+const MAX_JWT_BYTES = 16 * 1024;
+
+interface KubernetesClaims {
+  namespace?: string;
+  serviceaccount?: { name?: string; uid?: string };
+  pod?: { name?: string; uid?: string };
+}
+
+function denied(reason: string): KeyholdError {
+  return new KeyholdError('ERR_PERMISSION_DENIED', `login denied: ${reason}`, { details: { reason } });
+}
+
+/** jose's errors, said plainly (they become the audit reason too). */
+function verifyFailure(err: unknown): KeyholdError {
+  if (err instanceof joseErrors.JWTExpired) return denied('token expired');
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'nbf') return denied('token not yet valid');
+    if (err.claim === 'iat') return denied('token older than the role allows');
+    if (err.claim === 'aud') return denied('wrong audience');
+    if (err.claim === 'iss') return denied('wrong issuer');
+    return denied(`claim ${err.claim} invalid`);
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return denied('signature invalid');
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return denied('not signed by a key of the cluster');
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return denied('signing algorithm not allowed');
+  if (err instanceof joseErrors.JOSEError) return denied(`malformed token (${err.code})`);
+  return err instanceof KeyholdError ? err : denied('token could not be verified');
+}
+
+export class KubernetesAuth {
+  #config: KubernetesAuthConfig | undefined;
+  #cluster: KubernetesCluster | undefined;
+  #keys: JWTVerifyGetKey | CryptoKey[] | undefined;
+  #keysFetchedAt = 0;
+  #watch: { stop(): void } | undefined;
+  #loaded = false;
+
+  constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
+
+  /** API-server calls made so far (the bench reports calls per login). */
+  get apiServerCalls(): number {
+    return this.#cluster?.calls ?? 0;
+  }
+
+  async #load(): Promise<KubernetesAuthConfig | undefined> {
+    if (!this.#loaded) {
+      this.#loaded = true;
+      const config = await this.barrier.getJson<KubernetesAuthConfig>(CONFIG_PATH);
+      if (config) this.#apply(config);
+    }
+    return this.#config;
+  }
+
+  /** Starts the pod watch if a configuration exists (called at server start). */
+  async start(): Promise<void> {
+    await this.#load();
+  }
+
+  #apply(config: KubernetesAuthConfig): void {
+    this.#watch?.stop();
+    this.#config = config;
+    this.#cluster = new KubernetesCluster(config);
+    this.#keys = undefined;
+    this.#keysFetchedAt = 0;
+    this.#watch = this.#cluster.watchPodDeletions(
+      (uid) => void this.revokePod(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
+      (live) => void this.#revokeMissing(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`)),
+      (err) => this.log.warn(`pod watch: ${err.message}`),
+    );
+  }
+
+  async configure(config: KubernetesAuthConfig): Promise<void> {
+    if (config.publicKeysPem) {
+      for (const pem of config.publicKeysPem) await importSPKI(pem, 'RS256').catch(() => importSPKI(pem, 'ES256')).catch(() => { throw new KeyholdError('ERR_BAD_REQUEST', 'public_keys_pem holds a key that is not an RSA or EC public key in PEM'); });
+    }
+    await this.barrier.putJson(CONFIG_PATH, config);
+    this.#loaded = true;
+    this.#apply(config);
+  }
+
+  /** The configuration without its secret (the reviewer token). */
+  async describeConfig(): Promise<Omit<KubernetesAuthConfig, 'reviewerJwt'> & { reviewerJwtSet: boolean }> {
+    const config = await this.#load();
+    if (!config) throw new KeyholdError('ERR_NOT_FOUND', 'Kubernetes login is not configured');
+    const { reviewerJwt, ...rest } = config;
+    return { ...rest, reviewerJwtSet: reviewerJwt !== undefined };
+  }
+
+  async putRole(role: KubernetesRole): Promise<void> {
+    await this.barrier.putJson(rolePath(role.name), role);
+  }
+
+  async role(name: string): Promise<KubernetesRole> {
+    const role = await this.barrier.getJson<KubernetesRole>(rolePath(name));
+    if (!role) throw new KeyholdError('ERR_NOT_FOUND', `no Kubernetes role "${name}"`);
+    return role;
+  }
+
+  async listRoles(): Promise<string[]> {
+    const prefix = rolePath('');
+    return (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length)).sort();
+  }
+
+  async deleteRole(name: string): Promise<void> {
+    await this.role(name);
+    await this.barrier.delete(rolePath(name));
+  }
+
+  /** Keys to verify with: the configured PEM keys, or the cluster's JWKS (re-read at most every 30 s when a key is not found). */
+  async #verificationKeys(refresh: boolean): Promise<JWTVerifyGetKey | CryptoKey[]> {
+    const config = this.#config as KubernetesAuthConfig;
+    if (config.publicKeysPem) {
+      this.#keys ??= await Promise.all(config.publicKeysPem.map((pem) => importSPKI(pem, 'RS256').catch(() => importSPKI(pem, 'ES256')) ));
+      return this.#keys;
+    }
+    if (!this.#keys || (refresh && Date.now() - this.#keysFetchedAt > 30_000)) {
+      const jwks = await (this.#cluster as KubernetesCluster).jwks();
+      this.#keys = createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+      this.#keysFetchedAt = Date.now();
+    }
+    return this.#keys;
+  }
+
+  async #verify(jwt: string, role: KubernetesRole): Promise<JWTPayload> {
+    const config = this.#config as KubernetesAuthConfig;
+    const options = {
+      issuer: config.issuer,
+      audience: role.audience,
+      algorithms: ALGORITHMS,
+      clockTolerance: 5,
+      ...(role.maxTokenAgeSeconds ? { maxTokenAge: role.maxTokenAgeSeconds } : {}),
+      requiredClaims: ['exp', 'sub'],
+    };
+    const attempt = async (refresh: boolean) => {
+      const keys = await this.#verificationKeys(refresh);
+      if (Array.isArray(keys)) {
+        let last: unknown;
+        for (const key of keys) {
+          try {
+            return (await jwtVerify(jwt, key, options)).payload;
+          } catch (err) {
+            last = err;
+            if (!(err instanceof joseErrors.JWSSignatureVerificationFailed) && !(err instanceof joseErrors.JOSENotSupported)) throw err;
+          }
+        }
+        throw last ?? denied('no verification key configured');
+      }
+      return (await jwtVerify(jwt, keys, options)).payload;
+    };
+    try {
+      return await attempt(false);
+    } catch (err) {
+      // A key rotated on the cluster: read the JWKS again, once.
+      if (err instanceof joseErrors.JWKSNoMatchingKey && !config.publicKeysPem) {
+        try { return await attempt(true); } catch (again) { throw verifyFailure(again); }
+      }
+      throw verifyFailure(err);
+    }
+  }
+
+  async login(roleName: string, jwt: string): Promise<{ token: string; ttlSeconds: number; identity: KubernetesIdentity; policies: string[] }> {
+    const config = await this.#load();
+    if (!config) throw new KeyholdError('ERR_NOT_FOUND', 'Kubernetes login is not configured');
+    if (jwt.length > MAX_JWT_BYTES) throw denied('token too large');
+    const role = await this.role(roleName).catch(() => { throw denied(`no role "${roleName}"`); });
+    const payload = await this.#verify(jwt, role);
+    const claims = (payload['kubernetes.io'] ?? {}) as KubernetesClaims;
+    const namespace = claims.namespace;
+    const sa = claims.serviceaccount;
+    if (typeof namespace !== 'string' || typeof sa?.name !== 'string' || typeof sa.uid !== 'string') throw denied('not a service-account token');
+    if (payload.sub !== `system:serviceaccount:${namespace}:${sa.name}`) throw denied('subject does not match the service account');
+    if (!role.boundNamespaces.some((g) => globMatch(g, namespace))) throw denied(`namespace ${namespace} is not bound to role ${role.name}`);
+    if (!role.boundServiceAccounts.some((g) => globMatch(g, sa.name as string))) throw denied(`service account ${sa.name} is not bound to role ${role.name}`);
+    const pod = claims.pod;
+    if (role.requirePodBound && (typeof pod?.name !== 'string' || typeof pod.uid !== 'string')) throw denied('the role requires a pod-bound token');
+
+    // Live checks: a token outlives what it was issued for; these make it die with it.
+    const cluster = this.#cluster as KubernetesCluster;
+    const [liveSa, livePod] = await Promise.all([
+      cluster.serviceAccount(namespace, sa.name),
+      pod?.name ? cluster.pod(namespace, pod.name) : Promise.resolve(undefined),
+    ]);
+    if (!liveSa) throw denied('service account no longer exists');
+    if (liveSa.metadata?.uid !== sa.uid) throw denied('service account was deleted and recreated since the token was issued');
+    if (pod?.name) {
+      if (!livePod) throw denied('pod no longer exists');
+      if (livePod.metadata?.uid !== pod.uid) throw denied('pod was replaced since the token was issued');
+      if (livePod.metadata?.deletionTimestamp) throw denied('pod is being deleted');
+      if ((livePod.spec?.serviceAccountName ?? 'default') !== sa.name) throw denied('pod does not run as the token\'s service account');
+    }
+
+    const selectors = [`k8s:ns:${namespace}`, `k8s:sa:${namespace}/${sa.name}`, `k8s:sa-uid:${sa.uid}`];
+    if (pod?.uid) selectors.push(`k8s:pod:${namespace}/${pod.name}`, `k8s:pod-uid:${pod.uid}`);
+    const { token, record } = await this.tokens.create({ policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors });
+    if (pod?.uid) {
+      await this.barrier.putJson(podIndexPath(pod.uid, record.id), { issuedAt: record.createdAt });
+      // The pod may have been deleted between the live check and the index write: check once more.
+      if (!(await cluster.pod(namespace, pod.name as string))) {
+        await this.revokePod(pod.uid);
+        throw denied('pod no longer exists');
+      }
+    }
+    return {
+      token,
+      ttlSeconds: role.ttlSeconds,
+      policies: record.policies,
+      identity: { namespace, serviceAccount: sa.name, serviceAccountUid: sa.uid, ...(pod?.uid ? { podName: pod.name as string, podUid: pod.uid } : {}), selectors },
+    };
+  }
+
+  /** Revokes every token issued to the pod. */
+  async revokePod(podUid: string): Promise<number> {
+    const prefix = podIndexPath(podUid);
+    const ids = (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length));
+    for (const id of ids) {
+      await this.tokens.revoke(id);
+      await this.barrier.delete(podIndexPath(podUid, id));
+    }
+    return ids.length;
+  }
+
+  async #revokeMissing(live: Set<string>): Promise<void> {
+    const prefix = 'auth/kubernetes/pod-tokens/';
+    const indexed = new Set((await this.barrier.list(prefix)).map((path) => path.slice(prefix.length).split('/')[0] as string));
+    for (const uid of indexed) if (!live.has(uid)) await this.revokePod(uid);
+  }
+
+  close(): void {
+    this.#watch?.stop();
+  }
+}

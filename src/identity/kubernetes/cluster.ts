@@ -1,0 +1,105 @@
+/**
+ * What keyhold asks kube-apiserver during a login (and nothing else): the JWKS, one pod, one
+ * service account; plus a watch of pods so tokens issued to a pod die with it.
+ */
+import { request } from 'node:https';
+import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1ServiceAccount } from '@kubernetes/client-node';
+import { KeyholdError } from '../../errors.js';
+import type { KubernetesAuthConfig } from './types.js';
+
+export class KubernetesCluster {
+  readonly #core: CoreV1Api;
+  readonly #kubeConfig: KubeConfig;
+  #calls = 0;
+
+  constructor(private readonly config: KubernetesAuthConfig) {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'cluster', server: config.apiServerUrl, ...(config.caPem ? { caData: Buffer.from(config.caPem).toString('base64') } : {}), skipTLSVerify: false }],
+      users: [{ name: 'keyhold', ...(config.reviewerJwt ? { token: config.reviewerJwt } : {}) }],
+      contexts: [{ name: 'keyhold', cluster: 'cluster', user: 'keyhold' }],
+      currentContext: 'keyhold',
+    });
+    this.#kubeConfig = kc;
+    this.#core = kc.makeApiClient(CoreV1Api);
+  }
+
+  /** API-server calls made (for metrics and the bench: a login costs two, one pod and one service account). */
+  get calls(): number {
+    return this.#calls;
+  }
+
+  /** The issuer's JWKS as served by kube-apiserver (`/openid/v1/jwks`). */
+  jwks(): Promise<unknown> {
+    this.#calls++;
+    const url = new URL('/openid/v1/jwks', this.config.apiServerUrl);
+    return new Promise((resolve, reject) => {
+      const req = request(url, { method: 'GET', ca: this.config.caPem, headers: this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}, timeout: 5000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { body += d; });
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`));
+          try { resolve(JSON.parse(body)); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', 'kube-apiserver JWKS is not JSON')); }
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (err) => reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `cannot read the JWKS from kube-apiserver: ${err.message}`)));
+      req.end();
+    });
+  }
+
+  /** The pod, or undefined when it does not exist. */
+  async pod(namespace: string, name: string): Promise<V1Pod | undefined> {
+    this.#calls++;
+    return this.#core.readNamespacedPod({ namespace, name }).catch((err: unknown) => notFoundIsUndefined(err, 'pod'));
+  }
+
+  async serviceAccount(namespace: string, name: string): Promise<V1ServiceAccount | undefined> {
+    this.#calls++;
+    return this.#core.readNamespacedServiceAccount({ namespace, name }).catch((err: unknown) => notFoundIsUndefined(err, 'service account'));
+  }
+
+  /**
+   * Calls onDeleted(uid) for every pod deletion until stopped; re-establishes the watch when it
+   * ends (timeouts, apiserver restarts). onResync lists the live pod uids after each (re)start, so
+   * deletions missed while the watch was down are still acted on.
+   */
+  watchPodDeletions(onDeleted: (uid: string) => void, onResync: (liveUids: Set<string>) => void, onError: (err: Error) => void): { stop(): void } {
+    let stopped = false;
+    let abort: AbortController | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const start = async () => {
+      if (stopped) return;
+      try {
+        const list = await this.#core.listPodForAllNamespaces({});
+        onResync(new Set(list.items.map((p) => p.metadata?.uid).filter((u): u is string => typeof u === 'string')));
+        abort = await new Watch(this.#kubeConfig).watch('/api/v1/pods', { resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true },
+          (type: string, pod: V1Pod) => {
+            if (type === 'DELETED' && pod.metadata?.uid) onDeleted(pod.metadata.uid);
+          },
+          (err: unknown) => {
+            if (err && !stopped) onError(err as Error);
+            if (!stopped) timer = setTimeout(() => void start(), err ? 2000 : 0);
+          });
+      } catch (err) {
+        onError(err as Error);
+        if (!stopped) timer = setTimeout(() => void start(), 5000);
+      }
+    };
+    void start();
+    return {
+      stop() {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        abort?.abort();
+      },
+    };
+  }
+}
+
+function notFoundIsUndefined(err: unknown, what: string): undefined {
+  const code = (err as { code?: number }).code;
+  if (code === 404) return undefined;
+  throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver refused to read the ${what}: ${code ?? (err as Error).message}`);
+}
