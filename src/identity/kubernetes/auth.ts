@@ -33,10 +33,11 @@ function denied(reason: string): KeyholdError {
 
 /** jose's errors, said plainly (they become the audit reason too). */
 function verifyFailure(err: unknown): KeyholdError {
+  // jose reports a maxTokenAge failure as JWTExpired on claim "iat": check the claim first.
+  if ((err instanceof joseErrors.JWTExpired || err instanceof joseErrors.JWTClaimValidationFailed) && err.claim === 'iat') return denied('token older than the role allows');
   if (err instanceof joseErrors.JWTExpired) return denied('token expired');
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return denied('token not yet valid');
-    if (err.claim === 'iat') return denied('token older than the role allows');
     if (err.claim === 'aud') return denied('wrong audience');
     if (err.claim === 'iss') return denied('wrong issuer');
     return denied(`claim ${err.claim} invalid`);

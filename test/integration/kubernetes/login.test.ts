@@ -1,0 +1,215 @@
+/**
+ * Kubernetes service-account login end to end: a real kube-apiserver issues the tokens (TokenRequest,
+ * bound to real Pod objects), a real `keyhold dev` verifies them against the cluster's JWKS and
+ * checks pods and service accounts live, with a least-privilege reviewer identity.
+ */
+import assert from 'node:assert/strict';
+import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { SignJWT } from 'jose';
+import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+
+const IMAGE = `registry.example/app@sha256:${'a'.repeat(64)}`;
+
+describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }, () => {
+  let cp: ControlPlane;
+  let core: CoreV1Api;
+  let dev: DevServer;
+  let root: string;
+  let jwksKid: string;
+  const pods: Record<string, V1Pod> = {};
+
+  const asRoot = (method: string, path: string, body?: unknown) => call(dev.address, method, path, root, body);
+  const login = (role: string, jwt: string) => call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role, jwt });
+
+  async function makePod(namespace: string, name: string, serviceAccountName: string): Promise<V1Pod> {
+    const pod = await core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: { serviceAccountName, containers: [{ name: 'app', image: IMAGE, command: ['/app'] }] } } });
+    pods[`${namespace}/${name}`] = pod;
+    return pod;
+  }
+
+  /** A token exactly as the kubelet would project it: TokenRequest, audience keyhold, bound to the pod. */
+  async function podToken(pod: V1Pod | undefined, sa: { namespace: string; name: string }, audience = 'keyhold'): Promise<string> {
+    const r = await core.createNamespacedServiceAccountToken({
+      namespace: sa.namespace, name: sa.name,
+      body: { spec: { audiences: [audience], expirationSeconds: 600, ...(pod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string } } : {}) } },
+    });
+    return r.status?.token as string;
+  }
+
+  /** A token signed with the cluster's own service-account key, with claims chosen by the test. */
+  async function craft(claims: Record<string, unknown>, options: { alg?: string; key?: Parameters<SignJWT['sign']>[0]; iat?: number; exp?: number; nbf?: number } = {}): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const key = options.key ?? createPrivateKey(readFileSync(join(cp.dir, 'sa.key')));
+    const jwt = new SignJWT(claims).setProtectedHeader({ alg: options.alg ?? 'RS256', kid: jwksKid }).setIssuedAt(options.iat ?? now).setExpirationTime(options.exp ?? now + 600);
+    if (options.nbf !== undefined) jwt.setNotBefore(options.nbf);
+    return jwt.sign(key);
+  }
+
+  function claimsFor(namespace: string, sa: string, saUid: string, pod?: V1Pod, extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+      iss: cp.url, aud: ['keyhold'], sub: `system:serviceaccount:${namespace}:${sa}`, jti: randomUUID(),
+      'kubernetes.io': { namespace, serviceaccount: { name: sa, uid: saUid }, ...(pod ? { pod: { name: pod.metadata?.name, uid: pod.metadata?.uid } } : {}) },
+      ...extra,
+    };
+  }
+
+  const saUid = async (namespace: string, name: string) => (await core.readNamespacedServiceAccount({ namespace, name })).metadata?.uid as string;
+
+  function auditRecords(): Array<{ operation: string; outcome?: { status: number; code?: string }; fields?: Record<string, string> }> {
+    return readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  }
+
+  before(async () => {
+    cp = await startControlPlane();
+    core = cp.kubeConfig.makeApiClient(CoreV1Api);
+    const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+    for (const ns of ['app', 'other']) await core.createNamespace({ body: { metadata: { name: ns } } });
+    for (const [ns, sa] of [['app', 'app'], ['app', 'other-sa'], ['other', 'app'], ['app', 'recreated'], ['kube-system', 'keyhold-reviewer']] as const) {
+      await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: sa } } });
+    }
+    // Least privilege for keyhold: read pods and service accounts, watch pods, read the issuer's keys.
+    await rbac.createClusterRole({ body: {
+      metadata: { name: 'keyhold-reviewer' },
+      rules: [
+        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] },
+        { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
+      ],
+    } });
+    await rbac.createClusterRoleBinding({ body: {
+      metadata: { name: 'keyhold-reviewer' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' },
+      subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }],
+    } });
+    const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+    jwksKid = (JSON.parse((await cp.rawGet('/openid/v1/jwks')).body) as { keys: Array<{ kid: string }> }).keys[0]?.kid as string;
+
+    await makePod('app', 'web', 'app');
+    await makePod('app', 'web2', 'app');
+    await makePod('app', 'other-sa-pod', 'other-sa');
+    await makePod('other', 'web', 'app');
+    await makePod('app', 'recreated-pod', 'recreated');
+
+    dev = await startDev(tempDir('keyhold-k8s-login-'));
+    root = dev.rootToken;
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/policies/app-read', { rules: [{ path: 'secrets/app/*', capabilities: ['read'] }] })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/app', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], ttl_seconds: 600 })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/young', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], max_token_age_seconds: 60 })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/any', { bound_namespaces: ['*'], bound_service_accounts: ['*'], policies: ['app-read'] })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/secrets/app/db', { data: { password: 'pod-secret-1' } })).status, 200);
+  });
+
+  after(async () => {
+    await dev?.stop();
+    await cp?.stop();
+  });
+
+  it('the configuration never returns the reviewer token', async () => {
+    const r = await asRoot('GET', '/v1/auth/kubernetes/config');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.reviewer_jwt_set, true);
+    assert.ok(!r.text.includes('eyJ'), 'no JWT in the answer');
+  });
+
+  it('a pod-bound token logs in, gets the role\'s secrets, and its identity is in the audit record', async () => {
+    const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+    const r = await login('app', jwt);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.ttl, 600);
+    assert.deepEqual(r.body.policies, ['app-read']);
+    assert.equal(r.body.identity.pod_uid, pods['app/web']?.metadata?.uid);
+    assert.ok(r.body.identity.selectors.includes(`k8s:pod-uid:${pods['app/web']?.metadata?.uid}`));
+    const secret = await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token);
+    assert.equal(secret.status, 200);
+    assert.equal(secret.body.data.password, 'pod-secret-1');
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/other/x', r.body.token)).status, 403);
+    const records = auditRecords();
+    const loginRecord = records.filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 200).at(-1);
+    assert.ok(loginRecord?.fields?.selectors?.includes('k8s:ns:app'));
+    assert.ok(!readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').includes(jwt.split('.')[2] as string), 'the JWT is not in the audit log');
+    const read = records.filter((e) => e.operation === 'secrets.read').at(-1) as { actor?: { selectors?: string[] } } | undefined;
+    assert.ok(read?.actor?.selectors?.includes('k8s:sa:app/app'), 'requests made with the token carry its selectors');
+  });
+
+  it('deleting the pod revokes the keyhold token it got, and its JWT no longer logs in', async () => {
+    const jwt = await podToken(pods['app/web2'], { namespace: 'app', name: 'app' });
+    const r = await login('app', jwt);
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status, 200);
+    await core.deleteNamespacedPod({ namespace: 'app', name: 'web2', body: { gracePeriodSeconds: 0 } });
+    const deadline = Date.now() + 15_000;
+    while ((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status !== 401) {
+      assert.ok(Date.now() < deadline, 'token still valid 15 s after its pod was deleted');
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    const again = await login('app', jwt);
+    assert.equal(again.status, 403);
+    assert.match(again.body.error.message, /pod no longer exists/);
+  });
+
+  it('refuses a negative matrix, each with a clear reason, each audited', async () => {
+    const web = pods['app/web'] as V1Pod;
+    const appUid = await saUid('app', 'app');
+    const now = Math.floor(Date.now() / 1000);
+    const good = await podToken(web, { namespace: 'app', name: 'app' });
+    const [h, p, s] = good.split('.') as [string, string, string];
+    const flip = (text: string) => (text[10] === 'A' ? `${text.slice(0, 10)}B${text.slice(11)}` : `${text.slice(0, 10)}A${text.slice(11)}`);
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, any>;
+    const otherRsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+
+    // Deleted-and-recreated service account: a token issued before the deletion.
+    const recreatedJwt = await podToken(pods['app/recreated-pod'], { namespace: 'app', name: 'recreated' });
+    await core.deleteNamespacedServiceAccount({ namespace: 'app', name: 'recreated' });
+    await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name: 'recreated' } } });
+    // Deleted pod: a token issued before the deletion.
+    const doomed = await makePod('app', 'doomed', 'app');
+    const doomedJwt = await podToken(doomed, { namespace: 'app', name: 'app' });
+    await core.deleteNamespacedPod({ namespace: 'app', name: 'doomed', body: { gracePeriodSeconds: 0 } });
+
+    const cases: Array<{ name: string; role?: string; jwt: string; reason: RegExp; status?: number }> = [
+      { name: 'unknown role', role: 'nope', jwt: good, reason: /no role "nope"/ },
+      { name: 'wrong namespace', jwt: await podToken(pods['other/web'], { namespace: 'other', name: 'app' }), reason: /namespace other is not bound/ },
+      { name: 'wrong service account', jwt: await podToken(pods['app/other-sa-pod'], { namespace: 'app', name: 'other-sa' }), reason: /service account other-sa is not bound/ },
+      { name: 'wrong audience', jwt: await podToken(web, { namespace: 'app', name: 'app' }, 'vault'), reason: /wrong audience/ },
+      { name: 'not pod-bound where the role requires it', jwt: await podToken(undefined, { namespace: 'app', name: 'app' }), reason: /requires a pod-bound token/ },
+      { name: 'other issuer (signed with the cluster key)', jwt: await craft(claimsFor('app', 'app', appUid, web, { iss: 'https://other.example' })), reason: /wrong issuer/ },
+      { name: 'expired', jwt: await craft(claimsFor('app', 'app', appUid, web), { iat: now - 7200, exp: now - 3600 }), reason: /token expired/ },
+      { name: 'not yet valid', jwt: await craft(claimsFor('app', 'app', appUid, web), { nbf: now + 3600 }), reason: /not yet valid/ },
+      { name: 'older than the role allows', role: 'young', jwt: await craft(claimsFor('app', 'app', appUid, web), { iat: now - 600, exp: now + 600 }), reason: /older than the role allows/ },
+      { name: 'deleted pod', jwt: doomedJwt, reason: /pod no longer exists/ },
+      { name: 'deleted and recreated service account', role: 'any', jwt: recreatedJwt, reason: /deleted and recreated/ },
+      { name: 'tampered signature', jwt: `${h}.${p}.${flip(s)}`, reason: /signature invalid/ },
+      { name: 'tampered payload (namespace changed)', jwt: `${h}.${Buffer.from(JSON.stringify({ ...payload, 'kubernetes.io': { ...payload['kubernetes.io'], namespace: 'other' } })).toString('base64url')}.${s}`, reason: /signature invalid/ },
+      { name: 'alg none', jwt: `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${p}.`, reason: /malformed|not allowed|algorithm/ },
+      { name: 'HS256 with a made-up secret', jwt: await craft(claimsFor('app', 'app', appUid, web), { alg: 'HS256', key: randomBytes(32) }), reason: /algorithm not allowed|not signed by a key/ },
+      { name: 'signed by an unrelated key', jwt: await craft(claimsFor('app', 'app', appUid, web), { key: otherRsa }), reason: /signature invalid|not signed by a key/ },
+      { name: 'subject does not match the service-account claims', jwt: await craft(claimsFor('app', 'app', appUid, web, { sub: 'system:serviceaccount:app:other-sa' })), reason: /subject does not match/ },
+      { name: 'pod uid of another pod', jwt: await craft({ ...claimsFor('app', 'app', appUid), 'kubernetes.io': { namespace: 'app', serviceaccount: { name: 'app', uid: appUid }, pod: { name: 'web', uid: randomUUID() } } }), reason: /pod was replaced/ },
+      { name: 'pod that runs as another service account', role: 'any', jwt: await craft(claimsFor('app', 'other-sa', await saUid('app', 'other-sa'), web, { sub: 'system:serviceaccount:app:other-sa' })), reason: /does not run as/ },
+      { name: 'service-account uid that never existed', jwt: await craft(claimsFor('app', 'app', randomUUID(), web)), reason: /deleted and recreated/ },
+      { name: 'not a JWT at all', jwt: 'not.a.jwt', reason: /malformed/ },
+      { name: 'a JWT without Kubernetes claims', jwt: await craft({ iss: cp.url, aud: ['keyhold'], sub: 'someone' }), reason: /not a service-account token/ },
+    ];
+    assert.ok(cases.length >= 20);
+    for (const c of cases) {
+      const r = await login(c.role ?? 'app', c.jwt);
+      assert.equal(r.status, c.status ?? 403, `${c.name}: ${r.status} ${r.text}`);
+      assert.equal(r.body.error.code, 'ERR_PERMISSION_DENIED', c.name);
+      assert.match(r.body.error.message, c.reason, c.name);
+    }
+    // Schema-level refusals: 400, also audited.
+    assert.equal((await login('', good)).status, 400);
+    assert.equal((await login('app', 'x'.repeat(20_000))).status, 400);
+
+    const denials = auditRecords().filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 403);
+    for (const c of cases) assert.ok(denials.some((e) => c.reason.test(e.fields?.reason ?? '')), `no audit record for "${c.name}"`);
+    // Nothing was issued for any of them.
+    assert.equal(auditRecords().filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 200).length, 2);
+  });
+});
