@@ -115,4 +115,19 @@ hsmFlags(kms.command('retire').description('direct mode: destroy an old root key
   .requiredOption('--version <n>', 'version to destroy')
   .action(run(async (o) => (await kmsCommands()).kmsRetire(o)));
 
+const agentCommands = async () => import('./commands/agent.js');
+const agentFlags = (command: Command): Command => command
+  .option('--addr <url>', 'keyhold server (default KEYHOLD_ADDR)')
+  .option('--role <name>', 'Kubernetes login role (required)')
+  .option('--jwt-file <file>', 'projected service-account token', '/var/run/secrets/keyhold/token');
+const agent = agentFlags(program.command('agent').description('in-pod agent: log in with the pod\'s service-account token and render secrets into files').enablePositionalOptions())
+  .option('--secret <spec...>', 'NAME=PATH[#FIELD][:MODE], repeatable', [])
+  .option('--dest <dir>', 'directory for the files (an in-memory volume)', '/keyhold/secrets')
+  .option('--mode <octal>', 'default file mode', '0400')
+  .option('--refresh <seconds>', 'sidecar: keep refreshing every N seconds (±10% jitter)')
+  .option('--on-change <command>', 'sidecar: run this shell command after files change')
+  .action(run(async (o) => (await agentCommands()).runAgent(o)));
+agentFlags(agent.command('exec').description('resolve keyhold:<path>#<field> environment values, then run the command').argument('<command...>').passThroughOptions())
+  .action(run(async (command: string[], o) => (await agentCommands()).runAgentExec(o, command)));
+
 await program.parseAsync(process.argv);

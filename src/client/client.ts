@@ -2,6 +2,29 @@
  * Typed HTTP client of the keyhold API. It imports nothing from the server: the agent, webhook
  * and KMS plugin build on this alone.
  */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+/**
+ * One HTTP exchange with node:http(s). Not fetch: fetch loads undici, about 12 MB of RSS, and the
+ * in-pod agent built on this client must stay small.
+ */
+function send(url: URL, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => { text += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 export class KeyholdApiError extends Error {
   override readonly name = 'KeyholdApiError';
   constructor(readonly status: number, readonly code: string, message: string, readonly requestId?: string) {
@@ -30,21 +53,19 @@ export class KeyholdClient {
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(payload));
+    }
+    let response: { status: number; text: string };
     try {
-      response = await fetch(this.base + path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
-      });
+      response = await send(new URL(this.base + path), method, headers, payload, this.options.timeoutMs ?? 30_000);
     } catch (cause) {
       throw new KeyholdApiError(0, 'ERR_UNREACHABLE', `cannot reach keyhold at ${this.base}: ${(cause as Error).message}`);
     }
-    const text = await response.text();
-    const parsed = text ? (JSON.parse(text) as unknown) : undefined;
-    if (!response.ok) {
+    const parsed = response.text ? (JSON.parse(response.text) as unknown) : undefined;
+    if (response.status < 200 || response.status > 299) {
       const error = (parsed as { error?: { code?: string; message?: string }; request_id?: string } | undefined);
       throw new KeyholdApiError(response.status, error?.error?.code ?? 'ERR_UNKNOWN', error?.error?.message ?? `HTTP ${response.status}`, error?.request_id);
     }
@@ -95,6 +116,15 @@ export class KeyholdClient {
   destroySecret(path: string, versions: number[]) { return this.request<{ versions: number[] }>('POST', `/v1/secret-destroy/${encPath(path)}`, { versions }); }
   secretMetadata(path: string) { return this.request<Record<string, unknown>>('GET', `/v1/secret-metadata/${encPath(path)}`); }
   putPolicy(name: string, rules: Array<{ path: string; capabilities: string[] }>) { return this.request<unknown>('PUT', `/v1/policies/${enc(name)}`, { rules }); }
+  /** Exchanges a projected service-account token for a keyhold token (no bearer token needed). */
+  kubernetesLogin(role: string, jwt: string) {
+    return this.request<{ token: string; ttl: number; policies: string[]; identity: { namespace: string; service_account: string; pod_name?: string; pod_uid?: string; selectors: string[] } }>(
+      'POST', '/v1/auth/kubernetes/login', { role, jwt });
+  }
+  /** The same client with another token (after a login). */
+  withToken(token: string): KeyholdClient {
+    return new KeyholdClient({ ...this.options, token });
+  }
   createToken(policies: string[], ttl?: number | string) {
     return this.request<{ token: string; id: string; policies: string[]; expires_at?: string }>('POST', '/v1/tokens', { policies, ...(ttl === undefined ? {} : { ttl }) });
   }

@@ -5,13 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SignJWT } from 'jose';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { CLI, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+
+const exec = promisify(execFile);
 
 const IMAGE = `registry.example/app@sha256:${'a'.repeat(64)}`;
 
@@ -211,5 +215,70 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     for (const c of cases) assert.ok(denials.some((e) => c.reason.test(e.fields?.reason ?? '')), `no audit record for "${c.name}"`);
     // Nothing was issued for any of them.
     assert.equal(auditRecords().filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 200).length, 2);
+  });
+
+  it('keyhold agent (init) renders the role\'s secrets with the pod\'s token into files, atomically and with their modes', async () => {
+    const pod = await makePod('app', 'agent-pod', 'app');
+    const dir = tempDir('keyhold-agent-');
+    const jwtFile = join(dir, 'token');
+    writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
+    const out = join(dir, 'secrets');
+    await exec(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--dest', out,
+      '--secret', 'password=app/db#password', '--secret', 'db.json=app/db:0440']);
+    assert.equal(readFileSync(join(out, 'password'), 'utf8'), 'pod-secret-1');
+    assert.equal(statSync(join(out, 'password')).mode & 0o777, 0o400);
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'db.json'), 'utf8')), { password: 'pod-secret-1' });
+    assert.equal(statSync(join(out, 'db.json')).mode & 0o777, 0o440);
+
+    // keyhold agent exec: the value reaches the child's environment; the stored Pod holds only the reference.
+    const envPod = await core.createNamespacedPod({ namespace: 'app', body: { metadata: { name: 'env-pod' }, spec: { serviceAccountName: 'app', containers: [{
+      name: 'app', image: IMAGE, command: ['/app'], env: [{ name: 'DB_PASSWORD', value: 'keyhold:app/db#password' }],
+    }] } } });
+    writeFileSync(jwtFile, await podToken(envPod, { namespace: 'app', name: 'app' }));
+    const child = await exec(process.execPath, [CLI, 'agent', 'exec', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--',
+      process.execPath, '-e', 'process.stdout.write(`${process.env.DB_PASSWORD}|${process.env.PLAIN}`)'], { env: { ...process.env, DB_PASSWORD: 'keyhold:app/db#password', PLAIN: 'plain' } });
+    assert.equal(child.stdout, 'pod-secret-1|plain');
+    const raw = await cp.etcdGet('/registry/pods/app/env-pod');
+    assert.ok(raw && raw.includes('keyhold:app/db#password'), 'the stored pod holds the reference');
+    assert.ok(!raw.includes('pod-secret-1'), 'the stored pod does not hold the value');
+
+    // After the pod is deleted, the same token no longer logs in: the agent exits non-zero with the reason.
+    await core.deleteNamespacedPod({ namespace: 'app', name: 'env-pod', body: { gracePeriodSeconds: 0 } });
+    await assert.rejects(
+      exec(process.execPath, [CLI, 'agent', 'exec', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--', '/bin/true']),
+      (err: { code?: number; stderr?: string }) => err.code === 1 && /pod no longer exists/.test(err.stderr ?? ''),
+    );
+  });
+
+  it('keyhold agent (sidecar) refreshes changed secrets, stays under 50 MB RSS, and stops on SIGTERM', async () => {
+    const pod = await makePod('app', 'sidecar-pod', 'app');
+    const dir = tempDir('keyhold-sidecar-');
+    const jwtFile = join(dir, 'token');
+    writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
+    const out = join(dir, 'secrets');
+    assert.equal((await asRoot('PUT', '/v1/secrets/app/rotating', { data: { v: 'one' } })).status, 200);
+    const sidecar = spawn(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--dest', out, '--secret', 'v=app/rotating#v', '--refresh', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    sidecar.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    try {
+      const until = async (what: string, check: () => boolean) => {
+        const deadline = Date.now() + 10_000;
+        while (!check()) {
+          assert.ok(Date.now() < deadline, `${what}; agent said: ${stderr}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      const read = () => { try { return readFileSync(join(out, 'v'), 'utf8'); } catch { return ''; } };
+      await until('first render', () => read() === 'one');
+      assert.equal((await asRoot('PUT', '/v1/secrets/app/rotating', { data: { v: 'two' } })).status, 200);
+      await until('refreshed file', () => read() === 'two');
+      const rssMb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${sidecar.pid}/status`, 'utf8'))?.[1]) / 1024;
+      assert.ok(rssMb < 50, `agent RSS ${rssMb.toFixed(1)} MB`);
+      console.log(`# agent sidecar RSS ${rssMb.toFixed(1)} MB`);
+    } finally {
+      sidecar.kill('SIGTERM');
+      const code = await new Promise((r) => sidecar.once('exit', (c) => r(c)));
+      assert.equal(code, 0, stderr);
+    }
   });
 });

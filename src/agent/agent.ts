@@ -1,0 +1,138 @@
+/**
+ * `keyhold agent`: inside a workload pod, logs in with the pod's projected service-account token
+ * and renders secrets into files (init: once; sidecar: then keeps them fresh), or resolves
+ * `keyhold:<path>#<field>` environment values for a child process (exec). Depends on the client
+ * library only: no server internals, no native modules.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { KeyholdApiError, KeyholdClient } from '../client/client.js';
+import { envReference, parseSecretRef, renderSecret, type SecretRef } from './secret-ref.js';
+
+export interface AgentLogin {
+  address: string;
+  role: string;
+  /** The projected service-account token file (re-read at every login: the kubelet rotates it). */
+  jwtFile: string;
+}
+
+export interface FileSecret {
+  name: string;
+  ref: SecretRef;
+  mode: number;
+}
+
+export class AgentError extends Error {
+  override readonly name = 'AgentError';
+}
+
+/** Logs in and returns a client holding the keyhold token. Denials keep the server's reason. */
+export async function login(options: AgentLogin): Promise<KeyholdClient> {
+  let jwt: string;
+  try {
+    jwt = readFileSync(options.jwtFile, 'utf8').trim();
+  } catch (err) {
+    throw new AgentError(`cannot read the service-account token ${options.jwtFile}: ${(err as Error).message}`);
+  }
+  const client = new KeyholdClient({ address: options.address, timeoutMs: 10_000 });
+  try {
+    const result = await client.kubernetesLogin(options.role, jwt);
+    return client.withToken(result.token);
+  } catch (err) {
+    if (err instanceof KeyholdApiError) throw new AgentError(`${err.code}: ${err.message}`);
+    throw err;
+  }
+}
+
+async function fetchRendered(client: KeyholdClient, ref: SecretRef): Promise<string> {
+  try {
+    return renderSecret((await client.getSecret(ref.path)).data, ref);
+  } catch (err) {
+    if (err instanceof KeyholdApiError) throw new AgentError(`reading ${ref.path}: ${err.code}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Writes atomically: a temp file in the same directory with the final mode, fsync'd, then renamed over. */
+export function writeAtomically(dir: string, name: string, content: string, mode: number): void {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(name) || name.startsWith('.')) throw new AgentError(`invalid file name ${JSON.stringify(name)}`);
+  const target = join(dir, name);
+  const temp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(temp, 'wx', mode);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(temp);
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(temp, target);
+}
+
+/** Renders every secret into dir; returns the names whose content changed. */
+export async function renderFiles(client: KeyholdClient, dir: string, secrets: FileSecret[], previous = new Map<string, string>()): Promise<string[]> {
+  mkdirSync(dir, { recursive: true, mode: 0o750 });
+  const rendered = await Promise.all(secrets.map(async (s) => [s, await fetchRendered(client, s.ref)] as const));
+  const changed: string[] = [];
+  for (const [secret, content] of rendered) {
+    if (previous.get(secret.name) === content) continue;
+    writeAtomically(dir, secret.name, content, secret.mode);
+    previous.set(secret.name, content);
+    changed.push(secret.name);
+  }
+  return changed;
+}
+
+/** Resolves every `keyhold:<path>#<field>` value of env; other values pass through. */
+export async function resolveEnv(client: KeyholdClient, env: NodeJS.ProcessEnv): Promise<{ env: NodeJS.ProcessEnv; resolved: string[] }> {
+  const out: NodeJS.ProcessEnv = { ...env };
+  const resolved: string[] = [];
+  const cache = new Map<string, Promise<Record<string, unknown>>>();
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    let ref: SecretRef | undefined;
+    try {
+      ref = envReference(value);
+    } catch (err) {
+      throw new AgentError(`${name}: ${(err as Error).message}`);
+    }
+    if (!ref) continue;
+    let data = cache.get(ref.path);
+    if (!data) {
+      data = client.getSecret(ref.path).then((r) => r.data).catch((err: unknown) => {
+        if (err instanceof KeyholdApiError) throw new AgentError(`${name}: reading ${ref.path}: ${err.code}: ${err.message}`);
+        throw err;
+      });
+      cache.set(ref.path, data);
+    }
+    try {
+      out[name] = renderSecret(await data, ref);
+    } catch (err) {
+      throw err instanceof AgentError ? err : new AgentError(`${name}: ${(err as Error).message}`);
+    }
+    resolved.push(name);
+  }
+  return { env: out, resolved };
+}
+
+/**
+ * Runs the command with the resolved environment. Node cannot replace its own process image, so
+ * the agent stays as a thin parent: it forwards signals and exits with the child's status.
+ */
+export function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const [file, ...args] = command;
+  if (!file) throw new AgentError('agent exec needs a command after --');
+  const child = spawn(file, args, { env, stdio: 'inherit' });
+  const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const) process.on(signal, forward(signal));
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => reject(new AgentError(`cannot start ${file}: ${err.message}`)));
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + (({ SIGTERM: 15, SIGINT: 2, SIGKILL: 9, SIGHUP: 1 } as Record<string, number>)[signal] ?? 1) : 1)));
+  });
+}
+
+export { parseSecretRef };

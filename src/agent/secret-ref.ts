@@ -1,0 +1,38 @@
+/**
+ * Secret references the agent understands: `<path>` (the whole secret as JSON) or `<path>#<field>`
+ * (one field, as text). In env mode a value `keyhold:<path>#<field>` is a reference.
+ */
+export interface SecretRef {
+  path: string;
+  field?: string;
+}
+
+const PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const FIELD = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function parseSecretRef(text: string): SecretRef {
+  const hash = text.indexOf('#');
+  const path = hash < 0 ? text : text.slice(0, hash);
+  const field = hash < 0 ? undefined : text.slice(hash + 1);
+  if (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..')) throw new Error(`invalid secret path ${JSON.stringify(path)}`);
+  if (field !== undefined && !FIELD.test(field)) throw new Error(`invalid field ${JSON.stringify(field)}`);
+  return field === undefined ? { path } : { path, field };
+}
+
+export const ENV_REFERENCE_PREFIX = 'keyhold:';
+
+/** The reference in an environment value, or undefined when the value is an ordinary one. */
+export function envReference(value: string): SecretRef | undefined {
+  if (!value.startsWith(ENV_REFERENCE_PREFIX)) return undefined;
+  const ref = parseSecretRef(value.slice(ENV_REFERENCE_PREFIX.length));
+  if (ref.field === undefined) throw new Error(`environment reference ${JSON.stringify(value)} needs a #field`);
+  return ref;
+}
+
+/** The text a reference renders to: one field as text, or the whole secret as JSON. */
+export function renderSecret(data: Record<string, unknown>, ref: SecretRef): string {
+  if (ref.field === undefined) return JSON.stringify(data);
+  if (!(ref.field in data)) throw new Error(`secret ${ref.path} has no field ${ref.field}`);
+  const value = data[ref.field];
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}

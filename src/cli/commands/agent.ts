@@ -1,0 +1,74 @@
+/** `keyhold agent` and `keyhold agent exec`: thin wiring of src/agent/ (client library only). */
+import { execFile } from 'node:child_process';
+import { AgentError, login, renderFiles, resolveEnv, runChild, type FileSecret } from '../../agent/agent.js';
+import { parseSecretRef } from '../../agent/secret-ref.js';
+
+export interface AgentFlags {
+  addr?: string;
+  role: string;
+  jwtFile: string;
+}
+
+function address(flags: AgentFlags): string {
+  // Checked here, not by commander: a required option on `agent` would also be demanded of `agent exec`.
+  if (!flags.role) throw new AgentError('--role is required');
+  const addr = flags.addr ?? process.env.KEYHOLD_ADDR;
+  if (!addr) throw new AgentError('no server address: --addr or KEYHOLD_ADDR');
+  return addr;
+}
+
+/** `name=path[#field]` with an optional `:0440`-style mode suffix. */
+function fileSecret(spec: string, defaultMode: number): FileSecret {
+  const eq = spec.indexOf('=');
+  if (eq <= 0) throw new AgentError(`--secret must be NAME=PATH[#FIELD][:MODE], got ${JSON.stringify(spec)}`);
+  let rest = spec.slice(eq + 1);
+  let mode = defaultMode;
+  const modeMatch = /:(0?[0-7]{3})$/.exec(rest);
+  if (modeMatch) {
+    mode = parseInt(modeMatch[1] as string, 8);
+    rest = rest.slice(0, -modeMatch[0].length);
+  }
+  try {
+    return { name: spec.slice(0, eq), ref: parseSecretRef(rest), mode };
+  } catch (err) {
+    throw new AgentError(`--secret ${spec}: ${(err as Error).message}`);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runAgent(flags: AgentFlags & { secret: string[]; dest: string; mode: string; refresh?: string; onChange?: string }): Promise<void> {
+  const secrets = flags.secret.map((s) => fileSecret(s, parseInt(flags.mode, 8)));
+  if (secrets.length === 0) throw new AgentError('nothing to render: give at least one --secret NAME=PATH[#FIELD]');
+  const session = { address: address(flags), role: flags.role, jwtFile: flags.jwtFile };
+  const previous = new Map<string, string>();
+  let client = await login(session);
+  const changed = await renderFiles(client, flags.dest, secrets, previous);
+  process.stderr.write(`keyhold agent: rendered ${changed.length} file(s) into ${flags.dest}\n`);
+  if (!flags.refresh) return;
+  // Sidecar: keep the files fresh. Jitter (±10%) keeps a fleet of pods from refreshing in step.
+  const period = Number(flags.refresh) * 1000;
+  let stopping = false;
+  process.once('SIGTERM', () => { stopping = true; });
+  while (!stopping) {
+    await sleep(period * (0.9 + Math.random() * 0.2));
+    if (stopping) break;
+    try {
+      client = await login(session); // re-reads the projected token, which the kubelet rotates
+      const updated = await renderFiles(client, flags.dest, secrets, previous);
+      if (updated.length > 0) {
+        process.stderr.write(`keyhold agent: updated ${updated.join(', ')}\n`);
+        if (flags.onChange) execFile('/bin/sh', ['-c', flags.onChange], (err) => err && process.stderr.write(`keyhold agent: --on-change failed: ${err.message}\n`));
+      }
+    } catch (err) {
+      // Keep serving the last good files; say why the refresh failed.
+      process.stderr.write(`keyhold agent: refresh failed: ${(err as Error).message}\n`);
+    }
+  }
+}
+
+export async function runAgentExec(flags: AgentFlags, command: string[]): Promise<void> {
+  const client = await login({ address: address(flags), role: flags.role, jwtFile: flags.jwtFile });
+  const { env } = await resolveEnv(client, process.env);
+  process.exitCode = await runChild(command, env);
+}
