@@ -130,4 +130,24 @@ const agent = agentFlags(program.command('agent').description('in-pod agent: log
 agentFlags(agent.command('exec').description('resolve keyhold:<path>#<field> environment values, then run the command').argument('<command...>').passThroughOptions())
   .action(run(async (command: string[], o) => (await agentCommands()).runAgentExec(o, command)));
 
+const webhookCommands = async () => import('./commands/webhook.js');
+const webhook = program.command('webhook').description('mutating admission webhook that injects the keyhold agent into opted-in pods').enablePositionalOptions()
+  .option('--listen <host:port>', 'HTTPS listen address', '0.0.0.0:8443')
+  .option('--tls-cert <file>', 'serving certificate (PEM; re-read when it changes)')
+  .option('--tls-key <file>', 'serving key (PEM)')
+  .option('--agent-image <image>', 'image with the keyhold CLI for the injected containers')
+  .option('--server-address <url>', 'keyhold server address as pods reach it')
+  .option('--refresh-seconds <n>', 'sidecar refresh period', '300')
+  .option('--log-level <level>', 'log level', 'info')
+  .action(run(async (o) => {
+    for (const flag of ['tlsCert', 'tlsKey', 'agentImage', 'serverAddress'] as const) if (!o[flag]) throw new Error(`--${flag.replace(/[A-Z]/g, (c: string) => `-${c.toLowerCase()}`)} is required`);
+    await (await webhookCommands()).serveWebhookCommand(o);
+  }));
+webhook.command('manifests').description('print the MutatingWebhookConfiguration (failurePolicy Fail, no self-deadlock)')
+  .requiredOption('--ca-file <file>', 'CA that signs the webhook\'s serving certificate')
+  .option('--namespace <ns>', 'namespace the webhook runs in (never injected)', 'keyhold')
+  .option('--service <name>', 'Service in front of the webhook', 'keyhold-webhook')
+  .option('--url <url>', 'instead of a Service: the webhook\'s URL')
+  .action(run(async (o) => (await webhookCommands()).printManifests(o)));
+
 await program.parseAsync(process.argv);

@@ -118,7 +118,7 @@ function ecKeyPem(): string {
 }
 
 /** A CA and a serving certificate for 127.0.0.1/localhost, via the openssl CLI (node:crypto cannot issue X.509). */
-async function makePki(dir: string): Promise<{ caPem: string; certFile: string; keyFile: string }> {
+export async function makePki(dir: string): Promise<{ caPem: string; certFile: string; keyFile: string }> {
   const caKey = join(dir, 'ca.key');
   const caCrt = join(dir, 'ca.crt');
   const keyFile = join(dir, 'apiserver.key');

@@ -1,0 +1,45 @@
+/** `keyhold webhook` (serve) and `keyhold webhook manifests`. */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { KeyholdError } from '../../errors.js';
+
+export interface WebhookFlags {
+  listen: string;
+  tlsCert: string;
+  tlsKey: string;
+  agentImage: string;
+  serverAddress: string;
+  refreshSeconds?: string;
+  logLevel: string;
+}
+
+export async function serveWebhookCommand(flags: WebhookFlags): Promise<void> {
+  const { serveWebhook } = await import('../../kubernetes/webhook/server.js');
+  const match = /^(.+):(\d{1,5})$/.exec(flags.listen);
+  if (!match) throw new KeyholdError('ERR_CONFIG', `--listen must be HOST:PORT, got ${JSON.stringify(flags.listen)}`);
+  const logger = pino({ level: flags.logLevel, base: { component: 'webhook' } });
+  const server = await serveWebhook({
+    listen: { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) },
+    certFile: flags.tlsCert, keyFile: flags.tlsKey,
+    agentImage: flags.agentImage, serverAddress: flags.serverAddress,
+    ...(flags.refreshSeconds ? { refreshSeconds: Number(flags.refreshSeconds) } : {}),
+    log: logger,
+  });
+  logger.info({ url: server.url }, 'webhook listening');
+  await new Promise<void>((resolve) => {
+    const stop = () => void server.close().then(resolve);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+export async function printManifests(flags: { namespace: string; service?: string; url?: string; caFile: string }): Promise<void> {
+  const { webhookConfiguration } = await import('../../kubernetes/webhook/manifests.js');
+  const config = webhookConfiguration({
+    namespace: flags.namespace,
+    ...(flags.url ? { url: flags.url } : { service: { name: flags.service ?? 'keyhold-webhook' } }),
+    caBundlePem: readFileSync(flags.caFile, 'utf8'),
+  });
+  process.stdout.write(stringify(config));
+}
