@@ -135,12 +135,15 @@ const webhook = program.command('webhook').description('mutating admission webho
   .option('--listen <host:port>', 'HTTPS listen address', '0.0.0.0:8443')
   .option('--tls-cert <file>', 'serving certificate (PEM; re-read when it changes)')
   .option('--tls-key <file>', 'serving key (PEM)')
+  .option('--self-managed-tls', 'make a CA and leaf in memory, publish the CA as caBundle, renew the leaf at 2/3 of its life')
+  .option('--dns-name <name...>', 'self-managed: names in the serving certificate', [])
+  .option('--webhook-config <name>', 'self-managed: the MutatingWebhookConfiguration to publish the CA to', 'keyhold-injector')
   .option('--agent-image <image>', 'image with the keyhold CLI for the injected containers')
   .option('--server-address <url>', 'keyhold server address as pods reach it')
   .option('--refresh-seconds <n>', 'sidecar refresh period', '300')
   .option('--log-level <level>', 'log level', 'info')
   .action(run(async (o) => {
-    for (const flag of ['tlsCert', 'tlsKey', 'agentImage', 'serverAddress'] as const) if (!o[flag]) throw new Error(`--${flag.replace(/[A-Z]/g, (c: string) => `-${c.toLowerCase()}`)} is required`);
+    for (const flag of ['agentImage', 'serverAddress'] as const) if (!o[flag]) throw new Error(`--${flag.replace(/[A-Z]/g, (c: string) => `-${c.toLowerCase()}`)} is required`);
     await (await webhookCommands()).serveWebhookCommand(o);
   }));
 webhook.command('manifests').description('print the MutatingWebhookConfiguration (failurePolicy Fail, no self-deadlock)')

@@ -6,8 +6,11 @@ import { KeyholdError } from '../../errors.js';
 
 export interface WebhookFlags {
   listen: string;
-  tlsCert: string;
-  tlsKey: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  selfManagedTls?: boolean;
+  dnsName: string[];
+  webhookConfig: string;
   agentImage: string;
   serverAddress: string;
   refreshSeconds?: string;
@@ -19,9 +22,22 @@ export async function serveWebhookCommand(flags: WebhookFlags): Promise<void> {
   const match = /^(.+):(\d{1,5})$/.exec(flags.listen);
   if (!match) throw new KeyholdError('ERR_CONFIG', `--listen must be HOST:PORT, got ${JSON.stringify(flags.listen)}`);
   const logger = pino({ level: flags.logLevel, base: { component: 'webhook' } });
+  const { fileTls, selfManagedTls } = await import('../../kubernetes/webhook/tls.js');
+  let tls;
+  if (flags.selfManagedTls) {
+    if (flags.dnsName.length === 0) throw new KeyholdError('ERR_CONFIG', '--self-managed-tls needs --dns-name (e.g. keyhold-webhook.keyhold.svc)');
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const { caBundlePublisher } = await import('../../kubernetes/webhook/registration.js');
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromDefault(); // in-cluster service account, or KUBECONFIG
+    tls = await selfManagedTls({ dnsNames: flags.dnsName, publishCaBundle: caBundlePublisher(kubeConfig, flags.webhookConfig), log: logger });
+  } else {
+    if (!flags.tlsCert || !flags.tlsKey) throw new KeyholdError('ERR_CONFIG', 'give --tls-cert and --tls-key, or --self-managed-tls');
+    tls = fileTls(flags.tlsCert, flags.tlsKey, 10_000, (m) => logger.warn(m));
+  }
   const server = await serveWebhook({
     listen: { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) },
-    certFile: flags.tlsCert, keyFile: flags.tlsKey,
+    tls,
     agentImage: flags.agentImage, serverAddress: flags.serverAddress,
     ...(flags.refreshSeconds ? { refreshSeconds: Number(flags.refreshSeconds) } : {}),
     log: logger,

@@ -3,18 +3,16 @@
  * your own CA) and are re-read when they change, so a rotated leaf is served without a restart
  * and without a window where the old one has expired.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { mutate, type InjectorOptions, type Mutation } from './mutate.js';
+import type { TlsSource } from './tls.js';
 
 export interface WebhookOptions extends InjectorOptions {
   listen: { host: string; port: number };
-  certFile: string;
-  keyFile: string;
-  /** How often the certificate files are checked for changes (ms). */
-  certCheckMs?: number;
+  /** Serving certificate: files (fileTls) or self-managed (selfManagedTls). */
+  tls: TlsSource;
   log: { info(fields: object, msg: string): void; warn(fields: object, msg: string): void };
 }
 
@@ -38,10 +36,7 @@ export function admissionResponse(uid: string, mutation: Mutation): object {
 }
 
 export async function serveWebhook(options: WebhookOptions): Promise<{ url: string; close(): Promise<void> }> {
-  const readTls = () => ({ cert: readFileSync(options.certFile), key: readFileSync(options.keyFile) });
-  const stamp = () => `${statSync(options.certFile).mtimeMs}:${statSync(options.keyFile).mtimeMs}`;
-  let lastStamp = stamp();
-  const server: Server = createServer({ ...readTls(), minVersion: 'TLSv1.2' }, (req, res) => {
+  const server: Server = createServer({ ...options.tls.current(), minVersion: 'TLSv1.2' }, (req, res) => {
     const reply = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
@@ -82,18 +77,11 @@ export async function serveWebhook(options: WebhookOptions): Promise<{ url: stri
       reply(200, admissionResponse(request.uid, mutation));
     });
   });
-  const timer = setInterval(() => {
-    try {
-      const now = stamp();
-      if (now === lastStamp) return;
-      server.setSecureContext(readTls());
-      lastStamp = now;
-      options.log.info({}, 'serving certificate reloaded');
-    } catch (err) {
-      options.log.warn({ err: (err as Error).message }, 'certificate reload failed; still serving the previous one');
-    }
-  }, options.certCheckMs ?? 10_000);
-  timer.unref();
+  // A new certificate applies to new connections; connections already open keep theirs.
+  options.tls.onChange((material) => {
+    server.setSecureContext({ ...material, minVersion: 'TLSv1.2' });
+    options.log.info({}, 'serving certificate reloaded');
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, resolve);
@@ -102,7 +90,7 @@ export async function serveWebhook(options: WebhookOptions): Promise<{ url: stri
   return {
     url: `https://${options.listen.host}:${port}`,
     close: () => new Promise<void>((resolve) => {
-      clearInterval(timer);
+      options.tls.stop();
       server.closeAllConnections();
       server.close(() => resolve());
     }),

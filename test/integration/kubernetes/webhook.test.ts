@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { AdmissionregistrationV1Api, CoreV1Api, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
 import { webhookConfiguration } from '../../../src/kubernetes/webhook/manifests.js';
 import { serveWebhook } from '../../../src/kubernetes/webhook/server.js';
+import { fileTls } from '../../../src/kubernetes/webhook/tls.js';
 import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { tempDir } from '../../helpers/server.js';
 
@@ -35,7 +36,7 @@ describe('injector webhook with a real kube-apiserver', { timeout: 10 * 60_000 }
     }
     await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'app' } } });
     pki = await makePki(tempDir('keyhold-webhook-pki-'));
-    webhook = await serveWebhook({ listen: { host: '127.0.0.1', port: 0 }, certFile: pki.certFile, keyFile: pki.keyFile, agentImage: 'keyhold:test', serverAddress: 'https://keyhold.keyhold.svc:8200', log: quiet });
+    webhook = await serveWebhook({ listen: { host: '127.0.0.1', port: 0 }, tls: fileTls(pki.certFile, pki.keyFile), agentImage: 'keyhold:test', serverAddress: 'https://keyhold.keyhold.svc:8200', log: quiet });
     port = Number(new URL(webhook.url).port);
     const config = webhookConfiguration({ namespace: 'keyhold', url: webhook.url, caBundlePem: pki.caPem }) as unknown as V1MutatingWebhookConfiguration;
     await cp.kubeConfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: config });
@@ -115,7 +116,7 @@ describe('injector webhook with a real kube-apiserver', { timeout: 10 * 60_000 }
       const own = await create('keyhold', 'webhook-pod', undefined);
       assert.equal(own.metadata?.name, 'webhook-pod');
     } finally {
-      webhook = await serveWebhook({ listen: { host: '127.0.0.1', port }, certFile: pki.certFile, keyFile: pki.keyFile, agentImage: 'keyhold:test', serverAddress: 'https://keyhold.keyhold.svc:8200', log: quiet });
+      webhook = await serveWebhook({ listen: { host: '127.0.0.1', port }, tls: fileTls(pki.certFile, pki.keyFile), agentImage: 'keyhold:test', serverAddress: 'https://keyhold.keyhold.svc:8200', log: quiet });
     }
   });
 });
