@@ -10,11 +10,19 @@ command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# A real OCI registry for the image-attestation tests (test/helpers/registry.ts runs the binary with its own config).
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Under systemd the package enables and starts a registry service on :5000 that the tests never
+  # use: turn off what we just installed. (Without systemd, e.g. in containers, policy-rc.d or the
+  # missing runlevel already keeps it from starting.)
+  if [[ " ${need_apt[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Native addons (pkcs11js, better-sqlite3) compile with node-gyp; use the headers the machine's

@@ -8,6 +8,8 @@ bash scripts/setup.sh
 # Assigned apart from `export`, which would swallow the build's exit status under set -e.
 KEYHOLD_K8S_DIR="$(bash scripts/k8s-build.sh)"
 export KEYHOLD_K8S_DIR
+KEYHOLD_COSIGN_DIR="$(bash scripts/cosign-build.sh)"
+export KEYHOLD_COSIGN_DIR
 echo "test: lint" >&2
 npx eslint .
 export KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-test.XXXXXX)"

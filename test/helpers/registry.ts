@@ -1,0 +1,315 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { tempDir } from './server.js';
+
+/**
+ * A real OCI registry on loopback (Debian's docker-registry, distribution 2.8) and a real
+ * third-party signer (cosign, built by scripts/cosign-build.sh) for the image-attestation tests.
+ * Images are built in memory and pushed with the registry HTTP API; cosign signs them by digest,
+ * key-based and fully offline (no Rekor, Fulcio or TUF).
+ */
+
+const REGISTRY_BIN = '/usr/bin/docker-registry';
+/** scripts/cosign-build.sh, resolved from this compiled file (dist/test/helpers/registry.js). */
+const BUILD_SCRIPT = resolve(fileURLToPath(import.meta.url), '../../../../scripts/cosign-build.sh');
+
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
+const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+export interface Registry {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** 127.0.0.1:<port>, the host part of image references */
+  host: string;
+  /** Idempotent. */
+  stop(): Promise<void>;
+}
+
+// Registries still running when the test process ends (a failed assertion before stop(), a runner
+// timeout) would hold ports and temp dirs forever: kill them on the way out.
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function killAll(): void {
+  for (const child of live) child.kill('SIGKILL');
+}
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killAll();
+      // Keep the default (terminate) unless someone else handles the signal.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    });
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(0, '127.0.0.1', res); });
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((res) => server.close(res));
+  return port;
+}
+
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+function tail(file: string, lines = 40): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+/** Starts docker-registry with its own minimal config (never Debian's: that one wants :5000 and htpasswd). */
+export async function startRegistry(): Promise<Registry> {
+  if (!existsSync(REGISTRY_BIN)) throw new Error(`${REGISTRY_BIN} is missing; run scripts/setup.sh (Debian package docker-registry)`);
+  installExitHook();
+  const dir = tempDir('keyhold-registry-');
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const url = `http://${host}`;
+  const config = join(dir, 'config.yml');
+  const log = join(dir, 'registry.log');
+  writeFileSync(config, [
+    'version: 0.1',
+    'log: {level: info, accesslog: {disabled: true}}',
+    `storage: {filesystem: {rootdirectory: ${JSON.stringify(join(dir, 'data'))}}, delete: {enabled: true}}`,
+    `http: {addr: "${host}"}`,
+    '',
+  ].join('\n'));
+
+  const fd = openSync(log, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', fd, fd] });
+    await new Promise<void>((res, rej) => { child.once('spawn', res); child.once('error', rej); });
+  } finally {
+    closeSync(fd); // the child has its own copy
+  }
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      if (!exited(child)) {
+        const gone = new Promise<void>((res) => child.once('exit', () => res()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await gone;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited(child)) throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}):\n${tail(log)}`);
+      const ok = await fetch(`${url}/v2/`).then((r) => r.status === 200, () => false);
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error(`docker-registry not ready after 30 s:\n${tail(log)}`);
+      await sleep(100);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, host, stop };
+}
+
+const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+/** A ustar archive of one regular file: a 512-byte header, the data padded to 512, two zero blocks. */
+function tarOneFile(name: string, data: Buffer): Buffer {
+  const header = Buffer.alloc(512);
+  const field = (offset: number, length: number, value: string) => { header.write(value, offset, length, 'ascii'); };
+  const octal = (offset: number, length: number, value: number) => field(offset, length, value.toString(8).padStart(length - 1, '0') + '\0');
+  field(0, 100, name);
+  octal(100, 8, 0o644); // mode
+  octal(108, 8, 0); // uid
+  octal(116, 8, 0); // gid
+  octal(124, 12, data.length); // size
+  octal(136, 12, 0); // mtime: fixed, so equal content gives equal digests
+  field(148, 8, ' '.repeat(8)); // checksum field counts as spaces while summing
+  field(156, 1, '0'); // regular file
+  field(257, 6, 'ustar\0');
+  field(263, 2, '00');
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  field(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  const padding = Buffer.alloc((512 - (data.length % 512)) % 512);
+  return Buffer.concat([header, data, padding, Buffer.alloc(1024)]);
+}
+
+async function pushBlob(registry: Pick<Registry, 'url'>, repo: string, blob: Buffer): Promise<string> {
+  const digest = sha256(blob);
+  const start = await fetch(`${registry.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  const location = start.headers.get('location');
+  if (start.status !== 202 || !location) throw new Error(`start upload to ${repo}: HTTP ${start.status}: ${await start.text()}`);
+  await start.arrayBuffer();
+  const target = new URL(location, registry.url); // may be relative
+  target.searchParams.set('digest', digest);
+  const put = await fetch(target, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(blob) });
+  if (put.status !== 201) throw new Error(`upload ${digest} to ${repo}: HTTP ${put.status}: ${await put.text()}`);
+  await put.arrayBuffer();
+  return digest;
+}
+
+/**
+ * Builds a one-layer OCI image in memory and pushes it as `repo:tag`. The layer holds one small
+ * file with `content` (by default a fresh random string, so every call gives a different digest).
+ */
+export async function pushImage(
+  registry: Pick<Registry, 'url' | 'host'>,
+  repo: string,
+  tag: string,
+  content: string = `${repo}:${tag} ${randomUUID()}\n`,
+): Promise<{ digest: string; reference: string }> {
+  const tar = tarOneFile('hello.txt', Buffer.from(content));
+  const layer = gzipSync(tar);
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
+  }));
+  const layerDigest = await pushBlob(registry, repo, layer);
+  const configDigest = await pushBlob(registry, repo, config);
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
+    layers: [{ mediaType: OCI_LAYER_GZIP, digest: layerDigest, size: layer.length }],
+  }));
+  const digest = sha256(manifest);
+
+  const put = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': OCI_MANIFEST }, body: manifest });
+  if (put.status !== 201) throw new Error(`push manifest ${repo}:${tag}: HTTP ${put.status}: ${await put.text()}`);
+  await put.arrayBuffer();
+
+  // The registry must serve back exactly these bytes under this digest.
+  const get = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: OCI_MANIFEST } });
+  const served = Buffer.from(await get.arrayBuffer());
+  const header = get.headers.get('docker-content-digest');
+  if (get.status !== 200 || header !== digest || !served.equals(manifest)) {
+    throw new Error(`manifest ${repo}:${tag}: HTTP ${get.status}, Docker-Content-Digest ${header}, expected ${digest}`);
+  }
+  return { digest, reference: `${registry.host}/${repo}@${digest}` };
+}
+
+let cosignPromise: Promise<string> | undefined;
+
+/** The cosign binary: from KEYHOLD_COSIGN_DIR (set by scripts/test.sh), else built now. */
+export function cosignBin(): Promise<string> {
+  cosignPromise ??= (async () => {
+    const fromEnv = process.env.KEYHOLD_COSIGN_DIR;
+    if (fromEnv) {
+      const bin = join(fromEnv, 'cosign');
+      if (!existsSync(bin)) throw new Error(`KEYHOLD_COSIGN_DIR=${fromEnv} has no cosign; run scripts/cosign-build.sh`);
+      return bin;
+    }
+    // The first build takes minutes: let its progress through to stderr rather than buffering it.
+    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    const code = await new Promise<number | null>((res, rej) => { child.once('error', rej); child.once('exit', res); });
+    if (code !== 0) throw new Error(`scripts/cosign-build.sh failed with exit code ${code}`);
+    return join(out.trim(), 'cosign');
+  })();
+  // A failed build must not poison every later test in this process.
+  cosignPromise.catch(() => { cosignPromise = undefined; });
+  return cosignPromise;
+}
+
+/**
+ * Runs cosign with a throwaway HOME, TUF root and Docker config, so nothing from the machine's
+ * user leaks in and nothing is cached. All outbound HTTP(S) goes to a dead proxy on loopback:
+ * Go never proxies loopback hosts, so the local registry is still reached directly, while any
+ * attempt to reach Sigstore's public services fails at once instead of hanging — the tests prove
+ * that signing and verifying need no network.
+ */
+async function runCosign(args: string[], opts: { password?: string; cwd?: string } = {}): Promise<{ code: number; output: string }> {
+  const bin = await cosignBin();
+  const home = tempDir('keyhold-cosign-home-');
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    DOCKER_CONFIG: join(home, '.docker'),
+    TUF_ROOT: join(home, 'tuf'),
+    SIGSTORE_NO_CACHE: 'true',
+    HTTPS_PROXY: 'http://127.0.0.1:9',
+    HTTP_PROXY: 'http://127.0.0.1:9',
+    NO_PROXY: '',
+    ...(opts.password !== undefined ? { COSIGN_PASSWORD: opts.password } : {}),
+  };
+  try {
+    return await new Promise((res, rej) => {
+      execFile(bin, args, { env, cwd: opts.cwd ?? home, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+        const output = `${stdout}${stderr}`;
+        if (!err) return res({ code: 0, output });
+        // A non-zero exit is an answer; failing to run at all (or a timeout) is not.
+        if (typeof err.code === 'number' && !err.killed) return res({ code: err.code, output });
+        rej(new Error(`cosign ${args[0]}: ${err.message}\n${output}`));
+      });
+    });
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+export interface CosignKey {
+  privateKeyPath: string;
+  publicKeyPath: string;
+  publicKeyPem: string;
+  password: string;
+}
+
+/** `cosign generate-key-pair` in `dir`: cosign.key (encrypted with a random password) and cosign.pub. */
+export async function cosignKeyPair(dir: string): Promise<CosignKey> {
+  mkdirSync(dir, { recursive: true });
+  const privateKeyPath = join(dir, 'cosign.key');
+  const publicKeyPath = join(dir, 'cosign.pub');
+  // cosign would stop and ask before overwriting.
+  if (existsSync(privateKeyPath) || existsSync(publicKeyPath)) throw new Error(`${dir} already holds a cosign key pair`);
+  const password = randomBytes(16).toString('hex');
+  const { code, output } = await runCosign(['generate-key-pair'], { password, cwd: dir });
+  if (code !== 0 || !existsSync(privateKeyPath) || !existsSync(publicKeyPath)) {
+    throw new Error(`cosign generate-key-pair failed (exit ${code}):\n${output}`);
+  }
+  return { privateKeyPath, publicKeyPath, publicKeyPem: readFileSync(publicKeyPath, 'utf8'), password };
+}
+
+/** Signs `reference` (host/repo@sha256:…) with a key, without the transparency log; `annotations` become `optional`. */
+export async function cosignSign(
+  reference: string,
+  key: Pick<CosignKey, 'privateKeyPath' | 'password'>,
+  annotations: Record<string, string> = {},
+): Promise<void> {
+  const args = ['sign', '--key', key.privateKeyPath, '--tlog-upload=false', '--allow-http-registry', '--yes'];
+  for (const [k, v] of Object.entries(annotations)) args.push('-a', `${k}=${v}`);
+  args.push(reference);
+  const { code, output } = await runCosign(args, { password: key.password });
+  if (code !== 0) throw new Error(`cosign sign ${reference} failed (exit ${code}):\n${output}`);
+}
+
+/** `cosign verify` with a public key and no transparency log: an independent second opinion. */
+export async function cosignVerify(reference: string, publicKeyPath: string): Promise<boolean> {
+  const { code } = await runCosign(['verify', '--key', publicKeyPath, '--insecure-ignore-tlog', '--allow-http-registry', reference]);
+  return code === 0;
+}
