@@ -12,3 +12,4 @@ KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-bench.XXXXXX)"
 export KEYHOLD_TEST_TMP
 trap 'rm -rf "$KEYHOLD_TEST_TMP"' EXIT
 node dist/bench/kms.js
+node dist/bench/webhook.js
