@@ -1,7 +1,9 @@
+import { createPublicKey } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError } from '../../errors.js';
+import type { ImagePolicy } from '../../identity/kubernetes/attestation.js';
 import { tokenId } from '../../identity/tokens.js';
 import { Closed, withErrors } from '../schemas.js';
 
@@ -20,6 +22,12 @@ const ConfigView = Closed({
   reviewer_jwt_set: Type.Boolean(), public_keys_pem: Type.Optional(Type.Array(Type.String())),
 });
 const TTL = Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600 });
+const Digest = Type.String({ pattern: '^([a-z0-9./:_-]+@)?sha256:[0-9a-f]{64}$', maxLength: 512 });
+const ImagePolicyBody = Closed({
+  allowed_digests: Type.Optional(Type.Array(Digest, { maxItems: 1024, uniqueItems: true })),
+  trusted_keys_pem: Type.Optional(Type.Array(Pem, { minItems: 1, maxItems: 16 })),
+  insecure_registries: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9.-]+(:[0-9]{1,5})?$', maxLength: 253 }), { maxItems: 16 })),
+});
 const RoleBody = Closed({
   bound_namespaces: Type.Array(Glob, { minItems: 1, maxItems: 64 }),
   bound_service_accounts: Type.Array(Glob, { minItems: 1, maxItems: 64 }),
@@ -28,10 +36,12 @@ const RoleBody = Closed({
   ttl_seconds: Type.Optional(TTL),
   policies: Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }), { minItems: 1, maxItems: 64, uniqueItems: true }),
   require_pod_bound: Type.Optional(Type.Boolean()),
+  image_policy: Type.Optional(ImagePolicyBody),
 });
 const RoleView = Closed({
   name: Type.String(), bound_namespaces: Type.Array(Type.String()), bound_service_accounts: Type.Array(Type.String()), audience: Type.String(),
   max_token_age_seconds: Type.Optional(Type.Integer()), ttl_seconds: Type.Integer(), policies: Type.Array(Type.String()), require_pod_bound: Type.Boolean(),
+  image_policy: Type.Optional(ImagePolicyBody),
 });
 const RoleParams = Closed({ name: Name });
 type RoleParams = Static<typeof RoleParams>;
@@ -45,6 +55,23 @@ const LoginView = Closed({
 });
 
 const CONFIG_PATH = 'sys/auth/kubernetes/config';
+
+function imagePolicyFrom(body: Static<typeof ImagePolicyBody>): ImagePolicy {
+  if (!body.allowed_digests?.length && !body.trusted_keys_pem?.length) throw new KeyholdError('ERR_BAD_REQUEST', 'image_policy needs allowed_digests or trusted_keys_pem');
+  for (const pem of body.trusted_keys_pem ?? []) {
+    try {
+      const key = createPublicKey(pem);
+      if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa') throw new Error('not EC or RSA');
+    } catch {
+      throw new KeyholdError('ERR_BAD_REQUEST', 'trusted_keys_pem holds something that is not an EC or RSA public key in PEM');
+    }
+  }
+  return {
+    ...(body.allowed_digests ? { allowedDigests: body.allowed_digests } : {}),
+    ...(body.trusted_keys_pem ? { trustedKeysPem: body.trusted_keys_pem } : {}),
+    ...(body.insecure_registries ? { insecureRegistries: body.insecure_registries } : {}),
+  };
+}
 const rolePolicyPath = (name: string) => `sys/auth/kubernetes/roles/${name}`;
 
 export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): void {
@@ -79,6 +106,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
       name: req.params.name, boundNamespaces: b.bound_namespaces, boundServiceAccounts: b.bound_service_accounts, audience: b.audience ?? 'keyhold',
       ...(b.max_token_age_seconds ? { maxTokenAgeSeconds: b.max_token_age_seconds } : {}), ttlSeconds: b.ttl_seconds ?? 600, policies: b.policies,
       requirePodBound: b.require_pod_bound ?? true,
+      ...(b.image_policy ? { imagePolicy: imagePolicyFrom(b.image_policy) } : {}),
     });
     return reply.code(204).send();
   });
@@ -91,6 +119,11 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     return {
       name: r.name, bound_namespaces: r.boundNamespaces, bound_service_accounts: r.boundServiceAccounts, audience: r.audience,
       ...(r.maxTokenAgeSeconds ? { max_token_age_seconds: r.maxTokenAgeSeconds } : {}), ttl_seconds: r.ttlSeconds, policies: r.policies, require_pod_bound: r.requirePodBound,
+      ...(r.imagePolicy ? { image_policy: {
+        ...(r.imagePolicy.allowedDigests ? { allowed_digests: r.imagePolicy.allowedDigests } : {}),
+        ...(r.imagePolicy.trustedKeysPem ? { trusted_keys_pem: r.imagePolicy.trustedKeysPem } : {}),
+        ...(r.imagePolicy.insecureRegistries ? { insecure_registries: r.imagePolicy.insecureRegistries } : {}),
+      } } : {}),
     };
   });
 

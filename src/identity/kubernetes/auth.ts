@@ -10,6 +10,7 @@ import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JW
 import type { Barrier } from '../../barrier/barrier.js';
 import { KeyholdError } from '../../errors.js';
 import type { TokenStore } from '../tokens.js';
+import { ImageAttestor } from './attestation.js';
 import { KubernetesCluster } from './cluster.js';
 import { globMatch } from './glob.js';
 import type { KubernetesAuthConfig, KubernetesIdentity, KubernetesRole } from './types.js';
@@ -56,8 +57,14 @@ export class KubernetesAuth {
   #keysFetchedAt = 0;
   #watch: { stop(): void } | undefined;
   #loaded = false;
+  readonly #attestor = new ImageAttestor();
 
   constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
+
+  /** Registry requests made for image signatures (cached verdicts make none). */
+  get registryCalls(): number {
+    return this.#attestor.registryCalls;
+  }
 
   /** API-server calls made so far (the bench reports calls per login). */
   get apiServerCalls(): number {
@@ -194,7 +201,9 @@ export class KubernetesAuth {
     if (!role.boundNamespaces.some((g) => globMatch(g, namespace))) throw denied(`namespace ${namespace} is not bound to role ${role.name}`);
     if (!role.boundServiceAccounts.some((g) => globMatch(g, sa.name as string))) throw denied(`service account ${sa.name} is not bound to role ${role.name}`);
     const pod = claims.pod;
-    if (role.requirePodBound && (typeof pod?.name !== 'string' || typeof pod.uid !== 'string')) throw denied('the role requires a pod-bound token');
+    if ((role.requirePodBound || role.imagePolicy) && (typeof pod?.name !== 'string' || typeof pod.uid !== 'string')) {
+      throw denied(role.imagePolicy ? 'the role has an image policy, which needs a pod-bound token' : 'the role requires a pod-bound token');
+    }
 
     // Live checks: a token outlives what it was issued for; these make it die with it.
     const cluster = this.#cluster as KubernetesCluster;
@@ -213,6 +222,12 @@ export class KubernetesAuth {
 
     const selectors = [`k8s:ns:${namespace}`, `k8s:sa:${namespace}/${sa.name}`, `k8s:sa-uid:${sa.uid}`];
     if (pod?.uid) selectors.push(`k8s:pod:${namespace}/${pod.name}`, `k8s:pod-uid:${pod.uid}`);
+    if (role.imagePolicy && livePod) {
+      // What the pod runs, from the live pod (never from the token): each image pinned and allowed or signed.
+      const attestation = await this.#attestor.attest(livePod, role.imagePolicy);
+      if (!attestation.ok) throw denied(attestation.reason ?? 'image policy not satisfied');
+      for (const image of attestation.images) selectors.push(`k8s:image:${image.host}/${image.repository}@${image.digest}`);
+    }
     const { token, record } = await this.tokens.create({ policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors });
     if (pod?.uid) {
       await this.barrier.putJson(podIndexPath(pod.uid, record.id), { issuedAt: record.createdAt });

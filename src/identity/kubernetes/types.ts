@@ -1,4 +1,6 @@
 /** Kubernetes service-account login: what an operator configures, as stored (inside the barrier). */
+import type { ImagePolicy } from './attestation.js';
+
 export interface KubernetesAuthConfig {
   /** The cluster's service-account issuer (`iss` of its tokens), e.g. https://kubernetes.default.svc. */
   issuer: string;
@@ -27,6 +29,8 @@ export interface KubernetesRole {
   policies: string[];
   /** Require a pod-bound token (TokenRequest with boundObjectRef to a Pod); default true. */
   requirePodBound: boolean;
+  /** What the pod must run: digests allowed or signed by a trusted key (needs a pod-bound token). */
+  imagePolicy?: ImagePolicy;
 }
 
 /** Who logged in, as selectors (shown in audit records). */

@@ -1,0 +1,118 @@
+/**
+ * Image attestation end to end: a real kube-apiserver holds the pods, a real registry on loopback
+ * holds the images and their signatures, and cosign (a third-party signer) makes the signatures.
+ * keyhold reads what each pod runs from the live pod and admits a login only when every image is
+ * pinned and allowed or signed by a key the role trusts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { OCI_MANIFEST, cosignKeyPair, cosignSign, cosignVerify, pushImage, startRegistry, type CosignKey, type Registry } from '../../helpers/registry.js';
+import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+
+describe('image attestation with a real registry and cosign signatures', { timeout: 10 * 60_000 }, () => {
+  let cp: ControlPlane;
+  let core: CoreV1Api;
+  let dev: DevServer;
+  let registry: Registry;
+  let trusted: CosignKey;
+  let untrusted: CosignKey;
+  const refs: Record<string, { digest: string; reference: string }> = {};
+
+  const asRoot = (method: string, path: string, body?: unknown) => call(dev.address, method, path, dev.rootToken, body);
+  const login = (role: string, jwt: string) => call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role, jwt });
+
+  async function podLogin(role: string, name: string, images: { containers: string[]; init?: string[] }) {
+    const pod: V1Pod = await core.createNamespacedPod({ namespace: 'img', body: { metadata: { name }, spec: {
+      serviceAccountName: 'app',
+      containers: images.containers.map((image, i) => ({ name: `c${i}`, image })),
+      ...(images.init ? { initContainers: images.init.map((image, i) => ({ name: `i${i}`, image })) } : {}),
+    } } });
+    const token = await core.createNamespacedServiceAccountToken({ namespace: 'img', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid: pod.metadata?.uid as string } } } });
+    return login(role, token.status?.token as string);
+  }
+
+  before(async () => {
+    cp = await startControlPlane();
+    core = cp.kubeConfig.makeApiClient(CoreV1Api);
+    const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'img' } } });
+    await core.createNamespacedServiceAccount({ namespace: 'img', body: { metadata: { name: 'app' } } });
+    await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'keyhold-reviewer' } } });
+    await rbac.createClusterRole({ body: { metadata: { name: 'keyhold-reviewer' }, rules: [
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] },
+      { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
+    ] } });
+    await rbac.createClusterRoleBinding({ body: { metadata: { name: 'keyhold-reviewer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' }, subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }] } });
+    const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+
+    registry = await startRegistry();
+    const keys = tempDir('keyhold-cosign-');
+    trusted = await cosignKeyPair(keys);
+    untrusted = await cosignKeyPair(tempDir('keyhold-cosign-other-'));
+    for (const name of ['signed', 'signed-init', 'unsigned', 'untrusted', 'allowed', 'other-digest']) refs[name] = await pushImage(registry, 'demo/app', name);
+    await cosignSign((refs.signed as { reference: string }).reference, trusted);
+    await cosignSign((refs['signed-init'] as { reference: string }).reference, trusted);
+    await cosignSign((refs.untrusted as { reference: string }).reference, untrusted);
+    // A valid trusted signature, moved to another image's signature tag: it names the wrong digest.
+    const sigOf = (digest: string) => `${registry.url}/v2/demo/app/manifests/sha256-${digest.slice(7)}.sig`;
+    const moved = Buffer.from(await (await fetch(sigOf((refs.signed as { digest: string }).digest), { headers: { accept: OCI_MANIFEST } })).arrayBuffer());
+    const put = await fetch(sigOf((refs['other-digest'] as { digest: string }).digest), { method: 'PUT', headers: { 'content-type': OCI_MANIFEST }, body: moved });
+    assert.equal(put.status, 201);
+
+    dev = await startDev(tempDir('keyhold-attest-'));
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/policies/img', { rules: [{ path: 'secrets/img/*', capabilities: ['read'] }] })).status, 200);
+    const insecure = [registry.host, '127.0.0.1:1'];
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/signed', { bound_namespaces: ['img'], bound_service_accounts: ['app'], policies: ['img'], image_policy: { trusted_keys_pem: [trusted.publicKeyPem], insecure_registries: insecure } })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/allow', { bound_namespaces: ['img'], bound_service_accounts: ['app'], policies: ['img'], image_policy: { allowed_digests: [(refs.allowed as { digest: string }).digest] } })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/secrets/img/db', { data: { password: 'image-gated' } })).status, 200);
+  });
+
+  after(async () => {
+    await dev?.stop();
+    await registry?.stop();
+    await cp?.stop();
+  });
+
+  it('cosign itself agrees with the fixtures (independent second opinion)', async () => {
+    assert.equal(await cosignVerify((refs.signed as { reference: string }).reference, trusted.publicKeyPath), true);
+    assert.equal(await cosignVerify((refs.untrusted as { reference: string }).reference, trusted.publicKeyPath), false);
+    assert.equal(await cosignVerify((refs.unsigned as { reference: string }).reference, trusted.publicKeyPath), false);
+    assert.equal(await cosignVerify((refs['other-digest'] as { reference: string }).reference, trusted.publicKeyPath), false);
+  });
+
+  it('a pod whose every image is signed by a trusted key logs in; its images are in its selectors', async () => {
+    const r = await podLogin('signed', 'ok-signed', { containers: [(refs.signed as { reference: string }).reference], init: [(refs['signed-init'] as { reference: string }).reference] });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.body.identity.selectors.includes(`k8s:image:${(refs.signed as { reference: string }).reference}`));
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/img/db', r.body.token)).body.data.password, 'image-gated');
+    const allowed = await podLogin('allow', 'ok-allowed', { containers: [(refs.allowed as { reference: string }).reference] });
+    assert.equal(allowed.status, 200, allowed.text);
+  });
+
+  it('refuses what the pod runs, with the reason, and audits it', async () => {
+    const s = (name: string) => (refs[name] as { reference: string }).reference;
+    const cases: Array<{ name: string; role: string; images: { containers: string[]; init?: string[] }; reason: RegExp }> = [
+      { name: 'image by tag only', role: 'signed', images: { containers: [`${registry.host}/demo/app:signed`] }, reason: /not pinned by digest/ },
+      { name: 'digest not allowed', role: 'allow', images: { containers: [s('unsigned')] }, reason: /not in the role's allowlist/ },
+      { name: 'unsigned image', role: 'signed', images: { containers: [s('unsigned')] }, reason: /unsigned/ },
+      { name: 'signed by an untrusted key', role: 'signed', images: { containers: [s('untrusted')] }, reason: /not by a key the role trusts/ },
+      { name: 'signature for another digest', role: 'signed', images: { containers: [s('other-digest')] }, reason: /for another digest/ },
+      { name: 'unsigned init container beside a signed app', role: 'signed', images: { containers: [s('signed')], init: [s('unsigned')] }, reason: /unsigned/ },
+      { name: 'registry down', role: 'signed', images: { containers: [`127.0.0.1:1/demo/app@${(refs.signed as { digest: string }).digest}`] }, reason: /unreachable/ },
+    ];
+    let i = 0;
+    for (const c of cases) {
+      const r = await podLogin(c.role, `bad-${i++}`, c.images);
+      assert.equal(r.status, 403, `${c.name}: ${r.text}`);
+      assert.match(r.body.error.message, c.reason, c.name);
+    }
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const denials = readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { operation: string; outcome?: { status: number }; fields?: Record<string, string> })
+      .filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 403);
+    for (const c of cases) assert.ok(denials.some((e) => c.reason.test(e.fields?.reason ?? '')), `no audit record for "${c.name}"`);
+  });
+});
