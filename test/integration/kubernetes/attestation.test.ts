@@ -109,6 +109,11 @@ describe('image attestation with a real registry and cosign signatures', { timeo
       assert.equal(r.status, 403, `${c.name}: ${r.text}`);
       assert.match(r.body.error.message, c.reason, c.name);
     }
+    // A token not bound to a pod cannot say what runs: a role with an image policy refuses it.
+    const unbound = await core.createNamespacedServiceAccountToken({ namespace: 'img', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 600 } } });
+    const r = await login('signed', unbound.status?.token as string);
+    assert.equal(r.status, 403);
+    assert.match(r.body.error.message, /image policy, which needs a pod-bound token/);
     const { readFileSync } = await import('node:fs');
     const { join } = await import('node:path');
     const denials = readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { operation: string; outcome?: { status: number }; fields?: Record<string, string> })
