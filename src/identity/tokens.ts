@@ -1,5 +1,5 @@
 import { hash, randomBytes } from 'node:crypto';
-import type { Barrier } from '../barrier/barrier.js';
+import type { Barrier, BarrierWrite } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
 
 export const TOKEN_PREFIX = 'khs.';
@@ -43,7 +43,14 @@ export class TokenStore {
 
   constructor(private readonly barrier: Barrier) {}
 
-  async create(input: { policies: string[]; ttlSeconds?: number; displayName?: string; parent?: string; selectors?: string[] }): Promise<{ token: string; record: TokenRecord }> {
+  /**
+   * `alsoWrite(record)` adds records written in the same atomic commit (e.g. a revocation index
+   * that must exist whenever the token does).
+   */
+  async create(
+    input: { policies: string[]; ttlSeconds?: number; displayName?: string; parent?: string; selectors?: string[] },
+    alsoWrite?: (record: TokenRecord) => BarrierWrite[],
+  ): Promise<{ token: string; record: TokenRecord }> {
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const now = Date.now();
     const record: TokenRecord = {
@@ -55,7 +62,12 @@ export class TokenStore {
       ...(input.parent ? { parent: input.parent } : {}),
       ...(input.selectors ? { selectors: [...input.selectors] } : {}),
     };
-    await this.barrier.putJson(tokenPath(record.id), record);
+    if (alsoWrite) {
+      // Fresh random paths: no concurrent writer can have touched them, so the commit cannot lose a race.
+      if (!(await this.barrier.commit([], [{ path: tokenPath(record.id), value: record }, ...alsoWrite(record)]))) throw new KeyholdError('ERR_CONFLICT', 'token commit raced; retry');
+    } else {
+      await this.barrier.putJson(tokenPath(record.id), record);
+    }
     return { token, record };
   }
 

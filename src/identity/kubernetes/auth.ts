@@ -58,6 +58,8 @@ export class KubernetesAuth {
   #watch: { stop(): void } | undefined;
   #loaded = false;
   readonly #attestor = new ImageAttestor();
+  /** Pod uids the watch saw deleted recently: closes the race between a login's pod check and its index write without another GET. */
+  readonly #recentlyDeleted = new Map<string, number>();
 
   constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
 
@@ -87,12 +89,13 @@ export class KubernetesAuth {
 
   #apply(config: KubernetesAuthConfig): void {
     this.#watch?.stop();
+    this.#cluster?.close();
     this.#config = config;
     this.#cluster = new KubernetesCluster(config);
     this.#keys = undefined;
     this.#keysFetchedAt = 0;
     this.#watch = this.#cluster.watchPodDeletions(
-      (uid) => void this.revokePod(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
+      (uid) => void this.#podDeleted(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
       (live) => void this.#revokeMissing(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`)),
       (err) => this.log.warn(`pod watch: ${err.message}`),
     );
@@ -228,14 +231,16 @@ export class KubernetesAuth {
       if (!attestation.ok) throw denied(attestation.reason ?? 'image policy not satisfied');
       for (const image of attestation.images) selectors.push(`k8s:image:${image.host}/${image.repository}@${image.digest}`);
     }
-    const { token, record } = await this.tokens.create({ policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors });
-    if (pod?.uid) {
-      await this.barrier.putJson(podIndexPath(pod.uid, record.id), { issuedAt: record.createdAt });
-      // The pod may have been deleted between the live check and the index write: check once more.
-      if (!(await cluster.pod(namespace, pod.name as string))) {
-        await this.revokePod(pod.uid);
-        throw denied('pod no longer exists');
-      }
+    // The token and its pod index are one atomic write: there is never a pod-bound token the pod's deletion cannot find.
+    const { token, record } = await this.tokens.create(
+      { policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors },
+      (r) => (pod?.uid ? [{ path: podIndexPath(pod.uid, r.id), value: { issuedAt: r.createdAt } }] : []),
+    );
+    // A deletion the watch reported after our pod check but before the index existed would have
+    // found nothing to revoke: check for it now (a later deletion finds the index).
+    if (pod?.uid && this.#recentlyDeleted.has(pod.uid)) {
+      await this.revokePod(pod.uid);
+      throw denied('pod no longer exists');
     }
     return {
       token,
@@ -243,6 +248,13 @@ export class KubernetesAuth {
       policies: record.policies,
       identity: { namespace, serviceAccount: sa.name, serviceAccountUid: sa.uid, ...(pod?.uid ? { podName: pod.name as string, podUid: pod.uid } : {}), selectors },
     };
+  }
+
+  async #podDeleted(uid: string): Promise<void> {
+    const now = Date.now();
+    this.#recentlyDeleted.set(uid, now);
+    for (const [u, at] of this.#recentlyDeleted) if (now - at > 10 * 60_000) this.#recentlyDeleted.delete(u);
+    await this.revokePod(uid);
   }
 
   /** Revokes every token issued to the pod. */
@@ -264,5 +276,6 @@ export class KubernetesAuth {
 
   close(): void {
     this.#watch?.stop();
+    this.#cluster?.close();
   }
 }

@@ -2,7 +2,7 @@
  * What keyhold asks kube-apiserver during a login (and nothing else): the JWKS, one pod, one
  * service account; plus a watch of pods so tokens issued to a pod die with it.
  */
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1ServiceAccount } from '@kubernetes/client-node';
 import { KeyholdError } from '../../errors.js';
 import type { KubernetesAuthConfig } from './types.js';
@@ -10,6 +10,8 @@ import type { KubernetesAuthConfig } from './types.js';
 export class KubernetesCluster {
   readonly #core: CoreV1Api;
   readonly #kubeConfig: KubeConfig;
+  /** Kept-alive connections for the per-login GETs: a TLS handshake per login cost more than the GETs themselves. */
+  readonly #agent: Agent;
   #calls = 0;
 
   constructor(private readonly config: KubernetesAuthConfig) {
@@ -22,6 +24,28 @@ export class KubernetesCluster {
     });
     this.#kubeConfig = kc;
     this.#core = kc.makeApiClient(CoreV1Api);
+    this.#agent = new Agent({ keepAlive: true, maxSockets: 32, ...(config.caPem ? { ca: config.caPem } : {}) });
+  }
+
+  /** GET a JSON object from kube-apiserver; undefined for 404. */
+  #getJson<T>(path: string): Promise<T | undefined> {
+    this.#calls++;
+    const url = new URL(path, this.config.apiServerUrl);
+    return new Promise((resolve, reject) => {
+      const req = request(url, { method: 'GET', agent: this.#agent, headers: { accept: 'application/json', ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}) }, timeout: 5000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { body += d; });
+        res.on('end', () => {
+          if (res.statusCode === 404) return resolve(undefined);
+          if (res.statusCode !== 200) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`));
+          try { resolve(JSON.parse(body) as T); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver sent invalid JSON for ${url.pathname}`)); }
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (err) => reject(err instanceof KeyholdError ? err : new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${err.message}`)));
+      req.end();
+    });
   }
 
   /** API-server calls made (for metrics and the bench: a login costs two, one pod and one service account). */
@@ -51,13 +75,16 @@ export class KubernetesCluster {
 
   /** The pod, or undefined when it does not exist. */
   async pod(namespace: string, name: string): Promise<V1Pod | undefined> {
-    this.#calls++;
-    return this.#core.readNamespacedPod({ namespace, name }).catch((err: unknown) => notFoundIsUndefined(err, 'pod'));
+    return this.#getJson<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`);
   }
 
   async serviceAccount(namespace: string, name: string): Promise<V1ServiceAccount | undefined> {
-    this.#calls++;
-    return this.#core.readNamespacedServiceAccount({ namespace, name }).catch((err: unknown) => notFoundIsUndefined(err, 'service account'));
+    return this.#getJson<V1ServiceAccount>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`);
+  }
+
+  /** Closes kept-alive connections. */
+  close(): void {
+    this.#agent.destroy();
   }
 
   /**
@@ -98,8 +125,3 @@ export class KubernetesCluster {
   }
 }
 
-function notFoundIsUndefined(err: unknown, what: string): undefined {
-  const code = (err as { code?: number }).code;
-  if (code === 404) return undefined;
-  throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver refused to read the ${what}: ${code ?? (err as Error).message}`);
-}
