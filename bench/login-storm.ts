@@ -1,0 +1,145 @@
+/**
+ * Start-up storm: 1,000 pods (real Pod objects in a real kube-apiserver, each with its own
+ * pod-bound TokenRequest token, all running a cosign-signed image) each log in and read 5 secrets,
+ * 32 at a time. keyhold (`keyhold dev`, role with an image policy) against a bare ceiling doing only
+ * JWT verification and one record decryption per secret, alternating rounds. Also: login p99 with
+ * image verification cached, and kube-apiserver calls per login (from the apiserver's own metrics).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { startControlPlane } from '../test/helpers/control-plane.js';
+import { cosignKeyPair, cosignSign, pushImage, startRegistry } from '../test/helpers/registry.js';
+import { call, startDev, tempDir } from '../test/helpers/server.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const PODS = Number(process.env.STORM_PODS ?? 1000);
+const CONCURRENCY = 32;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+
+async function pool<T>(items: T[], width: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await work(items[i] as T, i);
+    }
+  }));
+}
+
+const cp = await startControlPlane();
+const registry = await startRegistry();
+const dev = await startDev(tempDir('keyhold-storm-'));
+let ceiling: ChildProcess | undefined;
+try {
+  const core = cp.kubeConfig.makeApiClient(CoreV1Api);
+  const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+  await core.createNamespace({ body: { metadata: { name: 'storm' } } });
+  await core.createNamespacedServiceAccount({ namespace: 'storm', body: { metadata: { name: 'app' } } });
+  await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'keyhold-reviewer' } } });
+  await rbac.createClusterRole({ body: { metadata: { name: 'keyhold-reviewer' }, rules: [
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] },
+    { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
+  ] } });
+  await rbac.createClusterRoleBinding({ body: { metadata: { name: 'keyhold-reviewer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' }, subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }] } });
+  const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+
+  const key = await cosignKeyPair(tempDir('keyhold-storm-cosign-'));
+  const image = await pushImage(registry, 'storm/app', 'v1');
+  await cosignSign(image.reference, key);
+
+  const asRoot = (method: string, path: string, body?: unknown) => call(dev.address, method, path, dev.rootToken, body);
+  await asRoot('PUT', '/v1/auth/kubernetes/config', { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer });
+  await asRoot('PUT', '/v1/policies/storm', { rules: [{ path: 'secrets/storm/*', capabilities: ['read'] }] });
+  await asRoot('PUT', '/v1/auth/kubernetes/roles/storm', { bound_namespaces: ['storm'], bound_service_accounts: ['app'], policies: ['storm'], image_policy: { trusted_keys_pem: [key.publicKeyPem], insecure_registries: [registry.host] } });
+  for (let i = 0; i < 5; i++) await asRoot('PUT', `/v1/secrets/storm/s${i}`, { data: { value: `v${i}` } });
+
+  process.stderr.write(`storm: creating ${PODS} pods and their tokens\n`);
+  const jwts: string[] = new Array<string>(PODS);
+  await pool(Array.from({ length: PODS }, (_, i) => i), 16, async (i) => {
+    const pod = await core.createNamespacedPod({ namespace: 'storm', body: { metadata: { name: `p-${i}` }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: image.reference }] } } });
+    const token = await core.createNamespacedServiceAccountToken({ namespace: 'storm', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: `p-${i}`, uid: pod.metadata?.uid as string } } } });
+    jwts[i] = token.status?.token as string;
+  });
+
+  const jwks = (await cp.rawGet('/openid/v1/jwks')).body;
+  ceiling = spawn(process.execPath, [resolve(here, 'login-ceiling-server.js'), tempDir('keyhold-storm-ceiling-'), cp.url], { env: { ...process.env, CEILING_JWKS: jwks }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const ceilingUrl = await new Promise<string>((res) => ceiling?.stdout?.on('data', (d: Buffer) => { const m = /listening on (\S+)/.exec(d.toString()); if (m) res(m[1] as string); }));
+
+  const apiserverGets = async () => {
+    const text = (await cp.rawGet('/metrics')).body;
+    let total = 0;
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('apiserver_request_total{')) continue;
+      if (/resource="(pods|serviceaccounts)"/.test(line) && /verb="GET"/.test(line) && /scope="resource"/.test(line)) total += Number(line.split(' ').pop());
+    }
+    return total;
+  };
+
+  const storm = async (target: 'keyhold' | 'ceiling') => {
+    const loginLatencies: number[] = [];
+    let failures = 0;
+    const started = Date.now();
+    await pool(jwts, CONCURRENCY, async (jwt) => {
+      const t = process.hrtime.bigint();
+      const login = target === 'keyhold'
+        ? await call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role: 'storm', jwt })
+        : await call(ceilingUrl, 'POST', '/login', undefined, { jwt });
+      loginLatencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+      if (login.status !== 200) { failures++; return; }
+      for (let s = 0; s < 5; s++) {
+        const r = target === 'keyhold' ? await call(dev.address, 'GET', `/v1/secrets/storm/s${s}`, login.body.token) : await call(ceilingUrl, 'GET', `/secret/s${s}`);
+        if (r.status !== 200) failures++;
+      }
+    });
+    const seconds = (Date.now() - started) / 1000;
+    loginLatencies.sort((a, b) => a - b);
+    return { pods_per_s: PODS / seconds, login_p50_ms: loginLatencies[Math.floor(PODS / 2)] ?? 0, login_p99_ms: loginLatencies[Math.floor(PODS * 0.99)] ?? 0, failures };
+  };
+
+  // Login latency without the storm's queueing: one login at a time, after one login has filled
+  // the image-verdict and JWKS caches ("with image verification cached").
+  const warm = await call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role: 'storm', jwt: jwts[0] });
+  if (warm.status !== 200) throw new Error(`warm-up login: ${warm.status} ${warm.text}`);
+  const sequential: number[] = [];
+  for (const jwt of jwts.slice(1, Math.min(201, PODS))) {
+    const t = process.hrtime.bigint();
+    const r = await call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role: 'storm', jwt });
+    if (r.status !== 200) throw new Error(`sequential login: ${r.status} ${r.text}`);
+    sequential.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  sequential.sort((a, b) => a - b);
+
+  const keyholdRuns = [];
+  const ceilingRuns = [];
+  const getsBefore = await apiserverGets();
+  for (let round = 0; round < ROUNDS; round++) {
+    ceilingRuns.push(await storm('ceiling'));
+    keyholdRuns.push(await storm('keyhold'));
+  }
+  const getsPerLogin = (await apiserverGets() - getsBefore) / (PODS * ROUNDS);
+  const mean = (rs: Array<{ pods_per_s: number }>) => rs.reduce((s, r) => s + r.pods_per_s, 0) / rs.length;
+  const ratio = mean(keyholdRuns) / mean(ceilingRuns);
+  const p99 = Math.max(...keyholdRuns.map((r) => r.login_p99_ms));
+  const result = {
+    pods: PODS, concurrency: CONCURRENCY, rounds: ROUNDS,
+    ceiling_pods_per_s: Number(mean(ceilingRuns).toFixed(1)), keyhold_pods_per_s: Number(mean(keyholdRuns).toFixed(1)), ratio: Number(ratio.toFixed(3)), target_ratio: 0.6,
+    keyhold_login_p50_ms: Number(Math.max(...keyholdRuns.map((r) => r.login_p50_ms)).toFixed(2)), keyhold_login_p99_ms: Number(p99.toFixed(2)), target_login_p99_ms: 20,
+    ceiling_login_p99_ms: Number(Math.max(...ceilingRuns.map((r) => r.login_p99_ms)).toFixed(2)),
+    keyhold_login_one_at_a_time_p50_ms: Number((sequential[Math.floor(sequential.length / 2)] ?? 0).toFixed(2)),
+    keyhold_login_one_at_a_time_p99_ms: Number((sequential[Math.floor(sequential.length * 0.99)] ?? 0).toFixed(2)),
+    apiserver_gets_per_login: Number(getsPerLogin.toFixed(2)),
+    failures: [...keyholdRuns, ...ceilingRuns].reduce((s, r) => s + r.failures, 0),
+    verdict: ratio >= 0.6 && p99 < 20 ? 'meets' : 'MISSES',
+  };
+  mkdirSync('.bench-out', { recursive: true });
+  writeFileSync('.bench-out/login-storm.json', JSON.stringify(result, null, 2));
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  ceiling?.kill('SIGTERM');
+  await dev.stop();
+  await registry.stop();
+  await cp.stop();
+}
