@@ -1,8 +1,28 @@
 import type { FastifyRequest } from 'fastify';
 import type { Runtime } from '../core/runtime.js';
 import { KeyholdError } from '../errors.js';
+import type { TokenRecord } from '../identity/tokens.js';
 import type { CompiledPolicies } from '../policy/evaluate.js';
 import type { Requirement } from './context.js';
+
+const variablesOf = new WeakMap<TokenRecord, Readonly<Record<string, string>> | undefined>();
+
+/** Policy placeholders' values from a token's selectors (`k8s:ns:app` → k8s.namespace=app); computed once per cached token. */
+function identityVariables(token: TokenRecord): Readonly<Record<string, string>> | undefined {
+  if (!token.selectors) return undefined;
+  if (variablesOf.has(token)) return variablesOf.get(token);
+  const variables: Record<string, string> = {};
+  for (const selector of token.selectors) {
+    const [kind, scope, ...rest] = selector.split(':');
+    const value = rest.join(':');
+    if (kind !== 'k8s') continue;
+    if (scope === 'ns') variables['k8s.namespace'] = value;
+    if (scope === 'sa') variables['k8s.service_account'] = value.split('/')[1] ?? '';
+    if (scope === 'pod') variables['k8s.pod_name'] = value.split('/')[1] ?? '';
+  }
+  variablesOf.set(token, variables);
+  return variables;
+}
 
 function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization;
@@ -20,7 +40,7 @@ function bearerToken(request: FastifyRequest): string {
 export function authenticate(request: FastifyRequest, runtime: Runtime): void | Promise<void> {
   const token = bearerToken(request);
   const cached = runtime.tokens.cached(token);
-  const compiled = cached && cached.policies.length > 0 ? runtime.policies.cachedFor(cached.policies) : undefined;
+  const compiled = cached && cached.policies.length > 0 ? runtime.policies.cachedFor(cached.policies, identityVariables(cached)) : undefined;
   if (cached && compiled) {
     request.keyhold.token = cached;
     request.keyhold.policies = compiled;
@@ -30,7 +50,7 @@ export function authenticate(request: FastifyRequest, runtime: Runtime): void | 
     const record = cached ?? (await runtime.tokens.lookup(token));
     request.keyhold.token = record;
     if (record.policies.length === 0) throw new KeyholdError('ERR_PERMISSION_DENIED', 'permission denied: the token has no policies');
-    request.keyhold.policies = await runtime.policies.compiledFor(record.policies);
+    request.keyhold.policies = await runtime.policies.compiledFor(record.policies, identityVariables(record));
   })();
 }
 

@@ -88,12 +88,36 @@ function toSet(mask: number): Set<Capability> {
   return new Set(CAPABILITIES.filter((cap) => (mask & (BIT.get(cap) ?? 0)) !== 0));
 }
 
-/** Precomputes the rules of `policies` (a snapshot: later changes to the objects are not seen). */
-export function compilePolicies(policies: readonly Policy[]): CompiledPolicies {
+const PLACEHOLDER = /\{\{([a-z0-9._]+)\}\}/g;
+
+/**
+ * A rule path with its `{{k8s.namespace}}`-style placeholders filled from `variables`; undefined
+ * when one has no value (the rule then grants nothing to this caller) or the value is not a safe
+ * single segment.
+ */
+export function fillPath(path: string, variables: Readonly<Record<string, string>>): string | undefined {
+  if (!path.includes('{{')) return path;
+  let missing = false;
+  const filled = path.replace(PLACEHOLDER, (_m, name: string) => {
+    const value = variables[name];
+    if (value === undefined || !/^[A-Za-z0-9._-]{1,253}$/.test(value) || value === '.' || value === '..') missing = true;
+    return value ?? '';
+  });
+  return missing ? undefined : filled;
+}
+
+/**
+ * Precomputes the rules of `policies` (a snapshot: later changes to the objects are not seen),
+ * with placeholders filled from the caller's identity `variables`.
+ */
+export function compilePolicies(policies: readonly Policy[], variables: Readonly<Record<string, string>> = {}): CompiledPolicies {
   const root = policies.some((p) => p.name === ROOT_POLICY_NAME);
   const trie = newNode();
   for (const policy of policies) {
-    for (const rule of policy.rules) insert(trie, rule.path, maskOf(rule.capabilities));
+    for (const rule of policy.rules) {
+      const path = fillPath(rule.path, variables);
+      if (path !== undefined) insert(trie, path, maskOf(rule.capabilities));
+    }
   }
   const effectiveMask = (path: string): number => {
     if (root) return ALL_GRANTS;

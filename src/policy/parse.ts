@@ -10,7 +10,10 @@ export const POLICY_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 export const MAX_POLICY_RULES = 256;
 export const MAX_POLICY_PATH_LENGTH = 512;
 
-const PATH_CHARS = /^[A-Za-z0-9._/+*-]+$/;
+const PATH_CHARS = /^[A-Za-z0-9._/+*{}-]+$/;
+/** Identity placeholders a rule path may use as a whole segment, filled from the token's selectors. */
+export const PATH_VARIABLES = ['k8s.namespace', 'k8s.service_account', 'k8s.pod_name'] as const;
+const VARIABLE_SEGMENT = /^\{\{([a-z0-9._]+)\}\}$/;
 const CAPABILITY_SET: ReadonlySet<string> = new Set(CAPABILITIES);
 
 function invalid(message: string): KeyholdError {
@@ -41,6 +44,10 @@ function pathProblem(path: string): string | undefined {
     // '.' and '..' would let a rule name a path that some layer later normalises elsewhere.
     if (segment === '..' || segment === '.') return "must not contain '.' or '..' segments";
     if (segment.includes('+') && segment !== '+') return "'+' must be a whole segment";
+    if (segment.includes('{') || segment.includes('}')) {
+      const variable = VARIABLE_SEGMENT.exec(segment)?.[1];
+      if (!variable || !(PATH_VARIABLES as readonly string[]).includes(variable)) return `placeholders must be a whole segment, one of ${PATH_VARIABLES.map((v) => `{{${v}}}`).join(', ')}`;
+    }
   }
   return undefined;
 }

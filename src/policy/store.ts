@@ -4,6 +4,14 @@ import { compilePolicies, ROOT_POLICY_NAME, type CompiledPolicies } from './eval
 import { parsePolicy } from './parse.js';
 import type { Policy } from './types.js';
 
+const MAX_COMPILED = 10_000;
+
+function cacheKeyOf(names: readonly string[], variables?: Readonly<Record<string, string>>): string {
+  const key = names.join('\n');
+  if (!variables) return key;
+  return `${key}\0${Object.keys(variables).sort().map((k) => `${k}=${variables[k]}`).join('\n')}`;
+}
+
 function policyPath(name: string): string {
   return `sys/policies/${name}`;
 }
@@ -41,13 +49,16 @@ export class PolicyStore {
   }
 
   /** The compiled set if it is cached: the common case, without an await. */
-  cachedFor(names: readonly string[]): CompiledPolicies | undefined {
-    return this.compiled.get(names.join('\n'));
+  cachedFor(names: readonly string[], variables?: Readonly<Record<string, string>>): CompiledPolicies | undefined {
+    return this.compiled.get(cacheKeyOf(names, variables));
   }
 
-  /** The compiled set for a token's policy names; names that no longer exist grant nothing. */
-  async compiledFor(names: readonly string[]): Promise<CompiledPolicies> {
-    const cacheKey = names.join('\n');
+  /**
+   * The compiled set for a token's policy names (and identity variables, for placeholder rules);
+   * names that no longer exist grant nothing.
+   */
+  async compiledFor(names: readonly string[], variables?: Readonly<Record<string, string>>): Promise<CompiledPolicies> {
+    const cacheKey = cacheKeyOf(names, variables);
     const cached = this.compiled.get(cacheKey);
     if (cached) return cached;
     const policies: Policy[] = [];
@@ -58,7 +69,9 @@ export class PolicyStore {
         if (policy) policies.push(policy);
       }
     }
-    const compiled = compilePolicies(policies);
+    const compiled = compilePolicies(policies, variables);
+    // Identity variables make one entry per workload: bound the cache.
+    if (this.compiled.size >= MAX_COMPILED) this.compiled.clear();
     this.compiled.set(cacheKey, compiled);
     return compiled;
   }

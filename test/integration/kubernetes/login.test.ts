@@ -141,6 +141,20 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.ok(read?.actor?.selectors?.includes('k8s:sa:app/app'), 'requests made with the token carry its selectors');
   });
 
+  it('identity selectors are usable in policies: {{k8s.namespace}} grants exactly the pod\'s own namespace', async () => {
+    assert.equal((await asRoot('PUT', '/v1/policies/own-ns', { rules: [{ path: 'secrets/{{k8s.namespace}}/*', capabilities: ['read'] }] })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/own-ns', { bound_namespaces: ['*'], bound_service_accounts: ['app'], policies: ['own-ns'] })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/secrets/other/db', { data: { password: 'other-ns-secret' } })).status, 200);
+    const fromApp = await login('own-ns', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+    const fromOther = await login('own-ns', await podToken(pods['other/web'], { namespace: 'other', name: 'app' }));
+    assert.equal(fromApp.status, 200, fromApp.text);
+    assert.equal(fromOther.status, 200, fromOther.text);
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', fromApp.body.token)).status, 200);
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/other/db', fromApp.body.token)).status, 403);
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/other/db', fromOther.body.token)).body.data.password, 'other-ns-secret');
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', fromOther.body.token)).status, 403);
+  });
+
   it('deleting the pod revokes the keyhold token it got, and its JWT no longer logs in', async () => {
     const jwt = await podToken(pods['app/web2'], { namespace: 'app', name: 'app' });
     const r = await login('app', jwt);
@@ -214,7 +228,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     const denials = auditRecords().filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 403);
     for (const c of cases) assert.ok(denials.some((e) => c.reason.test(e.fields?.reason ?? '')), `no audit record for "${c.name}"`);
     // Nothing was issued for any of them.
-    assert.equal(auditRecords().filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 200).length, 2);
+    assert.equal(auditRecords().filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 200).length, 4);
   });
 
   it('keyhold agent (init) renders the role\'s secrets with the pod\'s token into files, atomically and with their modes', async () => {
