@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyholdApiError, KeyholdClient } from '../client/client.js';
-import { envReference, parseSecretRef, renderSecret, type SecretRef } from './secret-ref.js';
+import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs, type SecretRef } from './secret-ref.js';
 
 export interface AgentLogin {
   address: string;
@@ -18,9 +18,11 @@ export interface AgentLogin {
   jwtFile: string;
 }
 
+/** One file: a secret reference (one field, or the whole secret as JSON), or a template. */
 export interface FileSecret {
   name: string;
-  ref: SecretRef;
+  ref?: SecretRef;
+  template?: string;
   mode: number;
 }
 
@@ -73,10 +75,30 @@ export function writeAtomically(dir: string, name: string, content: string, mode
   renameSync(temp, target);
 }
 
-/** Renders every secret into dir; returns the names whose content changed. */
+async function renderOne(client: KeyholdClient, file: FileSecret): Promise<string> {
+  if (file.ref) return fetchRendered(client, file.ref);
+  const template = file.template ?? '';
+  const paths = [...new Set(templateRefs(template).map((r) => r.path))];
+  const secrets = new Map<string, Record<string, unknown>>();
+  await Promise.all(paths.map(async (path) => {
+    try {
+      secrets.set(path, (await client.getSecret(path)).data);
+    } catch (err) {
+      if (err instanceof KeyholdApiError) throw new AgentError(`${file.name}: reading ${path}: ${err.code}: ${err.message}`);
+      throw err;
+    }
+  }));
+  try {
+    return renderTemplate(template, secrets);
+  } catch (err) {
+    throw new AgentError(`${file.name}: ${(err as Error).message}`);
+  }
+}
+
+/** Renders every file into dir; returns the names whose content changed. */
 export async function renderFiles(client: KeyholdClient, dir: string, secrets: FileSecret[], previous = new Map<string, string>()): Promise<string[]> {
   mkdirSync(dir, { recursive: true, mode: 0o750 });
-  const rendered = await Promise.all(secrets.map(async (s) => [s, await fetchRendered(client, s.ref)] as const));
+  const rendered = await Promise.all(secrets.map(async (s) => [s, await renderOne(client, s)] as const));
   const changed: string[] = [];
   for (const [secret, content] of rendered) {
     if (previous.get(secret.name) === content) continue;

@@ -36,3 +36,27 @@ export function renderSecret(data: Record<string, unknown>, ref: SecretRef): str
   const value = data[ref.field];
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
+
+/** `{{ <path>#<field> }}` placeholders of a file template. */
+const TEMPLATE_PLACEHOLDER = /\{\{\s*([^{}\s]+)\s*\}\}/g;
+
+/** The secret references a template uses (each must name a field). */
+export function templateRefs(template: string): SecretRef[] {
+  const refs: SecretRef[] = [];
+  for (const match of template.matchAll(TEMPLATE_PLACEHOLDER)) {
+    const ref = parseSecretRef(match[1] as string);
+    if (ref.field === undefined) throw new Error(`template placeholder {{ ${match[1]} }} needs a #field`);
+    refs.push(ref);
+  }
+  return refs;
+}
+
+/** Fills a template from secrets already read (path → data). */
+export function renderTemplate(template: string, secrets: ReadonlyMap<string, Record<string, unknown>>): string {
+  return template.replace(TEMPLATE_PLACEHOLDER, (_m, text: string) => {
+    const ref = parseSecretRef(text);
+    const data = secrets.get(ref.path);
+    if (!data) throw new Error(`template: secret ${ref.path} was not read`);
+    return renderSecret(data, ref);
+  });
+}

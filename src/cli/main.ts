@@ -122,6 +122,7 @@ const agentFlags = (command: Command): Command => command
   .option('--jwt-file <file>', 'projected service-account token', '/var/run/secrets/keyhold/token');
 const agent = agentFlags(program.command('agent').description('in-pod agent: log in with the pod\'s service-account token and render secrets into files').enablePositionalOptions())
   .option('--secret <spec...>', 'NAME=PATH[#FIELD][:MODE], repeatable', [])
+  .option('--template <spec...>', 'NAME=<base64 template with {{ path#field }} placeholders>[:MODE], repeatable', [])
   .option('--dest <dir>', 'directory for the files (an in-memory volume)', '/keyhold/secrets')
   .option('--mode <octal>', 'default file mode', '0400')
   .option('--refresh <seconds>', 'sidecar: keep refreshing every N seconds (±10% jitter)')

@@ -1,7 +1,7 @@
 /** `keyhold agent` and `keyhold agent exec`: thin wiring of src/agent/ (client library only). */
 import { execFile } from 'node:child_process';
 import { AgentError, login, renderFiles, resolveEnv, runChild, type FileSecret } from '../../agent/agent.js';
-import { parseSecretRef } from '../../agent/secret-ref.js';
+import { parseSecretRef, templateRefs } from '../../agent/secret-ref.js';
 
 export interface AgentFlags {
   addr?: string;
@@ -37,9 +37,23 @@ function fileSecret(spec: string, defaultMode: number): FileSecret {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function runAgent(flags: AgentFlags & { secret: string[]; dest: string; mode: string; refresh?: string; onChange?: string }): Promise<void> {
-  const secrets = flags.secret.map((s) => fileSecret(s, parseInt(flags.mode, 8)));
-  if (secrets.length === 0) throw new AgentError('nothing to render: give at least one --secret NAME=PATH[#FIELD]');
+/** `name=<base64 template>` with an optional `:0440`-style mode suffix. */
+function fileTemplate(spec: string, defaultMode: number): FileSecret {
+  const match = /^([A-Za-z0-9][A-Za-z0-9._-]{0,127})=([A-Za-z0-9+/=]+)(?::(0?[0-7]{3}))?$/.exec(spec);
+  if (!match) throw new AgentError('--template must be NAME=<base64 of the template>[:MODE]');
+  const template = Buffer.from(match[2] as string, 'base64').toString('utf8');
+  try {
+    templateRefs(template);
+  } catch (err) {
+    throw new AgentError(`--template ${match[1]}: ${(err as Error).message}`);
+  }
+  return { name: match[1] as string, template, mode: match[3] ? parseInt(match[3], 8) : defaultMode };
+}
+
+export async function runAgent(flags: AgentFlags & { secret: string[]; template: string[]; dest: string; mode: string; refresh?: string; onChange?: string }): Promise<void> {
+  const mode = parseInt(flags.mode, 8);
+  const secrets = [...flags.secret.map((s) => fileSecret(s, mode)), ...flags.template.map((t) => fileTemplate(t, mode))];
+  if (secrets.length === 0) throw new AgentError('nothing to render: give at least one --secret NAME=PATH[#FIELD] or --template NAME=<base64>');
   const session = { address: address(flags), role: flags.role, jwtFile: flags.jwtFile };
   const previous = new Map<string, string>();
   let client = await login(session);

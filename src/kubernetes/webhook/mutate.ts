@@ -47,7 +47,10 @@ const RESOURCES: V1Container['resources'] = { requests: { cpu: '5m', memory: '48
 
 function agentContainer(name: string, plan: InjectionPlan, options: InjectorOptions, sidecar: boolean): V1Container {
   const command = ['keyhold', 'agent', '--role', plan.role, '--jwt-file', `${TOKEN_DIR}/token`, '--dest', SECRETS_DIR];
-  for (const f of plan.files) command.push('--secret', `${f.name}=${f.ref}:${f.mode}`);
+  for (const f of plan.files) {
+    if (f.template !== undefined) command.push('--template', `${f.name}=${Buffer.from(f.template).toString('base64')}:${f.mode}`);
+    else command.push('--secret', `${f.name}=${f.ref}:${f.mode}`);
+  }
   if (sidecar) command.push('--refresh', String(options.refreshSeconds ?? 300));
   return {
     name,

@@ -4,6 +4,7 @@
  *   keyhold.io/inject: "true"                    opt in
  *   keyhold.io/role: payments                    Kubernetes login role
  *   keyhold.io/secret-<file>: <path>[#field]     one file per secret in /keyhold/secrets
+ *   keyhold.io/template-<file>: "user={{ app/db#user }}"   a file rendered from a template
  *   keyhold.io/mode-<file>: "0440"               file mode (default keyhold.io/mode, else 0400)
  *   keyhold.io/containers: "api,worker"          which containers mount the files (default all)
  *   keyhold.io/refresh: "true"                   native sidecar that keeps files fresh
@@ -18,7 +19,10 @@ export const ENV_REFERENCE = 'keyhold:';
 
 export interface SecretFile {
   name: string;
-  ref: string;
+  /** `<path>[#field]`, or undefined for a template file. */
+  ref?: string;
+  /** Template text with `{{ <path>#<field> }}` placeholders. */
+  template?: string;
   mode: string;
 }
 
@@ -53,9 +57,22 @@ export function planFor(pod: V1Pod): InjectionPlan | undefined {
 
   const files: SecretFile[] = [];
   for (const [key, value] of Object.entries(annotations)) {
-    if (key.startsWith(`${PREFIX}template-`)) throw new PlanError(`${key}: templates are not supported yet; use keyhold.io/secret-<file>: <path>#<field> per value`);
-    if (!key.startsWith(`${PREFIX}secret-`)) continue;
-    const name = key.slice(`${PREFIX}secret-`.length);
+    const isTemplate = key.startsWith(`${PREFIX}template-`);
+    if (!isTemplate && !key.startsWith(`${PREFIX}secret-`)) continue;
+    const name = key.slice((isTemplate ? `${PREFIX}template-` : `${PREFIX}secret-`).length);
+    if (isTemplate) {
+      if (!FILE_NAME.test(name)) throw new PlanError(`${key}: the file name after "template-" must be [A-Za-z0-9._-] (up to 63), not starting with a dot`);
+      if (annotations[`${PREFIX}secret-${name}`] !== undefined) throw new PlanError(`${key}: file ${name} is also a keyhold.io/secret-${name}; a file is one or the other`);
+      const placeholders = [...value.matchAll(/\{\{\s*([^{}\s]+)\s*\}\}/g)].map((m) => m[1] as string);
+      if (placeholders.length === 0) throw new PlanError(`${key}: the template has no {{ <path>#<field> }} placeholder`);
+      const bad = placeholders.find((p) => !SECRET_REF.test(p) || !p.includes('#') || p.split(/[/#]/).some((s) => s === '.' || s === '..'));
+      if (bad) throw new PlanError(`${key}: {{ ${bad} }} is not <path>#<field>`);
+      if (Buffer.byteLength(value) > 16 * 1024) throw new PlanError(`${key}: templates are limited to 16 KiB`);
+      const mode = annotations[`${PREFIX}mode-${name}`] ?? defaultMode;
+      if (!MODE.test(mode)) throw new PlanError(`keyhold.io/mode-${name} must be an octal file mode like 0440, got ${JSON.stringify(mode)}`);
+      files.push({ name, template: value, mode: mode.padStart(4, '0') });
+      continue;
+    }
     if (!FILE_NAME.test(name)) throw new PlanError(`${key}: the file name after "secret-" must be [A-Za-z0-9._-] (up to 63), not starting with a dot`);
     if (!SECRET_REF.test(value) || value.split(/[/#]/).some((s) => s === '.' || s === '..')) throw new PlanError(`${key}: ${JSON.stringify(value)} is not <path>[#field]`);
     const mode = annotations[`${PREFIX}mode-${name}`] ?? defaultMode;
@@ -95,7 +112,7 @@ export function planFor(pod: V1Pod): InjectionPlan | undefined {
     envContainers.push({ name: container.name, command: [...command, ...(container.args ?? [])] });
   }
   if (files.length === 0 && envContainers.length === 0) {
-    throw new PlanError('keyhold.io/inject is "true" but the pod asks for nothing: add keyhold.io/secret-<file>: <path>[#field] annotations or keyhold:<path>#<field> env values');
+    throw new PlanError('keyhold.io/inject is "true" but the pod asks for nothing: add keyhold.io/secret-<file>: <path>[#field] or keyhold.io/template-<file> annotations, or keyhold:<path>#<field> env values');
   }
   return { role, files, ...(containers ? { containers } : {}), refresh: annotations[`${PREFIX}refresh`] === 'true', envContainers };
 }

@@ -238,7 +238,9 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
     const out = join(dir, 'secrets');
     await exec(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--dest', out,
-      '--secret', 'password=app/db#password', '--secret', 'db.json=app/db:0440']);
+      '--secret', 'password=app/db#password', '--secret', 'db.json=app/db:0440',
+      '--template', `db.env=${Buffer.from('DB_PASSWORD={{ app/db#password }}\n').toString('base64')}:0400`]);
+    assert.equal(readFileSync(join(out, 'db.env'), 'utf8'), 'DB_PASSWORD=pod-secret-1\n');
     assert.equal(readFileSync(join(out, 'password'), 'utf8'), 'pod-secret-1');
     assert.equal(statSync(join(out, 'password')).mode & 0o777, 0o400);
     assert.deepEqual(JSON.parse(readFileSync(join(out, 'db.json'), 'utf8')), { password: 'pod-secret-1' });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { writeAtomically } from '../../../src/agent/agent.js';
-import { envReference, parseSecretRef, renderSecret } from '../../../src/agent/secret-ref.js';
+import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs } from '../../../src/agent/secret-ref.js';
 
 it('secret references: path and optional field; traversal and junk refused', () => {
   assert.deepEqual(parseSecretRef('app/db#password'), { path: 'app/db', field: 'password' });
@@ -34,4 +34,13 @@ it('writeAtomically: final content and mode, no temp files left, unsafe names re
   assert.equal(statSync(join(dir, 'secret')).mode & 0o777, 0o440);
   assert.deepEqual(readdirSync(dir), ['secret']);
   for (const bad of ['../x', '.hidden', 'a/b', '']) assert.throws(() => writeAtomically(dir, bad, "x", 0o400), Error, bad);
+});
+
+it('templates: placeholders name path#field; rendering fills them; a missing field is an error', () => {
+  const t = 'host=db\nuser={{ app/db#user }}\npass={{app/db#password}}\nkey={{ app/api#key }}\n';
+  assert.deepEqual(templateRefs(t).map((r) => `${r.path}#${r.field}`), ['app/db#user', 'app/db#password', 'app/api#key']);
+  const secrets = new Map<string, Record<string, unknown>>([['app/db', { user: 'u', password: 'p' }], ['app/api', { key: 'k' }]]);
+  assert.equal(renderTemplate(t, secrets), 'host=db\nuser=u\npass=p\nkey=k\n');
+  assert.throws(() => templateRefs('{{ app/db }}'), /needs a #field/);
+  assert.throws(() => renderTemplate('{{ app/db#nope }}', secrets), /no field nope/);
 });

@@ -60,6 +60,15 @@ describe('webhook mutation', () => {
     assert.equal(out.spec.containers[1].volumeMounts, undefined);
   });
 
+  it('templates: passed to the agent as base64, with their mode', () => {
+    const template = 'user={{ pay/db#user }}\npass={{ pay/db#password }}\n';
+    const p = pod({ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-db.env': template, 'keyhold.io/mode-db.env': '0440' });
+    const out = applyPatch(p, (mutate(p, 'apps', OPTIONS) as { patch: JsonPatchOp[] }).patch);
+    const command: string[] = out.spec.initContainers[0].command;
+    const arg = command[command.indexOf('--template') + 1] as string;
+    assert.equal(arg, `db.env=${Buffer.from(template).toString('base64')}:0440`);
+  });
+
   it('refresh: a native sidecar (init container with restartPolicy Always) after the init agent', () => {
     const p = pod({ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/refresh': 'true' });
     const out = applyPatch(p, (mutate(p, 'apps', OPTIONS) as { patch: JsonPatchOp[] }).patch);
@@ -99,7 +108,10 @@ describe('webhook mutation', () => {
       [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/../b' }, /not <path>/],
       [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/mode-a': '999' }, /octal/],
       [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/containers': 'nope' }, /does not have: nope/],
-      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/template-a': '{{x}}' }, /templates are not supported yet/],
+      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/template-a': '{{ pay/a#x }}' }, /one or the other/],
+      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'no placeholders' }, /no \{\{/],
+      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'x={{ pay/a }}' }, /is not <path>#<field>/],
+      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'x={{ ../a#b }}' }, /is not <path>#<field>/],
     ];
     for (const [annotations, reason] of cases) {
       const m = mutate(pod(annotations), 'apps', OPTIONS);
