@@ -11,5 +11,8 @@ export KEYHOLD_K8S_DIR
 KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-bench.XXXXXX)"
 export KEYHOLD_TEST_TMP
 trap 'rm -rf "$KEYHOLD_TEST_TMP"' EXIT
+KEYHOLD_COSIGN_DIR="${KEYHOLD_COSIGN_DIR:-$(bash scripts/cosign-build.sh)}"
+export KEYHOLD_COSIGN_DIR
 node dist/bench/kms.js
 node dist/bench/webhook.js
+node dist/bench/login-storm.js
