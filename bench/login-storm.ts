@@ -9,8 +9,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { startControlPlane } from '../test/helpers/control-plane.js';
+import { configureKubernetesLogin } from '../test/helpers/kubernetes-login.js';
 import { cosignKeyPair, cosignSign, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { call, startDev, tempDir } from '../test/helpers/server.js';
 
@@ -35,23 +36,15 @@ const dev = await startDev(tempDir('keyhold-storm-'));
 let ceiling: ChildProcess | undefined;
 try {
   const core = cp.kubeConfig.makeApiClient(CoreV1Api);
-  const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
   await core.createNamespace({ body: { metadata: { name: 'storm' } } });
   await core.createNamespacedServiceAccount({ namespace: 'storm', body: { metadata: { name: 'app' } } });
-  await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'keyhold-reviewer' } } });
-  await rbac.createClusterRole({ body: { metadata: { name: 'keyhold-reviewer' }, rules: [
-    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] },
-    { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
-  ] } });
-  await rbac.createClusterRoleBinding({ body: { metadata: { name: 'keyhold-reviewer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' }, subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }] } });
-  const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
 
   const key = await cosignKeyPair(tempDir('keyhold-storm-cosign-'));
   const image = await pushImage(registry, 'storm/app', 'v1');
   await cosignSign(image.reference, key);
 
   const asRoot = (method: string, path: string, body?: unknown) => call(dev.address, method, path, dev.rootToken, body);
-  await asRoot('PUT', '/v1/auth/kubernetes/config', { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer });
+  await configureKubernetesLogin(cp, dev);
   await asRoot('PUT', '/v1/policies/storm', { rules: [{ path: 'secrets/storm/*', capabilities: ['read'] }] });
   await asRoot('PUT', '/v1/auth/kubernetes/roles/storm', { bound_namespaces: ['storm'], bound_service_accounts: ['app'], policies: ['storm'], image_policy: { trusted_keys_pem: [key.publicKeyPem], insecure_registries: [registry.host] } });
   for (let i = 0; i < 5; i++) await asRoot('PUT', `/v1/secrets/storm/s${i}`, { data: { value: `v${i}` } });

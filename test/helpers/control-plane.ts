@@ -2,11 +2,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
+import { exited, freePorts, killOnExit, sleep, tail } from './processes.js';
 import { tempDir } from './server.js';
 
 /**
@@ -78,41 +78,6 @@ export function k8sBinDir(): Promise<string> {
   return binDirPromise;
 }
 
-// Children still running when the test process ends (a failed assertion before stop(), a runner
-// timeout) would hold ports and temp dirs forever: kill them on the way out.
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function killAll(): void {
-  for (const child of live) child.kill('SIGKILL');
-}
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      killAll();
-      // Keep the default (terminate) unless someone else handles the signal.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    });
-  }
-}
-
-/** Free loopback ports, all held open together so that no two are the same. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(0, '127.0.0.1', res); });
-    }
-    return servers.map((s) => (s.address() as AddressInfo).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
-  }
-}
-
 function ecKeyPem(): string {
   return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
 }
@@ -133,13 +98,6 @@ export async function makePki(dir: string): Promise<{ caPem: string; certFile: s
   return { caPem: readFileSync(caCrt, 'utf8'), certFile, keyFile };
 }
 
-function tail(file: string, lines = 60): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
 
 /** Starts a binary with stdout+stderr appended to `log`; rejects if it cannot be spawned at all. */
 async function startProcess(bin: string, args: string[], log: string): Promise<ChildProcess> {
@@ -148,17 +106,13 @@ async function startProcess(bin: string, args: string[], log: string): Promise<C
   try {
     const child = spawn(bin, args, { stdio: ['ignore', fd, fd] });
     await new Promise<void>((res, rej) => { child.once('spawn', res); child.once('error', rej); });
-    live.add(child);
-    child.once('exit', () => live.delete(child));
+    killOnExit(child);
     return child;
   } finally {
     closeSync(fd); // the child has its own copy
   }
 }
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
 
 /** SIGTERM, then SIGKILL if it has not gone after `graceMs`. */
 async function stopProcess(child: ChildProcess | undefined, graceMs = 5_000): Promise<void> {
@@ -177,7 +131,6 @@ async function stopProcess(child: ChildProcess | undefined, graceMs = 5_000): Pr
   }
 }
 
-const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 /** Polls `probe` until it returns true; fails early if `child` exits, and with `describe()` on timeout. */
 async function waitFor(what: string, child: ChildProcess, timeoutMs: number, probe: () => Promise<boolean>, describe: () => string): Promise<void> {
@@ -191,7 +144,6 @@ async function waitFor(what: string, child: ChildProcess, timeoutMs: number, pro
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
-  installExitHook();
   const bin = await k8sBinDir();
   const dir = opts.dir ?? tempDir('keyhold-k8s-');
   mkdirSync(dir, { recursive: true });

@@ -1,10 +1,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { exited, freePorts, killOnExit, sleep, tail } from './processes.js';
 import { tempDir } from './server.js';
 
 /**
@@ -31,54 +31,11 @@ export interface Registry {
   stop(): Promise<void>;
 }
 
-// Registries still running when the test process ends (a failed assertion before stop(), a runner
-// timeout) would hold ports and temp dirs forever: kill them on the way out.
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function killAll(): void {
-  for (const child of live) child.kill('SIGKILL');
-}
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      killAll();
-      // Keep the default (terminate) unless someone else handles the signal.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    });
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(0, '127.0.0.1', res); });
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((res) => server.close(res));
-  return port;
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function tail(file: string, lines = 40): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
-
 /** Starts docker-registry with its own minimal config (never Debian's: that one wants :5000 and htpasswd). */
 export async function startRegistry(): Promise<Registry> {
   if (!existsSync(REGISTRY_BIN)) throw new Error(`${REGISTRY_BIN} is missing; run scripts/setup.sh (Debian package docker-registry)`);
-  installExitHook();
   const dir = tempDir('keyhold-registry-');
-  const port = await freePort();
+  const [port] = (await freePorts(1)) as [number];
   const host = `127.0.0.1:${port}`;
   const url = `http://${host}`;
   const config = join(dir, 'config.yml');
@@ -99,8 +56,7 @@ export async function startRegistry(): Promise<Registry> {
   } finally {
     closeSync(fd); // the child has its own copy
   }
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  killOnExit(child);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {

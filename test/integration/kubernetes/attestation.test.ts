@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { configureKubernetesLogin } from '../../helpers/kubernetes-login.js';
 import { OCI_MANIFEST, cosignKeyPair, cosignSign, cosignVerify, pushImage, startRegistry, type CosignKey, type Registry } from '../../helpers/registry.js';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
@@ -36,16 +37,8 @@ describe('image attestation with a real registry and cosign signatures', { timeo
   before(async () => {
     cp = await startControlPlane();
     core = cp.kubeConfig.makeApiClient(CoreV1Api);
-    const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
     await core.createNamespace({ body: { metadata: { name: 'img' } } });
     await core.createNamespacedServiceAccount({ namespace: 'img', body: { metadata: { name: 'app' } } });
-    await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'keyhold-reviewer' } } });
-    await rbac.createClusterRole({ body: { metadata: { name: 'keyhold-reviewer' }, rules: [
-      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] },
-      { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
-    ] } });
-    await rbac.createClusterRoleBinding({ body: { metadata: { name: 'keyhold-reviewer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' }, subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }] } });
-    const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
 
     registry = await startRegistry();
     const keys = tempDir('keyhold-cosign-');
@@ -62,7 +55,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
     assert.equal(put.status, 201);
 
     dev = await startDev(tempDir('keyhold-attest-'));
-    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer })).status, 204);
+    await configureKubernetesLogin(cp, dev);
     assert.equal((await asRoot('PUT', '/v1/policies/img', { rules: [{ path: 'secrets/img/*', capabilities: ['read'] }] })).status, 200);
     const insecure = [registry.host, '127.0.0.1:1'];
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/signed', { bound_namespaces: ['img'], bound_service_accounts: ['app'], policies: ['img'], image_policy: { trusted_keys_pem: [trusted.publicKeyPem], insecure_registries: insecure } })).status, 204);

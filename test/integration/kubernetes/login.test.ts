@@ -10,9 +10,10 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SignJWT } from 'jose';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { configureKubernetesLogin } from '../../helpers/kubernetes-login.js';
 import { CLI, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
 const exec = promisify(execFile);
@@ -71,26 +72,10 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
   before(async () => {
     cp = await startControlPlane();
     core = cp.kubeConfig.makeApiClient(CoreV1Api);
-    const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
     for (const ns of ['app', 'other']) await core.createNamespace({ body: { metadata: { name: ns } } });
-    for (const [ns, sa] of [['app', 'app'], ['app', 'other-sa'], ['other', 'app'], ['app', 'recreated'], ['kube-system', 'keyhold-reviewer']] as const) {
+    for (const [ns, sa] of [['app', 'app'], ['app', 'other-sa'], ['other', 'app'], ['app', 'recreated']] as const) {
       await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: sa } } });
     }
-    // Least privilege for keyhold: read pods and service accounts, watch pods, read the issuer's keys.
-    await rbac.createClusterRole({ body: {
-      metadata: { name: 'keyhold-reviewer' },
-      rules: [
-        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
-        { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] },
-        { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
-      ],
-    } });
-    await rbac.createClusterRoleBinding({ body: {
-      metadata: { name: 'keyhold-reviewer' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' },
-      subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }],
-    } });
-    const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
     jwksKid = (JSON.parse((await cp.rawGet('/openid/v1/jwks')).body) as { keys: Array<{ kid: string }> }).keys[0]?.kid as string;
 
     await makePod('app', 'web', 'app');
@@ -101,7 +86,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
 
     dev = await startDev(tempDir('keyhold-k8s-login-'));
     root = dev.rootToken;
-    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer })).status, 204);
+    await configureKubernetesLogin(cp, dev);
     assert.equal((await asRoot('PUT', '/v1/policies/app-read', { rules: [{ path: 'secrets/app/*', capabilities: ['read'] }] })).status, 200);
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/app', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], ttl_seconds: 600 })).status, 204);
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/young', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], max_token_age_seconds: 60 })).status, 204);

@@ -12,6 +12,7 @@ import { caBundlePublisher } from '../../../src/kubernetes/webhook/registration.
 import { serveWebhook } from '../../../src/kubernetes/webhook/server.js';
 import { makeAuthority, selfManagedTls } from '../../../src/kubernetes/webhook/tls.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { freePorts } from '../../helpers/processes.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };
 
@@ -44,10 +45,7 @@ describe('self-managed webhook TLS with a real kube-apiserver', { timeout: 10 * 
     await core.createNamespacedServiceAccount({ namespace: 'rot', body: { metadata: { name: 'app' } } });
     // The port must be known for the registration URL: take a free one, then register with an unrelated CA.
     const placeholder = await makeAuthority(3600_000, 'placeholder');
-    const probe = (await import('node:net')).createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise((r) => probe.close(r));
+    const [port] = (await freePorts(1)) as [number];
     const url = `https://127.0.0.1:${port}`;
     const config = webhookConfiguration({ namespace: 'keyhold', url, caBundlePem: placeholder.pem }) as unknown as V1MutatingWebhookConfiguration;
     await cp.kubeConfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: config });

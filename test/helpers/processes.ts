@@ -1,0 +1,60 @@
+/** What the helpers that run external processes (kube-apiserver, etcd, docker-registry) share. */
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+
+// Children still running when the test process ends (a failed assertion before stop(), a runner
+// timeout) would hold ports and temp dirs forever: kill them on the way out.
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killAll(): void {
+  for (const child of live) child.kill('SIGKILL');
+}
+
+/** Kills the child when this process exits, however it exits, unless it has exited first. */
+export function killOnExit(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', killAll);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(signal, () => {
+        killAll();
+        // Keep the default (terminate) unless someone else handles the signal.
+        if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+      });
+    }
+  }
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
+/** Free loopback ports, all held open together so that no two are the same. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(0, '127.0.0.1', res); });
+    }
+    return servers.map((s) => (s.address() as AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
+  }
+}
+
+export function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+/** The last lines of a log file, for error messages. */
+export function tail(file: string, lines = 60): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+export const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
