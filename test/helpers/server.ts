@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,4 +68,30 @@ export async function call(address: string, method: string, path: string, token?
   let parsed: any;
   try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
   return { status: response.status, body: parsed, text };
+}
+
+export interface AuditLine {
+  operation: string;
+  outcome?: { status: number; code?: string };
+  fields?: Record<string, string>;
+  actor?: { selectors?: string[]; policies?: string[]; tokenId?: string };
+}
+
+/** The audit records of a `keyhold dev` data dir, in order. */
+export function auditRecords(dataDir: string): AuditLine[] {
+  return readFileSync(join(dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditLine);
+}
+
+/**
+ * Checks that the login records appended since `before` are exactly `expected`, in order: one
+ * per refused login, each with its status and a reason matching its pattern.
+ */
+export function assertLoginAudit(dataDir: string, before: number, expected: Array<{ name: string; status: number; reason?: RegExp }>): void {
+  const added = auditRecords(dataDir).slice(before).filter((e) => e.operation === 'auth.kubernetes.login');
+  if (added.length !== expected.length) throw new Error(`expected ${expected.length} login audit records, found ${added.length}`);
+  expected.forEach((want, i) => {
+    const got = added[i] as AuditLine;
+    if (got.outcome?.status !== want.status) throw new Error(`audit record ${i} ("${want.name}"): status ${got.outcome?.status}, expected ${want.status}`);
+    if (want.reason && !want.reason.test(got.fields?.reason ?? '')) throw new Error(`audit record ${i} ("${want.name}"): reason ${JSON.stringify(got.fields?.reason)} does not match ${want.reason}`);
+  });
 }

@@ -81,7 +81,7 @@ describe('kms-plugin fuzz', () => {
           const at = int(a.length);
           a[at] = (a[at] as number) ^ (1 << int(8));
           mutated.annotations['kek.keyhold.io'] = a;
-        } else mutated.key_id = mutated.key_id.slice(0, -1) + 'A';
+        } else mutated.key_id = mutated.key_id.slice(0, -1) + (mutated.key_id.endsWith('A') ? 'B' : 'A');
         call = client.decrypt(mutated);
       } else {
         // Raw bytes as the request body: the protobuf decoder is part of the surface.
@@ -97,6 +97,8 @@ describe('kms-plugin fuzz', () => {
         assert.ok(CLEAN.has(code), `seed ${seed} round ${round} kind ${kind}: unclean error ${grpc.status[code]}: ${(err as GrpcError).details}`);
         assert.ok((err as GrpcError).details.length > 0, 'errors say what was wrong');
       }
+      // A mutated real reply that still decrypts would be tampering that went unnoticed.
+      if (kind === 2) assert.notEqual(code, grpc.status.OK, `seed ${seed} round ${round}: a mutated ciphertext, annotation or key_id was accepted`);
       outcomes.set(`${kind}:${grpc.status[code]}`, (outcomes.get(`${kind}:${grpc.status[code]}`) ?? 0) + 1);
     }
     // The fuzzer reached both sides: accepted and refused requests.

@@ -99,7 +99,7 @@ describe('kms-plugin (direct mode, SoftHSM)', () => {
     assert.ok((await p.client.encrypt(Buffer.alloc(995))).ciphertext.length <= 1024);
   });
 
-  it('rejects tampering: a flipped bit anywhere, a swapped annotation, a foreign or unknown annotation, another key_id', async () => {
+  it('rejects tampering: a flipped bit anywhere, mixed-up ciphertexts, a foreign or unknown annotation, another key_id', async () => {
     const good = await p.client.encrypt(Buffer.alloc(32, 3));
     const other = await p.client.encrypt(Buffer.alloc(32, 4));
     for (let byte = 0; byte < good.ciphertext.length; byte += 7) {
@@ -111,7 +111,7 @@ describe('kms-plugin (direct mode, SoftHSM)', () => {
     for (let byte = 0; byte < annotation.length; byte += 5) {
       const flipped = Buffer.from(annotation);
       flipped[byte] = (flipped[byte] as number) ^ 0x01;
-      await assert.rejects(p.client.decrypt({ ...good, annotations: { 'kek.keyhold.io': flipped } }), (err: GrpcError) => [status.INVALID_ARGUMENT].includes(err.code), `annotation byte ${byte}`);
+      await assert.rejects(p.client.decrypt({ ...good, annotations: { 'kek.keyhold.io': flipped } }), grpcCode(status.INVALID_ARGUMENT), `annotation byte ${byte}`);
     }
     // A whole ciphertext from another Encrypt under the same KEK is a valid ciphertext (it decrypts to
     // its own plaintext); what must fail is mixing parts: its ciphertext with a bit of ours.
@@ -156,7 +156,7 @@ describe('kms-plugin (direct mode, SoftHSM)', () => {
     }
   });
 
-  it('rotates the local KEK after max uses without changing key_id; older KEKs still decrypt', async () => {
+  it('rotates the local KEK after max uses without changing key_id; older KEKs still decrypt; annotations cannot be swapped', async () => {
     const small = await plugin('small', { kek: { maxUses: 10 } });
     try {
       const replies: EncryptReply[] = [];
@@ -164,6 +164,11 @@ describe('kms-plugin (direct mode, SoftHSM)', () => {
       const annotations = new Set(replies.map((r) => (r.annotations['kek.keyhold.io'] as Buffer).toString('base64')));
       assert.ok(annotations.size >= 3, `expected ≥ 3 KEKs, saw ${annotations.size}`);
       assert.equal(new Set(replies.map((r) => r.key_id)).size, 1);
+      // An annotation (wrapped KEK) swapped in from another Encrypt under another KEK fails.
+      const first = replies[0] as EncryptReply;
+      const last = replies.at(-1) as EncryptReply;
+      assert.notDeepEqual(first.annotations, last.annotations);
+      await assert.rejects(small.client.decrypt({ ...first, annotations: last.annotations }), grpcCode(status.INVALID_ARGUMENT));
       for (const [i, r] of replies.entries()) assert.deepEqual(await small.client.decrypt(r), Buffer.alloc(32, i));
     } finally {
       small.client.close();

@@ -111,8 +111,13 @@ describe('injector webhook with a real kube-apiserver', { timeout: 10 * 60_000 }
   it('failurePolicy Fail: with the webhook down, opted-in namespaces get no pods; the webhook\'s own namespace still does (no deadlock)', async () => {
     await webhook.close();
     try {
-      await assert.rejects(create('inj', 'while-down', { 'keyhold.io/inject': 'true', 'keyhold.io/role': 'app', 'keyhold.io/secret-a': 'app/a' }));
-      await assert.rejects(create('inj', 'while-down-plain', undefined), 'Fail applies to every pod the registration selects');
+      const webhookDown = (err: { code?: number; body?: unknown }) => {
+        const body = typeof err.body === 'string' ? err.body : JSON.stringify(err.body);
+        assert.match(body, /failed calling webhook \W{0,2}inject\.keyhold\.io/);
+        return true;
+      };
+      await assert.rejects(create('inj', 'while-down', { 'keyhold.io/inject': 'true', 'keyhold.io/role': 'app', 'keyhold.io/secret-a': 'app/a' }), webhookDown);
+      await assert.rejects(create('inj', 'while-down-plain', undefined), webhookDown, 'Fail applies to every pod the registration selects');
       const own = await create('keyhold', 'webhook-pod', undefined);
       assert.equal(own.metadata?.name, 'webhook-pod');
     } finally {

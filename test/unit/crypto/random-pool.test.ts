@@ -13,6 +13,15 @@ test('pool: every IV is distinct across many block refills, and never changes af
     seen.add(hex);
     if (i % 97 === 0) kept.push([iv, hex]);
   }
+  // No byte is handed out twice: IVs from the same block occupy disjoint ranges of it.
+  const ranges = new Map<ArrayBufferLike, Array<[number, number]>>();
+  for (let i = 0; i < 400; i++) {
+    const iv = poolRandomBytes(12);
+    const list = ranges.get(iv.buffer) ?? [];
+    for (const [start, end] of list) assert.ok(iv.byteOffset >= end || iv.byteOffset + 12 <= start, `IV at ${iv.byteOffset} overlaps [${start}, ${end})`);
+    list.push([iv.byteOffset, iv.byteOffset + 12]);
+    ranges.set(iv.buffer, list);
+  }
   // 5000 × 12 bytes spans about 15 blocks: earlier IVs must not have been overwritten by refills.
   for (const [iv, hex] of kept) assert.equal(iv.toString('hex'), hex);
 });

@@ -58,7 +58,8 @@ describe('root key connector', () => {
     assert.ok(at.length >= 4 && at.length <= 8, `${at.length} attempts in 400 ms`);
     assert.ok((gaps[0] as number) >= 15 && (gaps[1] as number) >= 35, `gaps grow: ${gaps.join(',')}`);
     assert.ok(gaps.every((g) => g < 200), 'capped');
-    assert.equal(lines.filter((l) => l.startsWith('error')).length, new Set(lines.filter((l) => l.startsWith('error'))).size);
+    // Every delay here rounds to "0 s", so all failures read the same: one line, however many attempts.
+    assert.equal(lines.filter((l) => l.startsWith('error')).length, 1, lines.join('\n'));
     const attempts = at.length;
     await sleep(150);
     assert.equal(at.length, attempts, 'no attempts after close');
