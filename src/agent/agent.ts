@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyholdApiError, KeyholdClient } from '../client/client.js';
-import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs, type SecretRef } from './secret-ref.js';
+import { envReference, renderSecret, renderTemplate, templateRefs, type SecretRef } from '../client/secret-ref.js';
 
 export interface AgentLogin {
   address: string;
@@ -48,13 +48,23 @@ export async function login(options: AgentLogin): Promise<KeyholdClient> {
   }
 }
 
-async function fetchRendered(client: KeyholdClient, ref: SecretRef): Promise<string> {
-  try {
-    return renderSecret((await client.getSecret(ref.path)).data, ref);
-  } catch (err) {
-    if (err instanceof KeyholdApiError) throw new AgentError(`reading ${ref.path}: ${err.code}: ${err.message}`);
-    throw err;
-  }
+/**
+ * Reads secrets for one pass (a render, or an exec): each path is read once however many files or
+ * variables use it, and server refusals become AgentErrors naming the path.
+ */
+function secretReader(client: KeyholdClient): (path: string) => Promise<Record<string, unknown>> {
+  const reads = new Map<string, Promise<Record<string, unknown>>>();
+  return (path) => {
+    let read = reads.get(path);
+    if (!read) {
+      read = client.getSecret(path).then((r) => r.data, (err: unknown) => {
+        if (err instanceof KeyholdApiError) throw new AgentError(`reading ${path}: ${err.code}: ${err.message}`);
+        throw err;
+      });
+      reads.set(path, read);
+    }
+    return read;
+  };
 }
 
 /** Writes atomically: a temp file in the same directory with the final mode, fsync'd, then renamed over. */
@@ -75,22 +85,15 @@ export function writeAtomically(dir: string, name: string, content: string, mode
   renameSync(temp, target);
 }
 
-async function renderOne(client: KeyholdClient, file: FileSecret): Promise<string> {
-  if (file.ref) return fetchRendered(client, file.ref);
-  const template = file.template ?? '';
-  const paths = [...new Set(templateRefs(template).map((r) => r.path))];
-  const secrets = new Map<string, Record<string, unknown>>();
-  await Promise.all(paths.map(async (path) => {
-    try {
-      secrets.set(path, (await client.getSecret(path)).data);
-    } catch (err) {
-      if (err instanceof KeyholdApiError) throw new AgentError(`${file.name}: reading ${path}: ${err.code}: ${err.message}`);
-      throw err;
-    }
-  }));
+async function renderOne(read: (path: string) => Promise<Record<string, unknown>>, file: FileSecret): Promise<string> {
   try {
+    if (file.ref) return renderSecret(await read(file.ref.path), file.ref);
+    const template = file.template ?? '';
+    const paths = [...new Set(templateRefs(template).map((r) => r.path))];
+    const secrets = new Map(await Promise.all(paths.map(async (path) => [path, await read(path)] as const)));
     return renderTemplate(template, secrets);
   } catch (err) {
+    if (err instanceof AgentError) throw new AgentError(`${file.name}: ${err.message}`);
     throw new AgentError(`${file.name}: ${(err as Error).message}`);
   }
 }
@@ -98,7 +101,8 @@ async function renderOne(client: KeyholdClient, file: FileSecret): Promise<strin
 /** Renders every file into dir; returns the names whose content changed. */
 export async function renderFiles(client: KeyholdClient, dir: string, secrets: FileSecret[], previous = new Map<string, string>()): Promise<string[]> {
   mkdirSync(dir, { recursive: true, mode: 0o750 });
-  const rendered = await Promise.all(secrets.map(async (s) => [s, await renderOne(client, s)] as const));
+  const read = secretReader(client);
+  const rendered = await Promise.all(secrets.map(async (s) => [s, await renderOne(read, s)] as const));
   const changed: string[] = [];
   for (const [secret, content] of rendered) {
     if (previous.get(secret.name) === content) continue;
@@ -113,28 +117,15 @@ export async function renderFiles(client: KeyholdClient, dir: string, secrets: F
 export async function resolveEnv(client: KeyholdClient, env: NodeJS.ProcessEnv): Promise<{ env: NodeJS.ProcessEnv; resolved: string[] }> {
   const out: NodeJS.ProcessEnv = { ...env };
   const resolved: string[] = [];
-  const cache = new Map<string, Promise<Record<string, unknown>>>();
+  const read = secretReader(client);
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined) continue;
-    let ref: SecretRef | undefined;
     try {
-      ref = envReference(value);
+      const ref = envReference(value);
+      if (!ref) continue;
+      out[name] = renderSecret(await read(ref.path), ref);
     } catch (err) {
       throw new AgentError(`${name}: ${(err as Error).message}`);
-    }
-    if (!ref) continue;
-    let data = cache.get(ref.path);
-    if (!data) {
-      data = client.getSecret(ref.path).then((r) => r.data).catch((err: unknown) => {
-        if (err instanceof KeyholdApiError) throw new AgentError(`${name}: reading ${ref.path}: ${err.code}: ${err.message}`);
-        throw err;
-      });
-      cache.set(ref.path, data);
-    }
-    try {
-      out[name] = renderSecret(await data, ref);
-    } catch (err) {
-      throw err instanceof AgentError ? err : new AgentError(`${name}: ${(err as Error).message}`);
     }
     resolved.push(name);
   }
@@ -157,4 +148,3 @@ export function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<num
   });
 }
 
-export { parseSecretRef };

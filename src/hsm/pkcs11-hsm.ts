@@ -1,4 +1,5 @@
 import { createHash, publicEncrypt, constants as cryptoConstants, randomBytes, type KeyObject } from 'node:crypto';
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../crypto/aead.js';
 import { poolRandomBytes } from '../crypto/random-pool.js';
 import pkcs11 from 'pkcs11js';
 import { KeyholdError } from '../errors.js';
@@ -11,8 +12,6 @@ import type {
   GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
 } from './types.js';
 
-const GCM_IV_BYTES = 12;
-const GCM_TAG_BYTES = 16;
 /** PKCS#11 session states (pkcs11js does not export them). */
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;

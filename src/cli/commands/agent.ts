@@ -1,7 +1,7 @@
 /** `keyhold agent` and `keyhold agent exec`: thin wiring of src/agent/ (client library only). */
 import { execFile } from 'node:child_process';
 import { AgentError, login, renderFiles, resolveEnv, runChild, type FileSecret } from '../../agent/agent.js';
-import { parseSecretRef, templateRefs } from '../../agent/secret-ref.js';
+import { parseSecretRef, templateRefs } from '../../client/secret-ref.js';
 
 export interface AgentFlags {
   addr?: string;

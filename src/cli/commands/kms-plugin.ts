@@ -88,9 +88,9 @@ async function withRootKey<T>(flags: HsmFlags, fn: (hsm: import('../../hsm/types
 }
 
 export async function kmsVersions(flags: HsmFlags): Promise<void> {
-  const { deriveDirectKeyIds } = await import('../../kubernetes/kms-plugin/direct-root-key.js');
+  const { describeVersions } = await import('../../kubernetes/kms-plugin/direct-root-key.js');
   await withRootKey(flags, async (hsm) => {
-    const versions = [...deriveDirectKeyIds(hsm, flags.keyLabel)].map(([version, keyId]) => ({ version, key_id: keyId }));
+    const versions = describeVersions(hsm, flags.keyLabel).map((v) => ({ version: v.version, key_id: v.keyId }));
     printJson({ key_label: flags.keyLabel, newest: versions.at(-1)?.version ?? null, versions });
   });
 }

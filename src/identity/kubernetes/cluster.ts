@@ -28,11 +28,11 @@ export class KubernetesCluster {
   }
 
   /** GET a JSON object from kube-apiserver; undefined for 404. */
-  #getJson<T>(path: string): Promise<T | undefined> {
+  #getJson<T>(path: string, accept = 'application/json'): Promise<T | undefined> {
     this.#calls++;
     const url = new URL(path, this.config.apiServerUrl);
     return new Promise((resolve, reject) => {
-      const req = request(url, { method: 'GET', agent: this.#agent, headers: { accept: 'application/json', ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}) }, timeout: 5000 }, (res) => {
+      const req = request(url, { method: 'GET', agent: this.#agent, headers: { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}) }, timeout: 5000 }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d: string) => { body += d; });
@@ -54,23 +54,11 @@ export class KubernetesCluster {
   }
 
   /** The issuer's JWKS as served by kube-apiserver (`/openid/v1/jwks`). */
-  jwks(): Promise<unknown> {
-    this.#calls++;
-    const url = new URL('/openid/v1/jwks', this.config.apiServerUrl);
-    return new Promise((resolve, reject) => {
-      const req = request(url, { method: 'GET', ca: this.config.caPem, headers: this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}, timeout: 5000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => { body += d; });
-        res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`));
-          try { resolve(JSON.parse(body)); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', 'kube-apiserver JWKS is not JSON')); }
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error('timed out')));
-      req.on('error', (err) => reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `cannot read the JWKS from kube-apiserver: ${err.message}`)));
-      req.end();
-    });
+  async jwks(): Promise<unknown> {
+    // Served as application/jwk-set+json: asking for plain JSON only gets 406.
+    const jwks = await this.#getJson<unknown>('/openid/v1/jwks', 'application/jwk-set+json, application/json');
+    if (jwks === undefined) throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', 'kube-apiserver serves no /openid/v1/jwks (is --service-account-jwks-uri set?)');
+    return jwks;
   }
 
   /** The pod, or undefined when it does not exist. */

@@ -33,9 +33,9 @@ function keyIdOf(hsm: Hsm, label: string, version: number, key: HsmKey): string 
   return deriveKeyId(['pkcs11', t.manufacturer, t.model, t.serial, t.label, label, String(version), hsm.objectId(key).toString('hex')]);
 }
 
-/** version → key_id for every version in the token. */
-export function deriveDirectKeyIds(hsm: Hsm, label: string): Map<number, string> {
-  return new Map(listVersions(hsm, label).map(({ version, key }) => [version, keyIdOf(hsm, label, version, key)]));
+/** Every version in the token with its key_id, oldest first. */
+export function describeVersions(hsm: Hsm, label: string): KnownVersion[] {
+  return listVersions(hsm, label).map(({ version, key }) => ({ version, key, keyId: keyIdOf(hsm, label, version, key) }));
 }
 
 /** Adds version N+1 (the running plugins pick it up at their next Status). */
@@ -91,16 +91,9 @@ export class DirectRootKey implements RootKey {
   }
 
   #refresh(): void {
-    const byKeyId = new Map<string, KnownVersion>();
-    let newest: KnownVersion | undefined;
-    for (const { version, key } of listVersions(this.hsm, this.label)) {
-      const keyId = keyIdOf(this.hsm, this.label, version, key);
-      const known = { version, keyId, key };
-      byKeyId.set(keyId, known);
-      newest = known;
-    }
-    this.#byKeyId = byKeyId;
-    this.#newest = newest;
+    const versions = describeVersions(this.hsm, this.label);
+    this.#byKeyId = new Map(versions.map((v) => [v.keyId, v]));
+    this.#newest = versions.at(-1);
     this.#refreshedAt = Date.now();
   }
 

@@ -120,7 +120,7 @@ export async function serveGrpc(service: KmsService, address: SocketAddress, met
       return result instanceof Promise ? result.then(toReply) : toReply(result);
     }),
     Decrypt: unary('Decrypt', (request: DecryptRequest) => {
-      const result = service.decrypt({ ciphertext: request.ciphertext, uid: request.uid, keyId: request.key_id, annotations: request.annotations });
+      const result = service.decrypt({ ciphertext: request.ciphertext, keyId: request.key_id, annotations: request.annotations });
       return result instanceof Promise ? result.then((plaintext) => ({ plaintext })) : { plaintext: result };
     }),
   });

@@ -23,7 +23,6 @@ export interface StatusResult {
 
 export interface DecryptInput {
   ciphertext: Buffer;
-  uid: string;
   keyId: string;
   annotations: Record<string, Buffer>;
 }
@@ -36,10 +35,9 @@ export interface KmsServiceOptions {
 
 export class KmsService {
   #manager: LocalKekManager | undefined;
-  #lastKeyId = '';
   readonly #statusDeadlineMs: number;
 
-  constructor(private readonly connector: RootKeyConnector, private readonly options: KmsServiceOptions = {}) {
+  constructor(private readonly connector: RootKeyConnector, options: KmsServiceOptions = {}) {
     this.#statusDeadlineMs = options.statusDeadlineMs ?? 2000;
     connector.onConnected((root) => {
       this.#manager = new LocalKekManager(root, options.kek);
@@ -63,11 +61,7 @@ export class KmsService {
   }
 
   async status(): Promise<StatusResult> {
-    const result = (healthz: string): StatusResult => {
-      const keyId = this.#manager?.keyId ?? this.#lastKeyId;
-      this.#lastKeyId = keyId;
-      return { version: KMS_API_VERSION, healthz, keyId };
-    };
+    const result = (healthz: string): StatusResult => ({ version: KMS_API_VERSION, healthz, keyId: this.#manager?.keyId ?? '' });
     const manager = this.#manager;
     const root = this.connector.root;
     if (!manager || !root) return result(`root key unavailable: ${this.connector.error ?? 'not connected'}`);

@@ -22,7 +22,6 @@ export class ServerRootKey implements RootKey {
   #keyIdByVersion = new Map<number, string>();
   #refreshedAt = 0;
   #refreshing: Promise<void> | undefined;
-  #lastError: string | undefined;
   #calls = 0;
 
   constructor(private readonly client: KeyholdClient, private readonly keyName: string, address: string, options: ServerRootKeyOptions = {}) {
@@ -49,9 +48,7 @@ export class ServerRootKey implements RootKey {
         }
         this.#description = key;
         this.#refreshedAt = Date.now();
-        this.#lastError = undefined;
       } catch (err) {
-        this.#lastError = err instanceof Error ? err.message : String(err);
         throw serverError(err);
       } finally {
         this.#refreshing = undefined;
@@ -99,7 +96,7 @@ export class ServerRootKey implements RootKey {
       await this.latest();
       return { ok: true };
     } catch (err) {
-      return { ok: false, error: `keyhold server key "${this.keyName}" unavailable: ${this.#lastError ?? (err as Error).message}` };
+      return { ok: false, error: `keyhold server key "${this.keyName}" unavailable: ${(err as Error).message}` };
     }
   }
 

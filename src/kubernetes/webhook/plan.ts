@@ -12,10 +12,10 @@
  *                                                and the pod spec does not say it
  */
 import type { V1Pod } from '@kubernetes/client-node';
+import { ENV_REFERENCE_PREFIX, envReference, parseSecretRef, templateRefs } from '../../client/secret-ref.js';
 
 export const PREFIX = 'keyhold.io/';
 export const STATUS_ANNOTATION = `${PREFIX}status`;
-export const ENV_REFERENCE = 'keyhold:';
 
 export interface SecretFile {
   name: string;
@@ -42,7 +42,6 @@ export class PlanError extends Error {
 }
 
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const SECRET_REF = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*(#[A-Za-z0-9._-]{1,128})?$/;
 const ROLE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MODE = /^0?[0-7]{3}$/;
 
@@ -63,10 +62,13 @@ export function planFor(pod: V1Pod): InjectionPlan | undefined {
     if (isTemplate) {
       if (!FILE_NAME.test(name)) throw new PlanError(`${key}: the file name after "template-" must be [A-Za-z0-9._-] (up to 63), not starting with a dot`);
       if (annotations[`${PREFIX}secret-${name}`] !== undefined) throw new PlanError(`${key}: file ${name} is also a keyhold.io/secret-${name}; a file is one or the other`);
-      const placeholders = [...value.matchAll(/\{\{\s*([^{}\s]+)\s*\}\}/g)].map((m) => m[1] as string);
-      if (placeholders.length === 0) throw new PlanError(`${key}: the template has no {{ <path>#<field> }} placeholder`);
-      const bad = placeholders.find((p) => !SECRET_REF.test(p) || !p.includes('#') || p.split(/[/#]/).some((s) => s === '.' || s === '..'));
-      if (bad) throw new PlanError(`${key}: {{ ${bad} }} is not <path>#<field>`);
+      let refs;
+      try {
+        refs = templateRefs(value);
+      } catch (err) {
+        throw new PlanError(`${key}: ${(err as Error).message}`);
+      }
+      if (refs.length === 0) throw new PlanError(`${key}: the template has no {{ <path>#<field> }} placeholder`);
       if (Buffer.byteLength(value) > 16 * 1024) throw new PlanError(`${key}: templates are limited to 16 KiB`);
       const mode = annotations[`${PREFIX}mode-${name}`] ?? defaultMode;
       if (!MODE.test(mode)) throw new PlanError(`keyhold.io/mode-${name} must be an octal file mode like 0440, got ${JSON.stringify(mode)}`);
@@ -74,7 +76,11 @@ export function planFor(pod: V1Pod): InjectionPlan | undefined {
       continue;
     }
     if (!FILE_NAME.test(name)) throw new PlanError(`${key}: the file name after "secret-" must be [A-Za-z0-9._-] (up to 63), not starting with a dot`);
-    if (!SECRET_REF.test(value) || value.split(/[/#]/).some((s) => s === '.' || s === '..')) throw new PlanError(`${key}: ${JSON.stringify(value)} is not <path>[#field]`);
+    try {
+      parseSecretRef(value);
+    } catch {
+      throw new PlanError(`${key}: ${JSON.stringify(value)} is not <path>[#field]`);
+    }
     const mode = annotations[`${PREFIX}mode-${name}`] ?? defaultMode;
     if (!MODE.test(mode)) throw new PlanError(`keyhold.io/mode-${name} must be an octal file mode like 0440, got ${JSON.stringify(mode)}`);
     files.push({ name, ref: value, mode: mode.padStart(4, '0') });
@@ -92,7 +98,16 @@ export function planFor(pod: V1Pod): InjectionPlan | undefined {
 
   const envContainers: InjectionPlan['envContainers'] = [];
   for (const container of pod.spec?.containers ?? []) {
-    if (!(container.env ?? []).some((e) => typeof e.value === 'string' && e.value.startsWith(ENV_REFERENCE))) continue;
+    const references = (container.env ?? []).filter((e) => typeof e.value === 'string' && e.value.startsWith(ENV_REFERENCE_PREFIX));
+    if (references.length === 0) continue;
+    // Refused here, not when `agent exec` would crash-loop on it.
+    for (const e of references) {
+      try {
+        envReference(e.value as string);
+      } catch (err) {
+        throw new PlanError(`container "${container.name}" env ${e.name}: ${(err as Error).message}`);
+      }
+    }
     let command = container.command;
     const annotated = annotations[`${PREFIX}command-${container.name}`];
     if (!command?.length && annotated !== undefined) {

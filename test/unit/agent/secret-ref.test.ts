@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { writeAtomically } from '../../../src/agent/agent.js';
-import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs } from '../../../src/agent/secret-ref.js';
+import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs } from '../../../src/client/secret-ref.js';
 
 it('secret references: path and optional field; traversal and junk refused', () => {
   assert.deepEqual(parseSecretRef('app/db#password'), { path: 'app/db', field: 'password' });

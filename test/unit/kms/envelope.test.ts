@@ -79,7 +79,7 @@ describe('kms socket addresses', () => {
 });
 
 describe('kms Decrypt input checks', () => {
-  const ok = { ciphertext: Buffer.alloc(40), uid: 'u', keyId: 'k', annotations: { 'kek.keyhold.io': Buffer.alloc(10) } };
+  const ok = { ciphertext: Buffer.alloc(40), keyId: 'k', annotations: { 'kek.keyhold.io': Buffer.alloc(10) } };
   it('accepts exactly what Encrypt returns and names what is wrong otherwise', () => {
     checkDecryptInput(ok);
     const cases: Array<[object, string]> = [

@@ -90,6 +90,9 @@ describe('webhook mutation', () => {
     assert.equal(refused.kind, 'refuse');
     assert.match((refused as { message: string }).message, /keyhold\.io\/command-app/);
     assert.match((refused as { message: string }).message, /never asks a registry/);
+    // A reference the agent could not resolve is refused at admission, not left to crash-loop.
+    const noField = pod({ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay' }, { containers: [{ name: 'app', image: 'a', command: ['/app'], env: [{ name: 'DB', value: 'keyhold:pay/db' }] }] });
+    assert.match((mutate(noField, 'apps', OPTIONS) as { message: string }).message, /env DB: .*needs a #field/);
     const annotated = pod({ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/command-app': '["/entry","a"]' }, { containers: [{ name: 'app', image: 'a', env }] });
     const out2 = applyPatch(annotated, (mutate(annotated, 'apps', OPTIONS) as { patch: JsonPatchOp[] }).patch);
     assert.deepEqual(out2.spec.containers[0].command.slice(-2), ['/entry', 'a']);
@@ -110,8 +113,8 @@ describe('webhook mutation', () => {
       [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/containers': 'nope' }, /does not have: nope/],
       [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/secret-a': 'pay/a', 'keyhold.io/template-a': '{{ pay/a#x }}' }, /one or the other/],
       [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'no placeholders' }, /no \{\{/],
-      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'x={{ pay/a }}' }, /is not <path>#<field>/],
-      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'x={{ ../a#b }}' }, /is not <path>#<field>/],
+      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'x={{ pay/a }}' }, /needs a #field/],
+      [{ 'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/template-t': 'x={{ ../a#b }}' }, /invalid secret path/],
     ];
     for (const [annotations, reason] of cases) {
       const m = mutate(pod(annotations), 'apps', OPTIONS);

@@ -1,5 +1,5 @@
 /**
- * Secret references the agent understands: `<path>` (the whole secret as JSON) or `<path>#<field>`
+ * Secret references (the agent renders them, the webhook checks them): `<path>` (the whole secret as JSON) or `<path>#<field>`
  * (one field, as text). In env mode a value `keyhold:<path>#<field>` is a reference.
  */
 export interface SecretRef {
