@@ -6,10 +6,16 @@ import type { Policy } from './types.js';
 
 const MAX_COMPILED = 10_000;
 
-function cacheKeyOf(names: readonly string[], variables?: Readonly<Record<string, string>>): string {
-  const key = names.join('\n');
-  if (!variables) return key;
-  return `${key}\0${Object.keys(variables).sort().map((k) => `${k}=${variables[k]}`).join('\n')}`;
+/** Placeholder names used by a policy's rules (e.g. `k8s.namespace`). */
+function variablesUsed(policies: readonly Policy[]): string[] {
+  const used = new Set<string>();
+  for (const policy of policies) for (const rule of policy.rules) for (const m of rule.path.matchAll(/\{\{([a-z0-9._]+)\}\}/g)) used.add(m[1] as string);
+  return [...used].sort();
+}
+
+function cacheKeyOf(namesKey: string, used: readonly string[], variables?: Readonly<Record<string, string>>): string {
+  if (used.length === 0) return namesKey;
+  return `${namesKey}\0${used.map((k) => `${k}=${variables?.[k] ?? ''}`).join('\n')}`;
 }
 
 function policyPath(name: string): string {
@@ -22,14 +28,21 @@ function policyPath(name: string): string {
  */
 export class PolicyStore {
   private readonly compiled = new Map<string, CompiledPolicies>();
+  /** Per policy-name set: the placeholder variables its rules use. */
+  private readonly used = new Map<string, string[]>();
+  /** Bumped by every write: a compile that overlapped one must not be cached. */
+  private generation = 0;
 
   constructor(private readonly barrier: Barrier) {}
 
   async put(name: string, input: unknown): Promise<Policy> {
     if (name === ROOT_POLICY_NAME) throw new KeyholdError('ERR_POLICY_INVALID', 'the root policy is built in and cannot be changed');
     const policy = parsePolicy(name, input);
+    this.generation++;
     await this.barrier.putJson(policyPath(name), policy);
+    this.generation++;
     this.compiled.clear();
+    this.used.clear();
     return policy;
   }
 
@@ -40,17 +53,25 @@ export class PolicyStore {
   }
 
   async delete(name: string): Promise<void> {
+    this.generation++;
     await this.barrier.delete(policyPath(name));
+    this.generation++;
     this.compiled.clear();
+    this.used.clear();
   }
 
   async list(): Promise<string[]> {
     return (await this.barrier.list('sys/policies/')).map((p) => p.slice('sys/policies/'.length));
   }
 
-  /** The compiled set if it is cached: the common case, without an await. */
+  /**
+   * The compiled set if it is cached: the common case, without an await. The key carries only the
+   * identity variables the named policies use, so callers without placeholders share one entry.
+   */
   cachedFor(names: readonly string[], variables?: Readonly<Record<string, string>>): CompiledPolicies | undefined {
-    return this.compiled.get(cacheKeyOf(names, variables));
+    const namesKey = names.join('\n');
+    const used = this.used.get(namesKey);
+    return used === undefined ? undefined : this.compiled.get(cacheKeyOf(namesKey, used, variables));
   }
 
   /**
@@ -58,9 +79,9 @@ export class PolicyStore {
    * names that no longer exist grant nothing.
    */
   async compiledFor(names: readonly string[], variables?: Readonly<Record<string, string>>): Promise<CompiledPolicies> {
-    const cacheKey = cacheKeyOf(names, variables);
-    const cached = this.compiled.get(cacheKey);
+    const cached = this.cachedFor(names, variables);
     if (cached) return cached;
+    const generation = this.generation;
     const policies: Policy[] = [];
     for (const name of names) {
       if (name === ROOT_POLICY_NAME) policies.push({ name, rules: [] });
@@ -70,9 +91,14 @@ export class PolicyStore {
       }
     }
     const compiled = compilePolicies(policies, variables);
-    // Identity variables make one entry per workload: bound the cache.
+    // A policy written while we read must not leave the old rules cached (the next request recompiles).
+    if (generation !== this.generation) return compiled;
+    const namesKey = names.join('\n');
+    const used = variablesUsed(policies);
+    // Placeholder policies make one entry per identity: bound the cache.
     if (this.compiled.size >= MAX_COMPILED) this.compiled.clear();
-    this.compiled.set(cacheKey, compiled);
+    this.used.set(namesKey, used);
+    this.compiled.set(cacheKeyOf(namesKey, used, variables), compiled);
     return compiled;
   }
 }

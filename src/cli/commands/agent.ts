@@ -1,5 +1,6 @@
 /** `keyhold agent` and `keyhold agent exec`: thin wiring of src/agent/ (client library only). */
 import { execFile } from 'node:child_process';
+import { setTimeout } from 'node:timers/promises';
 import { AgentError, login, renderFiles, resolveEnv, runChild, type FileSecret } from '../../agent/agent.js';
 import { parseSecretRef, templateRefs } from '../../client/secret-ref.js';
 
@@ -35,7 +36,16 @@ function fileSecret(spec: string, defaultMode: number): FileSecret {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A positive whole number of seconds from a flag, or a clear error (NaN or 0 would make a tight login loop). */
+export function positiveSeconds(flag: string, value: string): number {
+  if (!/^[1-9]\d{0,6}$/.test(value)) throw new AgentError(`${flag} must be a whole number of seconds ≥ 1, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function octalMode(flag: string, value: string): number {
+  if (!/^0?[0-7]{3}$/.test(value)) throw new AgentError(`${flag} must be an octal file mode like 0400, got ${JSON.stringify(value)}`);
+  return parseInt(value, 8);
+}
 
 /** `name=<base64 template>` with an optional `:0440`-style mode suffix. */
 function fileTemplate(spec: string, defaultMode: number): FileSecret {
@@ -51,7 +61,8 @@ function fileTemplate(spec: string, defaultMode: number): FileSecret {
 }
 
 export async function runAgent(flags: AgentFlags & { secret: string[]; template: string[]; dest: string; mode: string; refresh?: string; onChange?: string }): Promise<void> {
-  const mode = parseInt(flags.mode, 8);
+  const mode = octalMode('--mode', flags.mode);
+  const period = flags.refresh === undefined ? undefined : positiveSeconds('--refresh', flags.refresh) * 1000;
   const secrets = [...flags.secret.map((s) => fileSecret(s, mode)), ...flags.template.map((t) => fileTemplate(t, mode))];
   if (secrets.length === 0) throw new AgentError('nothing to render: give at least one --secret NAME=PATH[#FIELD] or --template NAME=<base64>');
   const session = { address: address(flags), role: flags.role, jwtFile: flags.jwtFile };
@@ -59,14 +70,17 @@ export async function runAgent(flags: AgentFlags & { secret: string[]; template:
   let client = await login(session);
   const changed = await renderFiles(client, flags.dest, secrets, previous);
   process.stderr.write(`keyhold agent: rendered ${changed.length} file(s) into ${flags.dest}\n`);
-  if (!flags.refresh) return;
+  if (period === undefined) return;
   // Sidecar: keep the files fresh. Jitter (±10%) keeps a fleet of pods from refreshing in step.
-  const period = Number(flags.refresh) * 1000;
-  let stopping = false;
-  process.once('SIGTERM', () => { stopping = true; });
-  while (!stopping) {
-    await sleep(period * (0.9 + Math.random() * 0.2));
-    if (stopping) break;
+  // SIGTERM ends the wait at once: a stopping pod (or a Job's finished sidecar) must not sit out its grace period.
+  const stop = new AbortController();
+  process.once('SIGTERM', () => stop.abort());
+  while (!stop.signal.aborted) {
+    try {
+      await setTimeout(period * (0.9 + Math.random() * 0.2), undefined, { signal: stop.signal });
+    } catch {
+      break; // aborted
+    }
     try {
       client = await login(session); // re-reads the projected token, which the kubelet rotates
       const updated = await renderFiles(client, flags.dest, secrets, previous);

@@ -43,6 +43,12 @@ function durationMs(text: string): number {
   return Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
 }
 
+/** A whole number ≥ 1 from a flag: NaN or 0 would silently disable or thrash KEK rotation. */
+function wholeNumber(flag: string, value: string): number {
+  if (!/^[1-9]\d{0,15}$/.test(value)) throw new KeyholdError('ERR_CONFIG', `${flag} must be a whole number ≥ 1, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
 function serverToken(flags: ServeFlags): string {
   if (flags.tokenFile) return readFileSync(flags.tokenFile, 'utf8').trim();
   const token = process.env.KEYHOLD_TOKEN;
@@ -61,7 +67,7 @@ export async function serveKmsPlugin(flags: ServeFlags): Promise<void> {
       ? { mode: 'server', address: flags.server, token: serverToken(flags), keyName: flags.key as string }
       : { mode: 'direct', hsm: hsmConfig(flags), keyLabel: flags.keyLabel },
     kek: {
-      ...(flags.kekMaxUses ? { maxUses: Number(flags.kekMaxUses) } : {}),
+      ...(flags.kekMaxUses ? { maxUses: wholeNumber('--kek-max-uses', flags.kekMaxUses) } : {}),
       ...(flags.kekMaxAge ? { maxAgeMs: durationMs(flags.kekMaxAge) } : {}),
     },
     logger,
@@ -102,5 +108,5 @@ export async function kmsRotate(flags: HsmFlags): Promise<void> {
 
 export async function kmsRetire(flags: HsmFlags & { version: string }): Promise<void> {
   const { retireDirectRootKey } = await import('../../kubernetes/kms-plugin/direct-root-key.js');
-  await withRootKey(flags, async (hsm) => printJson(await retireDirectRootKey(hsm, flags.keyLabel, Number(flags.version))));
+  await withRootKey(flags, async (hsm) => printJson(await retireDirectRootKey(hsm, flags.keyLabel, wholeNumber('--version', flags.version))));
 }

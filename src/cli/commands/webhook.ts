@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { KeyholdError } from '../../errors.js';
+import { positiveSeconds } from './agent.js';
 
 export interface WebhookFlags {
   listen: string;
@@ -39,7 +40,7 @@ export async function serveWebhookCommand(flags: WebhookFlags): Promise<void> {
     listen: { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) },
     tls,
     agentImage: flags.agentImage, serverAddress: flags.serverAddress,
-    ...(flags.refreshSeconds ? { refreshSeconds: Number(flags.refreshSeconds) } : {}),
+    ...(flags.refreshSeconds ? { refreshSeconds: positiveSeconds('--refresh-seconds', flags.refreshSeconds) } : {}),
     log: logger,
   });
   logger.info({ url: server.url }, 'webhook listening');

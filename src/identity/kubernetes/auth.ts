@@ -6,9 +6,10 @@
  * Only then is a short-lived keyhold token issued, carrying the identity as selectors. Tokens issued
  * to a pod are revoked when the pod is deleted.
  */
-import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Barrier } from '../../barrier/barrier.js';
-import { KeyholdError } from '../../errors.js';
+import { KeyholdError, isKeyholdError } from '../../errors.js';
 import type { TokenStore } from '../tokens.js';
 import { ImageAttestor } from './attestation.js';
 import { KubernetesCluster } from './cluster.js';
@@ -26,6 +27,21 @@ interface KubernetesClaims {
   namespace?: string;
   serviceaccount?: { name?: string; uid?: string };
   pod?: { name?: string; uid?: string };
+}
+
+/**
+ * A PEM public key as a KeyObject: usable with every RS*, PS* and ES* algorithm its type allows
+ * (jose's importSPKI binds a key to one algorithm, which refused RS384/PS256/ES384 tokens).
+ */
+function verificationKey(pem: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new KeyholdError('ERR_BAD_REQUEST', 'public_keys_pem holds something that is not a public key in PEM');
+  }
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ec') throw new KeyholdError('ERR_BAD_REQUEST', 'public_keys_pem keys must be RSA or EC');
+  return key;
 }
 
 function denied(reason: string): KeyholdError {
@@ -53,7 +69,7 @@ function verifyFailure(err: unknown): KeyholdError {
 export class KubernetesAuth {
   #config: KubernetesAuthConfig | undefined;
   #cluster: KubernetesCluster | undefined;
-  #keys: JWTVerifyGetKey | CryptoKey[] | undefined;
+  #keys: JWTVerifyGetKey | KeyObject[] | undefined;
   #keysFetchedAt = 0;
   #watch: { stop(): void } | undefined;
   #loaded = false;
@@ -103,7 +119,7 @@ export class KubernetesAuth {
 
   async configure(config: KubernetesAuthConfig): Promise<void> {
     if (config.publicKeysPem) {
-      for (const pem of config.publicKeysPem) await importSPKI(pem, 'RS256').catch(() => importSPKI(pem, 'ES256')).catch(() => { throw new KeyholdError('ERR_BAD_REQUEST', 'public_keys_pem holds a key that is not an RSA or EC public key in PEM'); });
+      for (const pem of config.publicKeysPem) verificationKey(pem);
     }
     await this.barrier.putJson(CONFIG_PATH, config);
     this.#loaded = true;
@@ -139,10 +155,10 @@ export class KubernetesAuth {
   }
 
   /** Keys to verify with: the configured PEM keys, or the cluster's JWKS (re-read at most every 30 s when a key is not found). */
-  async #verificationKeys(refresh: boolean): Promise<JWTVerifyGetKey | CryptoKey[]> {
+  async #verificationKeys(refresh: boolean): Promise<JWTVerifyGetKey | KeyObject[]> {
     const config = this.#config as KubernetesAuthConfig;
     if (config.publicKeysPem) {
-      this.#keys ??= await Promise.all(config.publicKeysPem.map((pem) => importSPKI(pem, 'RS256').catch(() => importSPKI(pem, 'ES256')) ));
+      this.#keys ??= config.publicKeysPem.map(verificationKey);
       return this.#keys;
     }
     if (!this.#keys || (refresh && Date.now() - this.#keysFetchedAt > 30_000)) {
@@ -172,7 +188,8 @@ export class KubernetesAuth {
             return (await jwtVerify(jwt, key, options)).payload;
           } catch (err) {
             last = err;
-            if (!(err instanceof joseErrors.JWSSignatureVerificationFailed) && !(err instanceof joseErrors.JOSENotSupported)) throw err;
+            // A key of another type (EC vs RSA) or a bad signature: try the next key.
+            if (!(err instanceof joseErrors.JWSSignatureVerificationFailed) && !(err instanceof joseErrors.JOSENotSupported) && !(err instanceof TypeError)) throw err;
           }
         }
         throw last ?? denied('no verification key configured');
@@ -194,7 +211,8 @@ export class KubernetesAuth {
     const config = await this.#load();
     if (!config) throw new KeyholdError('ERR_NOT_FOUND', 'Kubernetes login is not configured');
     if (jwt.length > MAX_JWT_BYTES) throw denied('token too large');
-    const role = await this.role(roleName).catch(() => { throw denied(`no role "${roleName}"`); });
+    // Only a missing role is a denial; a storage failure stays what it is.
+    const role = await this.role(roleName).catch((err: unknown) => { throw isKeyholdError(err, 'ERR_NOT_FOUND') ? denied(`no role "${roleName}"`) : err; });
     const payload = await this.#verify(jwt, role);
     const claims = (payload['kubernetes.io'] ?? {}) as KubernetesClaims;
     const namespace = claims.namespace;

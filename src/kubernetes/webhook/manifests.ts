@@ -30,8 +30,9 @@ export function webhookConfiguration(options: RegistrationOptions): Record<strin
       admissionReviewVersions: ['v1'],
       sideEffects: 'None',
       failurePolicy: 'Fail',
-      // Another webhook may add containers after us: run again so they get the volume too.
-      reinvocationPolicy: 'IfNeeded',
+      // An injected pod is left as it is (mutate() skips it), so being called again would add nothing:
+      // containers another webhook adds after us do not get the secrets mount.
+      reinvocationPolicy: 'Never',
       timeoutSeconds: options.timeoutSeconds ?? 5,
       clientConfig,
       rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
