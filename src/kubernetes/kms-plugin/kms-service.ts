@@ -1,8 +1,10 @@
 /**
  * The KMS v2 service in typed terms, behind the gRPC edge: checks each request against the
  * contract, then hands it to the local KEK manager. Status is honest and bounded: "ok" only while
- * the root key answers its (cached) health probe and a usable KEK exists, and it answers within
- * its deadline even when the HSM hangs.
+ * the root key answers its (cached) health probe and a usable KEK exists. It answers within its
+ * deadline when the root key is slow in an awaited call (a keyhold server, an async HSM call); the
+ * synchronous PKCS#11 look-ups (C_FindObjects, C_GetTokenInfo) cannot be cut short, so a device
+ * that hangs inside one holds the event loop.
  */
 import { KeyholdError } from '../../errors.js';
 import type { RootKeyConnector } from './connector.js';
