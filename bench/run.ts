@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { load, type LoadResult } from './load.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const CLI = resolve(here, '../src/cli/main.js');
+const CLI = resolve(here, '../src/cli/keyhold.cjs');
 const CEILING = resolve(here, 'ceiling-server.js');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec node dist/src/cli/main.js dev "$@"
+exec node dist/src/cli/keyhold.cjs dev "$@"

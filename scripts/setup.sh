@@ -43,4 +43,4 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || \
 fi
 
 echo "setup: build" >&2
-npx tsc -p tsconfig.json
+bash scripts/build.sh

@@ -63,8 +63,8 @@ export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unseal
   const created = await storage.atomic([{ key: SEAL_RECORD_KEY, value: null }], [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(record)) }]);
   if (!created) {
     // Lost the race: the keys just made will never be used, so they must not linger in the token.
-    hsm.destroyKey(sealKey);
-    hsm.destroyKey(wrapKey);
+    await hsm.destroyKey(sealKey);
+    await hsm.destroyKey(wrapKey);
     rootKey.fill(0);
     throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'another process initialised this store first');
   }

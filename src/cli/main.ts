@@ -115,21 +115,11 @@ hsmFlags(kms.command('retire').description('direct mode: destroy an old root key
   .requiredOption('--version <n>', 'version to destroy')
   .action(run(async (o) => (await kmsCommands()).kmsRetire(o)));
 
-const agentCommands = async () => import('./commands/agent.js');
-const agentFlags = (command: Command): Command => command
-  .option('--addr <url>', 'keyhold server (default KEYHOLD_ADDR)')
-  .option('--role <name>', 'Kubernetes login role (required)')
-  .option('--jwt-file <file>', 'projected service-account token', '/var/run/secrets/keyhold/token');
-const agent = agentFlags(program.command('agent').description('in-pod agent: log in with the pod\'s service-account token and render secrets into files').enablePositionalOptions())
-  .option('--secret <spec...>', 'NAME=PATH[#FIELD][:MODE], repeatable', [])
-  .option('--template <spec...>', 'NAME=<base64 template with {{ path#field }} placeholders>[:MODE], repeatable', [])
-  .option('--dest <dir>', 'directory for the files (an in-memory volume)', '/keyhold/secrets')
-  .option('--mode <octal>', 'default file mode', '0400')
-  .option('--refresh <seconds>', 'sidecar: keep refreshing every N seconds (±10% jitter)')
-  .option('--on-change <command>', 'sidecar: run this shell command after files change')
-  .action(run(async (o) => (await agentCommands()).runAgent(o)));
-agentFlags(agent.command('exec').description('resolve keyhold:<path>#<field> environment values, then run the command').argument('<command...>').passThroughOptions())
-  .action(run(async (command: string[], o) => (await agentCommands()).runAgentExec(o, command)));
+// The launcher (keyhold.cts) sends `keyhold agent` straight to the CommonJS build of src/agent/cli.ts,
+// without commander or the ESM loader. This entry is for `node dist/src/cli/main.js agent …` and for help.
+program.command('agent').description('in-pod agent: render secrets into files, or `agent exec -- cmd` for env values (see keyhold agent --help)')
+  .helpOption(false).allowUnknownOption().allowExcessArguments().passThroughOptions().argument('[args...]')
+  .action(async (args: string[]) => { process.exitCode = await (await import('../agent/cli.js')).main(args); });
 
 const webhookCommands = async () => import('./commands/webhook.js');
 const webhook = program.command('webhook').description('mutating admission webhook that injects the keyhold agent into opted-in pods').enablePositionalOptions()

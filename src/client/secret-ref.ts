@@ -42,6 +42,10 @@ const TEMPLATE_PLACEHOLDER = /\{\{\s*([^{}\s]+)\s*\}\}/g;
 
 /** The secret references a template uses (each must name a field). */
 export function templateRefs(template: string): SecretRef[] {
+  // A `{{` or `}}` left over once the placeholders are taken out is a typo (`{{ app/db#pw }`), not text
+  // to copy: rendering it literally would ship a broken config file without a word.
+  const stray = /\{\{|\}\}/.exec(template.replace(TEMPLATE_PLACEHOLDER, ''));
+  if (stray) throw new Error(`template has a malformed placeholder (stray "${stray[0]}"): write {{ <path>#<field> }}`);
   const refs: SecretRef[] = [];
   for (const match of template.matchAll(TEMPLATE_PLACEHOLDER)) {
     const ref = parseSecretRef(match[1] as string);

@@ -78,6 +78,14 @@ export class Pkcs11Hsm implements Hsm {
   private readonly publicHandles = new Map<string, Buffer>();
   /** Labels being generated right now: the token shows them only once generation ends. */
   private readonly generating = new Set<string>();
+  /**
+   * Token-object writes (generate, destroy) run one at a time in this process. SoftHSM's file-backed
+   * object store races when two threads create or remove objects at once: C_GenerateKey failed with
+   * CKR_GENERAL_ERROR under the API fuzz (and upstream reports the same for concurrent
+   * C_GenerateKeyPair/C_CreateObject). Key creation is rare, so one queue costs nothing that matters,
+   * on SoftHSM or on a real HSM; crypto calls are not queued.
+   */
+  private objectWrites: Promise<unknown> = Promise.resolve();
   private healthCache: HsmHealth | undefined;
   private calls = 0;
   private closed = false;
@@ -232,6 +240,7 @@ export class Pkcs11Hsm implements Hsm {
     const id = randomBytes(16);
     this.calls++;
     try {
+      return await this.oneObjectWriteAtATime(async () => {
       if (spec.family === 'secret') {
         const handle = await this.pool.use((s) => this.lib.C_GenerateKeyAsync(s, { mechanism: spec.genMechanism }, spec.template(label, id)));
         const key: HsmKey = { label, kind, handle };
@@ -247,6 +256,7 @@ export class Pkcs11Hsm implements Hsm {
       const key: HsmKey = { label, kind, handle: pair.privateKey };
       this.handles.set(label, key);
       return { ...key, publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
+      });
     } catch (err) {
       throw hsmError(err, 'key generation');
     } finally {
@@ -254,9 +264,9 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  destroyKey(key: HsmKey): void {
+  async destroyKey(key: HsmKey): Promise<void> {
     try {
-      this.lib.C_DestroyObject(this.control, key.handle);
+      await this.oneObjectWriteAtATime(async () => this.lib.C_DestroyObject(this.control, key.handle));
     } catch (err) {
       if (ckrName(err) !== 'CKR_OBJECT_HANDLE_INVALID') throw hsmError(err, 'destroy');
     } finally {
@@ -435,6 +445,12 @@ export class Pkcs11Hsm implements Hsm {
     } finally {
       this.lib.C_FindObjectsFinal(this.control);
     }
+  }
+
+  private oneObjectWriteAtATime<T>(write: () => Promise<T>): Promise<T> {
+    const result = this.objectWrites.then(write);
+    this.objectWrites = result.catch(() => undefined);
+    return result;
   }
 
   private readPublicKey(handle: Buffer, kind: HsmKeyKind, spec: AsymmetricSpec): KeyObject {

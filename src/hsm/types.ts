@@ -73,7 +73,8 @@ export interface Hsm {
   listKeys(labelPrefix: string, kind: HsmKeyKind): HsmKey[];
   /** The key's CKA_ID: random per generated key, so it tells two keys that had the same label apart. */
   objectId(key: HsmKey): Buffer;
-  destroyKey(key: HsmKey): void;
+  /** Removes the key from the token; a key already gone is fine. */
+  destroyKey(key: HsmKey): Promise<void>;
   /** AES-256-GCM on the device; returns iv(12) ‖ ciphertext ‖ tag(16). */
   aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer>;
   /** Rejects with ERR_CIPHERTEXT_INVALID when the tag, AAD or layout is wrong. */

@@ -37,7 +37,7 @@ export async function createKey(ctx: KeysContext, input: CreateKeyInput): Promis
       return { next: record, result: record };
     });
   } catch (err) {
-    destroyVersionMaterial(ctx, base, [v1]);
+    await destroyVersionMaterial(ctx, base, [v1]).catch(() => { /* the record write's failure is what the caller must see */ });
     throw err;
   }
 }
@@ -56,7 +56,7 @@ export async function rotateKey(ctx: KeysContext, name: string): Promise<KeyReco
       return { next, result: next };
     });
   } catch (err) {
-    destroyVersionMaterial(ctx, current, [entry]);
+    await destroyVersionMaterial(ctx, current, [entry]).catch(() => { /* the record write's failure is what the caller must see */ });
     throw err;
   }
 }
@@ -93,5 +93,5 @@ export async function deleteKey(ctx: KeysContext, name: string): Promise<void> {
     return { next: null, result: current };
   });
   ctx.material.forget(removed.id);
-  destroyVersionMaterial(ctx, removed, Object.values(removed.versions));
+  await destroyVersionMaterial(ctx, removed, Object.values(removed.versions));
 }

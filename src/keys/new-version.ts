@@ -60,11 +60,11 @@ export async function createVersionMaterial(ctx: KeysContext, record: Pick<KeyRe
 }
 
 /** Removes HSM objects of versions that will not be recorded (a lost race) or of a deleted key. */
-export function destroyVersionMaterial(ctx: KeysContext, record: Pick<KeyRecord, 'type' | 'protection'>, versions: KeyVersionRecord[]): void {
+export async function destroyVersionMaterial(ctx: KeysContext, record: Pick<KeyRecord, 'type' | 'protection'>, versions: KeyVersionRecord[]): Promise<void> {
   if (record.protection !== 'hsm') return;
   const kind = algorithmOf(record.type).hsmKind;
   for (const version of versions) {
     const key = version.hsmLabel ? ctx.hsm.findKey(version.hsmLabel, kind) : null;
-    if (key) ctx.hsm.destroyKey(key);
+    if (key) await ctx.hsm.destroyKey(key);
   }
 }

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** dist/src/cli/main.js, resolved from this compiled file (dist/test/helpers/server.js). */
-export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/main.js');
+/** dist/src/cli/keyhold.cjs (the `keyhold` executable), resolved from this compiled file (dist/test/helpers/server.js). */
+export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/keyhold.cjs');
 
 export function tempDir(prefix = 'keyhold-'): string {
   return mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), prefix));

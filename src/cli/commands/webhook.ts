@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { KeyholdError } from '../../errors.js';
-import { positiveSeconds } from './agent.js';
+import { positiveSeconds } from '../../agent/cli.js';
 
 export interface WebhookFlags {
   listen: string;

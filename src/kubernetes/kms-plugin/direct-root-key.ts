@@ -55,7 +55,7 @@ export async function retireDirectRootKey(hsm: Hsm, label: string, version: numb
   if (!target) throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', `HSM key "${label}" has no version ${version}`);
   if (target === versions.at(-1)) throw new KeyholdError('ERR_CONFLICT', `version ${version} is the newest version of "${label}"; rotate first`);
   const keyId = keyIdOf(hsm, label, version, target.key);
-  hsm.destroyKey(target.key);
+  await hsm.destroyKey(target.key);
   return { retired: version, key_id: keyId };
 }
 

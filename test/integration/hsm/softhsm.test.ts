@@ -125,7 +125,7 @@ describe('Pkcs11Hsm on SoftHSM2', () => {
       assert.equal(hsm.callCount, before, 'encryption made no HSM call');
       assert.equal((await hsm.rsaDecrypt(key, ciphertext, hash)).toString(), 'only the token can read this');
       assert.equal(hsm.callCount, before + 1, 'decryption was one HSM call');
-      hsm.destroyKey(key);
+      await hsm.destroyKey(key);
     } finally {
       await hsm.close();
     }
@@ -138,7 +138,7 @@ describe('Pkcs11Hsm on SoftHSM2', () => {
       const found = await hsm.findOrCreateKey(label, 'aes256');
       assert.ok(created.handle.equals(found.handle));
       assert.equal(hsm.attributes(found).extractable, false);
-      hsm.destroyKey(found);
+      await hsm.destroyKey(found);
     });
   });
 

@@ -42,5 +42,6 @@ it('templates: placeholders name path#field; rendering fills them; a missing fie
   const secrets = new Map<string, Record<string, unknown>>([['app/db', { user: 'u', password: 'p' }], ['app/api', { key: 'k' }]]);
   assert.equal(renderTemplate(t, secrets), 'host=db\nuser=u\npass=p\nkey=k\n');
   assert.throws(() => templateRefs('{{ app/db }}'), /needs a #field/);
+  for (const typo of ['{{ app/db#pw }', '{{ app/db#pw', 'x }} y', '{{ app/db #pw }}']) assert.throws(() => templateRefs(typo), /malformed placeholder/, typo);
   assert.throws(() => renderTemplate('{{ app/db#nope }}', secrets), /no field nope/);
 });
