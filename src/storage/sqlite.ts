@@ -35,8 +35,30 @@ function prefixEnd(prefix: string): string | null {
   return null;
 }
 
+/** A write waiting for the next group commit. */
+interface PendingWrite {
+  op: string;
+  apply: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
+
+/**
+ * Writes are group-committed: every put, delete and atomic issued in the same turn of the event
+ * loop runs in one IMMEDIATE transaction (each in its own savepoint, in call order, so each sees
+ * the ones before it and a failing one undoes only itself), and one fsync makes them all durable
+ * before any promise resolves. better-sqlite3 is synchronous, so a commit per write blocked the
+ * event loop for one fsync each (about 0.6 ms here): under a login storm that was the largest
+ * single cost in the server's profile.
+ */
 export class SqliteStorage implements Storage {
   private closed = false;
+  private pending: PendingWrite[] = [];
+  private flushScheduled = false;
+  private readonly batchTx: Database.Transaction<(batch: readonly PendingWrite[]) => Outcome[]>;
+  private readonly savepoint: Database.Transaction<(apply: () => unknown) => unknown>;
   private readonly getStmt: Database.Statement<[string], Buffer>;
   private readonly putStmt: Database.Statement<[string, Buffer]>;
   private readonly deleteStmt: Database.Statement<[string]>;
@@ -64,6 +86,15 @@ export class SqliteStorage implements Storage {
       }
       return true;
     });
+    // Called inside batchTx, a better-sqlite3 transaction function becomes a SAVEPOINT.
+    this.savepoint = db.transaction((apply: () => unknown) => apply());
+    this.batchTx = db.transaction((batch: readonly PendingWrite[]) => batch.map((w): Outcome => {
+      try {
+        return { ok: true, value: this.savepoint(w.apply) };
+      } catch (err) {
+        return { ok: false, err };
+      }
+    }));
   }
 
   static open(file: string): SqliteStorage {
@@ -100,17 +131,13 @@ export class SqliteStorage implements Storage {
   }
 
   async put(key: string, value: Buffer): Promise<void> {
-    this.run('put', () => {
-      checkKey(key);
-      this.putStmt.run(key, value);
-    });
+    this.run('put', () => checkKey(key));
+    await this.enqueue('put', () => this.putStmt.run(key, value));
   }
 
   async delete(key: string): Promise<void> {
-    this.run('delete', () => {
-      checkKey(key);
-      this.deleteStmt.run(key);
-    });
+    this.run('delete', () => checkKey(key));
+    await this.enqueue('delete', () => this.deleteStmt.run(key));
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -123,24 +150,58 @@ export class SqliteStorage implements Storage {
   }
 
   async atomic(checks: readonly StorageCheck[], writes: readonly StorageWrite[]): Promise<boolean> {
-    return this.run('atomic', () => {
+    this.run('atomic', () => {
       for (const c of checks) checkKey(c.key);
       for (const w of writes) checkKey(w.key);
-      // IMMEDIATE takes the write lock before the checks are read, so no other connection can
-      // change a checked key between the compare and the writes.
-      return this.atomicTx.immediate(checks, writes);
     });
+    // The batch runs IMMEDIATE: the write lock is taken before any check is read, so no other
+    // connection can change a checked key between the compare and the writes.
+    return (await this.enqueue('atomic', () => this.atomicTx(checks, writes))) as boolean;
   }
 
-  /** Idempotent, so cleanup paths can always call it. */
+  /** Idempotent, so cleanup paths can always call it. Writes already issued are committed first. */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     try {
       this.db.close();
     } catch (err) {
       throw storageError('close', err);
     }
+  }
+
+  private enqueue(op: string, apply: () => unknown): Promise<unknown> {
+    if (this.closed) return Promise.reject(new KeyholdError('ERR_STORAGE', `sqlite ${op} failed: storage is closed`));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ op, apply, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** One transaction, one fsync, for every write issued since the last flush. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    let outcomes: Outcome[];
+    try {
+      if (this.closed) throw new Error('storage is closed');
+      outcomes = this.batchTx.immediate(batch);
+    } catch (err) {
+      // The commit itself failed: nothing in the batch is durable.
+      for (const w of batch) w.reject(storageError(w.op, err));
+      return;
+    }
+    outcomes.forEach((outcome, i) => {
+      const w = batch[i] as PendingWrite;
+      if (outcome.ok) w.resolve(outcome.value);
+      else w.reject(storageError(w.op, outcome.err));
+    });
   }
 
   private run<T>(op: string, fn: () => T): T {

@@ -260,6 +260,33 @@ export function storageContract(name: string, open: () => Promise<StorageFixture
         assert.deepEqual(await r.get('after'), b('reopen'));
       }));
 
+    it('writes issued together take effect in call order, each seeing the ones before it', () =>
+      withStorage(async (s) => {
+        // Issued without awaiting in between: an implementation that batches them must keep this order.
+        const results = await Promise.all([
+          s.put('a', b('1')),
+          s.atomic([{ key: 'a', value: b('1') }], [{ op: 'put', key: 'a', value: b('2') }]),
+          s.atomic([{ key: 'a', value: b('1') }], [{ op: 'put', key: 'lost', value: b('x') }]),
+          s.delete('a'),
+          s.atomic([{ key: 'a', value: null }], [{ op: 'put', key: 'after-delete', value: b('y') }]),
+          s.put('a', b('3')),
+        ]);
+        assert.deepEqual(results, [undefined, true, false, undefined, true, undefined]);
+        assert.deepEqual(await s.get('a'), b('3'));
+        assert.equal(await s.get('lost'), null);
+        assert.deepEqual(await s.get('after-delete'), b('y'));
+      }));
+
+    it('writes issued right before close are committed, not dropped', () =>
+      withStorage(async (s, fx) => {
+        const writes = Array.from({ length: 20 }, (_, i) => s.put(`k${i}`, b(String(i))));
+        const closing = s.close();
+        await Promise.all(writes);
+        await closing;
+        const r = await fx.reopen();
+        assert.equal((await r.list('k')).length, 20);
+      }));
+
     it('rejects every operation after close with ERR_STORAGE', () =>
       withStorage(async (s) => {
         await s.put('k', b('v'));

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError } from '../../errors.js';
 import type { ImagePolicy } from '../../identity/kubernetes/attestation.js';
+import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
 import { Closed, withErrors } from '../schemas.js';
 
@@ -54,7 +55,21 @@ const LoginView = Closed({
   }),
 });
 
+const WatchView = Closed({
+  synced: Type.Boolean(), objects: Type.Integer(), resource_version: Type.Optional(Type.String()), lists: Type.Integer(), events: Type.Integer(),
+});
+const StatusView = Closed({
+  configured: Type.Boolean(),
+  pods: Type.Optional(WatchView), service_accounts: Type.Optional(WatchView),
+  live_gets: Type.Optional(Type.Integer()), cache_hits: Type.Optional(Type.Integer()),
+});
+
 const CONFIG_PATH = 'sys/auth/kubernetes/config';
+const STATUS_PATH = 'sys/auth/kubernetes/status';
+
+function watchView(w: WatchStatus | undefined): Static<typeof WatchView> | undefined {
+  return w && { synced: w.synced, objects: w.objects, lists: w.lists, events: w.events, ...(w.resourceVersion ? { resource_version: w.resourceVersion } : {}) };
+}
 
 function imagePolicyFrom(body: Static<typeof ImagePolicyBody>): ImagePolicy {
   if (!body.allowed_digests?.length && !body.trusted_keys_pem?.length) throw new KeyholdError('ERR_BAD_REQUEST', 'image_policy needs allowed_digests or trusted_keys_pem');
@@ -95,6 +110,20 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
   }, async () => {
     const c = await auth.describeConfig();
     return { issuer: c.issuer, api_server_url: c.apiServerUrl, reviewer_jwt_set: c.reviewerJwtSet, ...(c.caPem ? { ca_pem: c.caPem } : {}), ...(c.publicKeysPem ? { public_keys_pem: c.publicKeysPem } : {}) };
+  });
+
+  app.get('/v1/auth/kubernetes/status', {
+    schema: { tags: ['auth'], summary: 'Pod and service-account watches: live or not, how much they hold, how logins were answered', response: withErrors({ 200: StatusView }) },
+    config: { operation: 'auth.kubernetes.status', authorize: () => [[STATUS_PATH, 'read']] },
+  }, async () => {
+    const s = await auth.status();
+    const pods = watchView(s.pods);
+    const serviceAccounts = watchView(s.serviceAccounts);
+    return {
+      configured: s.configured,
+      ...(pods ? { pods } : {}), ...(serviceAccounts ? { service_accounts: serviceAccounts } : {}),
+      ...(s.liveGets !== undefined ? { live_gets: s.liveGets } : {}), ...(s.cacheHits !== undefined ? { cache_hits: s.cacheHits } : {}),
+    };
   });
 
   app.put<{ Params: RoleParams; Body: Static<typeof RoleBody> }>('/v1/auth/kubernetes/roles/:name', {

@@ -71,7 +71,6 @@ export class KubernetesAuth {
   #cluster: KubernetesCluster | undefined;
   #keys: JWTVerifyGetKey | KeyObject[] | undefined;
   #keysFetchedAt = 0;
-  #watch: { stop(): void } | undefined;
   #loaded = false;
   readonly #attestor = new ImageAttestor();
   /** Pod uids the watch saw deleted recently: closes the race between a login's pod check and its index write without another GET. */
@@ -89,6 +88,12 @@ export class KubernetesAuth {
     return this.#cluster?.calls ?? 0;
   }
 
+  /** Whether the pod and service-account watches are live, how much they hold, and how logins were answered. */
+  async status(): Promise<{ configured: boolean } & Partial<ReturnType<KubernetesCluster['watchStatus']>>> {
+    await this.#load();
+    return this.#cluster ? { configured: true, ...this.#cluster.watchStatus() } : { configured: false };
+  }
+
   async #load(): Promise<KubernetesAuthConfig | undefined> {
     if (!this.#loaded) {
       this.#loaded = true;
@@ -104,17 +109,16 @@ export class KubernetesAuth {
   }
 
   #apply(config: KubernetesAuthConfig): void {
-    this.#watch?.stop();
     this.#cluster?.close();
     this.#config = config;
     this.#cluster = new KubernetesCluster(config);
     this.#keys = undefined;
     this.#keysFetchedAt = 0;
-    this.#watch = this.#cluster.watchPodDeletions(
-      (uid) => void this.#podDeleted(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
-      (live) => void this.#revokeMissing(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`)),
-      (err) => this.log.warn(`pod watch: ${err.message}`),
-    );
+    this.#cluster.startWatches({
+      onPodDeleted: (uid) => void this.#podDeleted(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
+      onPodsRelisted: (live) => void this.#revokeMissing(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`)),
+      onError: (err) => this.log.warn(`kubernetes watch: ${err.message}`),
+    });
   }
 
   async configure(config: KubernetesAuthConfig): Promise<void> {
@@ -226,14 +230,16 @@ export class KubernetesAuth {
       throw denied(role.imagePolicy ? 'the role has an image policy, which needs a pod-bound token' : 'the role requires a pod-bound token');
     }
 
-    // Live checks: a token outlives what it was issued for; these make it die with it.
+    // Live checks: a token outlives what it was issued for; these make it die with it. The watch
+    // answers them when it holds the object with the token's uid (as kube-apiserver's own token
+    // check does), a live GET otherwise; a deletion the watch reports later revokes what was issued.
     const cluster = this.#cluster as KubernetesCluster;
-    const [liveSa, livePod] = await Promise.all([
-      cluster.serviceAccount(namespace, sa.name),
-      pod?.name ? cluster.pod(namespace, pod.name) : Promise.resolve(undefined),
+    const [liveSaUid, livePod] = await Promise.all([
+      cluster.serviceAccountUid(namespace, sa.name, sa.uid),
+      pod?.name && pod.uid ? cluster.pod(namespace, pod.name, pod.uid) : Promise.resolve(undefined),
     ]);
-    if (!liveSa) throw denied('service account no longer exists');
-    if (liveSa.metadata?.uid !== sa.uid) throw denied('service account was deleted and recreated since the token was issued');
+    if (!liveSaUid) throw denied('service account no longer exists');
+    if (liveSaUid !== sa.uid) throw denied('service account was deleted and recreated since the token was issued');
     if (pod?.name) {
       if (!livePod) throw denied('pod no longer exists');
       if (livePod.metadata?.uid !== pod.uid) throw denied('pod was replaced since the token was issued');
@@ -286,14 +292,13 @@ export class KubernetesAuth {
     return ids.length;
   }
 
-  async #revokeMissing(live: Set<string>): Promise<void> {
+  async #revokeMissing(live: ReadonlySet<string>): Promise<void> {
     const prefix = 'auth/kubernetes/pod-tokens/';
     const indexed = new Set((await this.barrier.list(prefix)).map((path) => path.slice(prefix.length).split('/')[0] as string));
     for (const uid of indexed) if (!live.has(uid)) await this.revokePod(uid);
   }
 
   close(): void {
-    this.#watch?.stop();
     this.#cluster?.close();
   }
 }

@@ -1,18 +1,24 @@
 /**
- * What keyhold asks kube-apiserver during a login (and nothing else): the JWKS, one pod, one
- * service account; plus a watch of pods so tokens issued to a pod die with it.
+ * What keyhold asks kube-apiserver: the JWKS; a list+watch of pods and of service accounts, which
+ * answer a login's checks locally and make tokens issued to a pod die with it; and a live GET of
+ * the pod or service account only when the watch cannot vouch for it.
  */
 import { Agent, request } from 'node:https';
-import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1ServiceAccount } from '@kubernetes/client-node';
+import { KubeConfig, type V1ContainerStatus, type V1Pod, type V1ServiceAccount } from '@kubernetes/client-node';
 import { KeyholdError } from '../../errors.js';
 import type { KubernetesAuthConfig } from './types.js';
+import { WatchedObjects, type Trimmed, type WatchStatus } from './watched-objects.js';
+
+export type WatchedPod = Trimmed & { pod: V1Pod };
 
 export class KubernetesCluster {
-  readonly #core: CoreV1Api;
   readonly #kubeConfig: KubeConfig;
   /** Kept-alive connections for the per-login GETs: a TLS handshake per login cost more than the GETs themselves. */
   readonly #agent: Agent;
   #calls = 0;
+  #cacheHits = 0;
+  #pods: WatchedObjects<WatchedPod> | undefined;
+  #serviceAccounts: WatchedObjects<Trimmed> | undefined;
 
   constructor(private readonly config: KubernetesAuthConfig) {
     const kc = new KubeConfig();
@@ -23,13 +29,12 @@ export class KubernetesCluster {
       currentContext: 'keyhold',
     });
     this.#kubeConfig = kc;
-    this.#core = kc.makeApiClient(CoreV1Api);
     this.#agent = new Agent({ keepAlive: true, maxSockets: 32, ...(config.caPem ? { ca: config.caPem } : {}) });
   }
 
-  /** GET a JSON object from kube-apiserver; undefined for 404. */
-  #getJson<T>(path: string, accept = 'application/json'): Promise<T | undefined> {
-    this.#calls++;
+  /** GET a JSON object from kube-apiserver; undefined for 404. `count`: a login's live look-up (reported per login). */
+  #getJson<T>(path: string, accept = 'application/json', count = true): Promise<T | undefined> {
+    if (count) this.#calls++;
     const url = new URL(path, this.config.apiServerUrl);
     return new Promise((resolve, reject) => {
       const req = request(url, { method: 'GET', agent: this.#agent, headers: { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}) }, timeout: 5000 }, (res) => {
@@ -61,55 +66,109 @@ export class KubernetesCluster {
     return jwks;
   }
 
-  /** The pod, or undefined when it does not exist. */
-  async pod(namespace: string, name: string): Promise<V1Pod | undefined> {
+  /**
+   * The pod, or undefined when it does not exist. Answered from the watch when it holds this pod
+   * with the uid the token names; otherwise (not seen yet, another uid, watch down) by a live GET,
+   * which has the last word on "absent" and "replaced".
+   */
+  async pod(namespace: string, name: string, expectedUid: string): Promise<V1Pod | undefined> {
+    const watched = this.#pods?.get(namespace, name);
+    if (watched?.uid === expectedUid) {
+      this.#cacheHits++;
+      return watched.pod;
+    }
     return this.#getJson<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`);
   }
 
-  async serviceAccount(namespace: string, name: string): Promise<V1ServiceAccount | undefined> {
-    return this.#getJson<V1ServiceAccount>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`);
+  /** The service account's uid, or undefined when it does not exist; the watch answers as for pods. */
+  async serviceAccountUid(namespace: string, name: string, expectedUid: string): Promise<string | undefined> {
+    const watched = this.#serviceAccounts?.get(namespace, name);
+    if (watched?.uid === expectedUid) {
+      this.#cacheHits++;
+      return watched.uid;
+    }
+    const live = await this.#getJson<V1ServiceAccount>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`);
+    return live?.metadata?.uid;
   }
 
-  /** Closes kept-alive connections. */
+  /** Stops the watches and closes kept-alive connections. */
   close(): void {
+    this.#pods?.stop();
+    this.#serviceAccounts?.stop();
     this.#agent.destroy();
   }
 
+  /** Every object at `path`, page by page (limit 500), with the list's resourceVersion. Not a login call. */
+  async #listAll(path: string): Promise<{ items: unknown[]; resourceVersion: string | undefined }> {
+    const items: unknown[] = [];
+    let resourceVersion: string | undefined;
+    let next: string | undefined = '';
+    while (next !== undefined) {
+      const page: KubeList | undefined = await this.#getJson<KubeList>(`${path}?limit=500${next ? `&continue=${encodeURIComponent(next)}` : ''}`, 'application/json', false);
+      if (!page) throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver has no ${path}`);
+      items.push(...(page.items ?? []));
+      resourceVersion = page.metadata?.resourceVersion;
+      next = page.metadata?.continue || undefined;
+    }
+    return { items, resourceVersion };
+  }
+
   /**
-   * Calls onDeleted(uid) for every pod deletion until stopped; re-establishes the watch when it
-   * ends (timeouts, apiserver restarts). onResync lists the live pod uids after each (re)start, so
-   * deletions missed while the watch was down are still acted on.
+   * Starts watching pods and service accounts: logins then read them locally (see watched-objects.ts).
+   * onPodDeleted fires for every pod that goes away, onPodsRelisted with the live pod uids after
+   * each (re)list, so deletions missed while disconnected are still acted on.
    */
-  watchPodDeletions(onDeleted: (uid: string) => void, onResync: (liveUids: Set<string>) => void, onError: (err: Error) => void): { stop(): void } {
-    let stopped = false;
-    let abort: AbortController | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const start = async () => {
-      if (stopped) return;
-      try {
-        const list = await this.#core.listPodForAllNamespaces({});
-        onResync(new Set(list.items.map((p) => p.metadata?.uid).filter((u): u is string => typeof u === 'string')));
-        abort = await new Watch(this.#kubeConfig).watch('/api/v1/pods', { resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true },
-          (type: string, pod: V1Pod) => {
-            if (type === 'DELETED' && pod.metadata?.uid) onDeleted(pod.metadata.uid);
-          },
-          (err: unknown) => {
-            if (err && !stopped) onError(err as Error);
-            if (!stopped) timer = setTimeout(() => void start(), err ? 2000 : 0);
-          });
-      } catch (err) {
-        onError(err as Error);
-        if (!stopped) timer = setTimeout(() => void start(), 5000);
-      }
-    };
-    void start();
-    return {
-      stop() {
-        stopped = true;
-        if (timer) clearTimeout(timer);
-        abort?.abort();
-      },
-    };
+  startWatches(handlers: { onPodDeleted(uid: string): void; onPodsRelisted(liveUids: ReadonlySet<string>): void; onError(err: Error): void }): void {
+    this.#pods = new WatchedObjects(this.#kubeConfig, { path: '/api/v1/pods', list: () => this.#listAll('/api/v1/pods'), trim: trimPod },
+      { deleted: (item) => handlers.onPodDeleted(item.uid), relisted: handlers.onPodsRelisted, error: (err) => handlers.onError(err) });
+    this.#serviceAccounts = new WatchedObjects(this.#kubeConfig, { path: '/api/v1/serviceaccounts', list: () => this.#listAll('/api/v1/serviceaccounts'), trim: trimObject },
+      { error: (err) => handlers.onError(err) });
+    this.#pods.start();
+    this.#serviceAccounts.start();
+  }
+
+  watchStatus(): { pods: WatchStatus | undefined; serviceAccounts: WatchStatus | undefined; liveGets: number; cacheHits: number } {
+    return { pods: this.#pods?.status(), serviceAccounts: this.#serviceAccounts?.status(), liveGets: this.#calls, cacheHits: this.#cacheHits };
   }
 }
 
+interface KubeList {
+  items?: unknown[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+interface RawObject {
+  metadata?: { name?: unknown; namespace?: unknown; uid?: unknown; deletionTimestamp?: unknown };
+}
+
+function trimObject(object: unknown): Trimmed | undefined {
+  const m = (object as RawObject | undefined)?.metadata;
+  if (typeof m?.name !== 'string' || typeof m.namespace !== 'string' || typeof m.uid !== 'string') return undefined;
+  return { namespace: m.namespace, name: m.name, uid: m.uid };
+}
+
+/** What a login reads of a pod: identity, service account, deletion, and each container's image and imageID. */
+function trimPod(object: unknown): WatchedPod | undefined {
+  const base = trimObject(object);
+  if (!base) return undefined;
+  const pod = object as V1Pod;
+  const containers = (list: Array<{ name: string; image?: string }> | undefined) => list?.map((c) => ({ name: c.name, image: c.image }));
+  const statuses = (list: Array<{ name: string; imageID?: string }> | undefined) => list?.map((c) => ({ name: c.name, imageID: c.imageID })) as V1ContainerStatus[] | undefined;
+  return {
+    ...base,
+    pod: {
+      metadata: { name: base.name, namespace: base.namespace, uid: base.uid, ...(pod.metadata?.deletionTimestamp ? { deletionTimestamp: pod.metadata.deletionTimestamp } : {}) },
+      spec: {
+        ...(pod.spec?.serviceAccountName ? { serviceAccountName: pod.spec.serviceAccountName } : {}),
+        containers: containers(pod.spec?.containers) ?? [],
+        initContainers: containers(pod.spec?.initContainers),
+        ephemeralContainers: containers(pod.spec?.ephemeralContainers),
+      },
+      status: {
+        containerStatuses: statuses(pod.status?.containerStatuses),
+        initContainerStatuses: statuses(pod.status?.initContainerStatuses),
+        ephemeralContainerStatuses: statuses(pod.status?.ephemeralContainerStatuses),
+      },
+    },
+  };
+}

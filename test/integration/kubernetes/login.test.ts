@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SignJWT } from 'jose';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { configureKubernetesLogin } from '../../helpers/kubernetes-login.js';
+import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { CLI, assertLoginAudit, auditRecords as auditRecordsOf, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
 const exec = promisify(execFile);
@@ -124,6 +124,38 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.ok(read?.actor?.selectors?.includes('k8s:sa:app/app'), 'requests made with the token carry its selectors');
   });
 
+  it('logins are answered from the pod and service-account watches; a pod they do not hold is looked up live', async () => {
+    const before = await waitForWatches(dev);
+    assert.equal(before.configured, true);
+    assert.ok((before.pods?.objects ?? 0) >= 5, `pods held: ${before.pods?.objects}`);
+    assert.ok((before.service_accounts?.objects ?? 0) >= 4, `service accounts held: ${before.service_accounts?.objects}`);
+    const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+    for (let i = 0; i < 5; i++) assert.equal((await login('app', jwt)).status, 200);
+    const warm = await waitForWatches(dev);
+    assert.equal((warm.live_gets ?? 0) - (before.live_gets ?? 0), 0, 'no API-server call for pods and service accounts the watches hold');
+    assert.equal((warm.cache_hits ?? 0) - (before.cache_hits ?? 0), 10, 'one pod and one service account per login, from the watches');
+    // A pod uid the watch does not hold is not taken on the watch's word: one live GET decides (and refuses).
+    const appUid = await saUid('app', 'app');
+    const stranger = await login('app', await craft({ ...claimsFor('app', 'app', appUid), 'kubernetes.io': { namespace: 'app', serviceaccount: { name: 'app', uid: appUid }, pod: { name: 'web', uid: randomUUID() } } }));
+    assert.equal(stranger.status, 403);
+    assert.match(stranger.body.error.message, /pod was replaced/);
+    assert.equal(((await waitForWatches(dev)).live_gets ?? 0) - (warm.live_gets ?? 0), 1);
+  });
+
+  it('after kube-apiserver restarts, the watches list again and logins go on', async () => {
+    const before = await waitForWatches(dev);
+    await cp.restartApiserver();
+    const deadline = Date.now() + 30_000;
+    let after = await waitForWatches(dev);
+    while ((after.pods?.lists ?? 0) <= (before.pods?.lists ?? 0) || (after.service_accounts?.lists ?? 0) <= (before.service_accounts?.lists ?? 0)) {
+      assert.ok(Date.now() < deadline, `watches did not list again within 30 s: ${JSON.stringify(after)}`);
+      await new Promise((res) => setTimeout(res, 100));
+      after = await waitForWatches(dev);
+    }
+    const r = await login('app', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+    assert.equal(r.status, 200, r.text);
+  });
+
   it('identity selectors are usable in policies: {{k8s.namespace}} grants exactly the pod\'s own namespace', async () => {
     assert.equal((await asRoot('PUT', '/v1/policies/own-ns', { rules: [{ path: 'secrets/{{k8s.namespace}}/*', capabilities: ['read'] }] })).status, 200);
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/own-ns', { bound_namespaces: ['*'], bound_service_accounts: ['app'], policies: ['own-ns'] })).status, 204);
@@ -167,11 +199,14 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     // Deleted-and-recreated service account: a token issued before the deletion.
     const recreatedJwt = await podToken(pods['app/recreated-pod'], { namespace: 'app', name: 'recreated' });
     await core.deleteNamespacedServiceAccount({ namespace: 'app', name: 'recreated' });
-    await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name: 'recreated' } } });
+    const recreatedSa = await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name: 'recreated' } } });
     // Deleted pod: a token issued before the deletion.
     const doomed = await makePod('app', 'doomed', 'app');
     const doomedJwt = await podToken(doomed, { namespace: 'app', name: 'app' });
-    await core.deleteNamespacedPod({ namespace: 'app', name: 'doomed', body: { gracePeriodSeconds: 0 } });
+    const deletedPod = await core.deleteNamespacedPod({ namespace: 'app', name: 'doomed', body: { gracePeriodSeconds: 0 } });
+    // As with a TokenReview, keyhold learns of both through a watch: let it catch up, so the cases
+    // below test the checks, not the race (the revocation test covers what happens inside it).
+    await waitForWatches(dev, { pods: deletedPod.metadata?.resourceVersion, serviceAccounts: recreatedSa.metadata?.resourceVersion });
 
     const cases: Array<{ name: string; role?: string; jwt: string; reason: RegExp; status?: number }> = [
       { name: 'unknown role', role: 'nope', jwt: good, reason: /no role "nope"/ },

@@ -1,0 +1,169 @@
+/**
+ * A live copy of one kind of Kubernetes object across all namespaces: list, then watch from the
+ * list's resourceVersion, keeping only the fields keyhold reads (a trimmed pod is a few hundred
+ * bytes, not the 5–10 KB the API sends).
+ *
+ * This is what kube-apiserver itself does to check bound service-account tokens (its token getter
+ * reads pods and service accounts from informer caches), so a login checked against this copy is
+ * as fresh as a TokenReview. The copy is trusted only while the watch is known to be live: after
+ * a watch error, a 410 (history too old) or a silence longer than the watch timeout, `get`
+ * answers undefined until a fresh list has been applied, and callers fall back to a live GET.
+ */
+import { Watch, type KubeConfig } from '@kubernetes/client-node';
+
+export interface WatchedKind<T> {
+  /** Watch path, e.g. `/api/v1/pods`. */
+  path: string;
+  /** Lists every object (all namespaces) with the list's resourceVersion. */
+  list(): Promise<{ items: unknown[]; resourceVersion: string | undefined }>;
+  /** The fields keyhold needs; undefined for an object without namespace, name or uid. */
+  trim(object: unknown): T | undefined;
+}
+
+export interface Trimmed {
+  namespace: string;
+  name: string;
+  uid: string;
+}
+
+export interface WatchEvents<T> {
+  /** An object went away: a DELETED event, or absent (or replaced) in a fresh list. */
+  deleted?(item: T): void;
+  /** A fresh list was applied: the uids that exist now (deletions missed while disconnected are in `deleted` too). */
+  relisted?(liveUids: ReadonlySet<string>): void;
+  error(err: Error): void;
+}
+
+export interface WatchStatus {
+  /** True while the copy is trusted (listed and the watch live). */
+  synced: boolean;
+  objects: number;
+  /** Last resourceVersion seen (list, event or bookmark). */
+  resourceVersion: string | undefined;
+  /** Lists made: 1 at start, one more after every watch failure. */
+  lists: number;
+  events: number;
+}
+
+export class WatchedObjects<T extends Trimmed> {
+  readonly #items = new Map<string, T>();
+  #synced = false;
+  #stopped = false;
+  #resourceVersion: string | undefined;
+  #abort: AbortController | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  #lastHeard = 0;
+  /** Bumped for every watch started: callbacks of a watch we gave up on are ignored. */
+  #generation = 0;
+  #lists = 0;
+  #events = 0;
+
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    private readonly kind: WatchedKind<T>,
+    private readonly events: WatchEvents<T>,
+    /** The server ends each watch after this long; we re-watch from the last resourceVersion (no list). */
+    private readonly watchTimeoutSeconds = 300,
+  ) {}
+
+  start(): void {
+    // A watch that hears nothing (not even its own timeout) for this long is dead, whatever TCP says.
+    this.#watchdog = setInterval(() => {
+      if (this.#synced && Date.now() - this.#lastHeard > (this.watchTimeoutSeconds + 30) * 1000) this.#fail(new Error(`${this.kind.path} watch went silent`));
+    }, 10_000);
+    this.#watchdog.unref();
+    void this.#list();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#synced = false;
+    this.#generation++;
+    clearTimeout(this.#retry);
+    clearInterval(this.#watchdog);
+    this.#abort?.abort();
+  }
+
+  /** The object as last seen, or undefined when it is absent or the copy cannot be trusted right now. */
+  get(namespace: string, name: string): T | undefined {
+    return this.#synced ? this.#items.get(`${namespace}/${name}`) : undefined;
+  }
+
+  status(): WatchStatus {
+    return { synced: this.#synced, objects: this.#items.size, resourceVersion: this.#resourceVersion, lists: this.#lists, events: this.#events };
+  }
+
+  async #list(): Promise<void> {
+    if (this.#stopped) return;
+    const generation = ++this.#generation;
+    try {
+      this.#lists++;
+      const { items, resourceVersion } = await this.kind.list();
+      if (generation !== this.#generation) return;
+      const fresh = new Map<string, T>();
+      for (const object of items) {
+        const item = this.kind.trim(object);
+        if (item) fresh.set(`${item.namespace}/${item.name}`, item);
+      }
+      const gone = [...this.#items].filter(([key, old]) => fresh.get(key)?.uid !== old.uid).map(([, old]) => old);
+      this.#items.clear();
+      for (const [key, item] of fresh) this.#items.set(key, item);
+      this.#resourceVersion = resourceVersion;
+      this.#synced = true;
+      for (const item of gone) this.events.deleted?.(item);
+      this.events.relisted?.(new Set([...fresh.values()].map((item) => item.uid)));
+      await this.#watch(generation);
+    } catch (err) {
+      if (generation === this.#generation) this.#fail(err as Error, 5000);
+    }
+  }
+
+  async #watch(generation: number): Promise<void> {
+    this.#lastHeard = Date.now();
+    const abort = await new Watch(this.kubeConfig).watch(
+      this.kind.path,
+      { resourceVersion: this.#resourceVersion, allowWatchBookmarks: true, timeoutSeconds: this.watchTimeoutSeconds },
+      (type: string, object: { metadata?: { resourceVersion?: string }; code?: number; message?: string }) => {
+        if (generation !== this.#generation) return;
+        this.#lastHeard = Date.now();
+        if (type === 'ERROR') {
+          // Typically 410 Gone: our resourceVersion fell out of etcd's history. Only a fresh list helps.
+          this.#fail(new Error(`${this.kind.path} watch: ${object.code ?? ''} ${object.message ?? 'error event'}`.trim()), 0);
+          return;
+        }
+        this.#events++;
+        if (object.metadata?.resourceVersion) this.#resourceVersion = object.metadata.resourceVersion;
+        if (type === 'BOOKMARK') return;
+        const item = this.kind.trim(object);
+        if (!item) return;
+        const key = `${item.namespace}/${item.name}`;
+        if (type === 'DELETED') {
+          if (this.#items.get(key)?.uid === item.uid) this.#items.delete(key);
+          this.events.deleted?.(item);
+        } else {
+          this.#items.set(key, item);
+        }
+      },
+      (err: unknown) => {
+        if (generation !== this.#generation || this.#stopped) return;
+        if (err) this.#fail(err as Error, 2000);
+        // The server's timeout ended it: carry on from where we are, still in sync.
+        else void this.#watch(generation).catch((e: unknown) => this.#fail(e as Error, 2000));
+      },
+    );
+    if (generation === this.#generation) this.#abort = abort;
+    else abort.abort();
+  }
+
+  /** Stops trusting the copy and lists again after a pause. */
+  #fail(err: Error, retryMs = 5000): void {
+    this.#synced = false;
+    this.#generation++;
+    this.#abort?.abort();
+    if (this.#stopped) return;
+    this.events.error(err);
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => void this.#list(), retryMs);
+  }
+}
