@@ -99,6 +99,7 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'PUT /v1/auth/kubernetes/config': { path: '/v1/auth/kubernetes/config', body: () => ({ issuer: 'https://evil.example', api_server_url: 'https://127.0.0.1:1' }) },
     'GET /v1/auth/kubernetes/config': { path: '/v1/auth/kubernetes/config' },
     'GET /v1/auth/kubernetes/roles': { path: '/v1/auth/kubernetes/roles' },
+    'GET /v1/auth/kubernetes/status': { path: '/v1/auth/kubernetes/status' },
     'PUT /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app', body: () => ({ bound_namespaces: ['*'], bound_service_accounts: ['*'], policies: ['root'] }) },
     'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },

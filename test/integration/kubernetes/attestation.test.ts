@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { configureKubernetesLogin } from '../../helpers/kubernetes-login.js';
+import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { OCI_MANIFEST, cosignKeyPair, cosignSign, cosignVerify, pushImage, startRegistry, type CosignKey, type Registry } from '../../helpers/registry.js';
 import { assertLoginAudit, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
@@ -83,6 +83,21 @@ describe('image attestation with a real registry and cosign signatures', { timeo
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/img/db', r.body.token)).body.data.password, 'image-gated');
     const allowed = await podLogin('allow', 'ok-allowed', { containers: [(refs.allowed as { reference: string }).reference] });
     assert.equal(allowed.status, 200, allowed.text);
+  });
+
+  it('an ephemeral container (kubectl debug) is held to the same image policy', async () => {
+    const s = (name: string) => (refs[name] as { reference: string }).reference;
+    const pod = await core.createNamespacedPod({ namespace: 'img', body: { metadata: { name: 'debugged' }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: s('signed') }] } } });
+    const token = (await core.createNamespacedServiceAccountToken({ namespace: 'img', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'debugged', uid: pod.metadata?.uid as string } } } })).status?.token as string;
+    assert.equal((await login('signed', token)).status, 200);
+    const debugged = await core.replaceNamespacedPodEphemeralcontainers({ namespace: 'img', name: 'debugged', body: {
+      ...pod, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], ephemeralContainers: [{ name: 'debugger', image: s('unsigned') }] },
+    } });
+    // keyhold reads the pod from its watch: let the watch see the change first.
+    await waitForWatches(dev, { pods: debugged.metadata?.resourceVersion });
+    const r = await login('signed', token);
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.body.error.message, /container debugger|unsigned/);
   });
 
   it('refuses what the pod runs, with the reason, and audits it', async () => {
