@@ -28,10 +28,21 @@ export interface FileSecret {
 
 export class AgentError extends Error {
   override readonly name = 'AgentError';
+
+  /** `apiCode`: the server's error code, when the server refused. */
+  constructor(message: string, readonly apiCode?: string) {
+    super(message);
+  }
+}
+
+/** A logged-in client, and when to log in again: after two thirds of the keyhold token's TTL. */
+export interface AgentSession {
+  client: KeyholdClient;
+  renewAtMs: number;
 }
 
 /** Logs in and returns a client holding the keyhold token. Denials keep the server's reason. */
-export async function login(options: AgentLogin): Promise<KeyholdClient> {
+export async function login(options: AgentLogin): Promise<AgentSession> {
   let jwt: string;
   try {
     jwt = readFileSync(options.jwtFile, 'utf8').trim();
@@ -40,10 +51,11 @@ export async function login(options: AgentLogin): Promise<KeyholdClient> {
   }
   const client = new KeyholdClient({ address: options.address, timeoutMs: 10_000 });
   try {
+    const startedAt = Date.now();
     const result = await client.kubernetesLogin(options.role, jwt);
-    return client.withToken(result.token);
+    return { client: client.withToken(result.token), renewAtMs: startedAt + (result.ttl * 1000 * 2) / 3 };
   } catch (err) {
-    if (err instanceof KeyholdApiError) throw new AgentError(`${err.code}: ${err.message}`);
+    if (err instanceof KeyholdApiError) throw new AgentError(`${err.code}: ${err.message}`, err.code);
     throw err;
   }
 }
@@ -58,7 +70,7 @@ function secretReader(client: KeyholdClient): (path: string) => Promise<Record<s
     let read = reads.get(path);
     if (!read) {
       read = client.getSecret(path).then((r) => r.data, (err: unknown) => {
-        if (err instanceof KeyholdApiError) throw new AgentError(`reading ${path}: ${err.code}: ${err.message}`);
+        if (err instanceof KeyholdApiError) throw new AgentError(`reading ${path}: ${err.code}: ${err.message}`, err.code);
         throw err;
       });
       reads.set(path, read);
@@ -93,7 +105,7 @@ async function renderOne(read: (path: string) => Promise<Record<string, unknown>
     const secrets = new Map(await Promise.all(paths.map(async (path) => [path, await read(path)] as const)));
     return renderTemplate(template, secrets);
   } catch (err) {
-    if (err instanceof AgentError) throw new AgentError(`${file.name}: ${err.message}`);
+    if (err instanceof AgentError) throw new AgentError(`${file.name}: ${err.message}`, err.apiCode);
     throw new AgentError(`${file.name}: ${(err as Error).message}`);
   }
 }

@@ -143,8 +143,8 @@ export function parseExecArgs(args: string[]): { session: AgentLogin; command: s
 /** Init: render once. Sidecar: render, then keep the files fresh until SIGTERM. */
 export async function runFileAgent(options: FileAgentOptions): Promise<void> {
   const previous = new Map<string, string>();
-  let client = await login(options.session);
-  const changed = await renderFiles(client, options.dest, options.secrets, previous);
+  let session = await login(options.session);
+  const changed = await renderFiles(session.client, options.dest, options.secrets, previous);
   process.stderr.write(`keyhold agent: rendered ${changed.length} file(s) into ${options.dest}\n`);
   if (options.periodMs === undefined) return;
   // Jitter (±10%) keeps a fleet of pods from refreshing in step. SIGTERM ends the wait at once:
@@ -158,8 +158,18 @@ export async function runFileAgent(options: FileAgentOptions): Promise<void> {
       break; // aborted
     }
     try {
-      client = await login(options.session); // re-reads the projected token, which the kubelet rotates
-      const updated = await renderFiles(client, options.dest, options.secrets, previous);
+      // A new login only when the keyhold token is two thirds through its TTL (it re-reads the
+      // projected token, which the kubelet rotates): every login is a token record on the server.
+      if (Date.now() >= session.renewAtMs) session = await login(options.session);
+      let updated: string[];
+      try {
+        updated = await renderFiles(session.client, options.dest, options.secrets, previous);
+      } catch (err) {
+        // Revoked or expired early (say, the server's store was restored): log in once and retry.
+        if (!(err instanceof AgentError && err.apiCode === 'ERR_UNAUTHENTICATED')) throw err;
+        session = await login(options.session);
+        updated = await renderFiles(session.client, options.dest, options.secrets, previous);
+      }
       if (updated.length > 0) {
         process.stderr.write(`keyhold agent: updated ${updated.join(', ')}\n`);
         const onChange = options.onChange;
@@ -181,7 +191,7 @@ export async function main(argv: string[]): Promise<number> {
     if (argv[0] === 'exec') {
       const exec = parseExecArgs(argv.slice(1));
       if (!exec) return help();
-      const client = await login(exec.session);
+      const { client } = await login(exec.session);
       const { env } = await resolveEnv(client, process.env);
       return await runChild(exec.command, env);
     }

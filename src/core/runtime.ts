@@ -43,6 +43,8 @@ export interface StartOptions {
   warn?: (message: string) => void;
 }
 
+const TOKEN_SWEEP_INTERVAL_MS = 60_000;
+
 /** A key derived from the root key for one purpose; nothing derived is ever stored. */
 function deriveKey(rootKey: Buffer, purpose: string): Buffer {
   return Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), Buffer.from(purpose, 'utf8'), 32));
@@ -86,6 +88,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, unsealed.wrapKey);
     const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn: (m) => (options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`)))(m) });
     await kubernetesAuth.start();
+    const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
+    // Expired tokens are refused on sight; this reclaims their records (and what was written with them).
+    let closing = false;
+    const sweep = () => void tokens.sweepExpired().catch((err: unknown) => closing || warn(`sweeping expired tokens failed: ${(err as Error).message}`));
+    const sweeper = setInterval(sweep, TOKEN_SWEEP_INTERVAL_MS);
+    sweeper.unref();
+    sweep();
     const runtime: Runtime = {
       config,
       hsm,
@@ -100,6 +109,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       auditHmac,
       startedAt: Date.now(),
       async close() {
+        closing = true;
+        clearInterval(sweeper);
         kubernetesAuth.close();
         material.clear();
         barrier.seal();

@@ -32,6 +32,21 @@ function tokenPath(id: string): string {
   return `sys/tokens/${id}`;
 }
 
+const EXPIRY_PREFIX = 'sys/token-expiry/';
+
+/**
+ * `sys/token-expiry/<expiry in ms, 15 digits>/<token id>`: written with every expiring token, so
+ * storage lists them in expiry order and a sweep reads only what has expired. Its record names
+ * every path written with the token (e.g. a pod's revocation index), which go with it.
+ */
+function expiryPath(expiresAtMs: number, id: string): string {
+  return `${EXPIRY_PREFIX}${String(expiresAtMs).padStart(15, '0')}/${id}`;
+}
+
+interface ExpiryRecord {
+  paths: string[];
+}
+
 /**
  * Bearer tokens: 256 random bits, stored only as their hash with TTL and policies. Look-ups are
  * cached in memory (invalidated on revoke) because every request needs one.
@@ -62,13 +77,34 @@ export class TokenStore {
       ...(input.parent ? { parent: input.parent } : {}),
       ...(input.selectors ? { selectors: [...input.selectors] } : {}),
     };
-    if (alsoWrite) {
-      // Fresh random paths: no concurrent writer can have touched them, so the commit cannot lose a race.
-      if (!(await this.barrier.commit([], [{ path: tokenPath(record.id), value: record }, ...alsoWrite(record)]))) throw new KeyholdError('ERR_CONFLICT', 'token commit raced; retry');
-    } else {
-      await this.barrier.putJson(tokenPath(record.id), record);
+    const writes: BarrierWrite[] = [{ path: tokenPath(record.id), value: record }, ...(alsoWrite?.(record) ?? [])];
+    if (input.ttlSeconds) {
+      const expiry: ExpiryRecord = { paths: writes.map((w) => w.path) };
+      writes.push({ path: expiryPath(now + input.ttlSeconds * 1000, record.id), value: expiry });
     }
+    // Fresh random paths: no concurrent writer can have touched them, so the commit cannot lose a race.
+    if (!(await this.barrier.commit([], writes))) throw new KeyholdError('ERR_CONFLICT', 'token commit raced; retry');
     return { token, record };
+  }
+
+  /**
+   * Deletes up to `limit` expired tokens and what was written with them, oldest first; returns how
+   * many. Without it every login (a sidecar logs in again at each refresh) would leave a record
+   * behind for ever. An expired token is already refused by `lookup`; this only reclaims space.
+   */
+  async sweepExpired(now = Date.now(), limit = 1000): Promise<number> {
+    let swept = 0;
+    for (const path of await this.barrier.list(EXPIRY_PREFIX)) {
+      if (swept >= limit) break;
+      const [at, id] = path.slice(EXPIRY_PREFIX.length).split('/') as [string, string];
+      if (Number(at) > now) break; // listed in expiry order: the rest are still live
+      const expiry = await this.barrier.getJson<ExpiryRecord>(path);
+      const paths = [...(expiry?.paths ?? [tokenPath(id)]), path];
+      await this.barrier.commit([], paths.map((p) => ({ path: p, delete: true as const })));
+      this.cache.delete(id);
+      swept++;
+    }
+    return swept;
   }
 
   /**

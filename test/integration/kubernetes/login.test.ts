@@ -293,6 +293,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
     const out = join(dir, 'secrets');
     assert.equal((await asRoot('PUT', '/v1/secrets/app/rotating', { data: { v: 'one' } })).status, 200);
+    const auditBefore = auditRecords().length;
     const sidecar = spawn(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--dest', out, '--secret', 'v=app/rotating#v', '--refresh', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     sidecar.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -311,6 +312,15 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
       const rssMb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${sidecar.pid}/status`, 'utf8'))?.[1]) / 1024;
       assert.ok(rssMb < 50, `agent RSS ${rssMb.toFixed(1)} MB`);
       console.log(`# agent sidecar RSS ${rssMb.toFixed(1)} MB`);
+      // The refreshes reused the keyhold token (TTL 600 s): one login, several reads.
+      const added = auditRecords().slice(auditBefore);
+      assert.equal(added.filter((e) => e.operation === 'auth.kubernetes.login').length, 1, 'one login for all the refreshes');
+      assert.ok(added.filter((e) => e.operation === 'secrets.read').length >= 2, 'refreshes read the secret');
+      // A refused token (here: revoked with its pod) makes the agent log in again at once, which now
+      // says why it is refused; the last good file stays.
+      await core.deleteNamespacedPod({ namespace: 'app', name: 'sidecar-pod', body: { gracePeriodSeconds: 0 } });
+      await until('a refresh that logs in again and is refused', () => /refresh failed: .*pod no longer exists/.test(stderr));
+      assert.equal(read(), 'two');
     } finally {
       sidecar.kill('SIGTERM');
       const code = await new Promise((r) => sidecar.once('exit', (c) => r(c)));
