@@ -1,5 +1,10 @@
+import 'reflect-metadata';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { KeyObject, createHash, randomBytes, randomUUID, webcrypto } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as x509 from '@peculiar/x509';
+import { SignJWT } from 'jose';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,12 +32,18 @@ export interface Registry {
   url: string;
   /** 127.0.0.1:<port>, the host part of image references */
   host: string;
+  /** Where its blobs and manifests live (another registry may serve the same ones). */
+  dataDir: string;
   /** Idempotent. */
   stop(): Promise<void>;
 }
 
-/** Starts docker-registry with its own minimal config (never Debian's: that one wants :5000 and htpasswd). */
-export async function startRegistry(): Promise<Registry> {
+/**
+ * Starts docker-registry with its own minimal config (never Debian's: that one wants :5000 and
+ * htpasswd). `sameDataAs`: serve another registry's images (pushed there); `tokenAuth`: demand
+ * registry tokens from a realm, as Docker Hub, GHCR and Harbor do.
+ */
+export async function startRegistry(options: { sameDataAs?: Registry; tokenAuth?: RegistryTokenServer } = {}): Promise<Registry> {
   if (!existsSync(REGISTRY_BIN)) throw new Error(`${REGISTRY_BIN} is missing; run scripts/setup.sh (Debian package docker-registry)`);
   const dir = tempDir('keyhold-registry-');
   const [port] = (await freePorts(1)) as [number];
@@ -40,11 +51,13 @@ export async function startRegistry(): Promise<Registry> {
   const url = `http://${host}`;
   const config = join(dir, 'config.yml');
   const log = join(dir, 'registry.log');
+  const dataDir = options.sameDataAs?.dataDir ?? join(dir, 'data');
   writeFileSync(config, [
     'version: 0.1',
     'log: {level: info, accesslog: {disabled: true}}',
-    `storage: {filesystem: {rootdirectory: ${JSON.stringify(join(dir, 'data'))}}, delete: {enabled: true}}`,
+    `storage: {filesystem: {rootdirectory: ${JSON.stringify(dataDir)}}, delete: {enabled: true}}`,
     `http: {addr: "${host}"}`,
+    ...(options.tokenAuth ? [`auth: {token: {realm: "${options.tokenAuth.realm}", service: "${options.tokenAuth.service}", issuer: "${options.tokenAuth.issuer}", rootcertbundle: ${JSON.stringify(options.tokenAuth.certFile)}}}`] : []),
     '',
   ].join('\n'));
 
@@ -77,7 +90,7 @@ export async function startRegistry(): Promise<Registry> {
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (exited(child)) throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}):\n${tail(log)}`);
-      const ok = await fetch(`${url}/v2/`).then((r) => r.status === 200, () => false);
+      const ok = await fetch(`${url}/v2/`).then((r) => r.status === 200 || (!!options.tokenAuth && r.status === 401), () => false);
       if (ok) break;
       if (Date.now() > deadline) throw new Error(`docker-registry not ready after 30 s:\n${tail(log)}`);
       await sleep(100);
@@ -86,7 +99,63 @@ export async function startRegistry(): Promise<Registry> {
     await stop();
     throw err;
   }
-  return { url, host, stop };
+  return { url, host, dataDir, stop };
+}
+
+export interface RegistryTokenServer {
+  realm: string;
+  service: string;
+  issuer: string;
+  /** The PEM certificate the registry trusts for tokens (self-signed, also the signer). */
+  certFile: string;
+  /** Query strings of the token requests received. */
+  requests: URLSearchParams[];
+  /** When true, every token request is refused with 401. */
+  refuse: boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * A token service as in Docker's token authentication spec: anonymous pull tokens (ES256 JWTs
+ * with the signer's certificate in x5c) for whatever repository is asked for.
+ */
+export async function startRegistryTokenServer(): Promise<RegistryTokenServer> {
+  const dir = tempDir('keyhold-registry-token-');
+  const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+  x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomBytes(8).toString('hex'), name: 'CN=keyhold test registry tokens', keys,
+    notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 24 * 3600_000), signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  });
+  const certFile = join(dir, 'token-cert.pem');
+  writeFileSync(certFile, cert.toString('pem'));
+  const signer = KeyObject.from(keys.privateKey);
+  const service = 'keyhold-test-registry';
+  const issuer = 'keyhold-test-token-issuer';
+  const server = createServer((req, res) => {
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    state.requests.push(query);
+    if (state.refuse) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      return;
+    }
+    const scope = /^repository:([^:]+):(.+)$/.exec(query.get('scope') ?? '');
+    const now = Math.floor(Date.now() / 1000);
+    void new SignJWT({ access: scope ? [{ type: 'repository', name: scope[1], actions: (scope[2] as string).split(',') }] : [] })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [Buffer.from(cert.rawData).toString('base64')] })
+      .setIssuer(issuer).setSubject('').setAudience(query.get('service') ?? service).setIssuedAt(now).setNotBefore(now - 30).setExpirationTime(now + 300).setJti(randomUUID())
+      .sign(signer)
+      .then((token) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 })));
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  const state: RegistryTokenServer = {
+    realm: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`, service, issuer, certFile, requests: [], refuse: false,
+    stop: async () => {
+      await new Promise<void>((res) => server.close(() => res()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return state;
 }
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;

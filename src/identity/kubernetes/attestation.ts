@@ -8,6 +8,7 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseImageId, parsePinned, type PinnedImage } from './image-ref.js';
+import { RegistryClient, RegistryError } from './registry-client.js';
 
 export interface ImagePolicy {
   /** `sha256:<hex>` or `<repo>@sha256:<hex>` entries. */
@@ -32,8 +33,6 @@ const MAX_SIGNATURE_BYTES = 1024 * 1024;
 const POSITIVE_TTL_MS = 10 * 60_000;
 const NEGATIVE_TTL_MS = 30_000;
 
-class RegistryError extends Error {}
-
 interface CacheEntry {
   ok: boolean;
   reason?: string;
@@ -42,12 +41,12 @@ interface CacheEntry {
 
 export class ImageAttestor {
   readonly #cache = new Map<string, CacheEntry>();
-  #registryCalls = 0;
+  readonly #registry = new RegistryClient(MAX_SIGNATURE_BYTES);
   readonly #parsedKeys = new Map<string, KeyObject[]>();
 
-  /** Registry requests made (the bench reports them; cached verdicts make none). */
+  /** Registry requests made, token requests included (the bench reports them; cached verdicts make none). */
   get registryCalls(): number {
-    return this.#registryCalls;
+    return this.#registry.calls;
   }
 
   async attest(pod: V1Pod, policy: ImagePolicy): Promise<AttestationResult> {
@@ -93,29 +92,17 @@ export class ImageAttestor {
       verdict = await this.#verifySignatures(image, keys, (policy.insecureRegistries ?? []).includes(image.host));
     } catch (err) {
       // Not cached: the next login asks the registry again.
+      // Whatever went wrong (network, a body cut short, a refused token), the answer is no.
       return { ok: false, reason: `image ${image.image}: registry ${image.host} unreachable or failing (${(err as Error).message}); denied` };
     }
     this.#cache.set(cacheKey, { ...verdict, until: Date.now() + (verdict.ok ? POSITIVE_TTL_MS : NEGATIVE_TTL_MS) });
     return verdict;
   }
 
-  async #get(url: string, accept?: string): Promise<{ status: number; body: Buffer }> {
-    this.#registryCalls++;
-    let response: Response;
-    try {
-      response = await fetch(url, { headers: accept ? { accept } : {}, signal: AbortSignal.timeout(5000), redirect: 'follow' });
-    } catch (err) {
-      throw new RegistryError((err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message);
-    }
-    const body = Buffer.from(await response.arrayBuffer());
-    if (body.length > MAX_SIGNATURE_BYTES) throw new RegistryError('response too large');
-    return { status: response.status, body };
-  }
-
   async #verifySignatures(image: PinnedImage, keys: KeyObject[], insecure: boolean): Promise<{ ok: boolean; reason?: string }> {
-    const base = `${insecure ? 'http' : 'https'}://${image.host}/v2/${image.repository}`;
+    const get = (path: string, accept?: string) => this.#registry.get(image.host, image.repository, path, { insecure, ...(accept ? { accept } : {}) });
     const hex = image.digest.slice('sha256:'.length);
-    const manifest = await this.#get(`${base}/manifests/sha256-${hex}.sig`, MANIFEST_TYPES);
+    const manifest = await get(`manifests/sha256-${hex}.sig`, MANIFEST_TYPES);
     if (manifest.status === 404) return { ok: false, reason: `image ${image.image}: unsigned (no cosign signature in the registry)` };
     if (manifest.status !== 200) throw new RegistryError(`HTTP ${manifest.status} for the signature manifest`);
     let layers: Array<{ mediaType?: string; digest?: string; annotations?: Record<string, string> }>;
@@ -129,7 +116,7 @@ export class ImageAttestor {
     for (const layer of layers) {
       const signature = layer.annotations?.[SIGNATURE_ANNOTATION];
       if (layer.mediaType !== SIMPLE_SIGNING || !signature || !layer.digest?.startsWith('sha256:')) continue;
-      const blob = await this.#get(`${base}/blobs/${layer.digest}`);
+      const blob = await get(`blobs/${layer.digest}`);
       if (blob.status !== 200) throw new RegistryError(`HTTP ${blob.status} for a signature payload`);
       // The payload must be the blob the manifest names.
       if (`sha256:${createHash('sha256').update(blob.body).digest('hex')}` !== layer.digest) continue;

@@ -120,7 +120,8 @@ export class WatchedObjects<T extends Trimmed> {
   }
 
   async #watch(generation: number): Promise<void> {
-    this.#lastHeard = Date.now();
+    const startedAt = Date.now();
+    this.#lastHeard = startedAt;
     const abort = await new Watch(this.kubeConfig).watch(
       this.kind.path,
       { resourceVersion: this.#resourceVersion, allowWatchBookmarks: true, timeoutSeconds: this.watchTimeoutSeconds },
@@ -148,8 +149,13 @@ export class WatchedObjects<T extends Trimmed> {
       (err: unknown) => {
         if (generation !== this.#generation || this.#stopped) return;
         if (err) this.#fail(err as Error, 2000);
-        // The server's timeout ended it: carry on from where we are, still in sync.
-        else void this.#watch(generation).catch((e: unknown) => this.#fail(e as Error, 2000));
+        else {
+          // The server's timeout ended it: carry on from where we are, still in sync. A watch that
+          // ends as soon as it starts is not a timeout: pause, so it cannot become a busy loop.
+          const again = () => void this.#watch(generation).catch((e: unknown) => this.#fail(e as Error, 2000));
+          if (Date.now() - startedAt > 1000) again();
+          else this.#retry = setTimeout(again, 1000);
+        }
       },
     );
     if (generation === this.#generation) this.#abort = abort;

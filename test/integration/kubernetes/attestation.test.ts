@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
-import { OCI_MANIFEST, cosignKeyPair, cosignSign, cosignVerify, pushImage, startRegistry, type CosignKey, type Registry } from '../../helpers/registry.js';
+import { OCI_MANIFEST, cosignKeyPair, cosignSign, cosignVerify, pushImage, startRegistry, startRegistryTokenServer, type CosignKey, type Registry, type RegistryTokenServer } from '../../helpers/registry.js';
 import { assertLoginAudit, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
 describe('image attestation with a real registry and cosign signatures', { timeout: 10 * 60_000 }, () => {
@@ -83,6 +83,38 @@ describe('image attestation with a real registry and cosign signatures', { timeo
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/img/db', r.body.token)).body.data.password, 'image-gated');
     const allowed = await podLogin('allow', 'ok-allowed', { containers: [(refs.allowed as { reference: string }).reference] });
     assert.equal(allowed.status, 200, allowed.text);
+  });
+
+  it('a registry that demands tokens (Docker Hub, GHCR, Harbor style): keyhold gets an anonymous pull token for the one repository', async () => {
+    let tokens: RegistryTokenServer | undefined;
+    let guarded: Registry | undefined;
+    try {
+      tokens = await startRegistryTokenServer();
+      // The same images and signatures, served only to holders of a token.
+      guarded = await startRegistry({ sameDataAs: registry, tokenAuth: tokens });
+      assert.equal((await fetch(`${guarded.url}/v2/demo/app/manifests/signed`)).status, 401, 'the guarded registry refuses anonymous reads');
+      assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/guarded', { bound_namespaces: ['img'], bound_service_accounts: ['app'], policies: ['img'], image_policy: { trusted_keys_pem: [trusted.publicKeyPem], insecure_registries: [guarded.host] } })).status, 204);
+      const at = (name: string) => `${(guarded as Registry).host}/demo/app@${(refs[name] as { digest: string }).digest}`;
+
+      const ok = await podLogin('guarded', 'guarded-ok', { containers: [at('signed')] });
+      assert.equal(ok.status, 200, ok.text);
+      assert.ok(tokens.requests.length >= 1);
+      for (const q of tokens.requests) assert.deepEqual([q.get('service'), q.get('scope')], ['keyhold-test-registry', 'repository:demo/app:pull']);
+      // Still a real check behind the token: an unsigned image is refused.
+      const unsigned = await podLogin('guarded', 'guarded-unsigned', { containers: [at('unsigned')] });
+      assert.equal(unsigned.status, 403);
+      assert.match(unsigned.body.error.message, /unsigned/);
+
+      // A token service that refuses (for a repository keyhold holds no token for): denied with the reason, never allowed.
+      const other = await pushImage(registry, 'demo/refused', 'v1');
+      tokens.refuse = true;
+      const refused = await podLogin('guarded', 'guarded-refused', { containers: [`${guarded.host}/demo/refused@${other.digest}`] });
+      assert.equal(refused.status, 403, refused.text);
+      assert.match(refused.body.error.message, /token service answered HTTP 401|refused its own anonymous pull token/);
+    } finally {
+      await guarded?.stop();
+      await tokens?.stop();
+    }
   });
 
   it('an ephemeral container (kubectl debug) is held to the same image policy', async () => {

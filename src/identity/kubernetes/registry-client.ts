@@ -1,0 +1,138 @@
+/**
+ * Reads from OCI registries for attestation: GETs with a size cap enforced while reading, and the
+ * registry token flow (Docker's "token authentication", what Docker Hub, GHCR, Quay and Harbor
+ * answer a first anonymous GET with: 401 and `WWW-Authenticate: Bearer realm=…,service=…,scope=…`).
+ * keyhold asks the realm for an anonymous pull token for that one repository and retries once.
+ * Registry credentials are not supported yet: a registry that refuses anonymous pulls is a denial.
+ */
+
+/** Docker Hub's API host: `docker.io/…` in a pod spec is served from here. */
+const DOCKER_HUB_API = 'registry-1.docker.io';
+const TIMEOUT_MS = 5000;
+const MAX_TOKEN_BYTES = 64 * 1024;
+
+export class RegistryError extends Error {
+  override readonly name = 'RegistryError';
+}
+
+export interface RegistryResponse {
+  status: number;
+  body: Buffer;
+}
+
+interface CachedToken {
+  token: string;
+  until: number;
+}
+
+/** `Bearer realm="…",service="…",scope="…"` → its parameters; undefined for any other scheme. */
+export function parseBearerChallenge(header: string | null): Record<string, string> | undefined {
+  if (!header || !/^bearer\s/i.test(header)) return undefined;
+  const params: Record<string, string> = {};
+  for (const match of header.slice(header.indexOf(' ') + 1).matchAll(/([a-zA-Z_]+)="([^"]*)"/g)) params[(match[1] as string).toLowerCase()] = match[2] as string;
+  return params;
+}
+
+/** Reads a response body, failing as soon as it passes `max` bytes (never buffering more). */
+async function readCapped(response: Response, max: number): Promise<Buffer> {
+  const declared = Number(response.headers.get('content-length') ?? 'NaN');
+  if (declared > max) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new RegistryError(`response too large (${declared} bytes)`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  if (response.body) {
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      size += chunk.length;
+      if (size > max) {
+        await response.body.cancel().catch(() => undefined);
+        throw new RegistryError(`response too large (over ${max} bytes)`);
+      }
+      chunks.push(Buffer.from(chunk));
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
+export class RegistryClient {
+  readonly #tokens = new Map<string, CachedToken>();
+  #calls = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Requests made, token requests included (the bench reports them; cached verdicts make none). */
+  get calls(): number {
+    return this.#calls;
+  }
+
+  /**
+   * GET `/v2/<repository>/<path>` from the registry `host` (over http only when `insecure`).
+   * Other statuses than 401 are returned as they are; a refused token exchange is a RegistryError.
+   */
+  async get(host: string, repository: string, path: string, options: { accept?: string; insecure: boolean }): Promise<RegistryResponse> {
+    const apiHost = host === 'docker.io' ? DOCKER_HUB_API : host;
+    const url = `${options.insecure ? 'http' : 'https'}://${apiHost}/v2/${repository}/${path}`;
+    const cacheKey = `${apiHost}/${repository}`;
+    const cached = this.#tokens.get(cacheKey);
+    const token = cached && cached.until > Date.now() ? cached.token : undefined;
+    let response = await this.#fetch(url, options.accept, token);
+    if (response.status === 401) {
+      const challenge = parseBearerChallenge(response.headers.get('www-authenticate'));
+      await response.body?.cancel().catch(() => undefined);
+      if (!challenge?.realm) throw new RegistryError('the registry wants credentials keyhold does not have');
+      const fresh = await this.#token(challenge, repository, options.insecure);
+      this.#tokens.set(cacheKey, fresh);
+      response = await this.#fetch(url, options.accept, fresh.token);
+      if (response.status === 401) {
+        await response.body?.cancel().catch(() => undefined);
+        throw new RegistryError('the registry refused its own anonymous pull token');
+      }
+    }
+    return { status: response.status, body: await readCapped(response, this.maxBytes) };
+  }
+
+  async #fetch(url: string, accept: string | undefined, token: string | undefined): Promise<Response> {
+    this.#calls++;
+    try {
+      // fetch drops Authorization when a redirect leaves the registry's origin (blob storage).
+      return await fetch(url, {
+        headers: { ...(accept ? { accept } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'follow',
+      });
+    } catch (err) {
+      throw new RegistryError((err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message);
+    }
+  }
+
+  /** An anonymous pull token for one repository from the realm the registry named. */
+  async #token(challenge: Record<string, string>, repository: string, insecure: boolean): Promise<CachedToken> {
+    let realm: URL;
+    try {
+      realm = new URL(challenge.realm as string);
+    } catch {
+      throw new RegistryError('the registry named a token realm that is not a URL');
+    }
+    // The realm comes from the registry, which comes from the pod spec: only https (plain http only
+    // for a registry the role already lets keyhold reach over http), never credentials in the URL.
+    if (!(realm.protocol === 'https:' || (insecure && realm.protocol === 'http:')) || realm.username || realm.password) {
+      throw new RegistryError(`the registry named a token realm keyhold will not use (${realm.protocol}//${realm.host})`);
+    }
+    if (challenge.service) realm.searchParams.set('service', challenge.service);
+    realm.searchParams.set('scope', `repository:${repository}:pull`);
+    const response = await this.#fetch(realm.toString(), 'application/json', undefined);
+    const body = await readCapped(response, MAX_TOKEN_BYTES);
+    if (response.status !== 200) throw new RegistryError(`the registry's token service answered HTTP ${response.status} for an anonymous pull token`);
+    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+    } catch {
+      throw new RegistryError('the registry\'s token service sent invalid JSON');
+    }
+    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined;
+    if (!token) throw new RegistryError('the registry\'s token service sent no token');
+    // The spec's default lifetime is 60 s; keep a margin, and never trust a huge one.
+    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? Math.min(parsed.expires_in, 3600) : 60;
+    return { token, until: Date.now() + Math.max(seconds - 10, 1) * 1000 };
+  }
+}
