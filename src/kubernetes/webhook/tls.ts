@@ -9,6 +9,7 @@
 import 'reflect-metadata';
 import { readFileSync, statSync } from 'node:fs';
 import { randomBytes, webcrypto } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -29,13 +30,19 @@ export function fileTls(certFile: string, keyFile: string, checkMs = 10_000, war
   const read = (): TlsMaterial => ({ cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') });
   const stamp = () => `${statSync(certFile).mtimeMs}:${statSync(keyFile).mtimeMs}`;
   let material = read();
+  createSecureContext(material); // a bad pair at start is a clear error, not a server that cannot handshake
   let last = stamp();
   const listeners: Array<(m: TlsMaterial) => void> = [];
   const timer = setInterval(() => {
     try {
       const now = stamp();
       if (now === last) return;
-      material = read();
+      const next = read();
+      // A pair caught mid-rotation (new certificate, old key) or a broken file must not replace a
+      // working one: TLS would fail for every AdmissionReview, and with failurePolicy Fail no pod
+      // could be created. Keep serving the old pair and look again at the next tick.
+      createSecureContext(next);
+      material = next;
       last = now;
       for (const l of listeners) l(material);
     } catch (err) {
