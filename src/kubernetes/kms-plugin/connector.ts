@@ -22,6 +22,10 @@ export interface ConnectorOptions {
   maxBackoffMs?: number;
   /** How often a PIN that failed is re-read to see whether it changed. */
   pinRecheckMs?: number;
+  /** How often a connected root key's health is checked (its own probe is cached; default 5 s). */
+  healthCheckMs?: number;
+  /** Consecutive failed checks after which the root key is closed and opened again (default 3). */
+  reconnectAfter?: number;
 }
 
 export class RootKeyConnector {
@@ -33,6 +37,8 @@ export class RootKeyConnector {
   #lastLogged: string | undefined;
   #closed = false;
   #listeners: Array<(root: RootKey) => void> = [];
+  #healthTimer: NodeJS.Timeout | undefined;
+  #failedChecks = 0;
 
   constructor(private readonly options: ConnectorOptions) {}
 
@@ -83,8 +89,10 @@ export class RootKeyConnector {
       this.#root = root;
       this.#error = undefined;
       this.#failures = 0;
+      this.#lastLogged = undefined;
       this.options.log.info({ rootKey: root.description }, 'root key available');
       for (const listener of this.#listeners) listener(root);
+      this.#watchHealth(root);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.#error = message;
@@ -99,6 +107,40 @@ export class RootKeyConnector {
       this.#log(`root key unavailable: ${message}; retrying in ${Math.round(delay / 1000)} s (backing off)`);
       this.#schedule(delay);
     }
+  }
+
+  /**
+   * A connected root key can be lost: an HSM restarted or failed over (its session and object
+   * handles die with it, and no call on them works again), a network HSM's link dropped. After
+   * `reconnectAfter` failed checks in a row the key is closed and opened again, with the same
+   * back-off and PIN rules as the first time. Meanwhile Encrypt keeps using the in-memory KEK.
+   */
+  #watchHealth(root: RootKey): void {
+    this.#failedChecks = 0;
+    const check = async () => {
+      if (this.#closed || this.#root !== root) return;
+      const health = await root.health().catch((err: unknown) => ({ ok: false, error: err instanceof Error ? err.message : String(err) }));
+      if (this.#closed || this.#root !== root) return;
+      if (health.ok) {
+        this.#failedChecks = 0;
+      } else if (++this.#failedChecks >= (this.options.reconnectAfter ?? 3)) {
+        await this.#lose(root, health.error ?? 'unhealthy');
+        return;
+      }
+      this.#healthTimer = setTimeout(() => void check(), this.options.healthCheckMs ?? 5000);
+      this.#healthTimer.unref();
+    };
+    this.#healthTimer = setTimeout(() => void check(), this.options.healthCheckMs ?? 5000);
+    this.#healthTimer.unref();
+  }
+
+  async #lose(root: RootKey, reason: string): Promise<void> {
+    this.#root = undefined;
+    this.#error = `root key lost: ${reason}`;
+    this.#failures = 0;
+    this.#log(`${this.#error}; closing it and connecting again`);
+    await root.close().catch(() => undefined);
+    this.#schedule(this.options.minBackoffMs ?? 1000);
   }
 
   /** One log line per distinct failure, not one per retry. */
@@ -117,6 +159,7 @@ export class RootKeyConnector {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#healthTimer) clearTimeout(this.#healthTimer);
     const root = this.#root;
     this.#root = undefined;
     await root?.close();

@@ -64,4 +64,38 @@ describe('root key connector', () => {
     await sleep(150);
     assert.equal(at.length, attempts, 'no attempts after close');
   });
+
+  it('closes and reopens a root key that stays unhealthy (an HSM restart kills its handles); one bad check is not enough', async () => {
+    const { lines, log } = quietLog();
+    const made: Array<{ healthy: boolean; closed: boolean }> = [];
+    const connected: RootKey[] = [];
+    const connector = new RootKeyConnector({
+      open: async () => {
+        const state = { healthy: true, closed: false };
+        made.push(state);
+        return { description: `root ${made.length}`, calls: 0, health: async () => (state.healthy ? { ok: true } : { ok: false, error: 'CKR_DEVICE_REMOVED' }), close: async () => { state.closed = true; } } as unknown as RootKey;
+      },
+      log, minBackoffMs: 10, healthCheckMs: 10, reconnectAfter: 3,
+    });
+    connector.onConnected((root) => connected.push(root));
+    await connector.start();
+    const first = made[0] as { healthy: boolean; closed: boolean };
+    // A blip: one failed check, then healthy again.
+    first.healthy = false;
+    await sleep(15);
+    first.healthy = true;
+    await sleep(60);
+    assert.equal(made.length, 1, 'no reconnect for one failed check');
+    // Lost for good: after three failed checks, closed and opened again.
+    first.healthy = false;
+    await sleep(150);
+    assert.equal(first.closed, true);
+    assert.equal(made.length, 2);
+    assert.equal(connected.length, 2);
+    assert.equal(connector.root, connected[1]);
+    assert.equal(connector.error, undefined);
+    assert.ok(lines.some((l) => /root key lost: CKR_DEVICE_REMOVED; closing it and connecting again/.test(l)), lines.join('\n'));
+    await connector.close();
+    assert.equal((made[1] as { closed: boolean }).closed, true);
+  });
 });
