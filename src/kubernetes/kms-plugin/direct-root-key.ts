@@ -103,6 +103,10 @@ export class DirectRootKey implements RootKey {
     return { version: this.#newest.version, keyId: this.#newest.keyId };
   }
 
+  knows(keyId: string): boolean {
+    return this.#byKeyId.has(keyId);
+  }
+
   async wrap(kek: Buffer): Promise<{ wrapped: Buffer; keyId: string }> {
     await this.latest();
     const newest = this.#newest as KnownVersion;

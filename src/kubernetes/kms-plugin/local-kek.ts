@@ -18,6 +18,8 @@ export const DEFAULT_MAX_USES = 2 ** 21;
 /** … and never use one KEK for more than this many (random 96-bit IVs stay far from collision). */
 export const HARD_MAX_USES = 2 ** 22 - 2 ** 16;
 export const DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+/** A failed wear rotation is tried again from Encrypt after this long (Status tries at every call). */
+const ROTATION_RETRY_MS = 5000;
 
 interface CurrentKek {
   keyId: string;
@@ -57,6 +59,8 @@ export interface EncryptResult {
 export class LocalKekManager {
   #current: CurrentKek | undefined;
   #rotating: Promise<void> | undefined;
+  /** After a failed rotation, wear-based attempts from Encrypt wait until then (Status still tries). */
+  #retryRotationAt = 0;
   readonly #cache: Lru<string, KeyObject>;
   readonly #unwrapping = new Map<string, Promise<KeyObject>>();
   readonly #maxUses: number;
@@ -116,6 +120,7 @@ export class LocalKekManager {
         this.#current = { keyId, annotation, aad: dekAad(keyId, annotation), annotations: Object.freeze({ [KEK_ANNOTATION]: annotation }), key, uses: 0, createdAt: this.#now() };
         this.#events.rotated?.(reason, keyId);
       } catch (err) {
+        this.#retryRotationAt = this.#now() + ROTATION_RETRY_MS;
         this.#events.rotationFailed?.(reason, err);
         throw err;
       } finally {
@@ -141,9 +146,10 @@ export class LocalKekManager {
     }
     current.uses++;
     const ciphertext = sealDekSeed(current.key, plaintext, current.keyId, current.annotation, current.aad);
-    // Wear-based rotation happens off the request path; this Encrypt already has its KEK.
+    // Wear-based rotation happens off the request path; this Encrypt already has its KEK. After a
+    // failed attempt (root key away) the next one waits: not one doomed HSM call per Encrypt.
     const reason = this.#rotationReason();
-    if (reason) this.#rotate(reason).catch(() => undefined);
+    if (reason && this.#now() >= this.#retryRotationAt) this.#rotate(reason).catch(() => undefined);
     return { ciphertext, keyId: current.keyId, annotations: current.annotations };
   }
 
@@ -163,6 +169,11 @@ export class LocalKekManager {
     const id = cacheKey(keyId, annotation);
     const cached = this.#cache.get(id);
     if (cached) {
+      if (this.root.knows?.(keyId) === false) {
+        // Its root-key version was retired (seen at the last look-up): what it wrapped is gone.
+        this.#cache.delete(id);
+        throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', 'unknown key_id: its root-key version has been retired');
+      }
       this.#events.cacheHit?.();
       return cached;
     }

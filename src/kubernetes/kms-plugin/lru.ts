@@ -30,6 +30,13 @@ export class Lru<K, V> {
     }
   }
 
+  delete(key: K): void {
+    const value = this.#entries.get(key);
+    if (value === undefined) return;
+    this.#entries.delete(key);
+    this.onEvict?.(value);
+  }
+
   clear(): void {
     for (const value of this.#entries.values()) this.onEvict?.(value);
     this.#entries.clear();

@@ -21,6 +21,11 @@ export interface RootKey {
   wrap(kek: Buffer): Promise<{ wrapped: Buffer; keyId: string }>;
   /** Unwraps a KEK wrapped under the version named by keyId; ERR_KEY_VERSION_NOT_FOUND for a key_id it does not know. */
   unwrap(keyId: string, wrapped: Buffer): Promise<Buffer>;
+  /**
+   * Whether a key_id is a version the root key still has, as of its last look-up (Status forces
+   * one); undefined when it cannot tell. A KEK cached under a retired version must stop working.
+   */
+  knows?(keyId: string): boolean;
   /** Cheap (cached): does the HSM or server answer? */
   health(): Promise<RootKeyHealth>;
   /** Calls made to the HSM or the server (each one a round trip the hot path should not make). */

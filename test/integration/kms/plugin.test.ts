@@ -193,6 +193,11 @@ describe('kms-plugin (direct mode, SoftHSM)', () => {
     // The newest version cannot be retired; an old one can.
     await assert.rejects(cli('retire', '--version', String(rotated.version)));
     await cli('retire', '--version', String(listed.newest));
+    // The running plugin held the old KEK in its cache: after its next Status (which looks the
+    // versions up again) the retired key_id is refused there too.
+    assert.equal((await p.client.status()).key_id, after.key_id);
+    await assert.rejects(p.client.decrypt(old), grpcCode(status.NOT_FOUND));
+    assert.deepEqual(await p.client.decrypt(fresh), Buffer.alloc(32, 0xbb));
     // A cold plugin no longer knows the retired key_id; the new one still works.
     const cold = await plugin('after-retire');
     try {
