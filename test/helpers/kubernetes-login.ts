@@ -7,7 +7,7 @@ import { call } from './server.js';
  * pods and service accounts, read the issuer's keys) and points a keyhold server's Kubernetes login
  * at the control plane with it.
  */
-export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { address: string; rootToken: string }): Promise<void> {
+export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { address: string; rootToken: string }): Promise<Record<string, unknown>> {
   const core = cp.kubeConfig.makeApiClient(CoreV1Api);
   const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
   await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'keyhold-reviewer' } } });
@@ -25,8 +25,11 @@ export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { addr
     subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }],
   } });
   const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
-  const r = await call(keyhold.address, 'PUT', '/v1/auth/kubernetes/config', keyhold.rootToken, { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer });
+  const config = { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer };
+  const r = await call(keyhold.address, 'PUT', '/v1/auth/kubernetes/config', keyhold.rootToken, config);
   if (r.status !== 204) throw new Error(`configuring Kubernetes login: ${r.status} ${r.text}`);
+  // What was configured, so a test can PUT it again with more (say, registry credentials).
+  return config;
 }
 
 /**

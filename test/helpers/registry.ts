@@ -110,7 +110,7 @@ export interface RegistryTokenServer {
   certFile: string;
   /** Query strings of the token requests received. */
   requests: URLSearchParams[];
-  /** When true, every token request is refused with 401. */
+  /** When true, every token request is refused with 401 (as is any without the credentials, when some were given). */
   refuse: boolean;
   stop(): Promise<void>;
 }
@@ -119,7 +119,7 @@ export interface RegistryTokenServer {
  * A token service as in Docker's token authentication spec: anonymous pull tokens (ES256 JWTs
  * with the signer's certificate in x5c) for whatever repository is asked for.
  */
-export async function startRegistryTokenServer(): Promise<RegistryTokenServer> {
+export async function startRegistryTokenServer(options: { credentials?: { username: string; password: string } } = {}): Promise<RegistryTokenServer> {
   const dir = tempDir('keyhold-registry-token-');
   const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
   x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -135,7 +135,8 @@ export async function startRegistryTokenServer(): Promise<RegistryTokenServer> {
   const server = createServer((req, res) => {
     const query = new URL(req.url ?? '/', 'http://x').searchParams;
     state.requests.push(query);
-    if (state.refuse) {
+    const expected = options.credentials && `Basic ${Buffer.from(`${options.credentials.username}:${options.credentials.password}`).toString('base64')}`;
+    if (state.refuse || (expected && req.headers.authorization !== expected)) {
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
       return;
     }

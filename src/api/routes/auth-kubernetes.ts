@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError } from '../../errors.js';
 import type { ImagePolicy } from '../../identity/kubernetes/attestation.js';
+import type { RegistryCredential } from '../../identity/kubernetes/types.js';
 import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
 import { Closed, withErrors } from '../schemas.js';
@@ -17,10 +18,16 @@ const ConfigBody = Closed({
   ca_pem: Type.Optional(Pem),
   reviewer_jwt: Type.Optional(Type.String({ minLength: 1, maxLength: 16_384 })),
   public_keys_pem: Type.Optional(Type.Array(Pem, { minItems: 1, maxItems: 16 })),
+  registry_credentials: Type.Optional(Type.Array(Closed({
+    host: Type.String({ pattern: '^[a-z0-9.-]+(:[0-9]{1,5})?$', maxLength: 253 }),
+    username: Type.String({ minLength: 1, maxLength: 256, pattern: '^[^:]+$' }),
+    password: Type.String({ minLength: 1, maxLength: 4096 }),
+  }), { maxItems: 32 })),
 });
 const ConfigView = Closed({
   issuer: Type.String(), api_server_url: Type.String(), ca_pem: Type.Optional(Type.String()),
   reviewer_jwt_set: Type.Boolean(), public_keys_pem: Type.Optional(Type.Array(Type.String())),
+  registry_credentials: Type.Optional(Type.Array(Closed({ host: Type.String(), username: Type.String() }))),
 });
 const TTL = Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600 });
 const Digest = Type.String({ pattern: '^([a-z0-9./:_-]+@)?sha256:[0-9a-f]{64}$', maxLength: 512 });
@@ -89,6 +96,15 @@ function imagePolicyFrom(body: Static<typeof ImagePolicyBody>): ImagePolicy {
 }
 const rolePolicyPath = (name: string) => `sys/auth/kubernetes/roles/${name}`;
 
+function registryCredentialsFrom(list: Array<{ host: string; username: string; password: string }>): RegistryCredential[] {
+  const hosts = new Set<string>();
+  for (const c of list) {
+    if (hosts.has(c.host)) throw new KeyholdError('ERR_BAD_REQUEST', `registry_credentials names ${c.host} twice`);
+    hosts.add(c.host);
+  }
+  return list.map((c) => ({ host: c.host, username: c.username, password: c.password }));
+}
+
 export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): void {
   const auth = runtime.kubernetesAuth;
 
@@ -100,6 +116,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     await auth.configure({
       issuer: b.issuer, apiServerUrl: b.api_server_url,
       ...(b.ca_pem ? { caPem: b.ca_pem } : {}), ...(b.reviewer_jwt ? { reviewerJwt: b.reviewer_jwt } : {}), ...(b.public_keys_pem ? { publicKeysPem: b.public_keys_pem } : {}),
+      ...(b.registry_credentials ? { registryCredentials: registryCredentialsFrom(b.registry_credentials) } : {}),
     });
     return reply.code(204).send();
   });
@@ -109,7 +126,10 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     config: { operation: 'auth.kubernetes.read-config', authorize: () => [[CONFIG_PATH, 'read']] },
   }, async () => {
     const c = await auth.describeConfig();
-    return { issuer: c.issuer, api_server_url: c.apiServerUrl, reviewer_jwt_set: c.reviewerJwtSet, ...(c.caPem ? { ca_pem: c.caPem } : {}), ...(c.publicKeysPem ? { public_keys_pem: c.publicKeysPem } : {}) };
+    return {
+      issuer: c.issuer, api_server_url: c.apiServerUrl, reviewer_jwt_set: c.reviewerJwtSet, ...(c.caPem ? { ca_pem: c.caPem } : {}), ...(c.publicKeysPem ? { public_keys_pem: c.publicKeysPem } : {}),
+      ...(c.registryCredentials ? { registry_credentials: c.registryCredentials } : {}),
+    };
   });
 
   app.get('/v1/auth/kubernetes/status', {

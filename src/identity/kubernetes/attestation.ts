@@ -8,7 +8,7 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseImageId, parsePinned, type PinnedImage } from './image-ref.js';
-import { RegistryClient, RegistryError } from './registry-client.js';
+import { RegistryClient, RegistryError, type Credentials } from './registry-client.js';
 
 export interface ImagePolicy {
   /** `sha256:<hex>` or `<repo>@sha256:<hex>` entries. */
@@ -41,8 +41,13 @@ interface CacheEntry {
 
 export class ImageAttestor {
   readonly #cache = new Map<string, CacheEntry>();
-  readonly #registry = new RegistryClient(MAX_SIGNATURE_BYTES);
+  readonly #registry: RegistryClient;
   readonly #parsedKeys = new Map<string, KeyObject[]>();
+
+  /** `credentials(host)`: configured pull credentials for a registry host, if any. */
+  constructor(credentials?: (host: string) => Credentials | undefined) {
+    this.#registry = new RegistryClient(MAX_SIGNATURE_BYTES, credentials);
+  }
 
   /** Registry requests made, token requests included (the bench reports them; cached verdicts make none). */
   get registryCalls(): number {

@@ -72,7 +72,7 @@ export class KubernetesAuth {
   #keys: JWTVerifyGetKey | KeyObject[] | undefined;
   #keysFetchedAt = 0;
   #loaded = false;
-  readonly #attestor = new ImageAttestor();
+  readonly #attestor = new ImageAttestor((host) => this.#config?.registryCredentials?.find((c) => c.host === host));
   /** Pod uids the watch saw deleted recently: closes the race between a login's pod check and its index write without another GET. */
   readonly #recentlyDeleted = new Map<string, number>();
 
@@ -131,11 +131,15 @@ export class KubernetesAuth {
   }
 
   /** The configuration without its secret (the reviewer token). */
-  async describeConfig(): Promise<Omit<KubernetesAuthConfig, 'reviewerJwt'> & { reviewerJwtSet: boolean }> {
+  /** The configuration without its secrets (the reviewer token, registry passwords). */
+  async describeConfig(): Promise<Omit<KubernetesAuthConfig, 'reviewerJwt' | 'registryCredentials'> & { reviewerJwtSet: boolean; registryCredentials?: Array<{ host: string; username: string }> }> {
     const config = await this.#load();
     if (!config) throw new KeyholdError('ERR_NOT_FOUND', 'Kubernetes login is not configured');
-    const { reviewerJwt, ...rest } = config;
-    return { ...rest, reviewerJwtSet: reviewerJwt !== undefined };
+    const { reviewerJwt, registryCredentials, ...rest } = config;
+    return {
+      ...rest, reviewerJwtSet: reviewerJwt !== undefined,
+      ...(registryCredentials ? { registryCredentials: registryCredentials.map(({ host, username }) => ({ host, username })) } : {}),
+    };
   }
 
   async putRole(role: KubernetesRole): Promise<void> {

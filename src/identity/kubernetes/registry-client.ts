@@ -2,8 +2,10 @@
  * Reads from OCI registries for attestation: GETs with a size cap enforced while reading, and the
  * registry token flow (Docker's "token authentication", what Docker Hub, GHCR, Quay and Harbor
  * answer a first anonymous GET with: 401 and `WWW-Authenticate: Bearer realm=…,service=…,scope=…`).
- * keyhold asks the realm for an anonymous pull token for that one repository and retries once.
- * Registry credentials are not supported yet: a registry that refuses anonymous pulls is a denial.
+ * keyhold asks the realm for a pull token for that one repository and retries once: anonymously,
+ * or with the registry's configured credentials (Basic, to the token service only). A registry that
+ * answers with a Basic challenge gets the credentials directly. Without credentials, a registry that
+ * refuses anonymous pulls is a denial.
  */
 
 /** Docker Hub's API host: `docker.io/…` in a pod spec is served from here. */
@@ -55,11 +57,19 @@ async function readCapped(response: Response, max: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+const basic = (c: Credentials) => `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+
 export class RegistryClient {
   readonly #tokens = new Map<string, CachedToken>();
   #calls = 0;
 
-  constructor(private readonly maxBytes: number) {}
+  /** `credentials(host)`: the pull credentials configured for a registry host (as written in image references), if any. */
+  constructor(private readonly maxBytes: number, private readonly credentials: (host: string) => Credentials | undefined = () => undefined) {}
 
   /** Requests made, token requests included (the bench reports them; cached verdicts make none). */
   get calls(): number {
@@ -73,31 +83,42 @@ export class RegistryClient {
   async get(host: string, repository: string, path: string, options: { accept?: string; insecure: boolean }): Promise<RegistryResponse> {
     const apiHost = host === 'docker.io' ? DOCKER_HUB_API : host;
     const url = `${options.insecure ? 'http' : 'https'}://${apiHost}/v2/${repository}/${path}`;
-    const cacheKey = `${apiHost}/${repository}`;
+    const credentials = this.credentials(host);
+    // A token got with credentials is not one got without: changing them must not reuse the other.
+    const cacheKey = `${apiHost}/${repository}|${credentials ? credentials.username : ''}`;
     const cached = this.#tokens.get(cacheKey);
     const token = cached && cached.until > Date.now() ? cached.token : undefined;
-    let response = await this.#fetch(url, options.accept, token);
+    let response = await this.#fetch(url, options.accept, token && `Bearer ${token}`);
     if (response.status === 401) {
-      const challenge = parseBearerChallenge(response.headers.get('www-authenticate'));
+      const header = response.headers.get('www-authenticate');
       await response.body?.cancel().catch(() => undefined);
-      if (!challenge?.realm) throw new RegistryError('the registry wants credentials keyhold does not have');
-      const fresh = await this.#token(challenge, repository, options.insecure);
-      this.#tokens.set(cacheKey, fresh);
-      response = await this.#fetch(url, options.accept, fresh.token);
+      const challenge = parseBearerChallenge(header);
+      let authorization: string;
+      if (challenge?.realm) {
+        const fresh = await this.#token(challenge, repository, options.insecure, credentials);
+        this.#tokens.set(cacheKey, fresh);
+        authorization = `Bearer ${fresh.token}`;
+      } else if (credentials && /^basic\s/i.test(header ?? '')) {
+        // Basic credentials travel in clear over http: only to registries the role already reads over http.
+        authorization = basic(credentials);
+      } else {
+        throw new RegistryError(credentials ? 'the registry asks for an authentication scheme keyhold does not speak' : 'the registry wants credentials keyhold does not have');
+      }
+      response = await this.#fetch(url, options.accept, authorization);
       if (response.status === 401) {
         await response.body?.cancel().catch(() => undefined);
-        throw new RegistryError('the registry refused its own anonymous pull token');
+        throw new RegistryError(credentials ? `the registry refused the credentials configured for ${host}` : 'the registry refused its own anonymous pull token');
       }
     }
     return { status: response.status, body: await readCapped(response, this.maxBytes) };
   }
 
-  async #fetch(url: string, accept: string | undefined, token: string | undefined): Promise<Response> {
+  async #fetch(url: string, accept: string | undefined, authorization: string | undefined): Promise<Response> {
     this.#calls++;
     try {
       // fetch drops Authorization when a redirect leaves the registry's origin (blob storage).
       return await fetch(url, {
-        headers: { ...(accept ? { accept } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: { ...(accept ? { accept } : {}), ...(authorization ? { authorization } : {}) },
         signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'follow',
       });
     } catch (err) {
@@ -105,8 +126,8 @@ export class RegistryClient {
     }
   }
 
-  /** An anonymous pull token for one repository from the realm the registry named. */
-  async #token(challenge: Record<string, string>, repository: string, insecure: boolean): Promise<CachedToken> {
+  /** A pull token for one repository from the realm the registry named (anonymous without credentials). */
+  async #token(challenge: Record<string, string>, repository: string, insecure: boolean, credentials: Credentials | undefined): Promise<CachedToken> {
     let realm: URL;
     try {
       realm = new URL(challenge.realm as string);
@@ -120,9 +141,9 @@ export class RegistryClient {
     }
     if (challenge.service) realm.searchParams.set('service', challenge.service);
     realm.searchParams.set('scope', `repository:${repository}:pull`);
-    const response = await this.#fetch(realm.toString(), 'application/json', undefined);
+    const response = await this.#fetch(realm.toString(), 'application/json', credentials && basic(credentials));
     const body = await readCapped(response, MAX_TOKEN_BYTES);
-    if (response.status !== 200) throw new RegistryError(`the registry's token service answered HTTP ${response.status} for an anonymous pull token`);
+    if (response.status !== 200) throw new RegistryError(`the registry's token service answered HTTP ${response.status} for ${credentials ? `a pull token for ${credentials.username}` : 'an anonymous pull token'}`);
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       parsed = JSON.parse(body.toString('utf8')) as typeof parsed;

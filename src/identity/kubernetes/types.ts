@@ -12,6 +12,15 @@ export interface KubernetesAuthConfig {
   reviewerJwt?: string;
   /** PEM public keys that sign service-account tokens; when absent the JWKS is read from kube-apiserver. */
   publicKeysPem?: string[];
+  /** Pull credentials for registries that do not serve anonymously, by registry host. Passwords are never returned. */
+  registryCredentials?: RegistryCredential[];
+}
+
+export interface RegistryCredential {
+  /** Registry host as written in image references (`registry.example.com`, `127.0.0.1:5000`, `docker.io`). */
+  host: string;
+  username: string;
+  password: string;
 }
 
 export interface KubernetesRole {

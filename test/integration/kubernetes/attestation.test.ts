@@ -5,6 +5,7 @@
  * pinned and allowed or signed by a key the role trusts.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
@@ -16,6 +17,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
   let cp: ControlPlane;
   let core: CoreV1Api;
   let dev: DevServer;
+  let loginConfig: Record<string, unknown>;
   let registry: Registry;
   let trusted: CosignKey;
   let untrusted: CosignKey;
@@ -55,7 +57,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
     assert.equal(put.status, 201);
 
     dev = await startDev(tempDir('keyhold-attest-'));
-    await configureKubernetesLogin(cp, dev);
+    loginConfig = await configureKubernetesLogin(cp, dev);
     assert.equal((await asRoot('PUT', '/v1/policies/img', { rules: [{ path: 'secrets/img/*', capabilities: ['read'] }] })).status, 200);
     const insecure = [registry.host, '127.0.0.1:1'];
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/signed', { bound_namespaces: ['img'], bound_service_accounts: ['app'], policies: ['img'], image_policy: { trusted_keys_pem: [trusted.publicKeyPem], insecure_registries: insecure } })).status, 204);
@@ -113,6 +115,42 @@ describe('image attestation with a real registry and cosign signatures', { timeo
       assert.match(refused.body.error.message, /token service answered HTTP 401|refused its own anonymous pull token/);
     } finally {
       await guarded?.stop();
+      await tokens?.stop();
+    }
+  });
+
+  it('a private registry: its token service wants credentials; keyhold uses the configured ones and never shows the password', async () => {
+    const credentials = { username: 'puller', password: `pw-${randomUUID()}` };
+    let tokens: RegistryTokenServer | undefined;
+    let privateRegistry: Registry | undefined;
+    try {
+      tokens = await startRegistryTokenServer({ credentials });
+      privateRegistry = await startRegistry({ sameDataAs: registry, tokenAuth: tokens });
+      const host = privateRegistry.host;
+      assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/private', { bound_namespaces: ['img'], bound_service_accounts: ['app'], policies: ['img'], image_policy: { trusted_keys_pem: [trusted.publicKeyPem], insecure_registries: [host] } })).status, 204);
+      const image = `${host}/demo/app@${(refs.signed as { digest: string }).digest}`;
+
+      // No credentials configured: the token service refuses an anonymous token, so the login is refused.
+      const without = await podLogin('private', 'private-without', { containers: [image] });
+      assert.equal(without.status, 403);
+      assert.match(without.body.error.message, /token service answered HTTP 401 for an anonymous pull token/);
+
+      // With credentials for that host: allowed. The configuration never shows the password.
+      assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', { ...loginConfig, registry_credentials: [{ host, ...credentials }] })).status, 204);
+      const shown = await asRoot('GET', '/v1/auth/kubernetes/config');
+      assert.deepEqual(shown.body.registry_credentials, [{ host, username: 'puller' }]);
+      assert.ok(!shown.text.includes(credentials.password));
+      await waitForWatches(dev);
+      const withCreds = await podLogin('private', 'private-with', { containers: [image] });
+      assert.equal(withCreds.status, 200, withCreds.text);
+      assert.ok(tokens.requests.length >= 2);
+      // A host named twice is a clear 400.
+      const twice = await asRoot('PUT', '/v1/auth/kubernetes/config', { ...loginConfig, registry_credentials: [{ host, ...credentials }, { host, ...credentials }] });
+      assert.equal(twice.status, 400);
+      assert.match(twice.body.error.message, /twice/);
+    } finally {
+      await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig);
+      await privateRegistry?.stop();
       await tokens?.stop();
     }
   });

@@ -61,6 +61,18 @@ describe('registry client', () => {
     assert.deepEqual(seen, ['/v2/a/b/manifests/x -', '/token?service=reg&scope=repository%3Aa%2Fb%3Apull -', '/v2/a/b/manifests/x Bearer tok', '/v2/a/b/blobs/y Bearer tok']);
   });
 
+  it('a Basic challenge gets the configured credentials for that host, and only for that host', async () => {
+    const good = `Basic ${Buffer.from('puller:secret').toString('base64')}`;
+    handler = (req, res) => {
+      if (req.headers.authorization === good) res.end('ok');
+      else res.writeHead(401, { 'www-authenticate': 'Basic realm="registry"' }).end();
+    };
+    const forHost = (password: string) => (h: string) => (h === host ? { username: 'puller', password } : undefined);
+    assert.equal((await new RegistryClient(1024, forHost('secret')).get(host, 'a/b', 'manifests/x', { insecure: true })).body.toString(), 'ok');
+    await assert.rejects(new RegistryClient(1024, forHost('wrong')).get(host, 'a/b', 'manifests/x', { insecure: true }), refused(/refused the credentials configured for/));
+    await assert.rejects(new RegistryClient(1024, () => undefined).get(host, 'a/b', 'manifests/x', { insecure: true }), refused(/wants credentials keyhold does not have/));
+  });
+
   it('stops reading a body past the cap, declared or not', async () => {
     handler = (_req, res) => res.writeHead(200, { 'content-length': '5000' }).end('x'.repeat(5000));
     await assert.rejects(new RegistryClient(1024).get(host, 'a/b', 'blobs/big', { insecure: true }), refused(/too large/));
