@@ -11,17 +11,9 @@ cd "$(dirname "$0")/.."
 COSIGN_VERSION=v2.6.5
 out="${KEYHOLD_CACHE_DIR:-$HOME/.cache/keyhold}/cosign/$COSIGN_VERSION"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "cosign-build: 'go' is not on PATH; Go >= 1.25 is needed to build cosign for the image-attestation tests" >&2
-  exit 1
-fi
-
-mkdir -p "$out"
-# Parallel test runs may call this at once: one builds, the others wait and then find the binary.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$out/.lock"
-  flock 9
-fi
+. scripts/lib/go-cache.sh
+require_go cosign-build "Go >= 1.25 is needed to build cosign for the image-attestation tests"
+lock_cache "$out"
 
 if [ ! -x "$out/cosign" ]; then
   echo "cosign-build: building cosign $COSIGN_VERSION into $out (the first build takes a few minutes)" >&2

@@ -10,17 +10,9 @@ K8S_VERSION=v1.37.2 # keep in step with test/cluster/apiserver/go.mod
 ETCD_VERSION=3.7.3  # keep in step with test/cluster/etcd/go.mod
 out="${KEYHOLD_CACHE_DIR:-$HOME/.cache/keyhold}/k8s/$K8S_VERSION"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "k8s-build: 'go' is not on PATH; Go >= 1.26 is needed to build kube-apiserver and etcd for the Kubernetes tests" >&2
-  exit 1
-fi
-
-mkdir -p "$out"
-# Parallel test runs may call this at once: one builds, the others wait and then find the binaries.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$out/.lock"
-  flock 9
-fi
+. scripts/lib/go-cache.sh
+require_go k8s-build "Go >= 1.26 is needed to build kube-apiserver and etcd for the Kubernetes tests"
+lock_cache "$out"
 
 tmp=""
 trap '[ -z "$tmp" ] || rm -f "$tmp"' EXIT

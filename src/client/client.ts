@@ -4,6 +4,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { KeyDescription } from '../wire/key-description.js';
 
 /**
  * One HTTP exchange with node:http(s). Not fetch: fetch loads undici, about 12 MB of RSS, and the
@@ -138,17 +139,7 @@ export interface HealthResponse {
   audit: { ok: boolean };
 }
 
-export interface KeyDescription {
-  name: string;
-  type: string;
-  protection: string;
-  created_at: string;
-  latest_version: number;
-  min_decryption_version: number;
-  deletion_allowed: boolean;
-  disabled: boolean;
-  versions: Array<{ version: number; created_at: string; public_key?: string }>;
-}
+export type { KeyDescription };
 
 const enc = encodeURIComponent;
 const encPath = (path: string) => path.split('/').map(encodeURIComponent).join('/');

@@ -1,17 +1,8 @@
 import { createPublicKey } from 'node:crypto';
+import type { KeyDescription } from '../wire/key-description.js';
 import type { KeyRecord } from './types.js';
 
-export interface KeyDescription {
-  name: string;
-  type: string;
-  protection: string;
-  created_at: string;
-  latest_version: number;
-  min_decryption_version: number;
-  deletion_allowed: boolean;
-  disabled: boolean;
-  versions: Array<{ version: number; created_at: string; public_key?: string }>;
-}
+export type { KeyDescription };
 
 /** The public view of a key: never material, wrapped or not. */
 export function describeKey(record: KeyRecord): KeyDescription {
