@@ -103,8 +103,8 @@ export class DirectRootKey implements RootKey {
     return { version: this.#newest.version, keyId: this.#newest.keyId };
   }
 
-  knows(keyId: string): boolean {
-    return this.#byKeyId.has(keyId);
+  assertUsable(keyId: string): void {
+    if (!this.#byKeyId.has(keyId)) throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', 'unknown key_id: its root-key version has been retired (or was never in this token)');
   }
 
   async wrap(kek: Buffer): Promise<{ wrapped: Buffer; keyId: string }> {

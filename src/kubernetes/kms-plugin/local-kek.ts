@@ -169,10 +169,12 @@ export class LocalKekManager {
     const id = cacheKey(keyId, annotation);
     const cached = this.#cache.get(id);
     if (cached) {
-      if (this.root.knows?.(keyId) === false) {
+      try {
+        this.root.assertUsable?.(keyId);
+      } catch (err) {
         // Its root-key version was retired (seen at the last look-up): what it wrapped is gone.
         this.#cache.delete(id);
-        throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', 'unknown key_id: its root-key version has been retired');
+        throw err;
       }
       this.#events.cacheHit?.();
       return cached;

@@ -22,10 +22,10 @@ export interface RootKey {
   /** Unwraps a KEK wrapped under the version named by keyId; ERR_KEY_VERSION_NOT_FOUND for a key_id it does not know. */
   unwrap(keyId: string, wrapped: Buffer): Promise<Buffer>;
   /**
-   * Whether a key_id is a version the root key still has, as of its last look-up (Status forces
-   * one); undefined when it cannot tell. A KEK cached under a retired version must stop working.
+   * Throws (with the same error an unwrap would give) when the key_id's version was retired, as of
+   * the last look-up (Status forces one). A KEK cached under a retired version must stop working.
    */
-  knows?(keyId: string): boolean;
+  assertUsable?(keyId: string): void;
   /** Cheap (cached): does the HSM or server answer? */
   health(): Promise<RootKeyHealth>;
   /** Calls made to the HSM or the server (each one a round trip the hot path should not make). */

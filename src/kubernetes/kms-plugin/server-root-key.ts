@@ -69,6 +69,12 @@ export class ServerRootKey implements RootKey {
     return keyId;
   }
 
+  assertUsable(keyId: string): void {
+    const version = this.#versionByKeyId.get(keyId);
+    const min = this.#description?.min_decryption_version ?? 0;
+    if (version !== undefined && version < min) throw new KeyholdError('ERR_KEY_VERSION_RETIRED', `keyhold server: version ${version} of "${this.keyName}" is below its min_decryption_version ${min}`);
+  }
+
   async wrap(kek: Buffer): Promise<{ wrapped: Buffer; keyId: string }> {
     this.#calls++;
     const result = await this.client.encrypt(this.keyName, kek, KEK_WRAP_CONTEXT).catch((err: unknown) => { throw serverError(err); });

@@ -87,6 +87,10 @@ describe('kms-plugin (server mode, keyhold dev)', () => {
         thirdClient.close();
         await third.close();
       }
+      // The cold plugin has the old KEK cached: after its next Status (a fresh look-up) it refuses it too.
+      await coldClient.status();
+      await assert.rejects(coldClient.decrypt(old), (err: GrpcError) => err.code === status.FAILED_PRECONDITION);
+      assert.deepEqual(await coldClient.decrypt(fresh), Buffer.alloc(32, 0x22));
     } finally {
       coldClient.close();
       await cold.close();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { isKeyholdError } from '../../../src/errors.js';
+import { KeyholdError, isKeyholdError } from '../../../src/errors.js';
 import { LocalKekManager } from '../../../src/kubernetes/kms-plugin/local-kek.js';
 import type { RootKey } from '../../../src/kubernetes/kms-plugin/root-key.js';
 
@@ -25,7 +25,9 @@ function memoryRoot() {
       decipher.setAuthTag(wrapped.subarray(wrapped.length - 16));
       return Buffer.concat([decipher.update(wrapped.subarray(12, wrapped.length - 16)), decipher.final()]);
     },
-    knows: (keyId) => !state.retired.has(keyId),
+    assertUsable: (keyId) => {
+      if (state.retired.has(keyId)) throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', 'retired');
+    },
     health: async () => ({ ok: true }),
     close: async () => undefined,
   };
