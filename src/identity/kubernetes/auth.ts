@@ -12,7 +12,7 @@ import type { Barrier } from '../../barrier/barrier.js';
 import { KeyholdError, isKeyholdError } from '../../errors.js';
 import type { TokenStore } from '../tokens.js';
 import { ImageAttestor } from './attestation.js';
-import { KubernetesCluster } from './cluster.js';
+import type { KubernetesCluster } from './cluster.js';
 import { globMatch } from './glob.js';
 import type { KubernetesAuthConfig, KubernetesIdentity, KubernetesRole } from './types.js';
 
@@ -71,7 +71,7 @@ export class KubernetesAuth {
   #cluster: KubernetesCluster | undefined;
   #keys: JWTVerifyGetKey | KeyObject[] | undefined;
   #keysFetchedAt = 0;
-  #loaded = false;
+  #loading: Promise<void> | undefined;
   readonly #attestor = new ImageAttestor((host) => this.#config?.registryCredentials?.find((c) => c.host === host));
   /** Pod uids the watch saw deleted recently: closes the race between a login's pod check and its index write without another GET. */
   readonly #recentlyDeleted = new Map<string, number>();
@@ -95,11 +95,15 @@ export class KubernetesAuth {
   }
 
   async #load(): Promise<KubernetesAuthConfig | undefined> {
-    if (!this.#loaded) {
-      this.#loaded = true;
+    // One load, awaited by every caller: a login arriving while it runs must not see "not configured".
+    this.#loading ??= (async () => {
       const config = await this.barrier.getJson<KubernetesAuthConfig>(CONFIG_PATH);
-      if (config) this.#apply(config);
-    }
+      if (config && !this.#config) await this.#apply(config);
+    })().catch((err: unknown) => {
+      this.#loading = undefined; // a storage hiccup is not remembered: the next caller tries again
+      throw err;
+    });
+    await this.#loading;
     return this.#config;
   }
 
@@ -108,10 +112,14 @@ export class KubernetesAuth {
     await this.#load();
   }
 
-  #apply(config: KubernetesAuthConfig): void {
+  async #apply(config: KubernetesAuthConfig): Promise<void> {
+    // Loaded only once Kubernetes login is configured: a server without it does not pay for the
+    // Kubernetes client's memory.
+    const { KubernetesCluster } = await import('./cluster.js');
+    const cluster = new KubernetesCluster(config);
     this.#cluster?.close();
     this.#config = config;
-    this.#cluster = new KubernetesCluster(config);
+    this.#cluster = cluster;
     this.#keys = undefined;
     this.#keysFetchedAt = 0;
     this.#cluster.startWatches({
@@ -126,11 +134,9 @@ export class KubernetesAuth {
       for (const pem of config.publicKeysPem) verificationKey(pem);
     }
     await this.barrier.putJson(CONFIG_PATH, config);
-    this.#loaded = true;
-    this.#apply(config);
+    await this.#apply(config);
   }
 
-  /** The configuration without its secret (the reviewer token). */
   /** The configuration without its secrets (the reviewer token, registry passwords). */
   async describeConfig(): Promise<Omit<KubernetesAuthConfig, 'reviewerJwt' | 'registryCredentials'> & { reviewerJwtSet: boolean; registryCredentials?: Array<{ host: string; username: string }> }> {
     const config = await this.#load();

@@ -4,15 +4,16 @@
  * the pod or service account only when the watch cannot vouch for it.
  */
 import { Agent, request } from 'node:https';
-import { KubeConfig, type V1ContainerStatus, type V1Pod, type V1ServiceAccount } from '@kubernetes/client-node';
+import type { V1ContainerStatus, V1Pod, V1ServiceAccount } from '@kubernetes/client-node';
 import { KeyholdError } from '../../errors.js';
 import type { KubernetesAuthConfig } from './types.js';
-import { WatchedObjects, type Trimmed, type WatchStatus } from './watched-objects.js';
+import { WatchedObjects, type Trimmed, type WatchConnection, type WatchStatus } from './watched-objects.js';
 
 export type WatchedPod = Trimmed & { pod: V1Pod };
 
 export class KubernetesCluster {
-  readonly #kubeConfig: KubeConfig;
+  /** What the watches need of a kubeconfig: the server, and how to authenticate (see watched-objects.ts). */
+  readonly #watchConnection: WatchConnection;
   /** Kept-alive connections for the per-login GETs: a TLS handshake per login cost more than the GETs themselves. */
   readonly #agent: Agent;
   #calls = 0;
@@ -21,15 +22,13 @@ export class KubernetesCluster {
   #serviceAccounts: WatchedObjects<Trimmed> | undefined;
 
   constructor(private readonly config: KubernetesAuthConfig) {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'cluster', server: config.apiServerUrl, ...(config.caPem ? { caData: Buffer.from(config.caPem).toString('base64') } : {}), skipTLSVerify: false }],
-      users: [{ name: 'keyhold', ...(config.reviewerJwt ? { token: config.reviewerJwt } : {}) }],
-      contexts: [{ name: 'keyhold', cluster: 'cluster', user: 'keyhold' }],
-      currentContext: 'keyhold',
-    });
-    this.#kubeConfig = kc;
     this.#agent = new Agent({ keepAlive: true, maxSockets: 32, ...(config.caPem ? { ca: config.caPem } : {}) });
+    const watchAgent = new Agent({ keepAlive: true, ...(config.caPem ? { ca: config.caPem } : {}) });
+    this.#watchConnection = {
+      getCurrentCluster: () => ({ server: config.apiServerUrl }),
+      applyToFetchOptions: async () => ({ agent: watchAgent, headers: config.reviewerJwt ? { authorization: `Bearer ${config.reviewerJwt}` } : {} }),
+      close: () => watchAgent.destroy(),
+    };
   }
 
   /** GET a JSON object from kube-apiserver; undefined for 404. `count`: a login's live look-up (reported per login). */
@@ -95,6 +94,7 @@ export class KubernetesCluster {
   close(): void {
     this.#pods?.stop();
     this.#serviceAccounts?.stop();
+    this.#watchConnection.close();
     this.#agent.destroy();
   }
 
@@ -119,9 +119,9 @@ export class KubernetesCluster {
    * each (re)list, so deletions missed while disconnected are still acted on.
    */
   startWatches(handlers: { onPodDeleted(uid: string): void; onPodsRelisted(liveUids: ReadonlySet<string>): void; onError(err: Error): void }): void {
-    this.#pods = new WatchedObjects(this.#kubeConfig, { path: '/api/v1/pods', list: () => this.#listAll('/api/v1/pods'), trim: trimPod },
+    this.#pods = new WatchedObjects(this.#watchConnection, { path: '/api/v1/pods', list: () => this.#listAll('/api/v1/pods'), trim: trimPod },
       { deleted: (item) => handlers.onPodDeleted(item.uid), relisted: handlers.onPodsRelisted, error: (err) => handlers.onError(err) });
-    this.#serviceAccounts = new WatchedObjects(this.#kubeConfig, { path: '/api/v1/serviceaccounts', list: () => this.#listAll('/api/v1/serviceaccounts'), trim: trimObject },
+    this.#serviceAccounts = new WatchedObjects(this.#watchConnection, { path: '/api/v1/serviceaccounts', list: () => this.#listAll('/api/v1/serviceaccounts'), trim: trimObject },
       { error: (err) => handlers.onError(err) });
     this.#pods.start();
     this.#serviceAccounts.start();
