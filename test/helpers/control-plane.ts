@@ -1,12 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { exited, freePorts, killOnExit, sleep, tail } from './processes.js';
+import { builtBinaries, exited, freePorts, killOnExit, sleep, tail } from './processes.js';
 import { tempDir } from './server.js';
 
 /**
@@ -53,29 +53,9 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-let binDirPromise: Promise<string> | undefined;
-
 /** The directory holding kube-apiserver and etcd: KEYHOLD_K8S_DIR (set by scripts/test.sh), else built now. */
 export function k8sBinDir(): Promise<string> {
-  binDirPromise ??= (async () => {
-    const fromEnv = process.env.KEYHOLD_K8S_DIR;
-    if (fromEnv) {
-      for (const name of ['kube-apiserver', 'etcd']) {
-        if (!existsSync(join(fromEnv, name))) throw new Error(`KEYHOLD_K8S_DIR=${fromEnv} has no ${name}; run scripts/k8s-build.sh`);
-      }
-      return fromEnv;
-    }
-    // The first build takes minutes: let its progress through to stderr rather than buffering it.
-    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    const code = await new Promise<number | null>((res, rej) => { child.once('error', rej); child.once('exit', res); });
-    if (code !== 0) throw new Error(`scripts/k8s-build.sh failed with exit code ${code}`);
-    return out.trim();
-  })();
-  // A failed build must not poison every later test in this process.
-  binDirPromise.catch(() => { binDirPromise = undefined; });
-  return binDirPromise;
+  return builtBinaries(BUILD_SCRIPT, 'KEYHOLD_K8S_DIR', ['kube-apiserver', 'etcd']);
 }
 
 function ecKeyPem(): string {

@@ -1,6 +1,7 @@
 /** What the helpers that run external processes (kube-apiserver, etcd, docker-registry) share. */
-import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 
 // Children still running when the test process ends (a failed assertion before stop(), a runner
@@ -58,3 +59,35 @@ export function tail(file: string, lines = 60): string {
 }
 
 export const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+const builds = new Map<string, Promise<string>>();
+
+/**
+ * The directory of binaries a scripts/*-build.sh script makes: `envVar` when scripts/test.sh set
+ * it (checked to hold every name), else the script is run once per process (the first build takes
+ * minutes, so its progress goes to stderr) and prints the directory. A failed build is forgotten,
+ * so it does not poison every later test in the process.
+ */
+export function builtBinaries(script: string, envVar: string, names: string[]): Promise<string> {
+  let build = builds.get(script);
+  if (!build) {
+    build = (async () => {
+      const fromEnv = process.env[envVar];
+      if (fromEnv) {
+        for (const name of names) {
+          if (!existsSync(join(fromEnv, name))) throw new Error(`${envVar}=${fromEnv} has no ${name}; run scripts/${basename(script)}`);
+        }
+        return fromEnv;
+      }
+      const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      const code = await new Promise<number | null>((res, rej) => { child.once('error', rej); child.once('exit', res); });
+      if (code !== 0) throw new Error(`scripts/${basename(script)} failed with exit code ${code}`);
+      return out.trim();
+    })();
+    builds.set(script, build);
+    build.catch(() => builds.delete(script));
+  }
+  return build;
+}

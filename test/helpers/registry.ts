@@ -9,7 +9,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { exited, freePorts, killOnExit, sleep, tail } from './processes.js';
+import { builtBinaries, exited, freePorts, killOnExit, sleep, tail } from './processes.js';
 import { tempDir } from './server.js';
 
 /**
@@ -239,28 +239,9 @@ export async function pushImage(
   return { digest, reference: `${registry.host}/${repo}@${digest}` };
 }
 
-let cosignPromise: Promise<string> | undefined;
-
 /** The cosign binary: from KEYHOLD_COSIGN_DIR (set by scripts/test.sh), else built now. */
-export function cosignBin(): Promise<string> {
-  cosignPromise ??= (async () => {
-    const fromEnv = process.env.KEYHOLD_COSIGN_DIR;
-    if (fromEnv) {
-      const bin = join(fromEnv, 'cosign');
-      if (!existsSync(bin)) throw new Error(`KEYHOLD_COSIGN_DIR=${fromEnv} has no cosign; run scripts/cosign-build.sh`);
-      return bin;
-    }
-    // The first build takes minutes: let its progress through to stderr rather than buffering it.
-    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    const code = await new Promise<number | null>((res, rej) => { child.once('error', rej); child.once('exit', res); });
-    if (code !== 0) throw new Error(`scripts/cosign-build.sh failed with exit code ${code}`);
-    return join(out.trim(), 'cosign');
-  })();
-  // A failed build must not poison every later test in this process.
-  cosignPromise.catch(() => { cosignPromise = undefined; });
-  return cosignPromise;
+export async function cosignBin(): Promise<string> {
+  return join(await builtBinaries(BUILD_SCRIPT, 'KEYHOLD_COSIGN_DIR', ['cosign']), 'cosign');
 }
 
 /**

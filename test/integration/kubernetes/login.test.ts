@@ -63,6 +63,15 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     };
   }
 
+  /** A pod in app/app, its projected token in a 0600 file as the kubelet writes it, and where the agent renders. */
+  async function agentPod(name: string): Promise<{ jwtFile: string; out: string }> {
+    const pod = await makePod('app', name, 'app');
+    const dir = tempDir(`keyhold-${name}-`);
+    const jwtFile = join(dir, 'token');
+    writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
+    return { jwtFile, out: join(dir, 'secrets') };
+  }
+
   const saUid = async (namespace: string, name: string) => (await core.readNamespacedServiceAccount({ namespace, name })).metadata?.uid as string;
 
   const auditRecords = () => auditRecordsOf(dev.dataDir);
@@ -252,11 +261,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
   });
 
   it('keyhold agent (init) renders the role\'s secrets with the pod\'s token into files, atomically and with their modes', async () => {
-    const pod = await makePod('app', 'agent-pod', 'app');
-    const dir = tempDir('keyhold-agent-');
-    const jwtFile = join(dir, 'token');
-    writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
-    const out = join(dir, 'secrets');
+    const { jwtFile, out } = await agentPod('agent-pod');
     await exec(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--dest', out,
       '--secret', 'password=app/db#password', '--secret', 'db.json=app/db:0440',
       '--template', `db.env=${Buffer.from('DB_PASSWORD={{ app/db#password }}\n').toString('base64')}:0400`]);
@@ -287,11 +292,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
   });
 
   it('keyhold agent (sidecar) refreshes changed secrets, stays under 50 MB RSS, and stops on SIGTERM', async () => {
-    const pod = await makePod('app', 'sidecar-pod', 'app');
-    const dir = tempDir('keyhold-sidecar-');
-    const jwtFile = join(dir, 'token');
-    writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
-    const out = join(dir, 'secrets');
+    const { jwtFile, out } = await agentPod('sidecar-pod');
     assert.equal((await asRoot('PUT', '/v1/secrets/app/rotating', { data: { v: 'one' } })).status, 200);
     const auditBefore = auditRecords().length;
     const sidecar = spawn(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--dest', out, '--secret', 'v=app/rotating#v', '--refresh', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
