@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { KeyholdApiError, KeyholdClient } from '../client/client.js';
 import { envReference, renderSecret, renderTemplate, templateRefs, type SecretRef } from '../client/secret-ref.js';
@@ -156,7 +157,7 @@ export function runChild(command: string[], env: NodeJS.ProcessEnv): Promise<num
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const) process.on(signal, forward(signal));
   return new Promise((resolve, reject) => {
     child.once('error', (err) => reject(new AgentError(`cannot start ${file}: ${err.message}`)));
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + (({ SIGTERM: 15, SIGINT: 2, SIGKILL: 9, SIGHUP: 1 } as Record<string, number>)[signal] ?? 1) : 1)));
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 1) : 1)));
   });
 }
 

@@ -134,6 +134,7 @@ const webhook = program.command('webhook').description('mutating admission webho
   .option('--refresh-seconds <n>', 'sidecar refresh period', '300')
   .option('--log-level <level>', 'log level', 'info')
   .action(run(async (o) => {
+    // Checked here, not with requiredOption: commander would demand them of `webhook manifests` too.
     for (const flag of ['agentImage', 'serverAddress'] as const) if (!o[flag]) throw new Error(`--${flag.replace(/[A-Z]/g, (c: string) => `-${c.toLowerCase()}`)} is required`);
     await (await webhookCommands()).serveWebhookCommand(o);
   }));

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { KeyholdError } from '../../errors.js';
 import type { HsmConfig } from '../../hsm/config.js';
 import { printJson } from '../output.js';
+import { wholeNumber } from '../flags.js';
 
 export interface HsmFlags {
   hsmModule?: string;
@@ -41,12 +42,6 @@ function durationMs(text: string): number {
   const match = /^([1-9]\d{0,6})(s|m|h|d)$/.exec(text);
   if (!match) throw new KeyholdError('ERR_CONFIG', `duration must look like 30m, 12h or 7d, got ${JSON.stringify(text)}`);
   return Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
-}
-
-/** A whole number ≥ 1 from a flag: NaN or 0 would silently disable or thrash KEK rotation. */
-function wholeNumber(flag: string, value: string): number {
-  if (!/^[1-9]\d{0,15}$/.test(value)) throw new KeyholdError('ERR_CONFIG', `${flag} must be a whole number ≥ 1, got ${JSON.stringify(value)}`);
-  return Number(value);
 }
 
 function serverToken(flags: ServeFlags): string {

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { KeyholdError } from '../../errors.js';
-import { positiveSeconds } from '../../agent/cli.js';
+import { parseListen } from '../../core/config.js';
+import { wholeNumber } from '../flags.js';
 
 export interface WebhookFlags {
   listen: string;
@@ -20,8 +21,7 @@ export interface WebhookFlags {
 
 export async function serveWebhookCommand(flags: WebhookFlags): Promise<void> {
   const { serveWebhook } = await import('../../kubernetes/webhook/server.js');
-  const match = /^(.+):(\d{1,5})$/.exec(flags.listen);
-  if (!match) throw new KeyholdError('ERR_CONFIG', `--listen must be HOST:PORT, got ${JSON.stringify(flags.listen)}`);
+  const listen = parseListen(flags.listen);
   const logger = pino({ level: flags.logLevel, base: { component: 'webhook' } });
   const { fileTls, selfManagedTls } = await import('../../kubernetes/webhook/tls.js');
   let tls;
@@ -37,10 +37,10 @@ export async function serveWebhookCommand(flags: WebhookFlags): Promise<void> {
     tls = fileTls(flags.tlsCert, flags.tlsKey, 10_000, (m) => logger.warn(m));
   }
   const server = await serveWebhook({
-    listen: { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) },
+    listen,
     tls,
     agentImage: flags.agentImage, serverAddress: flags.serverAddress,
-    ...(flags.refreshSeconds ? { refreshSeconds: positiveSeconds('--refresh-seconds', flags.refreshSeconds) } : {}),
+    ...(flags.refreshSeconds ? { refreshSeconds: wholeNumber('--refresh-seconds', flags.refreshSeconds) } : {}),
     log: logger,
   });
   logger.info({ url: server.url }, 'webhook listening');

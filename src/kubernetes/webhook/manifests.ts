@@ -3,6 +3,7 @@
  * without them), and no deadlock: the webhook's own namespace, kube-system and kube-public are
  * excluded by namespaceSelector, so the webhook's pods never wait on the webhook.
  */
+import { PROTECTED_NAMESPACES } from './mutate.js';
 export interface RegistrationOptions {
   /** Where the webhook runs; excluded from injection. */
   namespace: string;
@@ -36,7 +37,7 @@ export function webhookConfiguration(options: RegistrationOptions): Record<strin
       timeoutSeconds: options.timeoutSeconds ?? 5,
       clientConfig,
       rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
-      namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...new Set(['kube-system', 'kube-public', options.namespace])] }] },
+      namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...new Set([...PROTECTED_NAMESPACES, options.namespace])] }] },
       // Defence in depth: keyhold's own pods, wherever they run.
       objectSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'NotIn', values: ['keyhold'] }] },
     }],

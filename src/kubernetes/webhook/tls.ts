@@ -8,7 +8,7 @@
  */
 import 'reflect-metadata';
 import { readFileSync, statSync } from 'node:fs';
-import { randomBytes, webcrypto } from 'node:crypto';
+import { KeyObject, randomBytes, webcrypto } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 
@@ -61,10 +61,6 @@ interface Authority {
   pem: string;
 }
 
-async function pkcs8Pem(key: CryptoKey): Promise<string> {
-  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
-}
 
 const serial = () => randomBytes(16).toString('hex').replace(/^[89a-f]/, '1');
 
@@ -92,7 +88,7 @@ export async function issueLeaf(ca: Authority, hosts: { dns: string[]; ips: stri
       new x509.SubjectAlternativeNameExtension([...hosts.dns.map((value) => ({ type: 'dns' as const, value })), ...hosts.ips.map((value) => ({ type: 'ip' as const, value }))]),
     ],
   });
-  return { cert: `${cert.toString('pem')}\n`, key: await pkcs8Pem(keys.privateKey) };
+  return { cert: `${cert.toString('pem')}\n`, key: KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string };
 }
 
 export interface SelfManagedOptions {

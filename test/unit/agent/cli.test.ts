@@ -75,7 +75,7 @@ describe('agent flags', () => {
     const saved = process.env.KEYHOLD_ADDR;
     const pod = {
       metadata: { name: 'p', annotations: {
-        'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/refresh': 'true', 'keyhold.io/env': 'true',
+        'keyhold.io/inject': 'true', 'keyhold.io/role': 'pay', 'keyhold.io/refresh': 'true',
         'keyhold.io/secret-db': 'pay/db#password', 'keyhold.io/template-db.env': 'P={{ pay/db#password }}',
       } },
       spec: { containers: [{ name: 'app', image: 'app@sha256:' + 'b'.repeat(64), command: ['/app'], env: [{ name: 'P', value: 'keyhold:pay/db#password' }] }] },
@@ -96,7 +96,8 @@ describe('agent flags', () => {
         const args = command.slice(command.indexOf('agent') + 1);
         return args[0] === 'exec' ? parseExecArgs(args.slice(1)) : parseFileAgentArgs(args);
       });
-      assert.ok(commands.length >= 2, `found ${commands.length} agent command lines`);
+      // init, sidecar and exec: each one, exactly once.
+      assert.deepEqual(commands.map((c) => (c.includes('exec') ? 'exec' : c.includes('--refresh') ? 'sidecar' : 'init')).sort(), ['exec', 'init', 'sidecar']);
       for (const options of parsed) assert.ok(options);
     } finally {
       if (saved === undefined) delete process.env.KEYHOLD_ADDR;
