@@ -92,7 +92,7 @@ export class RootKeyConnector {
       this.#lastLogged = undefined;
       this.options.log.info({ rootKey: root.description }, 'root key available');
       for (const listener of this.#listeners) listener(root);
-      this.#watchHealth(root);
+      if (root.reopenWhenLost) this.#watchHealth(root);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.#error = message;
@@ -117,6 +117,10 @@ export class RootKeyConnector {
    */
   #watchHealth(root: RootKey): void {
     this.#failedChecks = 0;
+    const arm = () => {
+      this.#healthTimer = setTimeout(() => void check(), this.options.healthCheckMs ?? 5000);
+      this.#healthTimer.unref();
+    };
     const check = async () => {
       if (this.#closed || this.#root !== root) return;
       const health = await root.health().catch((err: unknown) => ({ ok: false, error: err instanceof Error ? err.message : String(err) }));
@@ -127,11 +131,9 @@ export class RootKeyConnector {
         await this.#lose(root, health.error ?? 'unhealthy');
         return;
       }
-      this.#healthTimer = setTimeout(() => void check(), this.options.healthCheckMs ?? 5000);
-      this.#healthTimer.unref();
+      arm();
     };
-    this.#healthTimer = setTimeout(() => void check(), this.options.healthCheckMs ?? 5000);
-    this.#healthTimer.unref();
+    arm();
   }
 
   async #lose(root: RootKey, reason: string): Promise<void> {

@@ -61,6 +61,7 @@ export async function retireDirectRootKey(hsm: Hsm, label: string, version: numb
 
 export class DirectRootKey implements RootKey {
   readonly description: string;
+  readonly reopenWhenLost = true;
   #byKeyId = new Map<string, KnownVersion>();
   #newest: KnownVersion | undefined;
   #refreshedAt = 0;

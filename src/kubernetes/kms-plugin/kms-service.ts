@@ -42,8 +42,9 @@ export class KmsService {
   constructor(private readonly connector: RootKeyConnector, options: KmsServiceOptions = {}) {
     this.#statusDeadlineMs = options.statusDeadlineMs ?? 2000;
     connector.onConnected((root) => {
-      this.#manager = new LocalKekManager(root, options.kek);
-      // Make the first KEK now, so the first Encrypt does not wait for it.
+      if (this.#manager) this.#manager.useRoot(root);
+      else this.#manager = new LocalKekManager(root, options.kek);
+      // Make the first KEK now (or catch up with a rotation), so the first Encrypt does not wait for it.
       this.#manager.refresh().catch(() => undefined);
     });
   }

@@ -68,12 +68,23 @@ export class LocalKekManager {
   readonly #now: () => number;
   readonly #events: KekEvents;
 
-  constructor(private readonly root: RootKey, options: LocalKekOptions = {}) {
+  #root: RootKey;
+
+  constructor(root: RootKey, options: LocalKekOptions = {}) {
+    this.#root = root;
     this.#maxUses = Math.min(options.maxUses ?? DEFAULT_MAX_USES, HARD_MAX_USES);
     this.#maxAgeMs = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
     this.#cache = new Lru(options.cacheSize ?? 1024);
     this.#now = options.now ?? Date.now;
     this.#events = options.events ?? {};
+  }
+
+  /**
+   * The root key reopened after it was lost (an HSM restart). The KEKs already in memory stay: they
+   * are still valid, and dropping them would cost one HSM unwrap per KEK in use, all at once.
+   */
+  useRoot(root: RootKey): void {
+    this.#root = root;
   }
 
   /** The key_id Encrypt uses now; undefined until the first KEK exists. */
@@ -95,7 +106,7 @@ export class LocalKekManager {
    * worn (uses or age). Called at start and on every Status; concurrent callers share one attempt.
    */
   async refresh(forceLookup = false): Promise<void> {
-    const latest = await this.root.latest(forceLookup);
+    const latest = await this.#root.latest(forceLookup);
     const reason = this.#rotationReason(latest.keyId);
     if (reason) await this.#rotate(reason);
   }
@@ -113,7 +124,7 @@ export class LocalKekManager {
     this.#rotating ??= (async () => {
       const material = randomBytes(32);
       try {
-        const { wrapped, keyId } = await this.root.wrap(material);
+        const { wrapped, keyId } = await this.#root.wrap(material);
         const annotation = encodeKekAnnotation(wrapped);
         const key = createSecretKey(material);
         this.#cache.set(cacheKey(keyId, annotation), key);
@@ -170,7 +181,7 @@ export class LocalKekManager {
     const cached = this.#cache.get(id);
     if (cached) {
       try {
-        this.root.assertUsable?.(keyId);
+        this.#root.assertUsable?.(keyId);
       } catch (err) {
         // Its root-key version was retired (seen at the last look-up): what it wrapped is gone.
         this.#cache.delete(id);
@@ -183,7 +194,7 @@ export class LocalKekManager {
     let pending = this.#unwrapping.get(id);
     if (!pending) {
       const wrapped = decodeKekAnnotation(annotation);
-      pending = this.root.unwrap(keyId, wrapped).then((material) => {
+      pending = this.#root.unwrap(keyId, wrapped).then((material) => {
         try {
           if (material.length !== 32) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', 'the unwrapped KEK has the wrong length');
           const key = createSecretKey(material);

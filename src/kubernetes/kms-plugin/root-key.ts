@@ -26,6 +26,12 @@ export interface RootKey {
    * the last look-up (Status forces one). A KEK cached under a retired version must stop working.
    */
   assertUsable?(keyId: string): void;
+  /**
+   * True when the key holds something that dies with its backend (PKCS#11 sessions and object
+   * handles), so a key that stays unhealthy must be closed and opened again. A keyhold server key
+   * holds nothing: reopening it would change nothing, so it is left to recover by itself.
+   */
+  readonly reopenWhenLost: boolean;
   /** Cheap (cached): does the HSM or server answer? */
   health(): Promise<RootKeyHealth>;
   /** Calls made to the HSM or the server (each one a round trip the hot path should not make). */

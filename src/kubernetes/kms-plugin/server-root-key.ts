@@ -17,6 +17,7 @@ export interface ServerRootKeyOptions {
 
 export class ServerRootKey implements RootKey {
   readonly description: string;
+  readonly reopenWhenLost = false;
   #description: KeyDescription | undefined;
   #versionByKeyId = new Map<string, number>();
   #keyIdByVersion = new Map<number, string>();

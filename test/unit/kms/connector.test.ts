@@ -73,7 +73,7 @@ describe('root key connector', () => {
       open: async () => {
         const state = { healthy: true, closed: false };
         made.push(state);
-        return { description: `root ${made.length}`, calls: 0, health: async () => (state.healthy ? { ok: true } : { ok: false, error: 'CKR_DEVICE_REMOVED' }), close: async () => { state.closed = true; } } as unknown as RootKey;
+        return { description: `root ${made.length}`, calls: 0, reopenWhenLost: true, health: async () => (state.healthy ? { ok: true } : { ok: false, error: 'CKR_DEVICE_REMOVED' }), close: async () => { state.closed = true; } } as unknown as RootKey;
       },
       log, minBackoffMs: 10, healthCheckMs: 10, reconnectAfter: 3,
     });
@@ -97,5 +97,22 @@ describe('root key connector', () => {
     assert.ok(lines.some((l) => /root key lost: CKR_DEVICE_REMOVED; closing it and connecting again/.test(l)), lines.join('\n'));
     await connector.close();
     assert.equal((made[1] as { closed: boolean }).closed, true);
+  });
+
+  it('does not reopen a root key that holds nothing to reopen (a keyhold server key): it recovers by itself', async () => {
+    const { log } = quietLog();
+    let opened = 0;
+    let closed = 0;
+    const connector = new RootKeyConnector({
+      open: async () => {
+        opened++;
+        return { description: 'server', calls: 0, reopenWhenLost: false, health: async () => ({ ok: false, error: 'ECONNREFUSED' }), close: async () => { closed++; } } as unknown as RootKey;
+      },
+      log, minBackoffMs: 10, healthCheckMs: 10, reconnectAfter: 3,
+    });
+    await connector.start();
+    await sleep(100);
+    assert.deepEqual([opened, closed], [1, 0]);
+    await connector.close();
   });
 });

@@ -8,9 +8,9 @@ import type { RootKey } from '../../../src/kubernetes/kms-plugin/root-key.js';
 /** A root key in memory (AES-GCM), with switches for "the HSM is away" and "this version was retired". */
 function memoryRoot() {
   const key = randomBytes(32);
-  const state = { failing: false, wraps: 0, retired: new Set<string>() };
+  const state = { failing: false, wraps: 0, unwraps: 0, retired: new Set<string>() };
   const root: RootKey = {
-    description: 'memory root', calls: 0,
+    description: 'memory root', calls: 0, reopenWhenLost: true,
     latest: async () => ({ version: 1, keyId: 'k1' }),
     wrap: async (kek) => {
       state.wraps++;
@@ -21,6 +21,7 @@ function memoryRoot() {
       return { wrapped: Buffer.concat([iv, body, cipher.getAuthTag()]), keyId: 'k1' };
     },
     unwrap: async (_keyId, wrapped) => {
+      state.unwraps++;
       const decipher = createDecipheriv('aes-256-gcm', key, wrapped.subarray(0, 12));
       decipher.setAuthTag(wrapped.subarray(wrapped.length - 16));
       return Buffer.concat([decipher.update(wrapped.subarray(12, wrapped.length - 16)), decipher.final()]);
@@ -64,8 +65,21 @@ describe('local KEK manager', () => {
     const old = await manager.encrypt(Buffer.alloc(32, 1));
     await manager.encrypt(Buffer.alloc(32, 2)); // worn after one use: the next Encrypt made a new KEK
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(await manager.decrypt(old.ciphertext, old.keyId, old.annotations), Buffer.alloc(32, 1), 'from the cache');
+    assert.deepEqual(await manager.decrypt(old.ciphertext, old.keyId, old.annotations), Buffer.alloc(32, 1));
+    assert.equal(state.unwraps, 0, 'from the cache: no unwrap');
     state.retired.add('k1');
     await assert.rejects(async () => manager.decrypt(old.ciphertext, old.keyId, old.annotations), (err) => isKeyholdError(err, 'ERR_KEY_VERSION_NOT_FOUND'));
+  });
+
+  it('a reopened root key keeps the KEKs in memory: no unwrap for what was already unwrapped', async () => {
+    const first = memoryRoot();
+    const manager = new LocalKekManager(first.root, { maxUses: 1 });
+    const old = await manager.encrypt(Buffer.alloc(32, 3));
+    await manager.encrypt(Buffer.alloc(32, 4));
+    await new Promise((r) => setImmediate(r));
+    const reopened = memoryRoot(); // another handle: it could not unwrap the old KEK, and must not need to
+    manager.useRoot(reopened.root);
+    assert.deepEqual(await manager.decrypt(old.ciphertext, old.keyId, old.annotations), Buffer.alloc(32, 3));
+    assert.equal(reopened.state.unwraps, 0);
   });
 });
