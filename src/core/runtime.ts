@@ -86,9 +86,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const audit = await FileAuditLog.open(config.audit.path);
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);
-    const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn: (m) => (options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`)))(m) });
-    await kubernetesAuth.start();
     const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
+    const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn });
+    await kubernetesAuth.start();
     // Expired tokens are refused on sight; this reclaims their records (and what was written with them).
     let closing = false;
     const sweep = () => void tokens.sweepExpired().catch((err: unknown) => closing || warn(`sweeping expired tokens failed: ${(err as Error).message}`));

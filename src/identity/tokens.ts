@@ -93,18 +93,20 @@ export class TokenStore {
    * behind for ever. An expired token is already refused by `lookup`; this only reclaims space.
    */
   async sweepExpired(now = Date.now(), limit = 1000): Promise<number> {
-    let swept = 0;
+    const due: Array<{ path: string; id: string }> = [];
     for (const path of await this.barrier.list(EXPIRY_PREFIX)) {
-      if (swept >= limit) break;
+      if (due.length >= limit) break;
       const [at, id] = path.slice(EXPIRY_PREFIX.length).split('/') as [string, string];
       if (Number(at) > now) break; // listed in expiry order: the rest are still live
-      const expiry = await this.barrier.getJson<ExpiryRecord>(path);
-      const paths = [...(expiry?.paths ?? [tokenPath(id)]), path];
-      await this.barrier.commit([], paths.map((p) => ({ path: p, delete: true as const })));
-      this.cache.delete(id);
-      swept++;
+      due.push({ path, id });
     }
-    return swept;
+    if (due.length === 0) return 0;
+    const expiries = await Promise.all(due.map((d) => this.barrier.getJson<ExpiryRecord>(d.path)));
+    // One commit (one fsync) for the whole sweep, not one per token.
+    const paths = due.flatMap((d, i) => [...(expiries[i]?.paths ?? [tokenPath(d.id)]), d.path]);
+    await this.barrier.commit([], paths.map((p) => ({ path: p, delete: true as const })));
+    for (const d of due) this.cache.delete(d.id);
+    return due.length;
   }
 
   /**

@@ -58,7 +58,6 @@ export class SqliteStorage implements Storage {
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
   private readonly batchTx: Database.Transaction<(batch: readonly PendingWrite[]) => Outcome[]>;
-  private readonly savepoint: Database.Transaction<(apply: () => unknown) => unknown>;
   private readonly getStmt: Database.Statement<[string], Buffer>;
   private readonly putStmt: Database.Statement<[string, Buffer]>;
   private readonly deleteStmt: Database.Statement<[string]>;
@@ -86,11 +85,11 @@ export class SqliteStorage implements Storage {
       }
       return true;
     });
-    // Called inside batchTx, a better-sqlite3 transaction function becomes a SAVEPOINT.
-    this.savepoint = db.transaction((apply: () => unknown) => apply());
+    // atomicTx, called inside batchTx, runs as its own SAVEPOINT; a put or delete is one statement,
+    // which SQLite undoes by itself when it fails. So a failing write undoes only itself.
     this.batchTx = db.transaction((batch: readonly PendingWrite[]) => batch.map((w): Outcome => {
       try {
-        return { ok: true, value: this.savepoint(w.apply) };
+        return { ok: true, value: w.apply() };
       } catch (err) {
         return { ok: false, err };
       }

@@ -49,11 +49,6 @@ export class ImageAttestor {
     this.#registry = new RegistryClient(MAX_SIGNATURE_BYTES, credentials);
   }
 
-  /** Registry requests made, token requests included (the bench reports them; cached verdicts make none). */
-  get registryCalls(): number {
-    return this.#registry.calls;
-  }
-
   async attest(pod: V1Pod, policy: ImagePolicy): Promise<AttestationResult> {
     // Ephemeral containers (kubectl debug) run inside the pod too, next to its secrets: they are held to the same policy.
     const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? []), ...(pod.spec?.ephemeralContainers ?? [])];
@@ -72,9 +67,10 @@ export class ImageAttestor {
     return { ok: true, images };
   }
 
-  /** The role's parsed keys and a fingerprint of its trust (keys + allowlist), parsed once per distinct policy. */
+  /** The role's parsed keys and their fingerprint, parsed once per distinct key set. */
   #trust(policy: ImagePolicy): { keys: KeyObject[]; keyset: string } {
-    const keyset = createHash('sha256').update((policy.trustedKeysPem ?? []).join('\n')).update('\0').update((policy.allowedDigests ?? []).join('\n')).digest('hex');
+    // The allowlist is checked before any cached verdict, so only the keys decide a signature verdict.
+    const keyset = createHash('sha256').update((policy.trustedKeysPem ?? []).join('\n')).digest('hex');
     let keys = this.#parsedKeys.get(keyset);
     if (!keys) {
       // Parsing PEM was 1.6% of the server's CPU in the login storm, once per login.

@@ -78,16 +78,6 @@ export class KubernetesAuth {
 
   constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
 
-  /** Registry requests made for image signatures (cached verdicts make none). */
-  get registryCalls(): number {
-    return this.#attestor.registryCalls;
-  }
-
-  /** API-server calls made so far (the bench reports calls per login). */
-  get apiServerCalls(): number {
-    return this.#cluster?.calls ?? 0;
-  }
-
   /** Whether the pod and service-account watches are live, how much they hold, and how logins were answered. */
   async status(): Promise<{ configured: boolean } & Partial<ReturnType<KubernetesCluster['watchStatus']>>> {
     await this.#load();

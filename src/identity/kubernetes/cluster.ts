@@ -52,11 +52,6 @@ export class KubernetesCluster {
     });
   }
 
-  /** API-server calls made (for metrics and the bench: a login costs two, one pod and one service account). */
-  get calls(): number {
-    return this.#calls;
-  }
-
   /** The issuer's JWKS as served by kube-apiserver (`/openid/v1/jwks`). */
   async jwks(): Promise<unknown> {
     // Served as application/jwk-set+json: asking for plain JSON only gets 406.

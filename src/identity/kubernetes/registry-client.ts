@@ -66,15 +66,9 @@ const basic = (c: Credentials) => `Basic ${Buffer.from(`${c.username}:${c.passwo
 
 export class RegistryClient {
   readonly #tokens = new Map<string, CachedToken>();
-  #calls = 0;
 
   /** `credentials(host)`: the pull credentials configured for a registry host (as written in image references), if any. */
   constructor(private readonly maxBytes: number, private readonly credentials: (host: string) => Credentials | undefined = () => undefined) {}
-
-  /** Requests made, token requests included (the bench reports them; cached verdicts make none). */
-  get calls(): number {
-    return this.#calls;
-  }
 
   /**
    * GET `/v2/<repository>/<path>` from the registry `host` (over http only when `insecure`).
@@ -114,7 +108,6 @@ export class RegistryClient {
   }
 
   async #fetch(url: string, accept: string | undefined, authorization: string | undefined): Promise<Response> {
-    this.#calls++;
     try {
       // fetch drops Authorization when a redirect leaves the registry's origin (blob storage).
       return await fetch(url, {

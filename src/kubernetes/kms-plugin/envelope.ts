@@ -25,7 +25,7 @@ const NUL = Buffer.from([0]);
 const FORMAT_PREFIX = Buffer.from([FORMAT_V1]);
 
 export function encodeKekAnnotation(wrappedKek: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([FORMAT_V1]), wrappedKek]);
+  return Buffer.concat([FORMAT_PREFIX, wrappedKek]);
 }
 
 /** The root key's wrapping of the local KEK, from the annotation value. */

@@ -110,8 +110,10 @@ export function checkDecryptInput(input: DecryptInput): void {
   }
   let total = 0;
   for (const [key, value] of Object.entries(input.annotations)) {
-    if (key !== KEK_ANNOTATION && !FQDN.test(key)) throw new KeyholdError('ERR_BAD_REQUEST', `annotation key ${JSON.stringify(key.slice(0, 64))} is not a fully qualified domain name`);
-    if (key !== KEK_ANNOTATION) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', `unexpected annotation ${key}: keyhold did not write it`);
+    if (key !== KEK_ANNOTATION) {
+      if (!FQDN.test(key)) throw new KeyholdError('ERR_BAD_REQUEST', `annotation key ${JSON.stringify(key.slice(0, 64))} is not a fully qualified domain name`);
+      throw new KeyholdError('ERR_CIPHERTEXT_INVALID', `unexpected annotation ${key}: keyhold did not write it`);
+    }
     total += Buffer.byteLength(key) + value.length;
   }
   if (total > MAX_ANNOTATIONS_BYTES) throw new KeyholdError('ERR_BAD_REQUEST', `annotations exceed ${MAX_ANNOTATIONS_BYTES} bytes`);

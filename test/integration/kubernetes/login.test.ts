@@ -241,7 +241,6 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
       { name: 'not a JWT at all', jwt: 'not.a.jwt', reason: /malformed/ },
       { name: 'a JWT without Kubernetes claims', jwt: await craft({ iss: cp.url, aud: ['keyhold'], sub: 'someone' }), reason: /not a service-account token/ },
     ];
-    assert.ok(cases.length >= 20);
     const auditBefore = auditRecords().length;
     for (const c of cases) {
       const r = await login(c.role ?? 'app', c.jwt);

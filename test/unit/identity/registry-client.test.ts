@@ -71,6 +71,8 @@ describe('registry client', () => {
     assert.equal((await new RegistryClient(1024, forHost('secret')).get(host, 'a/b', 'manifests/x', { insecure: true })).body.toString(), 'ok');
     await assert.rejects(new RegistryClient(1024, forHost('wrong')).get(host, 'a/b', 'manifests/x', { insecure: true }), refused(/refused the credentials configured for/));
     await assert.rejects(new RegistryClient(1024, () => undefined).get(host, 'a/b', 'manifests/x', { insecure: true }), refused(/wants credentials keyhold does not have/));
+    // Credentials for another host are not this host's.
+    await assert.rejects(new RegistryClient(1024, (h) => (h === 'other.example' ? { username: 'puller', password: 'secret' } : undefined)).get(host, 'a/b', 'manifests/x', { insecure: true }), refused(/wants credentials keyhold does not have/));
   });
 
   it('stops reading a body past the cap, declared or not', async () => {
