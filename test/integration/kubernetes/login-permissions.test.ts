@@ -4,12 +4,18 @@
  * refused while the pod watch is not synced, with a real kube-apiserver whose RBAC the test edits.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { freePorts, sleep } from '../../helpers/processes.js';
-import { auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { CLI, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+
+const execFileAsync = promisify(execFile);
 
 const IMAGE = `registry.example/app@sha256:${'a'.repeat(64)}`;
 const REVIEWER = 'keyhold-limited';
@@ -121,6 +127,11 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     // A token that is not pod-bound was never promised to die with a pod: its role still logs in.
     assert.equal((await login('unbound', await podToken())).status, 200);
 
+    // An agent starting now (an init container) waits the refusal out instead of failing the pod.
+    const dir = tempDir('keyhold-k8s-perms-agent-');
+    writeFileSync(join(dir, 'token'), waitingJwt, { mode: 0o600 });
+    const agent = execFileAsync(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', join(dir, 'token'), '--dest', join(dir, 'out'), '--secret', 'pw=app/db#password']);
+
     // The original attack, after configuration: the pod goes while keyhold cannot watch.
     await core.deleteNamespacedPod({ namespace: 'app', name: 'victim', body: { gracePeriodSeconds: 0 } });
     assert.equal((await login('app', await podToken(await makePod('meanwhile')))).status, 503, 'no pod-bound login while unsynced');
@@ -132,9 +143,12 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     await eventually('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401);
     const again = await login('app', waitingJwt);
     assert.equal(again.status, 200, again.text);
+    const agentRun = await agent;
+    assert.match(agentRun.stderr, /pod watch is not synced.*retrying in 5 s/);
+    assert.equal(readFileSync(join(dir, 'out', 'pw'), 'utf8'), 'pw');
 
     const refusals = auditRecords(dev.dataDir).slice(auditBefore).filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 503);
-    assert.equal(refusals.length, 2);
+    assert.ok(refusals.length >= 3, `${refusals.length} refused logins audited (the test's two, and the agent's)`);
     for (const r of refusals) {
       assert.equal(r.outcome?.code, 'ERR_KUBERNETES_NOT_SYNCED');
       assert.match(r.fields?.reason ?? '', /pod watch is not synced/);
