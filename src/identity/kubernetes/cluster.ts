@@ -26,6 +26,7 @@ export class KubernetesCluster {
   #pods: WatchedObjects<WatchedPod> | undefined;
   #serviceAccounts: WatchedObjects<Trimmed> | undefined;
   #accessProbe: NodeJS.Timeout | undefined;
+  #probing = false;
 
   constructor(private readonly config: KubernetesAuthConfig) {
     this.#agent = new Agent({ keepAlive: true, maxSockets: 32, ...(config.caPem ? { ca: config.caPem } : {}) });
@@ -87,8 +88,10 @@ export class KubernetesCluster {
    */
   async #probeWatchAccess(): Promise<void> {
     const kinds = [['pods', this.#pods], ['serviceaccounts', this.#serviceAccounts]] as const;
-    if (!kinds.some(([, watched]) => watched?.synced)) return;
-    const denied = await this.deniedAccess(WATCH_ACCESS).catch(() => []);
+    // One probe at a time: a slow kube-apiserver must not collect a queue of them.
+    if (this.#probing || !kinds.some(([, watched]) => watched?.synced)) return;
+    this.#probing = true;
+    const denied = await this.deniedAccess(WATCH_ACCESS).catch(() => []).finally(() => { this.#probing = false; });
     for (const [resource, watched] of kinds) {
       const lost = denied.filter((d) => d.endsWith(` ${resource}`));
       if (lost.length > 0) watched?.invalidate(`the reviewer identity may no longer ${lost.join(', ')} (cluster-wide)`);

@@ -79,11 +79,17 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal((await login('app', await podToken(await makePod('before-config')))).status, 404, 'login is not configured');
   });
 
-  it('refuses a reviewer token kube-apiserver does not accept, and an API server it cannot reach, with a code, never a 500', async () => {
+  it('refuses a reviewer token kube-apiserver does not accept, no reviewer token, and an API server it cannot reach, with a code, never a 500', async () => {
     const bad = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, `${reviewerJwt.slice(0, -4)}AAAA`));
     assert.equal(bad.status, 400, bad.text);
     assert.equal(bad.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
     assert.match(bad.body.error.message, /does not accept reviewer_jwt/);
+    // No reviewer token at all: anonymous, which may not even ask what it may do.
+    const { reviewer_jwt: _unused, ...anonymous } = loginConfig(cp, reviewerJwt);
+    const anon = await asRoot('PUT', '/v1/auth/kubernetes/config', anonymous);
+    assert.equal(anon.status, 400, anon.text);
+    assert.equal(anon.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
+    assert.match(anon.body.error.message, /set reviewer_jwt/);
     const [port] = await freePorts(1);
     const down = await asRoot('PUT', '/v1/auth/kubernetes/config', { ...loginConfig(cp, reviewerJwt), api_server_url: `https://127.0.0.1:${port}` });
     assert.equal(down.status, 503, down.text);
