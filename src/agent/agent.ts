@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KeyholdApiError, KeyholdClient } from '../client/client.js';
 import { envReference, renderSecret, renderTemplate, templateRefs, type SecretRef } from '../client/secret-ref.js';
 
@@ -42,6 +43,10 @@ export interface AgentSession {
   renewAtMs: number;
 }
 
+/** How long a login keeps retrying while the server's pod watch is not synced (503 ERR_KUBERNETES_NOT_SYNCED), and how often. */
+const NOT_SYNCED_PATIENCE_MS = 60_000;
+const NOT_SYNCED_RETRY_MS = 5_000;
+
 /** Logs in and returns a client holding the keyhold token. Denials keep the server's reason. */
 export async function login(options: AgentLogin): Promise<AgentSession> {
   let jwt: string;
@@ -51,13 +56,23 @@ export async function login(options: AgentLogin): Promise<AgentSession> {
     throw new AgentError(`cannot read the service-account token ${options.jwtFile}: ${(err as Error).message}`);
   }
   const client = new KeyholdClient({ address: options.address, timeoutMs: 10_000 });
-  try {
-    const startedAt = Date.now();
-    const result = await client.kubernetesLogin(options.role, jwt);
-    return { client: client.withToken(result.token), renewAtMs: startedAt + (result.ttl * 1000 * 2) / 3 };
-  } catch (err) {
-    if (err instanceof KeyholdApiError) throw new AgentError(`${err.code}: ${err.message}`, err.code);
-    throw err;
+  const waitUntil = Date.now() + NOT_SYNCED_PATIENCE_MS;
+  for (;;) {
+    try {
+      const startedAt = Date.now();
+      const result = await client.kubernetesLogin(options.role, jwt);
+      return { client: client.withToken(result.token), renewAtMs: startedAt + (result.ttl * 1000 * 2) / 3 };
+    } catch (err) {
+      // The server cannot vouch for pods right now (its watch is re-listing): wait it out here
+      // rather than exit and sit out the kubelet's restart back-off.
+      if (err instanceof KeyholdApiError && err.code === 'ERR_KUBERNETES_NOT_SYNCED' && Date.now() + NOT_SYNCED_RETRY_MS < waitUntil) {
+        process.stderr.write(`keyhold agent: ${err.message}; retrying in ${NOT_SYNCED_RETRY_MS / 1000} s\n`);
+        await sleep(NOT_SYNCED_RETRY_MS);
+        continue;
+      }
+      if (err instanceof KeyholdApiError) throw new AgentError(`${err.code}: ${err.message}`, err.code);
+      throw err;
+    }
   }
 }
 

@@ -37,6 +37,12 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_HSM_MECHANISM_UNSUPPORTED: 501,
   ERR_HSM_UNAVAILABLE: 503,
   ERR_UPSTREAM_UNAVAILABLE: 503,
+  // The reviewer identity lacks what Kubernetes login needs: the configuration is refused.
+  ERR_KUBERNETES_PERMISSIONS: 400,
+  // kube-apiserver could not be asked (config write), or the pod watch is not live (pod-bound
+  // login): both pass, and both say what to fix or wait for (see publicMessage).
+  ERR_KUBERNETES_UNREACHABLE: 503,
+  ERR_KUBERNETES_NOT_SYNCED: 503,
   ERR_HSM: 502,
   ERR_STORAGE: 503,
   ERR_BARRIER_INTEGRITY: 500,
@@ -52,6 +58,9 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
 export function publicMessage(code: KeyholdErrorCode, message: string): string {
   const status = HTTP_STATUS[code] ?? 500;
   if (status < 500 || code === 'ERR_HSM_MECHANISM_UNSUPPORTED') return message;
+  // Written by keyhold (what it could not reach, which watch is not live), never a secret: the
+  // caller needs it to know what to fix or to wait for.
+  if (code === 'ERR_KUBERNETES_UNREACHABLE' || code === 'ERR_KUBERNETES_NOT_SYNCED') return message;
   if (code.startsWith('ERR_HSM')) return 'the HSM could not complete the operation';
   if (code.startsWith('ERR_AUDIT')) return 'the audit log cannot be written; request refused';
   if (code === 'ERR_STORAGE') return 'storage is unavailable';

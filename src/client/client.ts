@@ -137,6 +137,8 @@ export interface HealthResponse {
   version: string;
   hsm: { ok: boolean; token: string; latency_ms: number; error?: string };
   audit: { ok: boolean };
+  /** Reported only: pod-bound logins are refused (503) while the pod watch is not synced. */
+  kubernetes: { configured: boolean; ok: boolean; pods_synced?: boolean; service_accounts_synced?: boolean };
 }
 
 export type { KeyDescription };

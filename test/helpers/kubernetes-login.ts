@@ -1,33 +1,53 @@
-import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
 import type { ControlPlane } from './control-plane.js';
 import { call } from './server.js';
 
+/** The least-privilege rules docs/kubernetes-injection.md gives keyhold's reviewer: get/list/watch pods and service accounts, read the issuer's keys. */
+export const REVIEWER_RULES: V1PolicyRule[] = [
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list', 'watch'] },
+  { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
+];
+
 /**
- * Gives keyhold the least-privilege identity docs/kubernetes-injection.md describes (get/list/watch
- * pods and service accounts, read the issuer's keys) and points a keyhold server's Kubernetes login
- * at the control plane with it.
+ * A reviewer identity for keyhold: a ServiceAccount in kube-system bound to a ClusterRole of the
+ * same name holding `rules`, and a token for it. Change what it may do with setReviewerRules().
  */
-export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { address: string; rootToken: string }): Promise<Record<string, unknown>> {
+export async function createReviewer(cp: ControlPlane, name = 'keyhold-reviewer', rules: V1PolicyRule[] = REVIEWER_RULES): Promise<string> {
   const core = cp.kubeConfig.makeApiClient(CoreV1Api);
   const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
-  await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'keyhold-reviewer' } } });
-  await rbac.createClusterRole({ body: {
-    metadata: { name: 'keyhold-reviewer' },
-    rules: [
-      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list', 'watch'] },
-      { nonResourceURLs: ['/openid/v1/jwks', '/.well-known/openid-configuration'], verbs: ['get'] },
-    ],
-  } });
+  await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name } } });
+  await rbac.createClusterRole({ body: { metadata: { name }, rules } });
   await rbac.createClusterRoleBinding({ body: {
-    metadata: { name: 'keyhold-reviewer' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'keyhold-reviewer' },
-    subjects: [{ kind: 'ServiceAccount', name: 'keyhold-reviewer', namespace: 'kube-system' }],
+    metadata: { name },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+    subjects: [{ kind: 'ServiceAccount', name, namespace: 'kube-system' }],
   } });
-  const reviewer = (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name: 'keyhold-reviewer', body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
-  const config = { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewer };
+  return (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+}
+
+/** Replaces what the reviewer `name` may do (its ClusterRole's rules); RBAC applies it to new requests at once. */
+export async function setReviewerRules(cp: ControlPlane, name: string, rules: V1PolicyRule[]): Promise<void> {
+  const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+  const role = await rbac.readClusterRole({ name });
+  await rbac.replaceClusterRole({ name, body: { ...role, rules } });
+}
+
+/** The body of PUT /v1/auth/kubernetes/config pointing at the control plane as `reviewerJwt`. */
+export function loginConfig(cp: ControlPlane, reviewerJwt: string): Record<string, unknown> {
+  return { issuer: cp.url, api_server_url: cp.url, ca_pem: cp.caPem, reviewer_jwt: reviewerJwt };
+}
+
+/**
+ * Gives keyhold the least-privilege reviewer identity and points a keyhold server's Kubernetes
+ * login at the control plane with it.
+ */
+export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { address: string; rootToken: string }): Promise<Record<string, unknown>> {
+  const config = loginConfig(cp, await createReviewer(cp));
   const r = await call(keyhold.address, 'PUT', '/v1/auth/kubernetes/config', keyhold.rootToken, config);
   if (r.status !== 204) throw new Error(`configuring Kubernetes login: ${r.status} ${r.text}`);
+  // Pod-bound logins are refused until the pod watch has listed: callers log in right away.
+  await waitForWatches(keyhold);
   // What was configured, so a test can PUT it again with more (say, registry credentials).
   return config;
 }
@@ -51,5 +71,5 @@ export async function waitForWatches(keyhold: { address: string; rootToken: stri
   }
 }
 
-interface WatchView { synced: boolean; objects: number; resource_version?: string; lists: number; events: number }
+interface WatchView { synced: boolean; error?: string; objects: number; resource_version?: string; lists: number; events: number }
 export interface KubernetesLoginStatus { configured: boolean; pods?: WatchView; service_accounts?: WatchView; live_gets?: number; cache_hits?: number }

@@ -2,8 +2,9 @@ import { createPublicKey } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../core/runtime.js';
-import { KeyholdError } from '../../errors.js';
+import { KeyholdError, isKeyholdError } from '../../errors.js';
 import type { ImagePolicy } from '../../identity/kubernetes/attestation.js';
+import { NOT_SYNCED_RETRY_SECONDS } from '../../identity/kubernetes/auth.js';
 import type { RegistryCredential } from '../../identity/kubernetes/types.js';
 import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
@@ -63,7 +64,7 @@ const LoginView = Closed({
 });
 
 const WatchView = Closed({
-  synced: Type.Boolean(), objects: Type.Integer(), resource_version: Type.Optional(Type.String()), lists: Type.Integer(), events: Type.Integer(),
+  synced: Type.Boolean(), error: Type.Optional(Type.String()), objects: Type.Integer(), resource_version: Type.Optional(Type.String()), lists: Type.Integer(), events: Type.Integer(),
 });
 const StatusView = Closed({
   configured: Type.Boolean(),
@@ -75,7 +76,7 @@ const CONFIG_PATH = 'sys/auth/kubernetes/config';
 const STATUS_PATH = 'sys/auth/kubernetes/status';
 
 function watchView(w: WatchStatus | undefined): Static<typeof WatchView> | undefined {
-  return w && { synced: w.synced, objects: w.objects, lists: w.lists, events: w.events, ...(w.resourceVersion ? { resource_version: w.resourceVersion } : {}) };
+  return w && { synced: w.synced, ...(w.error ? { error: w.error } : {}), objects: w.objects, lists: w.lists, events: w.events, ...(w.resourceVersion ? { resource_version: w.resourceVersion } : {}) };
 }
 
 function imagePolicyFrom(body: Static<typeof ImagePolicyBody>): ImagePolicy {
@@ -193,7 +194,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     schema: { tags: ['auth'], summary: 'Log in with a projected service-account token; returns a short-lived keyhold token', body: LoginBody, response: withErrors({ 200: LoginView }), security: [] },
     // No bearer token: the service-account JWT is the credential. Audited like every request, with the reason on denial.
     config: { operation: 'auth.kubernetes.login', anonymous: true },
-  }, async (req) => {
+  }, async (req, reply) => {
     req.keyhold.auditFields.role = req.body.role;
     try {
       const result = await auth.login(req.body.role, req.body.jwt);
@@ -208,6 +209,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     } catch (err) {
       const reason = err instanceof KeyholdError ? (err.details?.reason as string | undefined) ?? err.message : 'internal error';
       req.keyhold.auditFields.reason = reason;
+      if (isKeyholdError(err, 'ERR_KUBERNETES_NOT_SYNCED')) void reply.header('retry-after', String(NOT_SYNCED_RETRY_SECONDS));
       throw err;
     }
   });

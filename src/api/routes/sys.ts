@@ -20,10 +20,16 @@ const TokenBody = Closed({
   display_name: Type.Optional(Type.String({ maxLength: 128, pattern: '^[A-Za-z0-9 ._@:-]*$' })),
 });
 const TokenView = Closed({ id: Type.String(), policies: Type.Array(Type.String()), created_at: Type.String(), expires_at: Type.Optional(Type.String()), display_name: Type.Optional(Type.String()) });
+/** Reported, never a reason for 503: see kubernetesHealth(). */
+const KubernetesHealth = Closed({
+  configured: Type.Boolean(), ok: Type.Boolean(),
+  pods_synced: Type.Optional(Type.Boolean()), service_accounts_synced: Type.Optional(Type.Boolean()),
+});
 const Health = Closed({
   initialized: Type.Boolean(), sealed: Type.Boolean(), version: Type.String(), uptime_seconds: Type.Number(),
   hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
   audit: Closed({ ok: Type.Boolean() }),
+  kubernetes: KubernetesHealth,
 });
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -36,6 +42,21 @@ function ttlSeconds(ttl: number | string | undefined): number | undefined {
 
 export const VERSION = '0.1.0';
 
+/**
+ * Kubernetes login's state, for the operator. It does not make health 503: secrets, keys and the
+ * KMS plugin do not depend on it, and the KMS plugin is what kube-apiserver needs to start, so a
+ * readiness probe failing while kube-apiserver is down would take keyhold out of service exactly
+ * when the cluster needs it to come back. Pod-bound logins refuse themselves (503) meanwhile.
+ */
+function kubernetesHealth(runtime: Runtime): Static<typeof KubernetesHealth> {
+  const k = runtime.kubernetesAuth.health();
+  return {
+    configured: k.configured, ok: k.ok,
+    ...(k.podsSynced !== undefined ? { pods_synced: k.podsSynced } : {}),
+    ...(k.serviceAccountsSynced !== undefined ? { service_accounts_synced: k.serviceAccountsSynced } : {}),
+  };
+}
+
 export function sysRoutes(app: FastifyInstance, runtime: Runtime): void {
   app.get('/v1/sys/health', {
     schema: { tags: ['sys'], summary: '200 when initialised, unsealed, the HSM answers and audit is writable; 503 otherwise', response: { 200: Health, 503: Health } },
@@ -47,6 +68,7 @@ export function sysRoutes(app: FastifyInstance, runtime: Runtime): void {
       initialized: true, sealed, version: VERSION, uptime_seconds: Math.round((Date.now() - runtime.startedAt) / 1000),
       hsm: { ok: hsm.ok, token: runtime.hsm.token.label, latency_ms: Math.round(hsm.latencyMs * 1000) / 1000, ...(hsm.error ? { error: 'HSM probe failed' } : {}) },
       audit: { ok: runtime.audit.healthy },
+      kubernetes: kubernetesHealth(runtime),
     };
     return reply.code(hsm.ok && !sealed && runtime.audit.healthy ? 200 : 503).send(body);
   });

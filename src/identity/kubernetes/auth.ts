@@ -11,6 +11,7 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, ty
 import type { Barrier } from '../../barrier/barrier.js';
 import { KeyholdError, isKeyholdError } from '../../errors.js';
 import type { TokenStore } from '../tokens.js';
+import { checkReviewerAccess } from './access.js';
 import { ImageAttestor } from './attestation.js';
 import type { KubernetesCluster } from './cluster.js';
 import { globMatch } from './glob.js';
@@ -46,6 +47,14 @@ function verificationKey(pem: string): KeyObject {
 
 function denied(reason: string): KeyholdError {
   return new KeyholdError('ERR_PERMISSION_DENIED', `login denied: ${reason}`, { details: { reason } });
+}
+
+/** Retry-After of a login refused because the pod watch is not synced (about one re-list). */
+export const NOT_SYNCED_RETRY_SECONDS = 5;
+
+function notSynced(): KeyholdError {
+  const reason = 'keyhold\'s pod watch is not synced (starting, kube-apiserver unreachable, or the reviewer lost list/watch on pods), so it could not revoke this token when the pod is deleted; try again later';
+  return new KeyholdError('ERR_KUBERNETES_NOT_SYNCED', `login refused: ${reason}`, { details: { reason } });
 }
 
 /** jose's errors, said plainly (they become the audit reason too). */
@@ -88,7 +97,7 @@ export class KubernetesAuth {
     // One load, awaited by every caller: a login arriving while it runs must not see "not configured".
     this.#loading ??= (async () => {
       const config = await this.barrier.getJson<KubernetesAuthConfig>(CONFIG_PATH);
-      if (config && !this.#config) await this.#apply(config);
+      if (config && !this.#config) this.#use(config, await KubernetesAuth.#connect(config));
     })().catch((err: unknown) => {
       this.#loading = undefined; // a storage hiccup is not remembered: the next caller tries again
       throw err;
@@ -102,11 +111,14 @@ export class KubernetesAuth {
     await this.#load();
   }
 
-  async #apply(config: KubernetesAuthConfig): Promise<void> {
+  static async #connect(config: KubernetesAuthConfig): Promise<KubernetesCluster> {
     // Loaded only once Kubernetes login is configured: a server without it does not pay for the
     // Kubernetes client's memory.
     const { KubernetesCluster } = await import('./cluster.js');
-    const cluster = new KubernetesCluster(config);
+    return new KubernetesCluster(config);
+  }
+
+  #use(config: KubernetesAuthConfig, cluster: KubernetesCluster): void {
     this.#cluster?.close();
     this.#config = config;
     this.#cluster = cluster;
@@ -119,12 +131,35 @@ export class KubernetesAuth {
     });
   }
 
+  /**
+   * Stores the configuration and starts its watches, once the reviewer is known to be allowed what
+   * login needs (see access.ts): a reviewer that may `get` but not `list`/`watch` pods used to be
+   * accepted, and then tokens of deleted pods kept working. Nothing is stored on refusal.
+   */
   async configure(config: KubernetesAuthConfig): Promise<void> {
     if (config.publicKeysPem) {
       for (const pem of config.publicKeysPem) verificationKey(pem);
     }
-    await this.barrier.putJson(CONFIG_PATH, config);
-    await this.#apply(config);
+    const cluster = await KubernetesAuth.#connect(config);
+    try {
+      await checkReviewerAccess(cluster, config);
+      await this.barrier.putJson(CONFIG_PATH, config);
+    } catch (err) {
+      cluster.close();
+      throw err;
+    }
+    this.#use(config, cluster);
+  }
+
+  /**
+   * For /v1/sys/health, without I/O: whether login is configured and its watches are trusted.
+   * `ok` is false while pod-bound logins are refused (the pod watch is not synced).
+   */
+  health(): { configured: boolean; ok: boolean; podsSynced?: boolean; serviceAccountsSynced?: boolean } {
+    if (!this.#cluster) return { configured: false, ok: true };
+    const { pods, serviceAccounts } = this.#cluster.watchStatus();
+    const podsSynced = pods?.synced === true;
+    return { configured: true, ok: podsSynced, podsSynced, serviceAccountsSynced: serviceAccounts?.synced === true };
   }
 
   /** The configuration without its secrets (the reviewer token, registry passwords). */
@@ -229,11 +264,15 @@ export class KubernetesAuth {
     if ((role.requirePodBound || role.imagePolicy) && (typeof pod?.name !== 'string' || typeof pod.uid !== 'string')) {
       throw denied(role.imagePolicy ? 'the role has an image policy, which needs a pod-bound token' : 'the role requires a pod-bound token');
     }
+    const cluster = this.#cluster as KubernetesCluster;
+    // A pod-bound token is promised to die with its pod, and only the pod watch can keep that
+    // promise: never issue one on a view that is not live (not listed yet, lost, or forbidden).
+    // 503: the caller should come back, not give up.
+    if (pod?.uid && !cluster.podsSynced()) throw notSynced();
 
     // Live checks: a token outlives what it was issued for; these make it die with it. The watch
     // answers them when it holds the object with the token's uid (as kube-apiserver's own token
     // check does), a live GET otherwise; a deletion the watch reports later revokes what was issued.
-    const cluster = this.#cluster as KubernetesCluster;
     const [liveSaUid, livePod] = await Promise.all([
       cluster.serviceAccountUid(namespace, sa.name, sa.uid),
       pod?.name && pod.uid ? cluster.pod(namespace, pod.name, pod.uid) : Promise.resolve(undefined),

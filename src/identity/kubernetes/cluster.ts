@@ -6,10 +6,15 @@
 import { Agent, request } from 'node:https';
 import type { V1ContainerStatus, V1Pod, V1ServiceAccount } from '@kubernetes/client-node';
 import { KeyholdError } from '../../errors.js';
+import { WATCH_ACCESS, accessReview, describeAccess, type Access } from './access.js';
 import type { KubernetesAuthConfig } from './types.js';
 import { WatchedObjects, type Trimmed, type WatchConnection, type WatchStatus } from './watched-objects.js';
 
 export type WatchedPod = Trimmed & { pod: V1Pod };
+
+const SELF_SUBJECT_ACCESS_REVIEWS = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
+/** How often the watches' permissions are asked again (see #probeWatchAccess). */
+const ACCESS_PROBE_MS = 5000;
 
 export class KubernetesCluster {
   /** What the watches need of a kubeconfig: the server, and how to authenticate (see watched-objects.ts). */
@@ -20,6 +25,8 @@ export class KubernetesCluster {
   #cacheHits = 0;
   #pods: WatchedObjects<WatchedPod> | undefined;
   #serviceAccounts: WatchedObjects<Trimmed> | undefined;
+  #accessProbe: NodeJS.Timeout | undefined;
+  #probing = false;
 
   constructor(private readonly config: KubernetesAuthConfig) {
     this.#agent = new Agent({ keepAlive: true, maxSockets: 32, ...(config.caPem ? { ca: config.caPem } : {}) });
@@ -34,22 +41,61 @@ export class KubernetesCluster {
   /** GET a JSON object from kube-apiserver; undefined for 404. `count`: a login's live look-up (reported per login). */
   #getJson<T>(path: string, accept = 'application/json', count = true): Promise<T | undefined> {
     if (count) this.#calls++;
+    return this.#requestJson<T>('GET', path, accept);
+  }
+
+  /** One JSON request as the reviewer; undefined for 404. A refusal's HTTP status is in `details.status`. */
+  #requestJson<T>(method: 'GET' | 'POST', path: string, accept = 'application/json', payload?: unknown): Promise<T | undefined> {
     const url = new URL(path, this.config.apiServerUrl);
+    const sent = payload === undefined ? undefined : JSON.stringify(payload);
+    const headers: Record<string, string> = { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}), ...(sent ? { 'content-type': 'application/json' } : {}) };
     return new Promise((resolve, reject) => {
-      const req = request(url, { method: 'GET', agent: this.#agent, headers: { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}) }, timeout: 5000 }, (res) => {
+      const req = request(url, { method, agent: this.#agent, headers, timeout: 5000 }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d: string) => { body += d; });
         res.on('end', () => {
           if (res.statusCode === 404) return resolve(undefined);
-          if (res.statusCode !== 200) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`));
+          if (res.statusCode !== 200 && res.statusCode !== 201) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`, { details: { status: res.statusCode } }));
           try { resolve(JSON.parse(body) as T); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver sent invalid JSON for ${url.pathname}`)); }
         });
       });
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (err) => reject(err instanceof KeyholdError ? err : new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${err.message}`)));
-      req.end();
+      req.end(sent);
     });
+  }
+
+  /**
+   * Which of `wanted` the reviewer identity may not do, named as "verb resource" (one
+   * SelfSubjectAccessReview each, in parallel). Throws ERR_UPSTREAM_UNAVAILABLE (with the status
+   * in details) when the reviews themselves cannot be made.
+   */
+  async deniedAccess(wanted: readonly Access[]): Promise<string[]> {
+    const answers = await Promise.all(wanted.map(async (access) => {
+      const review = await this.#requestJson<{ status?: { allowed?: boolean } }>('POST', SELF_SUBJECT_ACCESS_REVIEWS, 'application/json', accessReview(access));
+      if (!review) throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', 'kube-apiserver does not serve SelfSubjectAccessReview (authorization.k8s.io/v1)', { details: { status: 404 } });
+      return review.status?.allowed === true ? undefined : describeAccess(access);
+    }));
+    return answers.filter((a): a is string => a !== undefined);
+  }
+
+  /**
+   * An open watch outlives a revoked permission (RBAC is checked when a request starts), so the
+   * loss would only show at the watch's next restart, minutes later. Asking every few seconds
+   * makes a revoked `list` or `watch` untrust the copy at once: pod-bound logins are then refused
+   * and health says why. A review that fails is ignored here: the watch notices an outage itself.
+   */
+  async #probeWatchAccess(): Promise<void> {
+    const kinds = [['pods', this.#pods], ['serviceaccounts', this.#serviceAccounts]] as const;
+    // One probe at a time: a slow kube-apiserver must not collect a queue of them.
+    if (this.#probing || !kinds.some(([, watched]) => watched?.synced)) return;
+    this.#probing = true;
+    const denied = await this.deniedAccess(WATCH_ACCESS).catch(() => []).finally(() => { this.#probing = false; });
+    for (const [resource, watched] of kinds) {
+      const lost = denied.filter((d) => d.endsWith(` ${resource}`));
+      if (lost.length > 0) watched?.invalidate(`the reviewer identity may no longer ${lost.join(', ')} (cluster-wide)`);
+    }
   }
 
   /** The issuer's JWKS as served by kube-apiserver (`/openid/v1/jwks`). */
@@ -87,6 +133,7 @@ export class KubernetesCluster {
 
   /** Stops the watches and closes kept-alive connections. */
   close(): void {
+    clearInterval(this.#accessProbe);
     this.#pods?.stop();
     this.#serviceAccounts?.stop();
     this.#watchConnection.close();
@@ -120,6 +167,13 @@ export class KubernetesCluster {
       { error: (err) => handlers.onError(err) });
     this.#pods.start();
     this.#serviceAccounts.start();
+    this.#accessProbe = setInterval(() => void this.#probeWatchAccess(), ACCESS_PROBE_MS);
+    this.#accessProbe.unref();
+  }
+
+  /** Whether the pod watch is trusted: only then can a pod-bound token be promised to die with its pod. */
+  podsSynced(): boolean {
+    return this.#pods?.synced === true;
   }
 
   watchStatus(): { pods: WatchStatus | undefined; serviceAccounts: WatchStatus | undefined; liveGets: number; cacheHits: number } {

@@ -7,7 +7,9 @@
  * reads pods and service accounts from informer caches), so a login checked against this copy is
  * as fresh as a TokenReview. The copy is trusted only while the watch is known to be live: after
  * a watch error, a 410 (history too old) or a silence longer than the watch timeout, `get`
- * answers undefined until a fresh list has been applied, and callers fall back to a live GET.
+ * answers undefined until a fresh list has been applied and its watch accepted, and callers fall
+ * back to a live GET. A 403 on the list or the watch (the reviewer lost `list` or `watch`) is such
+ * an error: the copy stays untrusted, listed again every few seconds, until the permission is back.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 // The watch alone, not the package index: the index loads every generated API and model, which
@@ -50,6 +52,8 @@ export interface WatchEvents<T> {
 export interface WatchStatus {
   /** True while the copy is trusted (listed and the watch live). */
   synced: boolean;
+  /** Why the copy is not trusted, while it is not (the last list or watch failure). */
+  error: string | undefined;
   objects: number;
   /** Last resourceVersion seen (list, event or bookmark). */
   resourceVersion: string | undefined;
@@ -61,6 +65,7 @@ export interface WatchStatus {
 export class WatchedObjects<T extends Trimmed> {
   readonly #items = new Map<string, T>();
   #synced = false;
+  #lastError: string | undefined = 'not listed yet';
   #stopped = false;
   #resourceVersion: string | undefined;
   #abort: AbortController | undefined;
@@ -98,13 +103,27 @@ export class WatchedObjects<T extends Trimmed> {
     this.#abort?.abort();
   }
 
+  /** Whether the copy is trusted right now (listed, and its watch accepted and live). */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /**
+   * Stops trusting the copy now, for a reason found outside the watch (the reviewer's permissions
+   * were found gone): an open watch keeps streaming after RBAC changes, until its timeout.
+   * Nothing happens while it is already untrusted, so a repeated call cannot postpone the re-list.
+   */
+  invalidate(reason: string): void {
+    if (this.#synced && !this.#stopped) this.#fail(new Error(reason), 5000);
+  }
+
   /** The object as last seen, or undefined when it is absent or the copy cannot be trusted right now. */
   get(namespace: string, name: string): T | undefined {
     return this.#synced ? this.#items.get(`${namespace}/${name}`) : undefined;
   }
 
   status(): WatchStatus {
-    return { synced: this.#synced, objects: this.#items.size, resourceVersion: this.#resourceVersion, lists: this.#lists, events: this.#events };
+    return { synced: this.#synced, error: this.#synced ? undefined : this.#lastError, objects: this.#items.size, resourceVersion: this.#resourceVersion, lists: this.#lists, events: this.#events };
   }
 
   async #list(): Promise<void> {
@@ -123,10 +142,15 @@ export class WatchedObjects<T extends Trimmed> {
       this.#items.clear();
       for (const [key, item] of fresh) this.#items.set(key, item);
       this.#resourceVersion = resourceVersion;
-      this.#synced = true;
       for (const item of gone) this.events.deleted?.(item);
       this.events.relisted?.(new Set([...fresh.values()].map((item) => item.uid)));
       await this.#watch(generation);
+      // Trusted only once the watch was accepted too: a reviewer that may list but not watch would
+      // otherwise look synced for a moment after every list, and miss every later deletion.
+      if (generation === this.#generation) {
+        this.#synced = true;
+        this.#lastError = undefined;
+      }
     } catch (err) {
       if (generation === this.#generation) this.#fail(err as Error, 5000);
     }
@@ -161,7 +185,10 @@ export class WatchedObjects<T extends Trimmed> {
       },
       (err: unknown) => {
         if (generation !== this.#generation || this.#stopped) return;
-        if (err) this.#fail(err as Error, 2000);
+        if (err) {
+          const status = (err as { statusCode?: number }).statusCode;
+          this.#fail(status ? new Error(`${this.kind.path} watch: kube-apiserver answered ${status} ${(err as Error).message}`) : err as Error, 2000);
+        }
         else {
           // The server's timeout ended it: carry on from where we are, still in sync. A watch that
           // ends as soon as it starts is not a timeout: pause, so it cannot become a busy loop.
@@ -178,6 +205,7 @@ export class WatchedObjects<T extends Trimmed> {
   /** Stops trusting the copy and lists again after a pause. */
   #fail(err: Error, retryMs = 5000): void {
     this.#synced = false;
+    this.#lastError = err.message;
     this.#generation++;
     this.#abort?.abort();
     if (this.#stopped) return;

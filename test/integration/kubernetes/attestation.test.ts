@@ -150,6 +150,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
       assert.match(twice.body.error.message, /twice/);
     } finally {
       await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig);
+      await waitForWatches(dev); // the next test logs in: a new configuration's pod watch must have listed
       await privateRegistry?.stop();
       await tokens?.stop();
     }

@@ -2,25 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { mutate, type JsonPatchOp } from '../../../src/kubernetes/webhook/mutate.js';
+import { applyPatch } from '../../helpers/json-patch.js';
 
 const OPTIONS = { agentImage: 'keyhold:test', serverAddress: 'https://keyhold.keyhold.svc:8200' };
-
-/** Just enough RFC 6902 to apply what the webhook emits (add, replace; '-' and indexes). */
-function applyPatch(doc: unknown, patch: JsonPatchOp[]): any {
-  const root = structuredClone(doc) as any;
-  for (const op of patch) {
-    const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const last = parts.pop() as string;
-    let parent = root;
-    for (const p of parts) parent = parent[p];
-    if (Array.isArray(parent)) {
-      if (last === '-') parent.push(op.value);
-      else if (op.op === 'add') parent.splice(Number(last), 0, op.value);
-      else parent[Number(last)] = op.value;
-    } else parent[last] = op.value;
-  }
-  return root;
-}
 
 function pod(annotations: Record<string, string> | undefined, spec: Partial<V1Pod['spec']> = {}): V1Pod {
   return { metadata: { name: 'p', ...(annotations ? { annotations } : {}) }, spec: { containers: [{ name: 'app', image: 'app@sha256:' + 'b'.repeat(64) }], ...spec } as V1Pod['spec'] };

@@ -1,0 +1,163 @@
+/**
+ * Kubernetes login keeps its promise (a pod's tokens die with the pod) or says it cannot: the
+ * configuration is refused when the reviewer may not list and watch, and pod-bound logins are
+ * refused while the pod watch is not synced, with a real kube-apiserver whose RBAC the test edits.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { freePorts, sleep } from '../../helpers/processes.js';
+import { CLI, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+
+const execFileAsync = promisify(execFile);
+
+const IMAGE = `registry.example/app@sha256:${'a'.repeat(64)}`;
+const REVIEWER = 'keyhold-limited';
+/** The attack's reviewer: may get pods, but neither list nor watch them (everything else as it should be). */
+const GET_ONLY_PODS: V1PolicyRule[] = [{ apiGroups: [''], resources: ['pods'], verbs: ['get'] }, ...REVIEWER_RULES.slice(1)];
+
+describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watch', { timeout: 10 * 60_000 }, () => {
+  let cp: ControlPlane;
+  let core: CoreV1Api;
+  let dev: DevServer;
+  let reviewerJwt: string;
+
+  const asRoot = (method: string, path: string, body?: unknown) => call(dev.address, method, path, dev.rootToken, body);
+  const login = (role: string, jwt: string) => call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role, jwt });
+  const health = async () => (await call(dev.address, 'GET', '/v1/sys/health')).body.kubernetes as { configured: boolean; ok: boolean; pods_synced?: boolean; service_accounts_synced?: boolean };
+
+  async function makePod(name: string): Promise<V1Pod> {
+    return core.createNamespacedPod({ namespace: 'app', body: { metadata: { name }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: IMAGE }] } } });
+  }
+  async function podToken(pod?: V1Pod): Promise<string> {
+    const r = await core.createNamespacedServiceAccountToken({
+      namespace: 'app', name: 'app',
+      body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, ...(pod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string } } : {}) } },
+    });
+    return r.status?.token as string;
+  }
+  async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs / 1000} s`);
+      await sleep(200);
+    }
+  }
+
+  before(async () => {
+    cp = await startControlPlane();
+    core = cp.kubeConfig.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'app' } } });
+    await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name: 'app' } } });
+    reviewerJwt = await createReviewer(cp, REVIEWER, GET_ONLY_PODS);
+    dev = await startDev(tempDir('keyhold-k8s-perms-'));
+    assert.equal((await asRoot('PUT', '/v1/policies/app-read', { rules: [{ path: 'secrets/app/*', capabilities: ['read'] }] })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/secrets/app/db', { data: { password: 'pw' } })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/app', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'] })).status, 204);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/unbound', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], require_pod_bound: false })).status, 204);
+  });
+
+  after(async () => {
+    await dev?.stop();
+    await cp?.stop();
+  });
+
+  it('refuses a configuration whose reviewer may get pods but not list or watch them, naming what is missing, and stores nothing', async () => {
+    const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt));
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
+    // Exactly what is missing: get on pods, and everything on service accounts and the JWKS, is there.
+    assert.match(r.body.error.message, /may not list pods, watch pods \(cluster-wide\);/);
+    assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).status, 404, 'nothing stored');
+    assert.deepEqual(await health(), { configured: false, ok: true });
+    assert.equal((await login('app', await podToken(await makePod('before-config')))).status, 404, 'login is not configured');
+  });
+
+  it('refuses a reviewer token kube-apiserver does not accept, no reviewer token, and an API server it cannot reach, with a code, never a 500', async () => {
+    const bad = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, `${reviewerJwt.slice(0, -4)}AAAA`));
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
+    assert.match(bad.body.error.message, /does not accept reviewer_jwt/);
+    // No reviewer token at all: anonymous, which may not even ask what it may do.
+    const { reviewer_jwt: _unused, ...anonymous } = loginConfig(cp, reviewerJwt);
+    const anon = await asRoot('PUT', '/v1/auth/kubernetes/config', anonymous);
+    assert.equal(anon.status, 400, anon.text);
+    assert.equal(anon.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
+    assert.match(anon.body.error.message, /set reviewer_jwt/);
+    const [port] = await freePorts(1);
+    const down = await asRoot('PUT', '/v1/auth/kubernetes/config', { ...loginConfig(cp, reviewerJwt), api_server_url: `https://127.0.0.1:${port}` });
+    assert.equal(down.status, 503, down.text);
+    assert.equal(down.body.error.code, 'ERR_KUBERNETES_UNREACHABLE');
+    assert.match(down.body.error.message, /cannot check the reviewer's permissions at https:\/\/127\.0\.0\.1:\d+: kube-apiserver unreachable/);
+    assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).status, 404, 'nothing stored');
+  });
+
+  it('accepts the same reviewer once it may list and watch; health reports the watches synced', async () => {
+    await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
+    const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt));
+    assert.equal(r.status, 204, r.text);
+    await waitForWatches(dev);
+    assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
+    assert.equal((await login('app', await podToken(await makePod('after-config')))).status, 200);
+  });
+
+  it('list/watch revoked after configuration: pod-bound logins are refused (503, audited) until it is restored; a pod deleted meanwhile loses its tokens on re-sync', async () => {
+    const victim = await makePod('victim');
+    const victimLogin = await login('app', await podToken(victim));
+    assert.equal(victimLogin.status, 200, victimLogin.text);
+    const waiting = await makePod('waiting');
+    const waitingJwt = await podToken(waiting);
+    const auditBefore = auditRecords(dev.dataDir).length;
+
+    await setReviewerRules(cp, REVIEWER, GET_ONLY_PODS);
+    await eventually('health reports the pod watch unsynced', async () => (await health()).pods_synced === false);
+    const h = await call(dev.address, 'GET', '/v1/sys/health');
+    assert.equal(h.status, 200, 'an unsynced watch is reported, it does not fail health');
+    assert.deepEqual(h.body.kubernetes, { configured: true, ok: false, pods_synced: false, service_accounts_synced: true });
+    const status = await asRoot('GET', '/v1/auth/kubernetes/status');
+    assert.match(status.body.pods.error, /list pods|watch pods|403/);
+
+    // A pod-bound login is refused with the reason and a Retry-After, never answered from a stale view.
+    const refused = await fetch(`${dev.address}/v1/auth/kubernetes/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ role: 'app', jwt: waitingJwt }) });
+    const refusedBody = await refused.json() as { error: { code: string; message: string } };
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get('retry-after'), '5');
+    assert.equal(refusedBody.error.code, 'ERR_KUBERNETES_NOT_SYNCED');
+    assert.match(refusedBody.error.message, /pod watch is not synced/);
+    // A token that is not pod-bound was never promised to die with a pod: its role still logs in.
+    assert.equal((await login('unbound', await podToken())).status, 200);
+
+    // An agent starting now (an init container) waits the refusal out instead of failing the pod.
+    const dir = tempDir('keyhold-k8s-perms-agent-');
+    writeFileSync(join(dir, 'token'), waitingJwt, { mode: 0o600 });
+    const agent = execFileAsync(process.execPath, [CLI, 'agent', '--addr', dev.address, '--role', 'app', '--jwt-file', join(dir, 'token'), '--dest', join(dir, 'out'), '--secret', 'pw=app/db#password']);
+
+    // The original attack, after configuration: the pod goes while keyhold cannot watch.
+    await core.deleteNamespacedPod({ namespace: 'app', name: 'victim', body: { gracePeriodSeconds: 0 } });
+    assert.equal((await login('app', await podToken(await makePod('meanwhile')))).status, 503, 'no pod-bound login while unsynced');
+
+    await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
+    await waitForWatches(dev);
+    assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
+    // The re-list finds the victim gone and revokes what it was issued.
+    await eventually('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401);
+    const again = await login('app', waitingJwt);
+    assert.equal(again.status, 200, again.text);
+    const agentRun = await agent;
+    assert.match(agentRun.stderr, /pod watch is not synced.*retrying in 5 s/);
+    assert.equal(readFileSync(join(dir, 'out', 'pw'), 'utf8'), 'pw');
+
+    const refusals = auditRecords(dev.dataDir).slice(auditBefore).filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 503);
+    assert.ok(refusals.length >= 3, `${refusals.length} refused logins audited (the test's two, and the agent's)`);
+    for (const r of refusals) {
+      assert.equal(r.outcome?.code, 'ERR_KUBERNETES_NOT_SYNCED');
+      assert.match(r.fields?.reason ?? '', /pod watch is not synced/);
+    }
+  });
+});
