@@ -6,9 +6,11 @@
  * and changes nothing.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { auditRecords, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { auditRecords, CLI, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { assertError, assertOk, request, type RawRequest, type RawResponse } from './api-helpers.js';
 
 /** The server's maximum token lifetime, set through KEYHOLD_TOKENS_MAX_TTL_SECONDS. */
@@ -344,5 +346,26 @@ describe('accessors are shown, and never reveal the token', () => {
     const res = await asRoot('GET', `/v1/tokens/accessors/${t.rootSelf!.accessor}`);
     assert.equal(res.orphan, true);
     assert.deepEqual(res.policies, ['root']);
+  });
+});
+
+describe('the keyhold CLI', () => {
+  const keyhold = async (token: string, ...args: string[]) => {
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, KEYHOLD_ADDR: server.address, KEYHOLD_TOKEN: token } });
+    return JSON.parse(stdout) as Record<string, unknown>;
+  };
+
+  it('token create prints the accessor; token lookup and revoke work by accessor, with the tree', async () => {
+    const made = await keyhold(t.minter!.token, 'token', 'create', '--policy', 'app', 'minter', '--ttl', '10m');
+    assert.match(String(made.accessor), ACCESSOR);
+    const child = await mint(String(made.token), ['app']);
+    const looked = await keyhold(root, 'token', 'lookup', '--accessor', String(made.accessor));
+    assert.equal(looked.parent_accessor, t.minter!.accessor);
+    assert.deepEqual(looked.policies, ['app', 'minter']);
+    await keyhold(root, 'token', 'revoke', '--accessor', String(made.accessor));
+    await dead(String(made.token), 'revoked with the CLI');
+    await dead(child.token, 'its child');
+    await assert.rejects(keyhold(t.app!.token, 'token', 'revoke', '--accessor', t.victim!.accessor), /ERR_PERMISSION_DENIED/);
+    await live(t.victim!.token, 'victim');
   });
 });
