@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,8 +102,9 @@ describe('token tree, accessors and limits (issue 9)', () => {
     const tokens = new TokenStore(barrier);
     for (let round = 0; round < 25; round++) {
       const parent = await tokens.create({ policies: ['p'], ttlSeconds: 3600 });
-      const children = Array.from({ length: 4 }, () => tokens.create({ policies: ['p'], parent: parent.record }).then((c) => c.token, () => undefined));
-      const [made] = await Promise.all([Promise.all(children), tokens.revoke(parent.record.id)]);
+      // Creations spread over a few ms and the revocation started among them, at a different point each round.
+      const children = Array.from({ length: 6 }, (_, i) => sleep(i * 2).then(() => tokens.create({ policies: ['p'], parent: parent.record })).then((c) => c.token, () => undefined));
+      const [made] = await Promise.all([Promise.all(children), sleep(1 + (round % 8)).then(() => tokens.revoke(parent.record.id))]);
       for (const token of made) if (token) await assert.rejects(tokens.lookup(token), code('ERR_UNAUTHENTICATED'), `round ${round}: a child survived`);
       assert.deepEqual(await barrier.list(`sys/token-children/${parent.record.id}/`), []);
     }
