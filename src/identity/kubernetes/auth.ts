@@ -288,8 +288,9 @@ export class KubernetesAuth {
   async revokePod(podUid: string): Promise<number> {
     const prefix = podIndexPath(podUid);
     const ids = (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length));
-    // Each revocation deletes the token's tree and its pod index entry (written with the token) in one commit.
-    for (const id of ids) await this.tokens.revoke(id);
+    // Each revocation deletes the token's tree and its pod index entry (written with the token) in
+    // one commit. An entry whose token is already gone (left by an older version) is deleted alone.
+    for (const id of ids) if ((await this.tokens.revoke(id)) === 0) await this.barrier.delete(podIndexPath(podUid, id));
     return ids.length;
   }
 
