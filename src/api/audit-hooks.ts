@@ -13,7 +13,7 @@ function actorOf(request: FastifyRequest, runtime: Runtime): AuditActor | undefi
   if (!token) return undefined;
   let actor = actors.get(token);
   if (!actor) {
-    actor = { tokenId: runtime.auditHmac.mac(token.id), policies: token.policies, ...(token.selectors ? { selectors: token.selectors } : {}) };
+    actor = { ...(token.accessor ? { accessor: token.accessor } : {}), tokenId: runtime.auditHmac.mac(token.id), policies: token.policies, ...(token.selectors ? { selectors: token.selectors } : {}) };
     actors.set(token, actor);
   }
   return actor;

@@ -12,6 +12,7 @@ import { keyRoutes } from './routes/keys.js';
 import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
 import { secretRoutes } from './routes/secrets.js';
 import { sysRoutes, VERSION } from './routes/sys.js';
+import { tokenRoutes } from './routes/tokens.js';
 
 export interface ApiOptions {
   logLevel?: string;
@@ -103,6 +104,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
 
   sysRoutes(app, runtime);
+  tokenRoutes(app, runtime);
   keyRoutes(app, runtime);
   secretRoutes(app, runtime);
   kubernetesAuthRoutes(app, runtime);

@@ -7,6 +7,8 @@ import { hash } from 'node:crypto';
 import { canonicalJson } from './canonical.js';
 
 export interface AuditActor {
+  /** The token's accessor: non-secret, so an operator can look the token up or revoke it from a record. */
+  accessor?: string;
   tokenId?: string;
   policies?: string[];
   selectors?: string[];
@@ -68,6 +70,7 @@ function actorText(actor: AuditActor): string {
   let text = actorTexts.get(actor);
   if (text === undefined) {
     const a: string[] = [];
+    if (actor.accessor !== undefined) a.push(`"accessor":${JSON.stringify(actor.accessor)}`);
     if (actor.policies !== undefined) a.push(`"policies":${JSON.stringify(actor.policies)}`);
     if (actor.selectors !== undefined) a.push(`"selectors":${JSON.stringify(actor.selectors)}`);
     if (actor.tokenId !== undefined) a.push(`"tokenId":${JSON.stringify(actor.tokenId)}`);
@@ -164,7 +167,8 @@ export function entryShapeProblem(value: unknown, sealed: boolean): string | und
   if (typeof operation !== 'string') return 'operation is not a string';
   if (typeof path !== 'string') return 'path is not a string';
   if (actor !== undefined) {
-    if (!isObject(actor) || unknownKey(actor, ['tokenId', 'policies', 'selectors']) !== undefined) return 'actor is malformed';
+    if (!isObject(actor) || unknownKey(actor, ['accessor', 'tokenId', 'policies', 'selectors']) !== undefined) return 'actor is malformed';
+    if (actor['accessor'] !== undefined && typeof actor['accessor'] !== 'string') return 'actor.accessor is not a string';
     if (actor['tokenId'] !== undefined && typeof actor['tokenId'] !== 'string') return 'actor.tokenId is not a string';
     if (actor['policies'] !== undefined && !isStringArray(actor['policies'])) return 'actor.policies is not a string array';
     if (actor['selectors'] !== undefined && !isStringArray(actor['selectors'])) return 'actor.selectors is not a string array';

@@ -78,8 +78,13 @@ policy.command('put <name> <file>').description('create or replace a policy from
   .action(run(async (name: string, file: string) => (await import('./commands/admin.js')).policyPut(name, file)));
 
 const token = program.command('token').description('tokens');
-token.command('create').description('create a token').option('--policy <name...>', 'policies', []).option('--ttl <ttl>', 'seconds or 30m, 12h, 7d')
-  .action(run(async (o: { policy: string[]; ttl?: string }) => (await import('./commands/admin.js')).tokenCreate(o)));
+token.command('create').description('create a child of $KEYHOLD_TOKEN (prints the token and its accessor)').option('--policy <name...>', 'policies', []).option('--ttl <ttl>', 'seconds or 30m, 12h, 7d (clamped to the parent\'s expiry and the server maximum)')
+  .option('--orphan', 'no parent (needs create on sys/tokens/orphan)')
+  .action(run(async (o: { policy: string[]; ttl?: string; orphan?: boolean }) => (await import('./commands/admin.js')).tokenCreate(o)));
+token.command('lookup').description('look up a token by its accessor').requiredOption('--accessor <accessor>', 'the token\'s accessor (kha.…)')
+  .action(run(async (o: { accessor: string }) => (await import('./commands/admin.js')).tokenLookup(o)));
+token.command('revoke').description('revoke a token and its descendants by its accessor').requiredOption('--accessor <accessor>', 'the token\'s accessor (kha.…)')
+  .action(run(async (o: { accessor: string }) => (await import('./commands/admin.js')).tokenRevoke(o)));
 
 const audit = program.command('audit').description('the tamper-evident audit log');
 audit.command('verify').description('verify the hash chain; reports the first altered, removed or reordered entry')

@@ -119,16 +119,25 @@ export class KeyholdClient {
   putPolicy(name: string, rules: Array<{ path: string; capabilities: string[] }>) { return this.request<unknown>('PUT', `/v1/policies/${enc(name)}`, { rules }); }
   /** Exchanges a projected service-account token for a keyhold token (no bearer token needed). */
   kubernetesLogin(role: string, jwt: string) {
-    return this.request<{ token: string; ttl: number; policies: string[]; identity: { namespace: string; service_account: string; pod_name?: string; pod_uid?: string; selectors: string[] } }>(
+    return this.request<{ token: string; accessor: string; ttl: number; policies: string[]; identity: { namespace: string; service_account: string; pod_name?: string; pod_uid?: string; selectors: string[] } }>(
       'POST', '/v1/auth/kubernetes/login', { role, jwt });
   }
   /** The same client with another token (after a login). */
   withToken(token: string): KeyholdClient {
     return new KeyholdClient({ ...this.options, token });
   }
-  createToken(policies: string[], ttl?: number | string) {
-    return this.request<{ token: string; id: string; policies: string[]; expires_at?: string }>('POST', '/v1/tokens', { policies, ...(ttl === undefined ? {} : { ttl }) });
+  /** A child of this client's token (an orphan with `orphan`, which needs create on sys/tokens/orphan). */
+  createToken(policies: string[], ttl?: number | string, options: { orphan?: boolean } = {}) {
+    return this.request<{ token: string; id: string; accessor: string; policies: string[]; expires_at: string }>('POST', '/v1/tokens', {
+      policies, ...(ttl === undefined ? {} : { ttl }), ...(options.orphan ? { no_parent: true } : {}),
+    });
   }
+  lookupAccessor(accessor: string) {
+    return this.request<{ accessor: string; policies: string[]; created_at: string; expires_at?: string; display_name?: string; parent_accessor?: string; orphan: boolean; selectors?: string[] }>(
+      'GET', `/v1/tokens/accessors/${enc(accessor)}`);
+  }
+  /** Revokes the token with this accessor and all its descendants. */
+  revokeAccessor(accessor: string) { return this.request<void>('DELETE', `/v1/tokens/accessors/${enc(accessor)}`); }
 }
 
 export interface HealthResponse {

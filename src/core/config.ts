@@ -21,6 +21,8 @@ export const ServerConfigSchema = Type.Object({
   hsm: HsmSection,
   audit: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
+  /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
+  tokens: Type.Optional(Type.Object({ maxTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 366 * 24 * 3600 })) }, { additionalProperties: false })),
   api: Type.Optional(Type.Object({ bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })) }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
@@ -28,7 +30,14 @@ export type ServerConfig = Static<typeof ServerConfigSchema>;
 
 /** Environment overrides: KEYHOLD_<NAME> → config field. The PIN itself is never here: hsm.pinEnv names the variable that holds it. */
 /** A config document before validation. */
-type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown> };
+export type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown> };
+
+/** A whole number stays a string when it is not one, so validation names the field instead of a NaN. */
+const wholeNumber = (v: string): number | string => (/^[0-9]{1,15}$/.test(v) ? Number(v) : v);
+/** Also honoured by `keyhold dev` (src/core/dev.ts). */
+export const TOKENS_MAX_TTL_OVERRIDE: [string, (c: RawConfig, v: string) => void] = [
+  'KEYHOLD_TOKENS_MAX_TTL_SECONDS', (c, v) => { c.tokens = { ...(c.tokens as object | undefined), maxTtlSeconds: wholeNumber(v) }; },
+];
 
 const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_LISTEN', (c, v) => { c.listen = v; }],
@@ -40,6 +49,7 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_HSM_PIN_FILE', (c, v) => { (c.hsm ??= {}).pinFile = v; }],
   ['KEYHOLD_HSM_PIN_ENV', (c, v) => { (c.hsm ??= {}).pinEnv = v; }],
   ['KEYHOLD_LOG_LEVEL', (c, v) => { c.log = { level: v }; }],
+  TOKENS_MAX_TTL_OVERRIDE,
 ];
 
 export function validateConfig(raw: unknown, source: string): ServerConfig {

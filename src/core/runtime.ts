@@ -77,9 +77,10 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
-    const tokens = new TokenStore(barrier);
+    const tokens = new TokenStore(barrier, { maxTtlSeconds: config.tokens?.maxTtlSeconds });
     if (options.initRootTokenFile && !(await barrier.getJson('sys/initialized'))) {
-      rootToken = (await tokens.create({ policies: [ROOT_POLICY_NAME], displayName: 'root' })).token;
+      // The only token exempt from the maximum TTL (issue 9): the one made at initialisation.
+      rootToken = (await tokens.create({ policies: [ROOT_POLICY_NAME], displayName: 'root', neverExpires: true })).token;
       writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }

@@ -1,22 +1,60 @@
 import { hash, randomBytes } from 'node:crypto';
-import type { Barrier, BarrierWrite } from '../barrier/barrier.js';
+import type { Barrier, BarrierRead, BarrierWrite } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
+import { DEFAULT_MAX_TTL_SECONDS, tokenExpiresAt } from './token-expiry.js';
+import { accessorPath, ACCESSOR_INDEX_PREFIX, childPath, EXPIRY_PREFIX, expiryPath, tokenPath, type AccessorIndexRecord, type ExpiryRecord } from './token-paths.js';
+import { readTree } from './token-tree.js';
 
 export const TOKEN_PREFIX = 'khs.';
+export const ACCESSOR_PREFIX = 'kha.';
+/** `kha.` + 24 random bytes in base64url. */
+export const ACCESSOR_PATTERN = /^kha\.[A-Za-z0-9_-]{32}$/;
 const MAX_CACHED = 10_000;
+/** Commits retried when a concurrent writer changed a record they depend on (a sibling created under the same parent). */
+const MAX_ATTEMPTS = 32;
 
 export interface TokenRecord {
   /** sha256 of the token: the token itself is never stored. Also the audit handle (HMAC'd there). */
   id: string;
+  /**
+   * Non-secret handle (`kha.…`) to look up and revoke the token without holding it. Absent only on
+   * a record written before accessors existed, until its first look-up gives it one.
+   */
+  accessor?: string;
   policies: string[];
   createdAt: string;
-  /** ISO time; absent for tokens that do not expire (the root token). */
+  /** ISO time; absent only for the root token made at initialisation. */
   expiresAt?: string;
   displayName?: string;
-  /** Token id of the creator, for revocation trees and audit. */
+  /** Token id of the creator; absent for orphans (the root token made at initialisation, pod logins, `no_parent`). */
   parent?: string;
-  /** Who the holder proved to be at login (e.g. `k8s:ns:app`), shown in audit records. */
+  /** The parent's accessor, so a look-up by accessor can name it without reading the parent. */
+  parentAccessor?: string;
+  /** Who the holder proved to be at login (e.g. `k8s:ns:app`), shown in audit records; inherited by children. */
   selectors?: string[];
+  /**
+   * Children created so far. Each child's creation rewrites its parent's record with this count
+   * bumped, and a revocation commits only against the exact records of the tree it read: so a
+   * child created while its tree is being revoked makes one of the two commits fail and retry.
+   */
+  children?: number;
+}
+
+export interface CreateTokenInput {
+  policies: string[];
+  /** Requested lifetime; clamped to the server maximum and to the parent's expiry. Absent: the server maximum. */
+  ttlSeconds?: number;
+  displayName?: string;
+  selectors?: string[];
+  /** The creating token: the new token is its child (revoked with it, never outliving it). Absent: an orphan. */
+  parent?: TokenRecord;
+  /** Only for the root token made at initialisation: exempt from the maximum, never expires. */
+  neverExpires?: true;
+}
+
+export interface TokenStoreOptions {
+  /** Server-wide maximum lifetime of every token but the root token made at initialisation. */
+  maxTtlSeconds?: number;
 }
 
 export function tokenId(token: string): string {
@@ -24,73 +62,77 @@ export function tokenId(token: string): string {
   return hash('sha256', token, 'hex');
 }
 
-function isExpired(record: TokenRecord): boolean {
-  return record.expiresAt !== undefined && Date.parse(record.expiresAt) <= Date.now();
+const newAccessor = (): string => ACCESSOR_PREFIX + randomBytes(24).toString('base64url');
+
+function isExpired(record: TokenRecord, now = Date.now()): boolean {
+  return record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now;
 }
 
-function tokenPath(id: string): string {
-  return `sys/tokens/${id}`;
-}
-
-const EXPIRY_PREFIX = 'sys/token-expiry/';
+const revoked = () => new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
 
 /**
- * `sys/token-expiry/<expiry in ms, 15 digits>/<token id>`: written with every expiring token, so
- * storage lists them in expiry order and a sweep reads only what has expired. Its record names
- * every path written with the token (e.g. a pod's revocation index), which go with it.
- */
-function expiryPath(expiresAtMs: number, id: string): string {
-  return `${EXPIRY_PREFIX}${String(expiresAtMs).padStart(15, '0')}/${id}`;
-}
-
-interface ExpiryRecord {
-  paths: string[];
-}
-
-/**
- * Bearer tokens: 256 random bits, stored only as their hash with TTL and policies. Look-ups are
- * cached in memory (invalidated on revoke) because every request needs one.
+ * Bearer tokens: 256 random bits, stored only as their hash with TTL and policies. Tokens form a
+ * tree (a token made with a token is its child); revoking one revokes its descendants in the same
+ * commit. Look-ups are cached in memory (invalidated on revoke) because every request needs one.
  */
 export class TokenStore {
   private readonly cache = new Map<string, TokenRecord>();
   /** Bumped by every revoke: a look-up that started before it must not cache what it read. */
   private generation = 0;
+  readonly maxTtlSeconds: number;
 
-  constructor(private readonly barrier: Barrier) {}
-
-  /**
-   * `alsoWrite(record)` adds records written in the same atomic commit (e.g. a revocation index
-   * that must exist whenever the token does).
-   */
-  async create(
-    input: { policies: string[]; ttlSeconds?: number; displayName?: string; parent?: string; selectors?: string[] },
-    alsoWrite?: (record: TokenRecord) => BarrierWrite[],
-  ): Promise<{ token: string; record: TokenRecord }> {
-    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
-    const now = Date.now();
-    const record: TokenRecord = {
-      id: tokenId(token),
-      policies: [...new Set(input.policies)].sort(),
-      createdAt: new Date(now).toISOString(),
-      ...(input.ttlSeconds ? { expiresAt: new Date(now + input.ttlSeconds * 1000).toISOString() } : {}),
-      ...(input.displayName ? { displayName: input.displayName } : {}),
-      ...(input.parent ? { parent: input.parent } : {}),
-      ...(input.selectors ? { selectors: [...input.selectors] } : {}),
-    };
-    const writes: BarrierWrite[] = [{ path: tokenPath(record.id), value: record }, ...(alsoWrite?.(record) ?? [])];
-    if (input.ttlSeconds) {
-      const expiry: ExpiryRecord = { paths: writes.map((w) => w.path) };
-      writes.push({ path: expiryPath(now + input.ttlSeconds * 1000, record.id), value: expiry });
-    }
-    // Fresh random paths: no concurrent writer can have touched them, so the commit cannot lose a race.
-    if (!(await this.barrier.commit([], writes))) throw new KeyholdError('ERR_CONFLICT', 'token commit raced; retry');
-    return { token, record };
+  constructor(private readonly barrier: Barrier, options: TokenStoreOptions = {}) {
+    this.maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
   }
 
   /**
-   * Deletes up to `limit` expired tokens and what was written with them, oldest first; returns how
-   * many. Without it every login (a sidecar logs in again at each refresh) would leave a record
-   * behind for ever. An expired token is already refused by `lookup`; this only reclaims space.
+   * `alsoWrite(record)` adds records written in the same atomic commit (e.g. a revocation index
+   * that must exist whenever the token does); they are deleted with the token.
+   */
+  async create(input: CreateTokenInput, alsoWrite?: (record: TokenRecord) => BarrierWrite[]): Promise<{ token: string; record: TokenRecord }> {
+    if (input.ttlSeconds !== undefined && !(Number.isSafeInteger(input.ttlSeconds) && input.ttlSeconds > 0)) throw new KeyholdError('ERR_BAD_REQUEST', 'ttl must be a positive whole number of seconds');
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const id = tokenId(token);
+    const accessor = newAccessor();
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const now = Date.now();
+      // The parent as stored now (not as cached): the commit below is conditional on these bytes,
+      // so a parent revoked meanwhile makes it fail instead of leaving a child behind.
+      const parentRead = input.parent ? await this.barrier.read<TokenRecord>(tokenPath(input.parent.id)) : undefined;
+      const parent = parentRead?.value ?? undefined;
+      if (parentRead && (!parent || isExpired(parent, now))) throw revoked();
+      const expiresAtMs = input.neverExpires ? undefined : tokenExpiresAt(now, input.ttlSeconds, this.maxTtlSeconds, parent?.expiresAt ? Date.parse(parent.expiresAt) : undefined);
+      const record: TokenRecord = {
+        id,
+        accessor,
+        policies: [...new Set(input.policies)].sort(),
+        createdAt: new Date(now).toISOString(),
+        ...(expiresAtMs !== undefined ? { expiresAt: new Date(expiresAtMs).toISOString() } : {}),
+        ...(input.displayName ? { displayName: input.displayName } : {}),
+        ...(parent ? { parent: parent.id, ...(parent.accessor ? { parentAccessor: parent.accessor } : {}) } : {}),
+        ...(input.selectors ? { selectors: [...input.selectors] } : {}),
+      };
+      // Everything that names this token: deleted with it by revocation and by the expiry sweep.
+      const owned: BarrierWrite[] = [
+        { path: tokenPath(id), value: record },
+        { path: accessorPath(accessor), value: { id } satisfies AccessorIndexRecord },
+        ...(parent ? [{ path: childPath(parent.id, id), value: {} }] : []),
+        ...(alsoWrite?.(record) ?? []),
+      ];
+      const writes = [...owned];
+      if (expiresAtMs !== undefined) writes.push({ path: expiryPath(expiresAtMs, id), value: { paths: owned.map((w) => w.path) } satisfies ExpiryRecord });
+      if (parentRead && parent) writes.push({ path: parentRead.path, value: { ...parent, children: (parent.children ?? 0) + 1 } });
+      if (await this.barrier.commit(parentRead ? [parentRead] : [], writes)) return { token, record };
+    }
+    throw new KeyholdError('ERR_CONFLICT', 'too many tokens created under one parent at once; retry');
+  }
+
+  /**
+   * Deletes up to `limit` expired tokens and what was written with them (accessor and child
+   * indexes, a pod's index), oldest first; returns how many. Without it every login (a sidecar
+   * logs in again at each refresh) would leave records behind for ever. An expired token is
+   * already refused by `lookup`; this only reclaims space. A child never expires after its
+   * parent, so a tree goes leaves first or together.
    */
   async sweepExpired(now = Date.now(), limit = 1000): Promise<number> {
     const due: Array<{ path: string; id: string }> = [];
@@ -125,8 +167,9 @@ export class TokenStore {
     let record = this.cache.get(id);
     if (!record) {
       const generation = this.generation;
-      record = (await this.barrier.getJson<TokenRecord>(tokenPath(id))) ?? undefined;
-      if (!record) throw new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
+      const read = await this.barrier.read<TokenRecord>(tokenPath(id));
+      if (!read.value) throw revoked();
+      record = read.value.accessor ? read.value : await this.giveAccessor(read);
       // A revoke may have run while we read: then what we read is stale and must not be cached or used.
       if (generation !== this.generation) return this.lookup(token);
       if (this.cache.size >= MAX_CACHED) this.cache.clear();
@@ -139,14 +182,75 @@ export class TokenStore {
     return record;
   }
 
-  async revoke(id: string): Promise<void> {
+  /**
+   * A record written before accessors existed (e.g. the root token of an older store) gets one at
+   * its first look-up, with its index, in one commit conditional on the record (and its expiry
+   * record, which must name the new index so the sweep deletes it too).
+   */
+  private async giveAccessor(read: BarrierRead<TokenRecord>): Promise<TokenRecord> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const record = read.value;
+      if (!record) throw revoked();
+      if (record.accessor) return record;
+      const updated: TokenRecord = { ...record, accessor: newAccessor() };
+      const index = accessorPath(updated.accessor as string);
+      const reads: Array<BarrierRead<unknown>> = [read];
+      const writes: BarrierWrite[] = [{ path: read.path, value: updated }, { path: index, value: { id: record.id } satisfies AccessorIndexRecord }];
+      if (record.expiresAt) {
+        const expiry = await this.barrier.read<ExpiryRecord>(expiryPath(Date.parse(record.expiresAt), record.id));
+        reads.push(expiry);
+        if (expiry.value) writes.push({ path: expiry.path, value: { paths: [...expiry.value.paths, index] } satisfies ExpiryRecord });
+      }
+      if (await this.barrier.commit(reads, writes)) return updated;
+      read = await this.barrier.read<TokenRecord>(read.path);
+    }
+    throw new KeyholdError('ERR_CONFLICT', 'token record changed concurrently; retry');
+  }
+
+  /** The live token an accessor names; ERR_TOKEN_NOT_FOUND when there is none (never existed, revoked or expired). */
+  async lookupAccessor(accessor: string): Promise<TokenRecord> {
+    const notFound = () => new KeyholdError('ERR_TOKEN_NOT_FOUND', 'no live token has this accessor');
+    if (!ACCESSOR_PATTERN.test(accessor)) throw notFound();
+    const index = await this.barrier.getJson<AccessorIndexRecord>(accessorPath(accessor));
+    if (!index) throw notFound();
+    const record = await this.barrier.getJson<TokenRecord>(tokenPath(index.id));
+    if (!record || record.accessor !== accessor || isExpired(record)) throw notFound();
+    return record;
+  }
+
+  /** Every accessor with a token record (expired ones until the sweep reclaims them, within a minute). */
+  async listAccessors(): Promise<string[]> {
+    return (await this.barrier.list(ACCESSOR_INDEX_PREFIX)).map((p) => p.slice(ACCESSOR_INDEX_PREFIX.length));
+  }
+
+  /** Revokes the token an accessor names, with its descendants; ERR_TOKEN_NOT_FOUND when there is none. */
+  async revokeAccessor(accessor: string): Promise<number> {
+    const record = await this.lookupAccessor(accessor);
+    return this.revoke(record.id);
+  }
+
+  /**
+   * Revokes a token and all its descendants in one commit; returns how many tokens went. The
+   * commit is conditional on every record of the tree as read, and a child's creation rewrites its
+   * parent's record: a child created meanwhile makes this commit fail and the tree is read again,
+   * and a child committed after this cannot be, as its parent's record is gone.
+   */
+  async revoke(id: string): Promise<number> {
     this.generation++;
-    this.cache.delete(id);
+    let ids = [id];
     try {
-      await this.barrier.delete(tokenPath(id));
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const tree = await readTree(this.barrier, id);
+        ids = tree.ids;
+        for (const i of ids) this.cache.delete(i);
+        if (tree.deletes.length === 0) return 0;
+        if (await this.barrier.commit(tree.reads, tree.deletes.map((path) => ({ path, delete: true as const })))) return tree.reads.filter((r) => r.value).length;
+      }
+      throw new KeyholdError('ERR_CONFLICT', 'the token tree kept changing during revocation; retry');
     } finally {
+      // Look-ups that overlapped the commit must not cache what they read, and nothing cached survives.
       this.generation++;
-      this.cache.delete(id);
+      for (const i of ids) this.cache.delete(i);
     }
   }
 }

@@ -60,6 +60,17 @@ export class PolicyStore {
     this.used.clear();
   }
 
+  /** The names among `names` whose rules use identity placeholders (for the conferral rule, src/policy/confer.ts). */
+  async placeholderPolicies(names: readonly string[]): Promise<Set<string>> {
+    const scoped = new Set<string>();
+    for (const name of names) {
+      if (name === ROOT_POLICY_NAME) continue;
+      const policy = await this.barrier.getJson<Policy>(policyPath(name));
+      if (policy && variablesUsed([policy]).length > 0) scoped.add(name);
+    }
+    return scoped;
+  }
+
   async list(): Promise<string[]> {
     return (await this.barrier.list('sys/policies/')).map((p) => p.slice('sys/policies/'.length));
   }

@@ -74,7 +74,7 @@ export interface AuditLine {
   operation: string;
   outcome?: { status: number; code?: string };
   fields?: Record<string, string>;
-  actor?: { selectors?: string[]; policies?: string[]; tokenId?: string };
+  actor?: { accessor?: string; selectors?: string[]; policies?: string[]; tokenId?: string };
 }
 
 /** The audit records of a `keyhold dev` data dir, in order. */

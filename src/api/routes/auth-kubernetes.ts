@@ -8,6 +8,7 @@ import { NOT_SYNCED_RETRY_SECONDS } from '../../identity/kubernetes/auth.js';
 import type { RegistryCredential } from '../../identity/kubernetes/types.js';
 import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
+import { assertCanConfer } from '../../policy/confer.js';
 import { Closed, withErrors } from '../schemas.js';
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' });
@@ -56,7 +57,7 @@ const RoleParams = Closed({ name: Name });
 type RoleParams = Static<typeof RoleParams>;
 const LoginBody = Closed({ role: Name, jwt: Type.String({ minLength: 1, maxLength: 16_384 }) });
 const LoginView = Closed({
-  token: Type.String(), ttl: Type.Integer(), policies: Type.Array(Type.String()),
+  token: Type.String(), accessor: Type.String(), ttl: Type.Integer(), policies: Type.Array(Type.String()),
   identity: Closed({
     namespace: Type.String(), service_account: Type.String(), service_account_uid: Type.String(),
     pod_name: Type.Optional(Type.String()), pod_uid: Type.Optional(Type.String()), selectors: Type.Array(Type.String()),
@@ -152,6 +153,12 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     config: { operation: 'auth.kubernetes.write-role', authorize: (req) => [[rolePolicyPath((req.params as RoleParams).name), 'update']] },
   }, async (req, reply) => {
     const b = req.body;
+    // A role maps identities to policies, so writing one confers them: the same rule as token
+    // creation. The whole new list must be conferrable, including policies the role already had.
+    const caller = req.keyhold.token;
+    if (!caller) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
+    const placeholderPolicies = caller.selectors?.length ? await runtime.policies.placeholderPolicies(b.policies) : undefined;
+    assertCanConfer(caller, b.policies, { otherIdentities: true, ...(placeholderPolicies ? { placeholderPolicies } : {}) });
     await auth.putRole({
       name: req.params.name, boundNamespaces: b.bound_namespaces, boundServiceAccounts: b.bound_service_accounts, audience: b.audience ?? 'keyhold',
       ...(b.max_token_age_seconds ? { maxTokenAgeSeconds: b.max_token_age_seconds } : {}), ttlSeconds: b.ttl_seconds ?? 600, policies: b.policies,
@@ -201,9 +208,10 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
       req.keyhold.auditFields.selectors = result.identity.selectors.join(' ');
       // The same handle as the token's own audit records (actor.tokenId), so its uses can be traced to this login.
       req.keyhold.auditFields.issued_token = runtime.auditHmac.mac(tokenId(result.token));
+      req.keyhold.auditFields.issued_accessor = result.accessor;
       const i = result.identity;
       return {
-        token: result.token, ttl: result.ttlSeconds, policies: result.policies,
+        token: result.token, accessor: result.accessor, ttl: result.ttlSeconds, policies: result.policies,
         identity: { namespace: i.namespace, service_account: i.serviceAccount, service_account_uid: i.serviceAccountUid, ...(i.podUid ? { pod_name: i.podName, pod_uid: i.podUid } : {}), selectors: i.selectors },
       };
     } catch (err) {

@@ -18,9 +18,19 @@ export async function policyPut(name: string, file: string): Promise<void> {
   printJson(await KeyholdClient.fromEnv().putPolicy(name, doc.rules ?? []));
 }
 
-export async function tokenCreate(o: { policy: string[]; ttl?: string }): Promise<void> {
+/** Prints the token, its accessor (to look it up or revoke it later without the token) and its clamped expiry. */
+export async function tokenCreate(o: { policy: string[]; ttl?: string; orphan?: boolean }): Promise<void> {
   const ttl = o.ttl === undefined ? undefined : /^\d+$/.test(o.ttl) ? Number(o.ttl) : o.ttl;
-  printJson(await KeyholdClient.fromEnv().createToken(o.policy, ttl));
+  printJson(await KeyholdClient.fromEnv().createToken(o.policy, ttl, { orphan: o.orphan === true }));
+}
+
+export async function tokenLookup(o: { accessor: string }): Promise<void> {
+  printJson(await KeyholdClient.fromEnv().lookupAccessor(o.accessor));
+}
+
+export async function tokenRevoke(o: { accessor: string }): Promise<void> {
+  await KeyholdClient.fromEnv().revokeAccessor(o.accessor);
+  printJson({ revoked: o.accessor });
 }
 
 /** Offline: reads the audit file itself, so it works with the server stopped (or compromised). */

@@ -246,7 +246,7 @@ export class KubernetesAuth {
     }
   }
 
-  async login(roleName: string, jwt: string): Promise<{ token: string; ttlSeconds: number; identity: KubernetesIdentity; policies: string[] }> {
+  async login(roleName: string, jwt: string): Promise<{ token: string; accessor: string; ttlSeconds: number; identity: KubernetesIdentity; policies: string[] }> {
     const config = await this.#load();
     if (!config) throw new KeyholdError('ERR_NOT_FOUND', 'Kubernetes login is not configured');
     if (jwt.length > MAX_JWT_BYTES) throw denied('token too large');
@@ -295,6 +295,7 @@ export class KubernetesAuth {
       for (const image of attestation.images) selectors.push(`k8s:image:${image.host}/${image.repository}@${image.digest}`);
     }
     // The token and its pod index are one atomic write: there is never a pod-bound token the pod's deletion cannot find.
+    // No parent: a pod's token lives by its pod (revoked at its deletion) and the server maximum TTL.
     const { token, record } = await this.tokens.create(
       { policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors },
       (r) => (pod?.uid ? [{ path: podIndexPath(pod.uid, r.id), value: { issuedAt: r.createdAt } }] : []),
@@ -307,7 +308,9 @@ export class KubernetesAuth {
     }
     return {
       token,
-      ttlSeconds: role.ttlSeconds,
+      accessor: record.accessor as string,
+      // The role's TTL, clamped to the server maximum.
+      ttlSeconds: Math.round((Date.parse(record.expiresAt as string) - Date.parse(record.createdAt)) / 1000),
       policies: record.policies,
       identity: { namespace, serviceAccount: sa.name, serviceAccountUid: sa.uid, ...(pod?.uid ? { podName: pod.name as string, podUid: pod.uid } : {}), selectors },
     };
@@ -324,10 +327,9 @@ export class KubernetesAuth {
   async revokePod(podUid: string): Promise<number> {
     const prefix = podIndexPath(podUid);
     const ids = (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length));
-    for (const id of ids) {
-      await this.tokens.revoke(id);
-      await this.barrier.delete(podIndexPath(podUid, id));
-    }
+    // Each revocation deletes the token's tree and its pod index entry (written with the token) in
+    // one commit. An entry whose token is already gone (left by an older version) is deleted alone.
+    for (const id of ids) if ((await this.tokens.revoke(id)) === 0) await this.barrier.delete(podIndexPath(podUid, id));
     return ids.length;
   }
 

@@ -28,7 +28,7 @@ async function putPolicy(name: string, rules: Array<{ path: string; capabilities
   await asRoot('PUT', `/v1/policies/${name}`, { rules });
 }
 
-async function newToken(policies: string[], extra: Record<string, unknown> = {}, by = root): Promise<{ token: string; id: string; expires_at?: string }> {
+async function newToken(policies: string[], extra: Record<string, unknown> = {}, by = root): Promise<{ token: string; id: string; accessor: string; expires_at?: string }> {
   const res = await call(by, 'POST', '/v1/tokens', { policies, ...extra });
   assertOk(res, 200, `create token ${JSON.stringify(policies)}`);
   return res.body;
@@ -75,6 +75,9 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'POST /v1/tokens': { path: '/v1/tokens', body: () => ({ policies: [] }) },
     'GET /v1/tokens/self': { path: '/v1/tokens/self' },
     'DELETE /v1/tokens/self': { path: '/v1/tokens/self' },
+    'GET /v1/tokens/accessors': { path: '/v1/tokens/accessors' },
+    'GET /v1/tokens/accessors/{accessor}': { path: `/v1/tokens/accessors/kha.${'A'.repeat(32)}` },
+    'DELETE /v1/tokens/accessors/{accessor}': { path: `/v1/tokens/accessors/kha.${'A'.repeat(32)}` },
     'GET /v1/keys': { path: '/v1/keys' },
     'POST /v1/keys': { path: '/v1/keys', body: () => ({ name: 'by-nobody', type: 'aes256-gcm', protection: 'wrapped' }) },
     'GET /v1/keys/{name}': { path: '/v1/keys/pay' },
@@ -404,7 +407,8 @@ describe('(f) lookup-self', () => {
     const created_at = Date.parse(res.body.created_at);
     const expires_at = Date.parse(res.body.expires_at);
     assert.ok(Math.abs(expires_at - created_at - 3600_000) < 2000, `ttl 1h: ${res.body.created_at} → ${res.body.expires_at}`);
-    assert.deepEqual(Object.keys(res.body).sort(), ['created_at', 'display_name', 'expires_at', 'id', 'policies']);
+    assert.deepEqual(Object.keys(res.body).sort(), ['accessor', 'created_at', 'display_name', 'expires_at', 'id', 'policies']);
+    assert.equal(res.body.accessor, created.accessor);
     assert.ok(!JSON.stringify(res.body).includes(created.token), 'the token itself is never echoed');
   });
 

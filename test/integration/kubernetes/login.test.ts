@@ -19,6 +19,7 @@ import { CLI, assertLoginAudit, auditRecords as auditRecordsOf, call, startDev, 
 const exec = promisify(execFile);
 
 const IMAGE = `registry.example/app@sha256:${'a'.repeat(64)}`;
+const MAX_TTL_SECONDS = 3600;
 
 describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }, () => {
   let cp: ControlPlane;
@@ -91,7 +92,8 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     await makePod('other', 'web', 'app');
     await makePod('app', 'recreated-pod', 'recreated');
 
-    dev = await startDev(tempDir('keyhold-k8s-login-'));
+    // A server maximum below a role's TTL, to see the login token clamped to it.
+    dev = await startDev(tempDir('keyhold-k8s-login-'), { KEYHOLD_TOKENS_MAX_TTL_SECONDS: String(MAX_TTL_SECONDS) });
     root = dev.rootToken;
     await configureKubernetesLogin(cp, dev);
     assert.equal((await asRoot('PUT', '/v1/policies/app-read', { rules: [{ path: 'secrets/app/*', capabilities: ['read'] }] })).status, 200);
@@ -119,6 +121,14 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.ttl, 600);
     assert.deepEqual(r.body.policies, ['app-read']);
+    assert.match(r.body.accessor, /^kha\.[A-Za-z0-9_-]{32}$/);
+    // A pod's token is an orphan (it lives by its pod), carries the pod's identity, and its accessor never shows the token.
+    const looked = await asRoot('GET', `/v1/tokens/accessors/${r.body.accessor}`);
+    assert.equal(looked.status, 200, looked.text);
+    assert.equal(looked.body.orphan, true);
+    assert.equal(looked.body.parent_accessor, undefined);
+    assert.ok(looked.body.selectors.includes(`k8s:pod-uid:${pods['app/web']?.metadata?.uid}`));
+    assert.ok(!looked.text.includes(r.body.token));
     assert.equal(r.body.identity.pod_uid, pods['app/web']?.metadata?.uid);
     assert.ok(r.body.identity.selectors.includes(`k8s:pod-uid:${pods['app/web']?.metadata?.uid}`));
     const secret = await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token);
@@ -128,6 +138,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     const records = auditRecords();
     const loginRecord = records.filter((e) => e.operation === 'auth.kubernetes.login' && e.outcome?.status === 200).at(-1);
     assert.ok(loginRecord?.fields?.selectors?.includes('k8s:ns:app'));
+    assert.equal(loginRecord?.fields?.issued_accessor, r.body.accessor);
     assert.ok(!readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').includes(jwt.split('.')[2] as string), 'the JWT is not in the audit log');
     const read = records.filter((e) => e.operation === 'secrets.read').at(-1) as { actor?: { selectors?: string[] } } | undefined;
     assert.ok(read?.actor?.selectors?.includes('k8s:sa:app/app'), 'requests made with the token carry its selectors');
@@ -179,16 +190,52 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', fromOther.body.token)).status, 403);
   });
 
-  it('deleting the pod revokes the keyhold token it got, and its JWT no longer logs in', async () => {
+  it('a role\'s TTL beyond the server maximum is clamped to it', async () => {
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/long', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], ttl_seconds: 2 * MAX_TTL_SECONDS })).status, 204);
+    const r = await login('long', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.ttl, MAX_TTL_SECONDS);
+    const self = await call(dev.address, 'GET', '/v1/tokens/self', r.body.token);
+    assert.equal(Date.parse(self.body.expires_at) - Date.parse(self.body.created_at), MAX_TTL_SECONDS * 1000);
+  });
+
+  it('a pod token holding a placeholder policy cannot put it in a role for other identities', async () => {
+    assert.equal((await asRoot('PUT', '/v1/policies/role-admin', { rules: [{ path: 'sys/auth/kubernetes/roles/*', capabilities: ['update'] }] })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/policies/own-ns-2', { rules: [{ path: 'secrets/{{k8s.namespace}}/*', capabilities: ['read'] }] })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/ns-admin', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['own-ns-2', 'role-admin'] })).status, 204);
+    const r = await login('ns-admin', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+    assert.equal(r.status, 200, r.text);
+    // It holds own-ns-2 only for its own namespace; in a role it would grant every namespace's secrets.
+    const steal = await call(dev.address, 'PUT', '/v1/auth/kubernetes/roles/steal', r.body.token, { bound_namespaces: ['*'], bound_service_accounts: ['*'], policies: ['own-ns-2'] });
+    assert.equal(steal.status, 403, steal.text);
+    assert.equal(steal.body.error.code, 'ERR_PERMISSION_DENIED');
+    assert.equal((await asRoot('GET', '/v1/auth/kubernetes/roles/steal')).status, 404, 'the role was not written');
+  });
+
+  it('deleting the pod revokes the keyhold token it got, and the tokens made with it, and its JWT no longer logs in', async () => {
+    assert.equal((await asRoot('PUT', '/v1/policies/mint', { rules: [{ path: 'sys/tokens', capabilities: ['create'] }] })).status, 200);
+    assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/minting', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read', 'mint'] })).status, 204);
     const jwt = await podToken(pods['app/web2'], { namespace: 'app', name: 'app' });
     const r = await login('app', jwt);
     assert.equal(r.status, 200, r.text);
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status, 200);
+    const minting = await login('minting', jwt);
+    assert.equal(minting.status, 200, minting.text);
+    const child = await call(dev.address, 'POST', '/v1/tokens', minting.body.token, { policies: ['app-read'], ttl: '365d' });
+    assert.equal(child.status, 200, child.text);
+    assert.ok(Date.parse(child.body.expires_at) <= Date.now() + 600_000, 'the child expires with its parent, not in a year');
+    assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', child.body.token)).status, 200, 'the child inherits the pod identity and works');
     await core.deleteNamespacedPod({ namespace: 'app', name: 'web2', body: { gracePeriodSeconds: 0 } });
     const deadline = Date.now() + 15_000;
     while ((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status !== 401) {
       assert.ok(Date.now() < deadline, 'token still valid 15 s after its pod was deleted');
       await new Promise((res) => setTimeout(res, 200));
+    }
+    for (const token of [minting.body.token, child.body.token]) {
+      while ((await call(dev.address, 'GET', '/v1/secrets/app/db', token)).status !== 401) {
+        assert.ok(Date.now() < deadline, 'a token of the pod, or its child, still valid 15 s after the pod was deleted');
+        await new Promise((res) => setTimeout(res, 200));
+      }
     }
     const again = await login('app', jwt);
     assert.equal(again.status, 403);

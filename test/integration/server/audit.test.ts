@@ -201,6 +201,7 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
       if (e.actor?.tokenId !== undefined) assert.match(e.actor.tokenId, hmac, `entry ${e.seq} actor.tokenId`);
       for (const [name, value] of Object.entries(e.fields ?? {})) {
         if (name === 'version') assert.match(value, /^\d+$/);
+        else if (name === 'issued_accessor') assert.match(value, /^kha\.[A-Za-z0-9_-]{32}$/); // an accessor is not a secret (issue 9)
         else {
           assert.match(value, hmac, `entry ${e.seq} field ${name}`);
           bodies++;

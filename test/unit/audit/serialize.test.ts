@@ -16,6 +16,7 @@ function randomEntry(seq: number): AuditEntry {
   };
   if (Math.random() < 0.7) {
     entry.actor = {};
+    if (Math.random() < 0.5) entry.actor.accessor = randomString();
     if (Math.random() < 0.5) entry.actor.tokenId = randomString();
     if (Math.random() < 0.5) entry.actor.policies = [randomString(), randomString()];
     if (Math.random() < 0.3) entry.actor.selectors = [randomString()];

@@ -59,7 +59,7 @@ before(async () => {
     await log.append({
       type: 'request',
       requestId: `req-${i}`,
-      actor: { tokenId: `t-${i}`, policies: ['dev', 'ops'], selectors: ['ns=payments'] },
+      actor: { accessor: `kha.${i}`, tokenId: `t-${i}`, policies: ['dev', 'ops'], selectors: ['ns=payments'] },
       operation: 'keys.encrypt',
       path: 'keys/payments',
       outcome: { status: 200, code: 'OK' },
