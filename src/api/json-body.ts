@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import type { FastifyBodyParser, FastifyRequest } from 'fastify';
 import { KeyholdError } from '../errors.js';
 import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.js';
@@ -23,9 +22,12 @@ export function charsetIsUtf8(contentType: string): boolean {
  * The application/json body parser (register with parseAs 'buffer'). Before fastify's own parser
  * (prototype-poisoning checks included) sees the text, it refuses, each with a code: a charset
  * other than UTF-8 (415), bytes that are not valid UTF-8 (400: decoding them as a string would
- * silently turn them into U+FFFD), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
+ * silently turn them into U+FFFD; a fatal TextDecoder validates while it decodes), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
  * kept on the request so the audit record can carry its HMAC without serialising the body again.
  */
+/** Decodes and validates in one pass; keeps a BOM, so JSON.parse refuses it as before. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBodyParser<Buffer> {
   return (request: FastifyRequest, body: Buffer, done) => {
     const contentType = request.headers['content-type'];
@@ -33,12 +35,16 @@ export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBod
       done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json in UTF-8 (no other charset)'), undefined);
       return;
     }
-    if (!isUtf8(body)) {
+    let text: string;
+    try {
+      text = utf8.decode(body);
+    } catch {
       done(new KeyholdError('ERR_BAD_REQUEST', 'request body is not valid UTF-8'), undefined);
       return;
     }
-    const text = body.toString('utf8');
-    if (exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
+    // Valid JSON needs two characters per level, so shorter text cannot parse into anything too
+    // deep (invalid text is refused by JSON.parse, which does not recurse): most bodies skip the scan.
+    if (text.length > 2 * MAX_JSON_DEPTH && exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
       done(new KeyholdError('ERR_JSON_TOO_DEEP', `JSON bodies may nest at most ${MAX_JSON_DEPTH} levels`), undefined);
       return;
     }
