@@ -332,6 +332,20 @@ describe('slow clients', () => {
     assert.equal(typeof res.body?.request_id, 'string');
   });
 
+  for (const [what, head, statusCode, code] of [
+    ['request headers over 16 KiB', `GET /v1/sys/health HTTP/1.1\r\nHost: keyhold\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'ERR_HEADERS_TOO_LARGE'],
+    ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'ERR_BAD_REQUEST'],
+  ] as const) {
+    it(`${what} → ${statusCode} ${code} in keyhold's error shape, then closed`, async () => {
+      const r = await trickle(addr(), head, { everyMs: 60_000, giveUpMs: 5_000 });
+      assert.ok(r.closedAfterMs !== null, 'still open');
+      const res = parseRawResponse(r.response);
+      assert.equal(res.status, statusCode, r.response);
+      assert.equal(res.body?.error?.code, code, r.response);
+      assert.deepEqual(Object.keys(res.body ?? {}).sort(), ['error', 'request_id']);
+    });
+  }
+
   it('a body sent at a normal pace is unaffected, and the connection is kept alive for the next request', async () => {
     const body = JSON.stringify({ data: { v: 'paced' } });
     const path = fresh('app/paced');
