@@ -29,8 +29,8 @@ export function errorBody(err: KeyholdError, requestId: string): { status: numbe
 }
 
 /**
- * A refusal sent before the request body was read (no token, no permission, an unknown route or
- * media type, a body over the limit) closes the connection once it has been sent. Otherwise Node
+ * A refusal sent before the request body was read (no or a bad token, an unsupported media type,
+ * a declared length over the limit) closes the connection once it has been sent. Otherwise Node
  * keeps reading, and discarding, whatever the client still sends to reuse the connection: a client
  * trickling a body held the socket open long after its 401. Costs nothing on the success path.
  */
