@@ -3,6 +3,9 @@ import type { KeyholdErrorCode } from '../errors.js';
 /** The one map from error code to HTTP status. Codes not listed are server faults (500). */
 export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_BAD_REQUEST: 400,
+  ERR_JSON_TOO_DEEP: 400,
+  ERR_REQUEST_TIMEOUT: 408,
+  ERR_HEADERS_TOO_LARGE: 431,
   ERR_PAYLOAD_TOO_LARGE: 413,
   ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   ERR_UNAUTHENTICATED: 401,

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { apiTimeouts } from '../core/config.js';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder } from './audit-hooks.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
-import { frameworkErrors, installErrorHandling } from './errors.js';
+import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
+import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
 import { keyRoutes } from './routes/keys.js';
 import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
@@ -26,7 +28,19 @@ export interface ApiOptions {
  * with the outcome, durable before the response leaves).
  */
 export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Promise<FastifyInstance> {
+  const timeouts = apiTimeouts(runtime.config);
   const app = Fastify({
+    // Slow clients: headers and the whole request (body included) must arrive in time, or the
+    // connection is closed with a 408 (clientErrors). Node checks these every
+    // connectionsCheckingInterval (default 30 s), so that runs at a fraction of the shorter one.
+    requestTimeout: timeouts.requestTimeoutMs,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: timeouts.headersTimeoutMs,
+      requestTimeout: timeouts.requestTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4))),
+    },
+    clientErrorHandler: clientErrors,
     bodyLimit: runtime.config.api?.bodyLimitBytes ?? 1024 * 1024,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -77,14 +91,12 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     };
   });
 
-  // The default JSON parser (prototype-poisoning checks included), keeping the raw text so the
-  // audit record can carry its HMAC without serialising the body again.
+  // The default JSON parser (prototype-poisoning checks included) behind keyhold's checks of
+  // charset, UTF-8 and depth (json-body.ts), which also keeps the text for the audit record.
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (request.keyhold) request.keyhold.rawBody = body as string;
-    parseJson(request, body as string, done);
-  });
+  // Every keyhold body is JSON: text/plain (fastify's other default parser) is refused with 415 too.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, jsonBodyParser(parseJson));
 
   await app.register(swagger, {
     openapi: {

@@ -23,10 +23,32 @@ export const ServerConfigSchema = Type.Object({
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
   tokens: Type.Optional(Type.Object({ maxTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 366 * 24 * 3600 })) }, { additionalProperties: false })),
-  api: Type.Optional(Type.Object({ bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })) }, { additionalProperties: false })),
+  api: Type.Optional(Type.Object({
+    bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
+    // Slow clients (see API_TIMEOUT_DEFAULTS): a connection that trickles its headers or body is closed.
+    headersTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+    requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
+    keepAliveTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export type ServerConfig = Static<typeof ServerConfigSchema>;
+
+/**
+ * How long a client may take: to send its request headers, to send its whole request (headers and
+ * body; the handler's own time does not count), and to keep an idle connection open between
+ * requests (above common load balancers' 60 s idle timeout, as fastify's default is).
+ */
+export const API_TIMEOUT_DEFAULTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 72_000 } as const;
+
+/** The API timeouts of a config, defaults filled in. */
+export function apiTimeouts(config: ServerConfig): { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number } {
+  return {
+    headersTimeoutMs: config.api?.headersTimeoutMs ?? API_TIMEOUT_DEFAULTS.headersTimeoutMs,
+    requestTimeoutMs: config.api?.requestTimeoutMs ?? API_TIMEOUT_DEFAULTS.requestTimeoutMs,
+    keepAliveTimeoutMs: config.api?.keepAliveTimeoutMs ?? API_TIMEOUT_DEFAULTS.keepAliveTimeoutMs,
+  };
+}
 
 /** Environment overrides: KEYHOLD_<NAME> → config field. The PIN itself is never here: hsm.pinEnv names the variable that holds it. */
 /** A config document before validation. */
@@ -62,6 +84,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   const config = withDefaults as ServerConfig;
   if (!config.hsm.tokenLabel && !config.hsm.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.tokenLabel or hsm.slot`);
   if (!config.hsm.pinEnv && !config.hsm.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.pinEnv or hsm.pinFile (the PIN is never part of the config)`);
+  const timeouts = apiTimeouts(config);
+  // Node refuses the pair otherwise: the headers are part of the request.
+  if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) throw new KeyholdError('ERR_CONFIG', `${source}: api.headersTimeoutMs must not exceed api.requestTimeoutMs`);
   return config;
 }
 

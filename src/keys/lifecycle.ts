@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { KeyholdError } from '../errors.js';
 import type { KeysContext } from './context.js';
-import { createVersionMaterial, destroyVersionMaterial } from './new-version.js';
-import { KEY_NAME_PATTERN, type KeyRecord, type KeyType, type Protection } from './types.js';
+import { createVersionMaterial, destroyVersionMaterial, prepareVersion } from './new-version.js';
+import { KEY_NAME_PATTERN, type KeyRecord, type KeyType, type KeyVersionRecord, type Protection } from './types.js';
 
 export interface CreateKeyInput {
   name: string;
@@ -42,22 +42,53 @@ export async function createKey(ctx: KeysContext, input: CreateKeyInput): Promis
   }
 }
 
-/** Adds version latest+1; new encryptions use it at once, older versions keep decrypting. */
+/** Thrown inside a record update when wrapped material must be wrapped again for another version number. */
+class VersionTaken extends Error {
+  constructor(readonly next: number) {
+    super('version taken by a concurrent rotation');
+  }
+}
+
+/** Bounds the re-wraps of one rotation; each is caused by another rotation committing first. */
+const MAX_ROTATION_ATTEMPTS = 64;
+
+/**
+ * Adds version latest+1; new encryptions use it at once, older versions keep decrypting.
+ * Concurrent rotations each get their own version: the material is made once, and only the record
+ * commit is retried (compare-and-set) with the next free number. Material that is never committed
+ * is destroyed.
+ */
 export async function rotateKey(ctx: KeysContext, name: string): Promise<KeyRecord> {
   const current = await ctx.records.get(name);
   if (current.disabled) throw new KeyholdError('ERR_KEY_DISABLED', `key "${name}" is disabled`);
-  const version = current.latestVersion + 1;
-  const entry = await createVersionMaterial(ctx, current, version);
+  let version = current.latestVersion + 1;
+  const pending = await prepareVersion(ctx, current, version);
+  let entry: KeyVersionRecord | undefined;
   try {
-    return await ctx.records.update(name, (latest) => {
-      if (!latest || latest.id !== current.id) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
-      if (latest.latestVersion !== current.latestVersion) throw new KeyholdError('ERR_CONFLICT', `key "${name}" was rotated concurrently; retry`);
-      const next: KeyRecord = { ...latest, latestVersion: version, versions: { ...latest.versions, [String(version)]: entry } };
-      return { next, result: next };
-    });
+    for (let attempt = 0; attempt < MAX_ROTATION_ATTEMPTS; attempt++) {
+      const candidate = await pending.entryFor(version);
+      entry = candidate;
+      try {
+        return await ctx.records.update(name, (latest) => {
+          if (!latest || latest.id !== current.id) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
+          if (latest.disabled) throw new KeyholdError('ERR_KEY_DISABLED', `key "${name}" is disabled`);
+          const next = latest.latestVersion + 1;
+          if (next !== candidate.version && pending.boundToVersion) throw new VersionTaken(next);
+          const added = next === candidate.version ? candidate : { ...candidate, version: next };
+          const record: KeyRecord = { ...latest, latestVersion: next, versions: { ...latest.versions, [String(next)]: added } };
+          return { next: record, result: record };
+        });
+      } catch (err) {
+        if (!(err instanceof VersionTaken)) throw err;
+        version = err.next;
+      }
+    }
+    throw new KeyholdError('ERR_CONFLICT', `key "${name}" is being rotated by too many concurrent requests; retry`);
   } catch (err) {
-    await destroyVersionMaterial(ctx, current, [entry]).catch(() => { /* the record write's failure is what the caller must see */ });
+    if (entry) await destroyVersionMaterial(ctx, current, [entry]).catch(() => { /* the record write's failure is what the caller must see */ });
     throw err;
+  } finally {
+    pending.release();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { BarrierWrite } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
+import { assertSecretData } from './data-limits.js';
 import type { SecretStore } from './store.js';
 import { DEFAULT_MAX_VERSIONS, dataPath, type SecretData, type SecretMeta } from './types.js';
 
@@ -8,6 +9,7 @@ import { DEFAULT_MAX_VERSIONS, dataPath, type SecretData, type SecretMeta } from
  * current version is N". Versions beyond max_versions are destroyed in the same atomic commit.
  */
 export async function putSecret(store: SecretStore, path: string, data: SecretData, cas?: number): Promise<{ version: number; created_at: string }> {
+  assertSecretData(data);
   return store.change(path, (current) => {
     const now = new Date().toISOString();
     const currentVersion = current?.currentVersion ?? 0;

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findSoftHsmModule } from '../../src/hsm/softhsm.js';
 
 /** dist/src/cli/keyhold.cjs (the `keyhold` executable), resolved from this compiled file (dist/test/helpers/server.js). */
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/keyhold.cjs');
@@ -21,12 +22,9 @@ export interface DevServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/**
- * Runs `keyhold dev` as a real child process on a free loopback port and waits until it serves.
- * Rejects with the process output if it exits first.
- */
-export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}): Promise<DevServer> {
-  const child = spawn(process.execPath, [CLI, 'dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
+/** Spawns the CLI with `args` and waits until its output matches `ready` (group 1: the address); SIGKILLs it after 30 s. */
+async function spawnUntilServing(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; address: string; output: () => string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -35,27 +33,62 @@ export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {})
   child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   const address = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`keyhold dev did not start in 30 s:\n${output}`)), 30_000);
+    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`keyhold ${args[0]} did not start in 30 s:\n${output}`)); }, 30_000);
     const check = () => {
-      const match = /listening on (http:\/\/[\d.]+:\d+)/.exec(output);
+      const match = ready.exec(output);
       if (match) { clearTimeout(timer); res(match[1] as string); }
     };
     child.stderr?.on('data', check);
-    void exited.then((code) => { clearTimeout(timer); rej(new Error(`keyhold dev exited with ${code}:\n${output}`)); });
+    void exited.then((code) => { clearTimeout(timer); rej(new Error(`keyhold ${args[0]} exited with ${code}:\n${output}`)); });
   });
-  const { readFileSync } = await import('node:fs');
+  return { child, address, output: () => output, exited };
+}
+
+function running(started: Awaited<ReturnType<typeof spawnUntilServing>>, dataDir: string): DevServer {
+  const { child, exited } = started;
+  const tokenFile = join(dataDir, 'root-token');
   return {
     process: child,
-    address,
+    address: started.address,
     dataDir,
-    rootToken: readFileSync(join(dataDir, 'root-token'), 'utf8').trim(),
-    output: () => output,
+    rootToken: existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '',
+    output: started.output,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
       return exited;
     },
   };
+}
+
+/**
+ * Runs `keyhold dev` as a real child process on a free loopback port and waits until it serves.
+ * Rejects with the process output if it exits first.
+ */
+export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}): Promise<DevServer> {
+  return running(await spawnUntilServing(['dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], env, /listening on (http:\/\/[\d.]+:\d+)/), dataDir);
+}
+
+/**
+ * A server config for the data dir of a `keyhold dev` (its SoftHSM token, store and audit log),
+ * for `keyhold server --config` with settings dev has no flags for. `extra` is merged on top.
+ */
+export function devServerConfig(dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    listen: '127.0.0.1:0',
+    storage: { sqlite: { path: join(dataDir, 'keyhold.db') } },
+    hsm: { module: findSoftHsmModule(), tokenLabel: 'keyhold-dev', pinFile: join(dataDir, 'hsm-pin') },
+    audit: { path: join(dataDir, 'audit.log') },
+    ...extra,
+  };
+}
+
+/**
+ * Runs `keyhold server --config FILE` and waits until it serves. `dataDir`: where the root token
+ * of an earlier `keyhold dev` is (for `rootToken`); pass SOFTHSM2_CONF in `env` for a dev token.
+ */
+export async function startServer(configFile: string, env: NodeJS.ProcessEnv = {}, dataDir = dirname(configFile)): Promise<DevServer> {
+  return running(await spawnUntilServing(['server', '--config', configFile], env, /serving on (http:\/\/[\d.]+:\d+)/), dataDir);
 }
 
 /** A minimal JSON HTTP call for tests. */

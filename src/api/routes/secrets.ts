@@ -2,11 +2,15 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { assertLogicalPath } from '../../barrier/paths.js';
 import type { Runtime } from '../../core/runtime.js';
+import { KeyholdError } from '../../errors.js';
+import type { CompiledPolicies } from '../../policy/evaluate.js';
 import { configureMetadata, listSecrets, readMetadata } from '../../secrets/metadata.js';
 import { getSecret } from '../../secrets/read.js';
 import { deleteSecretCompletely, deleteVersions, destroyVersions, undeleteVersions } from '../../secrets/versions.js';
+import type { SecretStore } from '../../secrets/store.js';
 import { putSecret } from '../../secrets/write.js';
 import { MAX_SECRET_PATH_LENGTH } from '../../secrets/types.js';
+import type { Requirement } from '../context.js';
 import { Closed, VersionQuery, withErrors } from '../schemas.js';
 
 /** `*` captures the secret path; checked here so '..' or '//' never reach storage or policy. */
@@ -40,6 +44,23 @@ const SecretOrList = Closed({
   keys: Type.Optional(Type.Array(Type.String())),
 }, 'a secret version ({data, version, created_at}) or, with ?list=true, a folder listing ({keys})');
 
+/**
+ * Creating and updating are separate capabilities, as in Vault, but whether the path exists is
+ * looked up only for a caller holding exactly one of the two: such a caller learns whether it
+ * exists, as in Vault. A caller holding both needs no look-up, and a caller holding neither is
+ * refused before storage is read, with the same message whether or not the path exists (no
+ * existence oracle, not even by timing).
+ */
+function writeRequirement(req: FastifyRequest, store: SecretStore): Requirement[] | Promise<Requirement[]> {
+  const path = policyPath(req);
+  const policies = req.keyhold.policies as CompiledPolicies;
+  const create = policies.allowed(path, 'create');
+  const update = policies.allowed(path, 'update');
+  if (create && update) return [];
+  if (!create && !update) throw new KeyholdError('ERR_PERMISSION_DENIED', `permission denied: create or update on ${path}`);
+  return store.meta(pathOf(req)).then((meta) => [[path, meta ? 'update' : 'create']]);
+}
+
 export function secretRoutes(app: FastifyInstance, runtime: Runtime): void {
   const store = runtime.secrets;
 
@@ -64,11 +85,7 @@ export function secretRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.put<{ Params: PathParams; Body: Static<typeof PutBody> }>('/v1/secrets/*', {
     schema: { tags: ['secrets'], summary: 'Write a new version; cas=0 only creates, cas=N only if the current version is N', params: PathParams, body: PutBody, response: withErrors({ 200: Closed({ version: Type.Integer(), created_at: Type.String() }) }) },
-    config: {
-      operation: 'secrets.write',
-      // Creating and updating are separate capabilities, as in Vault.
-      authorize: async (req) => [[policyPath(req), (await store.meta(pathOf(req))) ? 'update' : 'create']],
-    },
+    config: { operation: 'secrets.write', authorize: (req) => writeRequirement(req, store) },
   }, async (req) => {
     const result = await putSecret(store, pathOf(req), req.body.data, req.body.cas);
     req.keyhold.auditFields.version = String(result.version);

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 
 export interface RawResponse {
   status: number;
@@ -141,4 +142,64 @@ export async function openApiOperations(address: string): Promise<Array<[string,
     }
   }
   return ops;
+}
+
+export interface TrickleResult {
+  /** Everything the server sent. */
+  response: string;
+  /** When the first response byte arrived, ms after the headers were sent; null if none did. */
+  respondedAfterMs: number | null;
+  /** When the server closed the connection, ms after the headers were sent; null if it was still open at `giveUpMs`. */
+  closedAfterMs: number | null;
+  /** Body bytes written before the close. */
+  bytesSent: number;
+}
+
+/**
+ * A slow client on a raw socket: sends `head` (request line and headers, up to and including the
+ * blank line, or a partial head to trickle headers), then one more byte (`drip`) every `everyMs`
+ * for as long as the connection is open, up to `giveUpMs`.
+ */
+export function trickle(address: string, head: string, options: { everyMs: number; giveUpMs: number; drip?: string }): Promise<TrickleResult> {
+  const url = new URL(address);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(url.port), url.hostname);
+    const result: TrickleResult = { response: '', respondedAfterMs: null, closedAfterMs: null, bytesSent: 0 };
+    let started = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      clearInterval(timer);
+      clearTimeout(giveUp);
+      resolve(result);
+    };
+    const giveUp = setTimeout(() => { socket.destroy(); finish(); }, options.giveUpMs);
+    socket.on('connect', () => {
+      started = Date.now();
+      socket.write(head);
+      timer = setInterval(() => {
+        if (socket.destroyed || !socket.writable) return;
+        socket.write(options.drip ?? ' ');
+        result.bytesSent++;
+      }, options.everyMs);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      result.respondedAfterMs ??= Date.now() - started;
+      result.response += chunk.toString('utf8');
+    });
+    socket.on('error', () => { /* a reset while dripping: the close below records it */ });
+    socket.on('close', () => {
+      result.closedAfterMs = Date.now() - started;
+      finish();
+    });
+  });
+}
+
+/** The status line's code and the JSON body of a raw HTTP/1.1 response. */
+export function parseRawResponse(raw: string): { status: number; headers: string; body: any } {
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
+  const split = raw.indexOf('\r\n\r\n');
+  const text = split === -1 ? '' : raw.slice(split + 4);
+  let body: any;
+  try { body = JSON.parse(text); } catch { body = undefined; }
+  return { status, headers: split === -1 ? raw : raw.slice(0, split), body };
 }

@@ -595,6 +595,25 @@ describe('key records', () => {
     for (const id of ids) assert.ok(id && live.has(id), `orphaned HSM object(s) of key id ${String(id)}`);
   });
 
+  for (const [type, protection] of [['aes256-gcm', 'hsm'], ['ec-p256', 'hsm'], ['aes256-gcm', 'wrapped'], ['rsa-2048', 'wrapped']] as const) {
+    it(`concurrent rotations of one ${type} ${protection} key each commit their own version, every version's material loads, no HSM object is left over`, async () => {
+      const name = `race-rotate-${type}-${protection}`;
+      const created = await createKey(ctx, { name, type, protection });
+      const rotated = await Promise.all(Array.from({ length: 8 }, () => rotateKey(ctx, name)));
+      assert.deepEqual(rotated.map((r) => r.latestVersion).sort((a, b) => a - b), [2, 3, 4, 5, 6, 7, 8, 9]);
+      const record = await ctx.records.get(name);
+      assert.equal(record.latestVersion, 9);
+      // Loaded by a fresh cache: wrapped material must unwrap under the AAD of the version it was committed as.
+      const material = new MaterialCache(hsm, ctx.wrapKey);
+      for (let v = 1; v <= 9; v++) await material.get(record, v);
+      material.clear();
+      const labels = tokenLabelsOf(created.id);
+      assert.equal(labels.length, protection === 'hsm' ? 9 : 0, labels.join(', '));
+      const referenced = Object.values(record.versions).map((v) => v.hsmLabel).filter(Boolean);
+      assert.deepEqual([...labels].sort(), [...referenced].sort());
+    });
+  }
+
   it('a record whose wrapped material was swapped between versions fails to unwrap (material is bound to key id and version)', async () => {
     const name = 'swap-material';
     await createKey(ctx, { name, type: 'aes256-gcm', protection: 'wrapped' });

@@ -1,0 +1,54 @@
+import type { FastifyBodyParser, FastifyRequest } from 'fastify';
+import { KeyholdError } from '../errors.js';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.js';
+
+/** `charset` parameters of a media type (RFC 9110 §8.3.1: names case-insensitive, values a token or a quoted string). */
+const CHARSET_PARAMETER = /;\s*charset\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))/gi;
+
+/**
+ * JSON text is UTF-8 (RFC 8259 §8.1). A body labelled with another charset is refused rather than
+ * decoded as UTF-8 regardless, which would store something other than what the client meant.
+ */
+export function charsetIsUtf8(contentType: string): boolean {
+  if (contentType.indexOf(';') === -1) return true;
+  for (const match of contentType.matchAll(CHARSET_PARAMETER)) {
+    const value = (match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : (match[2] as string)).toLowerCase();
+    if (value !== 'utf-8' && value !== 'utf8') return false;
+  }
+  return true;
+}
+
+/**
+ * The application/json body parser (register with parseAs 'buffer'). Before fastify's own parser
+ * (prototype-poisoning checks included) sees the text, it refuses, each with a code: a charset
+ * other than UTF-8 (415), bytes that are not valid UTF-8 (400: decoding them as a string would
+ * silently turn them into U+FFFD; a fatal TextDecoder validates while it decodes), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
+ * kept on the request so the audit record can carry its HMAC without serialising the body again.
+ */
+/** Decodes and validates in one pass; keeps a BOM, so JSON.parse refuses it as before. */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBodyParser<Buffer> {
+  return (request: FastifyRequest, body: Buffer, done) => {
+    const contentType = request.headers['content-type'];
+    if (contentType !== 'application/json' && !charsetIsUtf8(contentType ?? '')) {
+      done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json in UTF-8 (no other charset)'), undefined);
+      return;
+    }
+    let text: string;
+    try {
+      text = utf8.decode(body);
+    } catch {
+      done(new KeyholdError('ERR_BAD_REQUEST', 'request body is not valid UTF-8'), undefined);
+      return;
+    }
+    // Valid JSON needs two characters per level, so shorter text cannot parse into anything too
+    // deep (invalid text is refused by JSON.parse, which does not recurse): most bodies skip the scan.
+    if (text.length > 2 * MAX_JSON_DEPTH && exceedsJsonDepth(text, MAX_JSON_DEPTH)) {
+      done(new KeyholdError('ERR_JSON_TOO_DEEP', `JSON bodies may nest at most ${MAX_JSON_DEPTH} levels`), undefined);
+      return;
+    }
+    if (request.keyhold) request.keyhold.rawBody = text;
+    return parseJson(request, text, done);
+  };
+}
