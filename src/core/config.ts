@@ -21,14 +21,21 @@ export const ServerConfigSchema = Type.Object({
   hsm: HsmSection,
   audit: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
-  api: Type.Optional(Type.Object({ bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })) }, { additionalProperties: false })),
+  api: Type.Optional(Type.Object({
+    bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
+    /** Requests without valid credentials (no/invalid/expired token, failed logins) allowed per client address and window; then 429 (default 100 per 10 s). */
+    unauthenticatedRateLimit: Type.Optional(Type.Object({
+      max: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+      windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export type ServerConfig = Static<typeof ServerConfigSchema>;
 
 /** Environment overrides: KEYHOLD_<NAME> → config field. The PIN itself is never here: hsm.pinEnv names the variable that holds it. */
 /** A config document before validation. */
-type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown> };
+export type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown> };
 
 const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_LISTEN', (c, v) => { c.listen = v; }],
@@ -40,7 +47,22 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_HSM_PIN_FILE', (c, v) => { (c.hsm ??= {}).pinFile = v; }],
   ['KEYHOLD_HSM_PIN_ENV', (c, v) => { (c.hsm ??= {}).pinEnv = v; }],
   ['KEYHOLD_LOG_LEVEL', (c, v) => { c.log = { level: v }; }],
+  // MAX/SECONDS, e.g. 100/10; anything else is left as text for validation to refuse.
+  ['KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', (c, v) => {
+    const m = /^(\d+)\/(\d+)$/.exec(v);
+    const api = (c.api ??= {}) as Record<string, unknown>;
+    api.unauthenticatedRateLimit = m ? { max: Number(m[1]), windowSeconds: Number(m[2]) } : v;
+  }],
 ];
+
+/** Applies the KEYHOLD_* overrides set in `env` (all of them, or only those named in `only`) to a raw config document. */
+export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv, only?: readonly string[]): void {
+  for (const [name, apply] of ENV_OVERRIDES) {
+    if (only !== undefined && !only.includes(name)) continue;
+    const value = env[name];
+    if (value !== undefined && value !== '') apply(raw, value);
+  }
+}
 
 export function validateConfig(raw: unknown, source: string): ServerConfig {
   const withDefaults = Value.Default(ServerConfigSchema, structuredClone(raw));
@@ -64,10 +86,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
     throw new KeyholdError('ERR_CONFIG', `cannot read config ${path}: ${(cause as Error).message}`, { cause });
   }
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new KeyholdError('ERR_CONFIG', `config ${path} must be a YAML mapping`);
-  for (const [name, apply] of ENV_OVERRIDES) {
-    const value = env[name];
-    if (value !== undefined && value !== '') apply(raw, value);
-  }
+  applyEnvOverrides(raw, env);
   const config = validateConfig(raw, path);
   const base = dirname(resolve(path));
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { provisionSoftHsmToken } from '../hsm/softhsm.js';
-import { validateConfig, type ServerConfig } from './config.js';
+import { applyEnvOverrides, validateConfig, type RawConfig, type ServerConfig } from './config.js';
 
 export const DEV_TOKEN_LABEL = 'keyhold-dev';
 
@@ -12,20 +12,29 @@ export interface DevSetup {
 }
 
 /**
- * `keyhold dev`: everything embedded under one folder — a SoftHSM token (DIR/softhsm2.conf,
- * PIN in DIR/hsm-pin), SQLite (DIR/keyhold.db), the audit log and the root token. Reusing the
- * folder keeps every key and secret.
+ * The KEYHOLD_* overrides `keyhold dev` honours: where the audit log goes (e.g. a separate,
+ * small file system) and the flood limit. The others would point it away from its own folder.
  */
-export function prepareDev(dataDir: string, listen: string): DevSetup {
+const DEV_ENV_OVERRIDES = ['KEYHOLD_AUDIT_PATH', 'KEYHOLD_UNAUTHENTICATED_RATE_LIMIT'] as const;
+
+/**
+ * `keyhold dev`: everything embedded under one folder — a SoftHSM token (DIR/softhsm2.conf,
+ * PIN in DIR/hsm-pin), SQLite (DIR/keyhold.db), the audit log (DIR/audit.log unless
+ * KEYHOLD_AUDIT_PATH says otherwise) and the root token. Reusing the folder keeps every key and secret.
+ */
+export function prepareDev(dataDir: string, listen: string, env: NodeJS.ProcessEnv = process.env): DevSetup {
   const dir = resolve(dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const token = provisionSoftHsmToken(dir, DEV_TOKEN_LABEL);
-  const config = validateConfig({
+  const raw: RawConfig = {
     listen,
     storage: { sqlite: { path: join(dir, 'keyhold.db') } },
     hsm: { module: token.module, tokenLabel: DEV_TOKEN_LABEL, pinFile: token.pinFile },
     audit: { path: join(dir, 'audit.log') },
-  }, 'keyhold dev');
+  };
+  applyEnvOverrides(raw, env, DEV_ENV_OVERRIDES);
+  const config = validateConfig(raw, 'keyhold dev');
+  config.audit.path = resolve(config.audit.path);
   return { config, rootTokenFile: join(dir, 'root-token'), dataDir: dir };
 }
 
