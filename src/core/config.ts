@@ -50,7 +50,7 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   // MAX/SECONDS, e.g. 100/10; anything else is left as text for validation to refuse.
   ['KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', (c, v) => {
     const m = /^(\d+)\/(\d+)$/.exec(v);
-    const api = (c.api ??= {}) as Record<string, unknown>;
+    const api = (typeof c.api === 'object' && c.api !== null ? c.api : (c.api = {})) as Record<string, unknown>;
     api.unauthenticatedRateLimit = m ? { max: Number(m[1]), windowSeconds: Number(m[2]) } : v;
   }],
 ];
