@@ -1,9 +1,22 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AuditActor } from '../audit/entry.js';
+import { sha256Hex, type AuditActor } from '../audit/entry.js';
 import type { Runtime } from '../core/runtime.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import { KeyholdError } from '../errors.js';
 import { errorBody } from './errors.js';
+
+/**
+ * What an audit record says about a request (docs/design-notes.md, "Audit pipeline"):
+ * - a state-changing route (every non-GET route unless its config says `readOnly`, logins
+ *   included) first gets a `request` record (who, what, where, body HMAC), durable before its
+ *   handler runs (`recordRequest`, called by the route guard in server.ts): nothing is committed
+ *   that the log does not already name;
+ * - every audited request then gets a `response` record with its outcome, durable before the
+ *   response leaves (`auditRecorder`, from onSend): nothing is released without a record of it.
+ *   A request refused before its handler (401, 403, 400) changed nothing and has only this one.
+ * Both carry the same requestId. When the log has failed, requests are refused before they do
+ * anything; when it fails mid-request, the client gets 503 instead of the result.
+ */
 
 /** Token records are cached objects, so their audit actor is computed once per token, not per request. */
 const actors = new WeakMap<TokenRecord, AuditActor>();
@@ -24,31 +37,76 @@ function operationOf(request: FastifyRequest): string {
 }
 
 /**
- * One record per request, with its outcome, written and fdatasync'd before the response leaves:
- * nothing is released (a plaintext, a secret, a token) without a durable record of it. When the
- * log has failed, requests are refused before they do anything (server.ts, the route guard); when it
- * fails mid-request, the client gets 503 instead of the result. Request bodies appear only as an HMAC. Group commit lets
- * one fdatasync serve every request in flight.
+ * How much of the path a request without a valid token gets in the log. Anyone can send those,
+ * so their size must not be the sender's choice (a 15 KiB URL per request filled the disk); the
+ * hash of the whole target (path and query) still identifies it. Authenticated requests keep the
+ * full path: they are accountable, and Node bounds the request line (with the headers) to 16 KiB.
  */
-export type OnSendDone = (err: Error | null, payload?: unknown) => void;
+export const UNAUTHENTICATED_PATH_CHARS = 128;
 
-export function auditRecorder(runtime: Runtime): (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone) => void {
-  return (request, reply, payload, done) => {
-    if (!request.keyhold || request.keyhold.route.public) {
-      done(null, payload);
-      return;
-    }
-    const fields: Record<string, string> = { ...request.keyhold.auditFields };
-    if (request.keyhold.rawBody) fields.body = runtime.auditHmac.mac(request.keyhold.rawBody);
-    const code = request.keyhold.errorCode ?? undefined;
-    runtime.audit.append({
+/** The path to record, and for requests without a valid token the sha256 of the whole request target. */
+export function auditedPath(request: FastifyRequest): { path: string; hash?: string } {
+  const url = request.url;
+  const query = url.indexOf('?');
+  const path = query < 0 ? url : url.slice(0, query);
+  if (request.keyhold?.token) return { path };
+  return { path: path.length > UNAUTHENTICATED_PATH_CHARS ? path.slice(0, UNAUTHENTICATED_PATH_CHARS) : path, hash: sha256Hex(url) };
+}
+
+function baseFields(request: FastifyRequest, runtime: Runtime, hash: string | undefined, withBody: boolean): Record<string, string> {
+  const fields: Record<string, string> = { ...request.keyhold.auditFields };
+  if (hash !== undefined) fields.path_sha256 = hash;
+  if (withBody && request.keyhold.rawBody) fields.body = runtime.auditHmac.mac(request.keyhold.rawBody);
+  return fields;
+}
+
+/**
+ * The write-ahead record of a state-changing request, after authorisation and before its handler:
+ * resolves once it is durable; rejects with ERR_AUDIT_UNAVAILABLE (the handler must then not run).
+ */
+export function requestRecorder(runtime: Runtime): (request: FastifyRequest) => Promise<void> {
+  return (request) => {
+    const { path, hash } = auditedPath(request);
+    return runtime.audit.append({
       type: 'request',
       requestId: request.id,
       actor: actorOf(request, runtime),
       operation: operationOf(request),
-      path: request.url.split('?')[0] ?? '',
+      path,
+      fields: baseFields(request, runtime, hash, true),
+    }).then(() => {
+      request.keyhold.requestRecorded = true;
+    }, (err: unknown) => {
+      request.log.error({ reqId: request.id, err }, 'audit write failed; request refused before its handler');
+      throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable; request refused', { cause: err });
+    });
+  };
+}
+
+export type OnSendDone = (err: Error | null, payload?: unknown) => void;
+
+/**
+ * The outcome record of every audited request, from onSend. Requests refused by the flood limit
+ * (ERR_RATE_LIMITED) have none of their own: flood-limit.ts records them in aggregate.
+ */
+export function auditRecorder(runtime: Runtime): (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone) => void {
+  return (request, reply, payload, done) => {
+    const state = request.keyhold;
+    if (!state || state.route.public || state.errorCode === 'ERR_RATE_LIMITED') {
+      done(null, payload);
+      return;
+    }
+    const { path, hash } = auditedPath(request);
+    const code = state.errorCode ?? undefined;
+    runtime.audit.append({
+      type: 'response',
+      requestId: request.id,
+      actor: actorOf(request, runtime),
+      operation: operationOf(request),
+      path,
       outcome: { status: reply.statusCode, ...(code ? { code } : {}) },
-      fields,
+      // The body's HMAC is in the request record when there is one.
+      fields: baseFields(request, runtime, hash, !state.requestRecorded),
     }).then(() => done(null, payload), (err: unknown) => {
       request.log.error({ reqId: request.id, err }, 'audit write failed; response withheld');
       const { status, body } = errorBody(new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable'), request.id);

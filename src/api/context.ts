@@ -14,6 +14,11 @@ export interface RouteInfo {
   public: boolean;
   /** No bearer token (a login): not authenticated or authorised, but audited like any other request. */
   anonymous: boolean;
+  /**
+   * Changes nothing: GET/HEAD, or a route whose config says `readOnly: true`. Every other route is
+   * treated as state-changing and gets a write-ahead request record before its handler runs.
+   */
+  readOnly: boolean;
   authorize: Authorizer | undefined;
 }
 
@@ -27,6 +32,10 @@ export interface RequestState {
   rawBody: string | null;
   /** Extra, non-sensitive facts for the response audit record (e.g. key version). */
   auditFields: Record<string, string>;
+  /** True once this request's write-ahead `request` record is durable (the response record then omits the body HMAC it carries). */
+  requestRecorded: boolean;
+  /** A login admitted by the flood limit: its address, until it is answered (flood-limit.ts). */
+  floodKey: string | null;
 }
 
 declare module 'fastify' {
@@ -37,6 +46,11 @@ declare module 'fastify' {
     public?: boolean;
     /** Unauthenticated but audited (logins). */
     anonymous?: boolean;
+    /**
+     * A non-GET route that changes no state (encrypt, decrypt, sign...): one outcome record, no
+     * write-ahead request record. Only set it on routes that write nothing: the default is fail-safe.
+     */
+    readOnly?: boolean;
     /** What the caller's policies must grant, computed from params and body. */
     authorize?: Authorizer;
   }
@@ -46,6 +60,13 @@ declare module 'fastify' {
 }
 
 const routeInfos = new WeakMap<object, RouteInfo>();
+
+/** The one classification of a route as changing nothing (see RouteInfo.readOnly). */
+export function isReadOnly(method: string | readonly string[], config: FastifyContextConfig | undefined): boolean {
+  if (config?.readOnly === true) return true;
+  const methods = typeof method === 'string' ? [method] : method;
+  return methods.every((m) => m === 'GET' || m === 'HEAD');
+}
 
 /** Per route, computed on its first request and reused. */
 export function routeInfo(request: FastifyRequest): RouteInfo {
@@ -58,6 +79,7 @@ export function routeInfo(request: FastifyRequest): RouteInfo {
       operation: config?.operation ?? (options.url ? `${request.method} ${options.url}` : 'unmatched'),
       public: config?.public === true,
       anonymous: config?.anonymous === true,
+      readOnly: isReadOnly(options.method ?? request.method, config),
       authorize: config?.authorize,
     };
     if (config) routeInfos.set(cacheKey, info);

@@ -4,10 +4,11 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { apiTimeouts } from '../core/config.js';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
-import { auditRecorder } from './audit-hooks.js';
+import { auditRecorder, requestRecorder } from './audit-hooks.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
+import { installFloodLimit } from './flood-limit.js';
 import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
 import { keyRoutes } from './routes/keys.js';
@@ -23,9 +24,11 @@ export interface ApiOptions {
 }
 
 /**
- * The HTTP API. Per request: onRequest (state, authenticate) → validation → the route's handler,
- * wrapped at registration (audit log healthy? authorise) → onSend (metrics, then the audit record
- * with the outcome, durable before the response leaves).
+ * The HTTP API. Per request: onRequest (state, authenticate: a failure is counted by the flood
+ * limit; a login is admitted by it instead) → validation → the route's handler, wrapped at
+ * registration (audit log healthy? authorise; for a state-changing route the write-ahead request
+ * record, durable before the handler runs) → onSend (metrics, then the response record with the
+ * outcome, durable before the response leaves).
  */
 export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Promise<FastifyInstance> {
   const timeouts = apiTimeouts(runtime.config);
@@ -69,25 +72,43 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     },
   });
   app.decorateRequest('keyhold', null as never);
+  const flood = await installFloodLimit(app, runtime);
   // One hook per stage, callback style: an async hook costs a promise chain on every request,
   // which measured more than the authentication it wraps.
   app.addHook('onRequest', (request, reply, done) => {
-    request.keyhold = { route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {} };
+    request.keyhold = {
+      route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {}, requestRecorded: false, floodKey: null,
+    };
     reply.header('x-request-id', request.id);
-    if (request.keyhold.route.public || request.keyhold.route.anonymous) done();
-    else settle(() => authenticate(request, runtime), done);
+    if (request.keyhold.route.public) done();
+    // A login: before its body is even parsed, so a malformed one counts and is limited too.
+    else if (request.keyhold.route.anonymous) flood.admit(request, reply).then(() => done(), done);
+    else {
+      settle(() => authenticate(request, runtime), (err) => {
+        if (err === undefined) done();
+        else void flood.authenticationFailed(request, reply, err).then(done, done);
+      });
+    }
   });
+  const recordRequest = requestRecorder(runtime);
   // Authorisation runs inside each route's handler (wrapped once, at registration): after
-  // validation, when params and body are known, without a hook of its own.
+  // validation, when params and body are known, without a hook of its own. So does the
+  // write-ahead request record of a state-changing route: after authorisation (a refused request
+  // changed nothing, its outcome record is enough), before the handler can commit anything.
   app.addHook('onRoute', (route) => {
     if ((route.config as { public?: boolean } | undefined)?.public) return;
     const handler = route.handler;
     route.handler = function guarded(this: FastifyInstance, request, reply) {
       if (!runtime.audit.healthy) throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable; request refused');
-      if ((route.config as { anonymous?: boolean } | undefined)?.anonymous) return handler.call(this, request, reply);
-      const authorized = authorize(request);
-      if (authorized instanceof Promise) return authorized.then(() => handler.call(this, request, reply));
-      return handler.call(this, request, reply);
+      const info = request.keyhold.route;
+      // Logins were admitted by the flood limit in onRequest.
+      const admitted = info.anonymous ? undefined : authorize(request);
+      if (info.readOnly) {
+        if (admitted instanceof Promise) return admitted.then(() => handler.call(this, request, reply));
+        return handler.call(this, request, reply);
+      }
+      const recorded = admitted instanceof Promise ? admitted.then(() => recordRequest(request)) : recordRequest(request);
+      return recorded.then(() => handler.call(this, request, reply));
     };
   });
 
@@ -112,6 +133,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   // The one hook after the handler: metrics for every response, the audit record for every audited one.
   app.addHook('onSend', (request, reply, payload, done) => {
     observe(request, reply);
+    if (request.keyhold?.route.anonymous) flood.settled(request, reply);
     record(request, reply, payload, done);
   });
 

@@ -29,6 +29,11 @@ export const ServerConfigSchema = Type.Object({
     headersTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
     requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
     keepAliveTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+    /** Requests without valid credentials (no/invalid/expired token, failed logins) allowed per client address and window; then 429 (default 100 per 10 s). */
+    unauthenticatedRateLimit: Type.Optional(Type.Object({
+      max: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+      windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
@@ -56,10 +61,6 @@ export type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown
 
 /** A whole number stays a string when it is not one, so validation names the field instead of a NaN. */
 const wholeNumber = (v: string): number | string => (/^[0-9]{1,15}$/.test(v) ? Number(v) : v);
-/** Also honoured by `keyhold dev` (src/core/dev.ts). */
-export const TOKENS_MAX_TTL_OVERRIDE: [string, (c: RawConfig, v: string) => void] = [
-  'KEYHOLD_TOKENS_MAX_TTL_SECONDS', (c, v) => { c.tokens = { ...(c.tokens as object | undefined), maxTtlSeconds: wholeNumber(v) }; },
-];
 
 const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_LISTEN', (c, v) => { c.listen = v; }],
@@ -71,8 +72,23 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_HSM_PIN_FILE', (c, v) => { (c.hsm ??= {}).pinFile = v; }],
   ['KEYHOLD_HSM_PIN_ENV', (c, v) => { (c.hsm ??= {}).pinEnv = v; }],
   ['KEYHOLD_LOG_LEVEL', (c, v) => { c.log = { level: v }; }],
-  TOKENS_MAX_TTL_OVERRIDE,
+  ['KEYHOLD_TOKENS_MAX_TTL_SECONDS', (c, v) => { c.tokens = { ...(c.tokens as object | undefined), maxTtlSeconds: wholeNumber(v) }; }],
+  // MAX/SECONDS, e.g. 100/10; anything else is left as text for validation to refuse.
+  ['KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', (c, v) => {
+    const m = /^(\d+)\/(\d+)$/.exec(v);
+    const api = (typeof c.api === 'object' && c.api !== null ? c.api : (c.api = {})) as Record<string, unknown>;
+    api.unauthenticatedRateLimit = m ? { max: Number(m[1]), windowSeconds: Number(m[2]) } : v;
+  }],
 ];
+
+/** Applies the KEYHOLD_* overrides set in `env` (all of them, or only those named in `only`) to a raw config document. */
+export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv, only?: readonly string[]): void {
+  for (const [name, apply] of ENV_OVERRIDES) {
+    if (only !== undefined && !only.includes(name)) continue;
+    const value = env[name];
+    if (value !== undefined && value !== '') apply(raw, value);
+  }
+}
 
 export function validateConfig(raw: unknown, source: string): ServerConfig {
   const withDefaults = Value.Default(ServerConfigSchema, structuredClone(raw));
@@ -99,10 +115,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
     throw new KeyholdError('ERR_CONFIG', `cannot read config ${path}: ${(cause as Error).message}`, { cause });
   }
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new KeyholdError('ERR_CONFIG', `config ${path} must be a YAML mapping`);
-  for (const [name, apply] of ENV_OVERRIDES) {
-    const value = env[name];
-    if (value !== undefined && value !== '') apply(raw, value);
-  }
+  applyEnvOverrides(raw, env);
   const config = validateConfig(raw, path);
   const base = dirname(resolve(path));
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

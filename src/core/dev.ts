@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { provisionSoftHsmToken } from '../hsm/softhsm.js';
-import { TOKENS_MAX_TTL_OVERRIDE, validateConfig, type RawConfig, type ServerConfig } from './config.js';
+import { applyEnvOverrides, validateConfig, type RawConfig, type ServerConfig } from './config.js';
 
 export const DEV_TOKEN_LABEL = 'keyhold-dev';
 
@@ -12,9 +12,15 @@ export interface DevSetup {
 }
 
 /**
+ * The KEYHOLD_* overrides `keyhold dev` honours: where the audit log goes (e.g. a separate,
+ * small file system), the flood limit and the token lifetime limit (to try short limits). The others would point it away from its own folder.
+ */
+const DEV_ENV_OVERRIDES = ['KEYHOLD_AUDIT_PATH', 'KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', 'KEYHOLD_TOKENS_MAX_TTL_SECONDS'] as const;
+
+/**
  * `keyhold dev`: everything embedded under one folder — a SoftHSM token (DIR/softhsm2.conf,
- * PIN in DIR/hsm-pin), SQLite (DIR/keyhold.db), the audit log and the root token. Reusing the
- * folder keeps every key and secret.
+ * PIN in DIR/hsm-pin), SQLite (DIR/keyhold.db), the audit log (DIR/audit.log unless
+ * KEYHOLD_AUDIT_PATH says otherwise) and the root token. Reusing the folder keeps every key and secret.
  */
 export function prepareDev(dataDir: string, listen: string, env: NodeJS.ProcessEnv = process.env): DevSetup {
   const dir = resolve(dataDir);
@@ -26,10 +32,9 @@ export function prepareDev(dataDir: string, listen: string, env: NodeJS.ProcessE
     hsm: { module: token.module, tokenLabel: DEV_TOKEN_LABEL, pinFile: token.pinFile },
     audit: { path: join(dir, 'audit.log') },
   };
-  // The token lifetime limit is the one setting a dev server takes from the environment (to try short limits).
-  const [name, apply] = TOKENS_MAX_TTL_OVERRIDE;
-  if (env[name]) apply(raw, env[name]);
+  applyEnvOverrides(raw, env, DEV_ENV_OVERRIDES);
   const config = validateConfig(raw, 'keyhold dev');
+  config.audit.path = resolve(config.audit.path);
   return { config, rootTokenFile: join(dir, 'root-token'), dataDir: dir };
 }
 

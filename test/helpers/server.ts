@@ -104,23 +104,27 @@ export async function call(address: string, method: string, path: string, token?
 }
 
 export interface AuditLine {
+  type: 'request' | 'response';
+  requestId: string;
+  path: string;
   operation: string;
   outcome?: { status: number; code?: string };
   fields?: Record<string, string>;
   actor?: { accessor?: string; selectors?: string[]; policies?: string[]; tokenId?: string };
 }
 
-/** The audit records of a `keyhold dev` data dir, in order. */
-export function auditRecords(dataDir: string): AuditLine[] {
-  return readFileSync(join(dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditLine);
+/** The audit records of a `keyhold dev` data dir (or of the audit file `file`), in order. */
+export function auditRecords(dataDir: string, file = join(dataDir, 'audit.log')): AuditLine[] {
+  return readFileSync(file, 'utf8').trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditLine);
 }
 
 /**
- * Checks that the login records appended since `before` are exactly `expected`, in order: one
- * per refused login, each with its status and a reason matching its pattern.
+ * Checks that the login outcome records appended since `before` are exactly `expected`, in order:
+ * one per refused login, each with its status and a reason matching its pattern. (A login that ran
+ * also has a write-ahead request record before it, without an outcome.)
  */
 export function assertLoginAudit(dataDir: string, before: number, expected: Array<{ name: string; status: number; reason?: RegExp }>): void {
-  const added = auditRecords(dataDir).slice(before).filter((e) => e.operation === 'auth.kubernetes.login');
+  const added = auditRecords(dataDir).slice(before).filter((e) => e.operation === 'auth.kubernetes.login' && e.type === 'response');
   if (added.length !== expected.length) throw new Error(`expected ${expected.length} login audit records, found ${added.length}`);
   expected.forEach((want, i) => {
     const got = added[i] as AuditLine;

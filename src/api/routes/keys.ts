@@ -31,6 +31,11 @@ const CipherResult = Closed({ ciphertext: Type.String(), version: Type.Integer()
 const ctx = (value: string | undefined) => (value === undefined ? undefined : decodeBase64(value, 'context'));
 const keyPath = (name: string) => `keys/${name}`;
 
+/**
+ * The crypto routes (encrypt, decrypt, rewrap, datakey, sign, verify) are POSTs that write
+ * nothing: `readOnly` gives them one outcome record and no write-ahead request record
+ * (docs/design-notes.md, "Audit pipeline"). Every other non-GET route is state-changing.
+ */
 export function keyRoutes(app: FastifyInstance, runtime: Runtime): void {
   const keys = runtime.keys;
 
@@ -71,7 +76,7 @@ export function keyRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.post<{ Params: NameParams; Body: Static<typeof EncryptBody> }>('/v1/keys/:name/encrypt', {
     schema: { tags: ['keys'], summary: 'Encrypt with the latest version', params: NameParams, body: EncryptBody, response: withErrors({ 200: CipherResult }) },
-    config: { operation: 'keys.encrypt', authorize: (req) => [[keyPath((req.params as NameParams).name), 'encrypt']] },
+    config: { operation: 'keys.encrypt', readOnly: true, authorize: (req) => [[keyPath((req.params as NameParams).name), 'encrypt']] },
   }, async (req) => {
     const plaintext = decodeBase64(req.body.plaintext, 'plaintext');
     try {
@@ -83,7 +88,7 @@ export function keyRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.post<{ Params: NameParams; Body: Static<typeof DecryptBody> }>('/v1/keys/:name/decrypt', {
     schema: { tags: ['keys'], summary: 'Decrypt a keyhold ciphertext', params: NameParams, body: DecryptBody, response: withErrors({ 200: Closed({ plaintext: Type.String(), version: Type.Integer() }) }) },
-    config: { operation: 'keys.decrypt', authorize: (req) => [[keyPath((req.params as NameParams).name), 'decrypt']] },
+    config: { operation: 'keys.decrypt', readOnly: true, authorize: (req) => [[keyPath((req.params as NameParams).name), 'decrypt']] },
   }, async (req) => {
     const { plaintext, version } = await decrypt(keys, req.params.name, req.body.ciphertext, ctx(req.body.context));
     try {
@@ -95,12 +100,12 @@ export function keyRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.post<{ Params: NameParams; Body: Static<typeof DecryptBody> }>('/v1/keys/:name/rewrap', {
     schema: { tags: ['keys'], summary: 'Re-encrypt under the latest version without revealing the plaintext', params: NameParams, body: DecryptBody, response: withErrors({ 200: CipherResult }) },
-    config: { operation: 'keys.rewrap', authorize: (req) => [[keyPath((req.params as NameParams).name), 'decrypt'], [keyPath((req.params as NameParams).name), 'encrypt']] },
+    config: { operation: 'keys.rewrap', readOnly: true, authorize: (req) => [[keyPath((req.params as NameParams).name), 'decrypt'], [keyPath((req.params as NameParams).name), 'encrypt']] },
   }, async (req) => rewrap(keys, req.params.name, req.body.ciphertext, ctx(req.body.context)));
 
   app.post<{ Params: NameParams; Body: Static<typeof DataKeyBody> }>('/v1/keys/:name/datakey', {
     schema: { tags: ['keys'], summary: 'Generate a data key (plaintext + wrapped, or wrapped only)', params: NameParams, body: DataKeyBody, response: withErrors({ 200: Closed({ ciphertext: Type.String(), version: Type.Integer(), plaintext: Type.Optional(Type.String()) }) }) },
-    config: { operation: 'keys.datakey', authorize: (req) => [[keyPath((req.params as NameParams).name), 'encrypt']] },
+    config: { operation: 'keys.datakey', readOnly: true, authorize: (req) => [[keyPath((req.params as NameParams).name), 'encrypt']] },
   }, async (req) => {
     const key = await generateDataKey(keys, req.params.name, { bits: req.body.bits ?? 256, includePlaintext: req.body.plaintext ?? true, context: ctx(req.body.context) });
     try {
@@ -112,11 +117,11 @@ export function keyRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.post<{ Params: NameParams; Body: Static<typeof SignBody> }>('/v1/keys/:name/sign', {
     schema: { tags: ['keys'], summary: 'Sign (EC, RSA) or MAC (HMAC) the input', params: NameParams, body: SignBody, response: withErrors({ 200: Closed({ signature: Type.String(), version: Type.Integer() }) }) },
-    config: { operation: 'keys.sign', authorize: (req) => [[keyPath((req.params as NameParams).name), 'sign']] },
+    config: { operation: 'keys.sign', readOnly: true, authorize: (req) => [[keyPath((req.params as NameParams).name), 'sign']] },
   }, async (req) => sign(keys, req.params.name, decodeBase64(req.body.input, 'input')));
 
   app.post<{ Params: NameParams; Body: Static<typeof VerifyBody> }>('/v1/keys/:name/verify', {
     schema: { tags: ['keys'], summary: 'Verify a signature or MAC', params: NameParams, body: VerifyBody, response: withErrors({ 200: Closed({ valid: Type.Boolean(), version: Type.Integer() }) }) },
-    config: { operation: 'keys.verify', authorize: (req) => [[keyPath((req.params as NameParams).name), 'verify']] },
+    config: { operation: 'keys.verify', readOnly: true, authorize: (req) => [[keyPath((req.params as NameParams).name), 'verify']] },
   }, async (req) => verify(keys, req.params.name, decodeBase64(req.body.input, 'input'), req.body.signature));
 }

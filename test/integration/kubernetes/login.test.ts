@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SignJWT } from 'jose';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { request } from '../api/api-helpers.js';
 import { CLI, assertLoginAudit, auditRecords as auditRecordsOf, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
 const exec = promisify(execFile);
@@ -242,6 +244,38 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.match(again.body.error.message, /pod no longer exists/);
   });
 
+  it('successful logins never use the per-address budget; failed ones do, then 429 ERR_RATE_LIMITED (default 100 per 10 s)', async () => {
+    // Its own loopback address, so the other cases' refusals do not share its budget.
+    const agent = new http.Agent({ keepAlive: true, localAddress: '127.0.0.77' });
+    try {
+      const send = (role: string, jwt: string) => request(dev.address, { method: 'POST', path: '/v1/auth/kubernetes/login', json: { role, jwt }, agent });
+      const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+      for (let i = 0; i < 120; i++) {
+        const r = await send('app', jwt);
+        assert.equal(r.status, 200, `successful login ${i}: ${r.status} ${r.text}`);
+      }
+      let failed = 0;
+      let limited: Awaited<ReturnType<typeof send>> | undefined;
+      for (let i = 0; i < 150 && !limited; i++) {
+        const r = await send('nope', jwt);
+        if (r.status === 429) limited = r;
+        else {
+          assert.equal(r.status, 403, r.text); // unknown role
+          failed++;
+        }
+      }
+      assert.ok(limited, 'failed logins were never limited');
+      assert.equal(limited.body.error.code, 'ERR_RATE_LIMITED');
+      assert.equal(failed, 100, 'failed logins answered before the limit');
+      // The budget is the address's: a good JWT from it now waits for the window too.
+      assert.equal((await send('app', jwt)).status, 429);
+      const summary = auditRecords().find((e) => e.operation === 'rate-limit' && e.fields?.address === '127.0.0.77');
+      assert.equal(summary?.fields?.event, 'started');
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('refuses a negative matrix, each with a clear reason, each audited', async () => {
     const web = pods['app/web'] as V1Pod;
     const appUid = await saUid('app', 'app');
@@ -361,7 +395,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
       console.log(`# agent sidecar RSS ${rssMb.toFixed(1)} MB`);
       // The refreshes reused the keyhold token (TTL 600 s): one login, several reads.
       const added = auditRecords().slice(auditBefore);
-      assert.equal(added.filter((e) => e.operation === 'auth.kubernetes.login').length, 1, 'one login for all the refreshes');
+      assert.equal(added.filter((e) => e.operation === 'auth.kubernetes.login' && e.type === 'response').length, 1, 'one login for all the refreshes');
       assert.ok(added.filter((e) => e.operation === 'secrets.read').length >= 2, 'refreshes read the secret');
       // A refused token (here: revoked with its pod) makes the agent log in again at once, which now
       // says why it is refused; the last good file stays.

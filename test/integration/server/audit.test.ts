@@ -1,6 +1,7 @@
 /**
- * The audit log of a real `keyhold dev`: every audited request leaves a request and a response
- * entry, no secret value is in clear, `keyhold audit verify` accepts the untouched file, and any
+ * The audit log of a real `keyhold dev`: every audited request leaves a response entry with its
+ * outcome, and every state-changing request that reached its handler a write-ahead request entry
+ * before it; no secret value is in clear, `keyhold audit verify` accepts the untouched file, and any
  * single changed byte, deleted line or swapped pair is reported at exactly the right seq.
  */
 import assert from 'node:assert/strict';
@@ -19,7 +20,14 @@ interface Sent {
   status: number;
   requestId: string;
   audited: boolean;
+  /** A state-changing request that reached its handler: it has a write-ahead request entry. */
+  writeAhead: boolean;
 }
+
+/** POST routes that change nothing (config readOnly): one outcome entry only. */
+const READ_ONLY_POST = /\/v1\/keys\/[^/]+\/(encrypt|decrypt|rewrap|datakey|sign|verify)$/;
+/** Requests of this test refused before their handler (authentication, validation, authorisation). */
+const REFUSED_BEFORE_HANDLER = new Set(['denied key create', 'unknown body field']);
 
 interface Entry {
   seq: number;
@@ -95,7 +103,8 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
       const text = await res.text();
       const requestId = res.headers.get('x-request-id') ?? '';
       assert.ok(requestId, `${what}: no x-request-id`);
-      sent.push({ what, status: res.status, requestId, audited });
+      const writeAhead = audited && method !== 'GET' && !READ_ONLY_POST.test(p) && !REFUSED_BEFORE_HANDLER.has(what);
+      sent.push({ what, status: res.status, requestId, audited, writeAhead });
       return { status: res.status, body: text ? JSON.parse(text) : undefined };
     };
     const ok = async (what: string, method: string, p: string, token: string | undefined, body?: unknown) => {
@@ -162,31 +171,44 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
     console.log(`# audit verify: ${r.result.entries} entries for ${sent.length} requests`);
   });
 
-  it('has exactly one entry, with its outcome, for every audited request', () => {
+  it('has one outcome entry for every audited request, and a write-ahead request entry before it for every state-changing one that ran', () => {
     entries.forEach((e, i) => assert.equal(e.seq, i + 1));
     const byId = new Map<string, Entry[]>();
     for (const e of entries) byId.set(e.requestId, [...(byId.get(e.requestId) ?? []), e]);
+    let writeAheads = 0;
     for (const s of sent) {
       const mine = byId.get(s.requestId) ?? [];
       if (!s.audited) {
         assert.equal(mine.length, 0, `${s.what} (public) was audited`);
         continue;
       }
-      assert.equal(mine.length, 1, `${s.what} (${s.status}): ${mine.length} entries`);
-      const entry = mine[0] as Entry;
-      assert.equal(entry.type, 'request');
+      const responses = mine.filter((e) => e.type === 'response');
+      const requests = mine.filter((e) => e.type === 'request');
+      assert.equal(responses.length, 1, `${s.what} (${s.status}): ${responses.length} response entries`);
+      assert.equal(requests.length, s.writeAhead ? 1 : 0, `${s.what} (${s.status}): ${requests.length} request entries`);
+      const entry = responses[0] as Entry;
       assert.equal(entry.outcome?.status, s.status, `${s.what}: outcome.status`);
       if (s.status >= 400) assert.ok(entry.outcome?.code, `${s.what}: no outcome.code`);
       assert.ok(entry.operation, `${s.what}: no operation`);
+      const ahead = requests[0];
+      if (ahead) {
+        writeAheads++;
+        assert.ok(ahead.seq < entry.seq, `${s.what}: request entry after its response`);
+        assert.equal(ahead.outcome, undefined, `${s.what}: a request entry has no outcome`);
+        assert.equal(ahead.operation, entry.operation);
+        assert.equal(ahead.path, entry.path);
+        assert.deepEqual(ahead.actor, entry.actor);
+      }
     }
+    assert.ok(writeAheads >= 10, `only ${writeAheads} write-ahead entries`);
     // And nothing else is in the log.
     const sentIds = new Set(sent.map((s) => s.requestId));
     for (const e of entries) assert.ok(sentIds.has(e.requestId), `entry ${e.seq} belongs to no request of this test`);
-    for (const e of entries) assert.equal(typeof e.outcome?.status, 'number');
+    for (const e of entries.filter((x) => x.type === 'response')) assert.equal(typeof e.outcome?.status, 'number');
     const denied = sent.filter((s) => s.status === 403);
     assert.equal(denied.length, 2);
     for (const d of denied) {
-      const entry = entries.find((e) => e.requestId === d.requestId);
+      const entry = entries.find((e) => e.requestId === d.requestId && e.type === 'response');
       assert.equal(entry?.outcome?.code, 'ERR_PERMISSION_DENIED');
       assert.deepEqual(entry?.actor?.policies, ['reader']);
     }
@@ -202,6 +224,8 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
       for (const [name, value] of Object.entries(e.fields ?? {})) {
         if (name === 'version') assert.match(value, /^\d+$/);
         else if (name === 'issued_accessor') assert.match(value, /^kha\.[A-Za-z0-9_-]{32}$/); // an accessor is not a secret (issue 9)
+        // Requests without a valid token: sha256 of the whole request target (their path is capped).
+        else if (name === 'path_sha256') assert.match(value, /^[0-9a-f]{64}$/);
         else {
           assert.match(value, hmac, `entry ${e.seq} field ${name}`);
           bodies++;

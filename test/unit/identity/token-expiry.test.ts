@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_MAX_TTL_SECONDS, tokenExpiresAt } from '../../../src/identity/token-expiry.js';
-import { TOKENS_MAX_TTL_OVERRIDE, validateConfig, type RawConfig } from '../../../src/core/config.js';
+import { applyEnvOverrides, validateConfig, type RawConfig } from '../../../src/core/config.js';
 
 const NOW = 1_800_000_000_000;
 const MAX = 3600;
@@ -31,13 +31,11 @@ describe('tokens.maxTtlSeconds in the server config', () => {
     assert.throws(() => validateConfig({ ...base, tokens: { maxTtl: 3600 } }, 't'), /ERR_CONFIG|invalid configuration/);
   });
   it('KEYHOLD_TOKENS_MAX_TTL_SECONDS overrides it; a value that is not a number is refused, not NaN', () => {
-    const [name, apply] = TOKENS_MAX_TTL_OVERRIDE;
-    assert.equal(name, 'KEYHOLD_TOKENS_MAX_TTL_SECONDS');
     const raw: RawConfig = { ...structuredClone(base), tokens: { maxTtlSeconds: 100 } };
-    apply(raw, '7200');
+    applyEnvOverrides(raw, { KEYHOLD_TOKENS_MAX_TTL_SECONDS: '7200' });
     assert.equal(validateConfig(raw, 't').tokens?.maxTtlSeconds, 7200);
     const bad: RawConfig = structuredClone(base);
-    apply(bad, '2h');
+    applyEnvOverrides(bad, { KEYHOLD_TOKENS_MAX_TTL_SECONDS: '2h' });
     assert.throws(() => validateConfig(bad, 't'), /maxTtlSeconds/);
   });
 });
