@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder } from './audit-hooks.js';
+import { auditRoutes } from './routes/audit.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { frameworkErrors, installErrorHandling } from './errors.js';
@@ -103,6 +104,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
 
   sysRoutes(app, runtime);
+  auditRoutes(app, runtime);
   keyRoutes(app, runtime);
   secretRoutes(app, runtime);
   kubernetesAuthRoutes(app, runtime);

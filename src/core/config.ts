@@ -19,7 +19,15 @@ export const ServerConfigSchema = Type.Object({
   listen: Type.String({ default: '127.0.0.1:8200' }),
   storage: Type.Object({ sqlite: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }) }, { additionalProperties: false }),
   hsm: HsmSection,
-  audit: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  audit: Type.Object({
+    path: Type.String({ minLength: 1 }),
+    /** Rotate the active file once it is larger than this (default: never). */
+    maxFileBytes: Type.Optional(Type.Integer({ minimum: 4096 })),
+    /** HSM-signed checkpoint after this many entries (default 1000)... */
+    checkpointEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    /** ...and this often while there are new entries (default 10). */
+    checkpointIntervalSeconds: Type.Optional(Type.Number({ minimum: 0.05, maximum: 86_400 })),
+  }, { additionalProperties: false }),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   api: Type.Optional(Type.Object({ bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })) }, { additionalProperties: false })),
 }, { additionalProperties: false });
@@ -28,12 +36,12 @@ export type ServerConfig = Static<typeof ServerConfigSchema>;
 
 /** Environment overrides: KEYHOLD_<NAME> → config field. The PIN itself is never here: hsm.pinEnv names the variable that holds it. */
 /** A config document before validation. */
-type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown> };
+type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown>; audit?: Record<string, unknown> };
 
 const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_LISTEN', (c, v) => { c.listen = v; }],
   ['KEYHOLD_STORAGE_PATH', (c, v) => { c.storage = { sqlite: { path: v } }; }],
-  ['KEYHOLD_AUDIT_PATH', (c, v) => { c.audit = { path: v }; }],
+  ['KEYHOLD_AUDIT_PATH', (c, v) => { (c.audit ??= {}).path = v; }],
   ['KEYHOLD_HSM_MODULE', (c, v) => { (c.hsm ??= {}).module = v; }],
   ['KEYHOLD_HSM_TOKEN_LABEL', (c, v) => { (c.hsm ??= {}).tokenLabel = v; }],
   ['KEYHOLD_HSM_SLOT', (c, v) => { (c.hsm ??= {}).slot = v; }],

@@ -22,17 +22,3 @@ export async function tokenCreate(o: { policy: string[]; ttl?: string }): Promis
   const ttl = o.ttl === undefined ? undefined : /^\d+$/.test(o.ttl) ? Number(o.ttl) : o.ttl;
   printJson(await KeyholdClient.fromEnv().createToken(o.policy, ttl));
 }
-
-/** Offline: reads the audit file itself, so it works with the server stopped (or compromised). */
-export async function auditVerify(o: { file?: string; config?: string }): Promise<void> {
-  let path = o.file;
-  if (!path && o.config) {
-    const { loadConfigFile } = await import('../../core/config.js');
-    path = loadConfigFile(o.config).audit.path;
-  }
-  if (!path) throw Object.assign(new Error('give --file AUDIT_LOG or --config FILE'), { code: 'ERR_BAD_REQUEST' });
-  const { verifyAuditFile } = await import('../../audit/verify.js');
-  const result = await verifyAuditFile(path);
-  printJson(result);
-  if (!result.ok) process.exitCode = 3;
-}
