@@ -229,7 +229,7 @@ export class FileAuditLog {
     if (!scan.result.ok) {
       const { line, badSeq, reason, file, truncated } = scan.result;
       const where = file === undefined ? `audit log ${path}` : `audit file ${file}`;
-      throw new KeyholdError('ERR_AUDIT_CHAIN_BROKEN', `${where} is damaged at line ${line} (seq ${badSeq}): ${reason}`, {
+      throw new KeyholdError('ERR_AUDIT_CHAIN_BROKEN', `${where} ${truncated ? 'is truncated' : 'is damaged'} at line ${line} (seq ${badSeq}): ${reason}`, {
         details: { line, badSeq, reason, ...(file ? { file } : {}), ...(truncated ? { truncated } : {}) },
       });
     }
