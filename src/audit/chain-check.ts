@@ -133,7 +133,7 @@ export class ChainVerifier {
     if (problem !== undefined) return problem;
     const data = entry.data as unknown as CheckpointData;
     if (this.chainId !== undefined && data.chain !== this.chainId) return `checkpoint names chain ${data.chain}, but this log is chain ${this.chainId}`;
-    if (data.headSeq >= entry.seq) return `checkpoint signs seq ${data.headSeq}, which is not before it`;
+    if (data.headSeq >= entry.seq) return `checkpoint signs seq ${data.headSeq}, which is not before it: entries were removed or rewritten`;
     if (this.#publicKey !== undefined) {
       if (data.key !== this.#fingerprint) return `checkpoint was signed by another key (fingerprint ${data.key}, expected ${this.#fingerprint})`;
       if (!checkpointSignatureValid(data, this.#publicKey)) return 'checkpoint signature is invalid';

@@ -25,8 +25,8 @@ export interface DevServer {
  * Runs `keyhold dev` as a real child process on a free loopback port and waits until it serves.
  * Rejects with the process output if it exits first.
  */
-export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}): Promise<DevServer> {
-  const child = spawn(process.execPath, [CLI, 'dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
+export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Promise<DevServer> {
+  const child = spawn(process.execPath, [CLI, 'dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extraArgs], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -53,6 +53,32 @@ export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {})
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Starts `keyhold server --config FILE`, waits for "serving on", returns its address and a stop(). */
+export async function startServer(configFile: string, env: NodeJS.ProcessEnv, extraArgs: string[] = []): Promise<{ address: string; output: () => string; stop(): Promise<number | null> }> {
+  const child = spawn(process.execPath, [CLI, 'server', '--config', configFile, ...extraArgs], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const address = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`keyhold server did not start in 30 s:\n${output}`)); }, 30_000);
+    child.stderr.on('data', () => {
+      const match = /serving on (http:\/\/[\d.]+:\d+)/.exec(output);
+      if (match) { clearTimeout(timer); res(match[1] as string); }
+    });
+    void exited.then((code) => { clearTimeout(timer); rej(new Error(`keyhold server exited with ${code}:\n${output}`)); });
+  });
+  return {
+    address,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
       return exited;
     },
   };

@@ -85,8 +85,10 @@ describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 175
       assert.deepEqual(problems.slice(0, 20), [], `${label}: ${problems.length} acknowledged writes lost or changed`);
     };
 
+    // Checkpoints are checked with the server's public key (fetched once, below).
+    const publicKeyFile = path.join(dataDir, 'audit-public.pem');
     const verifyAudit = async (label: string) => {
-      const r = await runCliTimed(['audit', 'verify', '--file', path.join(dataDir, 'audit.log')], {}, 30_000);
+      const r = await runCliTimed(['audit', 'verify', '--file', path.join(dataDir, 'audit.log'), '--public-key', publicKeyFile], {}, 30_000);
       assert.equal(r.code, 0, `${label}: audit verify failed: ${r.stdout}${r.stderr}`);
       return (JSON.parse(r.stdout) as { entries: number }).entries;
     };
@@ -96,6 +98,11 @@ describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 175
       current = server;
       progress(`round ${round}: started after ${Date.now() - started} ms, ${writes.length} writes to verify`);
       rootToken = server.rootToken;
+      if (round === 1) {
+        const pk = await runCliTimed(['audit', 'public-key'], { KEYHOLD_ADDR: server.address }, 30_000);
+        assert.equal(pk.code, 0, pk.stderr);
+        fs.writeFileSync(publicKeyFile, pk.stdout);
+      }
       // Everything acknowledged in earlier rounds is there, then the audit log verifies (server idle:
       // every audited request has had its response, so no append is in flight).
       await verifyAll(server, `after restart ${round}`);

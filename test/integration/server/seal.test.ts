@@ -5,13 +5,12 @@
  * may come from an environment variable; a bad config is ERR_CONFIG.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { CLI, call, startDev, tempDir } from '../../helpers/server.js';
+import { call, startDev, startServer, tempDir } from '../../helpers/server.js';
 import { allObjects, DEV_TOKEN_LABEL, openDevToken, readPinFile, runCliTimed, sha256File, softHsmModule, type CliResult } from './support.js';
 
 const CANARY = `CANARY-SECRET-${randomBytes(12).toString('hex')}`;
@@ -36,32 +35,6 @@ function devConfig(dir: string, hsm: Record<string, unknown> = {}): Config {
 /** The data a failed start must leave alone (the server is stopped cleanly before this is taken). */
 function dataHashes(dir: string): Record<string, string | null> {
   return Object.fromEntries(['keyhold.db', 'keyhold.db-wal', 'keyhold.db-shm', 'audit.log'].map((f) => [f, sha256File(path.join(dir, f))]));
-}
-
-/** Starts `keyhold server --config FILE`, waits for "serving on", returns its address and a stop(). */
-async function startServer(configFile: string, env: NodeJS.ProcessEnv): Promise<{ address: string; output: () => string; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, 'server', '--config', configFile], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  const address = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`keyhold server did not start in 30 s:\n${output}`)); }, 30_000);
-    child.stderr.on('data', () => {
-      const match = /serving on (http:\/\/[\d.]+:\d+)/.exec(output);
-      if (match) { clearTimeout(timer); res(match[1] as string); }
-    });
-    void exited.then((code) => { clearTimeout(timer); rej(new Error(`keyhold server exited with ${code}:\n${output}`)); });
-  });
-  return {
-    address,
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
 }
 
 /** A refused start: non-zero exit within 10 s, `keyhold: CODE: message` on stderr, no stack trace, no PIN. */
