@@ -225,7 +225,7 @@ export class FileAuditLog {
     const key = resolve(path);
     if (openPaths.has(key)) throw unavailable(`audit log ${path} is already open in this process`);
     const set = auditFileSet(key);
-    const scan = await scanAuditFiles(set, options.check, true);
+    const scan = await scanAuditFiles(set, options.check, key);
     if (!scan.result.ok) {
       const { line, badSeq, reason, file, truncated } = scan.result;
       const where = file === undefined ? `audit log ${path}` : `audit file ${file}`;

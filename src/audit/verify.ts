@@ -89,10 +89,11 @@ export interface SetScan {
 }
 
 /**
- * Verifies files in order as one chain. A torn final line is a failure unless `allowTornTail`
- * (the server repairs the active file's tail); a complete entry missing its newline is accepted.
+ * Verifies files in order as one chain. A torn final line is a failure unless it is in the last
+ * file and that is `tornTailAllowedIn` (the server repairs the active file's tail); a complete
+ * entry missing only its newline is accepted.
  */
-export async function scanAuditFiles(files: AuditFileRef[], options: ChainCheckOptions = {}, allowTornTail = false): Promise<SetScan> {
+export async function scanAuditFiles(files: AuditFileRef[], options: ChainCheckOptions = {}, tornTailAllowedIn?: string): Promise<SetScan> {
   const verifier = new ChainVerifier(options);
   let last: (AuditScan & { path: string }) | undefined;
   const fail = (file: string | undefined, line: number, reason: string, truncated = false): SetScan => ({
@@ -119,7 +120,7 @@ export async function scanAuditFiles(files: AuditFileRef[], options: ChainCheckO
     }
     if (last.failure) return fail(ref.path, last.failure.line, last.failure.reason);
     const isLast = i === files.length - 1;
-    if (last.torn && !last.torn.complete && !(allowTornTail && isLast)) return fail(ref.path, last.lines + 1, 'incomplete final line (no trailing newline)');
+    if (last.torn && !last.torn.complete && !(isLast && ref.path === tornTailAllowedIn)) return fail(ref.path, last.lines + 1, 'incomplete final line (no trailing newline)');
   }
   const end = verifier.finish();
   if (end) return fail(files.at(-1)?.path, (last?.lines ?? 0) + 1, end.reason, end.truncated);
