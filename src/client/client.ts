@@ -136,7 +136,10 @@ export interface HealthResponse {
   sealed: boolean;
   version: string;
   hsm: { ok: boolean; token: string; latency_ms: number; error?: string };
-  audit: { ok: boolean };
+  audit: {
+    ok: boolean; reason?: string; terminal?: boolean; failed_at?: string; rotated_files: number; chain?: string;
+    last_checkpoint?: { seq: number; head_seq: number; time: string };
+  };
 }
 
 export type { KeyDescription };
