@@ -51,6 +51,8 @@ export interface FileAuditLogOptions {
   /** Rotate the active file once it is larger than this. */
   maxFileBytes?: number;
   warn?: (message: string) => void;
+  /** Where failures are reported (default: warn). */
+  error?: (message: string) => void;
   /** Period of the file-identity check and of the recovery probe (default 1000 ms). */
   probeIntervalMs?: number;
 }
@@ -170,6 +172,7 @@ export class FileAuditLog {
   #io: AuditIo;
   readonly #options: FileAuditLogOptions;
   readonly #warn: (message: string) => void;
+  readonly #error: (message: string) => void;
   #identity: { dev: number; ino: number };
   #assigned: AuditHead; // last entry handed a seq (maybe not yet durable)
   #durable: AuditHead; // last entry known to be on disk
@@ -205,6 +208,7 @@ export class FileAuditLog {
     this.#durable = head;
     this.#options = init.options;
     this.#warn = init.options.warn ?? (() => undefined);
+    this.#error = init.options.error ?? this.#warn;
     this.#identity = init.identity;
     this.#fileBytes = init.bytes;
     this.#durableBytes = init.bytes;
@@ -475,7 +479,7 @@ export class FileAuditLog {
       if (moved) {
         failure.terminal = true;
         failure.reason = moved.reason;
-        this.#warn(`audit log cannot recover: ${moved.message}`);
+        this.#error(`audit log cannot recover: ${moved.message}`);
         return;
       }
       this.#fileBytes = this.#durableBytes + data.length;
@@ -626,7 +630,7 @@ export class FileAuditLog {
   #fail(err: unknown, batch: Pending[], reason = errnoOf(err), terminal = false): void {
     if (this.#failure === undefined) {
       this.#failure = { error: unavailable(`audit log write failed: ${(err as Error).message}`, err), reason, at: new Date().toISOString(), terminal };
-      this.#warn(`audit log failed (${reason}): ${(err as Error).message}; audited requests are refused${terminal ? ' until restart' : ' until it recovers'}`);
+      this.#error(`audit log failed (${reason}): ${(err as Error).message}; audited requests are refused${terminal ? ' until restart' : ' until it recovers'}`);
     }
     for (const p of batch) p.reject(this.#failure.error);
   }

@@ -52,7 +52,7 @@ async function moveAside(paths: string[]): Promise<string[]> {
   return moved;
 }
 
-export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: { newChain?: boolean; warn: (message: string) => void }): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
+export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: { newChain?: boolean; warn: (message: string) => void; error?: (message: string) => void }): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
   const { warn } = options;
   let signerCreated = false;
   const signer = await openAuditSigner(barrier, hsm, (m) => { signerCreated = true; warn(m); });
@@ -71,7 +71,7 @@ export async function openAuditChain(settings: AuditSettings, barrier: Barrier, 
       recorded = true;
     },
   };
-  const common = { checkpoints, warn, ...(settings.maxFileBytes !== undefined ? { maxFileBytes: settings.maxFileBytes } : {}) };
+  const common = { checkpoints, warn, ...(options.error ? { error: options.error } : {}), ...(settings.maxFileBytes !== undefined ? { maxFileBytes: settings.maxFileBytes } : {}) };
 
   if (chain && !options.newChain) {
     if (!anchor) throw broken(`the barrier records audit chain ${chain.id} but not its latest checkpoint`);

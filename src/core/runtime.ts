@@ -91,7 +91,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }
     const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
-    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, warn });
+    const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
+    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, warn, error });
     auditLog = audit;
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);
