@@ -123,6 +123,19 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
     assert.ok(lines.filter((l) => l.type === 'checkpoint').length >= 4, 'init, two clean stops and the first start each leave a checkpoint');
   });
 
+  it('a --checkpoint file is only evidence if the HSM key signed it', async () => {
+    const forged = JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { head_seq: number; head_hash: string };
+    forged.head_seq += 1000;
+    const file = path.join(work, 'forged-checkpoint.json');
+    fs.writeFileSync(file, JSON.stringify(forged));
+    const r = await runCliTimed(['audit', 'verify', '--file', auditFile, '--public-key', publicKey, '--checkpoint', file], {}, 30_000);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /ERR_SIGNATURE_INVALID: --checkpoint has an invalid signature/);
+    const noKey = await runCliTimed(['audit', 'verify', '--file', auditFile], {}, 30_000);
+    assert.equal(noKey.code, 1);
+    assert.match(noKey.stderr, /--public-key/);
+  });
+
   const middleCheckpoint = (lines: Line[]): number => lines.findIndex((l, i) => l.type === 'checkpoint' && i > 3 && i < lines.length - 3);
 
   const attacks: Array<{ name: string; make: () => Buffer | string; verify: RegExp; start: RegExp; noCheckpoint?: boolean }> = [
