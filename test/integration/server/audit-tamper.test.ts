@@ -124,8 +124,8 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
   });
 
   it('a --checkpoint file is only evidence if the HSM key signed it', async () => {
-    const forged = JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { head_seq: number; head_hash: string };
-    forged.head_seq += 1000;
+    const forged = JSON.parse(fs.readFileSync(checkpoint, 'utf8')) as { head_hash: string };
+    forged.head_hash = `${forged.head_hash.startsWith('0') ? '1' : '0'}${forged.head_hash.slice(1)}`;
     const file = path.join(work, 'forged-checkpoint.json');
     fs.writeFileSync(file, JSON.stringify(forged));
     const r = await runCliTimed(['audit', 'verify', '--file', auditFile, '--public-key', publicKey, '--checkpoint', file], {}, 30_000);
