@@ -5,6 +5,7 @@ import { apiTimeouts } from '../core/config.js';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder, requestRecorder } from './audit-hooks.js';
+import { auditRoutes } from './routes/audit.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
@@ -139,6 +140,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
 
   sysRoutes(app, runtime);
   tokenRoutes(app, runtime);
+  auditRoutes(app, runtime);
   keyRoutes(app, runtime);
   secretRoutes(app, runtime);
   kubernetesAuthRoutes(app, runtime);

@@ -35,6 +35,33 @@ export interface AuditEntry {
   fields?: Record<string, string>;
 }
 
+/**
+ * Entries the log writes about itself (not about a request). Rare, so they are serialised with the
+ * generic canonicalJson; request entries keep the hand-written fast path below.
+ * - chain-start: first entry of every chain (data.chain is its random id; data.reason, and the
+ *   previous chain's id and checkpointed head when an operator started a new one).
+ * - checkpoint: an HSM signature over (chain, head seq, head hash, time); see checkpoint.ts.
+ * - repair: bytes of a torn final line dropped at start (data.droppedBytes).
+ * - recovered: the log was failed (data.reason) and became writable again without a restart.
+ */
+export const SYSTEM_ENTRY_TYPES = ['chain-start', 'checkpoint', 'repair', 'recovered'] as const;
+export type SystemEntryType = typeof SYSTEM_ENTRY_TYPES[number];
+
+export interface SystemEntry {
+  seq: number;
+  time: string;
+  prev: string;
+  type: SystemEntryType;
+  data: Record<string, string | number>;
+}
+
+export type AnyAuditEntry = AuditEntry | SystemEntry;
+export type SealedAnyAuditEntry = AnyAuditEntry & { hash: string };
+
+export function isSystemType(type: unknown): type is SystemEntryType {
+  return (SYSTEM_ENTRY_TYPES as readonly unknown[]).includes(type);
+}
+
 /** What callers hand to the log; the log assigns seq, time and prev. */
 export type AuditRecord = Omit<AuditEntry, 'seq' | 'prev' | 'time'>;
 
@@ -99,8 +126,8 @@ export function serializeEntry(entry: AuditEntry, hash?: string): string {
 }
 
 /** sha256 of the canonical JSON of the entry without its `hash` field. */
-export function entryHash(entry: AuditEntry | SealedAuditEntry): string {
-  const { hash: _ignored, ...content } = entry as SealedAuditEntry;
+export function entryHash(entry: AnyAuditEntry | SealedAnyAuditEntry): string {
+  const { hash: _ignored, ...content } = entry as SealedAnyAuditEntry;
   return sha256Hex(canonicalJson(content));
 }
 
@@ -129,14 +156,20 @@ export function recordProblem(record: AuditRecord): string | undefined {
   return undefined;
 }
 
+/** The hash and line of a system entry (generic canonical form: these are rare). */
+export function sealSystemLine(entry: SystemEntry): { hash: string; line: string } {
+  const hash = sha256Hex(canonicalJson(entry));
+  return { hash, line: canonicalJson({ ...entry, hash }) };
+}
+
 export function sealEntry(entry: AuditEntry): { sealed: SealedAuditEntry; line: string } {
   const [head, tail] = entryHalves(entry);
   const hash = sha256Hex(`{${head}${tail}}`);
   return { sealed: { ...entry, hash }, line: `{${head}"hash":"${hash}",${tail}}` };
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+export const HEX64 = /^[0-9a-f]{64}$/;
+export const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const ENTRY_KEYS = ['seq', 'time', 'prev', 'type', 'requestId', 'actor', 'operation', 'path', 'outcome', 'fields', 'hash'];
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -155,6 +188,7 @@ function unknownKey(obj: Record<string, unknown>, allowed: readonly string[]): s
  */
 export function entryShapeProblem(value: unknown, sealed: boolean): string | undefined {
   if (!isObject(value)) return 'entry is not an object';
+  if (isSystemType(value['type'])) return systemShapeProblem(value, sealed);
   const extra = unknownKey(value, sealed ? ENTRY_KEYS : ENTRY_KEYS.slice(0, -1));
   if (extra !== undefined) return `unknown field ${JSON.stringify(extra)}`;
   const { seq, time, prev, type, requestId, actor, operation, path, outcome, fields, hash } = value;
@@ -162,7 +196,7 @@ export function entryShapeProblem(value: unknown, sealed: boolean): string | und
   if (typeof time !== 'string' || !ISO_TIME.test(time)) return 'time is not an ISO timestamp';
   if (typeof prev !== 'string' || !HEX64.test(prev)) return 'prev is not a sha256 hex digest';
   if (sealed && (typeof hash !== 'string' || !HEX64.test(hash))) return 'hash is not a sha256 hex digest';
-  if (type !== 'request' && type !== 'response') return 'type is not "request" or "response"';
+  if (type !== 'request' && type !== 'response') return `type is not one of request, response, ${SYSTEM_ENTRY_TYPES.join(', ')}`;
   if (typeof requestId !== 'string' || requestId === '') return 'requestId is not a non-empty string';
   if (typeof operation !== 'string') return 'operation is not a string';
   if (typeof path !== 'string') return 'path is not a string';
@@ -180,6 +214,24 @@ export function entryShapeProblem(value: unknown, sealed: boolean): string | und
   }
   if (fields !== undefined) {
     if (!isObject(fields) || !Object.values(fields).every((v) => typeof v === 'string')) return 'fields is not a map of strings';
+  }
+  return undefined;
+}
+
+const SYSTEM_KEYS = ['seq', 'time', 'prev', 'type', 'data', 'hash'];
+
+/** Shape of a system entry; what each type's data must hold is checked by the chain verifier. */
+function systemShapeProblem(value: Record<string, unknown>, sealed: boolean): string | undefined {
+  const extra = unknownKey(value, sealed ? SYSTEM_KEYS : SYSTEM_KEYS.slice(0, -1));
+  if (extra !== undefined) return `unknown field ${JSON.stringify(extra)}`;
+  const { seq, time, prev, data, hash } = value;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return 'seq is not a positive integer';
+  if (typeof time !== 'string' || !ISO_TIME.test(time)) return 'time is not an ISO timestamp';
+  if (typeof prev !== 'string' || !HEX64.test(prev)) return 'prev is not a sha256 hex digest';
+  if (sealed && (typeof hash !== 'string' || !HEX64.test(hash))) return 'hash is not a sha256 hex digest';
+  if (!isObject(data)) return 'data is not an object';
+  for (const v of Object.values(data)) {
+    if (typeof v !== 'string' && !(typeof v === 'number' && Number.isSafeInteger(v))) return 'data is not a map of strings and integers';
   }
   return undefined;
 }

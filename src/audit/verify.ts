@@ -1,30 +1,37 @@
 /**
- * Offline verification of an audit file, and the scan FileAuditLog.open uses to resume the chain.
- * Reports the first line that is not a well-formed, canonical, self-consistent successor of the one
- * before it, so the exact entry that was altered, removed or reordered is named.
+ * Reading audit files for verification, and the scan FileAuditLog.open uses to resume the chain.
+ * Reports the first line that breaks the rules of chain-check.ts (named by file, line and seq),
+ * so the exact entry that was altered, removed or reordered is named.
  */
+import { existsSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { KeyholdError } from '../errors.js';
-import { canonicalJson } from './canonical.js';
-import { entryHash, entryShapeProblem, GENESIS_HASH, type AuditHead, type SealedAuditEntry } from './entry.js';
+import { ChainVerifier, type ChainCheckOptions } from './chain-check.js';
+import { type AuditHead } from './entry.js';
+import { rotatedFiles, type AuditFileRef } from './files.js';
 
 export type AuditVerifyResult =
-  | { ok: true; entries: number; lastHash: string }
-  /** badSeq is the seq expected at the failing line; line is 1-based; entries counts the good ones before it. */
-  | { ok: false; entries: number; badSeq: number; line: number; reason: string };
+  | {
+    ok: true; entries: number; lastHash: string;
+    /** With a public key: the checkpoints checked, the last one, and entries after its head (chained, unsigned). */
+    checkpoints?: number; lastCheckpoint?: { seq: number; headSeq: number; signedAt: string }; unsignedEntries?: number;
+    files?: string[];
+  }
+  /** badSeq is the seq expected at the failing line; line is 1-based within `file`; entries counts the good ones before it. */
+  | { ok: false; entries: number; badSeq: number; line: number; reason: string; file?: string; truncated?: boolean };
 
 export interface AuditScan {
-  result: AuditVerifyResult;
-  /** The last good entry (seq 0 and GENESIS_HASH when there is none). */
-  head: AuditHead;
-  /** Byte length of the valid prefix (through the newline of the last good entry). */
+  /** Byte length of the valid prefix (through the last good line, newline included if present). */
   validBytes: number;
-  /** The failure is an incomplete final line without newline: a write torn by a crash. */
-  tornTail: boolean;
+  /** Lines checked in this file. */
+  lines: number;
+  /** A final line without newline: `complete` if it is nevertheless a valid, chain-correct entry. */
+  torn?: { bytes: number; complete: boolean };
+  /** Why the file is bad (not set for a torn tail alone). */
+  failure?: { line: number; reason: string };
 }
 
 const CHUNK = 64 * 1024;
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface RawLine {
   bytes: Buffer;
@@ -45,77 +52,98 @@ async function* readLines(handle: FileHandle): AsyncGenerator<RawLine> {
       yield { bytes: data.subarray(from, nl), complete: true };
       from = nl + 1;
     }
-    carry = data.subarray(from);
+    carry = Buffer.from(data.subarray(from));
   }
   if (carry.length > 0) yield { bytes: carry, complete: false };
 }
 
-/** Returns the parsed entry, or why this line cannot follow an entry with `prevHash` at `expectedSeq - 1`. */
-function checkLine(bytes: Buffer, expectedSeq: number, prevHash: string): SealedAuditEntry | string {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    return 'not valid UTF-8';
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return 'not valid JSON';
-  }
-  const problem = entryShapeProblem(parsed, true);
-  if (problem !== undefined) return problem;
-  const entry = parsed as SealedAuditEntry;
-  // Byte equality with the canonical form rules out edits that parse to the same value.
-  if (canonicalJson(entry) !== text) return 'not in canonical form';
-  if (entryHash(entry) !== entry.hash) return 'hash does not match the entry content';
-  if (entry.seq !== expectedSeq) return `seq is ${entry.seq}, expected ${expectedSeq}`;
-  if (entry.prev !== prevHash) return 'prev does not match the hash of the previous entry';
-  return entry;
-}
-
-/** Scans an open audit file from the start. `expectedHead` (kept elsewhere) detects a truncated tail. */
-export async function scanAuditHandle(handle: FileHandle, expectedHead?: AuditHead): Promise<AuditScan> {
-  let entries = 0;
-  let lastHash = GENESIS_HASH;
+/** Feeds one open file to the verifier, stopping at the first bad line. */
+export async function scanAuditHandle(handle: FileHandle, verifier: ChainVerifier): Promise<AuditScan> {
   let validBytes = 0;
-  const fail = (reason: string, tornTail = false): AuditScan => ({
-    result: { ok: false, entries, badSeq: entries + 1, line: entries + 1, reason },
-    head: { seq: entries, hash: lastHash },
-    validBytes,
-    tornTail,
-  });
+  let lines = 0;
   for await (const { bytes, complete } of readLines(handle)) {
-    if (!complete) return fail('incomplete final line (no trailing newline)', true);
-    const checked = checkLine(bytes, entries + 1, lastHash);
-    if (typeof checked === 'string') return fail(checked);
-    if (expectedHead !== undefined && checked.seq === expectedHead.seq && checked.hash !== expectedHead.hash) {
-      return fail('hash differs from the expected head');
+    const problem = verifier.check(bytes);
+    if (!complete) {
+      // Without its newline the line was never acknowledged, unless it is a whole valid entry
+      // whose newline alone was lost: that one is kept.
+      if (problem === undefined) return { validBytes: validBytes + bytes.length, lines: lines + 1, torn: { bytes: bytes.length, complete: true } };
+      return { validBytes, lines, torn: { bytes: bytes.length, complete: false } };
     }
-    entries += 1;
-    lastHash = checked.hash;
+    if (problem !== undefined) return { validBytes, lines, failure: { line: lines + 1, reason: problem } };
+    lines += 1;
     validBytes += bytes.length + 1;
   }
-  if (expectedHead !== undefined && entries < expectedHead.seq) {
-    return fail(`log ends at seq ${entries} but the expected head is seq ${expectedHead.seq} (truncated)`);
-  }
-  return { result: { ok: true, entries, lastHash }, head: { seq: entries, hash: lastHash }, validBytes, tornTail: false };
+  return { validBytes, lines };
 }
 
-/** Verifies the whole hash chain of an audit file. Throws ERR_AUDIT_UNAVAILABLE if it cannot be read. */
+/** The rotated siblings of `activePath` and the active file itself (if it exists), in chain order. */
+export function auditFileSet(activePath: string): AuditFileRef[] {
+  return [...rotatedFiles(activePath), ...(existsSync(activePath) ? [{ path: activePath }] : [])];
+}
+
+export interface SetScan {
+  result: AuditVerifyResult;
+  verifier: ChainVerifier;
+  /** The scan of the last file read (the active one when it exists). */
+  last?: AuditScan & { path: string };
+}
+
+/**
+ * Verifies files in order as one chain. A torn final line is a failure unless it is in the last
+ * file and that is `tornTailAllowedIn` (the server repairs the active file's tail); a complete
+ * entry missing only its newline is accepted.
+ */
+export async function scanAuditFiles(files: AuditFileRef[], options: ChainCheckOptions = {}, tornTailAllowedIn?: string): Promise<SetScan> {
+  const verifier = new ChainVerifier(options);
+  let last: (AuditScan & { path: string }) | undefined;
+  const fail = (file: string | undefined, line: number, reason: string, truncated = false): SetScan => ({
+    result: { ok: false, entries: verifier.entries, badSeq: verifier.entries + 1, line, reason, ...(file ? { file } : {}), ...(truncated ? { truncated } : {}) },
+    verifier,
+    last,
+  });
+  for (const [i, ref] of files.entries()) {
+    if (ref.firstSeq !== undefined && ref.firstSeq !== verifier.entries + 1) {
+      return fail(ref.path, 1, `file starts at seq ${ref.firstSeq} but the chain so far ends at seq ${verifier.entries}: a file of the set is missing or was added`);
+    }
+    let handle: FileHandle;
+    try {
+      handle = await open(ref.path, 'r');
+    } catch (err) {
+      throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', `cannot open audit file ${ref.path}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      last = { ...(await scanAuditHandle(handle, verifier)), path: ref.path };
+    } catch (err) {
+      throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', `cannot read audit file ${ref.path}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await handle.close();
+    }
+    if (last.failure) return fail(ref.path, last.failure.line, last.failure.reason);
+    const isLast = i === files.length - 1;
+    if (last.torn && !last.torn.complete && !(isLast && ref.path === tornTailAllowedIn)) return fail(ref.path, last.lines + 1, 'incomplete final line (no trailing newline)');
+  }
+  const end = verifier.finish();
+  if (end) return fail(files.at(-1)?.path, (last?.lines ?? 0) + 1, end.reason, end.truncated);
+  const strict = options.publicKey !== undefined;
+  const cp = verifier.lastCheckpoint;
+  return {
+    result: {
+      ok: true, entries: verifier.entries, lastHash: verifier.lastHash,
+      ...(strict ? { checkpoints: verifier.checkpoints, unsignedEntries: verifier.unsignedEntries, ...(cp ? { lastCheckpoint: { seq: cp.entrySeq, headSeq: cp.headSeq, signedAt: cp.signedAt } } : {}) } : {}),
+      ...(files.length > 1 ? { files: files.map((f) => f.path) } : {}),
+    },
+    verifier,
+    last,
+  };
+}
+
+/** Verifies the active file and its rotated siblings. Throws ERR_AUDIT_UNAVAILABLE if they cannot be read. */
+export async function verifyAuditSet(activePath: string, options: ChainCheckOptions = {}): Promise<AuditVerifyResult> {
+  return (await scanAuditFiles(auditFileSet(activePath), options)).result;
+}
+
+/** Verifies the hash chain of one file (no signatures); `expectedHead` (kept elsewhere) detects a cut tail. */
 export async function verifyAuditFile(path: string, expectedHead?: AuditHead): Promise<AuditVerifyResult> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', `cannot open audit file: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    return (await scanAuditHandle(handle, expectedHead)).result;
-  } catch (err) {
-    throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', `cannot read audit file: ${(err as Error).message}`, { cause: err });
-  } finally {
-    await handle.close();
-  }
+  const anchor = expectedHead === undefined ? undefined : { headSeq: expectedHead.seq, headHash: expectedHead.hash };
+  return (await scanAuditFiles([{ path }], { anchor })).result;
 }

@@ -17,9 +17,11 @@ const program = new Command('keyhold')
   // `kms-plugin` and its subcommands share option names: each command parses its own.
   .enablePositionalOptions();
 
+const NEW_CHAIN_HELP = 'start a new audit chain even though the store remembers one (after a missing, cut or rewritten log); recorded in the new chain and the barrier';
 program.command('server').description('run the keyhold server')
   .requiredOption('--config <file>', 'YAML config (KEYHOLD_* environment variables override it)')
-  .action(run(async (o: { config: string }) => (await import('./commands/server.js')).runServer(o)));
+  .option('--new-audit-chain', NEW_CHAIN_HELP)
+  .action(run(async (o: { config: string; newAuditChain?: boolean }) => (await import('./commands/server.js')).runServer(o)));
 
 program.command('init').description('initialise an empty store: create the HSM seal keys and the root token')
   .requiredOption('--config <file>', 'YAML config')
@@ -29,7 +31,8 @@ program.command('init').description('initialise an empty store: create the HSM s
 program.command('dev').description('run keyhold with an embedded SoftHSM token and SQLite under a data dir')
   .option('--data-dir <dir>', 'data directory', '.keyhold')
   .option('--listen <host:port>', 'listen address', '127.0.0.1:8200')
-  .action(run(async (o: { dataDir: string; listen: string }) => (await import('./commands/server.js')).runDev(o)));
+  .option('--new-audit-chain', NEW_CHAIN_HELP)
+  .action(run(async (o: { dataDir: string; listen: string; newAuditChain?: boolean }) => (await import('./commands/server.js')).runDev(o)));
 
 program.command('status').description('show server health (KEYHOLD_ADDR)')
   .action(run(async () => (await import('./commands/admin.js')).status()));
@@ -87,9 +90,17 @@ token.command('revoke').description('revoke a token and its descendants by its a
   .action(run(async (o: { accessor: string }) => (await import('./commands/admin.js')).tokenRevoke(o)));
 
 const audit = program.command('audit').description('the tamper-evident audit log');
-audit.command('verify').description('verify the hash chain; reports the first altered, removed or reordered entry')
-  .option('--file <path>', 'audit log file').option('--config <file>', 'take the path from a server config')
-  .action(run(async (o: { file?: string; config?: string }) => (await import('./commands/admin.js')).auditVerify(o)));
+const auditCommands = async () => import('./commands/audit.js');
+audit.command('verify').description('verify the hash chain and every HSM-signed checkpoint; reports the first altered, removed or reordered entry, and a cut tail')
+  .option('--file <path>', 'active audit log file; its rotated siblings (<file>.<12-digit seq>) are read first')
+  .option('--config <file>', 'take the path from a server config')
+  .option('--public-key <pem-file>', 'the audit public key (keyhold audit public-key); required')
+  .option('--checkpoint <json-file>', 'the latest checkpoint (keyhold audit checkpoint): detects a log cut before it')
+  .action(run(async (o: { file?: string; config?: string; publicKey?: string; checkpoint?: string }) => (await auditCommands()).auditVerify(o)));
+audit.command('public-key').description('print the audit checkpoint public key (PEM) of the server at KEYHOLD_ADDR')
+  .action(run(async () => (await auditCommands()).auditPublicKey()));
+audit.command('checkpoint').description('print the latest audit checkpoint of the server at KEYHOLD_ADDR (JSON, for verify --checkpoint; KEYHOLD_TOKEN with read on sys/audit)')
+  .action(run(async () => (await auditCommands()).auditCheckpoint()));
 
 const hsmFlags = (command: Command): Command => command
   .option('--hsm-module <path>', 'PKCS#11 module (.so)')

@@ -145,7 +145,10 @@ export interface HealthResponse {
   sealed: boolean;
   version: string;
   hsm: { ok: boolean; token: string; latency_ms: number; error?: string };
-  audit: { ok: boolean };
+  audit: {
+    ok: boolean; reason?: string; terminal?: boolean; failed_at?: string; rotated_files: number; chain?: string;
+    last_checkpoint?: { seq: number; head_seq: number; time: string };
+  };
   /** Reported only: pod-bound logins are refused (503) while the pod watch is not synced. */
   kubernetes: { configured: boolean; ok: boolean; pods_synced?: boolean; service_accounts_synced?: boolean };
 }

@@ -19,7 +19,15 @@ export const ServerConfigSchema = Type.Object({
   listen: Type.String({ default: '127.0.0.1:8200' }),
   storage: Type.Object({ sqlite: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }) }, { additionalProperties: false }),
   hsm: HsmSection,
-  audit: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  audit: Type.Object({
+    path: Type.String({ minLength: 1 }),
+    /** Rotate the active file once it is larger than this (default: never). */
+    maxFileBytes: Type.Optional(Type.Integer({ minimum: 4096 })),
+    /** HSM-signed checkpoint after this many entries (default 1000)... */
+    checkpointEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    /** ...and this often while there are new entries (default 10). */
+    checkpointIntervalSeconds: Type.Optional(Type.Number({ minimum: 0.05, maximum: 86_400 })),
+  }, { additionalProperties: false }),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
   tokens: Type.Optional(Type.Object({ maxTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 366 * 24 * 3600 })) }, { additionalProperties: false })),
@@ -57,7 +65,7 @@ export function apiTimeouts(config: ServerConfig): { headersTimeoutMs: number; r
 
 /** Environment overrides: KEYHOLD_<NAME> → config field. The PIN itself is never here: hsm.pinEnv names the variable that holds it. */
 /** A config document before validation. */
-export type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown> };
+export type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown>; audit?: Record<string, unknown> };
 
 /** A whole number stays a string when it is not one, so validation names the field instead of a NaN. */
 const wholeNumber = (v: string): number | string => (/^[0-9]{1,15}$/.test(v) ? Number(v) : v);
@@ -65,7 +73,7 @@ const wholeNumber = (v: string): number | string => (/^[0-9]{1,15}$/.test(v) ? N
 const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_LISTEN', (c, v) => { c.listen = v; }],
   ['KEYHOLD_STORAGE_PATH', (c, v) => { c.storage = { sqlite: { path: v } }; }],
-  ['KEYHOLD_AUDIT_PATH', (c, v) => { c.audit = { path: v }; }],
+  ['KEYHOLD_AUDIT_PATH', (c, v) => { (c.audit ??= {}).path = v; }],
   ['KEYHOLD_HSM_MODULE', (c, v) => { (c.hsm ??= {}).module = v; }],
   ['KEYHOLD_HSM_TOKEN_LABEL', (c, v) => { (c.hsm ??= {}).tokenLabel = v; }],
   ['KEYHOLD_HSM_SLOT', (c, v) => { (c.hsm ??= {}).slot = v; }],

@@ -1,7 +1,9 @@
 import { hkdfSync } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
-import { FileAuditLog } from '../audit/file-log.js';
+import type { FileAuditLog } from '../audit/file-log.js';
+import type { AuditSigner } from '../audit/signer.js';
+import { openAuditChain } from '../audit/startup.js';
 import { Barrier } from '../barrier/barrier.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
@@ -32,6 +34,8 @@ export interface Runtime {
   kubernetesAuth: KubernetesAuth;
   policies: PolicyStore;
   audit: FileAuditLog;
+  /** The checkpoint signing key (public half only in this process). */
+  auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
   auditHmac: AuditHmac;
   startedAt: number;
   close(): Promise<void>;
@@ -40,6 +44,8 @@ export interface Runtime {
 export interface StartOptions {
   /** Initialise an empty store and write the root token here (0600). Without it, an uninitialised store is refused. */
   initRootTokenFile?: string;
+  /** Start a new audit chain even though the barrier remembers one (--new-audit-chain). */
+  newAuditChain?: boolean;
   warn?: (message: string) => void;
 }
 
@@ -63,6 +69,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
+  let auditLog: FileAuditLog | undefined;
   try {
     storage = SqliteStorage.open(config.storage.sqlite.path);
     let rootToken: string | undefined;
@@ -84,10 +91,12 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }
-    const audit = await FileAuditLog.open(config.audit.path);
+    const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
+    const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
+    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, warn, error });
+    auditLog = audit;
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);
-    const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
     const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn });
     await kubernetesAuth.start();
     // Expired tokens are refused on sight; this reclaims their records (and what was written with them).
@@ -107,6 +116,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       kubernetesAuth,
       policies: new PolicyStore(barrier),
       audit,
+      auditSigner,
       auditHmac,
       startedAt: Date.now(),
       async close() {
@@ -114,8 +124,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
         clearInterval(sweeper);
         kubernetesAuth.close();
         material.clear();
+        // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
+        await audit.close().catch((err: unknown) => warn(`closing the audit log failed: ${(err as Error).message}`));
         barrier.seal();
-        await audit.close().catch(() => undefined);
         await storage?.close().catch(() => undefined);
         await hsm.close();
       },
@@ -123,6 +134,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     return runtime;
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
+    await auditLog?.close().catch(() => undefined);
     await storage?.close().catch(() => undefined);
     await hsm.close();
     throw err;

@@ -65,8 +65,8 @@ function running(started: Awaited<ReturnType<typeof spawnUntilServing>>, dataDir
  * Runs `keyhold dev` as a real child process on a free loopback port and waits until it serves.
  * Rejects with the process output if it exits first.
  */
-export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}): Promise<DevServer> {
-  return running(await spawnUntilServing(['dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], env, /listening on (http:\/\/[\d.]+:\d+)/), dataDir);
+export async function startDev(dataDir = tempDir(), env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Promise<DevServer> {
+  return running(await spawnUntilServing(['dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extraArgs], env, /listening on (http:\/\/[\d.]+:\d+)/), dataDir);
 }
 
 /**
@@ -87,8 +87,8 @@ export function devServerConfig(dataDir: string, extra: Record<string, unknown> 
  * Runs `keyhold server --config FILE` and waits until it serves. `dataDir`: where the root token
  * of an earlier `keyhold dev` is (for `rootToken`); pass SOFTHSM2_CONF in `env` for a dev token.
  */
-export async function startServer(configFile: string, env: NodeJS.ProcessEnv = {}, dataDir = dirname(configFile)): Promise<DevServer> {
-  return running(await spawnUntilServing(['server', '--config', configFile], env, /serving on (http:\/\/[\d.]+:\d+)/), dataDir);
+export async function startServer(configFile: string, env: NodeJS.ProcessEnv = {}, dataDir = dirname(configFile), extraArgs: string[] = []): Promise<DevServer> {
+  return running(await spawnUntilServing(['server', '--config', configFile, ...extraArgs], env, /serving on (http:\/\/[\d.]+:\d+)/), dataDir);
 }
 
 /** A minimal JSON HTTP call for tests. */

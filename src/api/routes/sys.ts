@@ -16,10 +16,20 @@ const KubernetesHealth = Closed({
   configured: Type.Boolean(), ok: Type.Boolean(),
   pods_synced: Type.Optional(Type.Boolean()), service_accounts_synced: Type.Optional(Type.Boolean()),
 });
+/** The audit part of health: failed with a reason code (ENOSPC, FILE_DELETED, …), rotation and the last checkpoint. */
+const AuditHealth = Closed({
+  ok: Type.Boolean(),
+  reason: Type.Optional(Type.String()),
+  terminal: Type.Optional(Type.Boolean()),
+  failed_at: Type.Optional(Type.String()),
+  rotated_files: Type.Integer({ minimum: 0 }),
+  chain: Type.Optional(Type.String()),
+  last_checkpoint: Type.Optional(Closed({ seq: Type.Integer(), head_seq: Type.Integer(), time: Type.String() })),
+});
 const Health = Closed({
   initialized: Type.Boolean(), sealed: Type.Boolean(), version: Type.String(), uptime_seconds: Type.Number(),
   hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
-  audit: Closed({ ok: Type.Boolean() }),
+  audit: AuditHealth,
   kubernetes: KubernetesHealth,
 });
 
@@ -40,6 +50,18 @@ function kubernetesHealth(runtime: Runtime): Static<typeof KubernetesHealth> {
   };
 }
 
+function auditHealth(runtime: Runtime): Static<typeof AuditHealth> {
+  const s = runtime.audit.status;
+  return {
+    ok: s.ok,
+    ...(s.reason !== undefined ? { reason: s.reason, terminal: s.terminal === true } : {}),
+    ...(s.failedAt !== undefined ? { failed_at: s.failedAt } : {}),
+    rotated_files: s.rotatedFiles,
+    ...(s.chain !== undefined ? { chain: s.chain } : {}),
+    ...(s.lastCheckpoint ? { last_checkpoint: { seq: s.lastCheckpoint.seq, head_seq: s.lastCheckpoint.headSeq, time: s.lastCheckpoint.time } } : {}),
+  };
+}
+
 export function sysRoutes(app: FastifyInstance, runtime: Runtime): void {
   app.get('/v1/sys/health', {
     schema: { tags: ['sys'], summary: '200 when initialised, unsealed, the HSM answers and audit is writable; 503 otherwise', response: { 200: Health, 503: Health } },
@@ -50,7 +72,7 @@ export function sysRoutes(app: FastifyInstance, runtime: Runtime): void {
     const body = {
       initialized: true, sealed, version: VERSION, uptime_seconds: Math.round((Date.now() - runtime.startedAt) / 1000),
       hsm: { ok: hsm.ok, token: runtime.hsm.token.label, latency_ms: Math.round(hsm.latencyMs * 1000) / 1000, ...(hsm.error ? { error: 'HSM probe failed' } : {}) },
-      audit: { ok: runtime.audit.healthy },
+      audit: auditHealth(runtime),
       kubernetes: kubernetesHealth(runtime),
     };
     return reply.code(hsm.ok && !sealed && runtime.audit.healthy ? 200 : 503).send(body);

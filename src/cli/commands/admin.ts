@@ -32,17 +32,3 @@ export async function tokenRevoke(o: { accessor: string }): Promise<void> {
   await KeyholdClient.fromEnv().revokeAccessor(o.accessor);
   printJson({ revoked: o.accessor });
 }
-
-/** Offline: reads the audit file itself, so it works with the server stopped (or compromised). */
-export async function auditVerify(o: { file?: string; config?: string }): Promise<void> {
-  let path = o.file;
-  if (!path && o.config) {
-    const { loadConfigFile } = await import('../../core/config.js');
-    path = loadConfigFile(o.config).audit.path;
-  }
-  if (!path) throw Object.assign(new Error('give --file AUDIT_LOG or --config FILE'), { code: 'ERR_BAD_REQUEST' });
-  const { verifyAuditFile } = await import('../../audit/verify.js');
-  const result = await verifyAuditFile(path);
-  printJson(result);
-  if (!result.ok) process.exitCode = 3;
-}

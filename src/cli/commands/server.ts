@@ -3,11 +3,13 @@ import { prepareDev, readRootToken } from '../../core/dev.js';
 import { startRuntime } from '../../core/runtime.js';
 import { serve, untilSignal } from '../../core/serve.js';
 
-export async function runServer(options: { config: string }): Promise<void> {
+export async function runServer(options: { config: string; newAuditChain?: boolean }): Promise<void> {
   const config = loadConfigFile(options.config);
-  const server = await serve(config, { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
+  const server = await serve(config, { newAuditChain: options.newAuditChain === true, warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
+  // Handlers first: a supervisor may send SIGTERM as soon as it reads the address.
+  const stopped = untilSignal(server);
   process.stderr.write(`keyhold: serving on ${server.address}\n`);
-  await untilSignal(server);
+  await stopped;
 }
 
 export async function runInit(options: { config: string; rootTokenFile: string }): Promise<void> {
@@ -16,9 +18,10 @@ export async function runInit(options: { config: string; rootTokenFile: string }
   process.stderr.write(`keyhold: initialised; root token written to ${options.rootTokenFile} (mode 0600)\n`);
 }
 
-export async function runDev(options: { dataDir: string; listen: string }): Promise<void> {
+export async function runDev(options: { dataDir: string; listen: string; newAuditChain?: boolean }): Promise<void> {
   const setup = prepareDev(options.dataDir, options.listen);
-  const server = await serve(setup.config, { initRootTokenFile: setup.rootTokenFile });
+  const server = await serve(setup.config, { initRootTokenFile: setup.rootTokenFile, newAuditChain: options.newAuditChain === true });
+  const stopped = untilSignal(server); // before "listening on", as in runServer
   const tokenHint = readRootToken(setup.rootTokenFile) ? `export KEYHOLD_TOKEN=$(cat ${setup.rootTokenFile})` : '(no root token file)';
   process.stderr.write([
     `keyhold dev: data in ${setup.dataDir} (SoftHSM token "${setup.config.hsm.tokenLabel}", SQLite, audit log)`,
@@ -28,6 +31,6 @@ export async function runDev(options: { dataDir: string; listen: string }): Prom
     'keyhold dev: Ctrl-C to stop',
     '',
   ].join('\n'));
-  await untilSignal(server);
+  await stopped;
   process.stderr.write('keyhold dev: stopped\n');
 }

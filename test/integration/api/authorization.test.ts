@@ -65,7 +65,7 @@ after(async () => {
 
 describe('(a) a token with no policies is refused everywhere', () => {
   // Public routes, and the login (anonymous: its credential is the service-account JWT, not a bearer token).
-  const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login']);
+  const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login', 'GET /v1/sys/audit/public-key']);
   /** A valid request for every documented operation (path parameters filled in, body where needed). */
   const VALID: Record<string, { path: string; body?: () => unknown }> = {
     'GET /v1/policies': { path: '/v1/policies' },
@@ -106,6 +106,7 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'PUT /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app', body: () => ({ bound_namespaces: ['*'], bound_service_accounts: ['*'], policies: ['root'] }) },
     'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
+    'GET /v1/sys/audit/checkpoint': { path: '/v1/sys/audit/checkpoint' },
   };
   let nobody: string;
   let operations: string[] = [];
@@ -172,7 +173,7 @@ describe('(a) a token with no policies is refused everywhere', () => {
   });
 
   it('the public endpoints stay public', async () => {
-    for (const path of ['/v1/sys/health', '/metrics', '/v1/openapi.json']) {
+    for (const path of ['/v1/sys/health', '/metrics', '/v1/openapi.json', '/v1/sys/audit/public-key']) {
       assertOk(await call(undefined, 'GET', path), 200, path);
       assertOk(await call(nobody, 'GET', path), 200, `${path} with a policy-less token`);
     }

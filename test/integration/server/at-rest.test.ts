@@ -177,13 +177,15 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
     try {
       const { lib, session } = token;
       const objects = allObjects(lib, session);
-      assert.equal(objects.length, 2 + hsmKeyVersions, `expected 2 seal/wrap keys + ${hsmKeyVersions} HSM key versions, found ${objects.length}: ${objects.map((o) => o.label).join(', ')}`);
+      assert.equal(objects.length, 3 + hsmKeyVersions, `expected the seal, wrap and audit checkpoint keys + ${hsmKeyVersions} HSM key versions, found ${objects.length}: ${objects.map((o) => o.label).join(', ')}`);
       const labels = objects.map((o) => o.label);
       assert.ok(labels.includes(seal.sealKeyLabel), `seal key ${seal.sealKeyLabel} missing`);
       assert.ok(labels.includes(seal.wrapKeyLabel), `wrap key ${seal.wrapKeyLabel} missing`);
       assert.match(seal.sealKeyLabel, /^keyhold\/seal\/[0-9a-f]+$/);
       assert.match(seal.wrapKeyLabel, /^keyhold\/wrap\/[0-9a-f]+$/);
-      const keyLabels = labels.filter((l) => l !== seal.sealKeyLabel && l !== seal.wrapKeyLabel);
+      const auditKeys = labels.filter((l) => /^keyhold\/audit\/[0-9a-f]+$/.test(l));
+      assert.equal(auditKeys.length, 1, 'one audit checkpoint signing key');
+      const keyLabels = labels.filter((l) => l !== seal.sealKeyLabel && l !== seal.wrapKeyLabel && !auditKeys.includes(l));
       for (const label of keyLabels) assert.match(label, /^keyhold\/key\/[0-9a-f]{24}\/v\d+$/);
       assert.equal(keyLabels.filter((l) => l.endsWith('/v2')).length, 1);
       assert.equal(new Set(labels).size, labels.length, 'duplicate labels');
@@ -191,7 +193,7 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
       const byType = (t: number) => objects.filter((o) => o.keyType === t).length;
       assert.equal(byType(pkcs11.CKK_AES), 2 + 2, 'AES objects: seal, wrap, aes256-gcm-hsm v1 and v2');
       assert.equal(byType(pkcs11.CKK_GENERIC_SECRET), 1);
-      assert.equal(byType(pkcs11.CKK_EC), 2);
+      assert.equal(byType(pkcs11.CKK_EC), 2 + 1, 'EC objects: two user keys and the audit checkpoint key');
       assert.equal(byType(pkcs11.CKK_RSA), 3);
 
       const flag = (handle: Buffer, type: number) => {
@@ -227,7 +229,7 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
     const listed = pkcs11ToolListObjects(dataDir);
     assert.equal(listed.status, 0, listed.stderr);
     const objects = parseListedObjects(listed.stdout);
-    assert.equal(objects.length, 2 + hsmKeyVersions, `unexpected object count in:\n${listed.stdout}`);
+    assert.equal(objects.length, 3 + hsmKeyVersions, `unexpected object count in:\n${listed.stdout}`);
     assert.equal(objects.filter((o) => /^Public Key Object/.test(o.header)).length, 0, 'public key objects remain');
     for (const object of objects) {
       const what = `${object.header} "${object.label ?? '?'}"`;

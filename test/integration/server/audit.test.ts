@@ -31,7 +31,7 @@ const REFUSED_BEFORE_HANDLER = new Set(['denied key create', 'unknown body field
 
 interface Entry {
   seq: number;
-  type: 'request' | 'response';
+  type: 'request' | 'response' | 'chain-start' | 'checkpoint';
   requestId: string;
   operation: string;
   path: string;
@@ -45,9 +45,11 @@ interface Entry {
 
 interface VerifyOutput { ok: boolean; entries: number; badSeq?: number; line?: number; reason?: string }
 
+let publicKeyFile = '';
+
 async function verify(file: string): Promise<{ code: number | null; result: VerifyOutput; stdout: string; stderr: string }> {
   // runCliTimed: no stdin pipe (helpers' runCli can hit EPIPE when the CLI exits before stdin is closed).
-  const r = await runCliTimed(['audit', 'verify', '--file', file], {}, 30_000);
+  const r = await runCliTimed(['audit', 'verify', '--file', file, '--public-key', publicKeyFile], {}, 30_000);
   let result: VerifyOutput;
   try {
     result = JSON.parse(r.stdout) as VerifyOutput;
@@ -95,6 +97,10 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
   before(async () => {
     server = await startDev(dataDir);
     rootToken = server.rootToken;
+    publicKeyFile = path.join(work, 'audit-public.pem');
+    const pk = await runCliTimed(['audit', 'public-key'], { KEYHOLD_ADDR: server.address }, 30_000);
+    assert.equal(pk.code, 0, pk.stderr);
+    fs.writeFileSync(publicKeyFile, pk.stdout);
     const send = async (what: string, method: string, p: string, token: string | undefined, body?: unknown, audited = true) => {
       const headers: Record<string, string> = {};
       if (token) headers.authorization = `Bearer ${token}`;
@@ -173,8 +179,11 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
 
   it('has one outcome entry for every audited request, and a write-ahead request entry before it for every state-changing one that ran', () => {
     entries.forEach((e, i) => assert.equal(e.seq, i + 1));
+    assert.equal(entries[0]?.type, 'chain-start');
+    assert.equal(entries.at(-1)?.type, 'checkpoint', 'a clean stop ends with a checkpoint');
+    const requestEntries = entries.filter((e) => e.type === 'request' || e.type === 'response');
     const byId = new Map<string, Entry[]>();
-    for (const e of entries) byId.set(e.requestId, [...(byId.get(e.requestId) ?? []), e]);
+    for (const e of requestEntries) byId.set(e.requestId, [...(byId.get(e.requestId) ?? []), e]);
     let writeAheads = 0;
     for (const s of sent) {
       const mine = byId.get(s.requestId) ?? [];
@@ -203,12 +212,12 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
     assert.ok(writeAheads >= 10, `only ${writeAheads} write-ahead entries`);
     // And nothing else is in the log.
     const sentIds = new Set(sent.map((s) => s.requestId));
-    for (const e of entries) assert.ok(sentIds.has(e.requestId), `entry ${e.seq} belongs to no request of this test`);
-    for (const e of entries.filter((x) => x.type === 'response')) assert.equal(typeof e.outcome?.status, 'number');
+    for (const e of requestEntries) assert.ok(sentIds.has(e.requestId), `entry ${e.seq} belongs to no request of this test`);
+    for (const e of requestEntries.filter((x) => x.type === 'response')) assert.equal(typeof e.outcome?.status, 'number');
     const denied = sent.filter((s) => s.status === 403);
     assert.equal(denied.length, 2);
     for (const d of denied) {
-      const entry = entries.find((e) => e.requestId === d.requestId && e.type === 'response');
+      const entry = requestEntries.find((e) => e.requestId === d.requestId && e.type === 'response');
       assert.equal(entry?.outcome?.code, 'ERR_PERMISSION_DENIED');
       assert.deepEqual(entry?.actor?.policies, ['reader']);
     }
@@ -237,8 +246,12 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
 
   it('names the altered entry for single-byte changes in the hash, prev, seq, time, outcome and other fields', async () => {
     const n = lines.length;
-    const sample = new Set<number>([1, Math.ceil(n / 2), n]);
-    while (sample.size < 8) sample.add(randomInt(1, n + 1));
+    // Request entries only (the byte positions below are theirs); checkpoints have their own tests.
+    const requestSeqs = entries.filter((e) => e.type === 'request').map((e) => e.seq);
+    const pick = (i: number) => requestSeqs[Math.min(requestSeqs.length - 1, Math.max(0, i))] as number;
+    const sample = new Set<number>([pick(0), pick(Math.floor(requestSeqs.length / 2)), pick(requestSeqs.length - 1)]);
+    while (sample.size < 8) sample.add(pick(randomInt(0, requestSeqs.length)));
+    assert.ok(n > requestSeqs.length);
     const cases: Array<{ seq: number; field: string; offset: number }> = [];
     for (const seq of sample) {
       const line = lines[seq - 1] as string;

@@ -91,6 +91,7 @@ describe('FileAuditLog', () => {
     let syncs = 0;
     const log = await FileAuditLog.open(file, {
       wrapIo: (io) => ({
+        ...io,
         write: (d) => io.write(d),
         datasync: async () => {
           syncs += 1;
@@ -115,28 +116,51 @@ describe('FileAuditLog', () => {
     assert.equal((await verifyAuditFile(file)).entries, 51);
   });
 
-  it('truncates a torn final line on open and continues from the last complete entry', async () => {
+  it('drops a torn final line on open, says so, and records it as the first entry after the repair', async () => {
     const file = newFile();
     await writeLog(file, 3);
     const intact = fs.readFileSync(file);
     const torn = '{"actor":{"policies":["dev"],"tok';
     fs.appendFileSync(file, torn);
-    const log = await FileAuditLog.open(file);
+    const warnings: string[] = [];
+    const log = await FileAuditLog.open(file, { warn: (m) => warnings.push(m) });
     assert.equal(log.repairedBytes, Buffer.byteLength(torn));
-    assert.deepEqual(fs.readFileSync(file), intact);
-    await log.append(rec(4));
+    assert.equal(log.repairedNewline, false);
+    assert.ok(warnings.some((w) => w.includes(`dropped ${Buffer.byteLength(torn)} bytes`)), warnings.join('\n'));
+    assert.deepEqual(fs.readFileSync(file).subarray(0, intact.length), intact);
+    await log.append(rec(5));
     await log.close();
-    assert.deepEqual(readEntries(file).map((e) => e.seq), [1, 2, 3, 4]);
+    const entries = readEntries(file) as unknown as Array<{ seq: number; type: string; data?: Record<string, unknown> }>;
+    assert.deepEqual(entries.map((e) => e.seq), [1, 2, 3, 4, 5]);
+    assert.equal(entries[3]?.type, 'repair');
+    assert.equal(entries[3]?.data?.['droppedBytes'], Buffer.byteLength(torn));
     assert.equal((await verifyAuditFile(file)).ok, true);
   });
 
-  it('treats a complete entry missing only its newline as torn too (it was never acknowledged)', async () => {
+  it('keeps a complete, chain-correct last entry that lost only its newline (adds the newline)', async () => {
     const file = newFile();
     await writeLog(file, 2);
     const content = fs.readFileSync(file);
     fs.writeFileSync(file, content.subarray(0, content.length - 1));
+    const warnings: string[] = [];
+    const log = await FileAuditLog.open(file, { warn: (m) => warnings.push(m) });
+    assert.equal(log.head.seq, 2);
+    assert.equal(log.repairedBytes, 0);
+    assert.equal(log.repairedNewline, true);
+    assert.equal(warnings.length, 1);
+    await log.close();
+    assert.deepEqual(fs.readFileSync(file), content);
+  });
+
+  it('drops a last line that is sealed but does not follow the chain', async () => {
+    const file = newFile();
+    await writeLog(file, 3);
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    // Entry 2 again as the last line, without newline: valid on its own, wrong seq and prev here.
+    fs.appendFileSync(file, lines[1] ?? '');
     const log = await FileAuditLog.open(file);
-    assert.equal(log.head.seq, 1);
+    assert.equal(log.repairedBytes, Buffer.byteLength(lines[1] ?? ''));
+    assert.equal(log.head.seq, 4); // the repair entry
     await log.close();
   });
 
@@ -176,6 +200,7 @@ describe('FileAuditLog', () => {
     let failNext = false;
     const log = await FileAuditLog.open(file, {
       wrapIo: (io) => ({
+        ...io,
         write: (d) => io.write(d),
         datasync: async () => {
           if (failNext) {

@@ -1,0 +1,133 @@
+/**
+ * Opening the audit chain at server start, against what the barrier remembers of it: the chain id
+ * (`sys/audit/chain`) and the latest checkpoint (`sys/audit/checkpoint`). A missing, shorter,
+ * rewritten or foreign log refuses the start (ERR_AUDIT_CHAIN_BROKEN); only `newChain` (the
+ * operator's --new-audit-chain) starts over, and that choice is the new chain's first entry.
+ */
+import { randomBytes } from 'node:crypto';
+import { rename } from 'node:fs/promises';
+import type { Barrier } from '../barrier/barrier.js';
+import { KeyholdError, isKeyholdError } from '../errors.js';
+import type { Hsm } from '../hsm/types.js';
+import type { StoredCheckpoint } from './checkpoint.js';
+import { FileAuditLog } from './file-log.js';
+import { openAuditSigner, type AuditSigner } from './signer.js';
+import { auditFileSet, scanAuditFiles } from './verify.js';
+
+export const CHAIN_PATH = 'sys/audit/chain';
+export const CHECKPOINT_PATH = 'sys/audit/checkpoint';
+
+interface ChainRecord {
+  id: string;
+  startedAt: string;
+  reason: string;
+  previous?: { chain?: string; headSeq: number; headHash: string };
+}
+
+export interface AuditSettings {
+  path: string;
+  maxFileBytes?: number;
+  checkpointEvery?: number;
+  checkpointIntervalSeconds?: number;
+}
+
+export const DEFAULT_CHECKPOINT_EVERY = 1000;
+export const DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 10;
+
+const NEW_CHAIN_HINT = 'after investigating, start with --new-audit-chain to begin a new chain (the old files are kept, renamed *.abandoned-<time>)';
+
+function broken(message: string): KeyholdError {
+  return new KeyholdError('ERR_AUDIT_CHAIN_BROKEN', `${message}; ${NEW_CHAIN_HINT}`);
+}
+
+/** Renames the files of an abandoned set out of the way of the new chain's names. */
+async function moveAside(paths: string[]): Promise<string[]> {
+  const stamp = new Date().toISOString().replace(/[-:.]/g, '');
+  const moved: string[] = [];
+  for (const p of paths) {
+    const target = `${p}.abandoned-${stamp}`;
+    await rename(p, target);
+    moved.push(target);
+  }
+  return moved;
+}
+
+export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: { newChain?: boolean; warn: (message: string) => void; error?: (message: string) => void }): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
+  const { warn } = options;
+  let signerCreated = false;
+  const signer = await openAuditSigner(barrier, hsm, (m) => { signerCreated = true; warn(m); });
+  const chain = await barrier.getJson<ChainRecord>(CHAIN_PATH);
+  const anchor = await barrier.getJson<StoredCheckpoint>(CHECKPOINT_PATH);
+  let recorded = true;
+  const pending: { record?: ChainRecord } = {};
+  const checkpoints = {
+    signer,
+    everyEntries: settings.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
+    intervalMs: (settings.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS) * 1000,
+    onCheckpoint: async (c: StoredCheckpoint) => {
+      if (recorded) return barrier.putJson(CHECKPOINT_PATH, c);
+      // A new chain and its first checkpoint enter the barrier together.
+      await barrier.commit([], [{ path: CHAIN_PATH, value: pending.record }, { path: CHECKPOINT_PATH, value: c }]);
+      recorded = true;
+    },
+  };
+  const common = { checkpoints, warn, ...(options.error ? { error: options.error } : {}), ...(settings.maxFileBytes !== undefined ? { maxFileBytes: settings.maxFileBytes } : {}) };
+
+  if (chain && !options.newChain) {
+    if (!anchor) throw broken(`the barrier records audit chain ${chain.id} but not its latest checkpoint`);
+    try {
+      const log = await FileAuditLog.open(settings.path, { ...common, check: { publicKey: signer.publicKey, chain: chain.id, anchor } });
+      return { log, signer };
+    } catch (err) {
+      if (!isKeyholdError(err, 'ERR_AUDIT_CHAIN_BROKEN')) throw err;
+      throw new KeyholdError('ERR_AUDIT_CHAIN_BROKEN', `${err.message}; the barrier's latest checkpoint is seq ${anchor.entrySeq} of chain ${anchor.chain}; ${NEW_CHAIN_HINT}`, { details: err.details ? { ...err.details } : undefined });
+    }
+  }
+
+  // A new chain: this store's first, one for a store initialised before checkpoints existed, or the operator's choice.
+  const existing = auditFileSet(settings.path).map((f) => f.path);
+  let reason = 'init';
+  let previous: ChainRecord['previous'];
+  let previousState: string | undefined;
+  if (options.newChain) {
+    reason = 'new-audit-chain';
+    if (existing.length > 0) {
+      const check = (await scanAuditFiles(existing.map((p) => ({ path: p })), { publicKey: signer.publicKey, ...(chain ? { chain: chain.id } : {}), ...(anchor ? { anchor } : {}) })).result;
+      previousState = check.ok ? 'intact' : `bad at seq ${check.badSeq}: ${check.reason}`;
+    } else {
+      previousState = 'missing';
+    }
+    if (anchor) previous = { chain: anchor.chain, headSeq: anchor.entrySeq, headHash: anchor.entryHash };
+  } else if (existing.length > 0 || !signerCreated) {
+    // No chain in the barrier. Only a store from before checkpoints (whose signing key was made just
+    // now) may start one over existing files; otherwise the chain record was removed from storage.
+    if (!signerCreated) throw broken('the barrier has an audit signing key but no audit chain record (removed from storage?)');
+    reason = 'upgrade';
+    const legacy = (await scanAuditFiles(existing.map((p) => ({ path: p })))).result;
+    previousState = legacy.ok ? 'intact (hash chain only, no checkpoints)' : `bad at seq ${legacy.badSeq}: ${legacy.reason}`;
+    previous = { headSeq: legacy.entries, headHash: legacy.ok ? legacy.lastHash : '' };
+  }
+  const moved = await moveAside(existing);
+  if (moved.length > 0) warn(`audit: starting a new chain (${reason}); the previous files were kept as ${moved.join(', ')}`);
+  const id = randomBytes(16).toString('hex');
+  pending.record = { id, startedAt: new Date().toISOString(), reason, ...(previous ? { previous } : {}) };
+  const start: Record<string, string | number> = {
+    chain: id,
+    reason,
+    ...(previous?.chain ? { previousChain: previous.chain } : {}),
+    ...(previous ? { previousHeadSeq: previous.headSeq, previousHeadHash: previous.headHash } : {}),
+    ...(previousState ? { previousState: previousState.slice(0, 512) } : {}),
+    ...(moved.length > 0 ? { previousFiles: moved.length } : {}),
+  };
+  recorded = false;
+  const log = await FileAuditLog.open(settings.path, { ...common, start });
+  try {
+    // The chain exists for the barrier only once its first checkpoint is durable.
+    await log.checkpoint();
+    if (!recorded) throw new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'the new audit chain could not be checkpointed');
+  } catch (err) {
+    await log.close().catch(() => undefined);
+    throw err;
+  }
+  return { log, signer };
+}

@@ -1,0 +1,61 @@
+/**
+ * `keyhold audit …`. verify is offline: it reads the files and needs only the public key (and,
+ * to detect a cut tail, the latest checkpoint), so it works with the server stopped or compromised.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { KeyholdClient } from '../../client/client.js';
+import { printJson } from '../output.js';
+
+function usage(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ERR_BAD_REQUEST' });
+}
+
+export async function auditVerify(o: { file?: string; config?: string; publicKey?: string; checkpoint?: string }): Promise<void> {
+  let path = o.file;
+  if (!path && o.config) {
+    const { loadConfigFile } = await import('../../core/config.js');
+    path = loadConfigFile(o.config).audit.path;
+  }
+  if (!path) throw usage('give --file AUDIT_LOG or --config FILE');
+  if (!o.publicKey) throw usage('give --public-key PEM_FILE (from "keyhold audit public-key"): checkpoints cannot be checked without it');
+  const { publicKeyFromPem, importCheckpoint, checkpointSignatureValid, keyFingerprint } = await import('../../audit/checkpoint.js');
+  let publicKey;
+  try {
+    publicKey = publicKeyFromPem(readFileSync(o.publicKey, 'utf8'));
+  } catch (err) {
+    throw usage(`--public-key ${o.publicKey}: ${(err as Error).message}`);
+  }
+  let anchor;
+  if (o.checkpoint) {
+    try {
+      anchor = importCheckpoint(JSON.parse(readFileSync(o.checkpoint, 'utf8')));
+    } catch (err) {
+      throw usage(`--checkpoint ${o.checkpoint}: ${(err as Error).message}`);
+    }
+    // The checkpoint file is only evidence if the HSM key signed it.
+    const fingerprint = keyFingerprint(publicKey);
+    if (anchor.key !== fingerprint) throw Object.assign(new Error(`--checkpoint was signed by another key (fingerprint ${anchor.key}, expected ${fingerprint})`), { code: 'ERR_SIGNATURE_INVALID' });
+    if (!checkpointSignatureValid(anchor, publicKey)) throw Object.assign(new Error('--checkpoint has an invalid signature'), { code: 'ERR_SIGNATURE_INVALID' });
+  }
+  const { auditFileSet, scanAuditFiles } = await import('../../audit/verify.js');
+  const files = auditFileSet(path);
+  if (files.length === 0 && !anchor) throw Object.assign(new Error(`no audit file at ${path} (nor rotated ones)`), { code: 'ERR_NOT_FOUND' });
+  if (!existsSync(path) && files.length > 0) process.stderr.write(`keyhold: warning: the active file ${path} is missing; checking its rotated siblings only\n`);
+  const { result } = await scanAuditFiles(files, { publicKey, ...(anchor ? { anchor } : {}) });
+  printJson(result);
+  if (!result.ok) {
+    process.stderr.write(`keyhold: audit log ${result.truncated ? 'truncated' : 'bad'}${result.file ? ` in ${result.file}` : ''} at line ${result.line} (seq ${result.badSeq}): ${result.reason}\n`);
+    process.exitCode = 3;
+  } else if (!anchor) {
+    process.stderr.write('keyhold: note: without --checkpoint a log cut after its last checkpoint cannot be detected\n');
+  }
+}
+
+export async function auditPublicKey(): Promise<void> {
+  const r = await KeyholdClient.fromEnv().request<{ public_key_pem: string }>('GET', '/v1/sys/audit/public-key');
+  process.stdout.write(r.public_key_pem.endsWith('\n') ? r.public_key_pem : `${r.public_key_pem}\n`);
+}
+
+export async function auditCheckpoint(): Promise<void> {
+  printJson(await KeyholdClient.fromEnv().request<unknown>('GET', '/v1/sys/audit/checkpoint'));
+}

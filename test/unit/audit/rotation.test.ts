@@ -1,0 +1,75 @@
+/** Size-based rotation: names, each rotated file closed by a checkpoint, the chain going on, and the set verified as one. */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CheckpointSigner } from '../../../src/audit/checkpoint.js';
+import { FileAuditLog } from '../../../src/audit/file-log.js';
+import { rotatedFiles, rotatedName } from '../../../src/audit/files.js';
+import { verifyAuditSet } from '../../../src/audit/verify.js';
+import type { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import { CHAIN, hsmSigners, readLines, rec, tempRoot, until } from './support.js';
+
+const root = tempRoot('keyhold-audit-rot-');
+let hsm: Pkcs11Hsm;
+let signer: CheckpointSigner;
+
+before(async () => {
+  const made = await hsmSigners(['audit-rot']);
+  hsm = made.hsm;
+  signer = made.signers[0] as CheckpointSigner;
+});
+after(async () => {
+  await hsm.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('rotation', () => {
+  it('names rotated files by their first seq, 12 digits, so they sort in chain order', () => {
+    assert.equal(rotatedName('/x/audit.log', 1), '/x/audit.log.000000000001');
+    assert.equal(rotatedName('/x/audit.log', 123456), '/x/audit.log.000000123456');
+    const dir = path.join(root, 'names');
+    fs.mkdirSync(dir);
+    for (const n of ['audit.log.000000000120', 'audit.log.000000000001', 'audit.log.abandoned-1', 'audit.log.12', 'other.log.000000000001']) fs.writeFileSync(path.join(dir, n), '');
+    assert.deepEqual(rotatedFiles(path.join(dir, 'audit.log')).map((f) => [path.basename(f.path), f.firstSeq]), [['audit.log.000000000001', 1], ['audit.log.000000000120', 120]]);
+  });
+
+  it('rotates past maxFileBytes under concurrent load; every rotated file ends with a checkpoint; the set verifies; a missing middle file is named', async () => {
+    const dir = path.join(root, 'load');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'audit.log');
+    const log = await FileAuditLog.open(file, { start: { chain: CHAIN }, maxFileBytes: 4096, checkpoints: { signer, everyEntries: 10_000, intervalMs: 60_000 } });
+    for (let round = 0; round < 10; round++) await Promise.all(Array.from({ length: 40 }, (_, i) => log.append(rec(round * 40 + i + 1))));
+    await until('rotations', () => log.status.rotatedFiles >= 3);
+    await log.close();
+    const rotated = rotatedFiles(file);
+    assert.equal(rotated.length, log.status.rotatedFiles);
+    let expectedFirst = 1;
+    for (const r of rotated) {
+      const lines = readLines(r.path);
+      assert.equal(lines[0]?.seq, r.firstSeq, path.basename(r.path));
+      assert.equal(r.firstSeq, expectedFirst);
+      assert.equal(lines.at(-1)?.type, 'checkpoint', `${path.basename(r.path)} does not end with a checkpoint`);
+      expectedFirst = (lines.at(-1)?.seq ?? 0) + 1;
+    }
+    const active = readLines(file);
+    if (active.length > 0) assert.equal(active[0]?.seq, expectedFirst, 'the active file continues the chain');
+    const ok = await verifyAuditSet(file, { publicKey: signer.publicKey, chain: CHAIN });
+    assert.equal(ok.ok, true, JSON.stringify(ok));
+    assert.equal(ok.ok && ok.entries, 400 + 1 + (ok.ok ? ok.checkpoints ?? 0 : 0));
+    assert.equal(ok.ok && ok.files?.length, rotated.length + 1);
+
+    // Reopening reads the whole set and continues it.
+    const again = await FileAuditLog.open(file, { check: { publicKey: signer.publicKey, chain: CHAIN }, checkpoints: { signer, everyEntries: 10_000, intervalMs: 60_000 } });
+    assert.equal(again.status.rotatedFiles, rotated.length);
+    await again.append(rec(401));
+    await again.close();
+
+    const middle = rotated[1]?.path as string;
+    fs.renameSync(middle, path.join(root, 'moved-away'));
+    const missing = await verifyAuditSet(file, { publicKey: signer.publicKey });
+    assert.equal(missing.ok, false);
+    assert.equal(!missing.ok && missing.file, rotated[2]?.path);
+    assert.match(!missing.ok ? missing.reason : '', /missing/);
+  });
+});
