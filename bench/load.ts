@@ -8,9 +8,10 @@ export interface LoadResult {
 }
 
 /** Closed-loop load on loopback: bounded in count and time, stops by itself. */
-export async function load(url: string, options: { method?: 'GET' | 'POST'; body?: string; token?: string; seconds?: number; connections?: number } = {}): Promise<LoadResult> {
+export async function load(url: string, options: { method?: 'GET' | 'POST' | 'PUT'; body?: string; token?: string; seconds?: number; connections?: number; path?: () => string } = {}): Promise<LoadResult> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
+  const nextPath = options.path;
   const result = await autocannon({
     url,
     method: options.method ?? 'GET',
@@ -18,6 +19,8 @@ export async function load(url: string, options: { method?: 'GET' | 'POST'; body
     body: options.body,
     connections: options.connections ?? 32,
     duration: options.seconds ?? 6,
+    // A fresh path per request (e.g. a new secret for every write), when given.
+    ...(nextPath ? { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, path: nextPath() }) }] } : {}),
   });
   return { rps: result.requests.average, p99ms: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
 }

@@ -15,6 +15,7 @@ const CLI = resolve(here, '../src/cli/keyhold.cjs');
 const CEILING = resolve(here, 'ceiling-server.js');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const WRITE_CONNECTIONS = [8, 32, 128];
 
 function startProcess(args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   // The same libuv pool size keyhold's CLI sets for itself, so both sides dispatch HSM calls alike.
@@ -45,7 +46,7 @@ function rssMb(pid: number): number {
 
 interface Scenario {
   name: string;
-  /** The issue's figure; the 4 KiB row is extra information, not a target of the issue. */
+  /** The issue's figure; 0 for rows that are information, not a target (4 KiB, writes). */
   target: number;
   ceiling: () => Promise<LoadResult>;
   keyhold: () => Promise<LoadResult>;
@@ -102,6 +103,20 @@ try {
     },
   ];
 
+  // Writes: keyhold makes a request record durable before the handler, then the write, then the
+  // outcome record (three group-committed syncs in a row); the ceiling one storage write and one
+  // audit line. Group commit needs requests in flight to fill its batches, so this is a curve.
+  const writeBody = JSON.stringify({ data: { username: 'app', password: 'x'.repeat(32) } });
+  let written = 0;
+  for (const connections of WRITE_CONNECTIONS) {
+    scenarios.push({
+      name: `secret write to a new path, ${connections} in flight (auth+policy+write-ahead and outcome audit records) vs bare sealed SQLite write + one audit line`,
+      target: 0,
+      ceiling: () => load(ce, { method: 'PUT', body: writeBody, seconds: SECONDS, connections, path: () => `/secret/c${written++}` }),
+      keyhold: () => load(kh, { method: 'PUT', body: writeBody, token, seconds: SECONDS, connections, path: () => `/v1/secrets/bench/w${written++}` }),
+    });
+  }
+
   const results: Array<Record<string, unknown>> = [];
   for (const scenario of scenarios) {
     // Warm both (JIT, caches), then alternate rounds so drift hits both sides alike.
@@ -118,7 +133,7 @@ try {
     const ratio = mean(keyholds) / mean(ceilings);
     results.push({
       scenario: scenario.name, ceiling_rps: Math.round(mean(ceilings)), keyhold_rps: Math.round(mean(keyholds)), ratio: Number(ratio.toFixed(3)),
-      keyhold_p99_ms: Math.max(...keyholds.map((r) => r.p99ms)), target: scenario.target, failed_requests: bad, verdict: ratio >= scenario.target && bad === 0 ? 'meets' : 'MISSES',
+      keyhold_p99_ms: Math.max(...keyholds.map((r) => r.p99ms)), target: scenario.target, failed_requests: bad, verdict: scenario.target === 0 ? 'information' : ratio >= scenario.target && bad === 0 ? 'meets' : 'MISSES',
     });
   }
   const metrics = await (await fetch(`${kh}/metrics`)).text();
