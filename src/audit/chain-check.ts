@@ -138,6 +138,10 @@ export class ChainVerifier {
       if (data.key !== this.#fingerprint) return `checkpoint was signed by another key (fingerprint ${data.key}, expected ${this.#fingerprint})`;
       if (!checkpointSignatureValid(data, this.#publicKey)) return 'checkpoint signature is invalid';
     }
+    // The writer signs a later head each time, so a checkpoint that signs the previous one's head
+    // (or an earlier one) is a genuine signature in the wrong place: a replay, not a checkpoint.
+    const previousHead = this.lastCheckpoint?.headSeq ?? 0;
+    if (data.headSeq <= previousHead) return `checkpoint signs seq ${data.headSeq}, not after seq ${previousHead} that the checkpoint at seq ${this.lastCheckpoint?.entrySeq} signed: a replayed checkpoint`;
     const signed = this.#hashes.get(data.headSeq);
     if (signed === undefined) return `checkpoint signs seq ${data.headSeq}, which is before the previous checkpoint's head`;
     if (signed !== data.headHash) {

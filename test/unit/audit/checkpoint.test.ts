@@ -173,6 +173,19 @@ describe('checkpoints', () => {
     assertBad(await verify(file, signer.publicKey, { ...latest, chain: OTHER_CHAIN }), 1, /another log/);
   });
 
+  it('refuses an older checkpoint of the same chain replayed later (at the end, or duplicated in the middle)', async () => {
+    const { file, stored } = await writeSigned(25);
+    const lines = readLines(file);
+    const last = lines.at(-1) as Line;
+    assert.equal(last.type, 'checkpoint');
+    // Appended after the last entry: the signature is genuine, only its place is not.
+    const appended = writeLines(reseal([...lines, { ...last, seq: last.seq + 1 } as Line], lines.length));
+    assertBad(await verify(appended, signer.publicKey, stored.at(-1)), last.seq + 1, /replayed/);
+    const cpIndex = lines.findIndex((l) => l.type === 'checkpoint' && l.seq > 2);
+    const dup = [...lines.slice(0, cpIndex + 1), lines[cpIndex] as Line, ...lines.slice(cpIndex + 1)].map((l, i) => ({ ...l, seq: i + 1 }) as Line);
+    assertBad(await verify(writeLines(reseal(dup, cpIndex + 1))), (lines[cpIndex] as Line).seq + 1, /replayed/);
+  });
+
   it('a system entry round-trips through the canonical form', () => {
     const entry: SystemEntry = { seq: 1, time: '2026-01-01T00:00:00.000Z', prev: '0'.repeat(64), type: 'repair', data: { droppedBytes: 12, file: 'a"b' } };
     const { hash, line } = sealSystemLine(entry);
