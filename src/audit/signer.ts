@@ -24,13 +24,19 @@ export interface AuditSigner extends CheckpointSigner {
   readonly publicKeyPem: string;
 }
 
-/** Opens the signing key named in the barrier, or creates it (and says so through `warn`) when there is none. */
-export async function openAuditSigner(barrier: Barrier, hsm: Hsm, note: (message: string) => void): Promise<AuditSigner> {
+/**
+ * Opens the signing key named in the barrier, or creates it (and says so through `note`) when there
+ * is none. `missing` is called instead of creating one when a key must already exist (the barrier
+ * names a chain): its record was then removed from storage, and a new key would only overwrite the
+ * evidence and leave the old checkpoints "signed by another key".
+ */
+export async function openAuditSigner(barrier: Barrier, hsm: Hsm, note: (message: string) => void, missing?: () => Error): Promise<AuditSigner> {
   let record = await barrier.getJson<SigningKeyRecord>(SIGNING_KEY_PATH);
   let key = record ? hsm.findKey(record.label, 'ec-p256') : null;
   if (record && !key) {
     throw new KeyholdError('ERR_HSM_KEY_MISSING', `audit signing key "${record.label}" (fingerprint ${record.fingerprint}) is not in token "${hsm.token.label}"`);
   }
+  if (!record && missing) throw missing();
   if (!record) {
     if (!hsm.capabilities.ecKeyGen || !hsm.capabilities.ecdsa) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot generate EC keys or sign with ECDSA, which audit checkpoints need');
     const generated = await hsm.generateKey(`keyhold/audit/${randomBytes(4).toString('hex')}`, 'ec-p256');

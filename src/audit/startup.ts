@@ -55,9 +55,11 @@ async function moveAside(paths: string[]): Promise<string[]> {
 export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: { newChain?: boolean; warn: (message: string) => void; error?: (message: string) => void }): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
   const { warn } = options;
   let signerCreated = false;
-  const signer = await openAuditSigner(barrier, hsm, (m) => { signerCreated = true; warn(m); });
   const chain = await barrier.getJson<ChainRecord>(CHAIN_PATH);
   const anchor = await barrier.getJson<StoredCheckpoint>(CHECKPOINT_PATH);
+  // A recorded chain was signed by a key the barrier names; only a new chain may come with a new key.
+  const keyRecordRemoved = chain && !options.newChain ? () => broken(`the barrier records audit chain ${chain.id} but not its checkpoint signing key record (removed from storage?)`) : undefined;
+  const signer = await openAuditSigner(barrier, hsm, (m) => { signerCreated = true; warn(m); }, keyRecordRemoved);
   let recorded = true;
   const pending: { record?: ChainRecord } = {};
   const checkpoints = {

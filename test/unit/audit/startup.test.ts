@@ -98,6 +98,26 @@ describe('openAuditChain', () => {
     await s.storage.close();
   });
 
+  it('refuses a barrier whose signing-key record was removed from storage, without making a new key or writing anything', async () => {
+    const s = store();
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    await log.close();
+    const record = await s.barrier.getJson(SIGNING_KEY_PATH);
+    await s.barrier.delete(SIGNING_KEY_PATH);
+    const before = fs.readFileSync(s.file);
+    const notes: string[] = [];
+    await assert.rejects(openAuditChain({ path: s.file }, s.barrier, hsm, { warn: (m) => notes.push(m) }), (err) => broken(err) && /signing key record/.test((err as Error).message) && /--new-audit-chain/.test((err as Error).message));
+    assert.equal(await s.barrier.getJson(SIGNING_KEY_PATH), null, 'a refused start wrote a new signing-key record');
+    assert.deepEqual(notes, [], 'a refused start created a signing key');
+    assert.deepEqual(fs.readFileSync(s.file), before);
+    // Put back, the same key opens the same chain.
+    await s.barrier.putJson(SIGNING_KEY_PATH, record);
+    const again = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    assert.equal(again.signer.fingerprint, signer.fingerprint);
+    await again.log.close();
+    await s.storage.close();
+  });
+
   it('--new-audit-chain: a new chain id, the previous one and what was wrong recorded in the log and the barrier', async () => {
     const s = store();
     const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
