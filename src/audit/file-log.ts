@@ -12,7 +12,7 @@
  *   second truncates the file back to its last durable byte and appends a `recovered` entry; once
  *   that is durable the log is healthy again.
  */
-import { constants, statSync, writeSync } from 'node:fs';
+import { constants, lstatSync, writeSync } from 'node:fs';
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { KeyholdError } from '../errors.js';
@@ -143,14 +143,19 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
-/** Opens (creating with mode 0600 and syncing the directory entry) the file for appending. */
-async function openForAppend(path: string): Promise<FileHandle> {
-  const flags = constants.O_RDWR | constants.O_APPEND;
+/**
+ * Opens (creating with mode 0600 and syncing the directory entry) the file for appending. Never
+ * through a symbolic link (O_NOFOLLOW): whoever can write the log directory could otherwise point
+ * the log at any file this process may write. `mustCreate` (rotation): the path was just renamed
+ * away, so a file found there was put there by someone else.
+ */
+async function openForAppend(path: string, mustCreate = false): Promise<FileHandle> {
+  const flags = constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW;
   let created: FileHandle;
   try {
     created = await open(path, flags | constants.O_CREAT | constants.O_EXCL, 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || mustCreate) throw err;
     return open(path, flags);
   }
   // A new file's directory entry must be durable too, or a crash could lose the whole log.
@@ -228,6 +233,8 @@ export class FileAuditLog {
   static async open(path: string, options: FileAuditLogOptions = {}): Promise<FileAuditLog> {
     const key = resolve(path);
     if (openPaths.has(key)) throw unavailable(`audit log ${path} is already open in this process`);
+    // Checked before the scan reads through it; openForAppend's O_NOFOLLOW closes the gap after.
+    if (lstatSync(key, { throwIfNoEntry: false })?.isSymbolicLink()) throw unavailable(`audit log ${path} is a symbolic link; configure the path of the file itself`);
     const set = auditFileSet(key);
     const scan = await scanAuditFiles(set, options.check, key);
     if (!scan.result.ok) {
@@ -451,7 +458,8 @@ export class FileAuditLog {
     if (this.#rotating) return undefined;
     let stat;
     try {
-      stat = statSync(this.path, { throwIfNoEntry: false });
+      // lstat: a symbolic link put in the file's place is not the file, even if it points to it.
+      stat = lstatSync(this.path, { throwIfNoEntry: false });
     } catch (err) {
       return { reason: errnoOf(err), message: `cannot stat audit log ${this.path}: ${(err as Error).message}` };
     }
@@ -502,7 +510,7 @@ export class FileAuditLog {
     const target = rotatedName(this.path, this.#activeFirstSeq);
     try {
       await rename(this.path, target);
-      const handle = await openForAppend(this.path); // also syncs the directory (the rename with it)
+      const handle = await openForAppend(this.path, true); // also syncs the directory (the rename with it)
       const stat = await handle.stat();
       const old = this.#io;
       this.#io = this.#options.wrapIo ? this.#options.wrapIo(fileIo(handle)) : fileIo(handle);

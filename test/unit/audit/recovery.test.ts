@@ -34,6 +34,35 @@ describe('file identity', () => {
     });
   }
 
+  it('a symbolic link at the path is refused at open (to a valid log, or dangling), and nothing is written through it', async () => {
+    const real = newFile();
+    const log = await FileAuditLog.open(real);
+    await log.append(rec(1));
+    await log.close();
+    const before = fs.readFileSync(real);
+    const link = newFile();
+    fs.symlinkSync(real, link);
+    await assert.rejects(FileAuditLog.open(link), (err) => isUnavailable(err) && /symbolic link/.test((err as Error).message));
+    assert.deepEqual(fs.readFileSync(real), before);
+    const dangling = newFile();
+    const target = newFile();
+    fs.symlinkSync(target, dangling);
+    await assert.rejects(FileAuditLog.open(dangling), (err) => isUnavailable(err) && /symbolic link/.test((err as Error).message));
+    assert.equal(fs.existsSync(target), false, 'a file was created through the link');
+  });
+
+  it('the file moved aside and a symbolic link to it put at the path while open fails the log (FILE_REPLACED)', async () => {
+    const file = newFile();
+    const log = await FileAuditLog.open(file, { probeIntervalMs: 50 });
+    await log.append(rec(1));
+    fs.renameSync(file, `${file}.moved`);
+    fs.symlinkSync(`${file}.moved`, file);
+    await until('failure', () => !log.healthy, 1000);
+    assert.equal(log.status.reason, 'FILE_REPLACED');
+    await assert.rejects(log.append(rec(2)), isUnavailable);
+    await log.close();
+  });
+
   it('a batch written after the file was deleted is not acknowledged', async () => {
     const file = newFile();
     const log = await FileAuditLog.open(file, { probeIntervalMs: 60_000 });
