@@ -59,7 +59,11 @@ export async function openAuditChain(settings: AuditSettings, barrier: Barrier, 
   const anchor = await barrier.getJson<StoredCheckpoint>(CHECKPOINT_PATH);
   // A recorded chain was signed by a key the barrier names; only a new chain may come with a new key.
   const keyRecordRemoved = chain && !options.newChain ? () => broken(`the barrier records audit chain ${chain.id} but not its checkpoint signing key record (removed from storage?)`) : undefined;
-  const signer = await openAuditSigner(barrier, hsm, (m) => { signerCreated = true; warn(m); }, keyRecordRemoved);
+  const signer = await openAuditSigner(barrier, hsm, {
+    note: (m) => { signerCreated = true; warn(m); },
+    ...(keyRecordRemoved ? { missing: keyRecordRemoved } : {}),
+    replaceLost: options.newChain === true,
+  });
   let recorded = true;
   const pending: { record?: ChainRecord } = {};
   const checkpoints = {

@@ -118,6 +118,29 @@ describe('openAuditChain', () => {
     await s.storage.close();
   });
 
+  it('the signing key deleted from the token: refused naming the way out; --new-audit-chain starts a new chain with a new key', async () => {
+    const s = store();
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    await log.append(rec(1));
+    await log.close();
+    const record = await s.barrier.getJson<{ label: string }>(SIGNING_KEY_PATH);
+    const key = hsm.findKey(record?.label as string, 'ec-p256');
+    assert.ok(key);
+    await hsm.destroyKey(key);
+    await assert.rejects(openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined }),
+      (err) => isKeyholdError(err, 'ERR_HSM_KEY_MISSING') && /not in token/.test((err as Error).message) && /--new-audit-chain/.test((err as Error).message));
+    const notes: string[] = [];
+    const { log: fresh, signer: newSigner } = await openAuditChain({ path: s.file }, s.barrier, hsm, { newChain: true, warn: (m) => notes.push(m) });
+    await fresh.close();
+    assert.notEqual(newSigner.fingerprint, signer.fingerprint);
+    assert.ok(notes.some((m) => m.includes(signer.fingerprint) && /no longer in the token/.test(m)), notes.join('\n'));
+    const first = readLines(s.file)[0];
+    assert.equal(first?.data?.['reason'], 'new-audit-chain');
+    assert.match(String(first?.data?.['previousState']), /another key/);
+    assert.equal((await verifyAuditSet(s.file, { publicKey: newSigner.publicKey })).ok, true);
+    await s.storage.close();
+  });
+
   it('--new-audit-chain: a new chain id, the previous one and what was wrong recorded in the log and the barrier', async () => {
     const s = store();
     const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
