@@ -60,7 +60,7 @@ export interface FileAuditLogOptions {
 /** What /v1/sys/health shows. */
 export interface AuditLogStatus {
   ok: boolean;
-  /** Why the log is failed: an errno code (ENOSPC, EIO, EPERM…), FILE_DELETED, FILE_REPLACED, … */
+  /** Why the log is failed: an errno code (ENOSPC, EIO, EPERM…), FILE_DELETED, FILE_REPLACED, FILE_TRUNCATED, FILE_APPENDED, … */
   reason?: string;
   /** Failed for good: only a restart (and maybe --new-audit-chain) helps. */
   terminal?: boolean;
@@ -454,7 +454,13 @@ export class FileAuditLog {
     if (moved) this.#fail(new Error(moved.message), [], moved.reason, true);
   }
 
-  #identityProblem(): { reason: string; message: string } | undefined {
+  /**
+   * The path must name the open file, and its size must lie between `least` (what is known to be
+   * in it: acknowledged, or written before the fdatasync being checked) and what this process has
+   * written: a file cut in place (`truncate -s 0`) keeps its identity, and another writer's bytes
+   * would sit in the middle of the chain. The size comes with the lstat, at no extra cost.
+   */
+  #identityProblem(least = this.#durableBytes, written = this.#fileBytes): { reason: string; message: string } | undefined {
     if (this.#rotating) return undefined;
     let stat;
     try {
@@ -465,6 +471,8 @@ export class FileAuditLog {
     }
     if (stat === undefined) return { reason: 'FILE_DELETED', message: `audit log ${this.path} was deleted while open` };
     if (stat.dev !== this.#identity.dev || stat.ino !== this.#identity.ino) return { reason: 'FILE_REPLACED', message: `audit log ${this.path} was replaced by another file while open` };
+    if (stat.size < least) return { reason: 'FILE_TRUNCATED', message: `audit log ${this.path} was cut to ${stat.size} bytes while open (${least} were written)` };
+    if (stat.size > written) return { reason: 'FILE_APPENDED', message: `audit log ${this.path} has ${stat.size - written} bytes this process did not write` };
     return undefined;
   }
 
@@ -483,7 +491,7 @@ export class FileAuditLog {
       const data = Buffer.from(`${line}\n`, 'utf8');
       await this.#io.write(data);
       await this.#io.datasync();
-      const moved = this.#identityProblem();
+      const moved = this.#identityProblem(this.#durableBytes + data.length, this.#durableBytes + data.length);
       if (moved) {
         failure.terminal = true;
         failure.reason = moved.reason;
@@ -566,14 +574,16 @@ export class FileAuditLog {
         continue;
       }
       const data = Buffer.from(batch.map((p) => `${p.line}\n`).join(''), 'utf8');
+      // Counted before the write, so an identity check running meanwhile never sees more bytes than
+      // were counted. A failed write fails the log, and recovery recounts from the durable length.
+      this.#fileBytes += data.length;
+      const endBytes = this.#fileBytes;
       try {
         await this.#io.write(data);
       } catch (err) {
         this.#fail(err, batch);
         continue;
       }
-      this.#fileBytes += data.length;
-      const endBytes = this.#fileBytes;
       const synced = this.#io.datasync();
       const previous = this.#acknowledged;
       this.#inFlightSyncs++;
@@ -594,7 +604,7 @@ export class FileAuditLog {
           return;
         }
         // Durable, but in the file the path names? A deleted or replaced file loses it: not acknowledged.
-        const moved = this.#identityProblem();
+        const moved = this.#identityProblem(endBytes);
         if (moved) {
           this.#fail(new Error(moved.message), batch, moved.reason, true);
           return;

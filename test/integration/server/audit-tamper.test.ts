@@ -251,6 +251,7 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
     for (const [what, change, reason] of [
       ['deleted', (f: string) => fs.rmSync(f), 'FILE_DELETED'],
       ['replaced', (f: string) => { fs.copyFileSync(f, `${f}.new`); fs.renameSync(`${f}.new`, f); }, 'FILE_REPLACED'],
+      ['cut to 0 bytes in place', (f: string) => fs.truncateSync(f, 0), 'FILE_TRUNCATED'],
     ] as const) {
       it(`the file ${what}: health false within about a second, audited requests refused with 503, nothing acknowledged`, async () => {
         const dir = path.join(work, `running-${what}`);
