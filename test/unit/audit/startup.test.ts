@@ -44,7 +44,7 @@ describe('openAuditChain', () => {
   it('first start: creates the signing key and a chain whose first checkpoint is in the barrier; restarts accept it', async () => {
     const s = store();
     const notes: string[] = [];
-    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: (m) => notes.push(m) });
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: (m) => notes.push(m) });
     assert.ok(notes.some((m) => /created the audit checkpoint signing key/.test(m)));
     await log.append(rec(1));
     await log.close();
@@ -81,7 +81,7 @@ describe('openAuditChain', () => {
 
   it('refuses a barrier whose chain record or checkpoint was removed from storage, and a missing file', async () => {
     const s = store();
-    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
     await log.close();
     const chain = await s.barrier.getJson(CHAIN_PATH);
     const cp = await s.barrier.getJson(CHECKPOINT_PATH);
@@ -100,7 +100,7 @@ describe('openAuditChain', () => {
 
   it('refuses a barrier whose signing-key record was removed from storage, without making a new key or writing anything', async () => {
     const s = store();
-    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
     await log.close();
     const record = await s.barrier.getJson(SIGNING_KEY_PATH);
     await s.barrier.delete(SIGNING_KEY_PATH);
@@ -120,7 +120,7 @@ describe('openAuditChain', () => {
 
   it('the signing key deleted from the token: refused naming the way out; --new-audit-chain starts a new chain with a new key', async () => {
     const s = store();
-    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
     await log.append(rec(1));
     await log.close();
     const record = await s.barrier.getJson<{ label: string }>(SIGNING_KEY_PATH);
@@ -141,9 +141,31 @@ describe('openAuditChain', () => {
     await s.storage.close();
   });
 
+  it('all its audit records removed from storage: refused, whether the log is kept, emptied or deleted, and nothing is written', async () => {
+    const s = store();
+    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
+    await log.append(rec(1));
+    await log.close();
+    for (const p of [SIGNING_KEY_PATH, CHAIN_PATH, CHECKPOINT_PATH]) await s.barrier.delete(p);
+    const notes: string[] = [];
+    const refused = async (reason: RegExp) => {
+      await assert.rejects(openAuditChain({ path: s.file }, s.barrier, hsm, { warn: (m) => notes.push(m) }),
+        (err) => broken(err) && reason.test((err as Error).message) && /--new-audit-chain/.test((err as Error).message));
+      assert.equal(await s.barrier.getJson(SIGNING_KEY_PATH), null, 'a refused start made a signing key');
+      assert.equal(fs.readdirSync(s.dir).some((f) => f.includes('abandoned')), false, 'a refused start moved the log aside');
+    };
+    await refused(/the audit log is chain [0-9a-f]{32}, but the barrier has no audit chain record/);
+    fs.writeFileSync(s.file, '');
+    await refused(/not an intact log from before checkpoints \(empty\)/);
+    fs.rmSync(s.file);
+    await refused(/no audit chain record and there is no audit log/);
+    assert.deepEqual(notes, []);
+    await s.storage.close();
+  });
+
   it('--new-audit-chain: a new chain id, the previous one and what was wrong recorded in the log and the barrier', async () => {
     const s = store();
-    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
     await log.close();
     const old = await s.barrier.getJson<{ id: string }>(CHAIN_PATH);
     fs.writeFileSync(s.file, '');
