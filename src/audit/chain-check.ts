@@ -80,8 +80,10 @@ export class ChainVerifier {
     if (semantic !== undefined) return semantic;
     const anchor = this.#options.anchor;
     if (anchor !== undefined) {
-      if (entry.seq === anchor.headSeq && entry.hash !== anchor.headHash) return `differs from the entry the latest checkpoint signed (seq ${anchor.headSeq}): the log was rewritten`;
-      if (entry.seq === anchor.entrySeq && entry.hash !== anchor.entryHash) return `differs from the latest checkpoint entry (seq ${anchor.entrySeq}): the log was rewritten`;
+      // Caught here, at the anchor, but the edit can be anywhere after the last head a checkpoint in the log signed: say so.
+      const from = (this.lastCheckpoint?.headSeq ?? 0) + 1;
+      if (entry.seq === anchor.headSeq && entry.hash !== anchor.headHash) return `differs from the entry the latest checkpoint signed (seq ${anchor.headSeq}): the log was rewritten between seq ${from} and ${entry.seq}`;
+      if (entry.seq === anchor.entrySeq && entry.hash !== anchor.entryHash) return `differs from the latest checkpoint entry (seq ${anchor.entrySeq}): the log was rewritten between seq ${from} and ${entry.seq}`;
     }
     this.entries = entry.seq;
     this.lastHash = entry.hash;

@@ -139,6 +139,21 @@ describe('checkpoints', () => {
     assertBad(await verify(forged), firstCp.seq, /rewritten/);
   });
 
+  it('a rewrite caught only at the anchor (the latest checkpoint, kept outside) names the range it can be in', async () => {
+    const { file, stored } = await writeSigned(25);
+    const lines = readLines(file);
+    const latest = stored.at(-1) as StoredCheckpoint;
+    const target = latest.headSeq - 1; // after the head of the checkpoint before, so only the anchor can tell
+    const previousHead = stored.at(-2)?.headSeq as number;
+    assert.ok(target > previousHead);
+    lines[target - 1] = { ...(lines[target - 1] as Line), path: 'secrets/app/forged' } as Line;
+    const forged = writeLines(reseal(lines, target - 1));
+    const r = await verify(forged, signer.publicKey, latest);
+    assertBad(r, latest.headSeq, /rewritten between seq (\d+) and (\d+)/);
+    const [, from, to] = /between seq (\d+) and (\d+)/.exec(r.ok ? '' : r.reason) as RegExpExecArray;
+    assert.ok(Number(from) <= target && target <= Number(to), `${target} not in ${from}..${to}`);
+  });
+
   it('refuses a forged signature, an edited head, another key and another chain', async () => {
     const { file } = await writeSigned(12);
     const lines = readLines(file);
