@@ -197,6 +197,8 @@ export class FileAuditLog {
   #rotationRequested = false;
   #rotatedFiles: number;
   #recovering = false;
+  /** Rotation renamed the active file but could not create the next one yet. */
+  #needsNextFile = false;
   #chain: string | undefined;
   #lastCheckpoint: StoredCheckpoint | undefined;
   #checkpoints: Promise<unknown> = Promise.resolve();
@@ -482,6 +484,7 @@ export class FileAuditLog {
     if (!failure || this.#recovering || this.#flushing || this.#inFlightSyncs > 0 || this.#closing !== undefined) return;
     this.#recovering = true;
     try {
+      if (this.#needsNextFile) await this.#openNextFile();
       const droppedBytes = await this.#io.truncate(this.#durableBytes);
       const entry: SystemEntry = {
         seq: this.#durable.seq + 1, time: isoNow(), prev: this.#durable.hash, type: 'recovered',
@@ -512,34 +515,51 @@ export class FileAuditLog {
     }
   }
 
-  /** Renames the full active file (its last entry is a checkpoint) and opens a new one; the chain goes on. */
+  /**
+   * Renames the full active file (its last entry is a checkpoint) and opens a new one; the chain
+   * goes on. A failure is not terminal: a failed rename leaves the path naming the active file, and
+   * after a rename the next file may be impossible to create for now (no inode or no room for the
+   * directory entry on a full disk). Recovery then creates it (see #tryRecover).
+   */
   async #rotate(): Promise<void> {
     this.#rotating = true;
     const target = rotatedName(this.path, this.#activeFirstSeq);
     try {
       await rename(this.path, target);
-      const handle = await openForAppend(this.path, true); // also syncs the directory (the rename with it)
-      const stat = await handle.stat();
-      const old = this.#io;
-      this.#io = this.#options.wrapIo ? this.#options.wrapIo(fileIo(handle)) : fileIo(handle);
-      this.#identity = { dev: stat.dev, ino: stat.ino };
-      this.#fileBytes = 0;
-      this.#durableBytes = 0;
-      this.#activeFirstSeq = this.#durable.seq + 1;
       this.#rotatedFiles += 1;
-      await old.close().catch(() => undefined);
+      this.#needsNextFile = true;
+      await this.#openNextFile();
     } catch (err) {
-      // Which file the path names is now unclear: no way back without an operator.
-      this.#fail(err, [], 'ROTATION_FAILED', true);
+      this.#fail(err, [], 'ROTATION_FAILED');
     } finally {
       this.#rotating = false;
       this.#rotationRequested = false;
     }
   }
 
+  /** Creates the active file after a rename (O_EXCL: the path was just renamed away) and switches to it. */
+  async #openNextFile(): Promise<void> {
+    const handle = await openForAppend(this.path, true); // also syncs the directory (the rename with it)
+    let stat;
+    try {
+      stat = await handle.stat();
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+    const old = this.#io;
+    this.#io = this.#options.wrapIo ? this.#options.wrapIo(fileIo(handle)) : fileIo(handle);
+    this.#identity = { dev: stat.dev, ino: stat.ino };
+    this.#fileBytes = 0;
+    this.#durableBytes = 0;
+    this.#activeFirstSeq = this.#durable.seq + 1;
+    this.#needsNextFile = false;
+    await old.close().catch(() => undefined);
+  }
+
   #failedError(): KeyholdError {
     const f = this.#failure;
-    return unavailable(`audit log is failed (${f?.reason ?? 'unknown'}) since ${f?.at ?? '?'}; requests are refused until it recovers`, f?.error);
+    return unavailable(`audit log is failed (${f?.reason ?? 'unknown'}) since ${f?.at ?? '?'}; requests are refused until ${f?.terminal ? 'restart' : 'it recovers'}`, f?.error);
   }
 
   #scheduleFlush(): void {
