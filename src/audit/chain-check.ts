@@ -80,8 +80,10 @@ export class ChainVerifier {
     if (semantic !== undefined) return semantic;
     const anchor = this.#options.anchor;
     if (anchor !== undefined) {
-      if (entry.seq === anchor.headSeq && entry.hash !== anchor.headHash) return `differs from the entry the latest checkpoint signed (seq ${anchor.headSeq}): the log was rewritten`;
-      if (entry.seq === anchor.entrySeq && entry.hash !== anchor.entryHash) return `differs from the latest checkpoint entry (seq ${anchor.entrySeq}): the log was rewritten`;
+      // Caught here, at the anchor, but the edit can be anywhere after the last head a checkpoint in the log signed: say so.
+      const from = (this.lastCheckpoint?.headSeq ?? 0) + 1;
+      if (entry.seq === anchor.headSeq && entry.hash !== anchor.headHash) return `differs from the entry the latest checkpoint signed (seq ${anchor.headSeq}): the log was rewritten between seq ${from} and ${entry.seq}`;
+      if (entry.seq === anchor.entrySeq && entry.hash !== anchor.entryHash) return `differs from the latest checkpoint entry (seq ${anchor.entrySeq}): the log was rewritten between seq ${from} and ${entry.seq}`;
     }
     this.entries = entry.seq;
     this.lastHash = entry.hash;
@@ -138,6 +140,10 @@ export class ChainVerifier {
       if (data.key !== this.#fingerprint) return `checkpoint was signed by another key (fingerprint ${data.key}, expected ${this.#fingerprint})`;
       if (!checkpointSignatureValid(data, this.#publicKey)) return 'checkpoint signature is invalid';
     }
+    // The writer signs a later head each time, so a checkpoint that signs the previous one's head
+    // (or an earlier one) is a genuine signature in the wrong place: a replay, not a checkpoint.
+    const previousHead = this.lastCheckpoint?.headSeq ?? 0;
+    if (data.headSeq <= previousHead) return `checkpoint signs seq ${data.headSeq}, not after seq ${previousHead} that the checkpoint at seq ${this.lastCheckpoint?.entrySeq} signed: a replayed checkpoint`;
     const signed = this.#hashes.get(data.headSeq);
     if (signed === undefined) return `checkpoint signs seq ${data.headSeq}, which is before the previous checkpoint's head`;
     if (signed !== data.headHash) {

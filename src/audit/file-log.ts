@@ -12,7 +12,7 @@
  *   second truncates the file back to its last durable byte and appends a `recovered` entry; once
  *   that is durable the log is healthy again.
  */
-import { constants, statSync, writeSync } from 'node:fs';
+import { constants, lstatSync, writeSync } from 'node:fs';
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { KeyholdError } from '../errors.js';
@@ -60,7 +60,7 @@ export interface FileAuditLogOptions {
 /** What /v1/sys/health shows. */
 export interface AuditLogStatus {
   ok: boolean;
-  /** Why the log is failed: an errno code (ENOSPC, EIO, EPERM…), FILE_DELETED, FILE_REPLACED, … */
+  /** Why the log is failed: an errno code (ENOSPC, EIO, EPERM…), FILE_DELETED, FILE_REPLACED, FILE_TRUNCATED, FILE_APPENDED, … */
   reason?: string;
   /** Failed for good: only a restart (and maybe --new-audit-chain) helps. */
   terminal?: boolean;
@@ -143,14 +143,19 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
-/** Opens (creating with mode 0600 and syncing the directory entry) the file for appending. */
-async function openForAppend(path: string): Promise<FileHandle> {
-  const flags = constants.O_RDWR | constants.O_APPEND;
+/**
+ * Opens (creating with mode 0600 and syncing the directory entry) the file for appending. Never
+ * through a symbolic link (O_NOFOLLOW): whoever can write the log directory could otherwise point
+ * the log at any file this process may write. `mustCreate` (rotation): the path was just renamed
+ * away, so a file found there was put there by someone else.
+ */
+async function openForAppend(path: string, mustCreate = false): Promise<FileHandle> {
+  const flags = constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW;
   let created: FileHandle;
   try {
     created = await open(path, flags | constants.O_CREAT | constants.O_EXCL, 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || mustCreate) throw err;
     return open(path, flags);
   }
   // A new file's directory entry must be durable too, or a crash could lose the whole log.
@@ -192,6 +197,8 @@ export class FileAuditLog {
   #rotationRequested = false;
   #rotatedFiles: number;
   #recovering = false;
+  /** Rotation renamed the active file but could not create the next one yet. */
+  #needsNextFile = false;
   #chain: string | undefined;
   #lastCheckpoint: StoredCheckpoint | undefined;
   #checkpoints: Promise<unknown> = Promise.resolve();
@@ -228,6 +235,8 @@ export class FileAuditLog {
   static async open(path: string, options: FileAuditLogOptions = {}): Promise<FileAuditLog> {
     const key = resolve(path);
     if (openPaths.has(key)) throw unavailable(`audit log ${path} is already open in this process`);
+    // Checked before the scan reads through it; openForAppend's O_NOFOLLOW closes the gap after.
+    if (lstatSync(key, { throwIfNoEntry: false })?.isSymbolicLink()) throw unavailable(`audit log ${path} is a symbolic link; configure the path of the file itself`);
     const set = auditFileSet(key);
     const scan = await scanAuditFiles(set, options.check, key);
     if (!scan.result.ok) {
@@ -447,16 +456,25 @@ export class FileAuditLog {
     if (moved) this.#fail(new Error(moved.message), [], moved.reason, true);
   }
 
-  #identityProblem(): { reason: string; message: string } | undefined {
+  /**
+   * The path must name the open file, and its size must lie between `least` (what is known to be
+   * in it: acknowledged, or written before the fdatasync being checked) and what this process has
+   * written: a file cut in place (`truncate -s 0`) keeps its identity, and another writer's bytes
+   * would sit in the middle of the chain. The size comes with the lstat, at no extra cost.
+   */
+  #identityProblem(least = this.#durableBytes, written = this.#fileBytes): { reason: string; message: string } | undefined {
     if (this.#rotating) return undefined;
     let stat;
     try {
-      stat = statSync(this.path, { throwIfNoEntry: false });
+      // lstat: a symbolic link put in the file's place is not the file, even if it points to it.
+      stat = lstatSync(this.path, { throwIfNoEntry: false });
     } catch (err) {
       return { reason: errnoOf(err), message: `cannot stat audit log ${this.path}: ${(err as Error).message}` };
     }
     if (stat === undefined) return { reason: 'FILE_DELETED', message: `audit log ${this.path} was deleted while open` };
     if (stat.dev !== this.#identity.dev || stat.ino !== this.#identity.ino) return { reason: 'FILE_REPLACED', message: `audit log ${this.path} was replaced by another file while open` };
+    if (stat.size < least) return { reason: 'FILE_TRUNCATED', message: `audit log ${this.path} was cut to ${stat.size} bytes while open (${least} were written)` };
+    if (stat.size > written) return { reason: 'FILE_APPENDED', message: `audit log ${this.path} has ${stat.size - written} bytes this process did not write` };
     return undefined;
   }
 
@@ -466,6 +484,7 @@ export class FileAuditLog {
     if (!failure || this.#recovering || this.#flushing || this.#inFlightSyncs > 0 || this.#closing !== undefined) return;
     this.#recovering = true;
     try {
+      if (this.#needsNextFile) await this.#openNextFile();
       const droppedBytes = await this.#io.truncate(this.#durableBytes);
       const entry: SystemEntry = {
         seq: this.#durable.seq + 1, time: isoNow(), prev: this.#durable.hash, type: 'recovered',
@@ -475,7 +494,7 @@ export class FileAuditLog {
       const data = Buffer.from(`${line}\n`, 'utf8');
       await this.#io.write(data);
       await this.#io.datasync();
-      const moved = this.#identityProblem();
+      const moved = this.#identityProblem(this.#durableBytes + data.length, this.#durableBytes + data.length);
       if (moved) {
         failure.terminal = true;
         failure.reason = moved.reason;
@@ -496,34 +515,51 @@ export class FileAuditLog {
     }
   }
 
-  /** Renames the full active file (its last entry is a checkpoint) and opens a new one; the chain goes on. */
+  /**
+   * Renames the full active file (its last entry is a checkpoint) and opens a new one; the chain
+   * goes on. A failure is not terminal: a failed rename leaves the path naming the active file, and
+   * after a rename the next file may be impossible to create for now (no inode or no room for the
+   * directory entry on a full disk). Recovery then creates it (see #tryRecover).
+   */
   async #rotate(): Promise<void> {
     this.#rotating = true;
     const target = rotatedName(this.path, this.#activeFirstSeq);
     try {
       await rename(this.path, target);
-      const handle = await openForAppend(this.path); // also syncs the directory (the rename with it)
-      const stat = await handle.stat();
-      const old = this.#io;
-      this.#io = this.#options.wrapIo ? this.#options.wrapIo(fileIo(handle)) : fileIo(handle);
-      this.#identity = { dev: stat.dev, ino: stat.ino };
-      this.#fileBytes = 0;
-      this.#durableBytes = 0;
-      this.#activeFirstSeq = this.#durable.seq + 1;
       this.#rotatedFiles += 1;
-      await old.close().catch(() => undefined);
+      this.#needsNextFile = true;
+      await this.#openNextFile();
     } catch (err) {
-      // Which file the path names is now unclear: no way back without an operator.
-      this.#fail(err, [], 'ROTATION_FAILED', true);
+      this.#fail(err, [], 'ROTATION_FAILED');
     } finally {
       this.#rotating = false;
       this.#rotationRequested = false;
     }
   }
 
+  /** Creates the active file after a rename (O_EXCL: the path was just renamed away) and switches to it. */
+  async #openNextFile(): Promise<void> {
+    const handle = await openForAppend(this.path, true); // also syncs the directory (the rename with it)
+    let stat;
+    try {
+      stat = await handle.stat();
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+    const old = this.#io;
+    this.#io = this.#options.wrapIo ? this.#options.wrapIo(fileIo(handle)) : fileIo(handle);
+    this.#identity = { dev: stat.dev, ino: stat.ino };
+    this.#fileBytes = 0;
+    this.#durableBytes = 0;
+    this.#activeFirstSeq = this.#durable.seq + 1;
+    this.#needsNextFile = false;
+    await old.close().catch(() => undefined);
+  }
+
   #failedError(): KeyholdError {
     const f = this.#failure;
-    return unavailable(`audit log is failed (${f?.reason ?? 'unknown'}) since ${f?.at ?? '?'}; requests are refused until it recovers`, f?.error);
+    return unavailable(`audit log is failed (${f?.reason ?? 'unknown'}) since ${f?.at ?? '?'}; requests are refused until ${f?.terminal ? 'restart' : 'it recovers'}`, f?.error);
   }
 
   #scheduleFlush(): void {
@@ -558,14 +594,16 @@ export class FileAuditLog {
         continue;
       }
       const data = Buffer.from(batch.map((p) => `${p.line}\n`).join(''), 'utf8');
+      // Counted before the write, so an identity check running meanwhile never sees more bytes than
+      // were counted. A failed write fails the log, and recovery recounts from the durable length.
+      this.#fileBytes += data.length;
+      const endBytes = this.#fileBytes;
       try {
         await this.#io.write(data);
       } catch (err) {
         this.#fail(err, batch);
         continue;
       }
-      this.#fileBytes += data.length;
-      const endBytes = this.#fileBytes;
       const synced = this.#io.datasync();
       const previous = this.#acknowledged;
       this.#inFlightSyncs++;
@@ -586,7 +624,7 @@ export class FileAuditLog {
           return;
         }
         // Durable, but in the file the path names? A deleted or replaced file loses it: not acknowledged.
-        const moved = this.#identityProblem();
+        const moved = this.#identityProblem(endBytes);
         if (moved) {
           this.#fail(new Error(moved.message), batch, moved.reason, true);
           return;

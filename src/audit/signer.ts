@@ -24,13 +24,32 @@ export interface AuditSigner extends CheckpointSigner {
   readonly publicKeyPem: string;
 }
 
-/** Opens the signing key named in the barrier, or creates it (and says so through `warn`) when there is none. */
-export async function openAuditSigner(barrier: Barrier, hsm: Hsm, note: (message: string) => void): Promise<AuditSigner> {
+export interface OpenSignerOptions {
+  /** Says that a key was created (or replaced). */
+  note: (message: string) => void;
+  /**
+   * Called instead of creating a key when one must already exist (the barrier names a chain): its
+   * record was then removed from storage, and a new key would only overwrite the evidence and leave
+   * the old checkpoints "signed by another key".
+   */
+  missing?: () => Error;
+  /** A new chain was asked for (--new-audit-chain): a key gone from the token is replaced, not fatal. */
+  replaceLost?: boolean;
+}
+
+/** Opens the signing key named in the barrier, or creates it (and says so through `note`) when there is none. */
+export async function openAuditSigner(barrier: Barrier, hsm: Hsm, options: OpenSignerOptions): Promise<AuditSigner> {
+  const { note } = options;
   let record = await barrier.getJson<SigningKeyRecord>(SIGNING_KEY_PATH);
   let key = record ? hsm.findKey(record.label, 'ec-p256') : null;
   if (record && !key) {
-    throw new KeyholdError('ERR_HSM_KEY_MISSING', `audit signing key "${record.label}" (fingerprint ${record.fingerprint}) is not in token "${hsm.token.label}"`);
+    const lost = `audit signing key "${record.label}" (fingerprint ${record.fingerprint}) is not in token "${hsm.token.label}"`;
+    // Without the key the chain can get no more checkpoints: restore the token, or begin a new chain (and key).
+    if (!options.replaceLost) throw new KeyholdError('ERR_HSM_KEY_MISSING', `${lost}; restore the token from its backup, or start with --new-audit-chain to begin a new chain signed by a new key`);
+    note(`${lost}: it is no longer in the token; the new chain gets a new key (the old chain can still be verified offline with the old public key)`);
+    record = null;
   }
+  if (!record && options.missing) throw options.missing();
   if (!record) {
     if (!hsm.capabilities.ecKeyGen || !hsm.capabilities.ecdsa) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot generate EC keys or sign with ECDSA, which audit checkpoints need');
     const generated = await hsm.generateKey(`keyhold/audit/${randomBytes(4).toString('hex')}`, 'ec-p256');

@@ -12,7 +12,7 @@ import type { Hsm } from '../hsm/types.js';
 import type { StoredCheckpoint } from './checkpoint.js';
 import { FileAuditLog } from './file-log.js';
 import { openAuditSigner, type AuditSigner } from './signer.js';
-import { auditFileSet, scanAuditFiles } from './verify.js';
+import { auditFileSet, scanAuditFiles, type AuditVerifyResult } from './verify.js';
 
 export const CHAIN_PATH = 'sys/audit/chain';
 export const CHECKPOINT_PATH = 'sys/audit/checkpoint';
@@ -52,12 +52,42 @@ async function moveAside(paths: string[]): Promise<string[]> {
   return moved;
 }
 
-export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: { newChain?: boolean; warn: (message: string) => void; error?: (message: string) => void }): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
+export interface OpenChainOptions {
+  /** --new-audit-chain: begin a new chain whatever the barrier and the files say. */
+  newChain?: boolean;
+  /** This start initialised the store, so no chain can exist yet. */
+  initializing?: boolean;
+  warn: (message: string) => void;
+  error?: (message: string) => void;
+}
+
+export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: OpenChainOptions): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
   const { warn } = options;
   let signerCreated = false;
-  const signer = await openAuditSigner(barrier, hsm, (m) => { signerCreated = true; warn(m); });
   const chain = await barrier.getJson<ChainRecord>(CHAIN_PATH);
   const anchor = await barrier.getJson<StoredCheckpoint>(CHECKPOINT_PATH);
+  // No chain in the barrier after initialisation: only a store from before checkpoints, whose log is
+  // an intact plain hash chain, may begin one without the flag. Otherwise the audit records were
+  // removed from storage, and beginning a chain would bury the old log without anyone asking.
+  // Decided before anything is written (the signing key included).
+  let legacy: AuditVerifyResult | undefined;
+  if (!chain && !options.newChain && !options.initializing) {
+    const files = auditFileSet(settings.path);
+    if (files.length === 0) throw broken('the barrier has no audit chain record and there is no audit log, but the store was initialised before (removed from storage?)');
+    const scan = await scanAuditFiles(files, {}, settings.path);
+    if (scan.verifier.chainId !== undefined) throw broken(`the audit log is chain ${scan.verifier.chainId}, but the barrier has no audit chain record (removed from storage?)`);
+    if (!scan.result.ok || scan.result.entries === 0) {
+      throw broken(`the barrier has no audit chain record, and the audit log is not an intact log from before checkpoints (${scan.result.ok ? 'empty' : `bad at seq ${scan.result.badSeq}: ${scan.result.reason}`})`);
+    }
+    legacy = scan.result;
+  }
+  // A recorded chain was signed by a key the barrier names; only a new chain may come with a new key.
+  const keyRecordRemoved = chain && !options.newChain ? () => broken(`the barrier records audit chain ${chain.id} but not its checkpoint signing key record (removed from storage?)`) : undefined;
+  const signer = await openAuditSigner(barrier, hsm, {
+    note: (m) => { signerCreated = true; warn(m); },
+    ...(keyRecordRemoved ? { missing: keyRecordRemoved } : {}),
+    replaceLost: options.newChain === true,
+  });
   let recorded = true;
   const pending: { record?: ChainRecord } = {};
   const checkpoints = {
@@ -103,9 +133,9 @@ export async function openAuditChain(settings: AuditSettings, barrier: Barrier, 
     // now) may start one over existing files; otherwise the chain record was removed from storage.
     if (!signerCreated) throw broken('the barrier has an audit signing key but no audit chain record (removed from storage?)');
     reason = 'upgrade';
-    const legacy = (await scanAuditFiles(existing.map((p) => ({ path: p })))).result;
-    previousState = legacy.ok ? 'intact (hash chain only, no checkpoints)' : `bad at seq ${legacy.badSeq}: ${legacy.reason}`;
-    previous = { headSeq: legacy.entries, headHash: legacy.ok ? legacy.lastHash : '' };
+    const old = legacy ?? (await scanAuditFiles(existing.map((p) => ({ path: p })))).result;
+    previousState = old.ok ? 'intact (hash chain only, no checkpoints)' : `bad at seq ${old.badSeq}: ${old.reason}`;
+    previous = { headSeq: old.entries, headHash: old.ok ? old.lastHash : '' };
   }
   const moved = await moveAside(existing);
   if (moved.length > 0) warn(`audit: starting a new chain (${reason}); the previous files were kept as ${moved.join(', ')}`);

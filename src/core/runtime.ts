@@ -85,7 +85,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
     const tokens = new TokenStore(barrier, { maxTtlSeconds: config.tokens?.maxTtlSeconds });
+    let initializing = false;
     if (options.initRootTokenFile && !(await barrier.getJson('sys/initialized'))) {
+      initializing = true;
       // The only token exempt from the maximum TTL (issue 9): the one made at initialisation.
       rootToken = (await tokens.create({ policies: [ROOT_POLICY_NAME], displayName: 'root', neverExpires: true })).token;
       writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
@@ -93,7 +95,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     }
     const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
-    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, warn, error });
+    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, initializing, warn, error });
     auditLog = audit;
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);

@@ -46,8 +46,15 @@ export async function auditVerify(o: { file?: string; config?: string; publicKey
   if (!result.ok) {
     process.stderr.write(`keyhold: audit log ${result.truncated ? 'truncated' : 'bad'}${result.file ? ` in ${result.file}` : ''} at line ${result.line} (seq ${result.badSeq}): ${result.reason}\n`);
     process.exitCode = 3;
-  } else if (!anchor) {
-    process.stderr.write('keyhold: note: without --checkpoint a log cut after its last checkpoint cannot be detected\n');
+  } else {
+    // What no signature covers, said plainly: entries after the last signed head (a crash leaves
+    // some) can be rewritten or cut by whoever can write the file, and verify cannot tell.
+    // (The last checkpoint entry itself is among unsignedEntries, but its signature vouches for it.)
+    const unsigned = result.lastCheckpoint ? (result.unsignedEntries ?? 0) - 1 : 0;
+    if (unsigned > 0 && result.lastCheckpoint) {
+      process.stderr.write(`keyhold: note: ${unsigned} entries after seq ${result.lastCheckpoint.headSeq} (the head the last checkpoint signs) are chained but not signed: a rewrite of them cannot be detected\n`);
+    }
+    if (!anchor) process.stderr.write('keyhold: note: without --checkpoint a log cut or rewritten after its last checkpoint cannot be detected\n');
   }
 }
 

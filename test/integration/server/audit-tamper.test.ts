@@ -201,6 +201,22 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
     });
   }
 
+  it('entries after the last checkpoint (as a kill -9 leaves them) rewritten and re-sealed: verify cannot tell, and says so', async () => {
+    const l = parseLines(pristine);
+    const last = l.map((e) => e.type).lastIndexOf('response');
+    const crashed = l.slice(0, last + 1); // nothing after it, so no checkpoint signs it
+    crashed[last] = { ...(crashed[last] as Line), path: '/v1/secrets/forged' } as Line;
+    const file = path.join(work, 'unsigned-tail.log');
+    fs.writeFileSync(file, serialize(reseal(crashed, last)));
+    const r = await verifyCli(file, publicKey);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /note: \d+ entries after seq \d+ \(the head the last checkpoint signs\) are chained but not signed: a rewrite of them cannot be detected/);
+    assert.match(r.out, /without --checkpoint a log cut or rewritten after its last checkpoint cannot be detected/);
+    // The untouched log ends with the clean stop's checkpoint: nothing to warn about.
+    const clean = await verifyCli(auditFile, publicKey, checkpoint);
+    assert.doesNotMatch(clean.out, /not signed/);
+  });
+
   it('a missing file refuses the start; --new-audit-chain starts a new chain that records the choice, and later starts accept it', async () => {
     fs.rmSync(auditFile);
     await assertDevRefuses(dataDir, /truncated/, 'missing file');
@@ -235,6 +251,7 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
     for (const [what, change, reason] of [
       ['deleted', (f: string) => fs.rmSync(f), 'FILE_DELETED'],
       ['replaced', (f: string) => { fs.copyFileSync(f, `${f}.new`); fs.renameSync(`${f}.new`, f); }, 'FILE_REPLACED'],
+      ['cut to 0 bytes in place', (f: string) => fs.truncateSync(f, 0), 'FILE_TRUNCATED'],
     ] as const) {
       it(`the file ${what}: health false within about a second, audited requests refused with 503, nothing acknowledged`, async () => {
         const dir = path.join(work, `running-${what}`);

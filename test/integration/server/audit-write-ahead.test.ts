@@ -6,29 +6,16 @@
  * restart only. Mounting needs root: the suite is skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { sleep } from '../../helpers/processes.js';
 import { auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { mountTmpfs } from '../../helpers/tmpfs.js';
 import { assertError } from '../api/api-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
-
-/** A tmpfs of `kib` KiB on a fresh folder; unmount with the returned function. */
-function mountTmpfs(kib: number): { dir: string; unmount(): void } {
-  const dir = tempDir('keyhold-audit-fs-');
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${kib}k,mode=0700`, 'tmpfs', dir]);
-  return {
-    dir,
-    unmount() {
-      execFileSync('umount', [dir]);
-      fs.rmdirSync(dir);
-    },
-  };
-}
 
 /** Fills the file system holding `dir` with one file, to the last byte it takes; returns the file. */
 function fill(dir: string): string {

@@ -139,6 +139,21 @@ describe('checkpoints', () => {
     assertBad(await verify(forged), firstCp.seq, /rewritten/);
   });
 
+  it('a rewrite caught only at the anchor (the latest checkpoint, kept outside) names the range it can be in', async () => {
+    const { file, stored } = await writeSigned(25);
+    const lines = readLines(file);
+    const latest = stored.at(-1) as StoredCheckpoint;
+    const target = latest.headSeq - 1; // after the head of the checkpoint before, so only the anchor can tell
+    const previousHead = stored.at(-2)?.headSeq as number;
+    assert.ok(target > previousHead);
+    lines[target - 1] = { ...(lines[target - 1] as Line), path: 'secrets/app/forged' } as Line;
+    const forged = writeLines(reseal(lines, target - 1));
+    const r = await verify(forged, signer.publicKey, latest);
+    assertBad(r, latest.headSeq, /rewritten between seq (\d+) and (\d+)/);
+    const [, from, to] = /between seq (\d+) and (\d+)/.exec(r.ok ? '' : r.reason) as RegExpExecArray;
+    assert.ok(Number(from) <= target && target <= Number(to), `${target} not in ${from}..${to}`);
+  });
+
   it('refuses a forged signature, an edited head, another key and another chain', async () => {
     const { file } = await writeSigned(12);
     const lines = readLines(file);
@@ -171,6 +186,19 @@ describe('checkpoints', () => {
     fs.writeFileSync(empty, '');
     assertBad(await verify(empty, signer.publicKey, latest), 1, /truncated/);
     assertBad(await verify(file, signer.publicKey, { ...latest, chain: OTHER_CHAIN }), 1, /another log/);
+  });
+
+  it('refuses an older checkpoint of the same chain replayed later (at the end, or duplicated in the middle)', async () => {
+    const { file, stored } = await writeSigned(25);
+    const lines = readLines(file);
+    const last = lines.at(-1) as Line;
+    assert.equal(last.type, 'checkpoint');
+    // Appended after the last entry: the signature is genuine, only its place is not.
+    const appended = writeLines(reseal([...lines, { ...last, seq: last.seq + 1 } as Line], lines.length));
+    assertBad(await verify(appended, signer.publicKey, stored.at(-1)), last.seq + 1, /replayed/);
+    const cpIndex = lines.findIndex((l) => l.type === 'checkpoint' && l.seq > 2);
+    const dup = [...lines.slice(0, cpIndex + 1), lines[cpIndex] as Line, ...lines.slice(cpIndex + 1)].map((l, i) => ({ ...l, seq: i + 1 }) as Line);
+    assertBad(await verify(writeLines(reseal(dup, cpIndex + 1))), (lines[cpIndex] as Line).seq + 1, /replayed/);
   });
 
   it('a system entry round-trips through the canonical form', () => {

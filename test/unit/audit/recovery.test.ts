@@ -18,6 +18,9 @@ describe('file identity', () => {
   for (const [what, change, reason] of [
     ['deleted', (f: string) => fs.unlinkSync(f), 'FILE_DELETED'],
     ['replaced', (f: string) => { fs.copyFileSync(f, `${f}.copy`); fs.renameSync(`${f}.copy`, f); }, 'FILE_REPLACED'],
+    // Same inode, so only the size tells: cut in place, or written by someone else.
+    ['truncated in place', (f: string) => fs.truncateSync(f, 0), 'FILE_TRUNCATED'],
+    ['appended to by another writer', (f: string) => fs.appendFileSync(f, '{"seq":999}\n'), 'FILE_APPENDED'],
   ] as const) {
     it(`a file ${what} while open fails the log within the probe period, for good`, async () => {
       const file = newFile();
@@ -33,6 +36,45 @@ describe('file identity', () => {
       await log.close();
     });
   }
+
+  it('a symbolic link at the path is refused at open (to a valid log, or dangling), and nothing is written through it', async () => {
+    const real = newFile();
+    const log = await FileAuditLog.open(real);
+    await log.append(rec(1));
+    await log.close();
+    const before = fs.readFileSync(real);
+    const link = newFile();
+    fs.symlinkSync(real, link);
+    await assert.rejects(FileAuditLog.open(link), (err) => isUnavailable(err) && /symbolic link/.test((err as Error).message));
+    assert.deepEqual(fs.readFileSync(real), before);
+    const dangling = newFile();
+    const target = newFile();
+    fs.symlinkSync(target, dangling);
+    await assert.rejects(FileAuditLog.open(dangling), (err) => isUnavailable(err) && /symbolic link/.test((err as Error).message));
+    assert.equal(fs.existsSync(target), false, 'a file was created through the link');
+  });
+
+  it('the file moved aside and a symbolic link to it put at the path while open fails the log (FILE_REPLACED)', async () => {
+    const file = newFile();
+    const log = await FileAuditLog.open(file, { probeIntervalMs: 50 });
+    await log.append(rec(1));
+    fs.renameSync(file, `${file}.moved`);
+    fs.symlinkSync(`${file}.moved`, file);
+    await until('failure', () => !log.healthy, 1000);
+    assert.equal(log.status.reason, 'FILE_REPLACED');
+    await assert.rejects(log.append(rec(2)), isUnavailable);
+    await log.close();
+  });
+
+  it('a batch written after the file was cut in place is not acknowledged', async () => {
+    const file = newFile();
+    const log = await FileAuditLog.open(file, { probeIntervalMs: 60_000 });
+    await log.append(rec(1));
+    fs.truncateSync(file, 0);
+    await assert.rejects(log.append(rec(2)), isUnavailable);
+    assert.equal(log.status.reason, 'FILE_TRUNCATED');
+    await log.close();
+  });
 
   it('a batch written after the file was deleted is not acknowledged', async () => {
     const file = newFile();

@@ -8,9 +8,11 @@ import { FileAuditLog } from '../../../src/audit/file-log.js';
 import { rotatedFiles, rotatedName } from '../../../src/audit/files.js';
 import { verifyAuditSet } from '../../../src/audit/verify.js';
 import type { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import { mountTmpfs } from '../../helpers/tmpfs.js';
 import { CHAIN, hsmSigners, readLines, rec, tempRoot, until } from './support.js';
 
 const root = tempRoot('keyhold-audit-rot-');
+const isRoot = process.getuid?.() === 0;
 let hsm: Pkcs11Hsm;
 let signer: CheckpointSigner;
 
@@ -71,5 +73,35 @@ describe('rotation', () => {
     assert.equal(missing.ok, false);
     assert.equal(!missing.ok && missing.file, rotated[2]?.path);
     assert.match(!missing.ok ? missing.reason : '', /missing/);
+  });
+
+  it('a full disk when rotation creates the next file (no inode left) is recovered once there is room, without a restart', { skip: isRoot ? false : 'needs root (mount)' }, async () => {
+    // Room for the root directory, the filler, the active file and one rotated file: the second
+    // rotation renames the active file and then cannot create the next one.
+    const fsys = mountTmpfs(1024, 4);
+    try {
+      const file = path.join(fsys.dir, 'audit.log');
+      const filler = path.join(fsys.dir, 'filler');
+      fs.writeFileSync(filler, 'x');
+      const log = await FileAuditLog.open(file, { start: { chain: CHAIN }, maxFileBytes: 4096, probeIntervalMs: 50, checkpoints: { signer, everyEntries: 10_000, intervalMs: 60_000 } });
+      let acknowledged = 0;
+      for (let i = 1; i <= 200 && log.healthy; i++) await log.append(rec(i)).then(() => { acknowledged = i; }, () => undefined);
+      assert.equal(log.healthy, false, 'the disk never filled');
+      assert.equal(log.status.reason, 'ROTATION_FAILED');
+      assert.equal(log.status.terminal, false);
+      assert.equal(fs.existsSync(file), false, 'the active file was renamed and no next one could be made');
+      fs.unlinkSync(filler);
+      await until('recovery', () => log.healthy, 3000);
+      await log.append(rec(1000));
+      await log.close();
+      const next = readLines(file);
+      assert.equal(next[0]?.type, 'recovered');
+      assert.equal(next[0]?.data?.['reason'], 'ROTATION_FAILED');
+      const set = await verifyAuditSet(file, { publicKey: signer.publicKey, chain: CHAIN });
+      assert.equal(set.ok, true, JSON.stringify(set));
+      assert.ok(acknowledged > 0);
+    } finally {
+      fsys.unmount();
+    }
   });
 });

@@ -44,7 +44,7 @@ describe('openAuditChain', () => {
   it('first start: creates the signing key and a chain whose first checkpoint is in the barrier; restarts accept it', async () => {
     const s = store();
     const notes: string[] = [];
-    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: (m) => notes.push(m) });
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: (m) => notes.push(m) });
     assert.ok(notes.some((m) => /created the audit checkpoint signing key/.test(m)));
     await log.append(rec(1));
     await log.close();
@@ -81,7 +81,7 @@ describe('openAuditChain', () => {
 
   it('refuses a barrier whose chain record or checkpoint was removed from storage, and a missing file', async () => {
     const s = store();
-    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
     await log.close();
     const chain = await s.barrier.getJson(CHAIN_PATH);
     const cp = await s.barrier.getJson(CHECKPOINT_PATH);
@@ -98,9 +98,74 @@ describe('openAuditChain', () => {
     await s.storage.close();
   });
 
+  it('refuses a barrier whose signing-key record was removed from storage, without making a new key or writing anything', async () => {
+    const s = store();
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
+    await log.close();
+    const record = await s.barrier.getJson(SIGNING_KEY_PATH);
+    await s.barrier.delete(SIGNING_KEY_PATH);
+    const before = fs.readFileSync(s.file);
+    const notes: string[] = [];
+    await assert.rejects(openAuditChain({ path: s.file }, s.barrier, hsm, { warn: (m) => notes.push(m) }), (err) => broken(err) && /signing key record/.test((err as Error).message) && /--new-audit-chain/.test((err as Error).message));
+    assert.equal(await s.barrier.getJson(SIGNING_KEY_PATH), null, 'a refused start wrote a new signing-key record');
+    assert.deepEqual(notes, [], 'a refused start created a signing key');
+    assert.deepEqual(fs.readFileSync(s.file), before);
+    // Put back, the same key opens the same chain.
+    await s.barrier.putJson(SIGNING_KEY_PATH, record);
+    const again = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    assert.equal(again.signer.fingerprint, signer.fingerprint);
+    await again.log.close();
+    await s.storage.close();
+  });
+
+  it('the signing key deleted from the token: refused naming the way out; --new-audit-chain starts a new chain with a new key', async () => {
+    const s = store();
+    const { log, signer } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
+    await log.append(rec(1));
+    await log.close();
+    const record = await s.barrier.getJson<{ label: string }>(SIGNING_KEY_PATH);
+    const key = hsm.findKey(record?.label as string, 'ec-p256');
+    assert.ok(key);
+    await hsm.destroyKey(key);
+    await assert.rejects(openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined }),
+      (err) => isKeyholdError(err, 'ERR_HSM_KEY_MISSING') && /not in token/.test((err as Error).message) && /--new-audit-chain/.test((err as Error).message));
+    const notes: string[] = [];
+    const { log: fresh, signer: newSigner } = await openAuditChain({ path: s.file }, s.barrier, hsm, { newChain: true, warn: (m) => notes.push(m) });
+    await fresh.close();
+    assert.notEqual(newSigner.fingerprint, signer.fingerprint);
+    assert.ok(notes.some((m) => m.includes(signer.fingerprint) && /no longer in the token/.test(m)), notes.join('\n'));
+    const first = readLines(s.file)[0];
+    assert.equal(first?.data?.['reason'], 'new-audit-chain');
+    assert.match(String(first?.data?.['previousState']), /another key/);
+    assert.equal((await verifyAuditSet(s.file, { publicKey: newSigner.publicKey })).ok, true);
+    await s.storage.close();
+  });
+
+  it('all its audit records removed from storage: refused, whether the log is kept, emptied or deleted, and nothing is written', async () => {
+    const s = store();
+    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
+    await log.append(rec(1));
+    await log.close();
+    for (const p of [SIGNING_KEY_PATH, CHAIN_PATH, CHECKPOINT_PATH]) await s.barrier.delete(p);
+    const notes: string[] = [];
+    const refused = async (reason: RegExp) => {
+      await assert.rejects(openAuditChain({ path: s.file }, s.barrier, hsm, { warn: (m) => notes.push(m) }),
+        (err) => broken(err) && reason.test((err as Error).message) && /--new-audit-chain/.test((err as Error).message));
+      assert.equal(await s.barrier.getJson(SIGNING_KEY_PATH), null, 'a refused start made a signing key');
+      assert.equal(fs.readdirSync(s.dir).some((f) => f.includes('abandoned')), false, 'a refused start moved the log aside');
+    };
+    await refused(/the audit log is chain [0-9a-f]{32}, but the barrier has no audit chain record/);
+    fs.writeFileSync(s.file, '');
+    await refused(/not an intact log from before checkpoints \(empty\)/);
+    fs.rmSync(s.file);
+    await refused(/no audit chain record and there is no audit log/);
+    assert.deepEqual(notes, []);
+    await s.storage.close();
+  });
+
   it('--new-audit-chain: a new chain id, the previous one and what was wrong recorded in the log and the barrier', async () => {
     const s = store();
-    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { warn: () => undefined });
+    const { log } = await openAuditChain({ path: s.file }, s.barrier, hsm, { initializing: true, warn: () => undefined });
     await log.close();
     const old = await s.barrier.getJson<{ id: string }>(CHAIN_PATH);
     fs.writeFileSync(s.file, '');
