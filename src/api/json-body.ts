@@ -20,8 +20,8 @@ export function charsetIsUtf8(contentType: string): boolean {
 
 /**
  * The application/json body parser (register with parseAs 'buffer'). Before fastify's own parser
- * (prototype-poisoning checks included) sees the text, it refuses, each with a code: a charset
- * other than UTF-8 (415), bytes that are not valid UTF-8 (400: decoding them as a string would
+ * (prototype-poisoning checks included) sees the text, it refuses, each with a code: a content
+ * coding other than identity (415), a charset other than UTF-8 (415), bytes that are not valid UTF-8 (400: decoding them as a string would
  * silently turn them into U+FFFD; a fatal TextDecoder validates while it decodes), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
  * kept on the request so the audit record can carry its HMAC without serialising the body again.
  */
@@ -30,6 +30,14 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBodyParser<Buffer> {
   return (request: FastifyRequest, body: Buffer, done) => {
+    // keyhold decodes no content coding: a gzip-labelled body would be read as plain JSON anyway
+    // (what the client meant is not what is stored), so any coding but identity is refused, as
+    // RFC 9110 §15.5.16 says. One property read on the common path (no header).
+    const coding = request.headers['content-encoding'];
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+      done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must not have a content coding (Content-Encoding); send plain JSON'), undefined);
+      return;
+    }
     const contentType = request.headers['content-type'];
     if (contentType !== 'application/json' && !charsetIsUtf8(contentType ?? '')) {
       done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json in UTF-8 (no other charset)'), undefined);

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { validateConfig } from '../../../src/core/config.js';
@@ -250,6 +251,23 @@ table('charset: anything else is 415', [
   secretCase('text/plain; charset=utf-8', dataBody, '{"v":1}', unsupported, { contentType: 'text/plain; charset=utf-8' }),
   secretCase('no content-type', dataBody, '{"v":1}', unsupported, { contentType: null }),
   secretCase('application/x-www-form-urlencoded', () => 'data=1', '', unsupported, { contentType: 'application/x-www-form-urlencoded' }),
+]);
+
+describe('content coding: identity is accepted', () => {
+  it('Content-Encoding: identity', async () => {
+    const path = fresh('app/coding-ok');
+    await ok(asRoot({ method: 'PUT', path: `/v1/secrets/${path}`, json: { data: { v: 1 } }, headers: { 'content-encoding': 'identity' } }));
+    assert.equal(await status(`/v1/secrets/${path}`), 200);
+  });
+});
+
+// keyhold decodes no content coding: a body labelled with one was read as plain JSON regardless
+// (a plain body labelled gzip was stored; a gzipped one was "not valid UTF-8"). RFC 9110 §15.5.16: 415.
+table('content coding: any other is 415', [
+  secretCase('gzip, with a gzipped body', () => '', '', unsupported, { raw: gzipSync('{"data":{"v":1}}'), headers: { 'content-encoding': 'gzip' } }),
+  ...['gzip', 'x-gzip', 'deflate', 'br', 'zstd', 'GZIP', 'identity, gzip', 'gzip, identity', 'compress'].map((coding) =>
+    secretCase(`${coding}, with a plain body (a label that would be ignored)`, dataBody, '{"v":1}', unsupported, { headers: { 'content-encoding': coding } })),
+  { name: 'role put with Content-Encoding: gzip and a plain body', req: () => asRoot({ method: 'PUT', path: '/v1/auth/kubernetes/roles/coded', json: { bound_namespaces: ['a'], bound_service_accounts: ['b'], policies: ['present'] }, headers: { 'content-encoding': 'gzip' } }), ...unsupported, absent: '/v1/auth/kubernetes/roles/coded' },
 ]);
 
 // ---------------------------------------------------------------------------------------------
