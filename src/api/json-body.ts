@@ -25,7 +25,10 @@ export function charsetIsUtf8(contentType: string): boolean {
  * silently turn them into U+FFFD; a fatal TextDecoder validates while it decodes), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
  * kept on the request so the audit record can carry its HMAC without serialising the body again.
  */
-/** Decodes and validates in one pass; keeps a BOM, so JSON.parse refuses it as before. */
+/**
+ * Decodes and validates in one pass. A BOM is kept in the text: fastify's parser (secure-json-parse)
+ * then ignores a leading one, as RFC 8259 §8.1 allows, and JSON.parse refuses one anywhere else.
+ */
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBodyParser<Buffer> {

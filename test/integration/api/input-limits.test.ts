@@ -223,7 +223,16 @@ describe('UTF-8: valid multi-byte text is accepted', () => {
   });
 });
 
+describe('UTF-8: a byte order mark', () => {
+  it('a leading BOM is ignored (RFC 8259 §8.1 allows it): 200, and the data reads back without it', async () => {
+    const path = fresh('app/bom');
+    await ok(asRoot({ method: 'PUT', path: `/v1/secrets/${path}`, raw: Buffer.concat([Buffer.of(0xef, 0xbb, 0xbf), Buffer.from('{"data":{"v":1}}')]) }));
+    assert.deepEqual((await ok(asRoot({ method: 'GET', path: `/v1/secrets/${path}` }))).data, { v: 1 });
+  });
+});
+
 table('invalid UTF-8', [
+  secretCase('a BOM after leading whitespace (only a leading one is ignored)', () => '', '', bad, { raw: Buffer.concat([Buffer.from(' '), Buffer.of(0xef, 0xbb, 0xbf), Buffer.from('{"data":{"v":1}}')]) }),
   ...INVALID_UTF8.map(([what, bytes]) => secretCase(`secret value: ${what}`, () => '', '', bad, { raw: utf8Body(bytes) })),
   secretCase('in a field name (C0 AF)', () => '', '', bad, { raw: Buffer.concat([Buffer.from('{"data":{"k'), Buffer.of(0xc0, 0xaf), Buffer.from('":1}}')]) }),
   secretCase('truncated at the very end of the body (E2 82)', () => '', '', bad, { raw: Buffer.concat([Buffer.from('{"data":{"k":1}}'), Buffer.of(0xe2, 0x82)]) }),
