@@ -25,6 +25,14 @@ export function charsetIsUtf8(contentType: string): boolean {
  * silently turn them into U+FFFD; a fatal TextDecoder validates while it decodes), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
  * kept on the request so the audit record can carry its HMAC without serialising the body again.
  */
+/** `Transfer-Encoding: chunked` in any spelling (`Chunked`, `identity, chunked`): nothing to undo but the chunking. */
+function onlyChunked(header: string): boolean {
+  return header.split(',').every((coding) => {
+    const c = coding.trim().toLowerCase();
+    return c === 'chunked' || c === 'identity';
+  });
+}
+
 /**
  * Decodes and validates in one pass. A BOM is kept in the text: fastify's parser (secure-json-parse)
  * then ignores a leading one, as RFC 8259 §8.1 allows, and JSON.parse refuses one anywhere else.
@@ -39,6 +47,14 @@ export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBod
     const coding = request.headers['content-encoding'];
     if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
       done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must not have a content coding (Content-Encoding); send plain JSON'), undefined);
+      return;
+    }
+    // The same for transfer codings: Node undoes only `chunked`, and passed the body of
+    // `Transfer-Encoding: gzip, chunked` on still gzip-coded. 400, as Node itself answers a
+    // transfer coding that does not end in chunked.
+    const transfer = request.headers['transfer-encoding'];
+    if (transfer !== undefined && transfer !== 'chunked' && !onlyChunked(transfer)) {
+      done(new KeyholdError('ERR_BAD_REQUEST', 'request bodies may only be sent with the chunked transfer coding (Transfer-Encoding)'), undefined);
       return;
     }
     const contentType = request.headers['content-type'];

@@ -15,7 +15,7 @@ import { devServerConfig, startDev, startServer, tempDir, type DevServer } from 
 import { parseListedObjects } from '../../helpers/pkcs11-tool.js';
 import { pkcs11ToolListObjects } from '../server/support.js';
 import {
-  assertError, assertHealthy, assertOk, b64, parseRawResponse, request, trickle, type RawRequest, type RawResponse,
+  assertError, assertHealthy, assertOk, b64, exchange, parseRawResponse, request, trickle, type RawRequest, type RawResponse,
 } from './api-helpers.js';
 
 /** The server's client timeouts in this file (short, so slow-client cases finish quickly). */
@@ -278,6 +278,39 @@ table('content coding: any other is 415', [
     secretCase(`${coding}, with a plain body (a label that would be ignored)`, dataBody, '{"v":1}', unsupported, { headers: { 'content-encoding': coding } })),
   { name: 'role put with Content-Encoding: gzip and a plain body', req: () => asRoot({ method: 'PUT', path: '/v1/auth/kubernetes/roles/coded', json: { bound_namespaces: ['a'], bound_service_accounts: ['b'], policies: ['present'] }, headers: { 'content-encoding': 'gzip' } }), ...unsupported, absent: '/v1/auth/kubernetes/roles/coded' },
 ]);
+
+/** A raw chunked PUT of `body` with `Transfer-Encoding: coding`, answered and closed. */
+async function chunkedPut(path: string, coding: string, body: Buffer): Promise<{ status: number; body: any }> {
+  const head = `PUT ${path} HTTP/1.1\r\nHost: keyhold\r\nAuthorization: Bearer ${root}\r\nContent-Type: application/json\r\nTransfer-Encoding: ${coding}\r\nConnection: close\r\n\r\n`;
+  return parseRawResponse(await exchange(addr(), Buffer.concat([Buffer.from(`${head}${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')])));
+}
+
+describe('transfer coding: only chunked', () => {
+  it('Transfer-Encoding: chunked (any case) is accepted', async () => {
+    for (const coding of ['chunked', 'Chunked']) {
+      const path = fresh('app/te-ok');
+      const res = await chunkedPut(`/v1/secrets/${path}`, coding, Buffer.from('{"data":{"v":1}}'));
+      assert.equal(res.status, 200, `${coding}: ${JSON.stringify(res.body)}`);
+      assert.equal(await status(`/v1/secrets/${path}`), 200);
+    }
+  });
+  // Node undoes only `chunked`: the body of `gzip, chunked` reached keyhold still gzip-coded, and a
+  // plain body labelled so was stored (200).
+  for (const [coding, body] of [
+    ['gzip, chunked', gzipSync('{"data":{"v":1}}')],
+    ['gzip, chunked', Buffer.from('{"data":{"v":1}}')],
+    ['deflate, chunked', Buffer.from('{"data":{"v":1}}')],
+    ['x-custom, chunked', Buffer.from('{"data":{"v":1}}')],
+  ] as const) {
+    it(`Transfer-Encoding: ${coding} with a ${body[0] === 0x1f ? 'gzipped' : 'plain'} body → 400 ERR_BAD_REQUEST, nothing stored`, async () => {
+      const path = fresh('app/te');
+      const res = await chunkedPut(`/v1/secrets/${path}`, coding, body);
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body?.error?.code, 'ERR_BAD_REQUEST');
+      assert.equal(await status(`/v1/secrets/${path}`), 404);
+    });
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // 1b. Wide and long input inside the limits never reaches a 5xx
