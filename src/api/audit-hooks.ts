@@ -44,11 +44,29 @@ function operationOf(request: FastifyRequest): string {
  */
 export const UNAUTHENTICATED_PATH_CHARS = 128;
 
+/**
+ * The request target in origin form (`/v1/...`, query included). A client may send the absolute
+ * form, `GET http://any.host/v1/secrets/x` (RFC 9112 §3.2.2): the router serves the path after
+ * the authority, so the record must name that path, not text of the client's choosing before it
+ * (a log search for `/v1/secrets/prod/` missed such a read). Mirrors find-my-way's parsing.
+ */
+function originForm(url: string): string {
+  if (url.charCodeAt(0) === 0x2f) return url;
+  const schemeEnd = url.indexOf('://');
+  const scheme = schemeEnd < 0 ? '' : url.slice(0, schemeEnd).toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') return url;
+  const pathStart = url.indexOf('/', schemeEnd + 3);
+  const queryStart = url.indexOf('?', schemeEnd + 3);
+  if (queryStart >= 0 && (pathStart < 0 || queryStart < pathStart)) return `/${url.slice(queryStart)}`;
+  return pathStart < 0 ? '/' : url.slice(pathStart);
+}
+
 /** The path to record, and for requests without a valid token the sha256 of the whole request target. */
 export function auditedPath(request: FastifyRequest): { path: string; hash?: string } {
   const url = request.url;
-  const query = url.indexOf('?');
-  const path = query < 0 ? url : url.slice(0, query);
+  const target = originForm(url);
+  const query = target.indexOf('?');
+  const path = query < 0 ? target : target.slice(0, query);
   if (request.keyhold?.token) return { path };
   return { path: path.length > UNAUTHENTICATED_PATH_CHARS ? path.slice(0, UNAUTHENTICATED_PATH_CHARS) : path, hash: sha256Hex(url) };
 }

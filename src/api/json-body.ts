@@ -20,16 +20,43 @@ export function charsetIsUtf8(contentType: string): boolean {
 
 /**
  * The application/json body parser (register with parseAs 'buffer'). Before fastify's own parser
- * (prototype-poisoning checks included) sees the text, it refuses, each with a code: a charset
- * other than UTF-8 (415), bytes that are not valid UTF-8 (400: decoding them as a string would
+ * (prototype-poisoning checks included) sees the text, it refuses, each with a code: a content
+ * coding other than identity (415), a charset other than UTF-8 (415), bytes that are not valid UTF-8 (400: decoding them as a string would
  * silently turn them into U+FFFD; a fatal TextDecoder validates while it decodes), and nesting deeper than MAX_JSON_DEPTH (400). The decoded text is
  * kept on the request so the audit record can carry its HMAC without serialising the body again.
  */
-/** Decodes and validates in one pass; keeps a BOM, so JSON.parse refuses it as before. */
+/** `Transfer-Encoding: chunked` in any spelling (`Chunked`, `identity, chunked`): nothing to undo but the chunking. */
+function onlyChunked(header: string): boolean {
+  return header.split(',').every((coding) => {
+    const c = coding.trim().toLowerCase();
+    return c === 'chunked' || c === 'identity';
+  });
+}
+
+/**
+ * Decodes and validates in one pass. A BOM is kept in the text: fastify's parser (secure-json-parse)
+ * then ignores a leading one, as RFC 8259 §8.1 allows, and JSON.parse refuses one anywhere else.
+ */
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBodyParser<Buffer> {
   return (request: FastifyRequest, body: Buffer, done) => {
+    // keyhold decodes no content coding: a gzip-labelled body would be read as plain JSON anyway
+    // (what the client meant is not what is stored), so any coding but identity is refused, as
+    // RFC 9110 §15.5.16 says. One property read on the common path (no header).
+    const coding = request.headers['content-encoding'];
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+      done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must not have a content coding (Content-Encoding); send plain JSON'), undefined);
+      return;
+    }
+    // The same for transfer codings: Node undoes only `chunked`, and passed the body of
+    // `Transfer-Encoding: gzip, chunked` on still gzip-coded. 400, as Node itself answers a
+    // transfer coding that does not end in chunked.
+    const transfer = request.headers['transfer-encoding'];
+    if (transfer !== undefined && transfer !== 'chunked' && !onlyChunked(transfer)) {
+      done(new KeyholdError('ERR_BAD_REQUEST', 'request bodies may only be sent with the chunked transfer coding (Transfer-Encoding)'), undefined);
+      return;
+    }
     const contentType = request.headers['content-type'];
     if (contentType !== 'application/json' && !charsetIsUtf8(contentType ?? '')) {
       done(new KeyholdError('ERR_UNSUPPORTED_MEDIA_TYPE', 'request bodies must be application/json in UTF-8 (no other charset)'), undefined);

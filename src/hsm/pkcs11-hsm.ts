@@ -233,14 +233,19 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+    const taken = () => new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
     // Reserved before the first await, so two concurrent calls cannot both create the label.
-    if (this.generating.has(label) || this.findKey(label, kind)) throw new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
+    if (this.generating.has(label) || this.handles.has(label)) throw taken();
     this.generating.add(label);
     const spec = keySpec(kind);
     const id = randomBytes(16);
     this.calls++;
     try {
       return await this.oneObjectWriteAtATime(async () => {
+      // Searched for on the token only here, in the write queue: SoftHSM fails a token-object
+      // generation (CKR_GENERAL_ERROR, measured: 14 of 60) while a C_FindObjects runs on another
+      // session, so a search outside the queue made concurrent rotations fail now and then.
+      if (this.findKey(label, kind)) throw taken();
       if (spec.family === 'secret') {
         const handle = await this.pool.use((s) => this.lib.C_GenerateKeyAsync(s, { mechanism: spec.genMechanism }, spec.template(label, id)));
         const key: HsmKey = { label, kind, handle };

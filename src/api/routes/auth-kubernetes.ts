@@ -9,6 +9,7 @@ import type { RegistryCredential } from '../../identity/kubernetes/types.js';
 import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
 import { assertCanConfer } from '../../policy/confer.js';
+import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import { Closed, withErrors } from '../schemas.js';
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' });
@@ -44,7 +45,9 @@ const RoleBody = Closed({
   audience: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   max_token_age_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 24 * 3600 })),
   ttl_seconds: Type.Optional(TTL),
-  policies: Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }), { minItems: 1, maxItems: 64, uniqueItems: true }),
+  // The same names as everywhere else (a policy can only be stored under one): `App` or `ROOT` could
+  // never exist, and a role naming one was accepted without a word and granted nothing.
+  policies: Type.Array(Type.String({ pattern: POLICY_NAME_PATTERN.source }), { minItems: 1, maxItems: 64, uniqueItems: true }),
   require_pod_bound: Type.Optional(Type.Boolean()),
   image_policy: Type.Optional(ImagePolicyBody),
 });

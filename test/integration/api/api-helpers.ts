@@ -194,6 +194,18 @@ export function trickle(address: string, head: string, options: { everyMs: numbe
   });
 }
 
+/** Sends raw request bytes in one write on a fresh socket and resolves with everything answered until the server closes it (send `Connection: close`). */
+export function exchange(address: string, raw: Buffer | string): Promise<string> {
+  const url = new URL(address);
+  return new Promise((resolve, reject) => {
+    let response = '';
+    const socket = net.connect(Number(url.port), url.hostname, () => socket.write(raw));
+    socket.on('data', (chunk: Buffer) => { response += chunk.toString('utf8'); });
+    socket.on('close', () => resolve(response));
+    socket.on('error', reject);
+  });
+}
+
 /** The status line's code and the JSON body of a raw HTTP/1.1 response. */
 export function parseRawResponse(raw: string): { status: number; headers: string; body: any } {
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);

@@ -102,6 +102,26 @@ describe('audit flood: requests without valid credentials', { timeout: 240_000 }
     assert.equal(mine?.fields?.path_sha256, undefined);
   });
 
+  it('records the path keyhold served for an absolute-form request target (http://host/path), not the text before it', async () => {
+    // RFC 9112 lets a client send `GET http://host/path`; the router serves /path, so the log must name /path.
+    const send = client('127.0.0.45');
+    const token = server.rootToken;
+    const write = await send({ method: 'PUT', path: 'http://decoy.example/v1/secrets/flood/abs', token, json: { data: { v: 3 } } });
+    assertOk(write);
+    const read = await send({ method: 'GET', path: 'HTTP://decoy.example:8200/v1/secrets/flood/abs?version=1', token });
+    assertOk(read);
+    assert.deepEqual(read.body.data, { v: 3 });
+    const anonymousTarget = 'http://decoy.example/v1/secrets/flood/abs';
+    const anonymous = await send({ method: 'GET', path: anonymousTarget });
+    assertError(anonymous, 401, 'ERR_UNAUTHENTICATED');
+    for (const [res, count] of [[write, 2], [read, 1], [anonymous, 1]] as const) {
+      const mine = records().filter((r) => r.requestId === idOf(res));
+      assert.equal(mine.length, count, `records of ${idOf(res)}`);
+      for (const r of mine) assert.equal(r.path, '/v1/secrets/flood/abs');
+    }
+    assert.equal(records().find((r) => r.requestId === idOf(anonymous))?.fields?.path_sha256, sha256(anonymousTarget), 'the hash covers the whole target as sent');
+  });
+
   it('1,000 unauthenticated requests from one address: 429 after the limit, bounded log growth, the limiting summarised with its count', async () => {
     const send = client('127.0.0.41');
     const bytesBefore = auditBytes();

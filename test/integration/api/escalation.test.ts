@@ -102,7 +102,7 @@ interface Refusal {
 const denied = { status: 403, code: 'ERR_PERMISSION_DENIED' };
 const badRequest = { status: 400, code: 'ERR_BAD_REQUEST' };
 const notFound = { status: 404, code: 'ERR_TOKEN_NOT_FOUND' };
-const role = (name: string, body: unknown, as: () => string, what: string): Refusal => ({ name: what, as, method: 'PUT', path: () => `/v1/auth/kubernetes/roles/${name}`, json: () => body, ...denied });
+const role = (name: string, body: unknown, as: () => string, what: string, outcome = denied): Refusal => ({ name: what, as, method: 'PUT', path: () => `/v1/auth/kubernetes/roles/${name}`, json: () => body, ...outcome });
 const create = (what: string, as: () => string, body: Record<string, unknown>, outcome = denied): Refusal => ({ name: what, as, method: 'POST', path: () => '/v1/tokens', json: () => body, ...outcome });
 const accessorCall = (what: string, as: () => string, method: string, accessor: () => string, outcome = denied): Refusal => ({ name: what, as, method, path: () => `/v1/tokens/accessors/${accessor()}`, ...outcome });
 
@@ -113,7 +113,11 @@ const REFUSALS: Refusal[] = [
   role('pwn', ROLE(['app', 'ops']), () => t.roleWriter!.token, 'role write conferring a held and a not-held policy'),
   role('pwn', ROLE(['app', 'root']), () => t.roleWriter!.token, 'role write conferring a held policy and root'),
   role('pwn', ROLE(['role-writer', 'minter']), () => t.roleWriter!.token, 'role write conferring its own admin policy and a minting one'),
-  role('pwn', ROLE(['Root']), () => t.roleWriter!.token, 'role write conferring a look-alike of root'),
+  // Policy names are lower case wherever they are accepted: a look-alike is refused as a name, for anyone.
+  role('pwn', ROLE(['Root']), () => t.roleWriter!.token, 'role write conferring a look-alike of root', badRequest),
+  role('caps', ROLE(['ROOT']), () => root, 'role write by root naming ROOT (no such policy can exist)', badRequest),
+  role('caps', ROLE(['App']), () => root, 'role write by root naming App beside nothing else (no such policy can exist)', badRequest),
+  role('caps', ROLE(['app', 'Ops']), () => root, 'role write by root naming a held policy and one in capitals', badRequest),
   role('existing', { ...EXISTING_ROLE, policies: ['app', 'ops'] }, () => t.roleWriter!.token, 'role rewrite adding a policy not held'),
   role('existing', { ...EXISTING_ROLE, policies: ['root'] }, () => t.roleWriter!.token, 'role rewrite replacing its policies with root'),
   role('privileged', { ...PRIVILEGED_ROLE, bound_namespaces: ['*'] }, () => t.roleWriter!.token, 'role rewrite keeping a policy not held, widening who gets it'),

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { validateConfig } from '../../../src/core/config.js';
@@ -14,7 +15,7 @@ import { devServerConfig, startDev, startServer, tempDir, type DevServer } from 
 import { parseListedObjects } from '../../helpers/pkcs11-tool.js';
 import { pkcs11ToolListObjects } from '../server/support.js';
 import {
-  assertError, assertHealthy, assertOk, b64, parseRawResponse, request, trickle, type RawRequest, type RawResponse,
+  assertError, assertHealthy, assertOk, b64, exchange, parseRawResponse, request, trickle, type RawRequest, type RawResponse,
 } from './api-helpers.js';
 
 /** The server's client timeouts in this file (short, so slow-client cases finish quickly). */
@@ -222,7 +223,16 @@ describe('UTF-8: valid multi-byte text is accepted', () => {
   });
 });
 
+describe('UTF-8: a byte order mark', () => {
+  it('a leading BOM is ignored (RFC 8259 §8.1 allows it): 200, and the data reads back without it', async () => {
+    const path = fresh('app/bom');
+    await ok(asRoot({ method: 'PUT', path: `/v1/secrets/${path}`, raw: Buffer.concat([Buffer.of(0xef, 0xbb, 0xbf), Buffer.from('{"data":{"v":1}}')]) }));
+    assert.deepEqual((await ok(asRoot({ method: 'GET', path: `/v1/secrets/${path}` }))).data, { v: 1 });
+  });
+});
+
 table('invalid UTF-8', [
+  secretCase('a BOM after leading whitespace (only a leading one is ignored)', () => '', '', bad, { raw: Buffer.concat([Buffer.from(' '), Buffer.of(0xef, 0xbb, 0xbf), Buffer.from('{"data":{"v":1}}')]) }),
   ...INVALID_UTF8.map(([what, bytes]) => secretCase(`secret value: ${what}`, () => '', '', bad, { raw: utf8Body(bytes) })),
   secretCase('in a field name (C0 AF)', () => '', '', bad, { raw: Buffer.concat([Buffer.from('{"data":{"k'), Buffer.of(0xc0, 0xaf), Buffer.from('":1}}')]) }),
   secretCase('truncated at the very end of the body (E2 82)', () => '', '', bad, { raw: Buffer.concat([Buffer.from('{"data":{"k":1}}'), Buffer.of(0xe2, 0x82)]) }),
@@ -251,6 +261,56 @@ table('charset: anything else is 415', [
   secretCase('no content-type', dataBody, '{"v":1}', unsupported, { contentType: null }),
   secretCase('application/x-www-form-urlencoded', () => 'data=1', '', unsupported, { contentType: 'application/x-www-form-urlencoded' }),
 ]);
+
+describe('content coding: identity is accepted', () => {
+  it('Content-Encoding: identity', async () => {
+    const path = fresh('app/coding-ok');
+    await ok(asRoot({ method: 'PUT', path: `/v1/secrets/${path}`, json: { data: { v: 1 } }, headers: { 'content-encoding': 'identity' } }));
+    assert.equal(await status(`/v1/secrets/${path}`), 200);
+  });
+});
+
+// keyhold decodes no content coding: a body labelled with one was read as plain JSON regardless
+// (a plain body labelled gzip was stored; a gzipped one was "not valid UTF-8"). RFC 9110 §15.5.16: 415.
+table('content coding: any other is 415', [
+  secretCase('gzip, with a gzipped body', () => '', '', unsupported, { raw: gzipSync('{"data":{"v":1}}'), headers: { 'content-encoding': 'gzip' } }),
+  ...['gzip', 'x-gzip', 'deflate', 'br', 'zstd', 'GZIP', 'identity, gzip', 'gzip, identity', 'compress'].map((coding) =>
+    secretCase(`${coding}, with a plain body (a label that would be ignored)`, dataBody, '{"v":1}', unsupported, { headers: { 'content-encoding': coding } })),
+  { name: 'role put with Content-Encoding: gzip and a plain body', req: () => asRoot({ method: 'PUT', path: '/v1/auth/kubernetes/roles/coded', json: { bound_namespaces: ['a'], bound_service_accounts: ['b'], policies: ['present'] }, headers: { 'content-encoding': 'gzip' } }), ...unsupported, absent: '/v1/auth/kubernetes/roles/coded' },
+]);
+
+/** A raw chunked PUT of `body` with `Transfer-Encoding: coding`, answered and closed. */
+async function chunkedPut(path: string, coding: string, body: Buffer): Promise<{ status: number; body: any }> {
+  const head = `PUT ${path} HTTP/1.1\r\nHost: keyhold\r\nAuthorization: Bearer ${root}\r\nContent-Type: application/json\r\nTransfer-Encoding: ${coding}\r\nConnection: close\r\n\r\n`;
+  return parseRawResponse(await exchange(addr(), Buffer.concat([Buffer.from(`${head}${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')])));
+}
+
+describe('transfer coding: only chunked', () => {
+  it('Transfer-Encoding: chunked (any case) is accepted', async () => {
+    for (const coding of ['chunked', 'Chunked']) {
+      const path = fresh('app/te-ok');
+      const res = await chunkedPut(`/v1/secrets/${path}`, coding, Buffer.from('{"data":{"v":1}}'));
+      assert.equal(res.status, 200, `${coding}: ${JSON.stringify(res.body)}`);
+      assert.equal(await status(`/v1/secrets/${path}`), 200);
+    }
+  });
+  // Node undoes only `chunked`: the body of `gzip, chunked` reached keyhold still gzip-coded, and a
+  // plain body labelled so was stored (200).
+  for (const [coding, body] of [
+    ['gzip, chunked', gzipSync('{"data":{"v":1}}')],
+    ['gzip, chunked', Buffer.from('{"data":{"v":1}}')],
+    ['deflate, chunked', Buffer.from('{"data":{"v":1}}')],
+    ['x-custom, chunked', Buffer.from('{"data":{"v":1}}')],
+  ] as const) {
+    it(`Transfer-Encoding: ${coding} with a ${body[0] === 0x1f ? 'gzipped' : 'plain'} body → 400 ERR_BAD_REQUEST, nothing stored`, async () => {
+      const path = fresh('app/te');
+      const res = await chunkedPut(`/v1/secrets/${path}`, coding, body);
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body?.error?.code, 'ERR_BAD_REQUEST');
+      assert.equal(await status(`/v1/secrets/${path}`), 404);
+    });
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // 1b. Wide and long input inside the limits never reaches a 5xx
