@@ -54,3 +54,13 @@ export function assertCanConfer(caller: Conferrer, policies: readonly string[], 
     }
   }
 }
+
+/**
+ * Changing how identities are proven (an auth method's issuer, keys, API server) confers every
+ * policy that method's roles grant, now and later: whoever sets the issuer can sign a login for
+ * any role. Only a holder of `root` may, whatever else its policies grant on the config path.
+ */
+export function assertCanChangeIdentitySource(caller: Conferrer, what: string): void {
+  if (caller.policies.includes(ROOT_POLICY_NAME)) return;
+  throw new KeyholdError('ERR_PERMISSION_DENIED', `permission denied: only a holder of the root policy can change ${what}: it decides who may log in to every role`);
+}

@@ -8,7 +8,7 @@ import { NOT_SYNCED_RETRY_SECONDS } from '../../identity/kubernetes/auth.js';
 import type { RegistryCredential } from '../../identity/kubernetes/types.js';
 import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
-import { assertCanConfer } from '../../policy/confer.js';
+import { assertCanChangeIdentitySource, assertCanConfer } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import { Closed, withErrors } from '../schemas.js';
 
@@ -117,6 +117,9 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     schema: { tags: ['auth'], summary: 'Configure Kubernetes service-account login', body: ConfigBody, response: withErrors({ 204: Type.Null() }) },
     config: { operation: 'auth.kubernetes.configure', authorize: () => [[CONFIG_PATH, 'update']] },
   }, async (req, reply) => {
+    const caller = req.keyhold.token;
+    if (!caller) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
+    assertCanChangeIdentitySource(caller, 'the Kubernetes login configuration');
     const b = req.body;
     await auth.configure({
       issuer: b.issuer, apiServerUrl: b.api_server_url,

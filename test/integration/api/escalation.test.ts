@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +18,8 @@ import { assertError, assertOk, request, type RawRequest, type RawResponse } fro
 const MAX_TTL_SECONDS = 86_400;
 const ACCESSOR = /^kha\.[A-Za-z0-9_-]{32}$/;
 const UNKNOWN_ACCESSOR = `kha.${'Q'.repeat(32)}`;
+/** A signing key of the attacker's, so a login configuration naming it would accept JWTs the attacker signs. */
+const ATTACKER_KEY_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
 
 interface Minted { token: string; id: string; accessor: string; policies: string[]; expires_at: string }
 
@@ -59,6 +62,8 @@ before(async () => {
     minter: [{ path: 'sys/tokens', capabilities: ['create'] }],
     orphaner: [{ path: 'sys/tokens/orphan', capabilities: ['create'] }],
     'role-writer': [{ path: 'sys/auth/kubernetes/roles/*', capabilities: ['update', 'read'] }],
+    'config-writer': [{ path: 'sys/auth/kubernetes/config', capabilities: ['update', 'read'] }],
+    'auth-admin': [{ path: 'sys/auth/kubernetes/*', capabilities: ['create', 'update', 'read', 'delete', 'list'] }],
     'acc-list': [{ path: 'sys/tokens/accessors', capabilities: ['list'] }],
     'acc-read': [{ path: 'sys/tokens/accessors/*', capabilities: ['read'] }],
     'acc-delete': [{ path: 'sys/tokens/accessors/*', capabilities: ['delete'] }],
@@ -68,6 +73,8 @@ before(async () => {
   await asRoot('PUT', '/v1/auth/kubernetes/roles/existing', EXISTING_ROLE, 204);
   await asRoot('PUT', '/v1/auth/kubernetes/roles/privileged', PRIVILEGED_ROLE, 204);
   t.roleWriter = await mint(root, ['app', 'role-writer']);
+  t.configWriter = await mint(root, ['app', 'config-writer']);
+  t.authAdmin = await mint(root, ['app', 'ops', 'auth-admin']);
   t.minter = await mint(root, ['app', 'minter'], { ttl: '1h' });
   t.minterOrphaner = await mint(root, ['app', 'minter', 'orphaner'], { ttl: '1h' });
   t.orphanerOnly = await mint(root, ['app', 'orphaner']);
@@ -104,6 +111,10 @@ const badRequest = { status: 400, code: 'ERR_BAD_REQUEST' };
 const notFound = { status: 404, code: 'ERR_TOKEN_NOT_FOUND' };
 const role = (name: string, body: unknown, as: () => string, what: string, outcome = denied): Refusal => ({ name: what, as, method: 'PUT', path: () => `/v1/auth/kubernetes/roles/${name}`, json: () => body, ...outcome });
 const create = (what: string, as: () => string, body: Record<string, unknown>, outcome = denied): Refusal => ({ name: what, as, method: 'POST', path: () => '/v1/tokens', json: () => body, ...outcome });
+const config = (what: string, as: () => string): Refusal => ({
+  name: what, as, method: 'PUT', path: () => '/v1/auth/kubernetes/config',
+  json: () => ({ issuer: 'https://attacker.example', api_server_url: 'https://127.0.0.1:1', public_keys_pem: [ATTACKER_KEY_PEM] }), ...denied,
+});
 const accessorCall = (what: string, as: () => string, method: string, accessor: () => string, outcome = denied): Refusal => ({ name: what, as, method, path: () => `/v1/tokens/accessors/${accessor()}`, ...outcome });
 
 const REFUSALS: Refusal[] = [
@@ -124,6 +135,11 @@ const REFUSALS: Refusal[] = [
   role('privileged', { ...PRIVILEGED_ROLE, policies: ['ops', 'app'] }, () => t.roleWriter!.token, 'role rewrite adding a held policy beside one not held'),
   role('pwn', ROLE(['app']), () => t.app!.token, 'role write without update on the role path'),
   role('pwn', ROLE(['app']), () => t.minter!.token, 'role write by a token minting capability only'),
+  // The login configuration decides who every role's identities are (whoever sets the issuer can
+  // sign a login for any role, root's included): only root changes it (on today's code: 204).
+  config('config write by a token with update on the config path', () => t.configWriter!.token),
+  config('config write by a token administering all of Kubernetes auth and holding every role\'s policies', () => t.authAdmin!.token),
+  config('config write by a role writer', () => t.roleWriter!.token),
   // Token creation: only held policies, only root confers root, orphans only with their capability.
   create('token conferring root', () => t.minter!.token, { policies: ['root'] }),
   create('token conferring a policy not held', () => t.minter!.token, { policies: ['ops'] }),
@@ -183,6 +199,7 @@ describe('refusals: each has its status and code, and changes nothing', () => {
     const privileged = await asRoot('GET', '/v1/auth/kubernetes/roles/privileged');
     assert.deepEqual([privileged.bound_namespaces, privileged.policies], [PRIVILEGED_ROLE.bound_namespaces, PRIVILEGED_ROLE.policies]);
     assert.deepEqual((await asRoot('GET', '/v1/tokens/accessors')).accessors.sort(), [...accessorsBefore].sort());
+    assertError(await call(root, 'GET', '/v1/auth/kubernetes/config'), 404, 'ERR_NOT_FOUND', 'no login configuration was written');
     for (const name of ['victim', 'minter', 'roleWriter']) await live(t[name]!.token, name);
     await live(root, 'root');
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isKeyholdError } from '../../../src/errors.js';
-import { assertCanConfer, type Conferrer, type ConferTarget } from '../../../src/policy/confer.js';
+import { assertCanChangeIdentitySource, assertCanConfer, type Conferrer, type ConferTarget } from '../../../src/policy/confer.js';
 
 const denied = (err: unknown) => isKeyholdError(err, 'ERR_PERMISSION_DENIED');
 const ROLE: ConferTarget = { otherIdentities: true, placeholderPolicies: new Set(['ns-scoped']) };
@@ -30,5 +30,12 @@ describe('assertCanConfer: a caller confers only what it holds; only root confer
       if (ok) assertCanConfer(caller, policies, target);
       else assert.throws(() => assertCanConfer(caller, policies, target), denied);
     });
+  }
+});
+
+describe('assertCanChangeIdentitySource: the identity source of an auth method is root\'s', () => {
+  it('allows a root holder', () => assertCanChangeIdentitySource({ policies: ['root'] }, 'x'));
+  for (const policies of [[], ['a'], ['admin', 'ops'], ['Root']]) {
+    it(`refuses ${JSON.stringify(policies)}`, () => assert.throws(() => assertCanChangeIdentitySource({ policies }, 'x'), denied));
   }
 });
