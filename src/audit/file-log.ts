@@ -12,24 +12,21 @@
  *   second truncates the file back to its last durable byte and appends a `recovered` entry; once
  *   that is durable the log is healthy again.
  */
-import { constants, lstatSync, writeSync } from 'node:fs';
-import { open, rename, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { lstatSync } from 'node:fs';
+import { rename, type FileHandle } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
 import { KeyholdError } from '../errors.js';
 import type { ChainCheckOptions } from './chain-check.js';
 import { makeCheckpoint, type CheckpointSigner, type StoredCheckpoint } from './checkpoint.js';
+import { isoNow } from './clock.js';
 import { recordProblem, sealLine, sealSystemLine, type AuditEntry, type AuditHead, type AuditRecord, type SystemEntry, type SystemEntryType } from './entry.js';
+import { errnoOf, failedError, unavailable, type Failure } from './failure.js';
+import { identityProblem, type FileIdentity, type IdentityProblem } from './file-identity.js';
+import { fileIo, openForAppend, type AuditIo } from './file-io.js';
 import { rotatedFiles, rotatedName } from './files.js';
 import { auditFileSet, scanAuditFiles } from './verify.js';
 
-/** The operations the log needs from its file; tests wrap them to inject I/O failures. */
-export interface AuditIo {
-  write(data: Buffer): Promise<void>;
-  datasync(): Promise<void>;
-  /** Cuts the file to `length` bytes; returns how many bytes were removed. */
-  truncate(length: number): Promise<number>;
-  close(): Promise<void>;
-}
+export type { AuditIo } from './file-io.js';
 
 export interface AuditCheckpointing {
   signer: CheckpointSigner;
@@ -81,92 +78,8 @@ interface Pending {
   rotate?: boolean;
 }
 
-interface Failure {
-  error: KeyholdError;
-  reason: string;
-  at: string;
-  terminal: boolean;
-}
-
-/** Date#toISOString costs about half a microsecond; entries within one millisecond share the text. */
-let lastMillis = -1;
-let lastIso = '';
-function isoNow(): string {
-  const now = Date.now();
-  if (now !== lastMillis) {
-    lastMillis = now;
-    lastIso = new Date(now).toISOString();
-  }
-  return lastIso;
-}
-
 // Two writers on one file would interleave two chains; refuse that within this process.
 const openPaths = new Set<string>();
-
-function unavailable(message: string, cause?: unknown): KeyholdError {
-  return new KeyholdError('ERR_AUDIT_UNAVAILABLE', message, cause === undefined ? undefined : { cause });
-}
-
-function errnoOf(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : 'IO_ERROR';
-}
-
-function fileIo(handle: FileHandle): AuditIo {
-  return {
-    async write(data) {
-      // Synchronous on purpose: a page-cache write of one batch takes microseconds, less than the
-      // hop to libuv's pool and back. Only the fdatasync, which waits for the disk, goes there.
-      // O_APPEND: each write lands at the end; loop because writes may be partial.
-      for (let offset = 0; offset < data.length; ) {
-        const bytesWritten = writeSync(handle.fd, data, offset, data.length - offset, null);
-        if (bytesWritten <= 0) throw new Error('write made no progress');
-        offset += bytesWritten;
-      }
-    },
-    datasync: () => handle.datasync(),
-    async truncate(length) {
-      const { size } = await handle.stat();
-      await handle.truncate(length);
-      return size - length;
-    },
-    close: () => handle.close(),
-  };
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
-/**
- * Opens (creating with mode 0600 and syncing the directory entry) the file for appending. Never
- * through a symbolic link (O_NOFOLLOW): whoever can write the log directory could otherwise point
- * the log at any file this process may write. `mustCreate` (rotation): the path was just renamed
- * away, so a file found there was put there by someone else.
- */
-async function openForAppend(path: string, mustCreate = false): Promise<FileHandle> {
-  const flags = constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW;
-  let created: FileHandle;
-  try {
-    created = await open(path, flags | constants.O_CREAT | constants.O_EXCL, 0o600);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || mustCreate) throw err;
-    return open(path, flags);
-  }
-  // A new file's directory entry must be durable too, or a crash could lose the whole log.
-  try {
-    await syncDir(path);
-  } catch (err) {
-    await created.close();
-    throw err;
-  }
-  return created;
-}
 
 export class FileAuditLog {
   readonly path: string;
@@ -178,7 +91,7 @@ export class FileAuditLog {
   readonly #options: FileAuditLogOptions;
   readonly #warn: (message: string) => void;
   readonly #error: (message: string) => void;
-  #identity: { dev: number; ino: number };
+  #identity: FileIdentity;
   #assigned: AuditHead; // last entry handed a seq (maybe not yet durable)
   #durable: AuditHead; // last entry known to be on disk
   #fileBytes: number; // bytes written to the active file
@@ -206,7 +119,7 @@ export class FileAuditLog {
   #timers: NodeJS.Timeout[] = [];
 
   private constructor(path: string, io: AuditIo, head: AuditHead, init: {
-    options: FileAuditLogOptions; identity: { dev: number; ino: number }; bytes: number; activeFirstSeq: number;
+    options: FileAuditLogOptions; identity: FileIdentity; bytes: number; activeFirstSeq: number;
     repairedBytes: number; repairedNewline: boolean; rotatedFiles: number; chain?: string; lastCheckpoint?: StoredCheckpoint;
   }) {
     this.path = path;
@@ -456,26 +369,10 @@ export class FileAuditLog {
     if (moved) this.#fail(new Error(moved.message), [], moved.reason, true);
   }
 
-  /**
-   * The path must name the open file, and its size must lie between `least` (what is known to be
-   * in it: acknowledged, or written before the fdatasync being checked) and what this process has
-   * written: a file cut in place (`truncate -s 0`) keeps its identity, and another writer's bytes
-   * would sit in the middle of the chain. The size comes with the lstat, at no extra cost.
-   */
-  #identityProblem(least = this.#durableBytes, written = this.#fileBytes): { reason: string; message: string } | undefined {
+  /** Is the path still the active file, holding at least `least` and at most `written` bytes? See file-identity.ts. */
+  #identityProblem(least = this.#durableBytes, written = this.#fileBytes): IdentityProblem | undefined {
     if (this.#rotating) return undefined;
-    let stat;
-    try {
-      // lstat: a symbolic link put in the file's place is not the file, even if it points to it.
-      stat = lstatSync(this.path, { throwIfNoEntry: false });
-    } catch (err) {
-      return { reason: errnoOf(err), message: `cannot stat audit log ${this.path}: ${(err as Error).message}` };
-    }
-    if (stat === undefined) return { reason: 'FILE_DELETED', message: `audit log ${this.path} was deleted while open` };
-    if (stat.dev !== this.#identity.dev || stat.ino !== this.#identity.ino) return { reason: 'FILE_REPLACED', message: `audit log ${this.path} was replaced by another file while open` };
-    if (stat.size < least) return { reason: 'FILE_TRUNCATED', message: `audit log ${this.path} was cut to ${stat.size} bytes while open (${least} were written)` };
-    if (stat.size > written) return { reason: 'FILE_APPENDED', message: `audit log ${this.path} has ${stat.size - written} bytes this process did not write` };
-    return undefined;
+    return identityProblem(this.path, this.#identity, least, written);
   }
 
   /** Cuts what was not acknowledged, appends a `recovered` entry; healthy again once that is durable. */
@@ -558,8 +455,7 @@ export class FileAuditLog {
   }
 
   #failedError(): KeyholdError {
-    const f = this.#failure;
-    return unavailable(`audit log is failed (${f?.reason ?? 'unknown'}) since ${f?.at ?? '?'}; requests are refused until ${f?.terminal ? 'restart' : 'it recovers'}`, f?.error);
+    return failedError(this.#failure);
   }
 
   #scheduleFlush(): void {
