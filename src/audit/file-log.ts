@@ -96,9 +96,16 @@ export class FileAuditLog {
   static async open(path: string, options: FileAuditLogOptions = {}): Promise<FileAuditLog> {
     const key = resolve(path);
     if (openPaths.has(key)) throw unavailable(`audit log ${path} is already open in this process`);
-    const resumed = await resumeChain(key, path, { ...options, checkpoints: options.checkpoints !== undefined });
-    const log = new FileAuditLog(key, resumed, options);
+    // Claimed before the first await: two opens racing on one path would otherwise both pass the check.
     openPaths.add(key);
+    let resumed: ResumedChain;
+    try {
+      resumed = await resumeChain(key, path, { ...options, checkpoints: options.checkpoints !== undefined });
+    } catch (err) {
+      openPaths.delete(key);
+      throw err;
+    }
+    const log = new FileAuditLog(key, resumed, options);
     try {
       if (resumed.head.seq === 0 && options.start) await log.#writer.appendSystem('chain-start', options.start);
       if (log.repairedBytes > 0) await log.#writer.appendSystem('repair', { droppedBytes: log.repairedBytes, file: basename(key), reason: 'incomplete final line' });
