@@ -255,4 +255,21 @@ describe('FileAuditLog', () => {
     assert.equal(again.head.seq, 1);
     await again.close();
   });
+
+  it('refuses the second of two opens of the same file racing in this process, and a failed open leaves the path free', async () => {
+    const file = newFile();
+    const results = await Promise.allSettled([FileAuditLog.open(file), FileAuditLog.open(file)]);
+    const opened = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    assert.equal(opened.length, 1, 'two logs open on one file');
+    assert.ok(results.some((r) => r.status === 'rejected' && isUnavailable(r.reason)));
+    await opened[0]?.append(rec(1));
+    await opened[0]?.close();
+    const intact = fs.readFileSync(file);
+    fs.writeFileSync(file, 'garbage\n');
+    await assert.rejects(FileAuditLog.open(file), (err: unknown) => isKeyholdError(err, 'ERR_AUDIT_CHAIN_BROKEN'));
+    fs.writeFileSync(file, intact);
+    const again = await FileAuditLog.open(file);
+    assert.equal(again.head.seq, 1);
+    await again.close();
+  });
 });
