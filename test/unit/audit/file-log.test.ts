@@ -195,7 +195,7 @@ describe('FileAuditLog', () => {
     assert.deepEqual(await verifyAuditFile(file), { ok: true, entries: 1, lastHash: log.head.hash });
   });
 
-  it('an fdatasync failure is terminal even if the disk recovers', async () => {
+  it('an fdatasync failure fails the log at once: the batch in flight and everything queued behind it are refused, and so is every append until the recovery probe has run', async () => {
     const file = newFile();
     let failNext = false;
     const log = await FileAuditLog.open(file, {
