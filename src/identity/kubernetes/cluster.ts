@@ -15,6 +15,14 @@ export type WatchedPod = Trimmed & { pod: V1Pod };
 const SELF_SUBJECT_ACCESS_REVIEWS = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
 /** How often the watches' permissions are asked again (see #probeWatchAccess). */
 const ACCESS_PROBE_MS = 5000;
+/** How long one request to kube-apiserver may take in all (a page of 500 pods is a few MB). */
+const REQUEST_DEADLINE_MS = 15_000;
+/**
+ * The largest answer read: a page of 500 pods is a few MB. Without a cap, an API URL that streams
+ * without end grew one string until the process ran out of memory (or hit V8's string limit, an
+ * uncaught RangeError), taking the KMS plugin down with it.
+ */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 export class KubernetesCluster {
   /** What the watches need of a kubeconfig: the server, and how to authenticate (see watched-objects.ts). */
@@ -50,16 +58,31 @@ export class KubernetesCluster {
     const sent = payload === undefined ? undefined : JSON.stringify(payload);
     const headers: Record<string, string> = { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}), ...(sent ? { 'content-type': 'application/json' } : {}) };
     return new Promise((resolve, reject) => {
+      // Settles once: the first failure wins, and the request is torn down with it.
+      const fail = (why: string) => {
+        reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${why}`));
+        req.destroy();
+      };
       const req = request(url, { method, agent: this.#agent, headers, timeout: 5000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => { body += d; });
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (d: Buffer) => {
+          size += d.length;
+          if (size > MAX_RESPONSE_BYTES) fail(`answer for ${url.pathname} larger than ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB`);
+          else chunks.push(d);
+        });
+        // A connection cut mid-answer: without this the promise never settled (no 'end', and the request emits no error once answered).
+        res.on('error', (err) => fail(err.message));
         res.on('end', () => {
           if (res.statusCode === 404) return resolve(undefined);
           if (res.statusCode !== 200 && res.statusCode !== 201) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`, { details: { status: res.statusCode } }));
-          try { resolve(JSON.parse(body) as T); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver sent invalid JSON for ${url.pathname}`)); }
+          try { resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver sent invalid JSON for ${url.pathname}`)); }
         });
       });
+      // `timeout` is per idle socket only: a server sending a byte every few seconds would hold a
+      // login, or a configuration write, for ever. The whole answer must come within the deadline.
+      const deadline = setTimeout(() => fail(`no complete answer for ${url.pathname} within ${REQUEST_DEADLINE_MS / 1000} s`), REQUEST_DEADLINE_MS);
+      req.on('close', () => clearTimeout(deadline));
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (err) => reject(err instanceof KeyholdError ? err : new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${err.message}`)));
       req.end(sent);

@@ -6,11 +6,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
-import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { freePorts, sleep } from '../../helpers/processes.js';
 import { CLI, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
@@ -159,5 +161,51 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
       assert.equal(r.outcome?.code, 'ERR_KUBERNETES_NOT_SYNCED');
       assert.match(r.fields?.reason ?? '', /pod watch is not synced/);
     }
+  });
+
+  it('an API URL that answers without end (a byte at a time, a flood, or cut off mid-answer): the configuration write fails in bounded time with a code; the old configuration and its watches go on; the reviewer token is in no message or log', async () => {
+    const pki = await makePki(tempDir('keyhold-k8s-perms-pki-'));
+    let mode: 'trickle' | 'flood' | 'cut' = 'trickle';
+    const hostile: Server = createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (mode === 'cut') {
+        res.write('{"status": {"allo');
+        setTimeout(() => req.socket.destroy(), 100);
+      } else if (mode === 'trickle') {
+        // Leading whitespace is valid JSON: each byte keeps the socket from ever idling out.
+        const timer = setInterval(() => res.write(' '), 500);
+        res.on('close', () => clearInterval(timer));
+      } else {
+        const chunk = Buffer.alloc(1024 * 1024, 0x20);
+        const pump = () => { while (!res.destroyed && res.write(chunk)); };
+        res.on('drain', pump);
+        pump();
+      }
+    });
+    await new Promise<void>((res) => hostile.listen(0, '127.0.0.1', res));
+    const url = `https://127.0.0.1:${(hostile.address() as AddressInfo).port}`;
+    try {
+      for (const m of ['cut', 'trickle', 'flood'] as const) {
+        mode = m;
+        const started = Date.now();
+        const r = await Promise.race([
+          asRoot('PUT', '/v1/auth/kubernetes/config', { ...loginConfig(cp, reviewerJwt), api_server_url: url, ca_pem: pki.caPem }),
+          sleep(40_000).then(() => assert.fail(`${m}: the configuration write did not end within 40 s`)),
+        ]);
+        assert.equal(r.status, 503, `${m}: ${r.text}`);
+        assert.equal(r.body.error.code, 'ERR_KUBERNETES_UNREACHABLE', m);
+        assert.ok(Date.now() - started < 30_000, `${m}: took ${Date.now() - started} ms`);
+        assert.ok(!r.text.includes(reviewerJwt), `${m}: the reviewer token is not in the error`);
+      }
+    } finally {
+      hostile.closeAllConnections();
+      hostile.close();
+    }
+    // The refused writes changed nothing: the old configuration answers, its watches still live.
+    assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).body.api_server_url, cp.url);
+    assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
+    assert.equal((await login('app', await podToken(await makePod('after-hostile')))).status, 200);
+    assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
   });
 });
