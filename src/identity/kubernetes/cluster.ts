@@ -5,7 +5,7 @@
  */
 import { Agent, request } from 'node:https';
 import type { V1ContainerStatus, V1Pod, V1ServiceAccount } from '@kubernetes/client-node';
-import { KeyholdError } from '../../errors.js';
+import { KeyholdError, isKeyholdError } from '../../errors.js';
 import { WATCH_ACCESS, accessReview, describeAccess, type Access } from './access.js';
 import type { KubernetesAuthConfig } from './types.js';
 import { WatchedObjects, type Trimmed, type WatchConnection, type WatchStatus } from './watched-objects.js';
@@ -107,14 +107,25 @@ export class KubernetesCluster {
    * An open watch outlives a revoked permission (RBAC is checked when a request starts), so the
    * loss would only show at the watch's next restart, minutes later. Asking every few seconds
    * makes a revoked `list` or `watch` untrust the copy at once: pod-bound logins are then refused
-   * and health says why. A review that fails is ignored here: the watch notices an outage itself.
+   * and health says why. A review that fails is ignored here (the watch notices an outage
+   * itself), except a 401: kube-apiserver no longer accepts reviewer_jwt (expired, or its service
+   * account deleted), which an open watch would likewise only show at its restart.
    */
   async #probeWatchAccess(): Promise<void> {
     const kinds = [['pods', this.#pods], ['serviceaccounts', this.#serviceAccounts]] as const;
     // One probe at a time: a slow kube-apiserver must not collect a queue of them.
     if (this.#probing || !kinds.some(([, watched]) => watched?.synced)) return;
     this.#probing = true;
-    const denied = await this.deniedAccess(WATCH_ACCESS).catch(() => []).finally(() => { this.#probing = false; });
+    let denied: string[] = [];
+    try {
+      denied = await this.deniedAccess(WATCH_ACCESS);
+    } catch (err) {
+      if (isKeyholdError(err) && err.details?.status === 401) {
+        for (const [, watched] of kinds) watched?.invalidate('kube-apiserver no longer accepts reviewer_jwt (expired or revoked); configure a new one');
+      }
+    } finally {
+      this.#probing = false;
+    }
     for (const [resource, watched] of kinds) {
       const lost = denied.filter((d) => d.endsWith(` ${resource}`));
       if (lost.length > 0) watched?.invalidate(`the reviewer identity may no longer ${lost.join(', ')} (cluster-wide)`);

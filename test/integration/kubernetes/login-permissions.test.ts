@@ -208,4 +208,23 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal((await login('app', await podToken(await makePod('after-hostile')))).status, 200);
     assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
   });
+
+  it('a reviewer token kube-apiserver stops accepting after configuration (its service account deleted): within seconds the watches are unsynced, pod-bound logins refused, health says so', async () => {
+    await waitForWatches(dev);
+    const jwt = await podToken(await makePod('after-reviewer-gone'));
+    await core.deleteNamespacedServiceAccount({ namespace: 'kube-system', name: REVIEWER });
+    // The open watches stream on with a dead token until their timeout (5 minutes): that must not be how long it takes.
+    await eventually('health reports the watches unsynced', async () => (await health()).ok === false, 15_000);
+    assert.deepEqual(await health(), { configured: true, ok: false, pods_synced: false, service_accounts_synced: false });
+    const status = await asRoot('GET', '/v1/auth/kubernetes/status');
+    assert.match(status.body.pods.error, /401|reviewer_jwt/);
+    const r = await login('app', jwt);
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.body.error.code, 'ERR_KUBERNETES_NOT_SYNCED');
+    // Still refused after the re-lists (which kube-apiserver answers 401), not only at the probe.
+    await sleep(7000);
+    assert.equal((await health()).pods_synced, false);
+    assert.match((await asRoot('GET', '/v1/auth/kubernetes/status')).body.pods.error, /401/);
+    assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
+  });
 });
