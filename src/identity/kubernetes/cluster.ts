@@ -15,8 +15,10 @@ export type WatchedPod = Trimmed & { pod: V1Pod };
 const SELF_SUBJECT_ACCESS_REVIEWS = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
 /** How often the watches' permissions are asked again (see #probeWatchAccess). */
 const ACCESS_PROBE_MS = 5000;
-/** How long one request to kube-apiserver may take in all (a page of 500 pods is a few MB). */
+/** How long one request to kube-apiserver may take in all: a login's look-up, an access review. */
 const REQUEST_DEADLINE_MS = 15_000;
+/** A page of the watches' list (500 objects, a few MB): longer, or a slow link could never list. */
+const LIST_PAGE_DEADLINE_MS = 60_000;
 /**
  * The largest answer read: a page of 500 pods is a few MB. Without a cap, an API URL that streams
  * without end grew one string until the process ran out of memory (or hit V8's string limit, an
@@ -47,13 +49,13 @@ export class KubernetesCluster {
   }
 
   /** GET a JSON object from kube-apiserver; undefined for 404. `count`: a login's live look-up (reported per login). */
-  #getJson<T>(path: string, accept = 'application/json', count = true): Promise<T | undefined> {
+  #getJson<T>(path: string, accept = 'application/json', count = true, deadlineMs = REQUEST_DEADLINE_MS): Promise<T | undefined> {
     if (count) this.#calls++;
-    return this.#requestJson<T>('GET', path, accept);
+    return this.#requestJson<T>('GET', path, accept, undefined, deadlineMs);
   }
 
   /** One JSON request as the reviewer; undefined for 404. A refusal's HTTP status is in `details.status`. */
-  #requestJson<T>(method: 'GET' | 'POST', path: string, accept = 'application/json', payload?: unknown): Promise<T | undefined> {
+  #requestJson<T>(method: 'GET' | 'POST', path: string, accept = 'application/json', payload?: unknown, deadlineMs = REQUEST_DEADLINE_MS): Promise<T | undefined> {
     const url = new URL(path, this.config.apiServerUrl);
     const sent = payload === undefined ? undefined : JSON.stringify(payload);
     const headers: Record<string, string> = { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}), ...(sent ? { 'content-type': 'application/json' } : {}) };
@@ -81,7 +83,7 @@ export class KubernetesCluster {
       });
       // `timeout` is per idle socket only: a server sending a byte every few seconds would hold a
       // login, or a configuration write, for ever. The whole answer must come within the deadline.
-      const deadline = setTimeout(() => fail(`no complete answer for ${url.pathname} within ${REQUEST_DEADLINE_MS / 1000} s`), REQUEST_DEADLINE_MS);
+      const deadline = setTimeout(() => fail(`no complete answer for ${url.pathname} within ${deadlineMs / 1000} s`), deadlineMs);
       req.on('close', () => clearTimeout(deadline));
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (err) => reject(err instanceof KeyholdError ? err : new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${err.message}`)));
@@ -180,7 +182,7 @@ export class KubernetesCluster {
     let resourceVersion: string | undefined;
     let next: string | undefined = '';
     while (next !== undefined) {
-      const page: KubeList | undefined = await this.#getJson<KubeList>(`${path}?limit=500${next ? `&continue=${encodeURIComponent(next)}` : ''}`, 'application/json', false);
+      const page: KubeList | undefined = await this.#getJson<KubeList>(`${path}?limit=500${next ? `&continue=${encodeURIComponent(next)}` : ''}`, 'application/json', false, LIST_PAGE_DEADLINE_MS);
       if (!page) throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver has no ${path}`);
       items.push(...(page.items ?? []));
       resourceVersion = page.metadata?.resourceVersion;
