@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
 import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { freePorts, sleep } from '../../helpers/processes.js';
@@ -100,6 +100,21 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).status, 404, 'nothing stored');
   });
 
+  it('refuses a reviewer granted everything through a RoleBinding in the roles\' namespace only, saying the grant must be cluster-wide', async () => {
+    const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+    const name = 'keyhold-namespaced';
+    await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name } } });
+    await rbac.createNamespacedRole({ namespace: 'app', body: { metadata: { name }, rules: REVIEWER_RULES.slice(0, 2) } });
+    await rbac.createNamespacedRoleBinding({ namespace: 'app', body: {
+      metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'ServiceAccount', name, namespace: 'app' }],
+    } });
+    const jwt = (await core.createNamespacedServiceAccountToken({ namespace: 'app', name, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+    const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, jwt));
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
+    assert.match(r.body.error.message, /may not get pods, list pods, watch pods, get serviceaccounts, list serviceaccounts, watch serviceaccounts \(cluster-wide\); Kubernetes login needs get, list and watch on pods and serviceaccounts in all namespaces/);
+  });
+
   it('accepts the same reviewer once it may list and watch; health reports the watches synced', async () => {
     await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
     const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt));
@@ -113,6 +128,10 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     const victim = await makePod('victim');
     const victimLogin = await login('app', await podToken(victim));
     assert.equal(victimLogin.status, 200, victimLogin.text);
+    // Deleted and re-created under the same name while unsynced: the name is back, the uid is not.
+    const phoenixJwt = await podToken(await makePod('phoenix'));
+    const phoenixLogin = await login('app', phoenixJwt);
+    assert.equal(phoenixLogin.status, 200, phoenixLogin.text);
     const waiting = await makePod('waiting');
     const waitingJwt = await podToken(waiting);
     const auditBefore = auditRecords(dev.dataDir).length;
@@ -142,6 +161,8 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
 
     // The original attack, after configuration: the pod goes while keyhold cannot watch.
     await core.deleteNamespacedPod({ namespace: 'app', name: 'victim', body: { gracePeriodSeconds: 0 } });
+    await core.deleteNamespacedPod({ namespace: 'app', name: 'phoenix', body: { gracePeriodSeconds: 0 } });
+    const phoenixAgain = await makePod('phoenix');
     assert.equal((await login('app', await podToken(await makePod('meanwhile')))).status, 503, 'no pod-bound login while unsynced');
 
     await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
@@ -149,6 +170,11 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
     // The re-list finds the victim gone and revokes what it was issued.
     await eventually('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401);
+    await eventually('the replaced pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', phoenixLogin.body.token)).status === 401);
+    const oldPhoenix = await login('app', phoenixJwt);
+    assert.equal(oldPhoenix.status, 403, oldPhoenix.text);
+    assert.match(oldPhoenix.body.error.message, /pod was replaced|pod no longer exists/);
+    assert.equal((await login('app', await podToken(phoenixAgain))).status, 200, 'the new pod of that name logs in');
     const again = await login('app', waitingJwt);
     assert.equal(again.status, 200, again.text);
     const agentRun = await agent;
@@ -161,6 +187,20 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
       assert.equal(r.outcome?.code, 'ERR_KUBERNETES_NOT_SYNCED');
       assert.match(r.fields?.reason ?? '', /pod watch is not synced/);
     }
+  });
+
+  it('list/watch on service accounts revoked after configuration: that watch is untrusted, health names it, and logins go on with live service-account look-ups', async () => {
+    await waitForWatches(dev);
+    await setReviewerRules(cp, REVIEWER, [REVIEWER_RULES[0] as V1PolicyRule, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }, ...REVIEWER_RULES.slice(2)]);
+    await eventually('health reports the service-account watch unsynced', async () => (await health()).service_accounts_synced === false);
+    assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: false });
+    assert.match((await asRoot('GET', '/v1/auth/kubernetes/status')).body.service_accounts.error, /list serviceaccounts|watch serviceaccounts|403/);
+    const before = (await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets as number;
+    assert.equal((await login('app', await podToken(await makePod('sa-watch-lost')))).status, 200);
+    assert.equal((await login('unbound', await podToken())).status, 200);
+    assert.ok((await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets >= before + 2, 'the service account was looked up live');
+    await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
+    await waitForWatches(dev);
   });
 
   it('an API URL that answers without end (a byte at a time, a flood, or cut off mid-answer): the configuration write fails in bounded time with a code; the old configuration and its watches go on; the reviewer token is in no message or log', async () => {
