@@ -203,6 +203,23 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     await waitForWatches(dev);
   });
 
+  it('a configuration write racing logins: each login is 200 or 503 ERR_KUBERNETES_NOT_SYNCED (the new watches listing), never a 500', async () => {
+    await waitForWatches(dev);
+    const jwt = await podToken(await makePod('racing'));
+    let putDone = false;
+    const put = asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt)).finally(() => { putDone = true; });
+    const logins: Array<ReturnType<typeof login>> = [];
+    while (!putDone) {
+      logins.push(login('app', jwt));
+      await sleep(10);
+    }
+    for (let i = 0; i < 10; i++) logins.push(login('app', jwt));
+    assert.equal((await put).status, 204);
+    for (const r of await Promise.all(logins)) assert.ok(r.status === 200 || (r.status === 503 && r.body.error.code === 'ERR_KUBERNETES_NOT_SYNCED'), `${r.status} ${r.text}`);
+    await waitForWatches(dev);
+    assert.equal((await login('app', jwt)).status, 200);
+  });
+
   it('an API URL that answers without end (a byte at a time, a flood, or cut off mid-answer): the configuration write fails in bounded time with a code; the old configuration and its watches go on; the reviewer token is in no message or log', async () => {
     const pki = await makePki(tempDir('keyhold-k8s-perms-pki-'));
     let mode: 'trickle' | 'flood' | 'cut' = 'trickle';
@@ -247,6 +264,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
     assert.equal((await login('app', await podToken(await makePod('after-hostile')))).status, 200);
     assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
+    assert.ok(!readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').includes(reviewerJwt), 'the reviewer token is not in the audit log');
   });
 
   it('a reviewer token kube-apiserver stops accepting after configuration (its service account deleted): within seconds the watches are unsynced, pod-bound logins refused, health says so', async () => {
