@@ -220,6 +220,20 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal((await login('app', jwt)).status, 200);
   });
 
+  it('the 5 s permission re-check stops with the configuration it belongs to: after five replacements kube-apiserver sees one server\'s 4 reviews per 5 s, not six', async () => {
+    const reviews = async () => {
+      const metrics = (await cp.rawGet('/metrics')).body;
+      return metrics.split('\n').filter((l) => l.startsWith('apiserver_request_total{') && l.includes('resource="selfsubjectaccessreviews"'))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    };
+    for (let i = 0; i < 5; i++) assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt))).status, 204);
+    await waitForWatches(dev);
+    const start = await reviews();
+    await sleep(10_500);
+    const made = await reviews() - start;
+    assert.ok(made >= 4 && made <= 12, `${made} SelfSubjectAccessReviews in 10.5 s (one server: 8, at most 12)`);
+  });
+
   it('an API URL that answers without end (a byte at a time, a flood, or cut off mid-answer): the configuration write fails in bounded time with a code; the old configuration and its watches go on; the reviewer token is in no message or log', async () => {
     const pki = await makePki(tempDir('keyhold-k8s-perms-pki-'));
     let mode: 'trickle' | 'flood' | 'cut' = 'trickle';
