@@ -5,7 +5,7 @@
  */
 import { Agent, request } from 'node:https';
 import type { V1ContainerStatus, V1Pod, V1ServiceAccount } from '@kubernetes/client-node';
-import { KeyholdError } from '../../errors.js';
+import { KeyholdError, isKeyholdError } from '../../errors.js';
 import { WATCH_ACCESS, accessReview, describeAccess, type Access } from './access.js';
 import type { KubernetesAuthConfig } from './types.js';
 import { WatchedObjects, type Trimmed, type WatchConnection, type WatchStatus } from './watched-objects.js';
@@ -15,6 +15,16 @@ export type WatchedPod = Trimmed & { pod: V1Pod };
 const SELF_SUBJECT_ACCESS_REVIEWS = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
 /** How often the watches' permissions are asked again (see #probeWatchAccess). */
 const ACCESS_PROBE_MS = 5000;
+/** How long one request to kube-apiserver may take in all: a login's look-up, an access review. */
+const REQUEST_DEADLINE_MS = 15_000;
+/** A page of the watches' list (500 objects, a few MB): longer, or a slow link could never list. */
+const LIST_PAGE_DEADLINE_MS = 60_000;
+/**
+ * The largest answer read: a page of 500 pods is a few MB. Without a cap, an API URL that streams
+ * without end grew one string until the process ran out of memory (or hit V8's string limit, an
+ * uncaught RangeError), taking the KMS plugin down with it.
+ */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 export class KubernetesCluster {
   /** What the watches need of a kubeconfig: the server, and how to authenticate (see watched-objects.ts). */
@@ -39,27 +49,42 @@ export class KubernetesCluster {
   }
 
   /** GET a JSON object from kube-apiserver; undefined for 404. `count`: a login's live look-up (reported per login). */
-  #getJson<T>(path: string, accept = 'application/json', count = true): Promise<T | undefined> {
+  #getJson<T>(path: string, accept = 'application/json', count = true, deadlineMs = REQUEST_DEADLINE_MS): Promise<T | undefined> {
     if (count) this.#calls++;
-    return this.#requestJson<T>('GET', path, accept);
+    return this.#requestJson<T>('GET', path, accept, undefined, deadlineMs);
   }
 
   /** One JSON request as the reviewer; undefined for 404. A refusal's HTTP status is in `details.status`. */
-  #requestJson<T>(method: 'GET' | 'POST', path: string, accept = 'application/json', payload?: unknown): Promise<T | undefined> {
+  #requestJson<T>(method: 'GET' | 'POST', path: string, accept = 'application/json', payload?: unknown, deadlineMs = REQUEST_DEADLINE_MS): Promise<T | undefined> {
     const url = new URL(path, this.config.apiServerUrl);
     const sent = payload === undefined ? undefined : JSON.stringify(payload);
     const headers: Record<string, string> = { accept, ...(this.config.reviewerJwt ? { authorization: `Bearer ${this.config.reviewerJwt}` } : {}), ...(sent ? { 'content-type': 'application/json' } : {}) };
     return new Promise((resolve, reject) => {
+      // Settles once: the first failure wins, and the request is torn down with it.
+      const fail = (why: string) => {
+        reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${why}`));
+        req.destroy();
+      };
       const req = request(url, { method, agent: this.#agent, headers, timeout: 5000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => { body += d; });
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (d: Buffer) => {
+          size += d.length;
+          if (size > MAX_RESPONSE_BYTES) fail(`answer for ${url.pathname} larger than ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB`);
+          else chunks.push(d);
+        });
+        // A connection cut mid-answer: without this the promise never settled (no 'end', and the request emits no error once answered).
+        res.on('error', (err) => fail(err.message));
         res.on('end', () => {
           if (res.statusCode === 404) return resolve(undefined);
           if (res.statusCode !== 200 && res.statusCode !== 201) return reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver answered ${res.statusCode} for ${url.pathname}`, { details: { status: res.statusCode } }));
-          try { resolve(JSON.parse(body) as T); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver sent invalid JSON for ${url.pathname}`)); }
+          try { resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T); } catch { reject(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver sent invalid JSON for ${url.pathname}`)); }
         });
       });
+      // `timeout` is per idle socket only: a server sending a byte every few seconds would hold a
+      // login, or a configuration write, for ever. The whole answer must come within the deadline.
+      const deadline = setTimeout(() => fail(`no complete answer for ${url.pathname} within ${deadlineMs / 1000} s`), deadlineMs);
+      req.on('close', () => clearTimeout(deadline));
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (err) => reject(err instanceof KeyholdError ? err : new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver unreachable: ${err.message}`)));
       req.end(sent);
@@ -84,14 +109,25 @@ export class KubernetesCluster {
    * An open watch outlives a revoked permission (RBAC is checked when a request starts), so the
    * loss would only show at the watch's next restart, minutes later. Asking every few seconds
    * makes a revoked `list` or `watch` untrust the copy at once: pod-bound logins are then refused
-   * and health says why. A review that fails is ignored here: the watch notices an outage itself.
+   * and health says why. A review that fails is ignored here (the watch notices an outage
+   * itself), except a 401: kube-apiserver no longer accepts reviewer_jwt (expired, or its service
+   * account deleted), which an open watch would likewise only show at its restart.
    */
   async #probeWatchAccess(): Promise<void> {
     const kinds = [['pods', this.#pods], ['serviceaccounts', this.#serviceAccounts]] as const;
     // One probe at a time: a slow kube-apiserver must not collect a queue of them.
     if (this.#probing || !kinds.some(([, watched]) => watched?.synced)) return;
     this.#probing = true;
-    const denied = await this.deniedAccess(WATCH_ACCESS).catch(() => []).finally(() => { this.#probing = false; });
+    let denied: string[] = [];
+    try {
+      denied = await this.deniedAccess(WATCH_ACCESS);
+    } catch (err) {
+      if (isKeyholdError(err) && err.details?.status === 401) {
+        for (const [, watched] of kinds) watched?.invalidate('kube-apiserver no longer accepts reviewer_jwt (expired or revoked); configure a new one');
+      }
+    } finally {
+      this.#probing = false;
+    }
     for (const [resource, watched] of kinds) {
       const lost = denied.filter((d) => d.endsWith(` ${resource}`));
       if (lost.length > 0) watched?.invalidate(`the reviewer identity may no longer ${lost.join(', ')} (cluster-wide)`);
@@ -146,7 +182,7 @@ export class KubernetesCluster {
     let resourceVersion: string | undefined;
     let next: string | undefined = '';
     while (next !== undefined) {
-      const page: KubeList | undefined = await this.#getJson<KubeList>(`${path}?limit=500${next ? `&continue=${encodeURIComponent(next)}` : ''}`, 'application/json', false);
+      const page: KubeList | undefined = await this.#getJson<KubeList>(`${path}?limit=500${next ? `&continue=${encodeURIComponent(next)}` : ''}`, 'application/json', false, LIST_PAGE_DEADLINE_MS);
       if (!page) throw new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `kube-apiserver has no ${path}`);
       items.push(...(page.items ?? []));
       resourceVersion = page.metadata?.resourceVersion;

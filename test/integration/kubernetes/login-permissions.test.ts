@@ -6,11 +6,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
-import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
+import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { freePorts, sleep } from '../../helpers/processes.js';
 import { CLI, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
@@ -98,6 +100,21 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).status, 404, 'nothing stored');
   });
 
+  it('refuses a reviewer granted everything through a RoleBinding in the roles\' namespace only, saying the grant must be cluster-wide', async () => {
+    const rbac = cp.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+    const name = 'keyhold-namespaced';
+    await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name } } });
+    await rbac.createNamespacedRole({ namespace: 'app', body: { metadata: { name }, rules: REVIEWER_RULES.slice(0, 2) } });
+    await rbac.createNamespacedRoleBinding({ namespace: 'app', body: {
+      metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'ServiceAccount', name, namespace: 'app' }],
+    } });
+    const jwt = (await core.createNamespacedServiceAccountToken({ namespace: 'app', name, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+    const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, jwt));
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
+    assert.match(r.body.error.message, /may not get pods, list pods, watch pods, get serviceaccounts, list serviceaccounts, watch serviceaccounts \(cluster-wide\); Kubernetes login needs get, list and watch on pods and serviceaccounts in all namespaces/);
+  });
+
   it('accepts the same reviewer once it may list and watch; health reports the watches synced', async () => {
     await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
     const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt));
@@ -111,6 +128,10 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     const victim = await makePod('victim');
     const victimLogin = await login('app', await podToken(victim));
     assert.equal(victimLogin.status, 200, victimLogin.text);
+    // Deleted and re-created under the same name while unsynced: the name is back, the uid is not.
+    const phoenixJwt = await podToken(await makePod('phoenix'));
+    const phoenixLogin = await login('app', phoenixJwt);
+    assert.equal(phoenixLogin.status, 200, phoenixLogin.text);
     const waiting = await makePod('waiting');
     const waitingJwt = await podToken(waiting);
     const auditBefore = auditRecords(dev.dataDir).length;
@@ -140,6 +161,8 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
 
     // The original attack, after configuration: the pod goes while keyhold cannot watch.
     await core.deleteNamespacedPod({ namespace: 'app', name: 'victim', body: { gracePeriodSeconds: 0 } });
+    await core.deleteNamespacedPod({ namespace: 'app', name: 'phoenix', body: { gracePeriodSeconds: 0 } });
+    const phoenixAgain = await makePod('phoenix');
     assert.equal((await login('app', await podToken(await makePod('meanwhile')))).status, 503, 'no pod-bound login while unsynced');
 
     await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
@@ -147,6 +170,11 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
     // The re-list finds the victim gone and revokes what it was issued.
     await eventually('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401);
+    await eventually('the replaced pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', phoenixLogin.body.token)).status === 401);
+    const oldPhoenix = await login('app', phoenixJwt);
+    assert.equal(oldPhoenix.status, 403, oldPhoenix.text);
+    assert.match(oldPhoenix.body.error.message, /pod was replaced|pod no longer exists/);
+    assert.equal((await login('app', await podToken(phoenixAgain))).status, 200, 'the new pod of that name logs in');
     const again = await login('app', waitingJwt);
     assert.equal(again.status, 200, again.text);
     const agentRun = await agent;
@@ -159,5 +187,116 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
       assert.equal(r.outcome?.code, 'ERR_KUBERNETES_NOT_SYNCED');
       assert.match(r.fields?.reason ?? '', /pod watch is not synced/);
     }
+  });
+
+  it('list/watch on service accounts revoked after configuration: that watch is untrusted, health names it, and logins go on with live service-account look-ups', async () => {
+    await waitForWatches(dev);
+    await setReviewerRules(cp, REVIEWER, [REVIEWER_RULES[0] as V1PolicyRule, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }, ...REVIEWER_RULES.slice(2)]);
+    await eventually('health reports the service-account watch unsynced', async () => (await health()).service_accounts_synced === false);
+    assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: false });
+    assert.match((await asRoot('GET', '/v1/auth/kubernetes/status')).body.service_accounts.error, /list serviceaccounts|watch serviceaccounts|403/);
+    const before = (await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets as number;
+    assert.equal((await login('app', await podToken(await makePod('sa-watch-lost')))).status, 200);
+    assert.equal((await login('unbound', await podToken())).status, 200);
+    assert.ok((await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets >= before + 2, 'the service account was looked up live');
+    await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
+    await waitForWatches(dev);
+  });
+
+  it('a configuration write racing logins: each login is 200 or 503 ERR_KUBERNETES_NOT_SYNCED (the new watches listing), never a 500', async () => {
+    await waitForWatches(dev);
+    const jwt = await podToken(await makePod('racing'));
+    let putDone = false;
+    const put = asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt)).finally(() => { putDone = true; });
+    const logins: Array<ReturnType<typeof login>> = [];
+    while (!putDone) {
+      logins.push(login('app', jwt));
+      await sleep(10);
+    }
+    for (let i = 0; i < 10; i++) logins.push(login('app', jwt));
+    assert.equal((await put).status, 204);
+    for (const r of await Promise.all(logins)) assert.ok(r.status === 200 || (r.status === 503 && r.body.error.code === 'ERR_KUBERNETES_NOT_SYNCED'), `${r.status} ${r.text}`);
+    await waitForWatches(dev);
+    assert.equal((await login('app', jwt)).status, 200);
+  });
+
+  it('the 5 s permission re-check stops with the configuration it belongs to: after five replacements kube-apiserver sees one server\'s 4 reviews per 5 s, not six', async () => {
+    const reviews = async () => {
+      const metrics = (await cp.rawGet('/metrics')).body;
+      return metrics.split('\n').filter((l) => l.startsWith('apiserver_request_total{') && l.includes('resource="selfsubjectaccessreviews"'))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    };
+    for (let i = 0; i < 5; i++) assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt))).status, 204);
+    await waitForWatches(dev);
+    const start = await reviews();
+    await sleep(10_500);
+    const made = await reviews() - start;
+    assert.ok(made >= 4 && made <= 12, `${made} SelfSubjectAccessReviews in 10.5 s (one server: 8, at most 12)`);
+  });
+
+  it('an API URL that answers without end (a byte at a time, a flood, or cut off mid-answer): the configuration write fails in bounded time with a code; the old configuration and its watches go on; the reviewer token is in no message or log', async () => {
+    const pki = await makePki(tempDir('keyhold-k8s-perms-pki-'));
+    let mode: 'trickle' | 'flood' | 'cut' = 'trickle';
+    const hostile: Server = createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (mode === 'cut') {
+        res.write('{"status": {"allo');
+        setTimeout(() => req.socket.destroy(), 100);
+      } else if (mode === 'trickle') {
+        // Leading whitespace is valid JSON: each byte keeps the socket from ever idling out.
+        const timer = setInterval(() => res.write(' '), 500);
+        res.on('close', () => clearInterval(timer));
+      } else {
+        const chunk = Buffer.alloc(1024 * 1024, 0x20);
+        const pump = () => { while (!res.destroyed && res.write(chunk)); };
+        res.on('drain', pump);
+        pump();
+      }
+    });
+    await new Promise<void>((res) => hostile.listen(0, '127.0.0.1', res));
+    const url = `https://127.0.0.1:${(hostile.address() as AddressInfo).port}`;
+    try {
+      for (const m of ['cut', 'trickle', 'flood'] as const) {
+        mode = m;
+        const started = Date.now();
+        const r = await Promise.race([
+          asRoot('PUT', '/v1/auth/kubernetes/config', { ...loginConfig(cp, reviewerJwt), api_server_url: url, ca_pem: pki.caPem }),
+          sleep(40_000).then(() => assert.fail(`${m}: the configuration write did not end within 40 s`)),
+        ]);
+        assert.equal(r.status, 503, `${m}: ${r.text}`);
+        assert.equal(r.body.error.code, 'ERR_KUBERNETES_UNREACHABLE', m);
+        assert.ok(Date.now() - started < 30_000, `${m}: took ${Date.now() - started} ms`);
+        assert.ok(!r.text.includes(reviewerJwt), `${m}: the reviewer token is not in the error`);
+      }
+    } finally {
+      hostile.closeAllConnections();
+      hostile.close();
+    }
+    // The refused writes changed nothing: the old configuration answers, its watches still live.
+    assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).body.api_server_url, cp.url);
+    assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
+    assert.equal((await login('app', await podToken(await makePod('after-hostile')))).status, 200);
+    assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
+    assert.ok(!readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').includes(reviewerJwt), 'the reviewer token is not in the audit log');
+  });
+
+  it('a reviewer token kube-apiserver stops accepting after configuration (its service account deleted): within seconds the watches are unsynced, pod-bound logins refused, health says so', async () => {
+    await waitForWatches(dev);
+    const jwt = await podToken(await makePod('after-reviewer-gone'));
+    await core.deleteNamespacedServiceAccount({ namespace: 'kube-system', name: REVIEWER });
+    // The open watches stream on with a dead token until their timeout (5 minutes): that must not be how long it takes.
+    await eventually('health reports the watches unsynced', async () => (await health()).ok === false, 15_000);
+    assert.deepEqual(await health(), { configured: true, ok: false, pods_synced: false, service_accounts_synced: false });
+    const status = await asRoot('GET', '/v1/auth/kubernetes/status');
+    assert.match(status.body.pods.error, /401|reviewer_jwt/);
+    const r = await login('app', jwt);
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.body.error.code, 'ERR_KUBERNETES_NOT_SYNCED');
+    // Still refused after the re-lists (which kube-apiserver answers 401), not only at the probe.
+    await sleep(7000);
+    assert.equal((await health()).pods_synced, false);
+    assert.match((await asRoot('GET', '/v1/auth/kubernetes/status')).body.pods.error, /401/);
+    assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
   });
 });

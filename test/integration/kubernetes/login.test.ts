@@ -164,9 +164,25 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.equal(((await waitForWatches(dev)).live_gets ?? 0) - (warm.live_gets ?? 0), 1);
   });
 
-  it('after kube-apiserver restarts, the watches list again and logins go on', async () => {
+  it('while kube-apiserver is down, pod-bound logins are refused (503, never a 500) and health says so; after it restarts, the watches list again and logins go on', async () => {
     const before = await waitForWatches(dev);
-    await cp.restartApiserver();
+    const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+    let restarted = false;
+    const restarting = cp.restartApiserver().finally(() => { restarted = true; });
+    const statuses: string[] = [];
+    let healthSaidUnsynced = false;
+    while (!restarted) {
+      const h = await call(dev.address, 'GET', '/v1/sys/health');
+      assert.equal(h.status, 200, 'kube-apiserver down does not fail keyhold\'s health');
+      if (h.body.kubernetes.pods_synced === false) healthSaidUnsynced = true;
+      const r = await login('app', jwt);
+      statuses.push(r.status === 200 ? '200' : `${r.status} ${r.body?.error?.code}`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    await restarting;
+    assert.ok(healthSaidUnsynced, 'health reported the pod watch unsynced while kube-apiserver was down');
+    assert.ok(statuses.includes('503 ERR_KUBERNETES_NOT_SYNCED'), `logins meanwhile: ${statuses.join(', ')}`);
+    for (const s of statuses) assert.ok(s === '200' || s.startsWith('503 '), `a login answered ${s} meanwhile`);
     const deadline = Date.now() + 30_000;
     let after = await waitForWatches(dev);
     while ((after.pods?.lists ?? 0) <= (before.pods?.lists ?? 0) || (after.service_accounts?.lists ?? 0) <= (before.service_accounts?.lists ?? 0)) {
