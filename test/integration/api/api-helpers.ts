@@ -86,6 +86,24 @@ export function request(address: string, req: RawRequest): Promise<RawResponse> 
   });
 }
 
+/**
+ * `call(token, method, path, json?)` and `asRoot(method, path, json?, status?)` against a server
+ * a suite starts later (in its before hook): `target` is read at each call.
+ */
+export function apiCaller(target: () => { address: string; root: string }): {
+  call(token: string | undefined, method: string, path: string, json?: unknown): Promise<RawResponse>;
+  asRoot(method: string, path: string, json?: unknown, status?: number): Promise<any>;
+} {
+  const call = (token: string | undefined, method: string, path: string, json?: unknown): Promise<RawResponse> =>
+    request(target().address, { method, path, ...(token !== undefined ? { token } : {}), ...(json !== undefined ? { json } : {}) });
+  const asRoot = async (method: string, path: string, json?: unknown, status = 200): Promise<any> => {
+    const res = await call(target().root, method, path, json);
+    assertOk(res, status, `root ${method} ${path}`);
+    return res.body;
+  };
+  return { call, asRoot };
+}
+
 export const ERROR_CODE = /^ERR_[A-Z_]+$/;
 
 /** Asserts the exact status and error code, and the shape `{ error: { code, message }, request_id }`. */

@@ -6,23 +6,14 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { startDev, type DevServer } from '../../helpers/server.js';
-import { assertError, assertHealthy, assertOk, b64, openApiOperations, request, type RawRequest, type RawResponse } from './api-helpers.js';
+import { apiCaller, assertError, assertHealthy, assertOk, b64, openApiOperations, type RawResponse } from './api-helpers.js';
 
 let server: DevServer;
 let root: string;
 const PLAINTEXT = b64('authorization test');
 const fx = { payCiphertext: '', otherCiphertext: '', ecSignature: '' };
 
-function call(token: string | undefined, method: string, path: string, json?: unknown): Promise<RawResponse> {
-  const req: RawRequest = { method, path, ...(token !== undefined ? { token } : {}), ...(json !== undefined ? { json } : {}) };
-  return request(server.address, req);
-}
-
-async function asRoot(method: string, path: string, json?: unknown, status = 200): Promise<any> {
-  const res = await call(root, method, path, json);
-  assertOk(res, status, `root ${method} ${path}`);
-  return res.body;
-}
+const { call, asRoot } = apiCaller(() => ({ address: server.address, root }));
 
 async function putPolicy(name: string, rules: Array<{ path: string; capabilities: string[] }>): Promise<void> {
   await asRoot('PUT', `/v1/policies/${name}`, { rules });

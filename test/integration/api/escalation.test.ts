@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { auditRecords, CLI, startDev, tempDir, type DevServer } from '../../helpers/server.js';
-import { assertError, assertOk, request, type RawRequest, type RawResponse } from './api-helpers.js';
+import { apiCaller, assertError, assertOk } from './api-helpers.js';
 
 /** The server's maximum token lifetime, set through KEYHOLD_TOKENS_MAX_TTL_SECONDS. */
 const MAX_TTL_SECONDS = 86_400;
@@ -28,16 +28,7 @@ let root: string;
 /** The attackers and their victims, by name. */
 const t: Record<string, Minted> = {};
 
-function call(token: string | undefined, method: string, path: string, json?: unknown): Promise<RawResponse> {
-  const req: RawRequest = { method, path, ...(token !== undefined ? { token } : {}), ...(json !== undefined ? { json } : {}) };
-  return request(server.address, req);
-}
-
-async function asRoot(method: string, path: string, json?: unknown, status = 200): Promise<any> {
-  const res = await call(root, method, path, json);
-  assertOk(res, status, `root ${method} ${path}`);
-  return res.body;
-}
+const { call, asRoot } = apiCaller(() => ({ address: server.address, root }));
 
 async function mint(by: string, policies: string[], extra: Record<string, unknown> = {}): Promise<Minted> {
   const res = await call(by, 'POST', '/v1/tokens', { policies, ...extra });
