@@ -76,6 +76,13 @@ export function authorize(request: FastifyRequest): void | Promise<void> {
   check(request, required);
 }
 
+/** The calling token of an authenticated route (the onRequest hook set it; never null past authorisation). */
+export function callerToken(request: FastifyRequest): TokenRecord {
+  const token = request.keyhold.token;
+  if (!token) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
+  return token;
+}
+
 /** Runs a step that is synchronous in the common case as a callback-style fastify hook (no promise per request). */
 export function settle(step: () => void | Promise<void>, done: (err?: Error) => void): void {
   let result: void | Promise<void>;

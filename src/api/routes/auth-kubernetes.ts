@@ -10,6 +10,7 @@ import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
 import { assertCanChangeIdentitySource, assertCanConfer } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
+import { callerToken } from '../auth.js';
 import { Closed, withErrors } from '../schemas.js';
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' });
@@ -117,8 +118,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     schema: { tags: ['auth'], summary: 'Configure Kubernetes service-account login', body: ConfigBody, response: withErrors({ 204: Type.Null() }) },
     config: { operation: 'auth.kubernetes.configure', authorize: () => [[CONFIG_PATH, 'update']] },
   }, async (req, reply) => {
-    const caller = req.keyhold.token;
-    if (!caller) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
+    const caller = callerToken(req);
     assertCanChangeIdentitySource(caller, 'the Kubernetes login configuration');
     const b = req.body;
     await auth.configure({
@@ -161,8 +161,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
     const b = req.body;
     // A role maps identities to policies, so writing one confers them: the same rule as token
     // creation. The whole new list must be conferrable, including policies the role already had.
-    const caller = req.keyhold.token;
-    if (!caller) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
+    const caller = callerToken(req);
     const placeholderPolicies = caller.selectors?.length ? await runtime.policies.placeholderPolicies(b.policies) : undefined;
     assertCanConfer(caller, b.policies, { otherIdentities: true, ...(placeholderPolicies ? { placeholderPolicies } : {}) });
     await auth.putRole({

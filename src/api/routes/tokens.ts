@@ -10,6 +10,7 @@ import { KeyholdError } from '../../errors.js';
 import { ACCESSOR_PATTERN, type TokenRecord } from '../../identity/tokens.js';
 import { assertCanConfer } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
+import { callerToken } from '../auth.js';
 import { Closed, ErrorResponse, withErrors } from '../schemas.js';
 
 const PolicyName = Type.String({ pattern: POLICY_NAME_PATTERN.source });
@@ -50,11 +51,6 @@ function ttlSeconds(ttl: number | string | undefined): number | undefined {
   return seconds;
 }
 
-function callerOf(token: TokenRecord | null | undefined): TokenRecord {
-  if (!token) throw new KeyholdError('ERR_UNAUTHENTICATED', 'not authenticated');
-  return token;
-}
-
 function accessorView(t: TokenRecord): Static<typeof AccessorView> {
   return {
     accessor: t.accessor as string, policies: t.policies, created_at: t.createdAt, orphan: t.parent === undefined,
@@ -71,7 +67,7 @@ export function tokenRoutes(app: FastifyInstance, runtime: Runtime): void {
       authorize: (req) => ((req.body as TokenBody).no_parent ? [['sys/tokens', 'create'], [ORPHAN_PATH, 'create']] : [['sys/tokens', 'create']]),
     },
   }, async (req) => {
-    const caller = callerOf(req.keyhold.token);
+    const caller = callerToken(req);
     assertCanConfer(caller, req.body.policies);
     const ttl = ttlSeconds(req.body.ttl);
     const { token, record } = await runtime.tokens.create({
@@ -91,7 +87,7 @@ export function tokenRoutes(app: FastifyInstance, runtime: Runtime): void {
     // Any valid token may read itself.
     config: { operation: 'tokens.lookup-self', authorize: () => [] },
   }, async (req) => {
-    const t = callerOf(req.keyhold.token);
+    const t = callerToken(req);
     return {
       id: t.id, policies: t.policies, created_at: t.createdAt, ...(t.accessor ? { accessor: t.accessor } : {}),
       ...(t.expiresAt ? { expires_at: t.expiresAt } : {}), ...(t.displayName ? { display_name: t.displayName } : {}),
@@ -102,7 +98,7 @@ export function tokenRoutes(app: FastifyInstance, runtime: Runtime): void {
     schema: { tags: ['tokens'], summary: 'Revoke the calling token and all its descendants', response: { 204: Type.Null(), 401: ErrorResponse } },
     config: { operation: 'tokens.revoke-self', authorize: () => [] },
   }, async (req, reply) => {
-    await runtime.tokens.revoke(callerOf(req.keyhold.token).id);
+    await runtime.tokens.revoke(callerToken(req).id);
     return reply.code(204).send();
   });
 
