@@ -209,6 +209,7 @@ describe('the token tree: descendants die with their ancestors', () => {
   it('a child is refused once its parent revoked itself', async () => {
     const parent = await mint(t.minter!.token, ['app', 'minter']);
     const child = await mint(parent.token, ['app']);
+    await live(child.token, 'child (now cached by the server)');
     assertOk(await call(parent.token, 'DELETE', '/v1/tokens/self'), 204);
     await dead(parent.token, 'parent');
     await dead(child.token, 'child');
@@ -227,6 +228,7 @@ describe('the token tree: descendants die with their ancestors', () => {
   it('a child is refused once its parent is revoked by accessor, and the accessors are gone', async () => {
     const parent = await mint(t.minter!.token, ['app', 'minter']);
     const child = await mint(parent.token, ['app']);
+    await live(child.token, 'child (now cached by the server)');
     assertOk(await call(root, 'DELETE', `/v1/tokens/accessors/${parent.accessor}`), 204);
     await dead(parent.token, 'parent');
     await dead(child.token, 'child');
