@@ -12,6 +12,9 @@ command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # A real OCI registry for the image-attestation tests (test/helpers/registry.ts runs the binary with its own config).
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+# A real PostgreSQL for the storage and replica tests (test/helpers/postgres.ts runs initdb and
+# pg_ctl on a temp dir; the packaged cluster is never used).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -22,6 +25,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # missing runlevel already keeps it from starting.)
   if [[ " ${need_apt[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
+  # Likewise the packaged PostgreSQL cluster on :5432.
+  if [[ " ${need_apt[*]} " == *" postgresql "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   fi
 fi
 

@@ -18,7 +18,24 @@ export type StorageWrite =
   | { op: 'put'; key: string; value: Buffer }
   | { op: 'delete'; key: string };
 
+/**
+ * What other processes sharing the store changed (PostgreSQL replicas). A store used by one
+ * process only (SQLite, memory) has none: its own writes are all there is.
+ */
+export interface StorageChangeFeed {
+  /**
+   * Resolves once every change committed (by any process) before this call has been passed to the
+   * listeners. A cache may answer from memory only after this, so a read that starts after another
+   * replica acknowledged a write sees that write.
+   */
+  sync(): Promise<void>;
+  /** `keys` another process changed, or 'all' when changes may have been missed (a lost connection). */
+  onChange(listener: (keys: readonly string[] | 'all') => void): () => void;
+}
+
 export interface Storage {
+  /** Present only on stores shared between processes; see StorageChangeFeed. */
+  readonly changes?: StorageChangeFeed;
   get(key: string): Promise<Buffer | null>;
   /** Durable when the promise resolves: a crash after that never loses the write. */
   put(key: string, value: Buffer): Promise<void>;
