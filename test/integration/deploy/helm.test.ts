@@ -244,6 +244,9 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     assert.match(await refusal(['--set', 'injector.replicas=2']), /selfManaged serves one replica/);
     assert.match(await refusal(['--set', 'injector.tls.mode=secret', '--set', 'injector.tls.secretName=tls']), /caBundle/);
     assert.match(await refusal(['--set', 'operator.enabled=true']), /operator is not part of this chart version/);
+    // values.schema.json: a misspelt option fails instead of being ignored (here: the password's Secret).
+    assert.match(await refusal(['--set', 'postgresql.passwrod.existingSecret=db']), /additional properties 'passwrod' not allowed/);
+    assert.match(await refusal(['--set', 'injector.tls.mode=files']), /injector\/tls\/mode|value must be one of/);
     // Rendering nothing rather than something fake: the operator placeholder is empty when disabled.
     assert.ok(existsSync(join(CHART, 'templates/operator/operator.yaml')));
     const r = await helm(['template', RELEASE, CHART, '--namespace', NS]);
