@@ -10,6 +10,8 @@ KEYHOLD_K8S_DIR="$(bash scripts/k8s-build.sh)"
 export KEYHOLD_K8S_DIR
 KEYHOLD_COSIGN_DIR="$(bash scripts/cosign-build.sh)"
 export KEYHOLD_COSIGN_DIR
+KEYHOLD_HELM_DIR="$(bash scripts/helm-build.sh)" # helm for the chart tests
+export KEYHOLD_HELM_DIR
 echo "test: lint" >&2
 npx eslint .
 export KEYHOLD_TEST_TMP="$(mktemp -d -t keyhold-test.XXXXXX)"
