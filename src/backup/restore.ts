@@ -66,7 +66,7 @@ async function digestOf(storage: Storage): Promise<string> {
 }
 
 /**
- * Restores a backup into an empty store, over the Storage interface only (so any store can be the
+ * Restores a backup into an empty store (opened by `openTarget`, closed at the end), over the Storage interface only (so any store can be the
  * target of a backup from any other). In order, and writing nothing until the last check passed:
  * the whole file is verified (checksum, format, order, counts); the configured HSM must unseal the
  * backup's seal record; the target must be empty. Records then go in as atomic batches, each one
@@ -74,14 +74,18 @@ async function digestOf(storage: Storage): Promise<string> {
  * partial restore never looks initialised; a failed batch removes what was written. At the end the
  * target is read back (digest equal to the manifest's) and unsealed.
  */
-export async function restoreBackup(path: string, target: Storage, hsm: Hsm, progress?: Progress): Promise<RestoreResult> {
+export async function restoreBackup(path: string, openTarget: () => Storage | Promise<Storage>, hsm: Hsm, progress?: Progress): Promise<RestoreResult> {
   const backup = await BackupFile.open(path);
+  let target: Storage | undefined;
   try {
     const { manifest } = backup;
     const kept = await backup.verify([SEAL_RECORD_KEY, PROBE_KEY]);
     if (!kept.has(SEAL_RECORD_KEY)) throw new KeyholdError('ERR_BACKUP_INVALID', 'the backup has no seal record');
     await proveHsm(hsm, manifest, kept, 'this backup');
-    if (!(await isEmpty(target))) {
+    // Opened only now: a damaged backup or the wrong HSM does not even create the target.
+    const store = await openTarget();
+    target = store;
+    if (!(await isEmpty(store))) {
       throw new KeyholdError('ERR_STORE_NOT_EMPTY', 'the target store is not empty; restore only writes into an empty store (nothing was written)');
     }
 
@@ -93,7 +97,7 @@ export async function restoreBackup(path: string, target: Storage, hsm: Hsm, pro
     let bytes = 0;
     const commit = async (writes: StorageWrite[]): Promise<void> => {
       if (writes.length === 0) return;
-      if (!(await target.atomic(noSeal, writes))) throw new KeyholdError('ERR_CONFLICT', 'the target store was initialised by someone else during the restore');
+      if (!(await store.atomic(noSeal, writes))) throw new KeyholdError('ERR_CONFLICT', 'the target store was initialised by someone else during the restore');
       for (const w of writes) written.push(w.key);
     };
     try {
@@ -117,17 +121,18 @@ export async function restoreBackup(path: string, target: Storage, hsm: Hsm, pro
       await commit([...batch, { op: 'put', key: SEAL_RECORD_KEY, value: seal as Buffer }]);
       progress?.done(records, bytes);
     } catch (err) {
-      const left = await removeWritten(target, written);
+      const left = await removeWritten(store, written);
       if (left === 0 || !isKeyholdError(err)) throw err;
       throw new KeyholdError(err.code, `${err.message}; ${left} restored records could not be removed again: empty the target store before retrying`, { cause: err });
     }
 
-    if ((await digestOf(target)) !== manifest.sha256) {
+    if ((await digestOf(store)) !== manifest.sha256) {
       throw new KeyholdError('ERR_STORAGE', 'the restored store does not read back as the backup (another writer, or a storage fault): empty it and restore again');
     }
-    await unsealAndRead(target, hsm, manifest, 'the restored store', kept.has(PROBE_KEY));
+    await unsealAndRead(store, hsm, manifest, 'the restored store', kept.has(PROBE_KEY));
     return { manifest, records };
   } finally {
+    await target?.close();
     await backup.close();
   }
 }

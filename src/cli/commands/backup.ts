@@ -26,14 +26,9 @@ export async function runRestore(options: { config: string; in: string }): Promi
   const config = loadConfigFile(options.config);
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
   try {
-    const store = openConfiguredStore(config.storage, 'restore');
-    try {
-      const result = await restoreBackup(options.in, store, hsm, terminalProgress('restore'));
-      printJson({ restored: result.records, from: options.in, createdAt: result.manifest.createdAt, sha256: result.manifest.sha256 });
-      process.stderr.write('keyhold: restored and unsealed with the configured HSM. The audit log is not part of a backup: start the server with --new-audit-chain unless you restored its audit log files too\n');
-    } finally {
-      await store.close();
-    }
+    const result = await restoreBackup(options.in, () => openConfiguredStore(config.storage, 'restore'), hsm, terminalProgress('restore'));
+    printJson({ restored: result.records, from: options.in, createdAt: result.manifest.createdAt, sha256: result.manifest.sha256 });
+    process.stderr.write('keyhold: restored and unsealed with the configured HSM. The audit log is not part of a backup: start the server with --new-audit-chain unless you restored its audit log files too\n');
   } finally {
     await hsm.close();
   }
