@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { terminalProgress } from '../../../src/backup/progress.js';
 import { restoreBackup } from '../../../src/backup/restore.js';
 import { BackupFile } from '../../../src/backup/read.js';
 import { writeBackup } from '../../../src/backup/write.js';
@@ -81,6 +82,17 @@ describe('backup', () => {
     const out = path.join(dir, 'never.backup');
     await assert.rejects(writeBackup(empty, out), keyholdCode('ERR_NOT_INITIALIZED'));
     assert.deepEqual(fs.readdirSync(dir), ['store.backup']);
+  });
+
+  it('shows progress (records, bytes, rate) only on a terminal', async () => {
+    const lines: string[] = [];
+    const stream = (isTTY: boolean) => ({ isTTY, write: (s: string) => lines.push(s) }) as unknown as NodeJS.WriteStream;
+    assert.equal(terminalProgress('backup', stream(false)), undefined);
+    const out = path.join(dir, 'progress.backup');
+    await writeBackup(source, out, terminalProgress('backup', stream(true)));
+    fs.rmSync(out);
+    const last = lines.at(-1) ?? '';
+    assert.match(last, /^\r.*keyhold backup: 1522 records, \d+\.\d MiB, \d+ records\/s, \d+\.\d MiB\/s\n$/);
   });
 
   it('replaces an existing file atomically', async () => {
