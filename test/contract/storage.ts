@@ -389,6 +389,28 @@ export function storageContract(name: string, open: () => Promise<StorageFixture
         assert.equal((await r.list('k')).length, 20);
       }));
 
+    it('refuses keys with a lone surrogate (no UTF-8 form) with ERR_STORAGE, and stores nothing', () =>
+      withStorage(async (s) => {
+        // Stored as U+FFFD (or invalid UTF-8), two different keys would list as one string.
+        const isStorageError = (err: unknown): boolean => isKeyholdError(err, 'ERR_STORAGE');
+        await assert.rejects(() => s.put('x\uD800', b('v')), isStorageError);
+        await assert.rejects(() => s.put('x\uDC00y', b('v')), isStorageError);
+        await assert.rejects(() => s.get('x\uDC00'), isStorageError);
+        await assert.rejects(() => s.list('x\uD800'), isStorageError);
+        await assert.rejects(() => s.atomic([], [{ op: 'put', key: 'ok', value: b('1') }, { op: 'put', key: '\uD800', value: b('2') }]), isStorageError);
+        await assert.rejects(() => s.atomic([{ key: '\uDFFF', value: null }], [{ op: 'put', key: 'ok', value: b('1') }]), isStorageError);
+        assert.deepEqual(await s.list(''), []);
+        // A well-formed pair is fine.
+        await s.put('x\u{1F600}', b('v'));
+        assert.deepEqual(await s.list('x'), ['x\u{1F600}']);
+      }));
+
+    it('close is idempotent', () =>
+      withStorage(async (s) => {
+        await s.close();
+        await s.close();
+      }));
+
     it('rejects every operation after close with ERR_STORAGE', () =>
       withStorage(async (s) => {
         await s.put('k', b('v'));
