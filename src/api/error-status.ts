@@ -33,6 +33,9 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_CONFIG: 500,
   ERR_NOT_INITIALIZED: 503,
   ERR_ALREADY_INITIALIZED: 409,
+  // Backup and restore are CLI commands; listed so every code has a status.
+  ERR_BACKUP_INVALID: 400,
+  ERR_STORE_NOT_EMPTY: 409,
   ERR_SEALED: 503,
   ERR_HSM_MODULE: 503,
   ERR_HSM_TOKEN_NOT_FOUND: 503,

@@ -34,6 +34,15 @@ program.command('dev').description('run keyhold with an embedded SoftHSM token a
   .option('--new-audit-chain', NEW_CHAIN_HELP)
   .action(run(async (o: { dataDir: string; listen: string; newAuditChain?: boolean }) => (await import('./commands/server.js')).runDev(o)));
 
+program.command('backup').description('write a consistent snapshot of the store (still encrypted under the barrier) to a file, while the server serves')
+  .requiredOption('--config <file>', 'server config naming the store')
+  .requiredOption('--out <file>', 'backup file to write (mode 0600, replaced atomically)')
+  .action(run(async (o: { config: string; out: string }) => (await import('./commands/backup.js')).runBackup(o)));
+program.command('restore').description('restore a backup into an empty store; needs the HSM that sealed it (recovery shares: not yet)')
+  .requiredOption('--in <file>', 'backup file')
+  .requiredOption('--config <file>', 'server config naming the empty target store and the HSM')
+  .action(run(async (o: { config: string; in: string }) => (await import('./commands/backup.js')).runRestore(o)));
+
 program.command('status').description('show server health (KEYHOLD_ADDR)')
   .action(run(async () => (await import('./commands/admin.js')).status()));
 

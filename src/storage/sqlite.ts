@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { KeyholdError } from '../errors.js';
-import type { Storage, StorageCheck, StorageWrite } from './types.js';
+import type { Storage, StorageCheck, StorageEntry, StorageWrite } from './types.js';
 
 /** The pragmas tests and diagnostics may read; a fixed list so `pragma()` can never be used to set one. */
 export type SqlitePragma = 'journal_mode' | 'synchronous' | 'busy_timeout';
@@ -35,6 +35,9 @@ function prefixEnd(prefix: string): string | null {
   return null;
 }
 
+/** Rows per page of a snapshot: bounded memory, and few enough statements to stay cheap. */
+const SNAPSHOT_PAGE_ROWS = 256;
+
 /** A write waiting for the next group commit. */
 interface PendingWrite {
   op: string;
@@ -66,7 +69,7 @@ export class SqliteStorage implements Storage {
   private readonly listRangeStmt: Database.Statement<[string, string], string>;
   private readonly atomicTx: Database.Transaction<(checks: readonly StorageCheck[], writes: readonly StorageWrite[]) => boolean>;
 
-  private constructor(private readonly db: Database.Database) {
+  private constructor(private readonly db: Database.Database, private readonly file: string) {
     this.getStmt = db.prepare<[string], Buffer>('SELECT value FROM kv WHERE key = ?').pluck();
     this.putStmt = db.prepare<[string, Buffer]>('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     this.deleteStmt = db.prepare<[string]>('DELETE FROM kv WHERE key = ?');
@@ -110,7 +113,7 @@ export class SqliteStorage implements Storage {
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
       db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID');
-      return new SqliteStorage(db);
+      return new SqliteStorage(db, file);
     } catch (err) {
       db?.close();
       throw storageError('open', err);
@@ -156,6 +159,41 @@ export class SqliteStorage implements Storage {
     // The batch runs IMMEDIATE: the write lock is taken before any check is read, so no other
     // connection can change a checked key between the compare and the writes.
     return (await this.enqueue('atomic', () => this.atomicTx(checks, writes))) as boolean;
+  }
+
+  /**
+   * A separate read-only connection in one read transaction: in WAL mode it reads the database as
+   * of its first SELECT while this connection (or a running server's) goes on committing. Read in
+   * pages by key, so memory stays bounded whatever the store's size; the transaction (which holds
+   * back WAL checkpoints past its snapshot) ends when the loop ends or breaks.
+   */
+  snapshot(): AsyncIterable<StorageEntry> {
+    return this.snapshotEntries();
+  }
+
+  private async *snapshotEntries(): AsyncGenerator<StorageEntry> {
+    this.run('snapshot', () => undefined);
+    let reader: Database.Database | undefined;
+    try {
+      reader = this.run('snapshot', () => {
+        const db = new Database(this.file, { readonly: true, fileMustExist: true });
+        db.pragma('busy_timeout = 5000');
+        return db;
+      });
+      const first = reader.prepare<[number], StorageEntry>('SELECT key, value FROM kv ORDER BY key LIMIT ?');
+      const next = reader.prepare<[string, number], StorageEntry>('SELECT key, value FROM kv WHERE key > ? ORDER BY key LIMIT ?');
+      reader.exec('BEGIN');
+      let page = this.run('snapshot', () => first.all(SNAPSHOT_PAGE_ROWS));
+      while (page.length > 0) {
+        for (const entry of page) yield entry;
+        if (page.length < SNAPSHOT_PAGE_ROWS) break;
+        const after = (page[page.length - 1] as StorageEntry).key;
+        page = this.run('snapshot', () => next.all(after, SNAPSHOT_PAGE_ROWS));
+      }
+    } finally {
+      try { reader?.exec('COMMIT'); } catch { /* read transaction: nothing to keep */ }
+      reader?.close();
+    }
   }
 
   /** Idempotent, so cleanup paths can always call it. Writes already issued are committed first. */

@@ -47,5 +47,12 @@ export interface Storage {
    * when a check fails. Durable when it resolves true.
    */
   atomic(checks: readonly StorageCheck[], writes: readonly StorageWrite[]): Promise<boolean>;
+  /**
+   * Every record, ascending by key (byte order), as of one consistent moment: the first `next()`
+   * of its iterator. Writes that completed before `snapshot()` was called are all in it; writes
+   * issued after that first `next()` resolved are not. Writes go on meanwhile (for backups);
+   * breaking out of the loop releases what the snapshot holds.
+   */
+  snapshot(): AsyncIterable<StorageEntry>;
   close(): Promise<void>;
 }

@@ -395,6 +395,29 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       });
     });
 
+    describe('misuse fails with the same codes on every implementation', () => {
+      it('a key whose usage does not allow the operation: ERR_HSM (CKR_KEY_FUNCTION_NOT_PERMITTED)', async () => {
+        const hmacKey = await keyOf('hmac-sha256');
+        const aes = await keyOf('aes256');
+        const ec = await keyOf('ec-p256');
+        await assert.rejects(hsm.aesGcmEncrypt(hmacKey, Buffer.from('x'), Buffer.alloc(0)), keyholdCode('ERR_HSM'));
+        await assert.rejects(hsm.hmacSha256(aes, Buffer.from('x')), keyholdCode('ERR_HSM'));
+        await assert.rejects(hsm.aesGcmEncrypt(ec, Buffer.from('x'), Buffer.alloc(0)), keyholdCode('ERR_HSM'));
+        await assertPoolHealthy(aes);
+      });
+
+      it('a destroyed key: its operations fail with ERR_HSM and findKey no longer finds it', async () => {
+        const key = await generate('destroyed-then-used', 'aes256');
+        const blob = await hsm.aesGcmEncrypt(key, Buffer.from('x'), Buffer.alloc(0));
+        await hsm.destroyKey(key);
+        created.delete(key.label);
+        assert.equal(hsm.findKey(key.label, 'aes256'), null);
+        await assert.rejects(hsm.aesGcmEncrypt(key, Buffer.from('x'), Buffer.alloc(0)), keyholdCode('ERR_HSM'));
+        await assert.rejects(hsm.aesGcmDecrypt(key, blob, Buffer.alloc(0)), keyholdCode('ERR_HSM'));
+        await assertPoolHealthy(await keyOf('aes256'));
+      });
+    });
+
     describe('health and accounting', () => {
       it('health() is ok and cached within its TTL', async () => {
         const first = await hsm.health();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isKeyholdError } from '../../src/errors.js';
-import type { Storage } from '../../src/storage/types.js';
+import type { Storage, StorageEntry } from '../../src/storage/types.js';
 
 export interface StorageFixture {
   storage: Storage;
@@ -236,6 +236,108 @@ export function storageContract(name: string, open: () => Promise<StorageFixture
         }));
     });
 
+    describe('snapshot', () => {
+      async function drain(iterator: AsyncIterator<StorageEntry>, into: StorageEntry[] = []): Promise<StorageEntry[]> {
+        for (let step = await iterator.next(); !step.done; step = await iterator.next()) into.push(step.value);
+        return into;
+      }
+      const pad = (i: number): string => String(i).padStart(4, '0');
+      /** More records than one page of a paged implementation, with values of varied length. */
+      const seed = async (s: Storage, n: number): Promise<Map<string, Buffer>> => {
+        const expected = new Map<string, Buffer>();
+        for (let i = 0; i < n; i++) {
+          const value = Buffer.concat([b(`v${i}:`), randomBytes(i % 50)]);
+          expected.set(`rec/${pad(i)}`, value);
+        }
+        await Promise.all([...expected].map(([k, v]) => s.put(k, v)));
+        return expected;
+      };
+
+      it('of an empty storage yields nothing', () =>
+        withStorage(async (s) => {
+          const seen: StorageEntry[] = [];
+          for await (const entry of s.snapshot()) seen.push(entry);
+          assert.deepEqual(seen, []);
+        }));
+
+      it('yields every record with its bytes, in ascending byte order', () =>
+        withStorage(async (s) => {
+          const odd = ['u/z', 'u/é', 'u/\uFF21', 'u/\u{1F600}', 'r/\uD7FF', 'r/\uE000', 'a%b', 'empty'];
+          for (const k of odd) await s.put(k, k === 'empty' ? Buffer.alloc(0) : b(k));
+          await s.put('bytes', allBytes);
+          const expected = await seed(s, 700);
+          const seen: StorageEntry[] = [];
+          for await (const entry of s.snapshot()) seen.push(entry);
+          assert.deepEqual(seen.map((e) => e.key), await s.list(''));
+          assert.equal(seen.length, 700 + odd.length + 1);
+          for (const e of seen) {
+            assert.ok(Buffer.isBuffer(e.value), e.key);
+            const want = expected.get(e.key) ?? (e.key === 'bytes' ? allBytes : e.key === 'empty' ? Buffer.alloc(0) : b(e.key));
+            assert.deepEqual(e.value, want, e.key);
+          }
+        }));
+
+      it('is one consistent moment: writes after it started are not seen, all before it are', () =>
+        withStorage(async (s) => {
+          const expected = await seed(s, 700);
+          await s.delete('rec/0005');
+          expected.delete('rec/0005');
+          const iterator = s.snapshot()[Symbol.asyncIterator]();
+          const first = await iterator.next();
+          assert.equal(first.done, false);
+          // Changes behind and ahead of the reading position, through every kind of write.
+          await Promise.all([
+            s.put('rec/0000', b('changed')),
+            s.put('rec/0650', b('changed')),
+            s.delete('rec/0001'),
+            s.delete('rec/0690'),
+            s.put('rec/0005', b('back again')),
+            s.put('rec/9999', b('new at the end')),
+            s.put('aaa', b('new at the start')),
+            s.atomic([], [{ op: 'put', key: 'rec/0400', value: b('changed') }, { op: 'delete', key: 'rec/0401' }]),
+          ]);
+          const seen = await drain(iterator, [first.value as StorageEntry]);
+          assert.deepEqual(seen.map((e) => e.key), [...expected.keys()]);
+          for (const e of seen) assert.deepEqual(e.value, expected.get(e.key), e.key);
+          // The writes did land.
+          assert.deepEqual(await s.get('rec/0650'), b('changed'));
+          assert.equal(await s.get('rec/0690'), null);
+          // A snapshot started now sees them.
+          const now: string[] = [];
+          for await (const e of s.snapshot()) now.push(e.key);
+          assert.ok(now.includes('rec/9999') && now.includes('aaa') && !now.includes('rec/0001'));
+        }));
+
+      it('a loop broken early releases the snapshot; writes and new snapshots go on', () =>
+        withStorage(async (s) => {
+          await seed(s, 300);
+          for (let round = 0; round < 3; round++) {
+            for await (const entry of s.snapshot()) {
+              assert.equal(entry.key, 'rec/0000');
+              break;
+            }
+            await s.put(`zz-after-${round}`, b('x'));
+          }
+          let count = 0;
+          for await (const _ of s.snapshot()) count++;
+          assert.equal(count, 303);
+        }));
+
+      it('does not alias the stored bytes', () =>
+        withStorage(async (s) => {
+          await s.put('k', b('original'));
+          for await (const entry of s.snapshot()) entry.value.fill(0);
+          assert.deepEqual(await s.get('k'), b('original'));
+        }));
+
+      it('rejects after close with ERR_STORAGE', () =>
+        withStorage(async (s) => {
+          await s.put('k', b('v'));
+          await s.close();
+          await assert.rejects(() => s.snapshot()[Symbol.asyncIterator]().next(), (err: unknown) => isKeyholdError(err, 'ERR_STORAGE'));
+        }));
+    });
+
     it('keeps every committed change across close and reopen', () =>
       withStorage(async (s, fx) => {
         await s.put('keep', allBytes);
@@ -285,6 +387,28 @@ export function storageContract(name: string, open: () => Promise<StorageFixture
         await closing;
         const r = await fx.reopen();
         assert.equal((await r.list('k')).length, 20);
+      }));
+
+    it('refuses keys with a lone surrogate (no UTF-8 form) with ERR_STORAGE, and stores nothing', () =>
+      withStorage(async (s) => {
+        // Stored as U+FFFD (or invalid UTF-8), two different keys would list as one string.
+        const isStorageError = (err: unknown): boolean => isKeyholdError(err, 'ERR_STORAGE');
+        await assert.rejects(() => s.put('x\uD800', b('v')), isStorageError);
+        await assert.rejects(() => s.put('x\uDC00y', b('v')), isStorageError);
+        await assert.rejects(() => s.get('x\uDC00'), isStorageError);
+        await assert.rejects(() => s.list('x\uD800'), isStorageError);
+        await assert.rejects(() => s.atomic([], [{ op: 'put', key: 'ok', value: b('1') }, { op: 'put', key: '\uD800', value: b('2') }]), isStorageError);
+        await assert.rejects(() => s.atomic([{ key: '\uDFFF', value: null }], [{ op: 'put', key: 'ok', value: b('1') }]), isStorageError);
+        assert.deepEqual(await s.list(''), []);
+        // A well-formed pair is fine.
+        await s.put('x\u{1F600}', b('v'));
+        assert.deepEqual(await s.list('x'), ['x\u{1F600}']);
+      }));
+
+    it('close is idempotent', () =>
+      withStorage(async (s) => {
+        await s.close();
+        await s.close();
       }));
 
     it('rejects every operation after close with ERR_STORAGE', () =>

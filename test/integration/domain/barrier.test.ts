@@ -1,41 +1,35 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier, type BarrierRead } from '../../../src/barrier/barrier.js';
 import { SEAL_RECORD_KEY, initializeSeal, isInitialized, unseal, type SealRecord } from '../../../src/barrier/seal.js';
-import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
-import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { code, flipBit, tempDir } from './support.js';
+import { MemoryHsm } from '../../../src/hsm/memory.js';
+import { MemoryStorage } from '../../../src/storage/memory.js';
+import { code, flipBit } from './support.js';
 
-// One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
-const token = makeSoftHsmToken('keyhold-domain-barrier');
-const dir = tempDir('domain-barrier');
-let hsm: Pkcs11Hsm;
-const opened: SqliteStorage[] = [];
-let counter = 0;
+// Barrier and seal logic over the Storage and Hsm interfaces: the in-memory implementations (which
+// pass the same contract suites as SQLite and SoftHSM) keep these tests free of files and tokens.
+// The SoftHSM-backed path is covered end to end by keys.test.ts and test/integration/server/.
+let hsm: MemoryHsm;
+const opened: MemoryStorage[] = [];
 
-/** A new, empty SQLite store in this file's temp dir. */
-function newStorage(): SqliteStorage {
-  const storage = SqliteStorage.open(path.join(dir, `store-${++counter}.db`));
+/** A new, empty store. */
+function newStorage(): MemoryStorage {
+  const storage = new MemoryStorage();
   opened.push(storage);
   return storage;
 }
 
 before(async () => {
-  hsm = await Pkcs11Hsm.open(token.config);
+  hsm = await MemoryHsm.open();
 });
 after(async () => {
   await hsm.close();
   for (const s of opened) await s.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.rmSync(token.dir, { recursive: true, force: true });
 });
 
 describe('barrier records', () => {
-  let storage: SqliteStorage;
+  let storage: MemoryStorage;
   let barrier: Barrier;
 
   before(() => {

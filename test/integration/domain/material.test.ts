@@ -1,29 +1,24 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Barrier } from '../../../src/barrier/barrier.js';
 import { initializeSeal } from '../../../src/barrier/seal.js';
-import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import { MemoryHsm } from '../../../src/hsm/memory.js';
 import type { KeysContext } from '../../../src/keys/context.js';
 import { decrypt, encrypt } from '../../../src/keys/encrypt.js';
 import { createKey } from '../../../src/keys/lifecycle.js';
 import { MaterialCache } from '../../../src/keys/material.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
-import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { tempDir } from './support.js';
+import { MemoryStorage } from '../../../src/storage/memory.js';
 
-const token = makeSoftHsmToken('keyhold-domain-material');
-const dbDir = tempDir('domain-material');
-let hsm: Pkcs11Hsm;
-let storage: SqliteStorage;
+// Cache lifetimes over the Hsm interface: the in-memory HSM counts its calls as a token does.
+let hsm: MemoryHsm;
+let storage: MemoryStorage;
 let material: MaterialCache;
 let ctx: KeysContext;
 
 before(async () => {
-  hsm = await Pkcs11Hsm.open(token.config);
-  storage = SqliteStorage.open(path.join(dbDir, 'keyhold.db'));
+  hsm = await MemoryHsm.open();
+  storage = new MemoryStorage();
   const { rootKey, wrapKey } = await initializeSeal(storage, hsm);
   const barrier = new Barrier(storage, rootKey);
   // A 1 s lifetime: the sweeper runs every second.
@@ -35,8 +30,6 @@ after(async () => {
   material.clear();
   await hsm.close();
   await storage.close();
-  fs.rmSync(dbDir, { recursive: true, force: true });
-  fs.rmSync(token.dir, { recursive: true, force: true });
 });
 
 describe('unwrapped key material', () => {

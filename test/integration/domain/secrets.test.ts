@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
@@ -9,23 +7,22 @@ import { getSecret } from '../../../src/secrets/read.js';
 import { SecretStore } from '../../../src/secrets/store.js';
 import { deleteSecretCompletely, deleteVersions, destroyVersions, undeleteVersions } from '../../../src/secrets/versions.js';
 import { putSecret } from '../../../src/secrets/write.js';
-import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { code, tempDir } from './support.js';
+import { MemoryStorage } from '../../../src/storage/memory.js';
+import { code } from './support.js';
 
-// Secrets sit on the barrier alone; a random root key stands in for an unsealed one (no HSM needed).
-const dir = tempDir('domain-secrets');
-let storage: SqliteStorage;
+// Secrets sit on the barrier alone; a random root key stands in for an unsealed one (no HSM needed),
+// and in-memory storage (same contract as SQLite) for a file.
+let storage: MemoryStorage;
 let barrier: Barrier;
 let store: SecretStore;
 
 before(() => {
-  storage = SqliteStorage.open(path.join(dir, 'keyhold.db'));
+  storage = new MemoryStorage();
   barrier = new Barrier(storage, randomBytes(32));
   store = new SecretStore(barrier);
 });
 after(async () => {
   await storage.close();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 const dataPath = (p: string, v: number): string => `secrets/data/${p}/${v}`;
@@ -244,8 +241,7 @@ describe('delete, undelete, destroy', () => {
 describe('listing', () => {
   it('lists the immediate children of a folder, sub-folders with a trailing slash', async () => {
     // A store of its own, so the root listing is exact.
-    const listDir = tempDir('domain-secrets-list');
-    const listStorage = SqliteStorage.open(path.join(listDir, 'keyhold.db'));
+    const listStorage = new MemoryStorage();
     try {
       const s = new SecretStore(new Barrier(listStorage, randomBytes(32)));
       for (const p of ['top', 'team/db', 'team/api', 'team/deep/one', 'team/deep/two', 'team/deeper/x/y', 'teams/other', 'other/z']) await putSecret(s, p, { p });
@@ -266,7 +262,6 @@ describe('listing', () => {
       assert.deepEqual(await sorted('team'), ['api', 'db', 'deep/']);
     } finally {
       await listStorage.close();
-      fs.rmSync(listDir, { recursive: true, force: true });
     }
   });
 });

@@ -1,15 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
 import { TokenStore } from '../../../src/identity/tokens.js';
-import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { code, tempDir } from './support.js';
+import { MemoryStorage } from '../../../src/storage/memory.js';
+import { code } from './support.js';
 
 describe('token expiry sweep', () => {
-  const storage = SqliteStorage.open(path.join(tempDir('tokens'), 'store.db'));
+  const storage = new MemoryStorage();
   const barrier = new Barrier(storage, randomBytes(32));
   after(() => storage.close());
 
@@ -51,7 +50,7 @@ describe('token expiry sweep', () => {
 });
 
 describe('token tree, accessors and limits (issue 9)', () => {
-  const storage = SqliteStorage.open(path.join(tempDir('token-tree'), 'store.db'));
+  const storage = new MemoryStorage();
   const barrier = new Barrier(storage, randomBytes(32));
   after(() => storage.close());
   /** Every record under the token prefixes: what revocation and the sweep must leave empty. */

@@ -12,11 +12,11 @@ import type { CheckpointSigner, StoredCheckpoint } from '../../../src/audit/chec
 import { entryHash, sealSystemLine, type SystemEntry } from '../../../src/audit/entry.js';
 import { FileAuditLog, type FileAuditLogOptions } from '../../../src/audit/file-log.js';
 import { scanAuditFiles, type AuditVerifyResult } from '../../../src/audit/verify.js';
-import type { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import type { Hsm } from '../../../src/hsm/types.js';
 import { CHAIN, hsmSigners, OTHER_CHAIN, readLines, rec, tempRoot, until, type Line } from './support.js';
 
 const root = tempRoot('keyhold-audit-cp-');
-let hsm: Pkcs11Hsm;
+let hsm: Hsm;
 let signer: CheckpointSigner;
 let otherSigner: CheckpointSigner;
 let n = 0;

@@ -7,13 +7,13 @@ import type { CheckpointSigner } from '../../../src/audit/checkpoint.js';
 import { FileAuditLog } from '../../../src/audit/file-log.js';
 import { rotatedFiles, rotatedName } from '../../../src/audit/files.js';
 import { verifyAuditSet } from '../../../src/audit/verify.js';
-import type { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import type { Hsm } from '../../../src/hsm/types.js';
 import { mountTmpfs } from '../../helpers/tmpfs.js';
 import { CHAIN, hsmSigners, readLines, rec, tempRoot, until } from './support.js';
 
 const root = tempRoot('keyhold-audit-rot-');
 const isRoot = process.getuid?.() === 0;
-let hsm: Pkcs11Hsm;
+let hsm: Hsm;
 let signer: CheckpointSigner;
 
 before(async () => {

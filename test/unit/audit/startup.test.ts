@@ -14,17 +14,16 @@ import { SIGNING_KEY_PATH } from '../../../src/audit/signer.js';
 import { verifyAuditSet } from '../../../src/audit/verify.js';
 import { Barrier } from '../../../src/barrier/barrier.js';
 import { isKeyholdError } from '../../../src/errors.js';
-import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import { MemoryHsm } from '../../../src/hsm/memory.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { readLines, rec, tempRoot } from './support.js';
 
 const root = tempRoot('keyhold-audit-start-');
-let hsm: Pkcs11Hsm;
+let hsm: MemoryHsm;
 let n = 0;
 
 before(async () => {
-  hsm = await Pkcs11Hsm.open(makeSoftHsmToken().config);
+  hsm = await MemoryHsm.open();
 });
 after(async () => {
   await hsm.close();

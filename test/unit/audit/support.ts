@@ -5,17 +5,19 @@ import path from 'node:path';
 import { createPublicKey } from 'node:crypto';
 import { keyFingerprint, type CheckpointSigner } from '../../../src/audit/checkpoint.js';
 import type { AuditRecord, SealedAnyAuditEntry } from '../../../src/audit/entry.js';
-import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
-import { makeSoftHsmToken } from '../../helpers/softhsm.js';
+import { MemoryHsm } from '../../../src/hsm/memory.js';
+import type { Hsm } from '../../../src/hsm/types.js';
 
 export function tempRoot(prefix: string): string {
   return fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), prefix));
 }
 
-/** A real SoftHSM token with EC P-256 keys generated in it (non-extractable), as checkpoint signers. */
-export async function hsmSigners(labels: string[]): Promise<{ hsm: Pkcs11Hsm; signers: CheckpointSigner[] }> {
-  const token = makeSoftHsmToken();
-  const hsm = await Pkcs11Hsm.open(token.config);
+/**
+ * EC P-256 keys in an in-memory HSM (same contract as SoftHSM: the checkpoint logic sees only the
+ * Hsm interface), as checkpoint signers. The SoftHSM-signed path runs end to end in test/integration/server/.
+ */
+export async function hsmSigners(labels: string[]): Promise<{ hsm: Hsm; signers: CheckpointSigner[] }> {
+  const hsm = await MemoryHsm.open();
   const signers: CheckpointSigner[] = [];
   for (const label of labels) {
     const key = await hsm.generateKey(label, 'ec-p256');

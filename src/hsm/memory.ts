@@ -1,0 +1,274 @@
+import {
+  createCipheriv, createDecipheriv, createHmac, createPrivateKey, generateKeyPair, privateDecrypt, publicEncrypt, randomBytes, sign as nodeSign,
+  constants as cryptoConstants, type KeyObject,
+} from 'node:crypto';
+import { promisify } from 'node:util';
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../crypto/aead.js';
+import { zeroize } from '../crypto/zero.js';
+import { KeyholdError } from '../errors.js';
+import type {
+  GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
+} from './types.js';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+/** What PKCS#11 would call the key type: findKey and listKeys match on it, as Pkcs11Hsm does. */
+type KeyType = 'aes' | 'generic-secret' | 'ec' | 'rsa';
+
+const KEY_TYPE: Record<HsmKeyKind, KeyType> = {
+  aes256: 'aes', 'hmac-sha256': 'generic-secret', 'ec-p256': 'ec', 'ec-p384': 'ec', 'rsa-2048': 'rsa', 'rsa-3072': 'rsa', 'rsa-4096': 'rsa',
+};
+
+function keyTypeOf(kind: HsmKeyKind): KeyType {
+  const type = Object.hasOwn(KEY_TYPE, kind) ? KEY_TYPE[kind] : undefined;
+  if (!type) throw new KeyholdError('ERR_NOT_SUPPORTED', `unsupported HSM key kind ${String(kind)}`);
+  return type;
+}
+
+const isSecret = (type: KeyType): boolean => type === 'aes' || type === 'generic-secret';
+
+interface StoredKey {
+  readonly label: string;
+  readonly kind: HsmKeyKind;
+  readonly type: KeyType;
+  readonly handle: Buffer;
+  readonly id: Buffer;
+  /** The raw secret (AES, HMAC) or the private key as PKCS#8 DER: a Buffer, so close() can zero it. */
+  readonly secret: Buffer;
+}
+
+/**
+ * The same failure Pkcs11Hsm reports for the same misuse, so code tested on memory behaves the
+ * same on a token: a key the token does not hold (CKR_OBJECT_HANDLE_INVALID → ERR_HSM), a key
+ * whose usage flags do not allow the operation (CKR_KEY_FUNCTION_NOT_PERMITTED → ERR_HSM, what
+ * SoftHSM answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED → ERR_HSM_UNAVAILABLE).
+ */
+function ckrError(ckr: string, operation: string): KeyholdError {
+  const code = ckr === 'CKR_CRYPTOKI_NOT_INITIALIZED' ? 'ERR_HSM_UNAVAILABLE' : 'ERR_HSM';
+  return new KeyholdError(code, `HSM ${operation} failed: ${ckr}`, { details: { ckr } });
+}
+
+export interface MemoryHsmOptions {
+  /** Token label (default "keyhold-memory"). */
+  label?: string;
+  healthCacheSeconds?: number;
+}
+
+/**
+ * An HSM in this process's memory, done with node:crypto: for tests of domain logic (no SoftHSM
+ * token needed) and throw-away servers. It keeps the token's rules: no call hands out key bytes,
+ * keys are found by label, a label is taken once, and it fails with the codes Pkcs11Hsm uses.
+ * Everything is gone when the process ends; close() zeroes every key it holds.
+ */
+export class MemoryHsm implements Hsm {
+  readonly token: HsmTokenInfo;
+  readonly capabilities: HsmCapabilities = {
+    aesGcm: true, aesKeyWrapPad: false, hmacSha256: true, ecdsa: true, rsaPss: true, rsaOaepDecrypt: true,
+    rsaOaepEncryptOnDevice: true, ecKeyGen: true, rsaKeyGen: true,
+  };
+  private readonly byLabel = new Map<string, StoredKey>();
+  private readonly byHandle = new Map<string, StoredKey>();
+  /** Labels being generated: reserved before the first await, as Pkcs11Hsm does. */
+  private readonly generating = new Set<string>();
+  private readonly healthTtlMs: number;
+  private healthCache: HsmHealth | undefined;
+  private calls = 0;
+  private closed = false;
+
+  constructor(options: MemoryHsmOptions = {}) {
+    this.token = {
+      label: options.label ?? 'keyhold-memory',
+      manufacturer: 'keyhold',
+      model: 'memory',
+      // Distinct per instance: the seal record names the serial that sealed a store.
+      serial: randomBytes(8).toString('hex'),
+      slotId: '0',
+    };
+    this.healthTtlMs = (options.healthCacheSeconds ?? 5) * 1000;
+  }
+
+  static async open(options: MemoryHsmOptions = {}): Promise<MemoryHsm> {
+    return new MemoryHsm(options);
+  }
+
+  get callCount(): number {
+    return this.calls;
+  }
+
+  findKey(label: string, kind: HsmKeyKind): HsmKey | null {
+    this.requireOpen('find');
+    const stored = this.byLabel.get(label);
+    // PKCS#11 finds by class and label: a secret key does not answer for a private key.
+    if (!stored || isSecret(stored.type) !== isSecret(keyTypeOf(kind))) return null;
+    return { label, kind, handle: stored.handle };
+  }
+
+  async findOrCreateKey(label: string, kind: HsmKeyKind): Promise<HsmKey> {
+    return this.findKey(label, kind) ?? this.generateKey(label, kind);
+  }
+
+  async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+    this.requireOpen('key generation');
+    const type = keyTypeOf(kind);
+    if (this.generating.has(label) || this.byLabel.has(label)) throw new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
+    this.generating.add(label);
+    this.calls++;
+    try {
+      let secret: Buffer;
+      let publicKeySpki: Buffer | undefined;
+      if (isSecret(type)) {
+        secret = randomBytes(32);
+      } else {
+        const pair = type === 'ec'
+          ? await generateKeyPairAsync('ec', { namedCurve: kind === 'ec-p256' ? 'P-256' : 'P-384' })
+          : await generateKeyPairAsync('rsa', { modulusLength: Number(kind.slice(4)), publicExponent: 0x10001 });
+        secret = pair.privateKey.export({ type: 'pkcs8', format: 'der' });
+        publicKeySpki = pair.publicKey.export({ type: 'spki', format: 'der' });
+      }
+      if (this.closed) {
+        zeroize(secret);
+        throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', 'key generation');
+      }
+      const stored: StoredKey = { label, kind, type, handle: randomBytes(8), id: randomBytes(16), secret };
+      this.byLabel.set(label, stored);
+      this.byHandle.set(stored.handle.toString('hex'), stored);
+      const key: HsmKey = { label, kind, handle: stored.handle };
+      return publicKeySpki ? { ...key, publicKeySpki } : key;
+    } finally {
+      this.generating.delete(label);
+    }
+  }
+
+  listKeys(labelPrefix: string, kind: HsmKeyKind): HsmKey[] {
+    this.requireOpen('listing keys');
+    const type = keyTypeOf(kind);
+    const keys: HsmKey[] = [];
+    for (const stored of this.byLabel.values()) {
+      if (stored.type === type && stored.label.startsWith(labelPrefix)) keys.push({ label: stored.label, kind, handle: stored.handle });
+    }
+    return keys;
+  }
+
+  objectId(key: HsmKey): Buffer {
+    return Buffer.from(this.stored(key, 'reading CKA_ID').id);
+  }
+
+  async destroyKey(key: HsmKey): Promise<void> {
+    this.requireOpen('destroy');
+    const stored = this.byHandle.get(key.handle.toString('hex'));
+    if (!stored) return;
+    this.byHandle.delete(stored.handle.toString('hex'));
+    this.byLabel.delete(stored.label);
+    zeroize(stored.secret);
+  }
+
+  async aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
+    const stored = this.ofType(key, 'aes', 'AES-GCM encrypt');
+    this.calls++;
+    const iv = randomBytes(GCM_IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', stored.secret, iv, { authTagLength: GCM_TAG_BYTES });
+    cipher.setAAD(aad);
+    return Buffer.concat([iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  }
+
+  async aesGcmDecrypt(key: HsmKey, blob: Buffer, aad: Buffer): Promise<Buffer> {
+    const stored = this.ofType(key, 'aes', 'AES-GCM decrypt');
+    if (blob.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw new KeyholdError('ERR_CIPHERTEXT_INVALID', 'ciphertext is too short');
+    this.calls++;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', stored.secret, blob.subarray(0, GCM_IV_BYTES), { authTagLength: GCM_TAG_BYTES });
+      decipher.setAAD(aad);
+      decipher.setAuthTag(blob.subarray(blob.length - GCM_TAG_BYTES));
+      return Buffer.concat([decipher.update(blob.subarray(GCM_IV_BYTES, blob.length - GCM_TAG_BYTES)), decipher.final()]);
+    } catch (cause) {
+      throw new KeyholdError('ERR_CIPHERTEXT_INVALID', 'ciphertext failed authentication', { cause });
+    }
+  }
+
+  async hmacSha256(key: HsmKey, data: Buffer): Promise<Buffer> {
+    const stored = this.ofType(key, 'generic-secret', 'HMAC');
+    this.calls++;
+    return createHmac('sha256', stored.secret).update(data).digest();
+  }
+
+  async sign(key: HsmKey, data: Buffer): Promise<Buffer> {
+    const stored = this.stored(key, 'sign');
+    if (isSecret(stored.type)) throw new KeyholdError('ERR_KEY_OPERATION_UNSUPPORTED', `${key.kind} keys do not sign`);
+    this.calls++;
+    const privateKey = this.privateKey(stored);
+    if (stored.type === 'ec') return nodeSign(stored.kind === 'ec-p384' ? 'sha384' : 'sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    return nodeSign('sha256', data, { key: privateKey, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+  }
+
+  async rsaEncrypt(key: HsmKey, publicKey: KeyObject, plaintext: Buffer, hash: OaepHash): Promise<Buffer> {
+    this.ofType(key, 'rsa', 'RSA-OAEP encrypt');
+    this.calls++;
+    try {
+      return publicEncrypt({ key: publicKey, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
+    } catch (cause) {
+      // Too long a plaintext: CKR_DATA_LEN_RANGE on a token.
+      throw Object.assign(ckrError('CKR_DATA_LEN_RANGE', 'RSA-OAEP encrypt'), { cause });
+    }
+  }
+
+  async rsaDecrypt(key: HsmKey, ciphertext: Buffer, hash: OaepHash): Promise<Buffer> {
+    const stored = this.ofType(key, 'rsa', 'RSA-OAEP decrypt');
+    this.calls++;
+    try {
+      return privateDecrypt({ key: this.privateKey(stored), padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, ciphertext);
+    } catch (cause) {
+      throw new KeyholdError('ERR_CIPHERTEXT_INVALID', 'ciphertext failed authentication', { cause });
+    }
+  }
+
+  async probeOaepHash(key: HsmKey, _publicKey: KeyObject): Promise<OaepHash> {
+    this.ofType(key, 'rsa', 'RSA-OAEP probe');
+    return 'sha256';
+  }
+
+  attributes(key: HsmKey): HsmKeyAttributes {
+    this.stored(key, 'reading attributes');
+    return { token: true, private: true, sensitive: true, extractable: false, neverExtractable: true, alwaysSensitive: true, valueReadRefused: true };
+  }
+
+  async health(): Promise<HsmHealth> {
+    const now = Date.now();
+    if (this.healthCache && now - this.healthCache.checkedAt < this.healthTtlMs) return this.healthCache;
+    this.healthCache = this.closed
+      ? { ok: false, checkedAt: now, latencyMs: 0, error: 'HSM adapter is closed' }
+      : { ok: true, checkedAt: now, latencyMs: 0 };
+    return this.healthCache;
+  }
+
+  /** Zeroes every key and forgets it: a closed MemoryHsm holds no key bytes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stored of this.byLabel.values()) zeroize(stored.secret);
+    this.byLabel.clear();
+    this.byHandle.clear();
+    this.healthCache = undefined;
+  }
+
+  /** Parsed for each use: a long-lived KeyObject would hold the key where close() cannot zero it. */
+  private privateKey(stored: StoredKey): KeyObject {
+    return createPrivateKey({ key: stored.secret, format: 'der', type: 'pkcs8' });
+  }
+
+  private requireOpen(operation: string): void {
+    if (this.closed) throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', operation);
+  }
+
+  private stored(key: HsmKey, operation: string): StoredKey {
+    this.requireOpen(operation);
+    const stored = this.byHandle.get(key.handle.toString('hex'));
+    if (!stored) throw ckrError('CKR_OBJECT_HANDLE_INVALID', operation);
+    return stored;
+  }
+
+  private ofType(key: HsmKey, type: KeyType, operation: string): StoredKey {
+    const stored = this.stored(key, operation);
+    if (stored.type !== type) throw ckrError('CKR_KEY_FUNCTION_NOT_PERMITTED', operation);
+    return stored;
+  }
+}
