@@ -149,7 +149,7 @@ export class KubernetesAuth {
 
   /** Stops the pod revoker and the watches. */
   close(): void {
-    this.podRevoker.stop();
+    void this.podRevoker.stop();
     this.#context?.cluster.close();
   }
 }

@@ -4,11 +4,12 @@
  * can run on one replica only (the elected leader), started and stopped as leadership comes and
  * goes. Revoking is idempotent, so two running at once (a leader hand-over) only do work twice.
  */
-import type { PodEvents, PodListener } from './pod-events.js';
+import type { PodEvents } from './pod-events.js';
 import type { PodTokenIndex } from './pod-token-index.js';
 
 export class PodRevoker {
   #unsubscribe: (() => void) | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
 
   constructor(private readonly events: PodEvents, private readonly index: Pick<PodTokenIndex, 'revokePod' | 'revokeAllBut'>, private readonly log: { warn(message: string): void }) {}
 
@@ -23,22 +24,28 @@ export class PodRevoker {
    */
   start(): void {
     if (this.#unsubscribe) return;
-    const listener: PodListener = {
-      deleted: (uid) => void this.index.revokePod(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
-      relisted: (live) => this.#revokeAllBut(live),
-    };
-    this.#unsubscribe = this.events.subscribe(listener);
+    this.#unsubscribe = this.events.subscribe({
+      deleted: (uid) => this.#track(this.index.revokePod(uid), `revoking tokens of deleted pod ${uid} failed`),
+      relisted: (live) => this.#track(this.index.revokeAllBut(live), 'pod token resync failed'),
+    });
     const live = this.events.liveUids();
-    if (live) this.#revokeAllBut(live);
+    if (live) this.#track(this.index.revokeAllBut(live), 'pod token resync failed');
   }
 
-  /** Stops revoking; a revocation under way finishes. */
-  stop(): void {
+  /** Stops revoking; resolves once the revocations under way have finished. */
+  stop(): Promise<void> {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+    return this.idle();
   }
 
-  #revokeAllBut(live: ReadonlySet<string>): void {
-    void this.index.revokeAllBut(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`));
+  /** Resolves once every revocation started so far has finished (failures are logged, not thrown). */
+  async idle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+  }
+
+  #track(work: Promise<unknown>, failure: string): void {
+    const done: Promise<void> = work.then(() => undefined, (err: unknown) => this.log.warn(`${failure}: ${(err as Error).message}`)).finally(() => this.#inFlight.delete(done));
+    this.#inFlight.add(done);
   }
 }
