@@ -12,7 +12,7 @@ import { ImageAttestor } from './attestation.js';
 import type { KubernetesCluster } from './cluster.js';
 import { KubernetesConfigStore, redactConfig, type ConfigView } from './config-store.js';
 import { login, type LoginContext, type LoginServices } from './login.js';
-import { PodEventHub, RecentPodDeletions } from './pod-events.js';
+import { PodEventHub } from './pod-events.js';
 import { PodRevoker } from './pod-revoker.js';
 import { PodTokenIndex } from './pod-token-index.js';
 import { KubernetesRoleStore } from './role-store.js';
@@ -39,13 +39,11 @@ export class KubernetesAuth {
     this.#configs = new KubernetesConfigStore(barrier);
     this.roles = new KubernetesRoleStore(barrier);
     const index = new PodTokenIndex(barrier, tokens);
-    const recentDeletions = new RecentPodDeletions();
-    this.#pods.subscribe(recentDeletions);
     this.podRevoker = new PodRevoker(this.#pods, index, log);
     this.#services = {
       roles: this.roles,
       attestor: new ImageAttestor((host) => this.#context?.config.registryCredentials?.find((c) => c.host === host)),
-      issuer: { tokens, index, podDeleted: (uid) => recentDeletions.has(uid) },
+      issuer: { tokens, index, podDeleted: (uid) => this.#pods.deletedLately(uid) },
     };
   }
 

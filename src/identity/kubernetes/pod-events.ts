@@ -1,8 +1,9 @@
 /**
  * The pod watch's news, passed from whichever cluster client the current configuration runs to
- * whoever listens: the logins' record of recent deletions (every replica) and the pod revoker
- * (pod-revoker.ts, the elected leader only). A configuration change swaps the client beneath;
- * listeners stay subscribed.
+ * whoever listens: the pod revoker (pod-revoker.ts, the elected leader only). A configuration
+ * change swaps the client beneath; listeners stay subscribed. Every replica also remembers the
+ * deletions its watch reported lately, whether or not a revoker listens: a login checks them after
+ * its token commit (token-issue.ts), and a revoker starting late catches up on them.
  */
 
 export interface PodListener {
@@ -16,10 +17,15 @@ export interface PodEvents {
   subscribe(listener: PodListener): () => void;
   /** The uids of every pod, from the pod watch; undefined while the watch is not synced. */
   liveUids(): ReadonlySet<string> | undefined;
+  /** Pods the watch reported deleted in the last ten minutes. */
+  recentlyDeleted(): Iterable<string>;
 }
+
+const RECENT_MS = 10 * 60_000;
 
 export class PodEventHub implements PodEvents, PodListener {
   readonly #listeners = new Set<PodListener>();
+  readonly #deletedAt = new Map<string, number>();
 
   constructor(private readonly currentLiveUids: () => ReadonlySet<string> | undefined) {}
 
@@ -32,33 +38,23 @@ export class PodEventHub implements PodEvents, PodListener {
     return this.currentLiveUids();
   }
 
+  recentlyDeleted(): Iterable<string> {
+    return [...this.#deletedAt.keys()];
+  }
+
+  /** Whether the watch reported this pod deleted in the last ten minutes. */
+  deletedLately(uid: string): boolean {
+    return this.#deletedAt.has(uid);
+  }
+
   deleted(uid: string): void {
+    const now = Date.now();
+    this.#deletedAt.set(uid, now);
+    for (const [u, at] of this.#deletedAt) if (now - at > RECENT_MS) this.#deletedAt.delete(u);
     for (const listener of this.#listeners) listener.deleted(uid);
   }
 
   relisted(liveUids: ReadonlySet<string>): void {
     for (const listener of this.#listeners) listener.relisted(liveUids);
-  }
-}
-
-/**
- * Pod uids the watch saw deleted in the last ten minutes: closes the race between a login's pod
- * check and its index write without another GET (token-issue.ts).
- */
-export class RecentPodDeletions implements PodListener {
-  readonly #deletedAt = new Map<string, number>();
-
-  deleted(uid: string): void {
-    const now = Date.now();
-    this.#deletedAt.set(uid, now);
-    for (const [u, at] of this.#deletedAt) if (now - at > 10 * 60_000) this.#deletedAt.delete(u);
-  }
-
-  relisted(): void {
-    // A re-list reports each pod it found gone through deleted() as well.
-  }
-
-  has(uid: string): boolean {
-    return this.#deletedAt.has(uid);
   }
 }

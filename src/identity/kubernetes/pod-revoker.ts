@@ -8,6 +8,8 @@ import type { PodEvents } from './pod-events.js';
 import type { PodTokenIndex } from './pod-token-index.js';
 
 export class PodRevoker {
+  /** Its name as a background job. */
+  readonly name = 'kubernetes-pod-revocation';
   #unsubscribe: (() => void) | undefined;
   readonly #inFlight = new Set<Promise<void>>();
 
@@ -18,18 +20,20 @@ export class PodRevoker {
   }
 
   /**
-   * Revokes the tokens of each pod deleted from now on, and at once those of indexed pods the pod
-   * watch no longer holds: pods deleted while no revoker ran (before this replica became leader).
-   * While the watch is not synced that waits for its next list, which reports them.
+   * Revokes the tokens of each pod deleted from now on, and catches up at once on pods deleted
+   * while no revoker ran here (before this replica became leader): those the watch reported lately,
+   * and every indexed pod the synced watch no longer holds (while it is not synced, its next list
+   * reports them).
    */
   start(): void {
     if (this.#unsubscribe) return;
     this.#unsubscribe = this.events.subscribe({
-      deleted: (uid) => this.#track(this.index.revokePod(uid), `revoking tokens of deleted pod ${uid} failed`),
-      relisted: (live) => this.#track(this.index.revokeAllBut(live), 'pod token resync failed'),
+      deleted: (uid) => this.#revokePod(uid),
+      relisted: (live) => this.#revokeAllBut(live),
     });
+    for (const uid of this.events.recentlyDeleted()) this.#revokePod(uid);
     const live = this.events.liveUids();
-    if (live) this.#track(this.index.revokeAllBut(live), 'pod token resync failed');
+    if (live) this.#revokeAllBut(live);
   }
 
   /** Stops revoking; resolves once the revocations under way have finished. */
@@ -42,6 +46,14 @@ export class PodRevoker {
   /** Resolves once every revocation started so far has finished (failures are logged, not thrown). */
   async idle(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+  }
+
+  #revokePod(uid: string): void {
+    this.#track(this.index.revokePod(uid), `revoking tokens of deleted pod ${uid} failed`);
+  }
+
+  #revokeAllBut(live: ReadonlySet<string>): void {
+    this.#track(this.index.revokeAllBut(live), 'pod token resync failed');
   }
 
   #track(work: Promise<unknown>, failure: string): void {

@@ -82,11 +82,14 @@ describe('PodRevoker: revokes deleted pods\' tokens while started, and only then
     assert.deepEqual(warnings, []);
   });
 
-  it('started while the watch is not synced: nothing is revoked until the watch lists', async () => {
+  it('started while the watch is not synced: catches up on the deletions the watch reported lately; the rest waits for the watch to list', async () => {
     const f = await issue('pod-f');
+    const g = await issue('pod-g');
+    hub.deleted('pod-g');
     live = undefined;
     revoker.start();
     await revoker.idle();
+    assert.equal(await valid(g), false);
     assert.equal(await valid(f), true);
     hub.relisted(new Set(['pod-b']));
     await revoker.stop();
