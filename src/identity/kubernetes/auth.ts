@@ -12,7 +12,7 @@ import { ImageAttestor } from './attestation.js';
 import type { KubernetesCluster } from './cluster.js';
 import { KubernetesConfigStore, redactConfig, type ConfigView } from './config-store.js';
 import { login, type LoginContext, type LoginServices } from './login.js';
-import { PodEventHub } from './pod-events.js';
+import { PodEventHub, type PodEvents } from './pod-events.js';
 import { PodRevoker } from './pod-revoker.js';
 import { PodTokenIndex } from './pod-token-index.js';
 import { KubernetesRoleStore } from './role-store.js';
@@ -29,6 +29,8 @@ export class KubernetesAuth {
    * leader only, with several replicas) and close() stops it.
    */
   readonly podRevoker: PodRevoker;
+  /** The pod watch's news, whatever the configuration (what the revoker listens to). */
+  readonly podEvents: PodEvents;
   readonly #configs: KubernetesConfigStore;
   readonly #services: LoginServices;
   readonly #pods = new PodEventHub(() => this.#context?.cluster.livePodUids());
@@ -39,6 +41,7 @@ export class KubernetesAuth {
     this.#configs = new KubernetesConfigStore(barrier);
     this.roles = new KubernetesRoleStore(barrier);
     const index = new PodTokenIndex(barrier, tokens);
+    this.podEvents = this.#pods;
     this.podRevoker = new PodRevoker(this.#pods, index, log);
     this.#services = {
       roles: this.roles,
