@@ -101,6 +101,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, unsealed.wrapKey);
     const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn });
     await kubernetesAuth.start();
+    // Background work (like the token sweep below): revokes the tokens of deleted pods.
+    kubernetesAuth.podRevoker.start();
     // Expired tokens are refused on sight; this reclaims their records (and what was written with them).
     let closing = false;
     const sweep = () => void tokens.sweepExpired().catch((err: unknown) => closing || warn(`sweeping expired tokens failed: ${(err as Error).message}`));

@@ -212,6 +212,11 @@ export class KubernetesCluster {
     return this.#pods?.synced === true;
   }
 
+  /** The uid of every pod, from the pod watch; undefined while it is not synced. */
+  livePodUids(): ReadonlySet<string> | undefined {
+    return this.#pods?.uids();
+  }
+
   watchStatus(): { pods: WatchStatus | undefined; serviceAccounts: WatchStatus | undefined; liveGets: number; cacheHits: number } {
     return { pods: this.#pods?.status(), serviceAccounts: this.#serviceAccounts?.status(), liveGets: this.#calls, cacheHits: this.#cacheHits };
   }
