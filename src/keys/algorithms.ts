@@ -15,6 +15,13 @@ export interface KeyAlgorithm {
   readonly operations: ReadonlySet<KeyOperation>;
   /** Digest for signatures (Node name) and the signature encoding keyhold returns. */
   readonly digest?: 'sha256' | 'sha384';
+  /**
+   * Encryption binds the ciphertext header and the caller's context as AAD (AES-GCM). RSA-OAEP
+   * binds nothing: OAEP labels are not supported portably across tokens, so a context is refused.
+   */
+  readonly takesContext: boolean;
+  /** RSA keys: the modulus size, which bounds what one OAEP encryption carries. */
+  readonly modulusBits?: number;
   /** Fresh material for protection=wrapped: a raw secret or PKCS#8 DER private key plus SPKI DER public key. */
   generate(): Promise<{ secret: Buffer; publicKeySpki?: Buffer }>;
 }
@@ -35,13 +42,13 @@ const RSA_OPS = new Set<KeyOperation>(['encrypt', 'decrypt', 'sign', 'verify']);
 
 /** One null-prototype entry per key type; an unknown type throws. */
 const ALGORITHMS: Record<KeyType, KeyAlgorithm> = Object.assign(Object.create(null) as Record<KeyType, KeyAlgorithm>, {
-  'aes256-gcm': { hsmKind: 'aes256', family: 'aes', operations: ENCRYPTING, generate: symmetric },
-  'hmac-sha256': { hsmKind: 'hmac-sha256', family: 'hmac', operations: SIGNING, generate: symmetric },
-  'ec-p256': { hsmKind: 'ec-p256', family: 'ec', operations: SIGNING, digest: 'sha256', generate: ec('P-256') },
-  'ec-p384': { hsmKind: 'ec-p384', family: 'ec', operations: SIGNING, digest: 'sha384', generate: ec('P-384') },
-  'rsa-2048': { hsmKind: 'rsa-2048', family: 'rsa', operations: RSA_OPS, digest: 'sha256', generate: rsa(2048) },
-  'rsa-3072': { hsmKind: 'rsa-3072', family: 'rsa', operations: RSA_OPS, digest: 'sha256', generate: rsa(3072) },
-  'rsa-4096': { hsmKind: 'rsa-4096', family: 'rsa', operations: RSA_OPS, digest: 'sha256', generate: rsa(4096) },
+  'aes256-gcm': { hsmKind: 'aes256', family: 'aes', operations: ENCRYPTING, takesContext: true, generate: symmetric },
+  'hmac-sha256': { hsmKind: 'hmac-sha256', family: 'hmac', operations: SIGNING, takesContext: false, generate: symmetric },
+  'ec-p256': { hsmKind: 'ec-p256', family: 'ec', operations: SIGNING, digest: 'sha256', takesContext: false, generate: ec('P-256') },
+  'ec-p384': { hsmKind: 'ec-p384', family: 'ec', operations: SIGNING, digest: 'sha384', takesContext: false, generate: ec('P-384') },
+  'rsa-2048': { hsmKind: 'rsa-2048', family: 'rsa', operations: RSA_OPS, digest: 'sha256', takesContext: false, modulusBits: 2048, generate: rsa(2048) },
+  'rsa-3072': { hsmKind: 'rsa-3072', family: 'rsa', operations: RSA_OPS, digest: 'sha256', takesContext: false, modulusBits: 3072, generate: rsa(3072) },
+  'rsa-4096': { hsmKind: 'rsa-4096', family: 'rsa', operations: RSA_OPS, digest: 'sha256', takesContext: false, modulusBits: 4096, generate: rsa(4096) },
 } satisfies Record<KeyType, KeyAlgorithm>);
 
 export function algorithmOf(type: KeyType): KeyAlgorithm {

@@ -36,7 +36,12 @@ export function parseCiphertext(value: string, expectedName: string, what = 'cip
   return { name, version: Number(version), header: headerFor(name, Number(version)), body: bytes };
 }
 
-/** AAD = header ‖ 0x00 ‖ caller context: binds key, version and context together. */
+/** AAD = header ‖ 0x00 ‖ caller context: binds key, version and context together. One allocation: it is built per request. */
 export function aadFor(header: string, context: Buffer | undefined): Buffer {
-  return Buffer.concat([Buffer.from(header, 'utf8'), Buffer.of(0), context ?? Buffer.alloc(0)]);
+  const headerBytes = Buffer.byteLength(header, 'utf8');
+  const aad = Buffer.allocUnsafe(headerBytes + 1 + (context?.length ?? 0));
+  aad.write(header, 0, 'utf8');
+  aad[headerBytes] = 0;
+  context?.copy(aad, headerBytes + 1);
+  return aad;
 }

@@ -1,85 +1,116 @@
-import { createPrivateKey, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
-import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import type { Hsm, HsmKey } from '../hsm/types.js';
-import { algorithmOf } from './algorithms.js';
-import type { KeyRecord, KeyVersionRecord } from './types.js';
+import type { KeyMaterial } from './key-material.js';
+import { schemeOf, type Custody } from './protection/scheme.js';
+import type { KeyRecord } from './types.js';
 
-/** A key version ready to use: either a handle in the token, or material unwrapped into memory. */
-export type Material =
-  | { protection: 'hsm'; hsmKey: HsmKey; publicKey?: KeyObject }
-  | { protection: 'wrapped'; secret: KeyObject; publicKey?: KeyObject };
-
-export function materialAad(keyId: string, version: number): Buffer {
-  return Buffer.from(`keyhold/key-material/v1\0${keyId}\0${version}`, 'utf8');
-}
-
-export function publicKeyOf(version: KeyVersionRecord): KeyObject | undefined {
-  return version.publicKeySpki ? createPublicKey({ key: Buffer.from(version.publicKeySpki, 'base64'), format: 'der', type: 'spki' }) : undefined;
+interface Entry {
+  readonly material: KeyMaterial;
+  readonly expires: number;
 }
 
 /**
- * Unwrapped material lives in KeyObjects (outside the JS heap; the raw unwrap buffer is zeroed at
- * once) for at most `ttlMs`, so a busy key costs one HSM unwrap per TTL rather than per request.
+ * Loaded key versions, each for at most `ttlMs`, so a busy wrapped key costs one HSM unwrap per TTL
+ * rather than per request. Every material that leaves the cache (expiry, `forget`, a full cache,
+ * `clear`) is closed: unwrapped secrets are released, and the material refuses further use.
  */
 export class MaterialCache {
-  private readonly entries = new Map<string, { material: Material; expires: number }>();
+  /** Key id → version → entry: a hit builds no lookup string. */
+  private readonly keys = new Map<string, Map<number, Entry>>();
+  private count = 0;
+  private readonly custody: Custody;
   /** Drops expired entries even when no request comes, so "at most ttlMs" holds for idle keys too. */
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(private readonly hsm: Hsm, private readonly wrapKey: HsmKey, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
+  constructor(hsm: Hsm, wrapKey: HsmKey, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
+    this.custody = { hsm, wrapKey };
     this.sweeper = setInterval(() => this.dropExpired(Date.now()), Math.max(1000, ttlMs / 4));
     this.sweeper.unref();
   }
 
-  async get(record: KeyRecord, version: number): Promise<Material> {
-    const cacheKey = `${record.id}/${version}`;
-    const now = Date.now();
-    const hit = this.entries.get(cacheKey);
-    if (hit && hit.expires > now) return hit.material;
+  /** Number of loaded versions held. */
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * The loaded material of a version, or undefined: synchronous, so an operation on a cached
+   * version awaits nothing here. Use it in the same turn (in-memory material runs within the call).
+   */
+  cached(record: Pick<KeyRecord, 'id'>, version: number): KeyMaterial | undefined {
+    const entry = this.keys.get(record.id)?.get(version);
+    return entry !== undefined && entry.expires > Date.now() ? entry.material : undefined;
+  }
+
+  /** The material of a version, loaded when not cached (one HSM unwrap for wrapped material). */
+  async get(record: KeyRecord, version: number): Promise<KeyMaterial> {
+    const hit = this.cached(record, version);
+    if (hit) return hit;
     const versionRecord = record.versions[String(version)];
     if (!versionRecord) throw new KeyholdError('ERR_KEY_VERSION_NOT_FOUND', `key "${record.name}" has no version ${version}`);
-    const material = await this.load(record, versionRecord);
-    if (this.entries.size >= this.maxEntries) {
-      this.dropExpired(now);
-      if (this.entries.size >= this.maxEntries) this.entries.clear();
+    const material = await schemeOf(record.protection).load(this.custody, record, versionRecord);
+    // A concurrent load of the same version finished first: keep one copy in memory, not two.
+    const raced = this.cached(record, version);
+    if (raced) {
+      material.close();
+      return raced;
     }
-    this.entries.set(cacheKey, { material, expires: now + this.ttlMs });
+    this.insert(record.id, version, material);
     return material;
   }
 
-  /** Forget every version of a key (rotation, deletion). */
+  /** Forgets every version of a key (reconfigured, deleted). */
   forget(keyId: string): void {
-    for (const cacheKey of this.entries.keys()) if (cacheKey.startsWith(`${keyId}/`)) this.entries.delete(cacheKey);
+    const versions = this.keys.get(keyId);
+    if (!versions) return;
+    this.keys.delete(keyId);
+    this.count -= versions.size;
+    for (const entry of versions.values()) entry.material.close();
   }
 
   /** Forgets everything and stops the sweeper (runtime close). */
   clear(): void {
     clearInterval(this.sweeper);
-    this.entries.clear();
+    for (const keyId of [...this.keys.keys()]) this.forget(keyId);
+  }
+
+  private insert(keyId: string, version: number, material: KeyMaterial): void {
+    let versions = this.keys.get(keyId);
+    const previous = versions?.get(version);
+    if (previous) {
+      // Expired, not yet swept.
+      versions?.delete(version);
+      this.count--;
+      previous.material.close();
+    }
+    if (this.count >= this.maxEntries) this.makeRoom();
+    versions = this.keys.get(keyId);
+    if (!versions) {
+      versions = new Map();
+      this.keys.set(keyId, versions);
+    }
+    versions.set(version, { material, expires: Date.now() + this.ttlMs });
+    this.count++;
+  }
+
+  /** Expired entries first; then whole keys, the longest held first. */
+  private makeRoom(): void {
+    this.dropExpired(Date.now());
+    for (const keyId of this.keys.keys()) {
+      if (this.count < this.maxEntries) return;
+      this.forget(keyId);
+    }
   }
 
   private dropExpired(now: number): void {
-    for (const [cacheKey, entry] of this.entries) if (entry.expires <= now) this.entries.delete(cacheKey);
-  }
-
-  private async load(record: KeyRecord, version: KeyVersionRecord): Promise<Material> {
-    const algorithm = algorithmOf(record.type);
-    const publicKey = publicKeyOf(version);
-    if (record.protection === 'hsm') {
-      const hsmKey = version.hsmLabel ? this.hsm.findKey(version.hsmLabel, algorithm.hsmKind) : null;
-      if (!hsmKey) throw new KeyholdError('ERR_HSM_KEY_MISSING', `HSM object for key "${record.name}" version ${version.version} is missing from the token`);
-      return { protection: 'hsm', hsmKey, publicKey };
-    }
-    if (!version.wrappedMaterial) throw new KeyholdError('ERR_INTERNAL', `key "${record.name}" version ${version.version} has no material`);
-    const raw = await this.hsm.aesGcmDecrypt(this.wrapKey, Buffer.from(version.wrappedMaterial, 'base64'), materialAad(record.id, version.version));
-    try {
-      const secret = algorithm.family === 'aes' || algorithm.family === 'hmac'
-        ? createSecretKey(raw)
-        : createPrivateKey({ key: raw, format: 'der', type: 'pkcs8' });
-      return { protection: 'wrapped', secret, publicKey };
-    } finally {
-      zeroize(raw);
+    for (const [keyId, versions] of this.keys) {
+      for (const [version, entry] of versions) {
+        if (entry.expires > now) continue;
+        versions.delete(version);
+        this.count--;
+        entry.material.close();
+      }
+      if (versions.size === 0) this.keys.delete(keyId);
     }
   }
 }

@@ -3,23 +3,29 @@ import { after, before, describe, it } from 'node:test';
 import { Barrier } from '../../../src/barrier/barrier.js';
 import { initializeSeal } from '../../../src/barrier/seal.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
+import type { HsmKey } from '../../../src/hsm/types.js';
 import type { KeysContext } from '../../../src/keys/context.js';
 import { decrypt, encrypt } from '../../../src/keys/encrypt.js';
 import { createKey } from '../../../src/keys/lifecycle.js';
 import { MaterialCache } from '../../../src/keys/material.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
+import type { KeyRecord } from '../../../src/keys/types.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
+import { code } from './support.js';
 
 // Cache lifetimes over the Hsm interface: the in-memory HSM counts its calls as a token does.
 let hsm: MemoryHsm;
 let storage: MemoryStorage;
 let material: MaterialCache;
 let ctx: KeysContext;
+let wrapKey: HsmKey;
 
 before(async () => {
   hsm = await MemoryHsm.open();
   storage = new MemoryStorage();
-  const { rootKey, wrapKey } = await initializeSeal(storage, hsm);
+  const sealed = await initializeSeal(storage, hsm);
+  const rootKey = sealed.rootKey;
+  wrapKey = sealed.wrapKey;
   const barrier = new Barrier(storage, rootKey);
   // A 1 s lifetime: the sweeper runs every second.
   material = new MaterialCache(hsm, wrapKey, 1000);
@@ -40,12 +46,67 @@ describe('unwrapped key material', () => {
     await decrypt(ctx, 'short-lived', ciphertext);
     assert.equal(hsm.callCount - before, 1, 'one HSM unwrap serves both operations');
 
-    const entries = (material as unknown as { entries: Map<string, unknown> }).entries;
-    assert.equal(entries.size, 1);
+    assert.equal(material.size, 1);
+    const held = material.cached(await ctx.records.get('short-lived'), 1);
+    assert.ok(held);
     await new Promise((resolve) => setTimeout(resolve, 2300));
-    assert.equal(entries.size, 0, 'expired material is still held with no request to evict it');
+    assert.equal(material.size, 0, 'expired material is still held with no request to evict it');
+    await assert.rejects(held.seal(Buffer.from('a'), Buffer.alloc(0)), code('ERR_CONFLICT'), 'expired material still usable');
 
     await decrypt(ctx, 'short-lived', ciphertext);
     assert.equal(hsm.callCount - before, 2, 'after expiry the material is unwrapped again');
+  });
+});
+
+describe('the material cache', () => {
+  const NO_AAD = Buffer.alloc(0);
+
+  it('closes the versions it forgets (key reconfigured or deleted): a holder can no longer use them', async () => {
+    const record = await createKey(ctx, { name: 'forgotten', type: 'aes256-gcm', protection: 'wrapped' });
+    const held = await material.get(record, 1);
+    assert.equal(material.cached(record, 1), held, 'a loaded version is served from the cache, synchronously');
+    material.forget(record.id);
+    assert.equal(material.cached(record, 1), undefined);
+    await assert.rejects(held.seal(Buffer.from('x'), NO_AAD), code('ERR_CONFLICT'));
+    const { ciphertext } = await encrypt(ctx, 'forgotten', Buffer.from('reloaded'));
+    assert.deepEqual((await decrypt(ctx, 'forgotten', ciphertext)).plaintext, Buffer.from('reloaded'));
+  });
+
+  it('keeps one material when two requests load the same version at once, and closes the other', async () => {
+    const record = await createKey(ctx, { name: 'raced', type: 'aes256-gcm', protection: 'wrapped' });
+    const before = hsm.callCount;
+    const [a, b] = await Promise.all([material.get(record, 1), material.get(record, 1)]);
+    assert.equal(hsm.callCount - before, 2, 'both loads unwrapped');
+    assert.equal(a, b);
+    assert.equal(material.cached(record, 1), a);
+    assert.equal((await a.seal(Buffer.from('x'), NO_AAD)).length, 12 + 1 + 16);
+  });
+
+  it('when full, makes room by closing whole keys, the one loaded first first', async () => {
+    const small = new MaterialCache(hsm, wrapKey, 60_000, 2);
+    try {
+      const records = [];
+      for (const name of ['full-a', 'full-b', 'full-c']) records.push(await createKey(ctx, { name, type: 'hmac-sha256', protection: 'wrapped' }));
+      const [a, b, c] = records as [KeyRecord, KeyRecord, KeyRecord];
+      const first = await small.get(a, 1);
+      await small.get(b, 1);
+      await small.get(c, 1);
+      assert.equal(small.size, 2);
+      assert.equal(small.cached(a, 1), undefined);
+      assert.ok(small.cached(b, 1) && small.cached(c, 1));
+      await assert.rejects(first.sign(Buffer.from('x')), code('ERR_CONFLICT'));
+    } finally {
+      small.clear();
+    }
+  });
+
+  it('closes everything when cleared (runtime close)', async () => {
+    const cache = new MaterialCache(hsm, wrapKey);
+    const record = await createKey(ctx, { name: 'cleared', type: 'ec-p256', protection: 'wrapped' });
+    const held = await cache.get(record, 1);
+    await held.sign(Buffer.from('x'));
+    cache.clear();
+    assert.equal(cache.size, 0);
+    await assert.rejects(held.sign(Buffer.from('x')), code('ERR_CONFLICT'));
   });
 });
