@@ -8,7 +8,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { Barrier } from '../../barrier/barrier.js';
+import type { BarrierView } from '../../barrier/view.js';
 import { KeyholdError, isKeyholdError } from '../../errors.js';
 import type { TokenStore } from '../tokens.js';
 import { checkReviewerAccess } from './access.js';
@@ -17,9 +17,10 @@ import type { KubernetesCluster } from './cluster.js';
 import { globMatch } from './glob.js';
 import type { KubernetesAuthConfig, KubernetesIdentity, KubernetesRole } from './types.js';
 
-const CONFIG_PATH = 'auth/kubernetes/config';
-const rolePath = (name: string) => `auth/kubernetes/roles/${name}`;
-const podIndexPath = (podUid: string, tokenId = '') => `auth/kubernetes/pod-tokens/${podUid}/${tokenId}`;
+/** Keys in the Kubernetes view (MOUNTS.kubernetes); a pod's tokens are in their own view (MOUNTS.podTokens), shared with the token store. */
+const CONFIG_KEY = 'config';
+const roleKey = (name: string) => `roles/${name}`;
+const podIndexKey = (podUid: string, tokenId = '') => `${podUid}/${tokenId}`;
 /** Algorithms kube-apiserver signs service-account tokens with; `none` and HMAC never. */
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
 const MAX_JWT_BYTES = 16 * 1024;
@@ -85,7 +86,7 @@ export class KubernetesAuth {
   /** Pod uids the watch saw deleted recently: closes the race between a login's pod check and its index write without another GET. */
   readonly #recentlyDeleted = new Map<string, number>();
 
-  constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
+  constructor(private readonly view: BarrierView, private readonly podTokens: BarrierView, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
 
   /** Whether the pod and service-account watches are live, how much they hold, and how logins were answered. */
   async status(): Promise<{ configured: boolean } & Partial<ReturnType<KubernetesCluster['watchStatus']>>> {
@@ -96,7 +97,7 @@ export class KubernetesAuth {
   async #load(): Promise<KubernetesAuthConfig | undefined> {
     // One load, awaited by every caller: a login arriving while it runs must not see "not configured".
     this.#loading ??= (async () => {
-      const config = await this.barrier.getJson<KubernetesAuthConfig>(CONFIG_PATH);
+      const config = await this.view.get<KubernetesAuthConfig>(CONFIG_KEY);
       if (config && !this.#config) this.#use(config, await KubernetesAuth.#connect(config));
     })().catch((err: unknown) => {
       this.#loading = undefined; // a storage hiccup is not remembered: the next caller tries again
@@ -143,7 +144,7 @@ export class KubernetesAuth {
     const cluster = await KubernetesAuth.#connect(config);
     try {
       await checkReviewerAccess(cluster, config);
-      await this.barrier.putJson(CONFIG_PATH, config);
+      await this.view.put(CONFIG_KEY, config);
     } catch (err) {
       cluster.close();
       throw err;
@@ -174,23 +175,23 @@ export class KubernetesAuth {
   }
 
   async putRole(role: KubernetesRole): Promise<void> {
-    await this.barrier.putJson(rolePath(role.name), role);
+    await this.view.put(roleKey(role.name), role);
   }
 
   async role(name: string): Promise<KubernetesRole> {
-    const role = await this.barrier.getJson<KubernetesRole>(rolePath(name));
+    const role = await this.view.get<KubernetesRole>(roleKey(name));
     if (!role) throw new KeyholdError('ERR_NOT_FOUND', `no Kubernetes role "${name}"`);
     return role;
   }
 
   async listRoles(): Promise<string[]> {
-    const prefix = rolePath('');
-    return (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length)).sort();
+    const prefix = roleKey('');
+    return (await this.view.list(prefix)).map((key) => key.slice(prefix.length)).sort();
   }
 
   async deleteRole(name: string): Promise<void> {
     await this.role(name);
-    await this.barrier.delete(rolePath(name));
+    await this.view.delete(roleKey(name));
   }
 
   /** Keys to verify with: the configured PEM keys, or the cluster's JWKS (re-read at most every 30 s when a key is not found). */
@@ -298,7 +299,7 @@ export class KubernetesAuth {
     // No parent: a pod's token lives by its pod (revoked at its deletion) and the server maximum TTL.
     const { token, record } = await this.tokens.create(
       { policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors },
-      (r) => (pod?.uid ? [{ path: podIndexPath(pod.uid, r.id), value: { issuedAt: r.createdAt } }] : []),
+      (r) => (pod?.uid ? [this.podTokens.write(podIndexKey(pod.uid, r.id), { issuedAt: r.createdAt })] : []),
     );
     // A deletion the watch reported after our pod check but before the index existed would have
     // found nothing to revoke: check for it now (a later deletion finds the index).
@@ -325,17 +326,16 @@ export class KubernetesAuth {
 
   /** Revokes every token issued to the pod. */
   async revokePod(podUid: string): Promise<number> {
-    const prefix = podIndexPath(podUid);
-    const ids = (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length));
+    const prefix = podIndexKey(podUid);
+    const ids = (await this.podTokens.list(prefix)).map((key) => key.slice(prefix.length));
     // Each revocation deletes the token's tree and its pod index entry (written with the token) in
     // one commit. An entry whose token is already gone (left by an older version) is deleted alone.
-    for (const id of ids) if ((await this.tokens.revoke(id)) === 0) await this.barrier.delete(podIndexPath(podUid, id));
+    for (const id of ids) if ((await this.tokens.revoke(id)) === 0) await this.podTokens.delete(podIndexKey(podUid, id));
     return ids.length;
   }
 
   async #revokeMissing(live: ReadonlySet<string>): Promise<void> {
-    const prefix = 'auth/kubernetes/pod-tokens/';
-    const indexed = new Set((await this.barrier.list(prefix)).map((path) => path.slice(prefix.length).split('/')[0] as string));
+    const indexed = new Set((await this.podTokens.list()).map((key) => key.split('/')[0] as string));
     for (const uid of indexed) if (!live.has(uid)) await this.revokePod(uid);
   }
 

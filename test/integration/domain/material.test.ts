@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Barrier } from '../../../src/barrier/barrier.js';
+import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { initializeSeal } from '../../../src/barrier/seal.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import type { KeysContext } from '../../../src/keys/context.js';
@@ -28,7 +29,7 @@ before(async () => {
   const barrier = new Barrier(storage, rootKey);
   // A 1 s lifetime: the sweeper runs every second.
   material = new MaterialCache(hsm, wrapKey, 1000);
-  ctx = { barrier, hsm, wrapKey, records: new KeyRecordStore(barrier), material };
+  ctx = { hsm, wrapKey, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material };
 });
 
 after(async () => {
