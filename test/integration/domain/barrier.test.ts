@@ -264,6 +264,25 @@ describe('seal', () => {
     assert.deepEqual(await hsm.aesGcmDecrypt(again.wrapKey, wrapped, Buffer.from('aad')), Buffer.from('material'));
   });
 
+  it('names the root key\'s generation; a seal record from before generations opens as generation 1', async () => {
+    const s = newStorage();
+    const init = await initializeSeal(s, hsm);
+    assert.equal(init.record.rootKeyGeneration, 1);
+    assert.equal(init.generation, 1);
+    assert.equal((await unseal(s, hsm)).generation, 1);
+    // A store sealed before generations: no field, and records in format 1.
+    const { rootKeyGeneration: _dropped, ...older } = init.record;
+    await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify(older)));
+    const opened = await unseal(s, hsm);
+    assert.equal(opened.generation, 1);
+    assert.ok(opened.rootKey.equals(init.rootKey));
+    // A generation that is no generation is refused before anything is decrypted.
+    for (const bad of [0, -2, 1.5, 'two', 2 ** 32]) {
+      await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, rootKeyGeneration: bad })));
+      await assert.rejects(unseal(s, hsm), code('ERR_BARRIER_INTEGRITY'), String(bad));
+    }
+  });
+
   it('each store gets its own keys', async () => {
     const a = await initializeSeal(newStorage(), hsm);
     const b = await initializeSeal(newStorage(), hsm);
