@@ -10,7 +10,8 @@ export class KeyRecordStore {
   constructor(private readonly view: BarrierView) {}
 
   async get(name: string): Promise<KeyRecord> {
-    const record = await this.view.cached<KeyRecord>(name);
+    // peek first: a hit costs no further await on the encrypt/sign path (undefined on a shared store).
+    const record = this.view.peek<KeyRecord>(name) ?? await this.view.cached<KeyRecord>(name);
     if (!record) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
     return record;
   }

@@ -17,7 +17,9 @@ export class SecretStore {
 
   async meta(path: string): Promise<SecretMeta | null> {
     assertSecretPath(path);
-    return this.view.cached<SecretMeta>(metaPath(path));
+    const key = metaPath(path);
+    // peek first: a hit costs no further await on the read path (undefined on a shared store).
+    return this.view.peek<SecretMeta>(key) ?? this.view.cached<SecretMeta>(key);
   }
 
   async requireMeta(path: string): Promise<SecretMeta> {
