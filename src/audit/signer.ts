@@ -4,12 +4,13 @@
  * the seal key's label. A store initialised before checkpoints existed gets its key at first start.
  */
 import { createPublicKey, randomBytes } from 'node:crypto';
-import type { Barrier } from '../barrier/barrier.js';
+import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
 import { keyFingerprint, type CheckpointSigner } from './checkpoint.js';
 
-export const SIGNING_KEY_PATH = 'sys/audit/signing-key';
+/** Key in the audit view (MOUNTS.audit). */
+export const SIGNING_KEY_KEY = 'signing-key';
 
 interface SigningKeyRecord {
   label: string;
@@ -38,9 +39,9 @@ export interface OpenSignerOptions {
 }
 
 /** Opens the signing key named in the barrier, or creates it (and says so through `note`) when there is none. */
-export async function openAuditSigner(barrier: Barrier, hsm: Hsm, options: OpenSignerOptions): Promise<AuditSigner> {
+export async function openAuditSigner(view: BarrierView, hsm: Hsm, options: OpenSignerOptions): Promise<AuditSigner> {
   const { note } = options;
-  let record = await barrier.getJson<SigningKeyRecord>(SIGNING_KEY_PATH);
+  let record = await view.get<SigningKeyRecord>(SIGNING_KEY_KEY);
   let key = record ? hsm.findKey(record.label, 'ec-p256') : null;
   if (record && !key) {
     const lost = `audit signing key "${record.label}" (fingerprint ${record.fingerprint}) is not in token "${hsm.token.label}"`;
@@ -56,7 +57,7 @@ export async function openAuditSigner(barrier: Barrier, hsm: Hsm, options: OpenS
     if (!generated.publicKeySpki) throw new KeyholdError('ERR_HSM', 'the HSM returned no public key for the audit signing key');
     const publicKey = createPublicKey({ key: generated.publicKeySpki, format: 'der', type: 'spki' });
     record = { label: generated.label, spki: generated.publicKeySpki.toString('base64'), fingerprint: keyFingerprint(publicKey), createdAt: new Date().toISOString() };
-    await barrier.putJson(SIGNING_KEY_PATH, record);
+    await view.put(SIGNING_KEY_KEY, record);
     key = generated;
     note(`created the audit checkpoint signing key "${record.label}" in the HSM (fingerprint ${record.fingerprint})`);
   }

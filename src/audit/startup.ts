@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rename } from 'node:fs/promises';
-import type { Barrier } from '../barrier/barrier.js';
+import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
 import type { StoredCheckpoint } from './checkpoint.js';
@@ -14,8 +14,9 @@ import { FileAuditLog } from './file-log.js';
 import { openAuditSigner, type AuditSigner } from './signer.js';
 import { auditFileSet, scanAuditFiles, type AuditVerifyResult } from './verify.js';
 
-export const CHAIN_PATH = 'sys/audit/chain';
-export const CHECKPOINT_PATH = 'sys/audit/checkpoint';
+/** Keys in the audit view (MOUNTS.audit). */
+export const CHAIN_KEY = 'chain';
+export const CHECKPOINT_KEY = 'checkpoint';
 
 interface ChainRecord {
   id: string;
@@ -61,11 +62,11 @@ export interface OpenChainOptions {
   error?: (message: string) => void;
 }
 
-export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: OpenChainOptions): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
+export async function openAuditChain(settings: AuditSettings, view: BarrierView, hsm: Hsm, options: OpenChainOptions): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
   const { warn } = options;
   let signerCreated = false;
-  const chain = await barrier.getJson<ChainRecord>(CHAIN_PATH);
-  const anchor = await barrier.getJson<StoredCheckpoint>(CHECKPOINT_PATH);
+  const chain = await view.get<ChainRecord>(CHAIN_KEY);
+  const anchor = await view.get<StoredCheckpoint>(CHECKPOINT_KEY);
   // No chain in the barrier after initialisation: only a store from before checkpoints, whose log is
   // an intact plain hash chain, may begin one without the flag. Otherwise the audit records were
   // removed from storage, and beginning a chain would bury the old log without anyone asking.
@@ -83,7 +84,7 @@ export async function openAuditChain(settings: AuditSettings, barrier: Barrier, 
   }
   // A recorded chain was signed by a key the barrier names; only a new chain may come with a new key.
   const keyRecordRemoved = chain && !options.newChain ? () => broken(`the barrier records audit chain ${chain.id} but not its checkpoint signing key record (removed from storage?)`) : undefined;
-  const signer = await openAuditSigner(barrier, hsm, {
+  const signer = await openAuditSigner(view, hsm, {
     note: (m) => { signerCreated = true; warn(m); },
     ...(keyRecordRemoved ? { missing: keyRecordRemoved } : {}),
     replaceLost: options.newChain === true,
@@ -95,9 +96,9 @@ export async function openAuditChain(settings: AuditSettings, barrier: Barrier, 
     everyEntries: settings.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
     intervalMs: (settings.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS) * 1000,
     onCheckpoint: async (c: StoredCheckpoint) => {
-      if (recorded) return barrier.putJson(CHECKPOINT_PATH, c);
+      if (recorded) return view.put(CHECKPOINT_KEY, c);
       // A new chain and its first checkpoint enter the barrier together.
-      await barrier.commit([], [{ path: CHAIN_PATH, value: pending.record }, { path: CHECKPOINT_PATH, value: c }]);
+      await view.commit([], [view.write(CHAIN_KEY, pending.record), view.write(CHECKPOINT_KEY, c)]);
       recorded = true;
     },
   };

@@ -1,18 +1,16 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
-import { aesGcmOpen, aesGcmSeal } from '../crypto/aead.js';
 import { zeroize } from '../crypto/zero.js';
-import { KeyholdError, isKeyholdError } from '../errors.js';
+import { KeyholdError } from '../errors.js';
 import type { Storage, StorageCheck, StorageWrite } from '../storage/types.js';
+import type { Mount } from './mounts.js';
 import { assertLogicalPath } from './paths.js';
+import { ReadCache } from './read-cache.js';
+import { FIRST_GENERATION, MAX_GENERATION, openRecord, sealRecord } from './record.js';
+import { BarrierView } from './view.js';
 
-const RECORD_VERSION = 1;
 /** Barrier records live under this storage prefix; the seal record lives beside it, outside. */
 const DATA_PREFIX = 'data/';
 const MAX_CAS_ATTEMPTS = 64;
-
-function aadFor(path: string): Buffer {
-  return Buffer.from(`keyhold-barrier-v1\0${path}`, 'utf8');
-}
 
 /** A read that remembers the exact stored bytes, so a later write can be made conditional on them. */
 export interface BarrierRead<T> {
@@ -21,23 +19,59 @@ export interface BarrierRead<T> {
   raw: Buffer | null;
 }
 
-export type BarrierWrite = { path: string; value: unknown } | { path: string; delete: true };
+export type BarrierWrite = { readonly path: string; readonly value: unknown } | { readonly path: string; readonly delete: true };
+
+export interface BarrierOptions {
+  /** Generation of `rootKey`, named by every record written (default 1: the seal's first root key). */
+  generation?: number;
+  /** Root keys of older generations, by generation: their records stay readable after a rotation. */
+  previousKeys?: ReadonlyMap<number, Buffer>;
+  /** Bound of the shared read cache. */
+  cacheEntries?: number;
+}
+
+function keyObject(key: Buffer): KeyObject {
+  if (key.length !== 32) throw new KeyholdError('ERR_INTERNAL', 'barrier root key must be 256 bits');
+  return createSecretKey(key);
+}
+
+function assertGeneration(generation: number): void {
+  if (!Number.isSafeInteger(generation) || generation < FIRST_GENERATION || generation > MAX_GENERATION) throw new KeyholdError('ERR_INTERNAL', `root-key generation ${generation} is out of range`);
+}
 
 /**
- * The encrypting view over untrusted storage. Every record is AES-256-GCM under the root key with
- * its logical path as AAD, so a record copied to another path fails to decrypt. Storage never
- * sees a plaintext byte.
+ * The encrypting layer over untrusted storage. Every record is AES-256-GCM under a root key with
+ * its logical path and the key's generation as AAD (src/barrier/record.ts), so a record copied to
+ * another path fails to decrypt. Storage never sees a plaintext byte.
+ *
+ * Domains get a `view` over their own prefix, not this object; the runtime keeps it (it seals,
+ * and writes the few records outside every domain). Every write, through a view or not, evicts
+ * what it wrote from the one read cache.
  */
 export class Barrier {
-  private key: KeyObject | null;
+  private keys: Map<number, KeyObject> | null;
+  readonly generation: number;
+  readonly cache: ReadCache;
 
-  constructor(private readonly storage: Storage, rootKey: Buffer) {
-    if (rootKey.length !== 32) throw new KeyholdError('ERR_INTERNAL', 'barrier root key must be 256 bits');
-    this.key = createSecretKey(rootKey);
+  constructor(private readonly storage: Storage, rootKey: Buffer, options: BarrierOptions = {}) {
+    this.generation = options.generation ?? FIRST_GENERATION;
+    assertGeneration(this.generation);
+    this.keys = new Map();
+    for (const [generation, key] of options.previousKeys ?? []) {
+      assertGeneration(generation);
+      this.keys.set(generation, keyObject(key));
+    }
+    this.keys.set(this.generation, keyObject(rootKey));
+    this.cache = new ReadCache(storage.changes, (key) => (key.startsWith(DATA_PREFIX) ? key.slice(DATA_PREFIX.length) : undefined), options.cacheEntries);
   }
 
   get sealed(): boolean {
-    return this.key === null;
+    return this.keys === null;
+  }
+
+  /** A domain's view over its mount's prefix. */
+  view(mount: Mount): BarrierView {
+    return new BarrierView(this, mount);
   }
 
   async getJson<T>(path: string): Promise<T | null> {
@@ -46,10 +80,15 @@ export class Barrier {
 
   async read<T>(path: string): Promise<BarrierRead<T>> {
     assertLogicalPath(path);
-    this.requireKey();
+    return this.readAt<T>(path);
+  }
+
+  /** `read` of a path already checked (by a view). */
+  async readAt<T>(path: string): Promise<BarrierRead<T>> {
+    this.requireKeys();
     const raw = await this.storage.get(DATA_PREFIX + path);
     if (!raw) return { path, value: null, raw: null };
-    const plaintext = this.open(path, raw);
+    const plaintext = openRecord((generation) => this.requireKeys().get(generation), path, raw);
     try {
       return { path, value: JSON.parse(plaintext.toString('utf8')) as T, raw };
     } finally {
@@ -57,20 +96,25 @@ export class Barrier {
     }
   }
 
+  /** `path` through the read cache; `checked()` returns it checked, before any storage read. */
+  cachedAt<T>(path: string, checked: () => string, keepAbsent: boolean): Promise<T | null> {
+    // Sealed: the cache was emptied, so this loads, and the load refuses.
+    return this.cache.get<T>(path, async () => (await this.readAt<T>(checked())).value, keepAbsent);
+  }
+
   async putJson(path: string, value: unknown): Promise<void> {
     assertLogicalPath(path);
-    await this.storage.put(DATA_PREFIX + path, this.sealJson(path, value));
+    await this.commitWrites([], [{ path, value }]);
   }
 
   async delete(path: string): Promise<void> {
     assertLogicalPath(path);
-    this.requireKey();
-    await this.storage.delete(DATA_PREFIX + path);
+    await this.commitWrites([], [{ path, delete: true }]);
   }
 
   /** Logical paths under `prefix` (which is itself a logical path prefix, possibly ending in '/'). */
   async list(prefix: string): Promise<string[]> {
-    this.requireKey();
+    this.requireKeys();
     const keys = await this.storage.list(DATA_PREFIX + prefix);
     return keys.map((key) => key.slice(DATA_PREFIX.length));
   }
@@ -80,56 +124,59 @@ export class Barrier {
    * false when another writer got there first.
    */
   async commit(reads: ReadonlyArray<BarrierRead<unknown>>, writes: readonly BarrierWrite[]): Promise<boolean> {
-    this.requireKey();
+    for (const w of writes) assertLogicalPath(w.path);
+    return this.commitWrites(reads, writes);
+  }
+
+  /** `commit` of writes whose paths are already checked (by a view). */
+  async commitWrites(reads: ReadonlyArray<BarrierRead<unknown>>, writes: readonly BarrierWrite[]): Promise<boolean> {
+    this.requireKeys();
     const checks: StorageCheck[] = reads.map((r) => ({ key: DATA_PREFIX + r.path, value: r.raw }));
-    const ops: StorageWrite[] = writes.map((w) => {
-      assertLogicalPath(w.path);
-      return 'delete' in w ? { op: 'delete', key: DATA_PREFIX + w.path } : { op: 'put', key: DATA_PREFIX + w.path, value: this.sealJson(w.path, w.value) };
-    });
-    return this.storage.atomic(checks, ops);
+    const ops: StorageWrite[] = writes.map((w) => ('delete' in w ? { op: 'delete', key: DATA_PREFIX + w.path } : { op: 'put', key: DATA_PREFIX + w.path, value: this.sealJson(w.path, w.value) }));
+    // Evicted before (a hit must not outlive the commit) and after (a load that overlapped it must not be kept).
+    for (const w of writes) this.cache.evict(w.path);
+    try {
+      const only = checks.length === 0 && ops.length === 1 ? ops[0] : undefined;
+      if (!only) return await this.storage.atomic(checks, ops);
+      // One unconditional write: the plain put/delete (no transaction to open).
+      await (only.op === 'put' ? this.storage.put(only.key, only.value) : this.storage.delete(only.key));
+      return true;
+    } finally {
+      for (const w of writes) this.cache.evict(w.path);
+    }
   }
 
   /**
    * Read-modify-write with optimistic concurrency: `fn` sees the current value and returns the
    * writes to make (or throws); retried when a concurrent writer changed the record.
    */
-  async update<T, R>(path: string, fn: (current: T | null) => { writes: BarrierWrite[]; result: R }): Promise<R> {
+  async update<T, R>(path: string, fn: (current: T | null) => { writes: readonly BarrierWrite[]; result: R }): Promise<R> {
+    assertLogicalPath(path);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const current = await this.read<T>(path);
+      const current = await this.readAt<T>(path);
       const { writes, result } = fn(current.value);
       if (await this.commit([current], writes)) return result;
     }
     throw new KeyholdError('ERR_CONFLICT', `too many concurrent writers on ${path}; retry`);
   }
 
-  /** Drops the root key from memory. */
+  /** Drops the root keys and every decrypted record from memory. */
   seal(): void {
-    this.key = null;
+    this.keys = null;
+    this.cache.close();
   }
 
   private sealJson(path: string, value: unknown): Buffer {
     const plaintext = Buffer.from(JSON.stringify(value), 'utf8');
     try {
-      return Buffer.concat([Buffer.of(RECORD_VERSION), aesGcmSeal(this.requireKey(), plaintext, aadFor(path))]);
+      return sealRecord(this.requireKeys().get(this.generation) as KeyObject, this.generation, path, plaintext);
     } finally {
       zeroize(plaintext);
     }
   }
 
-  private open(path: string, raw: Buffer): Buffer {
-    if (raw[0] !== RECORD_VERSION) throw new KeyholdError('ERR_BARRIER_INTEGRITY', `record ${path} has an unknown format`);
-    try {
-      return aesGcmOpen(this.requireKey(), raw.subarray(1), aadFor(path));
-    } catch (err) {
-      if (isKeyholdError(err, 'ERR_CIPHERTEXT_INVALID')) {
-        throw new KeyholdError('ERR_BARRIER_INTEGRITY', `record ${path} failed authentication: storage was altered`);
-      }
-      throw err;
-    }
-  }
-
-  private requireKey(): KeyObject {
-    if (!this.key) throw new KeyholdError('ERR_SEALED', 'keyhold is sealed');
-    return this.key;
+  private requireKeys(): Map<number, KeyObject> {
+    if (!this.keys) throw new KeyholdError('ERR_SEALED', 'keyhold is sealed');
+    return this.keys;
   }
 }

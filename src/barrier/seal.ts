@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { Hsm, HsmKey } from '../hsm/types.js';
 import type { Storage } from '../storage/types.js';
+import { FIRST_GENERATION, MAX_GENERATION } from './record.js';
 
 /** The only record outside the barrier: it holds nothing but ciphertext and HSM key labels. */
 export const SEAL_RECORD_KEY = 'core/seal';
@@ -17,11 +18,27 @@ export interface SealRecord {
   wrappedRootKey: string;
   tokenSerial: string;
   createdAt: string;
+  /**
+   * Generation of the root key in `wrappedRootKey`, named by every record it seals
+   * (src/barrier/record.ts). Absent in a store sealed before generations: generation 1.
+   */
+  rootKeyGeneration?: number;
+}
+
+/** The generation of the root key a seal record holds. */
+export function rootKeyGeneration(record: SealRecord): number {
+  const generation = record.rootKeyGeneration ?? FIRST_GENERATION;
+  if (!Number.isSafeInteger(generation) || generation < FIRST_GENERATION || generation > MAX_GENERATION) {
+    throw new KeyholdError('ERR_BARRIER_INTEGRITY', `the seal record names root-key generation ${String(generation)}, which is not valid`);
+  }
+  return generation;
 }
 
 export interface Unsealed {
   record: SealRecord;
   rootKey: Buffer;
+  /** `rootKey`'s generation (from the seal record). */
+  generation: number;
   sealKey: HsmKey;
   wrapKey: HsmKey;
 }
@@ -59,6 +76,7 @@ export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unseal
     wrappedRootKey: wrapped.toString('base64'),
     tokenSerial: hsm.token.serial,
     createdAt: new Date().toISOString(),
+    rootKeyGeneration: FIRST_GENERATION,
   };
   const created = await storage.atomic([{ key: SEAL_RECORD_KEY, value: null }], [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(record)) }]);
   if (!created) {
@@ -68,7 +86,7 @@ export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unseal
     rootKey.fill(0);
     throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'another process initialised this store first');
   }
-  return { record, rootKey, sealKey, wrapKey };
+  return { record, rootKey, generation: FIRST_GENERATION, sealKey, wrapKey };
 }
 
 /**
@@ -80,13 +98,14 @@ export async function unseal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
   if (!record) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
   const sealKey = hsm.findKey(record.sealKeyLabel, 'aes256');
   const wrapKey = hsm.findKey(record.wrapKeyLabel, 'aes256');
+  const generation = rootKeyGeneration(record);
   const missing = [!sealKey && record.sealKeyLabel, !wrapKey && record.wrapKeyLabel].filter(Boolean);
   if (!sealKey || !wrapKey) {
     throw new KeyholdError('ERR_HSM_KEY_MISSING', `HSM key(s) ${missing.join(', ')} not found in token "${hsm.token.label}" (serial ${hsm.token.serial}); this store was sealed by token serial ${record.tokenSerial}`);
   }
   try {
     const rootKey = await hsm.aesGcmDecrypt(sealKey, Buffer.from(record.wrappedRootKey, 'base64'), ROOT_KEY_AAD);
-    return { record, rootKey, sealKey, wrapKey };
+    return { record, rootKey, generation, sealKey, wrapKey };
   } catch (err) {
     if (isKeyholdError(err, 'ERR_CIPHERTEXT_INVALID')) {
       throw new KeyholdError('ERR_BARRIER_INTEGRITY', `HSM key "${record.sealKeyLabel}" does not unwrap this store's root key`);

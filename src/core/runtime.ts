@@ -5,6 +5,7 @@ import type { FileAuditLog } from '../audit/file-log.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
 import { Barrier } from '../barrier/barrier.js';
+import { MOUNTS } from '../barrier/mounts.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
@@ -12,6 +13,7 @@ import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
 import type { Hsm } from '../hsm/types.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
+import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
 import { KeyRecordStore } from '../keys/record-store.js';
@@ -80,11 +82,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
-    const barrier = new Barrier(storage, unsealed.rootKey);
+    const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
     const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
-    const tokens = new TokenStore(barrier, { maxTtlSeconds: config.tokens?.maxTtlSeconds });
+    // Each domain gets a view over its own prefix, never the barrier itself.
+    const podTokens = barrier.view(MOUNTS.podTokens);
+    const tokens = new TokenStore(tokenViews(barrier), { maxTtlSeconds: config.tokens?.maxTtlSeconds });
     let initializing = false;
     if (options.initRootTokenFile && !(await barrier.getJson('sys/initialized'))) {
       initializing = true;
@@ -95,11 +99,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     }
     const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
-    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, initializing, warn, error });
+    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier.view(MOUNTS.audit), hsm, { newChain: options.newAuditChain, initializing, warn, error });
     auditLog = audit;
-    const records = new KeyRecordStore(barrier);
+    const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
     const material = new MaterialCache(hsm, unsealed.wrapKey);
-    const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn });
+    const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
     // Background work (like the token sweep below): revokes the tokens of deleted pods.
     kubernetesAuth.podRevoker.start();
@@ -114,11 +118,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       hsm,
       storage,
       barrier,
-      keys: { barrier, hsm, wrapKey: unsealed.wrapKey, records, material },
-      secrets: new SecretStore(barrier),
+      keys: { hsm, wrapKey: unsealed.wrapKey, records, material },
+      secrets: new SecretStore(barrier.view(MOUNTS.secrets)),
       tokens,
       kubernetesAuth,
-      policies: new PolicyStore(barrier),
+      policies: new PolicyStore(barrier.view(MOUNTS.policies)),
       audit,
       auditSigner,
       auditHmac,

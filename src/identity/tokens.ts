@@ -1,15 +1,15 @@
 import { hash, randomBytes } from 'node:crypto';
-import type { Barrier, BarrierRead, BarrierWrite } from '../barrier/barrier.js';
+import type { BarrierRead } from '../barrier/barrier.js';
+import type { ViewWrite } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 import { DEFAULT_MAX_TTL_SECONDS, tokenExpiresAt } from './token-expiry.js';
-import { accessorPath, ACCESSOR_INDEX_PREFIX, childPath, EXPIRY_PREFIX, expiryPath, tokenPath, type AccessorIndexRecord, type ExpiryRecord } from './token-paths.js';
+import { childKey, expiryKey, removeOwned, type AccessorIndexRecord, type ExpiryRecord, type TokenViews } from './token-paths.js';
 import { readTree } from './token-tree.js';
 
 export const TOKEN_PREFIX = 'khs.';
 export const ACCESSOR_PREFIX = 'kha.';
 /** `kha.` + 24 random bytes in base64url. */
 export const ACCESSOR_PATTERN = /^kha\.[A-Za-z0-9_-]{32}$/;
-const MAX_CACHED = 10_000;
 /** Commits retried when a concurrent writer changed a record they depend on (a sibling created under the same parent). */
 const MAX_ATTEMPTS = 32;
 
@@ -73,15 +73,13 @@ const revoked = () => new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
 /**
  * Bearer tokens: 256 random bits, stored only as their hash with TTL and policies. Tokens form a
  * tree (a token made with a token is its child); revoking one revokes its descendants in the same
- * commit. Look-ups are cached in memory (invalidated on revoke) because every request needs one.
+ * commit. Look-ups go through the barrier's shared read cache (every request needs one); the
+ * commits of revocation and sweep evict there.
  */
 export class TokenStore {
-  private readonly cache = new Map<string, TokenRecord>();
-  /** Bumped by every revoke: a look-up that started before it must not cache what it read. */
-  private generation = 0;
   readonly maxTtlSeconds: number;
 
-  constructor(private readonly barrier: Barrier, options: TokenStoreOptions = {}) {
+  constructor(private readonly views: TokenViews, options: TokenStoreOptions = {}) {
     this.maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
   }
 
@@ -89,7 +87,7 @@ export class TokenStore {
    * `alsoWrite(record)` adds records written in the same atomic commit (e.g. a revocation index
    * that must exist whenever the token does); they are deleted with the token.
    */
-  async create(input: CreateTokenInput, alsoWrite?: (record: TokenRecord) => BarrierWrite[]): Promise<{ token: string; record: TokenRecord }> {
+  async create(input: CreateTokenInput, alsoWrite?: (record: TokenRecord) => ViewWrite[]): Promise<{ token: string; record: TokenRecord }> {
     if (input.ttlSeconds !== undefined && !(Number.isSafeInteger(input.ttlSeconds) && input.ttlSeconds > 0)) throw new KeyholdError('ERR_BAD_REQUEST', 'ttl must be a positive whole number of seconds');
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const id = tokenId(token);
@@ -98,7 +96,7 @@ export class TokenStore {
       const now = Date.now();
       // The parent as stored now (not as cached): the commit below is conditional on these bytes,
       // so a parent revoked meanwhile makes it fail instead of leaving a child behind.
-      const parentRead = input.parent ? await this.barrier.read<TokenRecord>(tokenPath(input.parent.id)) : undefined;
+      const parentRead = input.parent ? await this.views.tokens.read<TokenRecord>(input.parent.id) : undefined;
       const parent = parentRead?.value ?? undefined;
       if (parentRead && (!parent || isExpired(parent, now))) throw revoked();
       const expiresAtMs = input.neverExpires ? undefined : tokenExpiresAt(now, input.ttlSeconds, this.maxTtlSeconds, parent?.expiresAt ? Date.parse(parent.expiresAt) : undefined);
@@ -113,16 +111,16 @@ export class TokenStore {
         ...(input.selectors ? { selectors: [...input.selectors] } : {}),
       };
       // Everything that names this token: deleted with it by revocation and by the expiry sweep.
-      const owned: BarrierWrite[] = [
-        { path: tokenPath(id), value: record },
-        { path: accessorPath(accessor), value: { id } satisfies AccessorIndexRecord },
-        ...(parent ? [{ path: childPath(parent.id, id), value: {} }] : []),
+      const owned: ViewWrite[] = [
+        this.views.tokens.write(id, record),
+        this.views.accessors.write(accessor, { id } satisfies AccessorIndexRecord),
+        ...(parent ? [this.views.children.write(childKey(parent.id, id), {})] : []),
         ...(alsoWrite?.(record) ?? []),
       ];
       const writes = [...owned];
-      if (expiresAtMs !== undefined) writes.push({ path: expiryPath(expiresAtMs, id), value: { paths: owned.map((w) => w.path) } satisfies ExpiryRecord });
-      if (parentRead && parent) writes.push({ path: parentRead.path, value: { ...parent, children: (parent.children ?? 0) + 1 } });
-      if (await this.barrier.commit(parentRead ? [parentRead] : [], writes)) return { token, record };
+      if (expiresAtMs !== undefined) writes.push(this.views.expiry.write(expiryKey(expiresAtMs, id), { paths: owned.map((w) => w.path) } satisfies ExpiryRecord));
+      if (parentRead && parent) writes.push(this.views.tokens.write(parent.id, { ...parent, children: (parent.children ?? 0) + 1 }));
+      if (await this.views.tokens.commit(parentRead ? [parentRead] : [], writes)) return { token, record };
     }
     throw new KeyholdError('ERR_CONFLICT', 'too many tokens created under one parent at once; retry');
   }
@@ -135,19 +133,21 @@ export class TokenStore {
    * parent, so a tree goes leaves first or together.
    */
   async sweepExpired(now = Date.now(), limit = 1000): Promise<number> {
-    const due: Array<{ path: string; id: string }> = [];
-    for (const path of await this.barrier.list(EXPIRY_PREFIX)) {
+    const due: Array<{ key: string; id: string }> = [];
+    for (const key of await this.views.expiry.list()) {
       if (due.length >= limit) break;
-      const [at, id] = path.slice(EXPIRY_PREFIX.length).split('/') as [string, string];
+      const [at, id] = key.split('/') as [string, string];
       if (Number(at) > now) break; // listed in expiry order: the rest are still live
-      due.push({ path, id });
+      due.push({ key, id });
     }
     if (due.length === 0) return 0;
-    const expiries = await Promise.all(due.map((d) => this.barrier.getJson<ExpiryRecord>(d.path)));
+    const expiries = await Promise.all(due.map((d) => this.views.expiry.get<ExpiryRecord>(d.key)));
     // One commit (one fsync) for the whole sweep, not one per token.
-    const paths = due.flatMap((d, i) => [...(expiries[i]?.paths ?? [tokenPath(d.id)]), d.path]);
-    await this.barrier.commit([], paths.map((p) => ({ path: p, delete: true as const })));
-    for (const d of due) this.cache.delete(d.id);
+    const deletes = due.flatMap((d, i) => [
+      ...(expiries[i]?.paths.map((path) => removeOwned(this.views, path)) ?? [this.views.tokens.remove(d.id)]),
+      this.views.expiry.remove(d.key),
+    ]);
+    await this.views.expiry.commit([], deletes);
     return due.length;
   }
 
@@ -156,7 +156,7 @@ export class TokenStore {
    * storage (`lookup`). Every request needs one, and an await costs more than the look-up.
    */
   cached(token: string): TokenRecord | undefined {
-    const record = this.cache.get(tokenId(token));
+    const record = this.views.tokens.peek<TokenRecord>(tokenId(token));
     return record && !isExpired(record) ? record : undefined;
   }
 
@@ -164,21 +164,11 @@ export class TokenStore {
   async lookup(token: string): Promise<TokenRecord> {
     if (!token.startsWith(TOKEN_PREFIX) || token.length > 128) throw new KeyholdError('ERR_UNAUTHENTICATED', 'invalid token');
     const id = tokenId(token);
-    let record = this.cache.get(id);
-    if (!record) {
-      const generation = this.generation;
-      const read = await this.barrier.read<TokenRecord>(tokenPath(id));
-      if (!read.value) throw revoked();
-      record = read.value.accessor ? read.value : await this.giveAccessor(read);
-      // A revoke may have run while we read: then what we read is stale and must not be cached or used.
-      if (generation !== this.generation) return this.lookup(token);
-      if (this.cache.size >= MAX_CACHED) this.cache.clear();
-      this.cache.set(id, record);
-    }
-    if (isExpired(record)) {
-      this.cache.delete(id);
-      throw new KeyholdError('ERR_UNAUTHENTICATED', 'token expired');
-    }
+    let record = await this.views.tokens.cached<TokenRecord>(id);
+    if (!record) throw revoked();
+    // Giving it an accessor rewrites the record, which evicts it: the next look-up caches the new one.
+    if (!record.accessor) record = await this.giveAccessor(await this.views.tokens.read<TokenRecord>(id));
+    if (isExpired(record)) throw new KeyholdError('ERR_UNAUTHENTICATED', 'token expired');
     return record;
   }
 
@@ -193,16 +183,17 @@ export class TokenStore {
       if (!record) throw revoked();
       if (record.accessor) return record;
       const updated: TokenRecord = { ...record, accessor: newAccessor() };
-      const index = accessorPath(updated.accessor as string);
+      const index = this.views.accessors.write(updated.accessor as string, { id: record.id } satisfies AccessorIndexRecord);
       const reads: Array<BarrierRead<unknown>> = [read];
-      const writes: BarrierWrite[] = [{ path: read.path, value: updated }, { path: index, value: { id: record.id } satisfies AccessorIndexRecord }];
+      const writes: ViewWrite[] = [this.views.tokens.write(record.id, updated), index];
       if (record.expiresAt) {
-        const expiry = await this.barrier.read<ExpiryRecord>(expiryPath(Date.parse(record.expiresAt), record.id));
+        const key = expiryKey(Date.parse(record.expiresAt), record.id);
+        const expiry = await this.views.expiry.read<ExpiryRecord>(key);
         reads.push(expiry);
-        if (expiry.value) writes.push({ path: expiry.path, value: { paths: [...expiry.value.paths, index] } satisfies ExpiryRecord });
+        if (expiry.value) writes.push(this.views.expiry.write(key, { paths: [...expiry.value.paths, index.path] } satisfies ExpiryRecord));
       }
-      if (await this.barrier.commit(reads, writes)) return updated;
-      read = await this.barrier.read<TokenRecord>(read.path);
+      if (await this.views.tokens.commit(reads, writes)) return updated;
+      read = await this.views.tokens.read<TokenRecord>(record.id);
     }
     throw new KeyholdError('ERR_CONFLICT', 'token record changed concurrently; retry');
   }
@@ -211,16 +202,16 @@ export class TokenStore {
   async lookupAccessor(accessor: string): Promise<TokenRecord> {
     const notFound = () => new KeyholdError('ERR_TOKEN_NOT_FOUND', 'no live token has this accessor');
     if (!ACCESSOR_PATTERN.test(accessor)) throw notFound();
-    const index = await this.barrier.getJson<AccessorIndexRecord>(accessorPath(accessor));
+    const index = await this.views.accessors.get<AccessorIndexRecord>(accessor);
     if (!index) throw notFound();
-    const record = await this.barrier.getJson<TokenRecord>(tokenPath(index.id));
+    const record = await this.views.tokens.get<TokenRecord>(index.id);
     if (!record || record.accessor !== accessor || isExpired(record)) throw notFound();
     return record;
   }
 
   /** Every accessor with a token record (expired ones until the sweep reclaims them, within a minute). */
   async listAccessors(): Promise<string[]> {
-    return (await this.barrier.list(ACCESSOR_INDEX_PREFIX)).map((p) => p.slice(ACCESSOR_INDEX_PREFIX.length));
+    return this.views.accessors.list();
   }
 
   /** Revokes the token an accessor names, with its descendants; ERR_TOKEN_NOT_FOUND when there is none. */
@@ -236,21 +227,12 @@ export class TokenStore {
    * and a child committed after this cannot be, as its parent's record is gone.
    */
   async revoke(id: string): Promise<number> {
-    this.generation++;
-    let ids = [id];
-    try {
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const tree = await readTree(this.barrier, id);
-        ids = tree.ids;
-        for (const i of ids) this.cache.delete(i);
-        if (tree.deletes.length === 0) return 0;
-        if (await this.barrier.commit(tree.reads, tree.deletes.map((path) => ({ path, delete: true as const })))) return tree.reads.filter((r) => r.value).length;
-      }
-      throw new KeyholdError('ERR_CONFLICT', 'the token tree kept changing during revocation; retry');
-    } finally {
-      // Look-ups that overlapped the commit must not cache what they read, and nothing cached survives.
-      this.generation++;
-      for (const i of ids) this.cache.delete(i);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const tree = await readTree(this.views, id);
+      if (tree.deletes.length === 0) return 0;
+      // The commit evicts every record it deletes from the read cache, before and after.
+      if (await this.views.tokens.commit(tree.reads, tree.deletes)) return tree.reads.filter((r) => r.value).length;
     }
+    throw new KeyholdError('ERR_CONFLICT', 'the token tree kept changing during revocation; retry');
   }
 }

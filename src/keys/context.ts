@@ -1,11 +1,9 @@
-import type { Barrier } from '../barrier/barrier.js';
 import type { Hsm, HsmKey } from '../hsm/types.js';
 import type { MaterialCache } from './material.js';
 import type { KeyRecordStore } from './record-store.js';
 
 /** What every key operation needs; built once by core/runtime.ts. */
 export interface KeysContext {
-  barrier: Barrier;
   hsm: Hsm;
   /** HSM AES key that wraps protection=wrapped material. */
   wrapKey: HsmKey;

@@ -1,48 +1,30 @@
-import type { Barrier } from '../barrier/barrier.js';
+import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 import type { KeyRecord } from './types.js';
 
-export function keyPath(name: string): string {
-  return `keys/${name}`;
-}
-
 /**
- * Key records through the barrier, with an in-memory copy so the hot path (encrypt, sign) does
- * not hit storage. Every write goes through `update`, which refreshes the copy; a single server
- * owns its store today (HA will add invalidation).
+ * Key records through the keys view (`keys/<name>`), read through the barrier's shared cache so
+ * the hot path (encrypt, sign) does not hit storage; every write evicts there.
  */
 export class KeyRecordStore {
-  private readonly cache = new Map<string, KeyRecord>();
-  /** Bumped around every write: a read that overlapped a write does not cache what it saw. */
-  private generation = 0;
-
-  constructor(private readonly barrier: Barrier) {}
+  constructor(private readonly view: BarrierView) {}
 
   async get(name: string): Promise<KeyRecord> {
-    const cached = this.cache.get(name);
-    if (cached) return cached;
-    const generation = this.generation;
-    const record = await this.barrier.getJson<KeyRecord>(keyPath(name));
+    // peek first: a hit costs no further await on the encrypt/sign path (undefined on a shared store).
+    const record = this.view.peek<KeyRecord>(name) ?? await this.view.cached<KeyRecord>(name);
     if (!record) throw new KeyholdError('ERR_KEY_NOT_FOUND', `key "${name}" does not exist`);
-    if (generation === this.generation) this.cache.set(name, record);
     return record;
   }
 
-  async list(): Promise<string[]> {
-    return (await this.barrier.list('keys/')).map((path) => path.slice('keys/'.length));
+  list(): Promise<string[]> {
+    return this.view.list();
   }
 
   /** Optimistic read-modify-write of one key record; `fn` returns the new record, or null to delete it. */
-  async update<R>(name: string, fn: (current: KeyRecord | null) => { next: KeyRecord | null; result: R }): Promise<R> {
-    this.generation++;
-    try {
-      return await this.barrier.update<KeyRecord, R>(keyPath(name), (current) => {
-        const { next, result } = fn(current);
-        return { writes: [next ? { path: keyPath(name), value: next } : { path: keyPath(name), delete: true }], result };
-      });
-    } finally {
-      this.generation++;
-      this.cache.delete(name);
-    }
+  update<R>(name: string, fn: (current: KeyRecord | null) => { next: KeyRecord | null; result: R }): Promise<R> {
+    return this.view.update<KeyRecord, R>(name, (current) => {
+      const { next, result } = fn(current);
+      return { writes: [next ? this.view.write(name, next) : this.view.remove(name)], result };
+    });
   }
 }

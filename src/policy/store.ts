@@ -1,4 +1,4 @@
-import type { Barrier } from '../barrier/barrier.js';
+import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 import { compilePolicies, ROOT_POLICY_NAME, type CompiledPolicies } from './evaluate.js';
 import { parsePolicy } from './parse.js';
@@ -18,46 +18,41 @@ function cacheKeyOf(namesKey: string, used: readonly string[], variables?: Reado
   return `${namesKey}\0${used.map((k) => `${k}=${variables?.[k] ?? ''}`).join('\n')}`;
 }
 
-function policyPath(name: string): string {
-  return `sys/policies/${name}`;
+interface CompiledEntry {
+  /** The policy records compiled, as the read cache handed them out (null: absent; undefined: root). */
+  sources: ReadonlyArray<Policy | null | undefined>;
+  compiled: CompiledPolicies;
 }
 
 /**
- * Policies through the barrier, plus compiled policy sets cached by the sorted list of names (a
- * decision is needed on every request). Any policy write clears the compiled cache.
+ * Policies through the policies view, plus compiled policy sets memoised by the sorted list of
+ * names (a decision is needed on every request). A memoised set is used only while each policy it
+ * was compiled from is still the very object the barrier's read cache holds: a policy write (here
+ * or, through the store's change feed, on another replica) evicts it there, so the set is
+ * recompiled on the next request. No invalidation of its own.
  */
 export class PolicyStore {
-  private readonly compiled = new Map<string, CompiledPolicies>();
-  /** Per policy-name set: the placeholder variables its rules use. */
+  private readonly compiled = new Map<string, CompiledEntry>();
+  /** Per policy-name set: the placeholder variables its rules used when last compiled. */
   private readonly used = new Map<string, string[]>();
-  /** Bumped by every write: a compile that overlapped one must not be cached. */
-  private generation = 0;
 
-  constructor(private readonly barrier: Barrier) {}
+  constructor(private readonly view: BarrierView) {}
 
   async put(name: string, input: unknown): Promise<Policy> {
     if (name === ROOT_POLICY_NAME) throw new KeyholdError('ERR_POLICY_INVALID', 'the root policy is built in and cannot be changed');
     const policy = parsePolicy(name, input);
-    this.generation++;
-    await this.barrier.putJson(policyPath(name), policy);
-    this.generation++;
-    this.compiled.clear();
-    this.used.clear();
+    await this.view.put(name, policy);
     return policy;
   }
 
   async get(name: string): Promise<Policy> {
-    const policy = await this.barrier.getJson<Policy>(policyPath(name));
+    const policy = await this.view.get<Policy>(name);
     if (!policy) throw new KeyholdError('ERR_NOT_FOUND', `policy "${name}" does not exist`);
     return policy;
   }
 
   async delete(name: string): Promise<void> {
-    this.generation++;
-    await this.barrier.delete(policyPath(name));
-    this.generation++;
-    this.compiled.clear();
-    this.used.clear();
+    await this.view.delete(name);
   }
 
   /** The names among `names` whose rules use identity placeholders (for the conferral rule, src/policy/confer.ts). */
@@ -65,24 +60,28 @@ export class PolicyStore {
     const scoped = new Set<string>();
     for (const name of names) {
       if (name === ROOT_POLICY_NAME) continue;
-      const policy = await this.barrier.getJson<Policy>(policyPath(name));
+      const policy = await this.view.cached<Policy>(name, true);
       if (policy && variablesUsed([policy]).length > 0) scoped.add(name);
     }
     return scoped;
   }
 
-  async list(): Promise<string[]> {
-    return (await this.barrier.list('sys/policies/')).map((p) => p.slice('sys/policies/'.length));
+  list(): Promise<string[]> {
+    return this.view.list();
   }
 
   /**
-   * The compiled set if it is cached: the common case, without an await. The key carries only the
-   * identity variables the named policies use, so callers without placeholders share one entry.
+   * The compiled set if it is memoised and its policies are cached and unchanged: the common
+   * case, without an await. The key carries only the identity variables the named policies use,
+   * so callers without placeholders share one entry.
    */
   cachedFor(names: readonly string[], variables?: Readonly<Record<string, string>>): CompiledPolicies | undefined {
-    const namesKey = names.join('\n');
-    const used = this.used.get(namesKey);
-    return used === undefined ? undefined : this.compiled.get(cacheKeyOf(namesKey, used, variables));
+    const entry = this.entryFor(names, variables);
+    if (!entry) return undefined;
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] !== ROOT_POLICY_NAME && this.view.peek<Policy>(names[i] as string) !== entry.sources[i]) return undefined;
+    }
+    return entry.compiled;
   }
 
   /**
@@ -90,26 +89,23 @@ export class PolicyStore {
    * names that no longer exist grant nothing.
    */
   async compiledFor(names: readonly string[], variables?: Readonly<Record<string, string>>): Promise<CompiledPolicies> {
-    const cached = this.cachedFor(names, variables);
-    if (cached) return cached;
-    const generation = this.generation;
-    const policies: Policy[] = [];
-    for (const name of names) {
-      if (name === ROOT_POLICY_NAME) policies.push({ name, rules: [] });
-      else {
-        const policy = await this.barrier.getJson<Policy>(policyPath(name));
-        if (policy) policies.push(policy);
-      }
-    }
+    const sources = await Promise.all(names.map((name) => (name === ROOT_POLICY_NAME ? undefined : this.view.cached<Policy>(name, true))));
+    const entry = this.entryFor(names, variables);
+    if (entry && sources.every((source, i) => source === entry.sources[i])) return entry.compiled;
+    const policies = names.map((name, i) => (name === ROOT_POLICY_NAME ? { name, rules: [] } : sources[i])).filter((p): p is Policy => Boolean(p));
     const compiled = compilePolicies(policies, variables);
-    // A policy written while we read must not leave the old rules cached (the next request recompiles).
-    if (generation !== this.generation) return compiled;
     const namesKey = names.join('\n');
     const used = variablesUsed(policies);
-    // Placeholder policies make one entry per identity: bound the cache.
+    // Placeholder policies make one entry per identity: bound the memo.
     if (this.compiled.size >= MAX_COMPILED) this.compiled.clear();
     this.used.set(namesKey, used);
-    this.compiled.set(cacheKeyOf(namesKey, used, variables), compiled);
+    this.compiled.set(cacheKeyOf(namesKey, used, variables), { sources, compiled });
     return compiled;
+  }
+
+  private entryFor(names: readonly string[], variables?: Readonly<Record<string, string>>): CompiledEntry | undefined {
+    const namesKey = names.join('\n');
+    const used = this.used.get(namesKey);
+    return used === undefined ? undefined : this.compiled.get(cacheKeyOf(namesKey, used, variables));
   }
 }

@@ -39,7 +39,7 @@ export async function configureMetadata(store: SecretStore, path: string, input:
 export async function listSecrets(store: SecretStore, folder: string): Promise<string[]> {
   const prefix = folder === '' ? metaPath('') : metaPath(folder.replace(/\/?$/, '/'));
   const names = new Set<string>();
-  for (const path of await store.barrier.list(prefix)) {
+  for (const path of await store.view.list(prefix)) {
     const rest = path.slice(prefix.length);
     const slash = rest.indexOf('/');
     names.add(slash === -1 ? rest : rest.slice(0, slash + 1));

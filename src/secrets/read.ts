@@ -16,7 +16,7 @@ export async function getSecret(store: SecretStore, path: string, version?: numb
   if (!entry) throw new KeyholdError('ERR_SECRET_NOT_FOUND', `secret "${path}" has no version ${wanted}`);
   if (entry.destroyed) throw new KeyholdError('ERR_SECRET_VERSION_DESTROYED', `version ${wanted} of secret "${path}" was destroyed`);
   if (entry.deletedAt) throw new KeyholdError('ERR_SECRET_VERSION_DELETED', `version ${wanted} of secret "${path}" was deleted at ${entry.deletedAt}; undelete it to read`);
-  const data = await store.barrier.getJson<SecretData>(dataPath(path, wanted));
+  const data = await store.view.get<SecretData>(dataPath(path, wanted));
   if (!data) throw new KeyholdError('ERR_SECRET_NOT_FOUND', `secret "${path}" has no data for version ${wanted}`);
   return { data, version: wanted, created_at: entry.createdAt };
 }

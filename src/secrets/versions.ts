@@ -24,7 +24,7 @@ function markVersions(store: SecretStore, path: string, versions: number[] | und
       if (entry) mark(entry, now);
     }
     meta.updatedAt = now;
-    const writes = dropData ? targets.map((v) => ({ path: dataPath(path, v), delete: true as const })) : [];
+    const writes = dropData ? targets.map((v) => store.view.remove(dataPath(path, v))) : [];
     return { meta, writes, result: targets };
   });
 }
@@ -53,7 +53,7 @@ export function destroyVersions(store: SecretStore, path: string, versions: numb
 export async function deleteSecretCompletely(store: SecretStore, path: string): Promise<void> {
   await store.change(path, (current) => {
     if (!current) throw new KeyholdError('ERR_SECRET_NOT_FOUND', `secret "${path}" does not exist`);
-    const writes = Object.keys(current.versions).map((v) => ({ path: dataPath(path, Number(v)), delete: true as const }));
+    const writes = Object.keys(current.versions).map((v) => store.view.remove(dataPath(path, Number(v))));
     return { meta: null, writes, result: undefined };
   });
 }

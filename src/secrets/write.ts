@@ -1,4 +1,4 @@
-import type { BarrierWrite } from '../barrier/barrier.js';
+import type { ViewWrite } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 import { assertSecretData } from './data-limits.js';
 import type { SecretStore } from './store.js';
@@ -22,10 +22,10 @@ export async function putSecret(store: SecretStore, path: string, data: SecretDa
       ? { ...current, currentVersion: version, updatedAt: now, versions: { ...current.versions } }
       : { currentVersion: version, oldestVersion: 1, maxVersions: 0, casRequired: false, createdAt: now, updatedAt: now, versions: {} };
     meta.versions[String(version)] = { createdAt: now, destroyed: false };
-    const writes: BarrierWrite[] = [{ path: dataPath(path, version), value: data }];
+    const writes: ViewWrite[] = [store.view.write(dataPath(path, version), data)];
     const keep = meta.maxVersions || DEFAULT_MAX_VERSIONS;
     while (version - meta.oldestVersion + 1 > keep) {
-      writes.push({ path: dataPath(path, meta.oldestVersion), delete: true });
+      writes.push(store.view.remove(dataPath(path, meta.oldestVersion)));
       delete meta.versions[String(meta.oldestVersion)];
       meta.oldestVersion++;
     }

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import { exportCheckpoint } from '../../audit/checkpoint.js';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError } from '../../errors.js';
@@ -24,7 +25,7 @@ export function auditRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.get('/v1/sys/audit/checkpoint', {
     schema: { tags: ['sys'], summary: 'The latest audit checkpoint (for keyhold audit verify --checkpoint)', response: withErrors({ 200: CheckpointView }) },
-    config: { operation: 'audit.checkpoint', authorize: () => [['sys/audit', 'read']] },
+    config: { operation: 'audit.checkpoint', authorize: () => [[policyPath(MOUNTS.audit), 'read']] },
   }, async () => {
     const checkpoint = runtime.audit.lastCheckpoint;
     if (!checkpoint) throw new KeyholdError('ERR_NOT_FOUND', 'no audit checkpoint yet');

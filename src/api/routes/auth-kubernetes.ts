@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError, isKeyholdError } from '../../errors.js';
 import type { ImagePolicy } from '../../identity/kubernetes/attestation.js';
@@ -77,8 +78,8 @@ const StatusView = Closed({
   live_gets: Type.Optional(Type.Integer()), cache_hits: Type.Optional(Type.Integer()),
 });
 
-const CONFIG_PATH = 'sys/auth/kubernetes/config';
-const STATUS_PATH = 'sys/auth/kubernetes/status';
+const CONFIG_PATH = policyPath(MOUNTS.kubernetes, 'config');
+const STATUS_PATH = policyPath(MOUNTS.kubernetes, 'status');
 
 function watchView(w: WatchStatus | undefined): Static<typeof WatchView> | undefined {
   return w && { synced: w.synced, ...(w.error ? { error: w.error } : {}), objects: w.objects, lists: w.lists, events: w.events, ...(w.resourceVersion ? { resource_version: w.resourceVersion } : {}) };
@@ -100,7 +101,7 @@ function imagePolicyFrom(body: Static<typeof ImagePolicyBody>): ImagePolicy {
     ...(body.insecure_registries ? { insecureRegistries: body.insecure_registries } : {}),
   };
 }
-const rolePolicyPath = (name: string) => `sys/auth/kubernetes/roles/${name}`;
+const rolePolicyPath = (name: string) => policyPath(MOUNTS.kubernetes, `roles/${name}`);
 
 function registryCredentialsFrom(list: Array<{ host: string; username: string; password: string }>): RegistryCredential[] {
   const hosts = new Set<string>();
@@ -191,7 +192,7 @@ export function kubernetesAuthRoutes(app: FastifyInstance, runtime: Runtime): vo
 
   app.get('/v1/auth/kubernetes/roles', {
     schema: { tags: ['auth'], summary: 'List Kubernetes login roles', response: withErrors({ 200: Closed({ roles: Type.Array(Type.String()) }) }) },
-    config: { operation: 'auth.kubernetes.list-roles', authorize: () => [['sys/auth/kubernetes/roles', 'list']] },
+    config: { operation: 'auth.kubernetes.list-roles', authorize: () => [[policyPath(MOUNTS.kubernetes, 'roles'), 'list']] },
   }, async () => ({ roles: await auth.listRoles() }));
 
   app.delete<{ Params: RoleParams }>('/v1/auth/kubernetes/roles/:name', {

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import type { Runtime } from '../../core/runtime.js';
 import { decodeBase64 } from '../../crypto/encoding.js';
 import { generateDataKey } from '../../keys/datakey.js';
@@ -29,7 +30,7 @@ const VerifyBody = Closed({ input: Base64('signed data, base64'), signature: Typ
 const CipherResult = Closed({ ciphertext: Type.String(), version: Type.Integer() });
 
 const ctx = (value: string | undefined) => (value === undefined ? undefined : decodeBase64(value, 'context'));
-const keyPath = (name: string) => `keys/${name}`;
+const keyPath = (name: string) => policyPath(MOUNTS.keys, name);
 
 /**
  * The crypto routes (encrypt, decrypt, rewrap, datakey, sign, verify) are POSTs that write
@@ -41,7 +42,7 @@ export function keyRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.get('/v1/keys', {
     schema: { tags: ['keys'], summary: 'List key names', response: withErrors({ 200: Closed({ keys: Type.Array(Type.String()) }) }) },
-    config: { operation: 'keys.list', authorize: () => [['keys', 'list']] },
+    config: { operation: 'keys.list', authorize: () => [[policyPath(MOUNTS.keys), 'list']] },
   }, async () => ({ keys: await keys.records.list() }));
 
   app.post<{ Body: Static<typeof CreateBody> }>('/v1/keys', {

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { MOUNTS } from '../../barrier/mounts.js';
 import { assertLogicalPath } from '../../barrier/paths.js';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError } from '../../errors.js';
@@ -9,7 +10,7 @@ import { getSecret } from '../../secrets/read.js';
 import { deleteSecretCompletely, deleteVersions, destroyVersions, undeleteVersions } from '../../secrets/versions.js';
 import type { SecretStore } from '../../secrets/store.js';
 import { putSecret } from '../../secrets/write.js';
-import { MAX_SECRET_PATH_LENGTH } from '../../secrets/types.js';
+import { MAX_SECRET_PATH_LENGTH, secretPolicyPath } from '../../secrets/types.js';
 import type { Requirement } from '../context.js';
 import { Closed, VersionQuery, withErrors } from '../schemas.js';
 
@@ -21,7 +22,7 @@ const pathOf = (req: FastifyRequest): string => {
   assertLogicalPath(path, 'secret path');
   return path;
 };
-const policyPath = (req: FastifyRequest) => `secrets/${pathOf(req)}`;
+const policyPath = (req: FastifyRequest) => secretPolicyPath(pathOf(req));
 
 // TypeBox drops constraints on a Record's key schema (it becomes patternProperties '^(.*)$'), so
 // the field-name limits are stated as propertyNames, which Ajv enforces.
@@ -66,7 +67,7 @@ export function secretRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.get('/v1/secrets', {
     schema: { tags: ['secrets'], summary: 'List the top-level folder', response: withErrors({ 200: Closed({ keys: Type.Array(Type.String()) }) }) },
-    config: { operation: 'secrets.list', authorize: () => [['secrets', 'list']] },
+    config: { operation: 'secrets.list', authorize: () => [[MOUNTS.secrets.policy, 'list']] },
   }, async () => ({ keys: await listSecrets(store, '') }));
 
   app.get<{ Params: PathParams; Querystring: Static<typeof GetQuery> }>('/v1/secrets/*', {

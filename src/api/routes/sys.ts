@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import type { Runtime } from '../../core/runtime.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import { Closed, withErrors } from '../schemas.js';
@@ -80,22 +81,22 @@ export function sysRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.get('/v1/policies', {
     schema: { tags: ['policies'], summary: 'List policy names', response: withErrors({ 200: Closed({ policies: Type.Array(Type.String()) }) }) },
-    config: { operation: 'policies.list', authorize: () => [['sys/policies', 'list']] },
+    config: { operation: 'policies.list', authorize: () => [[policyPath(MOUNTS.policies), 'list']] },
   }, async () => ({ policies: await runtime.policies.list() }));
 
   app.put<{ Params: PolicyParams; Body: Static<typeof PolicyBody> }>('/v1/policies/:name', {
     schema: { tags: ['policies'], summary: 'Create or replace a policy', params: PolicyParams, body: PolicyBody, response: withErrors({ 200: PolicyView }) },
-    config: { operation: 'policies.write', authorize: (req) => [[`sys/policies/${(req.params as PolicyParams).name}`, 'update']] },
+    config: { operation: 'policies.write', authorize: (req) => [[policyPath(MOUNTS.policies, (req.params as PolicyParams).name), 'update']] },
   }, async (req) => runtime.policies.put(req.params.name, req.body));
 
   app.get<{ Params: PolicyParams }>('/v1/policies/:name', {
     schema: { tags: ['policies'], summary: 'Read a policy', params: PolicyParams, response: withErrors({ 200: PolicyView }) },
-    config: { operation: 'policies.read', authorize: (req) => [[`sys/policies/${(req.params as PolicyParams).name}`, 'read']] },
+    config: { operation: 'policies.read', authorize: (req) => [[policyPath(MOUNTS.policies, (req.params as PolicyParams).name), 'read']] },
   }, async (req) => runtime.policies.get(req.params.name));
 
   app.delete<{ Params: PolicyParams }>('/v1/policies/:name', {
     schema: { tags: ['policies'], summary: 'Delete a policy', params: PolicyParams, response: withErrors({ 204: Type.Null() }) },
-    config: { operation: 'policies.delete', authorize: (req) => [[`sys/policies/${(req.params as PolicyParams).name}`, 'delete']] },
+    config: { operation: 'policies.delete', authorize: (req) => [[policyPath(MOUNTS.policies, (req.params as PolicyParams).name), 'delete']] },
   }, async (req, reply) => {
     await runtime.policies.delete(req.params.name);
     return reply.code(204).send();

@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import type { Runtime } from '../../core/runtime.js';
 import { KeyholdError } from '../../errors.js';
 import { ACCESSOR_PATTERN, type TokenRecord } from '../../identity/tokens.js';
@@ -40,8 +41,8 @@ const AccessorView = Closed({
   selectors: Type.Optional(Type.Array(Type.String())),
 });
 
-const ORPHAN_PATH = 'sys/tokens/orphan';
-const accessorCapabilityPath = (req: { params: unknown }) => `sys/tokens/accessors/${(req.params as AccessorParams).accessor}`;
+const ORPHAN_PATH = policyPath(MOUNTS.tokens, 'orphan');
+const accessorCapabilityPath = (req: { params: unknown }) => policyPath(MOUNTS.tokenAccessors, (req.params as AccessorParams).accessor);
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 function ttlSeconds(ttl: number | string | undefined): number | undefined {
@@ -64,7 +65,7 @@ export function tokenRoutes(app: FastifyInstance, runtime: Runtime): void {
     schema: { tags: ['tokens'], summary: 'Create a child of the calling token (or an orphan) with a subset of its policies', body: TokenBody, response: withErrors({ 200: Created }) },
     config: {
       operation: 'tokens.create',
-      authorize: (req) => ((req.body as TokenBody).no_parent ? [['sys/tokens', 'create'], [ORPHAN_PATH, 'create']] : [['sys/tokens', 'create']]),
+      authorize: (req) => ((req.body as TokenBody).no_parent ? [[MOUNTS.tokens.policy, 'create'], [ORPHAN_PATH, 'create']] : [[MOUNTS.tokens.policy, 'create']]),
     },
   }, async (req) => {
     const caller = callerToken(req);
@@ -104,7 +105,7 @@ export function tokenRoutes(app: FastifyInstance, runtime: Runtime): void {
 
   app.get('/v1/tokens/accessors', {
     schema: { tags: ['tokens'], summary: 'List token accessors', response: withErrors({ 200: Closed({ accessors: Type.Array(Type.String()) }) }) },
-    config: { operation: 'tokens.list-accessors', authorize: () => [['sys/tokens/accessors', 'list']] },
+    config: { operation: 'tokens.list-accessors', authorize: () => [[policyPath(MOUNTS.tokenAccessors), 'list']] },
   }, async () => ({ accessors: await runtime.tokens.listAccessors() }));
 
   app.get<{ Params: AccessorParams }>('/v1/tokens/accessors/:accessor', {

@@ -4,7 +4,7 @@
  * background unit that revokes a deleted pod's tokens (pod-revoker.ts). The routes and the server
  * see this class; each concern lives in its own file.
  */
-import type { Barrier } from '../../barrier/barrier.js';
+import type { BarrierView } from '../../barrier/view.js';
 import { KeyholdError } from '../../errors.js';
 import type { TokenStore } from '../tokens.js';
 import { checkReviewerAccess } from './access.js';
@@ -37,10 +37,11 @@ export class KubernetesAuth {
   #context: LoginContext | undefined;
   #loading: Promise<void> | undefined;
 
-  constructor(barrier: Barrier, tokens: TokenStore, private readonly log: { warn(message: string): void }) {
-    this.#configs = new KubernetesConfigStore(barrier);
-    this.roles = new KubernetesRoleStore(barrier);
-    const index = new PodTokenIndex(barrier, tokens);
+  /** `view`: the Kubernetes mount; `podTokens`: the pod-token view, shared with the token store. */
+  constructor(view: BarrierView, podTokens: BarrierView, tokens: TokenStore, private readonly log: { warn(message: string): void }) {
+    this.#configs = new KubernetesConfigStore(view);
+    this.roles = new KubernetesRoleStore(view);
+    const index = new PodTokenIndex(podTokens, tokens);
     this.podEvents = this.#pods;
     this.podRevoker = new PodRevoker(this.#pods, index, log);
     this.#services = {

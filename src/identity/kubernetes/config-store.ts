@@ -1,21 +1,22 @@
 /** Where the Kubernetes login configuration is kept (inside the barrier), and how it is shown. */
-import type { Barrier } from '../../barrier/barrier.js';
+import type { BarrierView } from '../../barrier/view.js';
 import type { KubernetesAuthConfig } from './types.js';
 
-const CONFIG_PATH = 'auth/kubernetes/config';
+/** In the Kubernetes view (MOUNTS.kubernetes). */
+const CONFIG_KEY = 'config';
 
 /** The configuration without its secrets (the reviewer token, registry passwords). */
 export type ConfigView = Omit<KubernetesAuthConfig, 'reviewerJwt' | 'registryCredentials'> & { reviewerJwtSet: boolean; registryCredentials?: Array<{ host: string; username: string }> };
 
 export class KubernetesConfigStore {
-  constructor(private readonly barrier: Pick<Barrier, 'getJson' | 'putJson'>) {}
+  constructor(private readonly view: Pick<BarrierView, 'get' | 'put'>) {}
 
   async load(): Promise<KubernetesAuthConfig | undefined> {
-    return (await this.barrier.getJson<KubernetesAuthConfig>(CONFIG_PATH)) ?? undefined;
+    return (await this.view.get<KubernetesAuthConfig>(CONFIG_KEY)) ?? undefined;
   }
 
   async save(config: KubernetesAuthConfig): Promise<void> {
-    await this.barrier.putJson(CONFIG_PATH, config);
+    await this.view.put(CONFIG_KEY, config);
   }
 }
 

@@ -1,20 +1,21 @@
 /** Kubernetes login roles, kept inside the barrier, one record per role. */
-import type { Barrier } from '../../barrier/barrier.js';
+import type { BarrierView } from '../../barrier/view.js';
 import { KeyholdError } from '../../errors.js';
 import type { KubernetesRole } from './types.js';
 
-const rolePath = (name: string) => `auth/kubernetes/roles/${name}`;
+/** In the Kubernetes view (MOUNTS.kubernetes). */
+const roleKey = (name: string) => `roles/${name}`;
 
 export class KubernetesRoleStore {
-  constructor(private readonly barrier: Pick<Barrier, 'getJson' | 'putJson' | 'list' | 'delete'>) {}
+  constructor(private readonly view: Pick<BarrierView, 'get' | 'put' | 'list' | 'delete'>) {}
 
   async put(role: KubernetesRole): Promise<void> {
-    await this.barrier.putJson(rolePath(role.name), role);
+    await this.view.put(roleKey(role.name), role);
   }
 
   /** The role, or undefined when there is none (a storage failure throws). */
   async find(name: string): Promise<KubernetesRole | undefined> {
-    return (await this.barrier.getJson<KubernetesRole>(rolePath(name))) ?? undefined;
+    return (await this.view.get<KubernetesRole>(roleKey(name))) ?? undefined;
   }
 
   /** The role; ERR_NOT_FOUND when there is none. */
@@ -25,12 +26,12 @@ export class KubernetesRoleStore {
   }
 
   async list(): Promise<string[]> {
-    const prefix = rolePath('');
-    return (await this.barrier.list(prefix)).map((path) => path.slice(prefix.length)).sort();
+    const prefix = roleKey('');
+    return (await this.view.list(prefix)).map((key) => key.slice(prefix.length)).sort();
   }
 
   async delete(name: string): Promise<void> {
     await this.get(name);
-    await this.barrier.delete(rolePath(name));
+    await this.view.delete(roleKey(name));
   }
 }

@@ -79,9 +79,10 @@ describe('barrier records', () => {
     }
     assert.ok(!raw.includes(Buffer.from(marker).toString('base64')));
     assert.ok(!raw.includes(Buffer.from(marker).toString('hex')));
-    // Layout: format byte, iv(12), ciphertext, tag(16): nothing else is stored.
-    assert.equal(raw[0], 1);
-    assert.equal(raw.length, 1 + 12 + Buffer.byteLength(JSON.stringify(value)) + 16);
+    // Layout: format byte, root-key generation (u32), iv(12), ciphertext, tag(16): nothing else is stored.
+    assert.equal(raw[0], 2);
+    assert.equal(raw.readUInt32BE(1), 1);
+    assert.equal(raw.length, 1 + 4 + 12 + Buffer.byteLength(JSON.stringify(value)) + 16);
     // Only barrier records and nothing else were written.
     for (const key of await storage.list('')) assert.ok(key.startsWith('data/'), key);
     // Two writes of the same value differ (fresh IV).
@@ -107,14 +108,14 @@ describe('barrier records', () => {
     await barrier.putJson('tamper/x', { value: 'do not touch' });
     const raw = await storage.get('data/tamper/x');
     assert.ok(raw);
-    const positions = [0, 1, 12, 13, 20, raw.length - 17, raw.length - 16, raw.length - 1];
+    const positions = [0, 1, 4, 5, 12, 13, 20, raw.length - 17, raw.length - 16, raw.length - 1];
     for (const byte of positions) {
       for (const bit of [0, 7]) {
         await storage.put('data/tamper/x', flipBit(raw, byte, bit));
         await assert.rejects(barrier.getJson('tamper/x'), code('ERR_BARRIER_INTEGRITY'), `bit ${bit} of byte ${byte}`);
       }
     }
-    for (const bad of [raw.subarray(0, raw.length - 1), raw.subarray(0, 20), raw.subarray(0, 1), Buffer.concat([raw, Buffer.of(0)]), Buffer.alloc(0), Buffer.of(2, ...raw.subarray(1))]) {
+    for (const bad of [raw.subarray(0, raw.length - 1), raw.subarray(0, 20), raw.subarray(0, 1), Buffer.concat([raw, Buffer.of(0)]), Buffer.alloc(0), Buffer.of(1, ...raw.subarray(1)), Buffer.of(3, ...raw.subarray(1)), raw.subarray(0, 5)]) {
       await storage.put('data/tamper/x', bad);
       await assert.rejects(barrier.getJson('tamper/x'), code('ERR_BARRIER_INTEGRITY'), `length ${bad.length}`);
     }
@@ -234,7 +235,7 @@ describe('seal', () => {
     assert.ok(raw);
     const record = JSON.parse(raw.toString('utf8')) as SealRecord;
     assert.deepEqual(record, init.record);
-    assert.deepEqual(Object.keys(record).sort(), ['createdAt', 'sealKeyLabel', 'tokenSerial', 'version', 'wrapKeyLabel', 'wrappedRootKey']);
+    assert.deepEqual(Object.keys(record).sort(), ['createdAt', 'rootKeyGeneration', 'sealKeyLabel', 'tokenSerial', 'version', 'wrapKeyLabel', 'wrappedRootKey']);
     assert.equal(record.tokenSerial, hsm.token.serial);
     // iv ‖ encrypted root key ‖ tag; never the root key itself.
     assert.equal(Buffer.from(record.wrappedRootKey, 'base64').length, 12 + 32 + 16);
@@ -255,6 +256,25 @@ describe('seal', () => {
     // The wrap key works across the two: what one wraps the other unwraps.
     const wrapped = await hsm.aesGcmEncrypt(init.wrapKey, Buffer.from('material'), Buffer.from('aad'));
     assert.deepEqual(await hsm.aesGcmDecrypt(again.wrapKey, wrapped, Buffer.from('aad')), Buffer.from('material'));
+  });
+
+  it('names the root key\'s generation; a seal record from before generations opens as generation 1', async () => {
+    const s = newStorage();
+    const init = await initializeSeal(s, hsm);
+    assert.equal(init.record.rootKeyGeneration, 1);
+    assert.equal(init.generation, 1);
+    assert.equal((await unseal(s, hsm)).generation, 1);
+    // A store sealed before generations: no field, and records in format 1.
+    const { rootKeyGeneration: _dropped, ...older } = init.record;
+    await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify(older)));
+    const opened = await unseal(s, hsm);
+    assert.equal(opened.generation, 1);
+    assert.ok(opened.rootKey.equals(init.rootKey));
+    // A generation that is no generation is refused before anything is decrypted.
+    for (const bad of [0, -2, 1.5, 'two', 2 ** 32]) {
+      await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, rootKeyGeneration: bad })));
+      await assert.rejects(unseal(s, hsm), code('ERR_BARRIER_INTEGRITY'), String(bad));
+    }
   });
 
   it('each store gets its own keys', async () => {

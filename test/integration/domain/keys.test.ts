@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
+import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { initializeSeal, isInitialized, unseal } from '../../../src/barrier/seal.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import type { HsmKeyKind } from '../../../src/hsm/types.js';
@@ -29,13 +30,17 @@ const dbFile = path.join(dbDir, 'keyhold.db');
 let hsm: Pkcs11Hsm;
 let storage: SqliteStorage;
 let ctx: KeysContext;
+let barrier: Barrier;
+/** A record store over a new barrier on the same store: nothing cached, as after a restart. */
+let restartedRecords: () => KeyRecordStore;
 
 async function openContext(): Promise<void> {
   hsm = await Pkcs11Hsm.open(token.config);
   storage = SqliteStorage.open(dbFile);
   const { rootKey, wrapKey } = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
-  const barrier = new Barrier(storage, rootKey);
-  ctx = { barrier, hsm, wrapKey, records: new KeyRecordStore(barrier), material: new MaterialCache(hsm, wrapKey) };
+  barrier = new Barrier(storage, rootKey);
+  restartedRecords = () => new KeyRecordStore(new Barrier(storage, rootKey).view(MOUNTS.keys));
+  ctx = { hsm, wrapKey, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapKey) };
 }
 
 async function closeContext(): Promise<void> {
@@ -402,7 +407,7 @@ for (const spec of TYPES) {
       }
 
       it('stores no key material in clear in the barrier record', async () => {
-        const stored = await ctx.barrier.getJson<KeyRecord>(`keys/${name}`);
+        const stored = await barrier.getJson<KeyRecord>(`keys/${name}`);
         assert.ok(stored);
         const allowed = protection === 'hsm'
           ? ['version', 'createdAt', 'hsmLabel', 'publicKeySpki', 'oaepHash']
@@ -526,7 +531,7 @@ for (const spec of TYPES) {
       });
 
       it('a fresh record store and material cache (a restart) still reads v1 and v2 output', async () => {
-        const restarted: KeysContext = { ...ctx, records: new KeyRecordStore(ctx.barrier), material: new MaterialCache(hsm, ctx.wrapKey) };
+        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
         if (encrypting(spec.family)) {
           assert.deepEqual((await decrypt(restarted, name, v1.ciphertext)).plaintext, v1.plaintext);
           const fresh = await encrypt(ctx, name, Buffer.from('v2 before restart'));
@@ -550,8 +555,8 @@ for (const spec of TYPES) {
         await configureKey(ctx, name, { deletionAllowed: true });
         await deleteKey(ctx, name);
         await assert.rejects(ctx.records.get(name), code('ERR_KEY_NOT_FOUND'));
-        await assert.rejects(new KeyRecordStore(ctx.barrier).get(name), code('ERR_KEY_NOT_FOUND'));
-        assert.equal(await ctx.barrier.getJson(`keys/${name}`), null);
+        await assert.rejects(restartedRecords().get(name), code('ERR_KEY_NOT_FOUND'));
+        assert.equal(await barrier.getJson(`keys/${name}`), null);
         assert.equal(await storage.get(`data/keys/${name}`), null);
         assert.ok(!(await ctx.records.list()).includes(name));
         await assert.rejects(deleteKey(ctx, name), code('ERR_KEY_NOT_FOUND'));
@@ -638,19 +643,19 @@ describe('key records', () => {
     const [w1, w2] = [tampered.versions['1'], tampered.versions['2']];
     assert.ok(w1 && w2);
     [w1.wrappedMaterial, w2.wrappedMaterial] = [w2.wrappedMaterial, w1.wrappedMaterial];
-    await ctx.barrier.putJson(`keys/${name}`, tampered);
-    const fresh: KeysContext = { ...ctx, records: new KeyRecordStore(ctx.barrier), material: new MaterialCache(hsm, ctx.wrapKey) };
+    await barrier.putJson(`keys/${name}`, tampered);
+    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
     await assert.rejects(decrypt(fresh, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // Another key's material under this key's id is refused too.
     const donor = await createKey(ctx, { name: 'swap-donor', type: 'aes256-gcm', protection: 'wrapped' });
     const stolen: KeyRecord = structuredClone(rotated);
     (stolen.versions['1'] as { wrappedMaterial?: string }).wrappedMaterial = donor.versions['1']?.wrappedMaterial;
-    await ctx.barrier.putJson(`keys/${name}`, stolen);
-    const fresh2: KeysContext = { ...ctx, records: new KeyRecordStore(ctx.barrier), material: new MaterialCache(hsm, ctx.wrapKey) };
+    await barrier.putJson(`keys/${name}`, stolen);
+    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
     await assert.rejects(decrypt(fresh2, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // The untouched record still works.
-    await ctx.barrier.putJson(`keys/${name}`, rotated);
-    const fresh3: KeysContext = { ...ctx, records: new KeyRecordStore(ctx.barrier), material: new MaterialCache(hsm, ctx.wrapKey) };
+    await barrier.putJson(`keys/${name}`, rotated);
+    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
     assert.deepEqual((await decrypt(fresh3, name, ciphertext)).plaintext, Buffer.from('bound material'));
   });
 });

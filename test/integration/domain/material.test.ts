@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Barrier } from '../../../src/barrier/barrier.js';
+import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { initializeSeal } from '../../../src/barrier/seal.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
 import type { HsmKey } from '../../../src/hsm/types.js';
@@ -29,7 +30,7 @@ before(async () => {
   const barrier = new Barrier(storage, rootKey);
   // A 1 s lifetime: the sweeper runs every second.
   material = new MaterialCache(hsm, wrapKey, 1000);
-  ctx = { barrier, hsm, wrapKey, records: new KeyRecordStore(barrier), material };
+  ctx = { hsm, wrapKey, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material };
 });
 
 after(async () => {

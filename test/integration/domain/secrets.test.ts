@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
+import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { configureMetadata, listSecrets, readMetadata } from '../../../src/secrets/metadata.js';
 import { getSecret } from '../../../src/secrets/read.js';
 import { SecretStore } from '../../../src/secrets/store.js';
@@ -14,12 +15,13 @@ import { code } from './support.js';
 // and in-memory storage (same contract as SQLite) for a file.
 let storage: MemoryStorage;
 let barrier: Barrier;
+const rootKey = randomBytes(32);
 let store: SecretStore;
 
 before(() => {
   storage = new MemoryStorage();
-  barrier = new Barrier(storage, randomBytes(32));
-  store = new SecretStore(barrier);
+  barrier = new Barrier(storage, rootKey);
+  store = new SecretStore(barrier.view(MOUNTS.secrets));
 });
 after(async () => {
   await storage.close();
@@ -28,8 +30,8 @@ after(async () => {
 const dataPath = (p: string, v: number): string => `secrets/data/${p}/${v}`;
 const metaPath = (p: string): string => `secrets/meta/${p}`;
 
-/** A second store over the same barrier: no cached metadata, as after a restart. */
-const freshStore = (): SecretStore => new SecretStore(barrier);
+/** A second store over a new barrier on the same storage: no cached metadata, as after a restart. */
+const freshStore = (): SecretStore => new SecretStore(new Barrier(storage, rootKey).view(MOUNTS.secrets));
 
 describe('secret versions', () => {
   it('writes versions 1..n and reads each one back; the default read is the latest', async () => {
@@ -243,7 +245,7 @@ describe('listing', () => {
     // A store of its own, so the root listing is exact.
     const listStorage = new MemoryStorage();
     try {
-      const s = new SecretStore(new Barrier(listStorage, randomBytes(32)));
+      const s = new SecretStore(new Barrier(listStorage, randomBytes(32)).view(MOUNTS.secrets));
       for (const p of ['top', 'team/db', 'team/api', 'team/deep/one', 'team/deep/two', 'team/deeper/x/y', 'teams/other', 'other/z']) await putSecret(s, p, { p });
       const sorted = async (folder: string): Promise<string[]> => (await listSecrets(s, folder)).sort();
       assert.deepEqual(await sorted(''), ['other/', 'team/', 'teams/', 'top']);

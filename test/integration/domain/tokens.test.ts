@@ -3,9 +3,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
-import { TokenStore } from '../../../src/identity/tokens.js';
+import { MOUNTS } from '../../../src/barrier/mounts.js';
+import { TokenStore, type TokenStoreOptions } from '../../../src/identity/tokens.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
 import { code } from './support.js';
+
+/** Records a test writes with a token, standing in for another domain's index (a pod's). */
+const TEST_INDEX = { storage: 'auth/test-index/', policy: 'sys/test-index' };
+
+/** A token store over its views of `barrier`, as the runtime wires it. */
+function tokenStore(barrier: Barrier, options?: TokenStoreOptions): TokenStore {
+  const views = { tokens: barrier.view(MOUNTS.tokens), accessors: barrier.view(MOUNTS.tokenAccessors), children: barrier.view(MOUNTS.tokenChildren), expiry: barrier.view(MOUNTS.tokenExpiry), owned: [barrier.view(TEST_INDEX)] };
+  return new TokenStore(views, options);
+}
 
 describe('token expiry sweep', () => {
   const storage = new MemoryStorage();
@@ -13,11 +23,11 @@ describe('token expiry sweep', () => {
   after(() => storage.close());
 
   it('deletes expired tokens and what was written with them, oldest first, and nothing live', async () => {
-    const tokens = new TokenStore(barrier);
+    const tokens = tokenStore(barrier);
     const now = Date.now();
     const root = await tokens.create({ policies: ['root'], neverExpires: true });
     const live = await tokens.create({ policies: ['p'], ttlSeconds: 3600 });
-    const short = await tokens.create({ policies: ['p'], ttlSeconds: 10 }, (r) => [{ path: `auth/test-index/pod-1/${r.id}`, value: { at: r.createdAt } }]);
+    const short = await tokens.create({ policies: ['p'], ttlSeconds: 10 }, (r) => [barrier.view(TEST_INDEX).write(`pod-1/${r.id}`, { at: r.createdAt })]);
     const shorter = await tokens.create({ policies: ['p'], ttlSeconds: 5 });
     assert.equal((await tokens.lookup(short.token)).id, short.record.id);
 
@@ -39,7 +49,7 @@ describe('token expiry sweep', () => {
   });
 
   it('a revoked token\'s expiry entry is swept without complaint', async () => {
-    const tokens = new TokenStore(barrier);
+    const tokens = tokenStore(barrier);
     const before = (await barrier.list('sys/token-expiry/')).length;
     const t = await tokens.create({ policies: ['p'], ttlSeconds: 1 });
     await tokens.revoke(t.record.id);
@@ -51,13 +61,14 @@ describe('token expiry sweep', () => {
 
 describe('token tree, accessors and limits (issue 9)', () => {
   const storage = new MemoryStorage();
-  const barrier = new Barrier(storage, randomBytes(32));
+  const rootKey = randomBytes(32);
+  const barrier = new Barrier(storage, rootKey);
   after(() => storage.close());
   /** Every record under the token prefixes: what revocation and the sweep must leave empty. */
   const tokenRecords = async () => (await Promise.all(['sys/tokens/', 'sys/token-accessors/', 'sys/token-children/', 'sys/token-expiry/'].map((p) => barrier.list(p)))).flat();
 
   it('revoking a token revokes its whole tree, indexes included, and the cache serves none of it', async () => {
-    const tokens = new TokenStore(barrier);
+    const tokens = tokenStore(barrier);
     const before = await tokenRecords();
     const parent = await tokens.create({ policies: ['p'], ttlSeconds: 3600 });
     const child = await tokens.create({ policies: ['p'], parent: parent.record });
@@ -76,7 +87,7 @@ describe('token tree, accessors and limits (issue 9)', () => {
   });
 
   it('a child never outlives its parent, and nothing outlives the server maximum', async () => {
-    const tokens = new TokenStore(barrier, { maxTtlSeconds: 600 });
+    const tokens = tokenStore(barrier, { maxTtlSeconds: 600 });
     const parent = await tokens.create({ policies: ['p'], ttlSeconds: 30 });
     const parentExpiry = Date.parse(parent.record.expiresAt as string);
     for (const ttlSeconds of [undefined, 29, 31, 365 * 86400]) {
@@ -89,7 +100,7 @@ describe('token tree, accessors and limits (issue 9)', () => {
   });
 
   it('the sweep removes expired tokens with their accessor and child indexes', async () => {
-    const tokens = new TokenStore(barrier);
+    const tokens = tokenStore(barrier);
     const before = await tokenRecords();
     const parent = await tokens.create({ policies: ['p'], ttlSeconds: 5 });
     await tokens.create({ policies: ['p'], parent: parent.record });
@@ -98,7 +109,7 @@ describe('token tree, accessors and limits (issue 9)', () => {
   });
 
   it('a child created while its parent is revoked never survives it', async () => {
-    const tokens = new TokenStore(barrier);
+    const tokens = tokenStore(barrier);
     for (let round = 0; round < 25; round++) {
       const parent = await tokens.create({ policies: ['p'], ttlSeconds: 3600 });
       // Creations spread over a few ms and the revocation started among them, at a different point each round.
@@ -110,17 +121,17 @@ describe('token tree, accessors and limits (issue 9)', () => {
   });
 
   it('a token stored before accessors existed gets one at its first look-up, indexed and swept with it', async () => {
-    const tokens = new TokenStore(barrier);
+    const tokens = tokenStore(barrier);
     const old = await tokens.create({ policies: ['p'], ttlSeconds: 60 });
     // Rewrite it as an older version stored it: no accessor, no index, an expiry record naming only the token.
     const { accessor: _dropped, ...legacy } = old.record;
     const expiry = `sys/token-expiry/${String(Date.parse(old.record.expiresAt as string)).padStart(15, '0')}/${old.record.id}`;
     await barrier.commit([], [{ path: `sys/tokens/${old.record.id}`, value: legacy }, { path: `sys/token-accessors/${old.record.accessor}`, delete: true }, { path: expiry, value: { paths: [`sys/tokens/${old.record.id}`] } }]);
-    const fresh = new TokenStore(barrier); // an empty cache, as after a restart
+    const fresh = tokenStore(new Barrier(storage, rootKey)); // an empty cache, as after a restart
     const record = await fresh.lookup(old.token);
     assert.match(record.accessor ?? '', /^kha\.[A-Za-z0-9_-]{32}$/);
     assert.equal((await fresh.lookupAccessor(record.accessor as string)).id, old.record.id);
-    assert.equal((await new TokenStore(barrier).lookup(old.token)).accessor, record.accessor, 'stored, not made up per look-up');
+    assert.equal((await tokenStore(new Barrier(storage, rootKey)).lookup(old.token)).accessor, record.accessor, 'stored, not made up per look-up');
     assert.deepEqual(await barrier.getJson(expiry), { paths: [`sys/tokens/${old.record.id}`, `sys/token-accessors/${record.accessor}`] });
   });
 });

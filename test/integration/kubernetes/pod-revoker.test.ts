@@ -12,6 +12,8 @@ import { Barrier } from '../../../src/barrier/barrier.js';
 import { isKeyholdError } from '../../../src/errors.js';
 import { KubernetesAuth } from '../../../src/identity/kubernetes/auth.js';
 import { PodTokenIndex } from '../../../src/identity/kubernetes/pod-token-index.js';
+import { MOUNTS } from '../../../src/barrier/mounts.js';
+import { tokenViews } from '../../../src/identity/token-paths.js';
 import { TokenStore } from '../../../src/identity/tokens.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
@@ -23,10 +25,10 @@ describe('the pod revoker, started and stopped under a live pod watch', { timeou
   let core: CoreV1Api;
   const storage = SqliteStorage.open(join(tempDir('keyhold-pod-revoker-'), 'store.db'));
   const barrier = new Barrier(storage, randomBytes(32));
-  const tokens = new TokenStore(barrier);
-  const index = new PodTokenIndex(barrier, tokens);
+  const tokens = new TokenStore(tokenViews(barrier));
+  const index = new PodTokenIndex(barrier.view(MOUNTS.podTokens), tokens);
   const warnings: string[] = [];
-  const auth = new KubernetesAuth(barrier, tokens, { warn: (m) => warnings.push(m) });
+  const auth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), barrier.view(MOUNTS.podTokens), tokens, { warn: (m) => warnings.push(m) });
 
   /** Resolves when the pod watch reports the first list, or the pod with this uid deleted. */
   const next = (what: 'relisted' | string) => new Promise<void>((resolve) => {

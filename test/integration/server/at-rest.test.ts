@@ -162,7 +162,7 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
         }
       }
       assert.ok(seal, 'no core/seal record');
-      assert.deepEqual(Object.keys(seal).sort(), ['createdAt', 'sealKeyLabel', 'tokenSerial', 'version', 'wrapKeyLabel', 'wrappedRootKey']);
+      assert.deepEqual(Object.keys(seal).sort(), ['createdAt', 'rootKeyGeneration', 'sealKeyLabel', 'tokenSerial', 'version', 'wrapKeyLabel', 'wrappedRootKey']);
     } finally {
       db.close();
     }
