@@ -12,7 +12,7 @@ import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js
 import { installFloodLimit } from './flood-limit.js';
 import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
-import { keyRoutes } from './routes/keys.js';
+import { keysApi } from './routes/keys.js';
 import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
 import { secretRoutes } from './routes/secrets.js';
 import { sysRoutes, VERSION } from './routes/sys.js';
@@ -141,7 +141,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   sysRoutes(app, runtime);
   tokenRoutes(app, runtime);
   auditRoutes(app, runtime);
-  keyRoutes(app, runtime);
+  await app.register(keysApi, { keys: runtime.keys });
   secretRoutes(app, runtime);
   kubernetesAuthRoutes(app, runtime);
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
