@@ -14,7 +14,7 @@ import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
 import { keysApi } from './routes/keys.js';
 import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
-import { secretRoutes } from './routes/secrets.js';
+import { secretsApi } from './routes/secrets.js';
 import { sysRoutes, VERSION } from './routes/sys.js';
 import { tokenRoutes } from './routes/tokens.js';
 
@@ -142,7 +142,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   tokenRoutes(app, runtime);
   auditRoutes(app, runtime);
   await app.register(keysApi, { keys: runtime.keys });
-  secretRoutes(app, runtime);
+  await app.register(secretsApi, { secrets: runtime.secrets });
   kubernetesAuthRoutes(app, runtime);
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
