@@ -16,7 +16,7 @@ import { keysApi } from './routes/keys.js';
 import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
 import { secretsApi } from './routes/secrets.js';
 import { sysRoutes, VERSION } from './routes/sys.js';
-import { tokenRoutes } from './routes/tokens.js';
+import { tokensApi } from './routes/tokens.js';
 
 export interface ApiOptions {
   logLevel?: string;
@@ -139,7 +139,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
 
   sysRoutes(app, runtime);
-  tokenRoutes(app, runtime);
+  await app.register(tokensApi, { tokens: runtime.tokens });
   auditRoutes(app, runtime);
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
