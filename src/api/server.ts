@@ -15,7 +15,8 @@ import { installMetrics } from './metrics.js';
 import { keysApi } from './routes/keys.js';
 import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
 import { secretsApi } from './routes/secrets.js';
-import { sysRoutes, VERSION } from './routes/sys.js';
+import { policiesApi } from './routes/policies.js';
+import { sysApi, VERSION } from './routes/sys.js';
 import { tokensApi } from './routes/tokens.js';
 
 export interface ApiOptions {
@@ -138,7 +139,10 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     record(request, reply, payload, done);
   });
 
-  sysRoutes(app, runtime);
+  await app.register(sysApi, {
+    hsm: runtime.hsm, barrier: runtime.barrier, audit: runtime.audit, kubernetesAuth: runtime.kubernetesAuth, startedAt: runtime.startedAt,
+  });
+  await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });
   auditRoutes(app, runtime);
   await app.register(keysApi, { keys: runtime.keys });

@@ -1,0 +1,46 @@
+import { Type } from '@sinclair/typebox';
+import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
+import type { PolicyStore } from '../../policy/store.js';
+import { PolicyBody, PolicyList, PolicyView } from '../../wire/policies.js';
+import { route, type ApiPlugin } from '../route.js';
+import { Closed, NoContent, withErrors } from '../schemas.js';
+
+export interface PoliciesApiOptions {
+  policies: PolicyStore;
+}
+
+const PolicyParams = Closed({ name: Type.String({ pattern: POLICY_NAME_PATTERN.source }) });
+const policyPath = (name: string) => `sys/policies/${name}`;
+
+export const policiesApi: ApiPlugin<PoliciesApiOptions> = async (app, { policies }) => {
+  route(app, {
+    method: 'GET', url: '/v1/policies', operation: 'policies.list',
+    schema: { tags: ['policies'], summary: 'List policy names', response: withErrors({ 200: PolicyList }) },
+    authorize: () => [['sys/policies', 'list']],
+    handler: async () => ({ policies: await policies.list() }),
+  });
+
+  route(app, {
+    method: 'PUT', url: '/v1/policies/:name', operation: 'policies.write',
+    schema: { tags: ['policies'], summary: 'Create or replace a policy', params: PolicyParams, body: PolicyBody, response: withErrors({ 200: PolicyView }) },
+    authorize: (req) => [[policyPath(req.params.name), 'update']],
+    handler: async (req) => policies.put(req.params.name, req.body),
+  });
+
+  route(app, {
+    method: 'GET', url: '/v1/policies/:name', operation: 'policies.read',
+    schema: { tags: ['policies'], summary: 'Read a policy', params: PolicyParams, response: withErrors({ 200: PolicyView }) },
+    authorize: (req) => [[policyPath(req.params.name), 'read']],
+    handler: async (req) => policies.get(req.params.name),
+  });
+
+  route(app, {
+    method: 'DELETE', url: '/v1/policies/:name', operation: 'policies.delete',
+    schema: { tags: ['policies'], summary: 'Delete a policy', params: PolicyParams, response: withErrors({ 204: NoContent }) },
+    authorize: (req) => [[policyPath(req.params.name), 'delete']],
+    handler: async (req, reply) => {
+      await policies.delete(req.params.name);
+      return reply.code(204).send();
+    },
+  });
+};
