@@ -5,7 +5,7 @@ import { apiTimeouts } from '../core/config.js';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder, requestRecorder } from './audit-hooks.js';
-import { auditRoutes } from './routes/audit.js';
+import { auditApi } from './routes/audit.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
@@ -144,7 +144,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
   await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });
-  auditRoutes(app, runtime);
+  await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
   kubernetesAuthRoutes(app, runtime);
