@@ -13,7 +13,7 @@ import { installFloodLimit } from './flood-limit.js';
 import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
 import { keysApi } from './routes/keys.js';
-import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
+import { kubernetesAuthApi } from './routes/auth-kubernetes.js';
 import { secretsApi } from './routes/secrets.js';
 import { policiesApi } from './routes/policies.js';
 import { sysApi, VERSION } from './routes/sys.js';
@@ -147,7 +147,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
-  kubernetesAuthRoutes(app, runtime);
+  await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
   return app;
