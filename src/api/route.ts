@@ -10,6 +10,7 @@ import type {
   RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault, RouteGenericInterface, RouteHandlerMethod,
 } from 'fastify';
 import type { Authorizer, Requirement } from './context.js';
+import { withErrors } from './schemas.js';
 
 /** Fastify's type provider for TypeBox (what @fastify/type-provider-typebox exports, without the dependency). */
 export interface TypeBoxTypeProvider extends FastifyTypeProvider {
@@ -61,5 +62,21 @@ export function route<S extends FastifySchema>(app: ApiInstance, r: ApiRoute<S>)
       ...(r.authorize ? { authorize: r.authorize as Authorizer } : {}),
     },
     handler: r.handler,
+  });
+}
+
+/**
+ * `GET url`: the names of one kind of thing (keys, policies, roles, accessors...), for a caller
+ * granted `list` on `policyPath`.
+ */
+export function listRoute<S extends TSchema>(app: ApiInstance, r: {
+  url: string; operation: string; tag: string; summary: string; schema: S; policyPath: string; list: () => Promise<Static<S>>;
+}): void {
+  // Typed as any route: `list` was checked against the schema at the call site (Static<S>), which a generic S cannot be here.
+  route<FastifySchema>(app, {
+    method: 'GET', url: r.url, operation: r.operation,
+    schema: { tags: [r.tag], summary: r.summary, response: withErrors({ 200: r.schema }) },
+    authorize: () => [[r.policyPath, 'list']],
+    handler: r.list,
   });
 }

@@ -14,7 +14,7 @@ import {
   ImagePolicy, KubernetesConfigBody, KubernetesConfigView, KubernetesStatusView, LoginBody, LoginView, RoleList, RoleName, RoleView, type WatchView,
 } from '../../wire/auth-kubernetes.js';
 import { callerToken } from '../auth.js';
-import { route, type ApiPlugin } from '../route.js';
+import { listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, NoContent, withErrors } from '../schemas.js';
 
 export interface KubernetesAuthApiOptions {
@@ -161,11 +161,9 @@ export const kubernetesAuthApi: ApiPlugin<KubernetesAuthApiOptions> = async (app
     },
   });
 
-  route(app, {
-    method: 'GET', url: '/v1/auth/kubernetes/roles', operation: 'auth.kubernetes.list-roles',
-    schema: { tags: ['auth'], summary: 'List Kubernetes login roles', response: withErrors({ 200: RoleList }) },
-    authorize: () => [['sys/auth/kubernetes/roles', 'list']],
-    handler: async () => ({ roles: await auth.listRoles() }),
+  listRoute(app, {
+    url: '/v1/auth/kubernetes/roles', operation: 'auth.kubernetes.list-roles', tag: 'auth', summary: 'List Kubernetes login roles', schema: RoleList, policyPath: 'sys/auth/kubernetes/roles',
+    list: async () => ({ roles: await auth.listRoles() }),
   });
 
   route(app, {

@@ -10,7 +10,7 @@ import { KeyDescription } from '../../wire/key-description.js';
 import {
   CipherResult, DataKeyBody, DataKeyResult, DecryptBody, DecryptResult, EncryptBody, KeyConfigBody, KeyList, SignBody, SignResult, VerifyBody, VerifyResult,
 } from '../../wire/keys.js';
-import { route, type ApiPlugin } from '../route.js';
+import { listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, KeyName, KeyTypeSchema, NoContent, ProtectionSchema, withErrors } from '../schemas.js';
 
 export interface KeysApiOptions {
@@ -29,11 +29,9 @@ const keyPath = (name: string) => `keys/${name}`;
  * (docs/design-notes.md, "Audit pipeline"). Every other non-GET route is state-changing.
  */
 export const keysApi: ApiPlugin<KeysApiOptions> = async (app, { keys }) => {
-  route(app, {
-    method: 'GET', url: '/v1/keys', operation: 'keys.list',
-    schema: { tags: ['keys'], summary: 'List key names', response: withErrors({ 200: KeyList }) },
-    authorize: () => [['keys', 'list']],
-    handler: async () => ({ keys: await keys.records.list() }),
+  listRoute(app, {
+    url: '/v1/keys', operation: 'keys.list', tag: 'keys', summary: 'List key names', schema: KeyList, policyPath: 'keys',
+    list: async () => ({ keys: await keys.records.list() }),
   });
 
   route(app, {

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import type { PolicyStore } from '../../policy/store.js';
 import { PolicyBody, PolicyList, PolicyView } from '../../wire/policies.js';
-import { route, type ApiPlugin } from '../route.js';
+import { listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, NoContent, withErrors } from '../schemas.js';
 
 export interface PoliciesApiOptions {
@@ -13,11 +13,9 @@ const PolicyParams = Closed({ name: Type.String({ pattern: POLICY_NAME_PATTERN.s
 const policyPath = (name: string) => `sys/policies/${name}`;
 
 export const policiesApi: ApiPlugin<PoliciesApiOptions> = async (app, { policies }) => {
-  route(app, {
-    method: 'GET', url: '/v1/policies', operation: 'policies.list',
-    schema: { tags: ['policies'], summary: 'List policy names', response: withErrors({ 200: PolicyList }) },
-    authorize: () => [['sys/policies', 'list']],
-    handler: async () => ({ policies: await policies.list() }),
+  listRoute(app, {
+    url: '/v1/policies', operation: 'policies.list', tag: 'policies', summary: 'List policy names', schema: PolicyList, policyPath: 'sys/policies',
+    list: async () => ({ policies: await policies.list() }),
   });
 
   route(app, {

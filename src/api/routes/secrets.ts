@@ -12,7 +12,7 @@ import {
   SecretList, SecretMetadata, SecretMetadataBody, SecretOrList, SecretPutBody, SecretVersions, SecretVersionsBody, SecretWritten, type SecretVersion,
 } from '../../wire/secrets.js';
 import type { Requirement } from '../context.js';
-import { route, type ApiPlugin, type TypedRequest } from '../route.js';
+import { listRoute, route, type ApiPlugin, type TypedRequest } from '../route.js';
 import { Closed, NoContent, VersionQuery, withErrors } from '../schemas.js';
 import type { SameType } from '../same-type.js';
 
@@ -57,11 +57,9 @@ function writeRequirement(req: TypedRequest<typeof WriteSchema>, store: SecretSt
 }
 
 export const secretsApi: ApiPlugin<SecretsApiOptions> = async (app, { secrets: store }) => {
-  route(app, {
-    method: 'GET', url: '/v1/secrets', operation: 'secrets.list',
-    schema: { tags: ['secrets'], summary: 'List the top-level folder', response: withErrors({ 200: SecretList }) },
-    authorize: () => [['secrets', 'list']],
-    handler: async () => ({ keys: await listSecrets(store, '') }),
+  listRoute(app, {
+    url: '/v1/secrets', operation: 'secrets.list', tag: 'secrets', summary: 'List the top-level folder', schema: SecretList, policyPath: 'secrets',
+    list: async () => ({ keys: await listSecrets(store, '') }),
   });
 
   route(app, {

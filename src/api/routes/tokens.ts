@@ -10,7 +10,7 @@ import { assertCanConfer } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import { AccessorList, AccessorView, TokenCreated, TokenSelfView } from '../../wire/tokens.js';
 import { callerToken } from '../auth.js';
-import { route, type ApiPlugin } from '../route.js';
+import { listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, ErrorResponse, NoContent, withErrors } from '../schemas.js';
 
 export interface TokensApiOptions {
@@ -93,11 +93,9 @@ export const tokensApi: ApiPlugin<TokensApiOptions> = async (app, { tokens }) =>
     },
   });
 
-  route(app, {
-    method: 'GET', url: '/v1/tokens/accessors', operation: 'tokens.list-accessors',
-    schema: { tags: ['tokens'], summary: 'List token accessors', response: withErrors({ 200: AccessorList }) },
-    authorize: () => [['sys/tokens/accessors', 'list']],
-    handler: async () => ({ accessors: await tokens.listAccessors() }),
+  listRoute(app, {
+    url: '/v1/tokens/accessors', operation: 'tokens.list-accessors', tag: 'tokens', summary: 'List token accessors', schema: AccessorList, policyPath: 'sys/tokens/accessors',
+    list: async () => ({ accessors: await tokens.listAccessors() }),
   });
 
   route(app, {
