@@ -10,7 +10,7 @@ import type {
   RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault, RouteGenericInterface, RouteHandlerMethod,
 } from 'fastify';
 import type { Authorizer, Requirement } from './context.js';
-import { withErrors } from './schemas.js';
+import { NoContent, withErrors } from './schemas.js';
 
 /** Fastify's type provider for TypeBox (what @fastify/type-provider-typebox exports, without the dependency). */
 export interface TypeBoxTypeProvider extends FastifyTypeProvider {
@@ -78,5 +78,22 @@ export function listRoute<S extends TSchema>(app: ApiInstance, r: {
     schema: { tags: [r.tag], summary: r.summary, response: withErrors({ 200: r.schema }) },
     authorize: () => [[r.policyPath, 'list']],
     handler: r.list,
+  });
+}
+
+/** `DELETE url`: removes one thing named by the params and answers 204 with no body. */
+export function deleteRoute<P extends TSchema>(app: ApiInstance, r: {
+  url: string; operation: string; tag: string; summary: string; params: P;
+  authorize: (request: TypedRequest<{ params: P }>) => Requirement[] | Promise<Requirement[]>;
+  remove: (request: TypedRequest<{ params: P }>) => Promise<unknown>;
+}): void {
+  route(app, {
+    method: 'DELETE', url: r.url, operation: r.operation,
+    schema: { tags: [r.tag], summary: r.summary, params: r.params, response: withErrors({ 204: NoContent }) },
+    authorize: r.authorize,
+    handler: async (req, reply) => {
+      await r.remove(req);
+      return reply.code(204).send();
+    },
   });
 }

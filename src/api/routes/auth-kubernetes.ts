@@ -14,7 +14,7 @@ import {
   ImagePolicy, KubernetesConfigBody, KubernetesConfigView, KubernetesStatusView, LoginBody, LoginView, RoleList, RoleName, RoleView, type WatchView,
 } from '../../wire/auth-kubernetes.js';
 import { callerToken } from '../auth.js';
-import { listRoute, route, type ApiPlugin } from '../route.js';
+import { deleteRoute, listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, NoContent, withErrors } from '../schemas.js';
 
 export interface KubernetesAuthApiOptions {
@@ -166,14 +166,10 @@ export const kubernetesAuthApi: ApiPlugin<KubernetesAuthApiOptions> = async (app
     list: async () => ({ roles: await auth.listRoles() }),
   });
 
-  route(app, {
-    method: 'DELETE', url: '/v1/auth/kubernetes/roles/:name', operation: 'auth.kubernetes.delete-role',
-    schema: { tags: ['auth'], summary: 'Delete a Kubernetes login role', params: RoleParams, response: withErrors({ 204: NoContent }) },
+  deleteRoute(app, {
+    url: '/v1/auth/kubernetes/roles/:name', operation: 'auth.kubernetes.delete-role', tag: 'auth', summary: 'Delete a Kubernetes login role', params: RoleParams,
     authorize: (req) => [[rolePolicyPath(req.params.name), 'delete']],
-    handler: async (req, reply) => {
-      await auth.deleteRole(req.params.name);
-      return reply.code(204).send();
-    },
+    remove: (req) => auth.deleteRole(req.params.name),
   });
 
   route(app, {

@@ -10,8 +10,8 @@ import { KeyDescription } from '../../wire/key-description.js';
 import {
   CipherResult, DataKeyBody, DataKeyResult, DecryptBody, DecryptResult, EncryptBody, KeyConfigBody, KeyList, SignBody, SignResult, VerifyBody, VerifyResult,
 } from '../../wire/keys.js';
-import { listRoute, route, type ApiPlugin } from '../route.js';
-import { Closed, KeyName, KeyTypeSchema, NoContent, ProtectionSchema, withErrors } from '../schemas.js';
+import { deleteRoute, listRoute, route, type ApiPlugin } from '../route.js';
+import { Closed, KeyName, KeyTypeSchema, ProtectionSchema, withErrors } from '../schemas.js';
 
 export interface KeysApiOptions {
   keys: KeysContext;
@@ -48,14 +48,10 @@ export const keysApi: ApiPlugin<KeysApiOptions> = async (app, { keys }) => {
     handler: async (req) => describeKey(await keys.records.get(req.params.name)),
   });
 
-  route(app, {
-    method: 'DELETE', url: '/v1/keys/:name', operation: 'keys.delete',
-    schema: { tags: ['keys'], summary: 'Delete a key (only if deletion_allowed) and destroy its HSM objects', params: NameParams, response: withErrors({ 204: NoContent }) },
+  deleteRoute(app, {
+    url: '/v1/keys/:name', operation: 'keys.delete', tag: 'keys', summary: 'Delete a key (only if deletion_allowed) and destroy its HSM objects', params: NameParams,
     authorize: (req) => [[keyPath(req.params.name), 'delete']],
-    handler: async (req, reply) => {
-      await deleteKey(keys, req.params.name);
-      return reply.code(204).send();
-    },
+    remove: (req) => deleteKey(keys, req.params.name),
   });
 
   route(app, {

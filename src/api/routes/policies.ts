@@ -2,8 +2,8 @@ import { Type } from '@sinclair/typebox';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import type { PolicyStore } from '../../policy/store.js';
 import { PolicyBody, PolicyList, PolicyView } from '../../wire/policies.js';
-import { listRoute, route, type ApiPlugin } from '../route.js';
-import { Closed, NoContent, withErrors } from '../schemas.js';
+import { deleteRoute, listRoute, route, type ApiPlugin } from '../route.js';
+import { Closed, withErrors } from '../schemas.js';
 
 export interface PoliciesApiOptions {
   policies: PolicyStore;
@@ -32,13 +32,9 @@ export const policiesApi: ApiPlugin<PoliciesApiOptions> = async (app, { policies
     handler: async (req) => policies.get(req.params.name),
   });
 
-  route(app, {
-    method: 'DELETE', url: '/v1/policies/:name', operation: 'policies.delete',
-    schema: { tags: ['policies'], summary: 'Delete a policy', params: PolicyParams, response: withErrors({ 204: NoContent }) },
+  deleteRoute(app, {
+    url: '/v1/policies/:name', operation: 'policies.delete', tag: 'policies', summary: 'Delete a policy', params: PolicyParams,
     authorize: (req) => [[policyPath(req.params.name), 'delete']],
-    handler: async (req, reply) => {
-      await policies.delete(req.params.name);
-      return reply.code(204).send();
-    },
+    remove: (req) => policies.delete(req.params.name),
   });
 };

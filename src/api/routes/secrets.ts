@@ -12,7 +12,7 @@ import {
   SecretList, SecretMetadata, SecretMetadataBody, SecretOrList, SecretPutBody, SecretVersions, SecretVersionsBody, SecretWritten, type SecretVersion,
 } from '../../wire/secrets.js';
 import type { Requirement } from '../context.js';
-import { listRoute, route, type ApiPlugin, type TypedRequest } from '../route.js';
+import { deleteRoute, listRoute, route, type ApiPlugin, type TypedRequest } from '../route.js';
 import { Closed, NoContent, VersionQuery, withErrors } from '../schemas.js';
 import type { SameType } from '../same-type.js';
 
@@ -124,13 +124,9 @@ export const secretsApi: ApiPlugin<SecretsApiOptions> = async (app, { secrets: s
     },
   });
 
-  route(app, {
-    method: 'DELETE', url: '/v1/secret-metadata/*', operation: 'secrets.metadata.delete',
-    schema: { tags: ['secrets'], summary: 'Delete the secret with every version', params: PathParams, response: withErrors({ 204: NoContent }) },
+  deleteRoute(app, {
+    url: '/v1/secret-metadata/*', operation: 'secrets.metadata.delete', tag: 'secrets', summary: 'Delete the secret with every version', params: PathParams,
     authorize: (req) => [[policyPath(req), 'delete']],
-    handler: async (req, reply) => {
-      await deleteSecretCompletely(store, pathOf(req));
-      return reply.code(204).send();
-    },
+    remove: (req) => deleteSecretCompletely(store, pathOf(req)),
   });
 };

@@ -10,7 +10,7 @@ import { assertCanConfer } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import { AccessorList, AccessorView, TokenCreated, TokenSelfView } from '../../wire/tokens.js';
 import { callerToken } from '../auth.js';
-import { listRoute, route, type ApiPlugin } from '../route.js';
+import { deleteRoute, listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, ErrorResponse, NoContent, withErrors } from '../schemas.js';
 
 export interface TokensApiOptions {
@@ -105,13 +105,9 @@ export const tokensApi: ApiPlugin<TokensApiOptions> = async (app, { tokens }) =>
     handler: async (req) => accessorView(await tokens.lookupAccessor(req.params.accessor)),
   });
 
-  route(app, {
-    method: 'DELETE', url: '/v1/tokens/accessors/:accessor', operation: 'tokens.revoke-accessor',
-    schema: { tags: ['tokens'], summary: 'Revoke a token by its accessor, with all its descendants', params: AccessorParams, response: withErrors({ 204: NoContent }) },
+  deleteRoute(app, {
+    url: '/v1/tokens/accessors/:accessor', operation: 'tokens.revoke-accessor', tag: 'tokens', summary: 'Revoke a token by its accessor, with all its descendants', params: AccessorParams,
     authorize: (req) => [[accessorCapabilityPath(req.params.accessor), 'delete']],
-    handler: async (req, reply) => {
-      await tokens.revokeAccessor(req.params.accessor);
-      return reply.code(204).send();
-    },
+    remove: (req) => tokens.revokeAccessor(req.params.accessor),
   });
 };
