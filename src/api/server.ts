@@ -5,18 +5,19 @@ import { apiTimeouts } from '../core/config.js';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder, requestRecorder } from './audit-hooks.js';
-import { auditRoutes } from './routes/audit.js';
+import { auditApi } from './routes/audit.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
 import { installFloodLimit } from './flood-limit.js';
 import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
-import { keyRoutes } from './routes/keys.js';
-import { kubernetesAuthRoutes } from './routes/auth-kubernetes.js';
-import { secretRoutes } from './routes/secrets.js';
-import { sysRoutes, VERSION } from './routes/sys.js';
-import { tokenRoutes } from './routes/tokens.js';
+import { keysApi } from './routes/keys.js';
+import { kubernetesAuthApi } from './routes/auth-kubernetes.js';
+import { secretsApi } from './routes/secrets.js';
+import { policiesApi } from './routes/policies.js';
+import { sysApi, VERSION } from './routes/sys.js';
+import { tokensApi } from './routes/tokens.js';
 
 export interface ApiOptions {
   logLevel?: string;
@@ -138,12 +139,15 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     record(request, reply, payload, done);
   });
 
-  sysRoutes(app, runtime);
-  tokenRoutes(app, runtime);
-  auditRoutes(app, runtime);
-  keyRoutes(app, runtime);
-  secretRoutes(app, runtime);
-  kubernetesAuthRoutes(app, runtime);
+  await app.register(sysApi, {
+    hsm: runtime.hsm, barrier: runtime.barrier, audit: runtime.audit, kubernetesAuth: runtime.kubernetesAuth, startedAt: runtime.startedAt,
+  });
+  await app.register(policiesApi, { policies: runtime.policies });
+  await app.register(tokensApi, { tokens: runtime.tokens });
+  await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
+  await app.register(keysApi, { keys: runtime.keys });
+  await app.register(secretsApi, { secrets: runtime.secrets });
+  await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
   return app;

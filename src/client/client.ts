@@ -4,7 +4,15 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { AuditCheckpoint, AuditPublicKey } from '../wire/audit.js';
+import type { LoginView } from '../wire/auth-kubernetes.js';
+import type { ErrorResponse } from '../wire/errors.js';
 import type { KeyDescription } from '../wire/key-description.js';
+import type { CipherResult, DataKeyBody, DataKeyResult, DecryptResult, KeyConfigBody, KeyList, SignResult, VerifyResult } from '../wire/keys.js';
+import type { PolicyRule, PolicyView } from '../wire/policies.js';
+import type { SecretData, SecretList, SecretMetadata, SecretVersion, SecretVersions, SecretWritten } from '../wire/secrets.js';
+import type { Health } from '../wire/sys.js';
+import type { AccessorView, TokenCreated } from '../wire/tokens.js';
 
 /**
  * One HTTP exchange with node:http(s). Not fetch: fetch loads undici, about 12 MB of RSS, and the
@@ -67,7 +75,7 @@ export class KeyholdClient {
     }
     const parsed = response.text ? (JSON.parse(response.text) as unknown) : undefined;
     if (response.status < 200 || response.status > 299) {
-      const error = (parsed as { error?: { code?: string; message?: string }; request_id?: string } | undefined);
+      const error = (parsed as Partial<ErrorResponse> | undefined);
       throw new KeyholdApiError(response.status, error?.error?.code ?? 'ERR_UNKNOWN', error?.error?.message ?? `HTTP ${response.status}`, error?.request_id);
     }
     return parsed as T;
@@ -78,49 +86,48 @@ export class KeyholdClient {
     return this.request<KeyDescription>('POST', '/v1/keys', { name, type, protection, ...(deletionAllowed === undefined ? {} : { deletion_allowed: deletionAllowed }) });
   }
   getKey(name: string) { return this.request<KeyDescription>('GET', `/v1/keys/${enc(name)}`); }
-  listKeys() { return this.request<{ keys: string[] }>('GET', '/v1/keys'); }
+  listKeys() { return this.request<KeyList>('GET', '/v1/keys'); }
   rotateKey(name: string) { return this.request<KeyDescription>('POST', `/v1/keys/${enc(name)}/rotate`); }
-  configureKey(name: string, config: { min_decryption_version?: number; deletion_allowed?: boolean; disabled?: boolean }) {
+  configureKey(name: string, config: KeyConfigBody) {
     return this.request<KeyDescription>('POST', `/v1/keys/${enc(name)}/config`, config);
   }
   deleteKey(name: string) { return this.request<void>('DELETE', `/v1/keys/${enc(name)}`); }
   encrypt(name: string, plaintext: Buffer, context?: Buffer) {
-    return this.request<{ ciphertext: string; version: number }>('POST', `/v1/keys/${enc(name)}/encrypt`, { plaintext: plaintext.toString('base64'), ...(context ? { context: context.toString('base64') } : {}) });
+    return this.request<CipherResult>('POST', `/v1/keys/${enc(name)}/encrypt`, { plaintext: plaintext.toString('base64'), ...(context ? { context: context.toString('base64') } : {}) });
   }
   async decrypt(name: string, ciphertext: string, context?: Buffer): Promise<Buffer> {
-    const r = await this.request<{ plaintext: string }>('POST', `/v1/keys/${enc(name)}/decrypt`, { ciphertext, ...(context ? { context: context.toString('base64') } : {}) });
+    const r = await this.request<DecryptResult>('POST', `/v1/keys/${enc(name)}/decrypt`, { ciphertext, ...(context ? { context: context.toString('base64') } : {}) });
     return Buffer.from(r.plaintext, 'base64');
   }
   rewrap(name: string, ciphertext: string, context?: Buffer) {
-    return this.request<{ ciphertext: string; version: number }>('POST', `/v1/keys/${enc(name)}/rewrap`, { ciphertext, ...(context ? { context: context.toString('base64') } : {}) });
+    return this.request<CipherResult>('POST', `/v1/keys/${enc(name)}/rewrap`, { ciphertext, ...(context ? { context: context.toString('base64') } : {}) });
   }
-  dataKey(name: string, options: { bits?: 128 | 256; plaintext?: boolean } = {}) {
-    return this.request<{ ciphertext: string; version: number; plaintext?: string }>('POST', `/v1/keys/${enc(name)}/datakey`, options);
+  dataKey(name: string, options: Omit<DataKeyBody, 'context'> = {}) {
+    return this.request<DataKeyResult>('POST', `/v1/keys/${enc(name)}/datakey`, options);
   }
-  sign(name: string, input: Buffer) { return this.request<{ signature: string; version: number }>('POST', `/v1/keys/${enc(name)}/sign`, { input: input.toString('base64') }); }
+  sign(name: string, input: Buffer) { return this.request<SignResult>('POST', `/v1/keys/${enc(name)}/sign`, { input: input.toString('base64') }); }
   verify(name: string, input: Buffer, signature: string) {
-    return this.request<{ valid: boolean; version: number }>('POST', `/v1/keys/${enc(name)}/verify`, { input: input.toString('base64'), signature });
+    return this.request<VerifyResult>('POST', `/v1/keys/${enc(name)}/verify`, { input: input.toString('base64'), signature });
   }
-  putSecret(path: string, data: Record<string, unknown>, cas?: number) {
-    return this.request<{ version: number; created_at: string }>('PUT', `/v1/secrets/${encPath(path)}`, { data, ...(cas === undefined ? {} : { cas }) });
+  putSecret(path: string, data: SecretData, cas?: number) {
+    return this.request<SecretWritten>('PUT', `/v1/secrets/${encPath(path)}`, { data, ...(cas === undefined ? {} : { cas }) });
   }
   getSecret(path: string, version?: number) {
-    return this.request<{ data: Record<string, unknown>; version: number; created_at: string }>('GET', `/v1/secrets/${encPath(path)}${version ? `?version=${version}` : ''}`);
+    return this.request<SecretVersion>('GET', `/v1/secrets/${encPath(path)}${version ? `?version=${version}` : ''}`);
   }
   listSecrets(folder = '') {
-    return this.request<{ keys: string[] }>('GET', folder ? `/v1/secrets/${encPath(folder)}?list=true` : '/v1/secrets');
+    return this.request<SecretList>('GET', folder ? `/v1/secrets/${encPath(folder)}?list=true` : '/v1/secrets');
   }
   deleteSecret(path: string, versions?: number[]) {
-    return this.request<{ versions: number[] }>('DELETE', `/v1/secrets/${encPath(path)}${versions ? `?versions=${versions.join(',')}` : ''}`);
+    return this.request<SecretVersions>('DELETE', `/v1/secrets/${encPath(path)}${versions ? `?versions=${versions.join(',')}` : ''}`);
   }
-  undeleteSecret(path: string, versions: number[]) { return this.request<{ versions: number[] }>('POST', `/v1/secret-undelete/${encPath(path)}`, { versions }); }
-  destroySecret(path: string, versions: number[]) { return this.request<{ versions: number[] }>('POST', `/v1/secret-destroy/${encPath(path)}`, { versions }); }
-  secretMetadata(path: string) { return this.request<Record<string, unknown>>('GET', `/v1/secret-metadata/${encPath(path)}`); }
-  putPolicy(name: string, rules: Array<{ path: string; capabilities: string[] }>) { return this.request<unknown>('PUT', `/v1/policies/${enc(name)}`, { rules }); }
+  undeleteSecret(path: string, versions: number[]) { return this.request<SecretVersions>('POST', `/v1/secret-undelete/${encPath(path)}`, { versions }); }
+  destroySecret(path: string, versions: number[]) { return this.request<SecretVersions>('POST', `/v1/secret-destroy/${encPath(path)}`, { versions }); }
+  secretMetadata(path: string) { return this.request<SecretMetadata>('GET', `/v1/secret-metadata/${encPath(path)}`); }
+  putPolicy(name: string, rules: PolicyRule[]) { return this.request<PolicyView>('PUT', `/v1/policies/${enc(name)}`, { rules }); }
   /** Exchanges a projected service-account token for a keyhold token (no bearer token needed). */
   kubernetesLogin(role: string, jwt: string) {
-    return this.request<{ token: string; accessor: string; ttl: number; policies: string[]; identity: { namespace: string; service_account: string; pod_name?: string; pod_uid?: string; selectors: string[] } }>(
-      'POST', '/v1/auth/kubernetes/login', { role, jwt });
+    return this.request<LoginView>('POST', '/v1/auth/kubernetes/login', { role, jwt });
   }
   /** The same client with another token (after a login). */
   withToken(token: string): KeyholdClient {
@@ -128,30 +135,23 @@ export class KeyholdClient {
   }
   /** A child of this client's token (an orphan with `orphan`, which needs create on sys/tokens/orphan). */
   createToken(policies: string[], ttl?: number | string, options: { orphan?: boolean } = {}) {
-    return this.request<{ token: string; id: string; accessor: string; policies: string[]; expires_at: string }>('POST', '/v1/tokens', {
+    return this.request<TokenCreated>('POST', '/v1/tokens', {
       policies, ...(ttl === undefined ? {} : { ttl }), ...(options.orphan ? { no_parent: true } : {}),
     });
   }
   lookupAccessor(accessor: string) {
-    return this.request<{ accessor: string; policies: string[]; created_at: string; expires_at?: string; display_name?: string; parent_accessor?: string; orphan: boolean; selectors?: string[] }>(
-      'GET', `/v1/tokens/accessors/${enc(accessor)}`);
+    return this.request<AccessorView>('GET', `/v1/tokens/accessors/${enc(accessor)}`);
   }
+  /** The audit checkpoint public key, for `keyhold audit verify` (no token needed). */
+  auditPublicKey() { return this.request<AuditPublicKey>('GET', '/v1/sys/audit/public-key'); }
+  /** The latest signed audit checkpoint. */
+  auditCheckpoint() { return this.request<AuditCheckpoint>('GET', '/v1/sys/audit/checkpoint'); }
   /** Revokes the token with this accessor and all its descendants. */
   revokeAccessor(accessor: string) { return this.request<void>('DELETE', `/v1/tokens/accessors/${enc(accessor)}`); }
 }
 
-export interface HealthResponse {
-  initialized: boolean;
-  sealed: boolean;
-  version: string;
-  hsm: { ok: boolean; token: string; latency_ms: number; error?: string };
-  audit: {
-    ok: boolean; reason?: string; terminal?: boolean; failed_at?: string; rotated_files: number; chain?: string;
-    last_checkpoint?: { seq: number; head_seq: number; time: string };
-  };
-  /** Reported only: pod-bound logins are refused (503) while the pod watch is not synced. */
-  kubernetes: { configured: boolean; ok: boolean; pods_synced?: boolean; service_accounts_synced?: boolean };
-}
+/** `GET /v1/sys/health`. Its `kubernetes` part is reported only: pod-bound logins are refused (503) while the pod watch is not synced. */
+export type HealthResponse = Health;
 
 export type { KeyDescription };
 

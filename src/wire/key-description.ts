@@ -1,16 +1,14 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Closed } from './schema.js';
+
 /**
- * The JSON the API answers for a key (`GET /v1/keys/:name`, create, rotate, config): one
- * definition for the server that builds it and the client library that reads it. This folder holds
- * wire shapes only, no code, so either side can import it without depending on the other.
+ * The JSON the API answers for a key (`GET /v1/keys/:name`, create, rotate, config): one schema
+ * for the server that validates and serialises it, and its `Static` type for the server code that
+ * builds it (keys/describe.ts) and the client library that reads it.
  */
-export interface KeyDescription {
-  name: string;
-  type: string;
-  protection: string;
-  created_at: string;
-  latest_version: number;
-  min_decryption_version: number;
-  deletion_allowed: boolean;
-  disabled: boolean;
-  versions: Array<{ version: number; created_at: string; public_key?: string }>;
-}
+export const KeyDescription = Closed({
+  name: Type.String(), type: Type.String(), protection: Type.String(), created_at: Type.String(),
+  latest_version: Type.Integer(), min_decryption_version: Type.Integer(), deletion_allowed: Type.Boolean(), disabled: Type.Boolean(),
+  versions: Type.Array(Closed({ version: Type.Integer(), created_at: Type.String(), public_key: Type.Optional(Type.String()) })),
+});
+export type KeyDescription = Static<typeof KeyDescription>;

@@ -1,34 +1,43 @@
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import { MOUNTS, policyPath } from '../../barrier/mounts.js';
-import { exportCheckpoint } from '../../audit/checkpoint.js';
-import type { Runtime } from '../../core/runtime.js';
+import { exportCheckpoint, type ExportedCheckpoint } from '../../audit/checkpoint.js';
+import type { FileAuditLog } from '../../audit/file-log.js';
+import type { AuditSigner } from '../../audit/signer.js';
 import { KeyholdError } from '../../errors.js';
-import { Closed, withErrors } from '../schemas.js';
+import { AuditCheckpoint, AuditPublicKey } from '../../wire/audit.js';
+import { route, type ApiPlugin } from '../route.js';
+import type { SameType } from '../same-type.js';
+import { withErrors } from '../schemas.js';
+import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 
-const PublicKeyView = Closed({ public_key_pem: Type.String(), fingerprint: Type.String(), chain: Type.Optional(Type.String()) });
-const CheckpointView = Closed({
-  chain: Type.String(), head_seq: Type.Integer(), head_hash: Type.String(), signed_at: Type.String(),
-  key: Type.String(), signature: Type.String(), entry_seq: Type.Integer(), entry_hash: Type.String(),
-});
+export interface AuditApiOptions {
+  audit: Pick<FileAuditLog, 'status' | 'lastCheckpoint'>;
+  /** The checkpoint signing key (public half only in this process). */
+  signer: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
+}
+
+// The audit module declares the exported checkpoint (it also parses `--checkpoint` files); it must be the wire schema's type.
+const _checkpoint: SameType<ExportedCheckpoint, AuditCheckpoint> = true;
 
 /** What `keyhold audit verify` needs from a running server: the public key, and the latest checkpoint. */
-export function auditRoutes(app: FastifyInstance, runtime: Runtime): void {
-  app.get('/v1/sys/audit/public-key', {
-    schema: { tags: ['sys'], summary: 'The audit checkpoint public key (PEM, SPKI) and its sha256 fingerprint', response: { 200: PublicKeyView } },
+export const auditApi: ApiPlugin<AuditApiOptions> = async (app, { audit, signer }) => {
+  route(app, {
+    method: 'GET', url: '/v1/sys/audit/public-key',
     // A public key: anyone may check the log with it.
-    config: { public: true },
-  }, async () => {
-    const chain = runtime.audit.status.chain;
-    return { public_key_pem: runtime.auditSigner.publicKeyPem, fingerprint: runtime.auditSigner.fingerprint, ...(chain ? { chain } : {}) };
+    public: true,
+    schema: { tags: ['sys'], summary: 'The audit checkpoint public key (PEM, SPKI) and its sha256 fingerprint', response: { 200: AuditPublicKey } },
+    handler: async () => {
+      const chain = audit.status.chain;
+      return { public_key_pem: signer.publicKeyPem, fingerprint: signer.fingerprint, ...(chain ? { chain } : {}) };
+    },
   });
 
-  app.get('/v1/sys/audit/checkpoint', {
-    schema: { tags: ['sys'], summary: 'The latest audit checkpoint (for keyhold audit verify --checkpoint)', response: withErrors({ 200: CheckpointView }) },
-    config: { operation: 'audit.checkpoint', authorize: () => [[policyPath(MOUNTS.audit), 'read']] },
-  }, async () => {
-    const checkpoint = runtime.audit.lastCheckpoint;
-    if (!checkpoint) throw new KeyholdError('ERR_NOT_FOUND', 'no audit checkpoint yet');
-    return exportCheckpoint(checkpoint);
+  route(app, {
+    method: 'GET', url: '/v1/sys/audit/checkpoint', operation: 'audit.checkpoint',
+    schema: { tags: ['sys'], summary: 'The latest audit checkpoint (for keyhold audit verify --checkpoint)', response: withErrors({ 200: AuditCheckpoint }) },
+    authorize: () => [[policyPath(MOUNTS.audit), 'read']],
+    handler: async () => {
+      const checkpoint = audit.lastCheckpoint;
+      if (!checkpoint) throw new KeyholdError('ERR_NOT_FOUND', 'no audit checkpoint yet');
+      return exportCheckpoint(checkpoint);
+    },
   });
-}
+};

@@ -59,10 +59,10 @@ export async function auditVerify(o: { file?: string; config?: string; publicKey
 }
 
 export async function auditPublicKey(): Promise<void> {
-  const r = await KeyholdClient.fromEnv().request<{ public_key_pem: string }>('GET', '/v1/sys/audit/public-key');
+  const r = await KeyholdClient.fromEnv().auditPublicKey();
   process.stdout.write(r.public_key_pem.endsWith('\n') ? r.public_key_pem : `${r.public_key_pem}\n`);
 }
 
 export async function auditCheckpoint(): Promise<void> {
-  printJson(await KeyholdClient.fromEnv().request<unknown>('GET', '/v1/sys/audit/checkpoint'));
+  printJson(await KeyholdClient.fromEnv().auditCheckpoint());
 }

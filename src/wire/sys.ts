@@ -1,0 +1,30 @@
+/** Wire shape of `GET /v1/sys/health`. */
+import { Type, type Static } from '@sinclair/typebox';
+import { Closed } from './schema.js';
+
+/** Reported, never a reason for 503 (api/routes/sys.ts says why). */
+export const KubernetesHealth = Closed({
+  configured: Type.Boolean(), ok: Type.Boolean(),
+  pods_synced: Type.Optional(Type.Boolean()), service_accounts_synced: Type.Optional(Type.Boolean()),
+});
+export type KubernetesHealth = Static<typeof KubernetesHealth>;
+
+/** The audit part of health: failed with a reason code (ENOSPC, FILE_DELETED, …), rotation and the last checkpoint. */
+export const AuditHealth = Closed({
+  ok: Type.Boolean(),
+  reason: Type.Optional(Type.String()),
+  terminal: Type.Optional(Type.Boolean()),
+  failed_at: Type.Optional(Type.String()),
+  rotated_files: Type.Integer({ minimum: 0 }),
+  chain: Type.Optional(Type.String()),
+  last_checkpoint: Type.Optional(Closed({ seq: Type.Integer(), head_seq: Type.Integer(), time: Type.String() })),
+});
+export type AuditHealth = Static<typeof AuditHealth>;
+
+export const Health = Closed({
+  initialized: Type.Boolean(), sealed: Type.Boolean(), version: Type.String(), uptime_seconds: Type.Number(),
+  hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
+  audit: AuditHealth,
+  kubernetes: KubernetesHealth,
+});
+export type Health = Static<typeof Health>;
