@@ -1,6 +1,7 @@
 import { CoreV1Api, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
 import type { ControlPlane } from './control-plane.js';
 import { call } from './server.js';
+import { pollUntil } from './wait.js';
 
 /** The least-privilege rules docs/kubernetes-injection.md gives keyhold's reviewer: get/list/watch pods and service accounts, read the issuer's keys. */
 export const REVIEWER_RULES: V1PolicyRule[] = [
@@ -59,16 +60,15 @@ export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { addr
  * numbers is an etcd implementation detail: fine for a test against a real etcd, not for keyhold.
  */
 export async function waitForWatches(keyhold: { address: string; rootToken: string }, seen: { pods?: string | undefined; serviceAccounts?: string | undefined } = {}): Promise<KubernetesLoginStatus> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
+  const caughtUp = (w: WatchView | undefined, rv: string | undefined) => !!w?.synced && (rv === undefined || Number(w.resource_version) >= Number(rv));
+  let last = '';
+  return pollUntil("keyhold's watches to catch up", async () => {
     const r = await call(keyhold.address, 'GET', '/v1/auth/kubernetes/status', keyhold.rootToken);
     if (r.status !== 200) throw new Error(`keyhold login status: ${r.status} ${r.text}`);
+    last = r.text;
     const status = r.body as KubernetesLoginStatus;
-    const caughtUp = (w: WatchView | undefined, rv: string | undefined) => !!w?.synced && (rv === undefined || Number(w.resource_version) >= Number(rv));
-    if (caughtUp(status.pods, seen.pods) && caughtUp(status.service_accounts, seen.serviceAccounts)) return status;
-    if (Date.now() > deadline) throw new Error(`keyhold's watches did not catch up in 15 s: ${r.text}`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
+    return caughtUp(status.pods, seen.pods) && caughtUp(status.service_accounts, seen.serviceAccounts) && status;
+  }, { timeoutMs: 15_000, intervalMs: 20, detail: () => last });
 }
 
 interface WatchView { synced: boolean; error?: string; objects: number; resource_version?: string; lists: number; events: number }

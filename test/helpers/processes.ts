@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { pollUntil, type PollOptions } from './wait.js';
 
 // Children still running when the test process ends (a failed assertion before stop(), a runner
 // timeout) would hold ports and temp dirs forever: kill them on the way out.
@@ -56,6 +57,18 @@ export function tail(file: string, lines = 60): string {
   } catch {
     return '(no log)';
   }
+}
+
+/**
+ * Polls `probe` until it returns true while `child` runs: fails at once if the child exits, with
+ * `options.detail()` (its log) then and on timeout. A probe that throws counts as not ready yet.
+ */
+export async function waitForProcess(what: string, child: ChildProcess, probe: () => Promise<boolean>, options: PollOptions = {}): Promise<void> {
+  const detail = options.detail ?? (() => '');
+  await pollUntil(`${what} to be ready`, async () => {
+    if (exited(child)) throw new Error(`${what}: process exited (${child.exitCode ?? child.signalCode}):\n${detail()}`);
+    return probe().catch(() => false);
+  }, { ...options, detail });
 }
 
 export const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));

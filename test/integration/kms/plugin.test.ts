@@ -16,6 +16,7 @@ import { startKmsPlugin, type RunningKmsPlugin } from '../../../src/kubernetes/k
 import { KmsTestClient, type EncryptReply, type GrpcError } from '../../helpers/kms-client.js';
 import { CLI, tempDir } from '../../helpers/server.js';
 import { makeSoftHsmToken, readPin } from '../../helpers/softhsm.js';
+import { pollUntil } from '../../helpers/wait.js';
 
 const run = promisify(execFile);
 const token = makeSoftHsmToken('kms-plugin-test');
@@ -246,11 +247,7 @@ describe('kms-plugin with a wrong PIN', () => {
       assert.equal(loginFailures, 1, 'one failed login, logged once, not retried with the same PIN');
       assert.ok(!p.log().includes(readPin(token)) && !p.log().includes('not-the-pin'), 'the log holds no PIN');
       writeFileSync(pinFile, `${readPin(token)}\n`);
-      const deadline = Date.now() + 10_000;
-      while ((await p.client.status()).healthz !== 'ok') {
-        assert.ok(Date.now() < deadline, 'plugin did not recover after the PIN was fixed');
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await pollUntil('the plugin to recover after the PIN was fixed', async () => (await p.client.status()).healthz === 'ok', { timeoutMs: 10_000, intervalMs: 100 });
       const reply = await p.client.encrypt(Buffer.alloc(32, 5));
       assert.deepEqual(await p.client.decrypt(reply), Buffer.alloc(32, 5));
     } finally {

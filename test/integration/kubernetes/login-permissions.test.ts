@@ -15,6 +15,7 @@ import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod, type V1PolicyRule } from
 import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { freePorts, sleep } from '../../helpers/processes.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { CLI, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
 const execFileAsync = promisify(execFile);
@@ -37,19 +38,14 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
   async function makePod(name: string): Promise<V1Pod> {
     return core.createNamespacedPod({ namespace: 'app', body: { metadata: { name }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: IMAGE }] } } });
   }
+  /** How long the watches and revocations below may take to catch up. */
+  const soon = { timeoutMs: 20_000, intervalMs: 200 };
   async function podToken(pod?: V1Pod): Promise<string> {
     const r = await core.createNamespacedServiceAccountToken({
       namespace: 'app', name: 'app',
       body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, ...(pod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string } } : {}) } },
     });
     return r.status?.token as string;
-  }
-  async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs / 1000} s`);
-      await sleep(200);
-    }
   }
 
   before(async () => {
@@ -137,7 +133,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     const auditBefore = auditRecords(dev.dataDir).length;
 
     await setReviewerRules(cp, REVIEWER, GET_ONLY_PODS);
-    await eventually('health reports the pod watch unsynced', async () => (await health()).pods_synced === false);
+    await pollUntil('health reports the pod watch unsynced', async () => (await health()).pods_synced === false, soon);
     const h = await call(dev.address, 'GET', '/v1/sys/health');
     assert.equal(h.status, 200, 'an unsynced watch is reported, it does not fail health');
     assert.deepEqual(h.body.kubernetes, { configured: true, ok: false, pods_synced: false, service_accounts_synced: true });
@@ -169,8 +165,8 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     await waitForWatches(dev);
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
     // The re-list finds the victim gone and revokes what it was issued.
-    await eventually('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401);
-    await eventually('the replaced pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', phoenixLogin.body.token)).status === 401);
+    await pollUntil('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401, soon);
+    await pollUntil('the replaced pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', phoenixLogin.body.token)).status === 401, soon);
     const oldPhoenix = await login('app', phoenixJwt);
     assert.equal(oldPhoenix.status, 403, oldPhoenix.text);
     assert.match(oldPhoenix.body.error.message, /pod was replaced|pod no longer exists/);
@@ -192,7 +188,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
   it('list/watch on service accounts revoked after configuration: that watch is untrusted, health names it, and logins go on with live service-account look-ups', async () => {
     await waitForWatches(dev);
     await setReviewerRules(cp, REVIEWER, [REVIEWER_RULES[0] as V1PolicyRule, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }, ...REVIEWER_RULES.slice(2)]);
-    await eventually('health reports the service-account watch unsynced', async () => (await health()).service_accounts_synced === false);
+    await pollUntil('health reports the service-account watch unsynced', async () => (await health()).service_accounts_synced === false, soon);
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: false });
     assert.match((await asRoot('GET', '/v1/auth/kubernetes/status')).body.service_accounts.error, /list serviceaccounts|watch serviceaccounts|403/);
     const before = (await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets as number;
@@ -286,7 +282,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     const jwt = await podToken(await makePod('after-reviewer-gone'));
     await core.deleteNamespacedServiceAccount({ namespace: 'kube-system', name: REVIEWER });
     // The open watches stream on with a dead token until their timeout (5 minutes): that must not be how long it takes.
-    await eventually('health reports the watches unsynced', async () => (await health()).ok === false, 15_000);
+    await pollUntil('health reports the watches unsynced', async () => (await health()).ok === false, { ...soon, timeoutMs: 15_000 });
     assert.deepEqual(await health(), { configured: true, ok: false, pods_synced: false, service_accounts_synced: false });
     const status = await asRoot('GET', '/v1/auth/kubernetes/status');
     assert.match(status.body.pods.error, /401|reviewer_jwt/);

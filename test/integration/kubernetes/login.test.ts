@@ -15,6 +15,7 @@ import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SignJWT } from 'jose';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { request } from '../api/api-helpers.js';
 import { CLI, assertLoginAudit, auditRecords as auditRecordsOf, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
@@ -183,13 +184,11 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.ok(healthSaidUnsynced, 'health reported the pod watch unsynced while kube-apiserver was down');
     assert.ok(statuses.includes('503 ERR_KUBERNETES_NOT_SYNCED'), `logins meanwhile: ${statuses.join(', ')}`);
     for (const s of statuses) assert.ok(s === '200' || s.startsWith('503 '), `a login answered ${s} meanwhile`);
-    const deadline = Date.now() + 30_000;
     let after = await waitForWatches(dev);
-    while ((after.pods?.lists ?? 0) <= (before.pods?.lists ?? 0) || (after.service_accounts?.lists ?? 0) <= (before.service_accounts?.lists ?? 0)) {
-      assert.ok(Date.now() < deadline, `watches did not list again within 30 s: ${JSON.stringify(after)}`);
-      await new Promise((res) => setTimeout(res, 100));
+    await pollUntil('the watches to list again', async () => {
       after = await waitForWatches(dev);
-    }
+      return (after.pods?.lists ?? 0) > (before.pods?.lists ?? 0) && (after.service_accounts?.lists ?? 0) > (before.service_accounts?.lists ?? 0);
+    }, { timeoutMs: 30_000, intervalMs: 100, detail: () => JSON.stringify(after) });
     const r = await login('app', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
     assert.equal(r.status, 200, r.text);
   });
@@ -244,17 +243,9 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.ok(Date.parse(child.body.expires_at) <= Date.now() + 600_000, 'the child expires with its parent, not in a year');
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', child.body.token)).status, 200, 'the child inherits the pod identity and works');
     await core.deleteNamespacedPod({ namespace: 'app', name: 'web2', body: { gracePeriodSeconds: 0 } });
-    const deadline = Date.now() + 15_000;
-    while ((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status !== 401) {
-      assert.ok(Date.now() < deadline, 'token still valid 15 s after its pod was deleted');
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    for (const token of [minting.body.token, child.body.token]) {
-      while ((await call(dev.address, 'GET', '/v1/secrets/app/db', token)).status !== 401) {
-        assert.ok(Date.now() < deadline, 'a token of the pod, or its child, still valid 15 s after the pod was deleted');
-        await new Promise((res) => setTimeout(res, 200));
-      }
-    }
+    const revoked = async (token: string) => (await call(dev.address, 'GET', '/v1/secrets/app/db', token)).status === 401;
+    await pollUntil('the pod\'s token, the tokens made with it and their child to be revoked after the pod was deleted',
+      async () => await revoked(r.body.token) && await revoked(minting.body.token) && await revoked(child.body.token), { timeoutMs: 15_000, intervalMs: 200 });
     const again = await login('app', jwt);
     assert.equal(again.status, 403);
     assert.match(again.body.error.message, /pod no longer exists/);
@@ -395,13 +386,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     let stderr = '';
     sidecar.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     try {
-      const until = async (what: string, check: () => boolean) => {
-        const deadline = Date.now() + 10_000;
-        while (!check()) {
-          assert.ok(Date.now() < deadline, `${what}; agent said: ${stderr}`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      };
+      const until = (what: string, check: () => boolean) => pollUntil(what, check, { timeoutMs: 10_000, intervalMs: 100, detail: () => `agent said: ${stderr}` });
       const read = () => { try { return readFileSync(join(out, 'v'), 'utf8'); } catch { return ''; } };
       await until('first render', () => read() === 'one');
       assert.equal((await asRoot('PUT', '/v1/secrets/app/rotating', { data: { v: 'two' } })).status, 200);
