@@ -6,13 +6,14 @@
  * image verification cached, and kube-apiserver calls per login (from the apiserver's own metrics:
  * 0 once keyhold's pod and service-account watches hold the pods, which they do before the storm).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { startControlPlane } from '../test/helpers/control-plane.js';
 import { configureKubernetesLogin } from '../test/helpers/kubernetes-login.js';
+import { spawnUntilReady } from '../test/helpers/processes.js';
 import { cosignKeyPair, cosignSign, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { call, startDev, tempDir } from '../test/helpers/server.js';
 
@@ -59,8 +60,9 @@ try {
   });
 
   const jwks = (await cp.rawGet('/openid/v1/jwks')).body;
-  ceiling = spawn(process.execPath, [resolve(here, 'login-ceiling-server.js'), tempDir('keyhold-storm-ceiling-'), cp.url], { env: { ...process.env, CEILING_JWKS: jwks }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const ceilingUrl = await new Promise<string>((res) => ceiling?.stdout?.on('data', (d: Buffer) => { const m = /listening on (\S+)/.exec(d.toString()); if (m) res(m[1] as string); }));
+  const ceilingProc = await spawnUntilReady('login ceiling', process.execPath, [resolve(here, 'login-ceiling-server.js'), tempDir('keyhold-storm-ceiling-'), cp.url], { env: { CEILING_JWKS: jwks }, ready: /listening on (\S+)/ });
+  ceiling = ceilingProc.child;
+  const ceilingUrl = ceilingProc.ready[1] as string;
 
   const apiserverGets = async () => {
     const text = (await cp.rawGet('/metrics')).body;
