@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { startControlPlane } from '../test/helpers/control-plane.js';
-import { configureKubernetesLogin } from '../test/helpers/kubernetes-login.js';
+import { configureKubernetesLogin, serviceAccountToken } from '../test/helpers/kubernetes-login.js';
 import { spawnUntilReady } from '../test/helpers/processes.js';
 import { cosignKeyPair, cosignSign, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { call, startDev, tempDir } from '../test/helpers/server.js';
@@ -55,8 +55,7 @@ try {
   const jwts: string[] = new Array<string>(PODS);
   await pool(Array.from({ length: PODS }, (_, i) => i), 16, async (i) => {
     const pod = await core.createNamespacedPod({ namespace: 'storm', body: { metadata: { name: `p-${i}` }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: image.reference }] } } });
-    const token = await core.createNamespacedServiceAccountToken({ namespace: 'storm', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: `p-${i}`, uid: pod.metadata?.uid as string } } } });
-    jwts[i] = token.status?.token as string;
+    jwts[i] = await serviceAccountToken(core, { namespace: 'storm', name: 'app' }, { pod, expirationSeconds: 3600 });
   });
 
   const jwks = (await cp.rawGet('/openid/v1/jwks')).body;
