@@ -8,7 +8,8 @@ import { SEAL_RECORD_KEY, initializeSeal, isInitialized, unseal, type SealRecord
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { code, flipBit, tempDir } from './support.js';
+import { code, tempDir } from './support.js';
+import { flipBit } from '../../helpers/bytes.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-domain-barrier');
@@ -115,8 +116,8 @@ describe('barrier records', () => {
     assert.ok(raw);
     const positions = [0, 1, 12, 13, 20, raw.length - 17, raw.length - 16, raw.length - 1];
     for (const byte of positions) {
-      for (const bit of [0, 7]) {
-        await storage.put('data/tamper/x', flipBit(raw, byte, bit));
+      for (const bit of [7, 0]) {
+        await storage.put('data/tamper/x', flipBit(raw, byte * 8 + bit));
         await assert.rejects(barrier.getJson('tamper/x'), code('ERR_BARRIER_INTEGRITY'), `bit ${bit} of byte ${byte}`);
       }
     }
@@ -301,7 +302,7 @@ describe('seal', () => {
     const init = await initializeSeal(s, hsm);
     const wrapped = Buffer.from(init.record.wrappedRootKey, 'base64');
     for (const byte of [0, 11, 12, 30, 43, 44, 59]) {
-      const tampered: SealRecord = { ...init.record, wrappedRootKey: flipBit(wrapped, byte, 2).toString('base64') };
+      const tampered: SealRecord = { ...init.record, wrappedRootKey: flipBit(wrapped, byte * 8 + 5).toString('base64') };
       await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify(tampered)));
       await assert.rejects(unseal(s, hsm), code('ERR_BARRIER_INTEGRITY'), `byte ${byte}`);
     }

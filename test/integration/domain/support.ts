@@ -20,13 +20,6 @@ export function tempDir(what: string): string {
   return fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), `keyhold-${what}-`));
 }
 
-/** A copy of `blob` with one bit flipped. */
-export function flipBit(blob: Buffer, byte: number, bit = 0): Buffer {
-  const copy = Buffer.from(blob);
-  copy[byte] = (copy[byte] ?? 0) ^ (1 << bit);
-  return copy;
-}
-
 /**
  * Labels of every token object visible to a separate process (opensc pkcs11-tool, logged in):
  * an independent view of what the adapter left on the token.
