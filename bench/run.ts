@@ -3,11 +3,11 @@
  * (bench/ceiling-server.ts). Both servers are real child processes on loopback; the load comes
  * from this third process. Usage: npm run bench
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnUntilReady } from '../test/helpers/processes.js';
+import { tempDir } from '../test/helpers/temp.js';
 import { load, type LoadResult } from './load.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -39,7 +39,7 @@ interface Scenario {
   keyhold: () => Promise<LoadResult>;
 }
 
-const work = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-bench-'));
+const work = tempDir('keyhold-bench-');
 const keyholdProc = await startProcess([CLI, 'dev', '--data-dir', join(work, 'dev'), '--listen', '127.0.0.1:0'], /listening on (http:\/\/[\d.]+:\d+)/);
 const ceilingProc = await startProcess([CEILING, mkdirOk(join(work, 'ceiling'))], /ceiling listening on (http:\/\/[\d.]+:\d+)/);
 const kh = keyholdProc.ready[1] as string;

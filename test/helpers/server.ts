@@ -1,17 +1,16 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findSoftHsmModule } from '../../src/hsm/softhsm.js';
 import { spawnUntilReady, type WatchedProcess } from './processes.js';
+import { tempDir } from './temp.js';
 
 /** dist/src/cli/keyhold.cjs (the `keyhold` executable), resolved from this compiled file (dist/test/helpers/server.js). */
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/keyhold.cjs');
 
-export function tempDir(prefix = 'keyhold-'): string {
-  return mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), prefix));
-}
+// tempDir lives in temp.ts; re-exported because most tests take it from here with the server.
+export { tempDir };
 
 export interface DevServer {
   process: ChildProcess;

@@ -8,12 +8,13 @@ import { SEAL_RECORD_KEY, initializeSeal, isInitialized, unseal, type SealRecord
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { code, tempDir } from './support.js';
+import { code } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 import { flipBit } from '../../helpers/bytes.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-domain-barrier');
-const dir = tempDir('domain-barrier');
+const dir = tempDir('keyhold-domain-barrier-');
 let hsm: Pkcs11Hsm;
 const opened: SqliteStorage[] = [];
 let counter = 0;

@@ -18,12 +18,13 @@ import { sign, verify } from '../../../src/keys/sign.js';
 import type { KeyRecord, KeyType, Protection } from '../../../src/keys/types.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { code, tempDir, tokenObjectLabels } from './support.js';
+import { code, tokenObjectLabels } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 import { flipBit } from '../../helpers/bytes.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-domain-keys');
-const dbDir = tempDir('domain-keys');
+const dbDir = tempDir('keyhold-domain-keys-');
 const dbFile = path.join(dbDir, 'keyhold.db');
 
 let hsm: Pkcs11Hsm;

@@ -12,10 +12,10 @@ import { MaterialCache } from '../../../src/keys/material.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { tempDir } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 
 const token = makeSoftHsmToken('keyhold-domain-material');
-const dbDir = tempDir('domain-material');
+const dbDir = tempDir('keyhold-domain-material-');
 let hsm: Pkcs11Hsm;
 let storage: SqliteStorage;
 let material: MaterialCache;

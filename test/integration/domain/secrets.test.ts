@@ -10,10 +10,11 @@ import { SecretStore } from '../../../src/secrets/store.js';
 import { deleteSecretCompletely, deleteVersions, destroyVersions, undeleteVersions } from '../../../src/secrets/versions.js';
 import { putSecret } from '../../../src/secrets/write.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { code, tempDir } from './support.js';
+import { code } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 
 // Secrets sit on the barrier alone; a random root key stands in for an unsealed one (no HSM needed).
-const dir = tempDir('domain-secrets');
+const dir = tempDir('keyhold-domain-secrets-');
 let storage: SqliteStorage;
 let barrier: Barrier;
 let store: SecretStore;
@@ -244,7 +245,7 @@ describe('delete, undelete, destroy', () => {
 describe('listing', () => {
   it('lists the immediate children of a folder, sub-folders with a trailing slash', async () => {
     // A store of its own, so the root listing is exact.
-    const listDir = tempDir('domain-secrets-list');
+    const listDir = tempDir('keyhold-domain-secrets-list-');
     const listStorage = SqliteStorage.open(path.join(listDir, 'keyhold.db'));
     try {
       const s = new SecretStore(new Barrier(listStorage, randomBytes(32)));

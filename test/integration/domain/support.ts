@@ -1,7 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import assert from 'node:assert/strict';
 import { isKeyholdError, type KeyholdErrorCode } from '../../../src/errors.js';
 import { readPin, type SoftHsmTestToken } from '../../helpers/softhsm.js';
@@ -13,11 +10,6 @@ export function code(expected: KeyholdErrorCode): (err: unknown) => boolean {
     const got = isKeyholdError(err) ? `${err.code}: ${err.message}` : String(err);
     assert.fail(`expected KeyholdError ${expected}, got ${got}`);
   };
-}
-
-/** A fresh temp dir under KEYHOLD_TEST_TMP (set by scripts/test.sh) or the OS temp dir. */
-export function tempDir(what: string): string {
-  return fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), `keyhold-${what}-`));
 }
 
 /**

@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
 import { TokenStore } from '../../../src/identity/tokens.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { code, tempDir } from './support.js';
+import { code } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 
 describe('token expiry sweep', () => {
-  const storage = SqliteStorage.open(path.join(tempDir('tokens'), 'store.db'));
+  const storage = SqliteStorage.open(path.join(tempDir('keyhold-tokens-'), 'store.db'));
   const barrier = new Barrier(storage, randomBytes(32));
   after(() => storage.close());
 
@@ -51,7 +52,7 @@ describe('token expiry sweep', () => {
 });
 
 describe('token tree, accessors and limits (issue 9)', () => {
-  const storage = SqliteStorage.open(path.join(tempDir('token-tree'), 'store.db'));
+  const storage = SqliteStorage.open(path.join(tempDir('keyhold-token-tree-'), 'store.db'));
   const barrier = new Barrier(storage, randomBytes(32));
   after(() => storage.close());
   /** Every record under the token prefixes: what revocation and the sweep must leave empty. */

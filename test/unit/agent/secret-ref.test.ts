@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { writeAtomically } from '../../../src/agent/agent.js';
 import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs } from '../../../src/client/secret-ref.js';
+import { tempDir } from '../../helpers/temp.js';
 
 it('secret references: path and optional field; traversal and junk refused', () => {
   assert.deepEqual(parseSecretRef('app/db#password'), { path: 'app/db', field: 'password' });
@@ -27,7 +27,7 @@ it('rendering: a field as text, the whole secret as JSON, a missing field is an 
 });
 
 it('writeAtomically: final content and mode, no temp files left, unsafe names refused', () => {
-  const dir = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-atomic-'));
+  const dir = tempDir('keyhold-atomic-');
   writeAtomically(dir, 'secret', 'one', 0o400);
   writeAtomically(dir, 'secret', 'two', 0o440);
   assert.equal(readFileSync(join(dir, 'secret'), 'utf8'), 'two');

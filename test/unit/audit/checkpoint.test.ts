@@ -13,10 +13,11 @@ import { entryHash, sealSystemLine, type SystemEntry } from '../../../src/audit/
 import { FileAuditLog, type FileAuditLogOptions } from '../../../src/audit/file-log.js';
 import { scanAuditFiles, type AuditVerifyResult } from '../../../src/audit/verify.js';
 import type { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
-import { CHAIN, hsmSigners, OTHER_CHAIN, readLines, rec, tempRoot, type Line } from './support.js';
+import { CHAIN, hsmSigners, OTHER_CHAIN, readLines, rec, type Line } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 import { pollUntil } from '../../helpers/wait.js';
 
-const root = tempRoot('keyhold-audit-cp-');
+const root = tempDir('keyhold-audit-cp-');
 let hsm: Pkcs11Hsm;
 let signer: CheckpointSigner;
 let otherSigner: CheckpointSigner;

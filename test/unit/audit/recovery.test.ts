@@ -6,10 +6,11 @@ import path from 'node:path';
 import { isKeyholdError } from '../../../src/errors.js';
 import { FileAuditLog, type AuditIo } from '../../../src/audit/file-log.js';
 import { verifyAuditFile } from '../../../src/audit/verify.js';
-import { readLines, rec, tempRoot } from './support.js';
+import { readLines, rec } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 import { pollUntil } from '../../helpers/wait.js';
 
-const root = tempRoot('keyhold-audit-rec-');
+const root = tempDir('keyhold-audit-rec-');
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 let n = 0;
 const newFile = () => path.join(root, `audit-${++n}.log`);

@@ -9,10 +9,11 @@ import { rotatedFiles, rotatedName } from '../../../src/audit/files.js';
 import { verifyAuditSet } from '../../../src/audit/verify.js';
 import type { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { mountTmpfs } from '../../helpers/tmpfs.js';
-import { CHAIN, hsmSigners, readLines, rec, tempRoot } from './support.js';
+import { CHAIN, hsmSigners, readLines, rec } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 import { pollUntil } from '../../helpers/wait.js';
 
-const root = tempRoot('keyhold-audit-rot-');
+const root = tempDir('keyhold-audit-rot-');
 const isRoot = process.getuid?.() === 0;
 let hsm: Pkcs11Hsm;
 let signer: CheckpointSigner;

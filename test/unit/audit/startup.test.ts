@@ -17,9 +17,10 @@ import { isKeyholdError } from '../../../src/errors.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { readLines, rec, tempRoot } from './support.js';
+import { readLines, rec } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 
-const root = tempRoot('keyhold-audit-start-');
+const root = tempDir('keyhold-audit-start-');
 let hsm: Pkcs11Hsm;
 let n = 0;
 

@@ -1,16 +1,10 @@
 /** Shared set-up of the audit unit tests that sign checkpoints (not a test file itself). */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { createPublicKey } from 'node:crypto';
 import { keyFingerprint, type CheckpointSigner } from '../../../src/audit/checkpoint.js';
 import type { AuditRecord, SealedAnyAuditEntry } from '../../../src/audit/entry.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-
-export function tempRoot(prefix: string): string {
-  return fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), prefix));
-}
 
 /** A real SoftHSM token with EC P-256 keys generated in it (non-extractable), as checkpoint signers. */
 export async function hsmSigners(labels: string[]): Promise<{ hsm: Pkcs11Hsm; signers: CheckpointSigner[] }> {
