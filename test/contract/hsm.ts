@@ -1,23 +1,14 @@
 import { constants as cryptoConstants, createPublicKey, publicEncrypt, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { isKeyholdError, type KeyholdErrorCode } from '../../src/errors.js';
 import type { GeneratedHsmKey, Hsm, HsmKey, HsmKeyKind } from '../../src/hsm/types.js';
 import { flipBit } from '../helpers/bytes.js';
+import { keyholdCode } from '../helpers/errors.js';
 
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 /** Generation above this is skipped for rsa-4096 (it is reported as skipped, not failed). */
 const RSA_4096_BUDGET_MS = 10_000;
-
-/** `assert.rejects` matcher for a KeyholdError with exactly this code. */
-export function keyholdCode(code: KeyholdErrorCode): (err: unknown) => boolean {
-  return (err: unknown) => {
-    if (isKeyholdError(err, code)) return true;
-    const got = isKeyholdError(err) ? `${err.code}: ${err.message}` : String(err);
-    assert.fail(`expected KeyholdError ${code}, got ${got}`);
-  };
-}
 
 /**
  * The behaviour every Hsm implementation must have. One Hsm is opened for the whole block and

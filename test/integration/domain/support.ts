@@ -1,16 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { isKeyholdError, type KeyholdErrorCode } from '../../../src/errors.js';
 import { readPin, type SoftHsmTestToken } from '../../helpers/softhsm.js';
 
-/** `assert.rejects` / `assert.throws` matcher for a KeyholdError with exactly this code. */
-export function code(expected: KeyholdErrorCode): (err: unknown) => boolean {
-  return (err: unknown) => {
-    if (isKeyholdError(err, expected)) return true;
-    const got = isKeyholdError(err) ? `${err.code}: ${err.message}` : String(err);
-    assert.fail(`expected KeyholdError ${expected}, got ${got}`);
-  };
-}
+// The domain tests say code('ERR_…'): the one matcher, under a short name.
+export { keyholdCode as code } from '../../helpers/errors.js';
 
 /**
  * Labels of every token object visible to a separate process (opensc pkcs11-tool, logged in):

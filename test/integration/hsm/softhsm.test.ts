@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import type { HsmConfig } from '../../../src/hsm/config.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import type { HsmKeyKind } from '../../../src/hsm/types.js';
-import { hsmContract, keyholdCode } from '../../contract/hsm.js';
+import { hsmContract } from '../../contract/hsm.js';
+import { keyholdCode } from '../../helpers/errors.js';
 import { makeSoftHsmToken, readPin } from '../../helpers/softhsm.js';
 import { parseListedObjects, pkcs11Tool as pkcs11ToolRun } from '../../helpers/pkcs11-tool.js';
 
