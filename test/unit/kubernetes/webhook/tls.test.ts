@@ -3,8 +3,8 @@ import { rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileTls, issueLeaf, makeAuthority, type TlsMaterial } from '../../../src/kubernetes/webhook/tls.js';
-import { tempDir } from '../../helpers/temp.js';
+import { fileTls, issueLeaf, makeAuthority, type TlsMaterial } from '../../../../src/kubernetes/webhook/tls.js';
+import { tempDir } from '../../../helpers/temp.js';
 
 describe('webhook TLS from files', () => {
   const dir = tempDir('keyhold-file-tls-');
