@@ -14,6 +14,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { startControlPlane } from '../test/helpers/control-plane.js';
 import { configureKubernetesLogin, serviceAccountToken } from '../test/helpers/kubernetes-login.js';
 import { spawnUntilReady } from '../test/helpers/processes.js';
+import { inParallel } from '../test/helpers/pool.js';
 import { cosignKeyPair, cosignSign, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { call, startDev, tempDir } from '../test/helpers/server.js';
 
@@ -21,16 +22,6 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const PODS = Number(process.env.STORM_PODS ?? 1000);
 const CONCURRENCY = 32;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-
-async function pool<T>(items: T[], width: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await work(items[i] as T, i);
-    }
-  }));
-}
 
 const cp = await startControlPlane();
 const registry = await startRegistry();
@@ -53,7 +44,7 @@ try {
 
   process.stderr.write(`storm: creating ${PODS} pods and their tokens\n`);
   const jwts: string[] = new Array<string>(PODS);
-  await pool(Array.from({ length: PODS }, (_, i) => i), 16, async (i) => {
+  await inParallel(Array.from({ length: PODS }, (_, i) => i), 16, async (i) => {
     const pod = await core.createNamespacedPod({ namespace: 'storm', body: { metadata: { name: `p-${i}` }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: image.reference }] } } });
     jwts[i] = await serviceAccountToken(core, { namespace: 'storm', name: 'app' }, { pod, expirationSeconds: 3600 });
   });
@@ -77,7 +68,7 @@ try {
     const loginLatencies: number[] = [];
     let failures = 0;
     const started = Date.now();
-    await pool(jwts, CONCURRENCY, async (jwt) => {
+    await inParallel(jwts, CONCURRENCY, async (jwt) => {
       const t = process.hrtime.bigint();
       const login = target === 'keyhold'
         ? await call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role: 'storm', jwt })
