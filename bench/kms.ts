@@ -6,7 +6,7 @@
  *  3. through a real kube-apiserver: Secret create+get throughput with the keyhold provider vs identity.
  * Usage: npm run bench (or node dist/bench/kms.js). BENCH_SECONDS, BENCH_ROUNDS as in run.js.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadKmsProto } from '../src/kubernetes/kms-plugin/grpc-server.js';
 import { startControlPlane, type ControlPlane } from '../test/helpers/control-plane.js';
 import { startPluginProcess, type PluginProcess } from '../test/helpers/kms-plugin-process.js';
+import { spawnUntilReady } from '../test/helpers/processes.js';
 import { tempDir } from '../test/helpers/server.js';
 import { makeSoftHsmToken } from '../test/helpers/softhsm.js';
 
@@ -61,9 +62,8 @@ async function metric(plugin: PluginProcess, name: string): Promise<number> {
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 }
 
-function startEcho(socket: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [resolve(here, 'kms-echo-server.js'), socket], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((res) => child.stdout?.once('data', () => res(child)));
+async function startEcho(socket: string): Promise<ChildProcess> {
+  return (await spawnUntilReady('kms echo server', process.execPath, [resolve(here, 'kms-echo-server.js'), socket], { ready: /echo listening/ })).child;
 }
 
 const work = tempDir('keyhold-kms-bench-');

@@ -6,13 +6,15 @@
  * image verification cached, and kube-apiserver calls per login (from the apiserver's own metrics:
  * 0 once keyhold's pod and service-account watches hold the pods, which they do before the storm).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { startControlPlane } from '../test/helpers/control-plane.js';
-import { configureKubernetesLogin } from '../test/helpers/kubernetes-login.js';
+import { configureKubernetesLogin, serviceAccountToken } from '../test/helpers/kubernetes-login.js';
+import { spawnUntilReady } from '../test/helpers/processes.js';
+import { inParallel } from '../test/helpers/pool.js';
 import { cosignKeyPair, cosignSign, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { call, startDev, tempDir } from '../test/helpers/server.js';
 
@@ -20,16 +22,6 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const PODS = Number(process.env.STORM_PODS ?? 1000);
 const CONCURRENCY = 32;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-
-async function pool<T>(items: T[], width: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await work(items[i] as T, i);
-    }
-  }));
-}
 
 const cp = await startControlPlane();
 const registry = await startRegistry();
@@ -52,15 +44,15 @@ try {
 
   process.stderr.write(`storm: creating ${PODS} pods and their tokens\n`);
   const jwts: string[] = new Array<string>(PODS);
-  await pool(Array.from({ length: PODS }, (_, i) => i), 16, async (i) => {
+  await inParallel(Array.from({ length: PODS }, (_, i) => i), 16, async (i) => {
     const pod = await core.createNamespacedPod({ namespace: 'storm', body: { metadata: { name: `p-${i}` }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: image.reference }] } } });
-    const token = await core.createNamespacedServiceAccountToken({ namespace: 'storm', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: `p-${i}`, uid: pod.metadata?.uid as string } } } });
-    jwts[i] = token.status?.token as string;
+    jwts[i] = await serviceAccountToken(core, { namespace: 'storm', name: 'app' }, { pod, expirationSeconds: 3600 });
   });
 
   const jwks = (await cp.rawGet('/openid/v1/jwks')).body;
-  ceiling = spawn(process.execPath, [resolve(here, 'login-ceiling-server.js'), tempDir('keyhold-storm-ceiling-'), cp.url], { env: { ...process.env, CEILING_JWKS: jwks }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const ceilingUrl = await new Promise<string>((res) => ceiling?.stdout?.on('data', (d: Buffer) => { const m = /listening on (\S+)/.exec(d.toString()); if (m) res(m[1] as string); }));
+  const ceilingProc = await spawnUntilReady('login ceiling', process.execPath, [resolve(here, 'login-ceiling-server.js'), tempDir('keyhold-storm-ceiling-'), cp.url], { env: { CEILING_JWKS: jwks }, ready: /listening on (\S+)/ });
+  ceiling = ceilingProc.child;
+  const ceilingUrl = ceilingProc.ready[1] as string;
 
   const apiserverGets = async () => {
     const text = (await cp.rawGet('/metrics')).body;
@@ -76,7 +68,7 @@ try {
     const loginLatencies: number[] = [];
     let failures = 0;
     const started = Date.now();
-    await pool(jwts, CONCURRENCY, async (jwt) => {
+    await inParallel(jwts, CONCURRENCY, async (jwt) => {
       const t = process.hrtime.bigint();
       const login = target === 'keyhold'
         ? await call(dev.address, 'POST', '/v1/auth/kubernetes/login', undefined, { role: 'storm', jwt })

@@ -3,11 +3,11 @@
  * (bench/ceiling-server.ts). Both servers are real child processes on loopback; the load comes
  * from this third process. Usage: npm run bench
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnUntilReady } from '../test/helpers/processes.js';
+import { tempDir } from '../test/helpers/temp.js';
 import { load, type LoadResult } from './load.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -17,21 +17,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const WRITE_CONNECTIONS = [8, 32, 128];
 
-function startProcess(args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  // The same libuv pool size keyhold's CLI sets for itself, so both sides dispatch HSM calls alike.
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } });
-  let output = '';
-  return new Promise((res, rej) => {
-    const onData = (d: Buffer) => {
-      output += d.toString();
-      const match = ready.exec(output);
-      if (match) res({ child, match });
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => rej(new Error(`${args.join(' ')} exited ${code}: ${output}`)));
-  });
-}
+// The same libuv pool size keyhold's CLI sets for itself, so both sides dispatch HSM calls alike.
+const startProcess = (args: string[], ready: RegExp) => spawnUntilReady(args.join(' '), process.execPath, args, { ready, env: { UV_THREADPOOL_SIZE: '16' } });
 
 async function api(address: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
   const response = await fetch(address + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -52,11 +39,11 @@ interface Scenario {
   keyhold: () => Promise<LoadResult>;
 }
 
-const work = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-bench-'));
+const work = tempDir('keyhold-bench-');
 const keyholdProc = await startProcess([CLI, 'dev', '--data-dir', join(work, 'dev'), '--listen', '127.0.0.1:0'], /listening on (http:\/\/[\d.]+:\d+)/);
 const ceilingProc = await startProcess([CEILING, mkdirOk(join(work, 'ceiling'))], /ceiling listening on (http:\/\/[\d.]+:\d+)/);
-const kh = keyholdProc.match[1] as string;
-const ce = ceilingProc.match[1] as string;
+const kh = keyholdProc.ready[1] as string;
+const ce = ceilingProc.ready[1] as string;
 const token = readFileSync(join(work, 'dev', 'root-token'), 'utf8').trim();
 
 function mkdirOk(dir: string): string {

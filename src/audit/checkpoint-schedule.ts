@@ -83,7 +83,7 @@ export class CheckpointScheduler {
     const cp = this.#config;
     if (!cp || this.#writer.closing) return;
     const max = this.#maxFileBytes;
-    if (max !== undefined && !this.#rotationRequested && this.#writer.fileBytes > max) {
+    if (max !== undefined && !this.#rotationRequested && this.#writer.file.bytes > max) {
       this.#rotationRequested = true;
       this.#auto(true);
       return;

@@ -181,7 +181,7 @@ export class FileAuditLog {
       }
       openPaths.delete(this.path);
       try {
-        await this.#writer.io.close();
+        await this.#writer.file.io.close();
       } catch (err) {
         // After a failure the file is already written off; otherwise closing must not hide an error.
         if (this.#writer.failure === undefined) throw unavailable(`closing audit log failed: ${(err as Error).message}`, err);

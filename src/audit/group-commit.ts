@@ -35,6 +35,18 @@ export interface ActiveFile {
   firstSeq: number;
 }
 
+/** The active file as the writer tracks it; rotation replaces it as a whole. */
+export interface WriterFile {
+  readonly io: AuditIo;
+  readonly identity: FileIdentity;
+  /** Seq of its first entry (the next one when it is empty): names it when it is rotated. */
+  readonly firstSeq: number;
+  /** Bytes written to it, synced or not. */
+  bytes: number;
+  /** Bytes of it known to be on disk. */
+  durableBytes: number;
+}
+
 /** Where the writer hands over, between batches, to the machinery around it. */
 export interface WriterHooks {
   /** Per batch, not per entry, once it is durable: is a checkpoint or a rotation due? */
@@ -52,13 +64,9 @@ export class GroupCommitWriter {
   /** Rotation renamed the active file but could not create the next one yet (recovery does). */
   needsNextFile = false;
   rotatedFiles: number;
-  #io: AuditIo;
-  #identity: FileIdentity;
+  #file: WriterFile;
   #assigned: AuditHead; // last entry handed a seq (maybe not yet durable)
   #durable: AuditHead; // last entry known to be on disk
-  #fileBytes: number; // bytes written to the active file
-  #durableBytes: number; // bytes of the active file known to be on disk
-  #activeFirstSeq: number;
   #queue: Pending[] = [];
   #flushing = false;
   #idleWaiters: (() => void)[] = [];
@@ -72,11 +80,7 @@ export class GroupCommitWriter {
 
   constructor(path: string, file: ActiveFile, head: AuditHead, rotatedFiles: number, hooks: WriterHooks, error: (message: string) => void) {
     this.path = path;
-    this.#io = file.io;
-    this.#identity = file.identity;
-    this.#fileBytes = file.bytes;
-    this.#durableBytes = file.bytes;
-    this.#activeFirstSeq = file.firstSeq;
+    this.#file = { io: file.io, identity: file.identity, firstSeq: file.firstSeq, bytes: file.bytes, durableBytes: file.bytes };
     this.#assigned = head;
     this.#durable = head;
     this.rotatedFiles = rotatedFiles;
@@ -84,8 +88,9 @@ export class GroupCommitWriter {
     this.#error = error;
   }
 
-  get io(): AuditIo {
-    return this.#io;
+  /** The active file (the writer's own object: read it, do not keep it across a rotation). */
+  get file(): Readonly<WriterFile> {
+    return this.#file;
   }
 
   get failure(): Failure | undefined {
@@ -95,18 +100,6 @@ export class GroupCommitWriter {
   /** The last entry known to be durable (the writer's own object: copy it to keep it). */
   get durable(): AuditHead {
     return this.#durable;
-  }
-
-  get durableBytes(): number {
-    return this.#durableBytes;
-  }
-
-  get fileBytes(): number {
-    return this.#fileBytes;
-  }
-
-  get activeFirstSeq(): number {
-    return this.#activeFirstSeq;
   }
 
   /** Number of completed write+fdatasync rounds (each may carry many entries). */
@@ -166,9 +159,9 @@ export class GroupCommitWriter {
   }
 
   /** Is the path still the active file, holding at least `least` and at most `written` bytes? See file-identity.ts. */
-  checkIdentity(least = this.#durableBytes, written = this.#fileBytes): IdentityProblem | undefined {
+  checkIdentity(least = this.#file.durableBytes, written = this.#file.bytes): IdentityProblem | undefined {
     if (this.rotating) return undefined;
-    return identityProblem(this.path, this.#identity, least, written);
+    return identityProblem(this.path, this.#file.identity, least, written);
   }
 
   #scheduleFlush(): void {
@@ -205,15 +198,15 @@ export class GroupCommitWriter {
       const data = Buffer.from(batch.map((p) => `${p.line}\n`).join(''), 'utf8');
       // Counted before the write, so an identity check running meanwhile never sees more bytes than
       // were counted. A failed write fails the log, and recovery recounts from the durable length.
-      this.#fileBytes += data.length;
-      const endBytes = this.#fileBytes;
+      this.#file.bytes += data.length;
+      const endBytes = this.#file.bytes;
       try {
-        await this.#io.write(data);
+        await this.#file.io.write(data);
       } catch (err) {
         this.fail(err, batch);
         continue;
       }
-      const synced = this.#io.datasync();
+      const synced = this.#file.io.datasync();
       const previous = this.#acknowledged;
       this.#inFlightSyncs++;
       this.#acknowledged = (async () => {
@@ -240,7 +233,7 @@ export class GroupCommitWriter {
         }
         this.#flushes += 1;
         this.#durable = batch[batch.length - 1]?.head ?? this.#durable;
-        this.#durableBytes = endBytes;
+        this.#file.durableBytes = endBytes;
         for (const p of batch) p.resolve();
         this.#hooks.afterDurable();
       })();
@@ -272,20 +265,16 @@ export class GroupCommitWriter {
 
   /** Rotation: the next file is open and empty; the chain goes on in it. Returns the old file's io, to close. */
   switchFile(io: AuditIo, identity: FileIdentity): AuditIo {
-    const old = this.#io;
-    this.#io = io;
-    this.#identity = identity;
-    this.#fileBytes = 0;
-    this.#durableBytes = 0;
-    this.#activeFirstSeq = this.#durable.seq + 1;
+    const old = this.#file.io;
+    this.#file = { io, identity, firstSeq: this.#durable.seq + 1, bytes: 0, durableBytes: 0 };
     this.needsNextFile = false;
     return old;
   }
 
   /** Recovery made `head` durable, ending the file at `bytes`: the log takes appends again. */
   recovered(head: AuditHead, bytes: number): void {
-    this.#fileBytes = bytes;
-    this.#durableBytes = bytes;
+    this.#file.bytes = bytes;
+    this.#file.durableBytes = bytes;
     this.#durable = head;
     this.#assigned = head;
     this.#acknowledged = Promise.resolve();

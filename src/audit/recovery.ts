@@ -55,23 +55,23 @@ export class RecoveryProbe {
     this.#recovering = true;
     try {
       if (w.needsNextFile) await openNextFile(w, this.#wrapIo);
-      const droppedBytes = await w.io.truncate(w.durableBytes);
+      const droppedBytes = await w.file.io.truncate(w.file.durableBytes);
       const entry: SystemEntry = {
         seq: w.durable.seq + 1, time: isoNow(), prev: w.durable.hash, type: 'recovered',
         data: { reason: failure.reason, failedAt: failure.at, droppedBytes },
       };
       const { hash, line } = sealSystemLine(entry);
       const data = Buffer.from(`${line}\n`, 'utf8');
-      await w.io.write(data);
-      await w.io.datasync();
-      const moved = w.checkIdentity(w.durableBytes + data.length, w.durableBytes + data.length);
+      await w.file.io.write(data);
+      await w.file.io.datasync();
+      const moved = w.checkIdentity(w.file.durableBytes + data.length, w.file.durableBytes + data.length);
       if (moved) {
         failure.terminal = true;
         failure.reason = moved.reason;
         this.#error(`audit log cannot recover: ${moved.message}`);
         return;
       }
-      w.recovered({ seq: entry.seq, hash }, w.durableBytes + data.length);
+      w.recovered({ seq: entry.seq, hash }, w.file.durableBytes + data.length);
       this.#warn(`audit log recovered (was failed since ${failure.at}: ${failure.reason}); ${droppedBytes} unacknowledged bytes dropped`);
     } catch {
       // Still not writable; the next probe tries again.

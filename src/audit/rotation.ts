@@ -15,7 +15,7 @@ import { rotatedName } from './files.js';
  */
 export async function rotateActiveFile(writer: GroupCommitWriter, wrapIo: WrapIo | undefined, ended: () => void): Promise<void> {
   writer.rotating = true;
-  const target = rotatedName(writer.path, writer.activeFirstSeq);
+  const target = rotatedName(writer.path, writer.file.firstSeq);
   try {
     await rename(writer.path, target);
     writer.rotatedFiles += 1;

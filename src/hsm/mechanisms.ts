@@ -75,6 +75,21 @@ export interface AsymmetricSpec {
 
 export type KeySpec = SymmetricSpec | AsymmetricSpec;
 
+/** A 256-bit secret key of `keyType`, usable only for `allowed` (one key, one purpose). */
+function secretSpec(keyType: number, genMechanism: number, allowed: Usage[]): SymmetricSpec {
+  return {
+    family: 'secret',
+    keyType,
+    genMechanism,
+    template: (label, id) => [
+      ...secretKeyBase(label, id),
+      { type: pkcs11.CKA_KEY_TYPE, value: keyType },
+      { type: pkcs11.CKA_VALUE_LEN, value: 32 },
+      ...usages(SECRET_USAGES, allowed),
+    ],
+  };
+}
+
 function rsaSpec(bits: number): AsymmetricSpec {
   return {
     family: 'rsa',
@@ -118,28 +133,8 @@ function ecSpec(oid: Buffer, digest: 'sha256' | 'sha384'): AsymmetricSpec {
 
 /** One null-prototype entry per key kind; an unknown kind throws. */
 const SPECS: Record<HsmKeyKind, KeySpec> = Object.assign(Object.create(null) as Record<HsmKeyKind, KeySpec>, {
-  aes256: {
-    family: 'secret',
-    keyType: pkcs11.CKK_AES,
-    genMechanism: pkcs11.CKM_AES_KEY_GEN,
-    template: (label: string, id: Buffer) => [
-      ...secretKeyBase(label, id),
-      { type: pkcs11.CKA_KEY_TYPE, value: pkcs11.CKK_AES },
-      { type: pkcs11.CKA_VALUE_LEN, value: 32 },
-      ...usages(SECRET_USAGES, ['encrypt', 'decrypt']),
-    ],
-  },
-  'hmac-sha256': {
-    family: 'secret',
-    keyType: pkcs11.CKK_GENERIC_SECRET,
-    genMechanism: pkcs11.CKM_GENERIC_SECRET_KEY_GEN,
-    template: (label: string, id: Buffer) => [
-      ...secretKeyBase(label, id),
-      { type: pkcs11.CKA_KEY_TYPE, value: pkcs11.CKK_GENERIC_SECRET },
-      { type: pkcs11.CKA_VALUE_LEN, value: 32 },
-      ...usages(SECRET_USAGES, ['sign', 'verify']),
-    ],
-  },
+  aes256: secretSpec(pkcs11.CKK_AES, pkcs11.CKM_AES_KEY_GEN, ['encrypt', 'decrypt']),
+  'hmac-sha256': secretSpec(pkcs11.CKK_GENERIC_SECRET, pkcs11.CKM_GENERIC_SECRET_KEY_GEN, ['sign', 'verify']),
   'ec-p256': ecSpec(P256_OID, 'sha256'),
   'ec-p384': ecSpec(P384_OID, 'sha384'),
   'rsa-2048': rsaSpec(2048),

@@ -1,28 +1,14 @@
 import { constants as cryptoConstants, createPublicKey, publicEncrypt, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { isKeyholdError, type KeyholdErrorCode } from '../../src/errors.js';
 import type { GeneratedHsmKey, Hsm, HsmKey, HsmKeyKind } from '../../src/hsm/types.js';
+import { flipBit } from '../helpers/bytes.js';
+import { keyholdCode } from '../helpers/errors.js';
 
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 /** Generation above this is skipped for rsa-4096 (it is reported as skipped, not failed). */
 const RSA_4096_BUDGET_MS = 10_000;
-
-/** `assert.rejects` matcher for a KeyholdError with exactly this code. */
-export function keyholdCode(code: KeyholdErrorCode): (err: unknown) => boolean {
-  return (err: unknown) => {
-    if (isKeyholdError(err, code)) return true;
-    const got = isKeyholdError(err) ? `${err.code}: ${err.message}` : String(err);
-    assert.fail(`expected KeyholdError ${code}, got ${got}`);
-  };
-}
-
-function flipBit(blob: Buffer, byte: number, bit: number): Buffer {
-  const copy = Buffer.from(blob);
-  copy[byte] = (copy[byte] ?? 0) ^ (1 << bit);
-  return copy;
-}
 
 /**
  * The behaviour every Hsm implementation must have. One Hsm is opened for the whole block and
@@ -251,8 +237,8 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
         const blob = await hsm.aesGcmEncrypt(key, randomBytes(32), aad);
         // Every byte of iv(12) ‖ body(32) ‖ tag(16), a different bit each time.
         for (let byte = 0; byte < blob.length; byte++) {
-          const bit = (byte * 3) % 8;
-          await assert.rejects(hsm.aesGcmDecrypt(key, flipBit(blob, byte, bit), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte} bit ${bit}`);
+          const bit = 7 - ((byte * 3) % 8);
+          await assert.rejects(hsm.aesGcmDecrypt(key, flipBit(blob, byte * 8 + bit), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte} bit ${bit}`);
         }
         await assertPoolHealthy(key);
       });
@@ -262,7 +248,7 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
         const aad = Buffer.from('tamper-aad');
         const blob = await hsm.aesGcmEncrypt(key, randomBytes(65536), aad);
         for (const byte of [0, 11, 12, 13, 4096, 32768, blob.length - GCM_TAG_BYTES - 1, blob.length - GCM_TAG_BYTES, blob.length - 1]) {
-          await assert.rejects(hsm.aesGcmDecrypt(key, flipBit(blob, byte, 7), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte}`);
+          await assert.rejects(hsm.aesGcmDecrypt(key, flipBit(blob, byte * 8), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte}`);
         }
         await assertPoolHealthy(key);
       });
@@ -388,7 +374,7 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
         const plaintext = randomBytes(32);
         const ciphertext = await hsm.rsaEncrypt(key, pub, plaintext, hash);
         for (const byte of [0, 1, 100, 128, 255]) {
-          await assert.rejects(hsm.rsaDecrypt(key, flipBit(ciphertext, byte, byte % 8), hash), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte}`);
+          await assert.rejects(hsm.rsaDecrypt(key, flipBit(ciphertext, byte * 8 + 7 - (byte % 8)), hash), keyholdCode('ERR_CIPHERTEXT_INVALID'), `byte ${byte}`);
         }
         await assertPoolHealthy(await keyOf('aes256'));
         assert.deepEqual(await hsm.rsaDecrypt(key, ciphertext, hash), plaintext);

@@ -5,7 +5,7 @@ import type { OaepHash } from '../../src/hsm/types.js';
 import { algorithmOf, type KeyOperation } from '../../src/keys/algorithms.js';
 import type { KeyMaterial } from '../../src/keys/key-material.js';
 import type { KeyType } from '../../src/keys/types.js';
-import { keyholdCode } from './hsm.js';
+import { keyholdCode } from '../helpers/errors.js';
 
 /** One fresh version's material of a key type, with what a caller outside keyhold may know of it. */
 export interface MaterialUnderTest {

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { builtBinaries, exited, freePorts, killOnExit, sleep, tail } from './processes.js';
+import { builtBinaries, exited, freePorts, killOnExit, tail, waitForProcess } from './processes.js';
 import { tempDir } from './server.js';
 
 /**
@@ -112,17 +112,6 @@ async function stopProcess(child: ChildProcess | undefined, graceMs = 5_000): Pr
 }
 
 
-/** Polls `probe` until it returns true; fails early if `child` exits, and with `describe()` on timeout. */
-async function waitFor(what: string, child: ChildProcess, timeoutMs: number, probe: () => Promise<boolean>, describe: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (exited(child)) throw new Error(`${what}: process exited (${child.exitCode ?? child.signalCode}):\n${describe()}`);
-    if (await probe().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not ready after ${timeoutMs / 1000} s:\n${describe()}`);
-    await sleep(250);
-  }
-}
-
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const bin = await k8sBinDir();
   const dir = opts.dir ?? tempDir('keyhold-k8s-');
@@ -184,10 +173,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       '--unsafe-no-fsync', // test data: durability across power loss is irrelevant, speed is not
     ], logs.etcd);
     const etcdChild = etcd;
-    await waitFor('etcd', etcdChild, 30_000, async () => {
+    await waitForProcess('etcd', etcdChild, async () => {
       const response = await fetch(`${etcdUrl}/health`);
       return response.ok && (await response.json() as { health?: string }).health === 'true';
-    }, () => tail(logs.etcd));
+    }, { timeoutMs: 30_000, intervalMs: 250, detail: () => tail(logs.etcd) });
 
     const rawGet = (path: string, token = adminToken) => new Promise<{ status: number; body: string }>((res, rej) => {
       const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
@@ -228,7 +217,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     ];
     const startApiserver = async () => {
       apiserver = await startProcess(join(bin, 'kube-apiserver'), apiserverArgs, logs.apiserver);
-      await waitFor('kube-apiserver', apiserver, 90_000, async () => (await rawGet('/readyz')).status === 200, () => tail(logs.apiserver));
+      await waitForProcess('kube-apiserver', apiserver, async () => (await rawGet('/readyz')).status === 200, { timeoutMs: 90_000, intervalMs: 250, detail: () => tail(logs.apiserver) });
     };
     await startApiserver();
 

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnUntilReady } from './processes.js';
 import { CLI } from './server.js';
 import type { SoftHsmTestToken } from './softhsm.js';
 
@@ -12,34 +13,12 @@ export interface PluginProcess {
 /** `keyhold kms-plugin` in direct mode as a real child process; resolves once it serves its socket. */
 export async function startPluginProcess(options: { socket: string; token: SoftHsmTestToken; keyLabel: string; pinFile?: string; extraArgs?: string[] }): Promise<PluginProcess> {
   const { token } = options;
-  const child = spawn(process.execPath, [
+  const started = await spawnUntilReady('kms-plugin', process.execPath, [
     CLI, 'kms-plugin', '--listen', options.socket, '--health-listen', '127.0.0.1:0',
     '--hsm-module', token.module, '--hsm-token-label', token.label, '--hsm-pin-file', options.pinFile ?? token.pinFile, '--key-label', options.keyLabel,
     ...(options.extraArgs ?? []),
-  ], { env: { ...process.env, SOFTHSM2_CONF: token.confPath }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const healthUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`kms-plugin did not start in 30 s:\n${output}`)), 30_000);
-    const check = () => {
-      const match = /"health":"(http:\/\/[^"]+)"[^\n]*"msg":"KMS v2 plugin listening"/.exec(output);
-      if (match) { clearTimeout(timer); resolve(match[1] as string); }
-    };
-    child.stdout?.on('data', check);
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`kms-plugin exited with ${code}:\n${output}`)); });
-  });
-  return {
-    child,
-    healthUrl,
-    output: () => output,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill(signal);
-      return exited;
-    },
-  };
+  ], { env: { SOFTHSM2_CONF: token.confPath }, ready: /"health":"(http:\/\/[^"]+)"[^\n]*"msg":"KMS v2 plugin listening"/ });
+  return { child: started.child, healthUrl: started.ready[1] as string, output: started.output, stop: started.stop };
 }
 
 /** Reads the fields of kube-apiserver's stored EncryptedObject (after the `k8s:enc:kms:v2:<name>:` prefix). */

@@ -1,6 +1,7 @@
-import { CoreV1Api, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
 import type { ControlPlane } from './control-plane.js';
 import { call } from './server.js';
+import { pollUntil } from './wait.js';
 
 /** The least-privilege rules docs/kubernetes-injection.md gives keyhold's reviewer: get/list/watch pods and service accounts, read the issuer's keys. */
 export const REVIEWER_RULES: V1PolicyRule[] = [
@@ -23,7 +24,24 @@ export async function createReviewer(cp: ControlPlane, name = 'keyhold-reviewer'
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
     subjects: [{ kind: 'ServiceAccount', name, namespace: 'kube-system' }],
   } });
-  return (await core.createNamespacedServiceAccountToken({ namespace: 'kube-system', name, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+  return serviceAccountToken(core, { namespace: 'kube-system', name }, { audiences: [], expirationSeconds: 3600 });
+}
+
+/**
+ * A token of a service account from TokenRequest: audience `keyhold` and 600 s unless told
+ * otherwise (`audiences: []` is the apiserver's own audience), bound to `pod` if one is given.
+ */
+export async function serviceAccountToken(core: CoreV1Api, account: { namespace: string; name: string }, options: { pod?: V1Pod; audiences?: string[]; expirationSeconds?: number } = {}): Promise<string> {
+  const { pod, audiences = ['keyhold'], expirationSeconds = 600 } = options;
+  const boundObjectRef = pod ? { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string } : undefined;
+  const r = await core.createNamespacedServiceAccountToken({ namespace: account.namespace, name: account.name, body: { spec: { audiences, expirationSeconds, ...(boundObjectRef ? { boundObjectRef } : {}) } } });
+  return r.status?.token as string;
+}
+
+/** A token exactly as the kubelet projects it into `pod`: its service account's, audience `keyhold` (or `audiences`), 600 s, bound to the pod. */
+export function podToken(core: CoreV1Api, pod: V1Pod | undefined, audiences?: string[]): Promise<string> {
+  if (!pod?.metadata?.namespace) throw new Error('podToken: no such pod (the test did not create it)');
+  return serviceAccountToken(core, { namespace: pod.metadata.namespace, name: pod.spec?.serviceAccountName ?? 'default' }, { pod, ...(audiences ? { audiences } : {}) });
 }
 
 /** Replaces what the reviewer `name` may do (its ClusterRole's rules); RBAC applies it to new requests at once. */
@@ -59,16 +77,15 @@ export async function configureKubernetesLogin(cp: ControlPlane, keyhold: { addr
  * numbers is an etcd implementation detail: fine for a test against a real etcd, not for keyhold.
  */
 export async function waitForWatches(keyhold: { address: string; rootToken: string }, seen: { pods?: string | undefined; serviceAccounts?: string | undefined } = {}): Promise<KubernetesLoginStatus> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
+  const caughtUp = (w: WatchView | undefined, rv: string | undefined) => !!w?.synced && (rv === undefined || Number(w.resource_version) >= Number(rv));
+  let last = '';
+  return pollUntil("keyhold's watches to catch up", async () => {
     const r = await call(keyhold.address, 'GET', '/v1/auth/kubernetes/status', keyhold.rootToken);
     if (r.status !== 200) throw new Error(`keyhold login status: ${r.status} ${r.text}`);
+    last = r.text;
     const status = r.body as KubernetesLoginStatus;
-    const caughtUp = (w: WatchView | undefined, rv: string | undefined) => !!w?.synced && (rv === undefined || Number(w.resource_version) >= Number(rv));
-    if (caughtUp(status.pods, seen.pods) && caughtUp(status.service_accounts, seen.serviceAccounts)) return status;
-    if (Date.now() > deadline) throw new Error(`keyhold's watches did not catch up in 15 s: ${r.text}`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
+    return caughtUp(status.pods, seen.pods) && caughtUp(status.service_accounts, seen.serviceAccounts) && status;
+  }, { timeoutMs: 15_000, intervalMs: 20, detail: () => last });
 }
 
 interface WatchView { synced: boolean; error?: string; objects: number; resource_version?: string; lists: number; events: number }

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 
 /** OpenSC's pkcs11-tool: an independent reader of what keyhold left in a token. */
@@ -33,4 +34,18 @@ export function parseListedObjects(output: string): ListedObject[] {
     if (match[1] === 'Access') current.access = match[2]?.trim();
   }
   return objects;
+}
+
+/** Every listed object is a private or secret key that is sensitive, always was, and was never extractable. */
+export function assertOnlyNonExtractableKeys(objects: ListedObject[]): void {
+  for (const object of objects) {
+    const what = `${object.header} "${object.label ?? '?'}"`;
+    assert.match(object.header, /^(Private Key Object|Secret Key Object);/, `unexpected object ${what}`);
+    assert.ok(object.access, `${what} has no Access line`);
+    const flags = object.access.split(',').map((flag) => flag.trim());
+    for (const required of ['sensitive', 'always sensitive', 'never extractable']) {
+      assert.ok(flags.includes(required), `${what} Access lacks "${required}": ${object.access}`);
+    }
+    assert.doesNotMatch(object.access.replace(/never extractable/g, ''), /extractable/, `${what} is extractable: ${object.access}`);
+  }
 }

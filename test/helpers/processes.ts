@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { pollUntil, type PollOptions } from './wait.js';
 
 // Children still running when the test process ends (a failed assertion before stop(), a runner
 // timeout) would hold ports and temp dirs forever: kill them on the way out.
@@ -56,6 +57,65 @@ export function tail(file: string, lines = 60): string {
   } catch {
     return '(no log)';
   }
+}
+
+/**
+ * Polls `probe` until it returns true while `child` runs: fails at once if the child exits, with
+ * `options.detail()` (its log) then and on timeout. A probe that throws counts as not ready yet.
+ */
+export async function waitForProcess(what: string, child: ChildProcess, probe: () => Promise<boolean>, options: PollOptions = {}): Promise<void> {
+  const detail = options.detail ?? (() => '');
+  await pollUntil(`${what} to be ready`, async () => {
+    if (exited(child)) throw new Error(`${what}: process exited (${child.exitCode ?? child.signalCode}):\n${detail()}`);
+    return probe().catch(() => false);
+  }, { ...options, detail });
+}
+
+export interface WatchedProcess {
+  child: ChildProcess;
+  /** The match of `ready` in the output. */
+  ready: RegExpExecArray;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Its exit code (null when a signal ended it). */
+  exited: Promise<number | null>;
+  /** Sends `signal` (SIGTERM by default) unless it has exited, and resolves with its exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Spawns `command args` (with `env` over this process's environment), collects its stdout and
+ * stderr together, and resolves once that output matches `ready`. Rejects with the output if the
+ * process exits first; after `timeoutMs` (30 s) SIGKILLs it and rejects. `name` is for messages.
+ */
+export async function spawnUntilReady(name: string, command: string, args: string[], options: { ready: RegExp; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<WatchedProcess> {
+  const { ready, timeoutMs = 30_000 } = options;
+  const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const exitedWith = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const match = await new Promise<RegExpExecArray>((res, rej) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`${name} did not start in ${timeoutMs / 1000} s:\n${output}`)); }, timeoutMs);
+    const collect = (d: Buffer) => {
+      output += d.toString();
+      const found = ready.exec(output);
+      if (found) { clearTimeout(timer); res(found); }
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.once('error', (err) => { clearTimeout(timer); rej(err); });
+    void exitedWith.then((code) => { clearTimeout(timer); rej(new Error(`${name} exited with ${code}:\n${output}`)); });
+  });
+  return {
+    child,
+    ready: match,
+    output: () => output,
+    exited: exitedWith,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (exited(child)) return child.exitCode;
+      child.kill(signal);
+      return exitedWith;
+    },
+  };
 }
 
 export const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));

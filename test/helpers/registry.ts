@@ -9,7 +9,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { builtBinaries, exited, freePorts, killOnExit, sleep, tail } from './processes.js';
+import { builtBinaries, exited, freePorts, killOnExit, tail, waitForProcess } from './processes.js';
 import { tempDir } from './server.js';
 
 /**
@@ -87,14 +87,8 @@ export async function startRegistry(options: { sameDataAs?: Registry; tokenAuth?
   };
 
   try {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (exited(child)) throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}):\n${tail(log)}`);
-      const ok = await fetch(`${url}/v2/`).then((r) => r.status === 200 || (!!options.tokenAuth && r.status === 401), () => false);
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`docker-registry not ready after 30 s:\n${tail(log)}`);
-      await sleep(100);
-    }
+    await waitForProcess('docker-registry', child, () => fetch(`${url}/v2/`).then((r) => r.status === 200 || (!!options.tokenAuth && r.status === 401)),
+      { timeoutMs: 30_000, intervalMs: 100, detail: () => tail(log) });
   } catch (err) {
     await stop();
     throw err;

@@ -1,16 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findSoftHsmModule } from '../../src/hsm/softhsm.js';
+import { spawnUntilReady, type WatchedProcess } from './processes.js';
+import { tempDir } from './temp.js';
 
 /** dist/src/cli/keyhold.cjs (the `keyhold` executable), resolved from this compiled file (dist/test/helpers/server.js). */
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/keyhold.cjs');
 
-export function tempDir(prefix = 'keyhold-'): string {
-  return mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), prefix));
-}
+// tempDir lives in temp.ts; re-exported because most tests take it from here with the server.
+export { tempDir };
 
 export interface DevServer {
   process: ChildProcess;
@@ -22,44 +22,21 @@ export interface DevServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Spawns the CLI with `args` and waits until its output matches `ready` (group 1: the address); SIGKILLs it after 30 s. */
-async function spawnUntilServing(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; address: string; output: () => string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  const address = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`keyhold ${args[0]} did not start in 30 s:\n${output}`)); }, 30_000);
-    const check = () => {
-      const match = ready.exec(output);
-      if (match) { clearTimeout(timer); res(match[1] as string); }
-    };
-    child.stderr?.on('data', check);
-    void exited.then((code) => { clearTimeout(timer); rej(new Error(`keyhold ${args[0]} exited with ${code}:\n${output}`)); });
-  });
-  return { child, address, output: () => output, exited };
-}
-
-function running(started: Awaited<ReturnType<typeof spawnUntilServing>>, dataDir: string): DevServer {
-  const { child, exited } = started;
+function running(started: WatchedProcess, dataDir: string): DevServer {
   const tokenFile = join(dataDir, 'root-token');
   return {
-    process: child,
-    address: started.address,
+    process: started.child,
+    address: started.ready[1] as string,
     dataDir,
     rootToken: existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '',
     output: started.output,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill(signal);
-      return exited;
-    },
+    stop: started.stop,
   };
 }
+
+/** The CLI with `args`, until its output matches `ready` (group 1: the address it serves on). */
+const spawnUntilServing = (args: string[], env: NodeJS.ProcessEnv, ready: RegExp) =>
+  spawnUntilReady(`keyhold ${args[0]}`, process.execPath, [CLI, ...args], { ready, env });
 
 /**
  * Runs `keyhold dev` as a real child process on a free loopback port and waits until it serves.

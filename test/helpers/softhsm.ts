@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { HsmConfig } from '../../src/hsm/config.js';
 import { provisionSoftHsmToken } from '../../src/hsm/softhsm.js';
+import { tempDir } from './temp.js';
 
 export interface SoftHsmTestToken {
   /** Temp dir holding softhsm2.conf, the token store and the PIN files. */
@@ -21,8 +20,7 @@ export interface SoftHsmTestToken {
  * once per test file, before anything opens the module (node --test runs each file in its own process).
  */
 export function makeSoftHsmToken(label = 'keyhold-test'): SoftHsmTestToken {
-  const root = process.env.KEYHOLD_TEST_TMP ?? os.tmpdir();
-  const dir = fs.mkdtempSync(path.join(root, 'keyhold-softhsm-'));
+  const dir = tempDir('keyhold-softhsm-');
   const token = provisionSoftHsmToken(dir, label);
   return {
     dir,

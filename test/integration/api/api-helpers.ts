@@ -141,14 +141,6 @@ export function joinCiphertext(name: string, version: number, body: Buffer): str
   return `keyhold:${name}:v${version}:${body.toString('base64')}`;
 }
 
-/** A copy of `buf` with bit `bit` (0 = most significant bit of byte 0) inverted. */
-export function flipBit(buf: Buffer, bit: number): Buffer {
-  const out = Buffer.from(buf);
-  const i = Math.floor(bit / 8);
-  out[i] = (out[i] as number) ^ (0x80 >> (bit % 8));
-  return out;
-}
-
 /** The OpenAPI operations the server documents, as [METHOD, path template] pairs. */
 export async function openApiOperations(address: string): Promise<Array<[string, string]>> {
   const res = await request(address, { method: 'GET', path: '/v1/openapi.json' });

@@ -10,6 +10,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sleep } from '../../helpers/processes.js';
+import { inParallel } from '../../helpers/pool.js';
 import { auditRecords, startDev, tempDir, type AuditLine, type DevServer } from '../../helpers/server.js';
 import { assertError, assertOk, request, type RawRequest, type RawResponse } from './api-helpers.js';
 
@@ -126,14 +127,7 @@ describe('audit flood: requests without valid credentials', { timeout: 240_000 }
     const send = client('127.0.0.41');
     const bytesBefore = auditBytes();
     const started = Date.now();
-    const results: RawResponse[] = new Array(1000);
-    let next = 0;
-    await Promise.all(Array.from({ length: 25 }, async () => {
-      while (next < results.length) {
-        const i = next++;
-        results[i] = await send({ method: 'GET', path: `/v1/secrets/${'q'.repeat(2000)}/${i}` });
-      }
-    }));
+    const results = await inParallel(Array.from({ length: 1000 }, (_, i) => i), 25, (i) => send({ method: 'GET', path: `/v1/secrets/${'q'.repeat(2000)}/${i}` }));
     const windows = Math.ceil((Date.now() - started) / (WINDOW_S * 1000)) + 1;
     const answered = results.filter((r) => r.status === 401);
     const limited = results.filter((r) => r.status === 429);

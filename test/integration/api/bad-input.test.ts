@@ -7,8 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { MAX_SECRET_PATH_LENGTH } from '../../../src/secrets/types.js';
 import { startDev, type DevServer } from '../../helpers/server.js';
 import {
-  assertError, assertHealthy, assertOk, b64, flipBit, joinCiphertext, request, splitCiphertext, type RawRequest,
+  assertError, assertHealthy, assertOk, b64, joinCiphertext, request, splitCiphertext, type RawRequest,
 } from './api-helpers.js';
+import { flipBit } from '../../helpers/bytes.js';
 
 let server: DevServer;
 let root: string;

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startDev, type DevServer } from '../../helpers/server.js';
-import { assertHealthy, assertOk, b64, ERROR_CODE, flipBit, joinCiphertext, openApiOperations, request, splitCiphertext, type RawRequest, type RawResponse } from './api-helpers.js';
+import { assertHealthy, assertOk, b64, ERROR_CODE, joinCiphertext, openApiOperations, request, splitCiphertext, type RawRequest, type RawResponse } from './api-helpers.js';
+import { flipBit } from '../../helpers/bytes.js';
 
 const SEED = process.env.KEYHOLD_FUZZ_SEED !== undefined ? Number(process.env.KEYHOLD_FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 const TOTAL = Number(process.env.KEYHOLD_FUZZ_REQUESTS ?? 10_000);

@@ -17,7 +17,7 @@ import { loginAccess } from '../../../src/identity/kubernetes/access.js';
 import { webhookConfiguration } from '../../../src/kubernetes/webhook/manifests.js';
 import { caBundlePublisher } from '../../../src/kubernetes/webhook/registration.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { loginConfig } from '../../helpers/kubernetes-login.js';
+import { loginConfig, serviceAccountToken } from '../../helpers/kubernetes-login.js';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { CHART, KMS_DIR, helm, yamlFile, yamlObjects } from './support.js';
 
@@ -304,7 +304,7 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     await core.createNamespace({ body: { metadata: { name: ns } } });
     const install = await render([], ['--set', 'injector.failurePolicy=Ignore'], ns, 'rbac');
     for (const o of install) await objects.create(o);
-    const tokenOf = async (name: string) => (await core.createNamespacedServiceAccountToken({ namespace: ns, name, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+    const tokenOf = (name: string) => serviceAccountToken(core, { namespace: ns, name }, { audiences: [], expirationSeconds: 3600 });
 
     // keyhold's own check (SelfSubjectAccessReview for everything login needs) accepts the reviewer…
     const dev: DevServer = await startDev(tempDir('keyhold-helm-rbac-'));

@@ -5,7 +5,8 @@ import { Barrier, type BarrierRead } from '../../../src/barrier/barrier.js';
 import { SEAL_RECORD_KEY, initializeSeal, isInitialized, unseal, type SealRecord } from '../../../src/barrier/seal.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
-import { code, flipBit } from './support.js';
+import { code } from './support.js';
+import { flipBit } from '../../helpers/bytes.js';
 
 // Barrier and seal logic over the Storage and Hsm interfaces: the in-memory implementations (which
 // pass the same contract suites as SQLite and SoftHSM) keep these tests free of files and tokens.
@@ -110,8 +111,8 @@ describe('barrier records', () => {
     assert.ok(raw);
     const positions = [0, 1, 4, 5, 12, 13, 20, raw.length - 17, raw.length - 16, raw.length - 1];
     for (const byte of positions) {
-      for (const bit of [0, 7]) {
-        await storage.put('data/tamper/x', flipBit(raw, byte, bit));
+      for (const bit of [7, 0]) {
+        await storage.put('data/tamper/x', flipBit(raw, byte * 8 + bit));
         await assert.rejects(barrier.getJson('tamper/x'), code('ERR_BARRIER_INTEGRITY'), `bit ${bit} of byte ${byte}`);
       }
     }
@@ -315,7 +316,7 @@ describe('seal', () => {
     const init = await initializeSeal(s, hsm);
     const wrapped = Buffer.from(init.record.wrappedRootKey, 'base64');
     for (const byte of [0, 11, 12, 30, 43, 44, 59]) {
-      const tampered: SealRecord = { ...init.record, wrappedRootKey: flipBit(wrapped, byte, 2).toString('base64') };
+      const tampered: SealRecord = { ...init.record, wrappedRootKey: flipBit(wrapped, byte * 8 + 5).toString('base64') };
       await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify(tampered)));
       await assert.rejects(unseal(s, hsm), code('ERR_BARRIER_INTEGRITY'), `byte ${byte}`);
     }

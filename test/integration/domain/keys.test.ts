@@ -20,11 +20,13 @@ import { sign, verify } from '../../../src/keys/sign.js';
 import type { KeyRecord, KeyType, Protection } from '../../../src/keys/types.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { code, flipBit, tempDir, tokenObjectLabels } from './support.js';
+import { code, tokenObjectLabels } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
+import { flipBit } from '../../helpers/bytes.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-domain-keys');
-const dbDir = tempDir('domain-keys');
+const dbDir = tempDir('keyhold-domain-keys-');
 const dbFile = path.join(dbDir, 'keyhold.db');
 
 let hsm: Pkcs11Hsm;
@@ -263,7 +265,7 @@ for (const spec of TYPES) {
           const { ciphertext } = await encrypt(ctx, name, Buffer.from('tamper me'));
           const { body } = split(ciphertext);
           for (const byte of [0, 11, 12, body.length - 17, body.length - 1]) {
-            await assert.rejects(decrypt(ctx, name, join(name, 1, flipBit(body, byte, 3))), code('ERR_CIPHERTEXT_INVALID'), `bit flip at ${byte}`);
+            await assert.rejects(decrypt(ctx, name, join(name, 1, flipBit(body, byte * 8 + 4))), code('ERR_CIPHERTEXT_INVALID'), `bit flip at ${byte}`);
           }
           await assert.rejects(decrypt(ctx, name, join(name, 1, body.subarray(0, body.length - 1))), code('ERR_CIPHERTEXT_INVALID'));
           await assert.rejects(decrypt(ctx, name, join(name, 1, body.subarray(0, 27))), code('ERR_CIPHERTEXT_INVALID'));
@@ -336,7 +338,7 @@ for (const spec of TYPES) {
         it('rejects tampered and garbage RSA ciphertexts with ERR_CIPHERTEXT_INVALID', async () => {
           const { ciphertext } = await encrypt(ctx, name, Buffer.from('rsa tamper'));
           const { body } = split(ciphertext);
-          await assert.rejects(decrypt(ctx, name, join(name, 1, flipBit(body, 200, 1))), code('ERR_CIPHERTEXT_INVALID'));
+          await assert.rejects(decrypt(ctx, name, join(name, 1, flipBit(body, 200 * 8 + 6))), code('ERR_CIPHERTEXT_INVALID'));
           await assert.rejects(decrypt(ctx, name, join(name, 1, randomBytes(256))), code('ERR_CIPHERTEXT_INVALID'));
           await assert.rejects(decrypt(ctx, name, join(name, 1, body.subarray(0, 100))), code('ERR_CIPHERTEXT_INVALID'));
         });
@@ -355,8 +357,8 @@ for (const spec of TYPES) {
             assert.equal((await verify(ctx, name, Buffer.from('something else'), signature)).valid, false);
 
             const tampered = [
-              join(name, 1, flipBit(body, 0, 0)),
-              join(name, 1, flipBit(body, body.length - 1, 7)),
+              join(name, 1, flipBit(body, 7)),
+              join(name, 1, flipBit(body, (body.length - 1) * 8)),
               join(name, 1, body.subarray(0, body.length - 1)),
               join(name, 1, Buffer.concat([body, Buffer.of(0)])),
               join(name, 1, Buffer.alloc(0)),

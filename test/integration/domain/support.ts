@@ -1,31 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import assert from 'node:assert/strict';
-import { isKeyholdError, type KeyholdErrorCode } from '../../../src/errors.js';
 import { readPin, type SoftHsmTestToken } from '../../helpers/softhsm.js';
 
-/** `assert.rejects` / `assert.throws` matcher for a KeyholdError with exactly this code. */
-export function code(expected: KeyholdErrorCode): (err: unknown) => boolean {
-  return (err: unknown) => {
-    if (isKeyholdError(err, expected)) return true;
-    const got = isKeyholdError(err) ? `${err.code}: ${err.message}` : String(err);
-    assert.fail(`expected KeyholdError ${expected}, got ${got}`);
-  };
-}
-
-/** A fresh temp dir under KEYHOLD_TEST_TMP (set by scripts/test.sh) or the OS temp dir. */
-export function tempDir(what: string): string {
-  return fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), `keyhold-${what}-`));
-}
-
-/** A copy of `blob` with one bit flipped. */
-export function flipBit(blob: Buffer, byte: number, bit = 0): Buffer {
-  const copy = Buffer.from(blob);
-  copy[byte] = (copy[byte] ?? 0) ^ (1 << bit);
-  return copy;
-}
+// The domain tests say code('ERR_…'): the one matcher, under a short name.
+export { keyholdCode as code } from '../../helpers/errors.js';
 
 /**
  * Labels of every token object visible to a separate process (opensc pkcs11-tool, logged in):

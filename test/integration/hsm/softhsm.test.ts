@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import type { HsmConfig } from '../../../src/hsm/config.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import type { HsmKeyKind } from '../../../src/hsm/types.js';
-import { hsmContract, keyholdCode } from '../../contract/hsm.js';
+import { hsmContract } from '../../contract/hsm.js';
+import { keyholdCode } from '../../helpers/errors.js';
 import { makeSoftHsmToken, readPin } from '../../helpers/softhsm.js';
-import { parseListedObjects, pkcs11Tool as pkcs11ToolRun } from '../../helpers/pkcs11-tool.js';
+import { assertOnlyNonExtractableKeys, parseListedObjects, pkcs11Tool as pkcs11ToolRun } from '../../helpers/pkcs11-tool.js';
 
 // One token for this file (this process): SOFTHSM2_CONF is process-wide. The PKCS#11 library is
 // initialised process-wide too, so every block opens and closes its adapter sequentially.
@@ -44,16 +45,7 @@ describe('Pkcs11Hsm on SoftHSM2', () => {
     for (const label of labels.values()) {
       assert.ok(objects.some((o) => o.label === label), `${label} not listed:\n${listed.stdout}`);
     }
-    for (const object of objects) {
-      const what = `${object.header} "${object.label ?? '?'}"`;
-      assert.match(object.header, /^(Private Key Object|Secret Key Object);/, `unexpected object ${what}`);
-      assert.ok(object.access, `${what} has no Access line`);
-      const flags = object.access.split(',').map((flag) => flag.trim());
-      for (const required of ['sensitive', 'always sensitive', 'never extractable']) {
-        assert.ok(flags.includes(required), `${what} Access lacks "${required}": ${object.access}`);
-      }
-      assert.doesNotMatch(object.access.replace(/never extractable/g, ''), /extractable/, `${what} is extractable: ${object.access}`);
-    }
+    assertOnlyNonExtractableKeys(objects);
 
     // The AES key's value cannot be read out, whatever the tool tries.
     const read = pkcs11Tool('--login', '--pin', readPin(token), '--read-object', '--type', 'secrkey', '--label', labels.get('aes256') as string);

@@ -4,7 +4,7 @@
  * kube-apiserver are in test/integration/kubernetes/.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { lstatSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,6 +16,8 @@ import { startKmsPlugin, type RunningKmsPlugin } from '../../../src/kubernetes/k
 import { KmsTestClient, type EncryptReply, type GrpcError } from '../../helpers/kms-client.js';
 import { CLI, tempDir } from '../../helpers/server.js';
 import { makeSoftHsmToken, readPin } from '../../helpers/softhsm.js';
+import { spawnUntilReady } from '../../helpers/processes.js';
+import { pollUntil } from '../../helpers/wait.js';
 
 const run = promisify(execFile);
 const token = makeSoftHsmToken('kms-plugin-test');
@@ -214,10 +216,8 @@ describe('kms-plugin (direct mode, SoftHSM)', () => {
     await assert.rejects(plugin('main'), /another process is serving/);
     const stalePath = join(work, 'stale.sock');
     // A process killed with -9 leaves its socket file behind.
-    const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise((r) => holder.stdout?.once('data', r));
-    holder.kill('SIGKILL');
-    await new Promise((r) => holder.once('exit', r));
+    const holder = await spawnUntilReady('socket holder', process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => console.log('up'))`], { ready: /up/ });
+    await holder.stop('SIGKILL');
     assert.ok(existsSync(stalePath));
     const stale = await plugin('stale');
     assert.equal((await stale.client.status()).healthz, 'ok');
@@ -246,11 +246,7 @@ describe('kms-plugin with a wrong PIN', () => {
       assert.equal(loginFailures, 1, 'one failed login, logged once, not retried with the same PIN');
       assert.ok(!p.log().includes(readPin(token)) && !p.log().includes('not-the-pin'), 'the log holds no PIN');
       writeFileSync(pinFile, `${readPin(token)}\n`);
-      const deadline = Date.now() + 10_000;
-      while ((await p.client.status()).healthz !== 'ok') {
-        assert.ok(Date.now() < deadline, 'plugin did not recover after the PIN was fixed');
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await pollUntil('the plugin to recover after the PIN was fixed', async () => (await p.client.status()).healthz === 'ok', { timeoutMs: 10_000, intervalMs: 100 });
       const reply = await p.client.encrypt(Buffer.alloc(32, 5));
       assert.deepEqual(await p.client.decrypt(reply), Buffer.alloc(32, 5));
     } finally {

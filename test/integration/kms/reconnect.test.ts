@@ -11,17 +11,11 @@ import { KmsTestClient } from '../../helpers/kms-client.js';
 import { startPluginProcess, type PluginProcess } from '../../helpers/kms-plugin-process.js';
 import { tempDir } from '../../helpers/server.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
+import { pollUntil } from '../../helpers/wait.js';
 
 const token = makeSoftHsmToken('kms-reconnect');
 const work = tempDir('keyhold-kms-reconnect-');
 
-async function until(what: string, check: () => Promise<boolean>, plugin: PluginProcess, seconds = 60): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `${what} within ${seconds} s; plugin said:\n${plugin.output().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe('kms-plugin: the HSM goes away and comes back', () => {
   let plugin: PluginProcess | undefined;
@@ -44,12 +38,13 @@ describe('kms-plugin: the HSM goes away and comes back', () => {
     const [tokenDir] = readdirSync(tokens) as [string];
     renameSync(join(tokens, tokenDir), join(token.dir, 'away'));
     const p = plugin;
-    await until('Status reports the lost HSM', async () => (await (client as KmsTestClient).status()).healthz !== 'ok', p);
-    await until('the plugin says it lost the root key and is reconnecting', async () => /root key lost: .*connecting again/.test(p.output()), p);
+    const waiting = { timeoutMs: 60_000, intervalMs: 250, detail: () => `plugin said:\n${p.output().slice(-2000)}` };
+    await pollUntil('Status reports the lost HSM', async () => (await (client as KmsTestClient).status()).healthz !== 'ok', waiting);
+    await pollUntil('the plugin says it lost the root key and is reconnecting', () => /root key lost: .*connecting again/.test(p.output()), waiting);
 
     // It comes back: the plugin logs in again by itself, with the same keys and key_id.
     renameSync(join(token.dir, 'away'), join(tokens, tokenDir));
-    await until('Status is ok again without a restart', async () => (await (client as KmsTestClient).status()).healthz === 'ok', p);
+    await pollUntil('Status is ok again without a restart', async () => (await (client as KmsTestClient).status()).healthz === 'ok', waiting);
     const after = await client.status();
     assert.equal(after.key_id, before.key_id);
     for (const [i, reply] of sealed.entries()) assert.deepEqual(await client.decrypt(reply), Buffer.alloc(32, i));

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { configureKubernetesLogin, podToken, serviceAccountToken, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { OCI_MANIFEST, cosignKeyPair, cosignSign, cosignVerify, pushImage, startRegistry, startRegistryTokenServer, type CosignKey, type Registry, type RegistryTokenServer } from '../../helpers/registry.js';
 import { assertLoginAudit, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
@@ -32,8 +32,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
       containers: images.containers.map((image, i) => ({ name: `c${i}`, image })),
       ...(images.init ? { initContainers: images.init.map((image, i) => ({ name: `i${i}`, image })) } : {}),
     } } });
-    const token = await core.createNamespacedServiceAccountToken({ namespace: 'img', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid: pod.metadata?.uid as string } } } });
-    return login(role, token.status?.token as string);
+    return login(role, await podToken(core, pod));
   }
 
   before(async () => {
@@ -159,7 +158,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
   it('an ephemeral container (kubectl debug) is held to the same image policy', async () => {
     const s = (name: string) => (refs[name] as { reference: string }).reference;
     const pod = await core.createNamespacedPod({ namespace: 'img', body: { metadata: { name: 'debugged' }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: s('signed') }] } } });
-    const token = (await core.createNamespacedServiceAccountToken({ namespace: 'img', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'debugged', uid: pod.metadata?.uid as string } } } })).status?.token as string;
+    const token = await podToken(core, pod);
     assert.equal((await login('signed', token)).status, 200);
     const debugged = await core.replaceNamespacedPodEphemeralcontainers({ namespace: 'img', name: 'debugged', body: {
       ...pod, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], ephemeralContainers: [{ name: 'debugger', image: s('unsigned') }] },
@@ -190,8 +189,7 @@ describe('image attestation with a real registry and cosign signatures', { timeo
       assert.match(r.body.error.message, c.reason, c.name);
     }
     // A token not bound to a pod cannot say what runs: a role with an image policy refuses it.
-    const unbound = await core.createNamespacedServiceAccountToken({ namespace: 'img', name: 'app', body: { spec: { audiences: ['keyhold'], expirationSeconds: 600 } } });
-    const r = await login('signed', unbound.status?.token as string);
+    const r = await login('signed', await serviceAccountToken(core, { namespace: 'img', name: 'app' }));
     assert.equal(r.status, 403);
     assert.match(r.body.error.message, /image policy, which needs a pod-bound token/);
     assertLoginAudit(dev.dataDir, auditBefore, [

@@ -14,6 +14,7 @@ import { KmsTestClient } from '../../helpers/kms-client.js';
 import { decodeEncryptedObject, startPluginProcess, type PluginProcess } from '../../helpers/kms-plugin-process.js';
 import { CLI, tempDir } from '../../helpers/server.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
+import { pollUntil } from '../../helpers/wait.js';
 
 const run = promisify(execFile);
 const token = makeSoftHsmToken('kms-e2e');
@@ -41,16 +42,6 @@ async function kmsCli(...args: string[]): Promise<any> {
   const { stdout } = await run(process.execPath, [CLI, 'kms-plugin', ...args, '--hsm-module', token.module, '--hsm-token-label', token.label, '--hsm-pin-file', token.pinFile, '--key-label', LABEL],
     { env: { ...process.env, SOFTHSM2_CONF: token.confPath } });
   return JSON.parse(stdout);
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 describe('KMS v2 with a real kube-apiserver', { timeout: 15 * 60_000 }, () => {
@@ -128,11 +119,15 @@ describe('KMS v2 with a real kube-apiserver', { timeout: 15 * 60_000 }, () => {
     }
     // kube-apiserver polls Status about once a minute; new writes move to the new key_id after that.
     let n = 0;
-    await until('a new Secret stored under the new key_id', 150_000, async () => {
+    await pollUntil('a new Secret stored under the new key_id', async () => {
       const name = `new-${n++}`;
-      await create(name, `${CANARY}-${name}`);
-      return (await storedKeyId(name)) === rotated.key_id;
-    });
+      try {
+        await create(name, `${CANARY}-${name}`);
+        return (await storedKeyId(name)) === rotated.key_id;
+      } catch {
+        return false; // a failed attempt is retried until the deadline
+      }
+    }, { timeoutMs: 150_000, intervalMs: 500 });
     for (let i = 0; i < 3; i++) assert.equal(await readValue(`old-${i}`), `${CANARY}-old-${i}`);
     // Re-encrypt: re-write every Secret (what `kubectl get secrets -A -o json | kubectl replace -f -` does).
     const list = await core.listNamespacedSecret({ namespace: NS });
@@ -153,7 +148,7 @@ describe('KMS v2 with a real kube-apiserver', { timeout: 15 * 60_000 }, () => {
 
   it('plugin stopped: /healthz/kms-providers fails; a wrong PIN keeps it failing with a clear log line; the right PIN brings it back without an apiserver restart', async () => {
     await plugin.stop();
-    await until('kms-providers unhealthy', 120_000, async () => (await kmsHealth()) !== 200);
+    await pollUntil('kms-providers unhealthy', () => kmsHealth().then((s) => s !== 200, () => false), { timeoutMs: 120_000, intervalMs: 500 });
     const wrongPin = join(work, 'wrong-pin');
     writeFileSync(wrongPin, 'definitely-wrong\n', { mode: 0o600 });
     plugin = await startPluginProcess({ socket, token, keyLabel: LABEL, pinFile: wrongPin });
@@ -167,8 +162,8 @@ describe('KMS v2 with a real kube-apiserver', { timeout: 15 * 60_000 }, () => {
     assert.equal((plugin.output().match(/Not retrying with this PIN/g) ?? []).length, 1, 'one login attempt with the wrong PIN, not a retry loop');
     // The token is not locked: the right PIN works at once.
     writeFileSync(wrongPin, `${(await import('node:fs')).readFileSync(token.pinFile, 'utf8')}`);
-    await until('plugin healthy after the PIN was fixed', 30_000, async () => (await fetch(`${plugin.healthUrl}/healthz`)).status === 200);
-    await until('kms-providers healthy again', 60_000, async () => (await kmsHealth()) === 200);
+    await pollUntil('plugin healthy after the PIN was fixed', () => fetch(`${plugin.healthUrl}/healthz`).then((r) => r.status === 200, () => false), { timeoutMs: 30_000, intervalMs: 500 });
+    await pollUntil('kms-providers healthy again', () => kmsHealth().then((s) => s === 200, () => false), { timeoutMs: 60_000, intervalMs: 500 });
     assert.equal(await readValue('first'), CANARY);
   });
 });

@@ -13,8 +13,9 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, RbacAuthorizationV1Api, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
 import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { REVIEWER_RULES, createReviewer, loginConfig, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { REVIEWER_RULES, createReviewer, loginConfig, podToken, serviceAccountToken, setReviewerRules, waitForWatches } from '../../helpers/kubernetes-login.js';
 import { freePorts, sleep } from '../../helpers/processes.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { CLI, auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
 const execFileAsync = promisify(execFile);
@@ -37,20 +38,8 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
   async function makePod(name: string): Promise<V1Pod> {
     return core.createNamespacedPod({ namespace: 'app', body: { metadata: { name }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: IMAGE }] } } });
   }
-  async function podToken(pod?: V1Pod): Promise<string> {
-    const r = await core.createNamespacedServiceAccountToken({
-      namespace: 'app', name: 'app',
-      body: { spec: { audiences: ['keyhold'], expirationSeconds: 600, ...(pod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string } } : {}) } },
-    });
-    return r.status?.token as string;
-  }
-  async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs / 1000} s`);
-      await sleep(200);
-    }
-  }
+  /** How long the watches and revocations below may take to catch up. */
+  const soon = { timeoutMs: 20_000, intervalMs: 200 };
 
   before(async () => {
     cp = await startControlPlane();
@@ -78,7 +67,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.match(r.body.error.message, /may not list pods, watch pods \(cluster-wide\);/);
     assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).status, 404, 'nothing stored');
     assert.deepEqual(await health(), { configured: false, ok: true });
-    assert.equal((await login('app', await podToken(await makePod('before-config')))).status, 404, 'login is not configured');
+    assert.equal((await login('app', await podToken(core, await makePod('before-config')))).status, 404, 'login is not configured');
   });
 
   it('refuses a reviewer token kube-apiserver does not accept, no reviewer token, and an API server it cannot reach, with a code, never a 500', async () => {
@@ -108,7 +97,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     await rbac.createNamespacedRoleBinding({ namespace: 'app', body: {
       metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'ServiceAccount', name, namespace: 'app' }],
     } });
-    const jwt = (await core.createNamespacedServiceAccountToken({ namespace: 'app', name, body: { spec: { audiences: [], expirationSeconds: 3600 } } })).status?.token as string;
+    const jwt = await serviceAccountToken(core, { namespace: 'app', name }, { audiences: [], expirationSeconds: 3600 });
     const r = await asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, jwt));
     assert.equal(r.status, 400, r.text);
     assert.equal(r.body.error.code, 'ERR_KUBERNETES_PERMISSIONS');
@@ -121,23 +110,23 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal(r.status, 204, r.text);
     await waitForWatches(dev);
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
-    assert.equal((await login('app', await podToken(await makePod('after-config')))).status, 200);
+    assert.equal((await login('app', await podToken(core, await makePod('after-config')))).status, 200);
   });
 
   it('list/watch revoked after configuration: pod-bound logins are refused (503, audited) until it is restored; a pod deleted meanwhile loses its tokens on re-sync', async () => {
     const victim = await makePod('victim');
-    const victimLogin = await login('app', await podToken(victim));
+    const victimLogin = await login('app', await podToken(core, victim));
     assert.equal(victimLogin.status, 200, victimLogin.text);
     // Deleted and re-created under the same name while unsynced: the name is back, the uid is not.
-    const phoenixJwt = await podToken(await makePod('phoenix'));
+    const phoenixJwt = await podToken(core, await makePod('phoenix'));
     const phoenixLogin = await login('app', phoenixJwt);
     assert.equal(phoenixLogin.status, 200, phoenixLogin.text);
     const waiting = await makePod('waiting');
-    const waitingJwt = await podToken(waiting);
+    const waitingJwt = await podToken(core, waiting);
     const auditBefore = auditRecords(dev.dataDir).length;
 
     await setReviewerRules(cp, REVIEWER, GET_ONLY_PODS);
-    await eventually('health reports the pod watch unsynced', async () => (await health()).pods_synced === false);
+    await pollUntil('health reports the pod watch unsynced', async () => (await health()).pods_synced === false, soon);
     const h = await call(dev.address, 'GET', '/v1/sys/health');
     assert.equal(h.status, 200, 'an unsynced watch is reported, it does not fail health');
     assert.deepEqual(h.body.kubernetes, { configured: true, ok: false, pods_synced: false, service_accounts_synced: true });
@@ -152,7 +141,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     assert.equal(refusedBody.error.code, 'ERR_KUBERNETES_NOT_SYNCED');
     assert.match(refusedBody.error.message, /pod watch is not synced/);
     // A token that is not pod-bound was never promised to die with a pod: its role still logs in.
-    assert.equal((await login('unbound', await podToken())).status, 200);
+    assert.equal((await login('unbound', await serviceAccountToken(core, { namespace: 'app', name: 'app' }))).status, 200);
 
     // An agent starting now (an init container) waits the refusal out instead of failing the pod.
     const dir = tempDir('keyhold-k8s-perms-agent-');
@@ -163,18 +152,18 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     await core.deleteNamespacedPod({ namespace: 'app', name: 'victim', body: { gracePeriodSeconds: 0 } });
     await core.deleteNamespacedPod({ namespace: 'app', name: 'phoenix', body: { gracePeriodSeconds: 0 } });
     const phoenixAgain = await makePod('phoenix');
-    assert.equal((await login('app', await podToken(await makePod('meanwhile')))).status, 503, 'no pod-bound login while unsynced');
+    assert.equal((await login('app', await podToken(core, await makePod('meanwhile')))).status, 503, 'no pod-bound login while unsynced');
 
     await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
     await waitForWatches(dev);
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
     // The re-list finds the victim gone and revokes what it was issued.
-    await eventually('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401);
-    await eventually('the replaced pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', phoenixLogin.body.token)).status === 401);
+    await pollUntil('the deleted pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', victimLogin.body.token)).status === 401, soon);
+    await pollUntil('the replaced pod\'s keyhold token is revoked after the re-sync', async () => (await call(dev.address, 'GET', '/v1/secrets/app/db', phoenixLogin.body.token)).status === 401, soon);
     const oldPhoenix = await login('app', phoenixJwt);
     assert.equal(oldPhoenix.status, 403, oldPhoenix.text);
     assert.match(oldPhoenix.body.error.message, /pod was replaced|pod no longer exists/);
-    assert.equal((await login('app', await podToken(phoenixAgain))).status, 200, 'the new pod of that name logs in');
+    assert.equal((await login('app', await podToken(core, phoenixAgain))).status, 200, 'the new pod of that name logs in');
     const again = await login('app', waitingJwt);
     assert.equal(again.status, 200, again.text);
     const agentRun = await agent;
@@ -192,12 +181,12 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
   it('list/watch on service accounts revoked after configuration: that watch is untrusted, health names it, and logins go on with live service-account look-ups', async () => {
     await waitForWatches(dev);
     await setReviewerRules(cp, REVIEWER, [REVIEWER_RULES[0] as V1PolicyRule, { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }, ...REVIEWER_RULES.slice(2)]);
-    await eventually('health reports the service-account watch unsynced', async () => (await health()).service_accounts_synced === false);
+    await pollUntil('health reports the service-account watch unsynced', async () => (await health()).service_accounts_synced === false, soon);
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: false });
     assert.match((await asRoot('GET', '/v1/auth/kubernetes/status')).body.service_accounts.error, /list serviceaccounts|watch serviceaccounts|403/);
     const before = (await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets as number;
-    assert.equal((await login('app', await podToken(await makePod('sa-watch-lost')))).status, 200);
-    assert.equal((await login('unbound', await podToken())).status, 200);
+    assert.equal((await login('app', await podToken(core, await makePod('sa-watch-lost')))).status, 200);
+    assert.equal((await login('unbound', await serviceAccountToken(core, { namespace: 'app', name: 'app' }))).status, 200);
     assert.ok((await asRoot('GET', '/v1/auth/kubernetes/status')).body.live_gets >= before + 2, 'the service account was looked up live');
     await setReviewerRules(cp, REVIEWER, REVIEWER_RULES);
     await waitForWatches(dev);
@@ -205,7 +194,7 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
 
   it('a configuration write racing logins: each login is 200 or 503 ERR_KUBERNETES_NOT_SYNCED (the new watches listing), never a 500', async () => {
     await waitForWatches(dev);
-    const jwt = await podToken(await makePod('racing'));
+    const jwt = await podToken(core, await makePod('racing'));
     let putDone = false;
     const put = asRoot('PUT', '/v1/auth/kubernetes/config', loginConfig(cp, reviewerJwt)).finally(() => { putDone = true; });
     const logins: Array<ReturnType<typeof login>> = [];
@@ -276,17 +265,17 @@ describe('Kubernetes login: the reviewer\'s permissions and an unsynced pod watc
     // The refused writes changed nothing: the old configuration answers, its watches still live.
     assert.equal((await asRoot('GET', '/v1/auth/kubernetes/config')).body.api_server_url, cp.url);
     assert.deepEqual(await health(), { configured: true, ok: true, pods_synced: true, service_accounts_synced: true });
-    assert.equal((await login('app', await podToken(await makePod('after-hostile')))).status, 200);
+    assert.equal((await login('app', await podToken(core, await makePod('after-hostile')))).status, 200);
     assert.ok(!dev.output().includes(reviewerJwt), 'the reviewer token is in no log line');
     assert.ok(!readFileSync(join(dev.dataDir, 'audit.log'), 'utf8').includes(reviewerJwt), 'the reviewer token is not in the audit log');
   });
 
   it('a reviewer token kube-apiserver stops accepting after configuration (its service account deleted): within seconds the watches are unsynced, pod-bound logins refused, health says so', async () => {
     await waitForWatches(dev);
-    const jwt = await podToken(await makePod('after-reviewer-gone'));
+    const jwt = await podToken(core, await makePod('after-reviewer-gone'));
     await core.deleteNamespacedServiceAccount({ namespace: 'kube-system', name: REVIEWER });
     // The open watches stream on with a dead token until their timeout (5 minutes): that must not be how long it takes.
-    await eventually('health reports the watches unsynced', async () => (await health()).ok === false, 15_000);
+    await pollUntil('health reports the watches unsynced', async () => (await health()).ok === false, { ...soon, timeoutMs: 15_000 });
     assert.deepEqual(await health(), { configured: true, ok: false, pods_synced: false, service_accounts_synced: false });
     const status = await asRoot('GET', '/v1/auth/kubernetes/status');
     assert.match(status.body.pods.error, /401|reviewer_jwt/);

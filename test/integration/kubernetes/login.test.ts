@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { SignJWT } from 'jose';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
-import { configureKubernetesLogin, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { configureKubernetesLogin, podToken, serviceAccountToken, waitForWatches } from '../../helpers/kubernetes-login.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { request } from '../api/api-helpers.js';
 import { CLI, assertLoginAudit, auditRecords as auditRecordsOf, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 
@@ -40,15 +41,6 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     return pod;
   }
 
-  /** A token exactly as the kubelet would project it: TokenRequest, audience keyhold, bound to the pod. */
-  async function podToken(pod: V1Pod | undefined, sa: { namespace: string; name: string }, audience = 'keyhold'): Promise<string> {
-    const r = await core.createNamespacedServiceAccountToken({
-      namespace: sa.namespace, name: sa.name,
-      body: { spec: { audiences: [audience], expirationSeconds: 600, ...(pod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string } } : {}) } },
-    });
-    return r.status?.token as string;
-  }
-
   /** A token signed with the cluster's own service-account key, with claims chosen by the test. */
   async function craft(claims: Record<string, unknown>, options: { alg?: string; key?: Parameters<SignJWT['sign']>[0]; iat?: number; exp?: number; nbf?: number } = {}): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
@@ -71,7 +63,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     const pod = await makePod('app', name, 'app');
     const dir = tempDir(`keyhold-${name}-`);
     const jwtFile = join(dir, 'token');
-    writeFileSync(jwtFile, await podToken(pod, { namespace: 'app', name: 'app' }), { mode: 0o600 });
+    writeFileSync(jwtFile, await podToken(core, pod), { mode: 0o600 });
     return { jwtFile, out: join(dir, 'secrets') };
   }
 
@@ -118,7 +110,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
   });
 
   it('a pod-bound token logs in, gets the role\'s secrets, and its identity is in the audit record', async () => {
-    const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+    const jwt = await podToken(core, pods['app/web']);
     const r = await login('app', jwt);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.ttl, 600);
@@ -151,7 +143,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.equal(before.configured, true);
     assert.ok((before.pods?.objects ?? 0) >= 5, `pods held: ${before.pods?.objects}`);
     assert.ok((before.service_accounts?.objects ?? 0) >= 4, `service accounts held: ${before.service_accounts?.objects}`);
-    const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+    const jwt = await podToken(core, pods['app/web']);
     for (let i = 0; i < 5; i++) assert.equal((await login('app', jwt)).status, 200);
     const warm = await waitForWatches(dev);
     assert.equal((warm.live_gets ?? 0) - (before.live_gets ?? 0), 0, 'no API-server call for pods and service accounts the watches hold');
@@ -166,7 +158,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
 
   it('while kube-apiserver is down, pod-bound logins are refused (503, never a 500) and health says so; after it restarts, the watches list again and logins go on', async () => {
     const before = await waitForWatches(dev);
-    const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+    const jwt = await podToken(core, pods['app/web']);
     let restarted = false;
     const restarting = cp.restartApiserver().finally(() => { restarted = true; });
     const statuses: string[] = [];
@@ -183,14 +175,12 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.ok(healthSaidUnsynced, 'health reported the pod watch unsynced while kube-apiserver was down');
     assert.ok(statuses.includes('503 ERR_KUBERNETES_NOT_SYNCED'), `logins meanwhile: ${statuses.join(', ')}`);
     for (const s of statuses) assert.ok(s === '200' || s.startsWith('503 '), `a login answered ${s} meanwhile`);
-    const deadline = Date.now() + 30_000;
     let after = await waitForWatches(dev);
-    while ((after.pods?.lists ?? 0) <= (before.pods?.lists ?? 0) || (after.service_accounts?.lists ?? 0) <= (before.service_accounts?.lists ?? 0)) {
-      assert.ok(Date.now() < deadline, `watches did not list again within 30 s: ${JSON.stringify(after)}`);
-      await new Promise((res) => setTimeout(res, 100));
+    await pollUntil('the watches to list again', async () => {
       after = await waitForWatches(dev);
-    }
-    const r = await login('app', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+      return (after.pods?.lists ?? 0) > (before.pods?.lists ?? 0) && (after.service_accounts?.lists ?? 0) > (before.service_accounts?.lists ?? 0);
+    }, { timeoutMs: 30_000, intervalMs: 100, detail: () => JSON.stringify(after) });
+    const r = await login('app', await podToken(core, pods['app/web']));
     assert.equal(r.status, 200, r.text);
   });
 
@@ -198,8 +188,8 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.equal((await asRoot('PUT', '/v1/policies/own-ns', { rules: [{ path: 'secrets/{{k8s.namespace}}/*', capabilities: ['read'] }] })).status, 200);
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/own-ns', { bound_namespaces: ['*'], bound_service_accounts: ['app'], policies: ['own-ns'] })).status, 204);
     assert.equal((await asRoot('PUT', '/v1/secrets/other/db', { data: { password: 'other-ns-secret' } })).status, 200);
-    const fromApp = await login('own-ns', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
-    const fromOther = await login('own-ns', await podToken(pods['other/web'], { namespace: 'other', name: 'app' }));
+    const fromApp = await login('own-ns', await podToken(core, pods['app/web']));
+    const fromOther = await login('own-ns', await podToken(core, pods['other/web']));
     assert.equal(fromApp.status, 200, fromApp.text);
     assert.equal(fromOther.status, 200, fromOther.text);
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', fromApp.body.token)).status, 200);
@@ -210,7 +200,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
 
   it('a role\'s TTL beyond the server maximum is clamped to it', async () => {
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/long', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read'], ttl_seconds: 2 * MAX_TTL_SECONDS })).status, 204);
-    const r = await login('long', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+    const r = await login('long', await podToken(core, pods['app/web']));
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.ttl, MAX_TTL_SECONDS);
     const self = await call(dev.address, 'GET', '/v1/tokens/self', r.body.token);
@@ -221,7 +211,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.equal((await asRoot('PUT', '/v1/policies/role-admin', { rules: [{ path: 'sys/auth/kubernetes/roles/*', capabilities: ['update'] }] })).status, 200);
     assert.equal((await asRoot('PUT', '/v1/policies/own-ns-2', { rules: [{ path: 'secrets/{{k8s.namespace}}/*', capabilities: ['read'] }] })).status, 200);
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/ns-admin', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['own-ns-2', 'role-admin'] })).status, 204);
-    const r = await login('ns-admin', await podToken(pods['app/web'], { namespace: 'app', name: 'app' }));
+    const r = await login('ns-admin', await podToken(core, pods['app/web']));
     assert.equal(r.status, 200, r.text);
     // It holds own-ns-2 only for its own namespace; in a role it would grant every namespace's secrets.
     const steal = await call(dev.address, 'PUT', '/v1/auth/kubernetes/roles/steal', r.body.token, { bound_namespaces: ['*'], bound_service_accounts: ['*'], policies: ['own-ns-2'] });
@@ -233,7 +223,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
   it('deleting the pod revokes the keyhold token it got, and the tokens made with it, and its JWT no longer logs in', async () => {
     assert.equal((await asRoot('PUT', '/v1/policies/mint', { rules: [{ path: 'sys/tokens', capabilities: ['create'] }] })).status, 200);
     assert.equal((await asRoot('PUT', '/v1/auth/kubernetes/roles/minting', { bound_namespaces: ['app'], bound_service_accounts: ['app'], policies: ['app-read', 'mint'] })).status, 204);
-    const jwt = await podToken(pods['app/web2'], { namespace: 'app', name: 'app' });
+    const jwt = await podToken(core, pods['app/web2']);
     const r = await login('app', jwt);
     assert.equal(r.status, 200, r.text);
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status, 200);
@@ -244,17 +234,9 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     assert.ok(Date.parse(child.body.expires_at) <= Date.now() + 600_000, 'the child expires with its parent, not in a year');
     assert.equal((await call(dev.address, 'GET', '/v1/secrets/app/db', child.body.token)).status, 200, 'the child inherits the pod identity and works');
     await core.deleteNamespacedPod({ namespace: 'app', name: 'web2', body: { gracePeriodSeconds: 0 } });
-    const deadline = Date.now() + 15_000;
-    while ((await call(dev.address, 'GET', '/v1/secrets/app/db', r.body.token)).status !== 401) {
-      assert.ok(Date.now() < deadline, 'token still valid 15 s after its pod was deleted');
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    for (const token of [minting.body.token, child.body.token]) {
-      while ((await call(dev.address, 'GET', '/v1/secrets/app/db', token)).status !== 401) {
-        assert.ok(Date.now() < deadline, 'a token of the pod, or its child, still valid 15 s after the pod was deleted');
-        await new Promise((res) => setTimeout(res, 200));
-      }
-    }
+    const revoked = async (token: string) => (await call(dev.address, 'GET', '/v1/secrets/app/db', token)).status === 401;
+    await pollUntil('the pod\'s token, the tokens made with it and their child to be revoked after the pod was deleted',
+      async () => await revoked(r.body.token) && await revoked(minting.body.token) && await revoked(child.body.token), { timeoutMs: 15_000, intervalMs: 200 });
     const again = await login('app', jwt);
     assert.equal(again.status, 403);
     assert.match(again.body.error.message, /pod no longer exists/);
@@ -265,7 +247,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     const agent = new http.Agent({ keepAlive: true, localAddress: '127.0.0.77' });
     try {
       const send = (role: string, jwt: string) => request(dev.address, { method: 'POST', path: '/v1/auth/kubernetes/login', json: { role, jwt }, agent });
-      const jwt = await podToken(pods['app/web'], { namespace: 'app', name: 'app' });
+      const jwt = await podToken(core, pods['app/web']);
       for (let i = 0; i < 120; i++) {
         const r = await send('app', jwt);
         assert.equal(r.status, 200, `successful login ${i}: ${r.status} ${r.text}`);
@@ -296,19 +278,19 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     const web = pods['app/web'] as V1Pod;
     const appUid = await saUid('app', 'app');
     const now = Math.floor(Date.now() / 1000);
-    const good = await podToken(web, { namespace: 'app', name: 'app' });
+    const good = await podToken(core, web);
     const [h, p, s] = good.split('.') as [string, string, string];
     const flip = (text: string) => (text[10] === 'A' ? `${text.slice(0, 10)}B${text.slice(11)}` : `${text.slice(0, 10)}A${text.slice(11)}`);
     const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, any>;
     const otherRsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 
     // Deleted-and-recreated service account: a token issued before the deletion.
-    const recreatedJwt = await podToken(pods['app/recreated-pod'], { namespace: 'app', name: 'recreated' });
+    const recreatedJwt = await podToken(core, pods['app/recreated-pod']);
     await core.deleteNamespacedServiceAccount({ namespace: 'app', name: 'recreated' });
     const recreatedSa = await core.createNamespacedServiceAccount({ namespace: 'app', body: { metadata: { name: 'recreated' } } });
     // Deleted pod: a token issued before the deletion.
     const doomed = await makePod('app', 'doomed', 'app');
-    const doomedJwt = await podToken(doomed, { namespace: 'app', name: 'app' });
+    const doomedJwt = await podToken(core, doomed);
     const deletedPod = await core.deleteNamespacedPod({ namespace: 'app', name: 'doomed', body: { gracePeriodSeconds: 0 } });
     // As with a TokenReview, keyhold learns of both through a watch: let it catch up, so the cases
     // below test the checks, not the race (the revocation test covers what happens inside it).
@@ -316,10 +298,10 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
 
     const cases: Array<{ name: string; role?: string; jwt: string; reason: RegExp; status?: number }> = [
       { name: 'unknown role', role: 'nope', jwt: good, reason: /no role "nope"/ },
-      { name: 'wrong namespace', jwt: await podToken(pods['other/web'], { namespace: 'other', name: 'app' }), reason: /namespace other is not bound/ },
-      { name: 'wrong service account', jwt: await podToken(pods['app/other-sa-pod'], { namespace: 'app', name: 'other-sa' }), reason: /service account other-sa is not bound/ },
-      { name: 'wrong audience', jwt: await podToken(web, { namespace: 'app', name: 'app' }, 'vault'), reason: /wrong audience/ },
-      { name: 'not pod-bound where the role requires it', jwt: await podToken(undefined, { namespace: 'app', name: 'app' }), reason: /requires a pod-bound token/ },
+      { name: 'wrong namespace', jwt: await podToken(core, pods['other/web']), reason: /namespace other is not bound/ },
+      { name: 'wrong service account', jwt: await podToken(core, pods['app/other-sa-pod']), reason: /service account other-sa is not bound/ },
+      { name: 'wrong audience', jwt: await podToken(core, web, ['vault']), reason: /wrong audience/ },
+      { name: 'not pod-bound where the role requires it', jwt: await serviceAccountToken(core, { namespace: 'app', name: 'app' }), reason: /requires a pod-bound token/ },
       { name: 'other issuer (signed with the cluster key)', jwt: await craft(claimsFor('app', 'app', appUid, web, { iss: 'https://other.example' })), reason: /wrong issuer/ },
       { name: 'expired', jwt: await craft(claimsFor('app', 'app', appUid, web), { iat: now - 7200, exp: now - 3600 }), reason: /token expired/ },
       { name: 'not yet valid', jwt: await craft(claimsFor('app', 'app', appUid, web), { nbf: now + 3600 }), reason: /not yet valid/ },
@@ -371,7 +353,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     const envPod = await core.createNamespacedPod({ namespace: 'app', body: { metadata: { name: 'env-pod' }, spec: { serviceAccountName: 'app', containers: [{
       name: 'app', image: IMAGE, command: ['/app'], env: [{ name: 'DB_PASSWORD', value: 'keyhold:app/db#password' }],
     }] } } });
-    writeFileSync(jwtFile, await podToken(envPod, { namespace: 'app', name: 'app' }));
+    writeFileSync(jwtFile, await podToken(core, envPod));
     const child = await exec(process.execPath, [CLI, 'agent', 'exec', '--addr', dev.address, '--role', 'app', '--jwt-file', jwtFile, '--',
       process.execPath, '-e', 'process.stdout.write(`${process.env.DB_PASSWORD}|${process.env.PLAIN}`)'], { env: { ...process.env, DB_PASSWORD: 'keyhold:app/db#password', PLAIN: 'plain' } });
     assert.equal(child.stdout, 'pod-secret-1|plain');
@@ -395,13 +377,7 @@ describe('Kubernetes login with a real kube-apiserver', { timeout: 10 * 60_000 }
     let stderr = '';
     sidecar.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     try {
-      const until = async (what: string, check: () => boolean) => {
-        const deadline = Date.now() + 10_000;
-        while (!check()) {
-          assert.ok(Date.now() < deadline, `${what}; agent said: ${stderr}`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      };
+      const until = (what: string, check: () => boolean) => pollUntil(what, check, { timeoutMs: 10_000, intervalMs: 100, detail: () => `agent said: ${stderr}` });
       const read = () => { try { return readFileSync(join(out, 'v'), 'utf8'); } catch { return ''; } };
       await until('first render', () => read() === 'one');
       assert.equal((await asRoot('PUT', '/v1/secrets/app/rotating', { data: { v: 'two' } })).status, 200);

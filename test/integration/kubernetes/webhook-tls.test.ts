@@ -13,6 +13,7 @@ import { serveWebhook } from '../../../src/kubernetes/webhook/server.js';
 import { makeAuthority, selfManagedTls } from '../../../src/kubernetes/webhook/tls.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { freePorts } from '../../helpers/processes.js';
+import { pollUntil } from '../../helpers/wait.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };
 
@@ -61,14 +62,14 @@ describe('self-managed webhook TLS with a real kube-apiserver', { timeout: 10 * 
     // Wait for the first bundle to take effect, then create pods for 14 s: about 10 leaf renewals and one CA replacement.
     const annotations = { 'keyhold.io/inject': 'true', 'keyhold.io/role': 'app', 'keyhold.io/secret-a': 'app/a' };
     const createPod = (name: string) => core.createNamespacedPod({ namespace: 'rot', body: { metadata: { name, annotations }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: 'app' }] } } });
-    const deadline = Date.now() + 30_000;
-    for (let i = 0; ; i++) {
+    let warm = 0;
+    await pollUntil('the published CA bundle to take effect', async () => {
       try {
-        if ((await createPod(`warm-${i}`)).metadata?.annotations?.['keyhold.io/status'] === 'injected') break;
-      } catch { /* the placeholder bundle is still in use */ }
-      assert.ok(Date.now() < deadline, 'the published CA bundle never took effect');
-      await new Promise((r) => setTimeout(r, 300));
-    }
+        return (await createPod(`warm-${warm++}`)).metadata?.annotations?.['keyhold.io/status'] === 'injected';
+      } catch {
+        return false; // the placeholder bundle is still in use
+      }
+    }, { timeoutMs: 30_000, intervalMs: 300 });
     const serials = new Set<string>();
     const issuers = new Set<string>();
     const failures: string[] = [];

@@ -11,6 +11,7 @@ import { serveWebhook } from '../../../src/kubernetes/webhook/server.js';
 import { fileTls } from '../../../src/kubernetes/webhook/tls.js';
 import { makePki, startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { tempDir } from '../../helpers/server.js';
+import { pollUntil } from '../../helpers/wait.js';
 
 const IMAGE = `registry.example/app@sha256:${'c'.repeat(64)}`;
 const quiet = { info: () => undefined, warn: () => undefined };
@@ -41,13 +42,11 @@ describe('injector webhook with a real kube-apiserver', { timeout: 10 * 60_000 }
     const config = webhookConfiguration({ namespace: 'keyhold', url: webhook.url, caBundlePem: pki.caPem }) as unknown as V1MutatingWebhookConfiguration;
     await cp.kubeConfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: config });
     // Registration takes effect asynchronously: wait until an annotated pod comes back mutated.
-    const deadline = Date.now() + 30_000;
-    for (let i = 0; ; i++) {
-      const probe = await create('inj', `probe-${i}`, { 'keyhold.io/inject': 'true', 'keyhold.io/role': 'app', 'keyhold.io/secret-a': 'app/a' });
-      if (probe.metadata?.annotations?.['keyhold.io/status'] === 'injected') break;
-      assert.ok(Date.now() < deadline, 'webhook never took effect');
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    let i = 0;
+    await pollUntil('the webhook to take effect', async () => {
+      const probe = await create('inj', `probe-${i++}`, { 'keyhold.io/inject': 'true', 'keyhold.io/role': 'app', 'keyhold.io/secret-a': 'app/a' });
+      return probe.metadata?.annotations?.['keyhold.io/status'] === 'injected';
+    }, { timeoutMs: 30_000, intervalMs: 500 });
   });
 
   after(async () => {

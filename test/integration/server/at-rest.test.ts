@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import pkcs11 from 'pkcs11js';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { allObjects, openDevToken, parseListedObjects, pkcs11ToolListObjects } from './support.js';
+import { assertOnlyNonExtractableKeys } from '../../helpers/pkcs11-tool.js';
 
 const KEY_TYPES = ['aes256-gcm', 'hmac-sha256', 'ec-p256', 'ec-p384', 'rsa-2048'] as const;
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
@@ -231,15 +232,6 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
     const objects = parseListedObjects(listed.stdout);
     assert.equal(objects.length, 3 + hsmKeyVersions, `unexpected object count in:\n${listed.stdout}`);
     assert.equal(objects.filter((o) => /^Public Key Object/.test(o.header)).length, 0, 'public key objects remain');
-    for (const object of objects) {
-      const what = `${object.header} "${object.label ?? '?'}"`;
-      assert.match(object.header, /^(Private Key Object|Secret Key Object);/, `unexpected object ${what}`);
-      assert.ok(object.access, `${what} has no Access line`);
-      const flags = object.access.split(',').map((f) => f.trim());
-      for (const required of ['sensitive', 'always sensitive', 'never extractable']) {
-        assert.ok(flags.includes(required), `${what} Access lacks "${required}": ${object.access}`);
-      }
-      assert.ok(!flags.includes('extractable'), `${what} is extractable: ${object.access}`);
-    }
+    assertOnlyNonExtractableKeys(objects);
   });
 });

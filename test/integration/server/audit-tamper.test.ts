@@ -17,6 +17,7 @@ import { canonicalJson } from '../../../src/audit/canonical.js';
 import { entryHash, type SealedAnyAuditEntry, type SystemEntry } from '../../../src/audit/entry.js';
 import { sleep } from '../../helpers/processes.js';
 import { call, startDev, startServer, tempDir, type DevServer } from '../../helpers/server.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { DEV_TOKEN_LABEL, runCliTimed, softHsmModule } from './support.js';
 
 type Line = SealedAnyAuditEntry & { data?: Record<string, string | number> };
@@ -263,9 +264,10 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
           const put = await call(server.address, 'PUT', '/v1/secrets/after/change', server.rootToken, { data: { v: '1' } });
           assert.equal(put.status, 503, put.text);
           assert.equal(put.body.error.code, 'ERR_AUDIT_UNAVAILABLE');
-          const t0 = Date.now();
-          let health = await call(server.address, 'GET', '/v1/sys/health');
-          while (health.body.audit.ok && Date.now() - t0 < 1500) { await sleep(50); health = await call(server.address, 'GET', '/v1/sys/health'); }
+          const health = await pollUntil('health to report the audit log failed', async () => {
+            const h = await call(server.address, 'GET', '/v1/sys/health');
+            return !h.body.audit.ok && h;
+          }, { timeoutMs: 1500, intervalMs: 50 });
           assert.equal(health.status, 503);
           assert.equal(health.body.audit.ok, false);
           assert.equal(health.body.audit.reason, reason);
@@ -387,9 +389,10 @@ describe('audit log tampering (real server, real SoftHSM)', { timeout: 600_000 }
         } finally {
           execFileSync('chattr', ['-i', file]);
         }
-        const t0 = Date.now();
-        let health = await call(server.address, 'GET', '/v1/sys/health');
-        while (!health.body.audit.ok && Date.now() - t0 < 3000) { await sleep(50); health = await call(server.address, 'GET', '/v1/sys/health'); }
+        const health = await pollUntil('health to report the audit log recovered', async () => {
+          const h = await call(server.address, 'GET', '/v1/sys/health');
+          return h.body.audit.ok && h;
+        }, { timeoutMs: 3000, intervalMs: 50 });
         assert.equal(health.body.audit.ok, true, JSON.stringify(health.body.audit));
         assert.equal(health.status, 200);
         await traffic(server, server.rootToken, 2, 'after');

@@ -13,6 +13,7 @@ import { after, describe, it } from 'node:test';
 import { sleep } from '../../helpers/processes.js';
 import { auditRecords, call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { mountTmpfs } from '../../helpers/tmpfs.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { assertError } from '../api/api-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -142,16 +143,9 @@ describe('no state change without its audit record, with the audit disk filling 
       }
     };
     const workers = Array.from({ length: 16 }, worker);
-    const until = async (what: string, check: () => boolean) => {
-      const deadline = Date.now() + 60_000;
-      while (!check()) {
-        assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
-        await sleep(10);
-      }
-    };
-    await until('100 acknowledged writes', () => acked.size >= 100);
+    await pollUntil('100 acknowledged writes', () => acked.size >= 100, { timeoutMs: 60_000, intervalMs: 10 });
     const filler = fill(tmpfs.dir);
-    await until('refused writes', () => refused >= 20);
+    await pollUntil('refused writes', () => refused >= 20, { timeoutMs: 60_000, intervalMs: 10 });
     await sleep(200);
     await holder.server.stop('SIGKILL');
     stop = true;

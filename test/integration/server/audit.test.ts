@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { inParallel } from '../../helpers/pool.js';
 import { runCliTimed } from './support.js';
 
 const CANARY = `CANARY-SECRET-${randomBytes(12).toString('hex')}`;
@@ -57,19 +58,6 @@ async function verify(file: string): Promise<{ code: number | null; result: Veri
     assert.fail(`audit verify printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
   }
   return { code: r.code, result, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  }));
-  return out;
 }
 
 /** A different printable byte in place of `byte` (never a newline, so the line count stays). */
@@ -279,7 +267,7 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
     const offsets = lines.map((_, i) => lines.slice(0, i).reduce((sum, l) => sum + Buffer.byteLength(l) + 1, 0));
     const original = fs.readFileSync(auditFile);
     const failures: string[] = [];
-    await pool(cases, 6, async (c) => {
+    await inParallel(cases, 6, async (c) => {
       const bytes = Buffer.from(original);
       const pos = (offsets[c.seq - 1] as number) + c.offset;
       const before = bytes[pos] as number;

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { inParallel } from '../../helpers/pool.js';
 import { keySpec, type SymmetricSpec } from '../../../src/hsm/mechanisms.js';
 import { allObjects, openDevToken, runCliTimed } from './support.js';
 
@@ -26,15 +27,7 @@ const KEYS = ['crash-hsm', 'crash-wrapped'] as const;
 
 /** Runs `fn` over `items` with at most `limit` in flight; collects failures instead of throwing at the first. */
 async function each<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<string | undefined>): Promise<string[]> {
-  const problems: string[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const problem = await fn(items[next++] as T);
-      if (problem) problems.push(problem);
-    }
-  }));
-  return problems;
+  return (await inParallel(items, limit, fn)).filter((problem): problem is string => !!problem);
 }
 
 describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 175_000 }, () => {

@@ -13,9 +13,11 @@ import { entryHash, sealSystemLine, type SystemEntry } from '../../../src/audit/
 import { FileAuditLog, type FileAuditLogOptions } from '../../../src/audit/file-log.js';
 import { scanAuditFiles, type AuditVerifyResult } from '../../../src/audit/verify.js';
 import type { Hsm } from '../../../src/hsm/types.js';
-import { CHAIN, hsmSigners, OTHER_CHAIN, readLines, rec, tempRoot, until, type Line } from './support.js';
+import { CHAIN, hsmSigners, OTHER_CHAIN, readLines, rec, type Line } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
+import { pollUntil } from '../../helpers/wait.js';
 
-const root = tempRoot('keyhold-audit-cp-');
+const root = tempDir('keyhold-audit-cp-');
 let hsm: Hsm;
 let signer: CheckpointSigner;
 let otherSigner: CheckpointSigner;
@@ -109,7 +111,7 @@ describe('checkpoints', () => {
     const log = await FileAuditLog.open(file, { start: { chain: CHAIN }, checkpoints: { signer: slow, everyEntries: 1_000, intervalMs: 60_000 } });
     await log.append(rec(1));
     const pending = log.checkpoint();
-    await until('signing', () => signing);
+    await pollUntil('signing', () => signing, { timeoutMs: 3000, intervalMs: 10 });
     for (let i = 2; i <= 6; i++) await log.append(rec(i)); // each resolves while the HSM call waits
     release();
     const cp = await pending;
@@ -123,7 +125,7 @@ describe('checkpoints', () => {
     const file = newFile();
     const log = await FileAuditLog.open(file, { start: { chain: CHAIN }, checkpoints: { signer, everyEntries: 1_000, intervalMs: 100 } });
     await log.append(rec(1));
-    await until('a timed checkpoint', () => log.lastCheckpoint !== undefined);
+    await pollUntil('a timed checkpoint', () => log.lastCheckpoint !== undefined, { timeoutMs: 3000, intervalMs: 10 });
     const first = log.lastCheckpoint?.entrySeq;
     await new Promise((r) => setTimeout(r, 350));
     assert.equal(log.lastCheckpoint?.entrySeq, first, 'a checkpoint with nothing new to sign');

@@ -1,14 +1,14 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { isKeyholdError } from '../../../src/errors.js';
 import { GENESIS_HASH, type AuditRecord, type SealedAuditEntry } from '../../../src/audit/entry.js';
 import { FileAuditLog, type AuditIo } from '../../../src/audit/file-log.js';
 import { verifyAuditFile } from '../../../src/audit/verify.js';
+import { tempDir } from '../../helpers/temp.js';
 
-const root = fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), 'keyhold-audit-log-'));
+const root = tempDir('keyhold-audit-log-');
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 let fileCounter = 0;
 const newFile = (): string => path.join(root, `audit-${++fileCounter}.log`);

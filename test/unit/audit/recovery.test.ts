@@ -6,9 +6,11 @@ import path from 'node:path';
 import { isKeyholdError } from '../../../src/errors.js';
 import { FileAuditLog, type AuditIo } from '../../../src/audit/file-log.js';
 import { verifyAuditFile } from '../../../src/audit/verify.js';
-import { readLines, rec, tempRoot, until } from './support.js';
+import { readLines, rec } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
+import { pollUntil } from '../../helpers/wait.js';
 
-const root = tempRoot('keyhold-audit-rec-');
+const root = tempDir('keyhold-audit-rec-');
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 let n = 0;
 const newFile = () => path.join(root, `audit-${++n}.log`);
@@ -27,7 +29,7 @@ describe('file identity', () => {
       const log = await FileAuditLog.open(file, { probeIntervalMs: 50 });
       await log.append(rec(1));
       change(file);
-      await until('failure', () => !log.healthy, 1000);
+      await pollUntil('failure', () => !log.healthy, { timeoutMs: 1000, intervalMs: 10 });
       assert.equal(log.status.reason, reason);
       assert.equal(log.status.terminal, true);
       await assert.rejects(log.append(rec(2)), isUnavailable);
@@ -60,7 +62,7 @@ describe('file identity', () => {
     await log.append(rec(1));
     fs.renameSync(file, `${file}.moved`);
     fs.symlinkSync(`${file}.moved`, file);
-    await until('failure', () => !log.healthy, 1000);
+    await pollUntil('failure', () => !log.healthy, { timeoutMs: 1000, intervalMs: 10 });
     assert.equal(log.status.reason, 'FILE_REPLACED');
     await assert.rejects(log.append(rec(2)), isUnavailable);
     await log.close();
@@ -119,7 +121,7 @@ describe('recovery without restart', () => {
     assert.equal(log.healthy, false, 'recovered while still failing');
     await assert.rejects(log.append(rec(3)), isUnavailable);
     failing = false;
-    await until('recovery', () => log.healthy, 2000);
+    await pollUntil('recovery', () => log.healthy, { timeoutMs: 2000, intervalMs: 10 });
     await log.append(rec(4));
     await log.close();
     const lines = readLines(file);

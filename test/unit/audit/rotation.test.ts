@@ -9,9 +9,11 @@ import { rotatedFiles, rotatedName } from '../../../src/audit/files.js';
 import { verifyAuditSet } from '../../../src/audit/verify.js';
 import type { Hsm } from '../../../src/hsm/types.js';
 import { mountTmpfs } from '../../helpers/tmpfs.js';
-import { CHAIN, hsmSigners, readLines, rec, tempRoot, until } from './support.js';
+import { CHAIN, hsmSigners, readLines, rec } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
+import { pollUntil } from '../../helpers/wait.js';
 
-const root = tempRoot('keyhold-audit-rot-');
+const root = tempDir('keyhold-audit-rot-');
 const isRoot = process.getuid?.() === 0;
 let hsm: Hsm;
 let signer: CheckpointSigner;
@@ -42,7 +44,7 @@ describe('rotation', () => {
     const file = path.join(dir, 'audit.log');
     const log = await FileAuditLog.open(file, { start: { chain: CHAIN }, maxFileBytes: 4096, checkpoints: { signer, everyEntries: 10_000, intervalMs: 60_000 } });
     for (let round = 0; round < 10; round++) await Promise.all(Array.from({ length: 40 }, (_, i) => log.append(rec(round * 40 + i + 1))));
-    await until('rotations', () => log.status.rotatedFiles >= 3);
+    await pollUntil('rotations', () => log.status.rotatedFiles >= 3, { timeoutMs: 3000, intervalMs: 10 });
     await log.close();
     const rotated = rotatedFiles(file);
     assert.equal(rotated.length, log.status.rotatedFiles);
@@ -91,7 +93,7 @@ describe('rotation', () => {
       assert.equal(log.status.terminal, false);
       assert.equal(fs.existsSync(file), false, 'the active file was renamed and no next one could be made');
       fs.unlinkSync(filler);
-      await until('recovery', () => log.healthy, 3000);
+      await pollUntil('recovery', () => log.healthy, { timeoutMs: 3000, intervalMs: 10 });
       await log.append(rec(1000));
       await log.close();
       const next = readLines(file);

@@ -17,9 +17,10 @@ import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { isKeyholdError } from '../../../src/errors.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
-import { readLines, rec, tempRoot } from './support.js';
+import { readLines, rec } from './support.js';
+import { tempDir } from '../../helpers/temp.js';
 
-const root = tempRoot('keyhold-audit-start-');
+const root = tempDir('keyhold-audit-start-');
 let hsm: MemoryHsm;
 let n = 0;
 

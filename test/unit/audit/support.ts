@@ -1,16 +1,10 @@
 /** Shared set-up of the audit unit tests that sign checkpoints (not a test file itself). */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { createPublicKey } from 'node:crypto';
 import { keyFingerprint, type CheckpointSigner } from '../../../src/audit/checkpoint.js';
 import type { AuditRecord, SealedAnyAuditEntry } from '../../../src/audit/entry.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
 import type { Hsm } from '../../../src/hsm/types.js';
-
-export function tempRoot(prefix: string): string {
-  return fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), prefix));
-}
 
 /**
  * EC P-256 keys in an in-memory HSM (same contract as SoftHSM: the checkpoint logic sees only the
@@ -40,10 +34,3 @@ export function readLines(file: string): Line[] {
   return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Line);
 }
 
-export const until = async (what: string, ok: () => boolean, ms = 3000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};

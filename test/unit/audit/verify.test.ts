@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import { isKeyholdError } from '../../../src/errors.js';
@@ -10,8 +9,9 @@ import { entryHash, GENESIS_HASH, sealEntry, type AuditHead, type SealedAuditEnt
 import { FileAuditLog } from '../../../src/audit/file-log.js';
 import { AuditHmac } from '../../../src/audit/hmac.js';
 import { verifyAuditFile, type AuditVerifyResult } from '../../../src/audit/verify.js';
+import { tempDir } from '../../helpers/temp.js';
 
-const root = fs.mkdtempSync(path.join(process.env.KEYHOLD_TEST_TMP ?? os.tmpdir(), 'keyhold-audit-verify-'));
+const root = tempDir('keyhold-audit-verify-');
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 let fileCounter = 0;
 const newFile = (): string => path.join(root, `audit-${++fileCounter}.log`);

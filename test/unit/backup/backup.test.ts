@@ -13,7 +13,7 @@ import { KeyholdError } from '../../../src/errors.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
 import type { Storage, StorageCheck, StorageEntry, StorageWrite } from '../../../src/storage/types.js';
-import { keyholdCode } from '../../contract/hsm.js';
+import { keyholdCode } from '../../helpers/errors.js';
 import { tempDir } from '../../helpers/server.js';
 
 // Backup and restore over the Storage and Hsm interfaces, on the in-memory implementations. The

@@ -1,14 +1,14 @@
 /** The flood-limit settings: api.unauthenticatedRateLimit in the file, or KEYHOLD_UNAUTHENTICATED_RATE_LIMIT=MAX/SECONDS. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadConfigFile } from '../../../src/core/config.js';
 import { isKeyholdError } from '../../../src/errors.js';
+import { tempDir } from '../../helpers/temp.js';
 
 describe('config: unauthenticated rate limit', () => {
-  const dir = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-config-'));
+  const dir = tempDir('keyhold-config-');
   after(() => rmSync(dir, { recursive: true, force: true }));
   const file = (api: string) => {
     const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);

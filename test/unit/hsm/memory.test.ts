@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
-import { hsmContract, keyholdCode } from '../../contract/hsm.js';
+import { hsmContract } from '../../contract/hsm.js';
+import { keyholdCode } from '../../helpers/errors.js';
 
 hsmContract('MemoryHsm', () => MemoryHsm.open());
 

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,12 +7,11 @@ import { isKeyholdError } from '../../../src/errors.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
 import type { Storage } from '../../../src/storage/types.js';
 import { storageContract } from '../../contract/storage.js';
+import { tempDir } from '../../helpers/temp.js';
 
-const tmpRoot = process.env.KEYHOLD_TEST_TMP ?? os.tmpdir();
-const mkTemp = (): string => fs.mkdtempSync(path.join(tmpRoot, 'keyhold-sqlite-'));
 
 storageContract('sqlite', async () => {
-  const dir = mkTemp();
+  const dir = tempDir('keyhold-sqlite-');
   const file = path.join(dir, 'keyhold.db');
   let current: Storage = SqliteStorage.open(file);
   return {
@@ -36,7 +34,7 @@ describe('SqliteStorage', () => {
   let storage: SqliteStorage;
 
   before(() => {
-    dir = mkTemp();
+    dir = tempDir('keyhold-sqlite-');
     // A missing parent directory is created (0700) by open().
     file = path.join(dir, 'nested', 'data', 'keyhold.db');
     storage = SqliteStorage.open(file);

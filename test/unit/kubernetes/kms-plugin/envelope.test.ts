@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { isKeyholdError } from '../../../src/errors.js';
-import { MAX_CIPHERTEXT_BYTES, MAX_PLAINTEXT_BYTES, decodeKekAnnotation, encodeKekAnnotation, openDekSeed, sealDekSeed } from '../../../src/kubernetes/kms-plugin/envelope.js';
-import { deriveKeyId } from '../../../src/kubernetes/kms-plugin/key-id.js';
-import { Lru } from '../../../src/kubernetes/kms-plugin/lru.js';
-import { parseSocketAddress } from '../../../src/kubernetes/kms-plugin/socket.js';
-import { checkDecryptInput } from '../../../src/kubernetes/kms-plugin/kms-service.js';
+import { isKeyholdError } from '../../../../src/errors.js';
+import { MAX_CIPHERTEXT_BYTES, MAX_PLAINTEXT_BYTES, decodeKekAnnotation, encodeKekAnnotation, openDekSeed, sealDekSeed } from '../../../../src/kubernetes/kms-plugin/envelope.js';
+import { deriveKeyId } from '../../../../src/kubernetes/kms-plugin/key-id.js';
+import { Lru } from '../../../../src/kubernetes/kms-plugin/lru.js';
+import { parseSocketAddress } from '../../../../src/kubernetes/kms-plugin/socket.js';
+import { checkDecryptInput } from '../../../../src/kubernetes/kms-plugin/kms-service.js';
 
 const invalid = (err: unknown) => isKeyholdError(err, 'ERR_CIPHERTEXT_INVALID');
 

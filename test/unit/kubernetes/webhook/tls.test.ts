@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileTls, issueLeaf, makeAuthority, type TlsMaterial } from '../../../src/kubernetes/webhook/tls.js';
+import { fileTls, issueLeaf, makeAuthority, type TlsMaterial } from '../../../../src/kubernetes/webhook/tls.js';
+import { tempDir } from '../../../helpers/temp.js';
 
 describe('webhook TLS from files', () => {
-  const dir = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-file-tls-'));
+  const dir = tempDir('keyhold-file-tls-');
   after(() => rmSync(dir, { recursive: true, force: true }));
   const certFile = join(dir, 'tls.crt');
   const keyFile = join(dir, 'tls.key');

@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
-import { webhookConfiguration } from '../../../src/kubernetes/webhook/manifests.js';
-import { mutate } from '../../../src/kubernetes/webhook/mutate.js';
-import { applyPatch } from '../../helpers/json-patch.js';
+import { webhookConfiguration } from '../../../../src/kubernetes/webhook/manifests.js';
+import { mutate } from '../../../../src/kubernetes/webhook/mutate.js';
+import { applyPatch } from '../../../helpers/json-patch.js';
 
-/** The doc, from this compiled file (dist/test/unit/webhook/). */
-const DOC = resolve(fileURLToPath(import.meta.url), '../../../../../docs/kubernetes-injection.md');
+/** The doc, from this compiled file (dist/test/unit/kubernetes/webhook/). */
+const DOC = resolve(fileURLToPath(import.meta.url), '../../../../../../docs/kubernetes-injection.md');
 /** The options the samples are written for (the doc says so beside them). */
 const OPTIONS = { agentImage: '<your keyhold image>', serverAddress: 'https://keyhold.keyhold.svc:8200' };
 const CA_BUNDLE = '<base64 of the --ca-file PEM>';

@@ -1,9 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { it } from 'node:test';
-import { writeAtomically } from '../../../src/agent/agent.js';
 import { envReference, parseSecretRef, renderSecret, renderTemplate, templateRefs } from '../../../src/client/secret-ref.js';
 
 it('secret references: path and optional field; traversal and junk refused', () => {
@@ -24,16 +20,6 @@ it('rendering: a field as text, the whole secret as JSON, a missing field is an 
   assert.equal(renderSecret({ a: 'x', n: 3 }, { path: 'p', field: 'n' }), '3');
   assert.equal(renderSecret({ a: 'x' }, { path: 'p' }), '{"a":"x"}');
   assert.throws(() => renderSecret({ a: 'x' }, { path: 'p', field: 'b' }), /no field b/);
-});
-
-it('writeAtomically: final content and mode, no temp files left, unsafe names refused', () => {
-  const dir = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-atomic-'));
-  writeAtomically(dir, 'secret', 'one', 0o400);
-  writeAtomically(dir, 'secret', 'two', 0o440);
-  assert.equal(readFileSync(join(dir, 'secret'), 'utf8'), 'two');
-  assert.equal(statSync(join(dir, 'secret')).mode & 0o777, 0o440);
-  assert.deepEqual(readdirSync(dir), ['secret']);
-  for (const bad of ['../x', '.hidden', 'a/b', '']) assert.throws(() => writeAtomically(dir, bad, "x", 0o400), /invalid file name/, bad);
 });
 
 it('templates: placeholders name path#field; rendering fills them; a missing field is an error', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { globMatch } from '../../../src/identity/kubernetes/glob.js';
+import { globMatch } from '../../../../src/identity/kubernetes/glob.js';
 
 it('globMatch: * matches any run (including none); everything else is literal', () => {
   const yes: Array<[string, string]> = [['app', 'app'], ['*', 'anything'], ['*', ''], ['worker-*', 'worker-1'], ['worker-*', 'worker-'], ['*-prod', 'api-prod'], ['a*b*c', 'abc'], ['a*b*c', 'a-x-b-y-c'], ['team.*.svc', 'team.a.svc']];

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { RegistryClient, RegistryError, parseBearerChallenge } from '../../../src/identity/kubernetes/registry-client.js';
+import { RegistryClient, RegistryError, parseBearerChallenge } from '../../../../src/identity/kubernetes/registry-client.js';
 
 describe('registry client', () => {
   // A loopback HTTP server whose answer each test sets: the protocol edges a real registry rarely shows.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { parseImageId, parsePinned } from '../../../src/identity/kubernetes/image-ref.js';
+import { parseImageId, parsePinned } from '../../../../src/identity/kubernetes/image-ref.js';
 
 const D = `sha256:${'e'.repeat(64)}`;
 

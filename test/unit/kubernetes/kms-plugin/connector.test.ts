@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyholdError } from '../../../src/errors.js';
-import { RootKeyConnector } from '../../../src/kubernetes/kms-plugin/connector.js';
-import type { RootKey } from '../../../src/kubernetes/kms-plugin/root-key.js';
+import { KeyholdError } from '../../../../src/errors.js';
+import { RootKeyConnector } from '../../../../src/kubernetes/kms-plugin/connector.js';
+import type { RootKey } from '../../../../src/kubernetes/kms-plugin/root-key.js';
 
 const fakeRoot = { description: 'test root', calls: 0, close: async () => undefined } as unknown as RootKey;
 const quietLog = () => {

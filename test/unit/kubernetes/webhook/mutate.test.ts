@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { mutate, type JsonPatchOp } from '../../../src/kubernetes/webhook/mutate.js';
-import { applyPatch } from '../../helpers/json-patch.js';
+import { mutate, type JsonPatchOp } from '../../../../src/kubernetes/webhook/mutate.js';
+import { applyPatch } from '../../../helpers/json-patch.js';
 
 const OPTIONS = { agentImage: 'keyhold:test', serverAddress: 'https://keyhold.keyhold.svc:8200' };
 

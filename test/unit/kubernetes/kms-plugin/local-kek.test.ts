@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { KeyholdError, isKeyholdError } from '../../../src/errors.js';
-import { LocalKekManager } from '../../../src/kubernetes/kms-plugin/local-kek.js';
-import type { RootKey } from '../../../src/kubernetes/kms-plugin/root-key.js';
+import { KeyholdError, isKeyholdError } from '../../../../src/errors.js';
+import { LocalKekManager } from '../../../../src/kubernetes/kms-plugin/local-kek.js';
+import type { RootKey } from '../../../../src/kubernetes/kms-plugin/root-key.js';
 
 /** A root key in memory (AES-GCM), with switches for "the HSM is away" and "this version was retired". */
 function memoryRoot() {
