@@ -5,6 +5,7 @@ import type { OaepHash } from '../../src/hsm/types.js';
 import { algorithmOf, type KeyOperation } from '../../src/keys/algorithms.js';
 import type { KeyMaterial } from '../../src/keys/key-material.js';
 import type { KeyType } from '../../src/keys/types.js';
+import { flipBit } from '../helpers/bytes.js';
 import { keyholdCode } from '../helpers/errors.js';
 
 /** One fresh version's material of a key type, with what a caller outside keyhold may know of it. */
@@ -23,12 +24,6 @@ export const CONTRACT_TYPES: readonly KeyType[] = ['aes256-gcm', 'hmac-sha256', 
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const NO_AAD = Buffer.alloc(0);
-
-function flipBit(blob: Buffer, byte: number): Buffer {
-  const copy = Buffer.from(blob);
-  copy[byte] = (copy[byte] ?? 0) ^ 1;
-  return copy;
-}
 
 /** Calls `operation` on the material with inputs that would be fine for a type that had it. */
 function attempt(material: KeyMaterial, operation: KeyOperation): Promise<unknown> {
@@ -99,7 +94,7 @@ export function keyMaterialContract(name: string, make: (type: KeyType) => Promi
           await assert.rejects(material.open(body, Buffer.from('other')), keyholdCode('ERR_CIPHERTEXT_INVALID'));
           await assert.rejects(material.open(body, NO_AAD), keyholdCode('ERR_CIPHERTEXT_INVALID'));
           for (const byte of [0, GCM_IV_BYTES, body.length - 1]) {
-            await assert.rejects(material.open(flipBit(body, byte), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `bit flipped in byte ${byte}`);
+            await assert.rejects(material.open(flipBit(body, byte * 8 + 7), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'), `bit flipped in byte ${byte}`);
           }
           await assert.rejects(material.open(body.subarray(0, body.length - 1), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'));
           await assert.rejects(material.open(body.subarray(0, GCM_IV_BYTES + GCM_TAG_BYTES - 1), aad), keyholdCode('ERR_CIPHERTEXT_INVALID'));
@@ -132,7 +127,7 @@ export function keyMaterialContract(name: string, make: (type: KeyType) => Promi
 
         it('rejects a tampered or foreign body with ERR_CIPHERTEXT_INVALID', async () => {
           const body = await material.seal(Buffer.from('padded'), NO_AAD);
-          await assert.rejects(material.open(flipBit(body, 40), NO_AAD), keyholdCode('ERR_CIPHERTEXT_INVALID'));
+          await assert.rejects(material.open(flipBit(body, 40 * 8 + 7), NO_AAD), keyholdCode('ERR_CIPHERTEXT_INVALID'));
           await assert.rejects(material.open(randomBytes(body.length), NO_AAD), keyholdCode('ERR_CIPHERTEXT_INVALID'));
         });
       }
@@ -149,7 +144,7 @@ export function keyMaterialContract(name: string, make: (type: KeyType) => Promi
             assert.equal(nodeVerify(algorithm.digest ?? 'sha256', input, options, signature), true);
             assert.equal(await material.verify(input, signature), true);
             assert.equal(await material.verify(Buffer.concat([input, Buffer.of(0)]), signature), false);
-            assert.equal(await material.verify(input, flipBit(signature, 3)), false);
+            assert.equal(await material.verify(input, flipBit(signature, 3 * 8 + 7)), false);
             assert.equal(await material.verify(input, signature.subarray(1)), false);
           }
         });
@@ -164,7 +159,7 @@ export function keyMaterialContract(name: string, make: (type: KeyType) => Promi
           assert.notDeepEqual(await material.sign(Buffer.from('mac me too')), tag);
           assert.equal(await material.verify(input, tag), true);
           assert.equal(await material.verify(Buffer.from('other'), tag), false);
-          assert.equal(await material.verify(input, flipBit(tag, 31)), false);
+          assert.equal(await material.verify(input, flipBit(tag, 31 * 8 + 7)), false);
           assert.equal(await material.verify(input, tag.subarray(0, 16)), false);
           assert.equal(await material.verify(input, Buffer.alloc(0)), false);
         });
