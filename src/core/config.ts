@@ -41,7 +41,8 @@ export const ServerConfigSchema = Type.Object({
   }, { additionalProperties: false }),
   hsm: HsmSection,
   audit: Type.Object({
-    path: Type.String({ minLength: 1 }),
+    /** The audit file: required with SQLite; with PostgreSQL the log is the `audit` table. */
+    path: Type.Optional(Type.String({ minLength: 1 })),
     /** Rotate the active file once it is larger than this (default: never). */
     maxFileBytes: Type.Optional(Type.Integer({ minimum: 4096 })),
     /** HSM-signed checkpoint after this many entries (default 1000)... */
@@ -139,6 +140,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   if ((config.storage.sqlite === undefined) === (config.storage.postgres === undefined)) throw new KeyholdError('ERR_CONFIG', `${source}: set exactly one of storage.sqlite and storage.postgres`);
   // Refused at load, not at first connect: a password in the URL, query parameters, a bad shape.
   if (config.storage.postgres) parsePostgresUrl(config.storage.postgres.url);
+  if (config.storage.sqlite && config.audit.path === undefined) throw new KeyholdError('ERR_CONFIG', `${source}: set audit.path (the audit file)`);
+  // Each replica's chain is in the table; one file per replica, anchored in the shared barrier, is not built yet.
+  if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (a file as a second sink is not supported yet)`);
   if (!config.hsm.tokenLabel && !config.hsm.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.tokenLabel or hsm.slot`);
   if (!config.hsm.pinEnv && !config.hsm.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.pinEnv or hsm.pinFile (the PIN is never part of the config)`);
   const timeouts = apiTimeouts(config);
@@ -169,7 +173,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
       if (file !== undefined && pgConfig.tls) pgConfig.tls[f] = abs(file);
     }
   }
-  config.audit.path = abs(config.audit.path);
+  if (config.audit.path !== undefined) config.audit.path = abs(config.audit.path);
   if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
   return config;
 }
