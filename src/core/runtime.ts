@@ -1,7 +1,8 @@
 import { hkdfSync } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
-import type { FileAuditLog } from '../audit/file-log.js';
+import type { AuditLog } from '../audit/log.js';
+import { openPostgresAuditChain } from '../audit/pg-startup.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
 import { Barrier } from '../barrier/barrier.js';
@@ -20,9 +21,10 @@ import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
-import { SqliteStorage } from '../storage/sqlite.js';
+import { PostgresStorage } from '../storage/postgres.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
+import { openStorage, requireExistingStore, storageName } from './storage.js';
 
 /** Everything a running server holds; the API layer receives this and nothing else. */
 export interface Runtime {
@@ -35,7 +37,7 @@ export interface Runtime {
   tokens: TokenStore;
   kubernetesAuth: KubernetesAuth;
   policies: PolicyStore;
-  audit: FileAuditLog;
+  audit: AuditLog;
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
   auditHmac: AuditHmac;
@@ -64,23 +66,20 @@ function deriveKey(rootKey: Buffer, purpose: string): Buffer {
  * before anything is written.
  */
 export async function startRuntime(config: ServerConfig, options: StartOptions = {}): Promise<Runtime> {
-  if (!options.initRootTokenFile && !existsSync(config.storage.sqlite.path)) {
-    // Checked before anything is opened, so a mistyped path leaves no stray database behind.
-    throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} does not exist: not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
-  }
+  if (!options.initRootTokenFile) requireExistingStore(config.storage);
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
-  let auditLog: FileAuditLog | undefined;
+  let auditLog: AuditLog | undefined;
   try {
-    storage = SqliteStorage.open(config.storage.sqlite.path);
+    storage = await openStorage(config.storage, { warn: options.warn });
     let rootToken: string | undefined;
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
     } else if (options.initRootTokenFile) {
       unsealed = await initializeSeal(storage, hsm);
     } else {
-      throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
+      throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
     const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
     const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
@@ -99,7 +98,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     }
     const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
-    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier.view(MOUNTS.audit), hsm, { newChain: options.newAuditChain, initializing, warn, error });
+    const chainOptions = { newChain: options.newAuditChain, initializing, warn, error };
+    // On PostgreSQL the log is the database's audit table, written in the writes' transactions.
+    const { log: audit, signer: auditSigner } = storage instanceof PostgresStorage
+      ? await openPostgresAuditChain(storage, config.audit, barrier.view(MOUNTS.audit), hsm, chainOptions)
+      : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier.view(MOUNTS.audit), hsm, chainOptions);
     auditLog = audit;
     const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
     const material = new MaterialCache(hsm, unsealed.wrapKey);

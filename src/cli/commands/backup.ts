@@ -9,7 +9,7 @@ import { printJson } from '../output.js';
 /** `keyhold backup`: the store is opened directly and read in one snapshot; a running server goes on writing. */
 export async function runBackup(options: { config: string; out: string }): Promise<void> {
   const config = loadConfigFile(options.config);
-  const store = openConfiguredStore(config.storage, 'backup');
+  const store = await openConfiguredStore(config.storage, 'backup');
   try {
     const manifest = await writeBackup(store, options.out, terminalProgress('backup'));
     printJson({ file: options.out, ...manifest });
