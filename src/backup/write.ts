@@ -16,7 +16,8 @@ const WRITE_BYTES = 1024 * 1024;
 function sealFacts(raw: Buffer): Pick<BackupManifest, 'seal' | 'rootKeyGeneration'> {
   try {
     const record = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
-    const generation = record.generation ?? record.rootKeyGeneration;
+    // The seal record names the root key's generation (barrier/seal.ts); a record from before generations is generation 1.
+    const generation = record.rootKeyGeneration ?? 1;
     return {
       seal: { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: String(record.wrapKeyLabel), tokenSerial: String(record.tokenSerial) },
       rootKeyGeneration: typeof generation === 'number' ? generation : null,
