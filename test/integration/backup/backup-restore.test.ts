@@ -3,7 +3,10 @@ import fs from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { postgresOptions, type PostgresConfig } from '../../../src/storage/postgres-config.js';
+import { PostgresStorage } from '../../../src/storage/postgres.js';
 import { SqliteStorage } from '../../../src/storage/sqlite.js';
+import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { call, devServerConfig, startDev, startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { runCliTimed, type CliResult } from '../server/support.js';
@@ -39,7 +42,20 @@ const TARGETS: RestoreTarget[] = [
     storage: async (dir) => ({ sqlite: { path: join(dir, 'keyhold.db') } }),
     digest: async (section) => digestOf(SqliteStorage.open((section.sqlite as { path: string }).path)),
   },
+  {
+    name: 'PostgreSQL',
+    // One real PostgreSQL server for the file; a new, empty database per target store.
+    storage: async () => {
+      postgres ??= startPostgres().then((pg) => { cleanups.push(() => pg.destroy()); return pg; });
+      const server = await postgres;
+      const url = await server.createDatabase(`restore_${++databases}`);
+      return { postgres: { url, passwordFile: server.passwordFile } };
+    },
+    digest: async (section) => digestOf(await PostgresStorage.open(postgresOptions(section.postgres as PostgresConfig))),
+  },
 ];
+let postgres: Promise<TestPostgres> | undefined;
+let databases = 0;
 
 const srcDir = tempDir('keyhold-backup-src-');
 const backupDir = tempDir('keyhold-backup-out-');
@@ -66,7 +82,9 @@ function writeConfig(dir: string, config: Record<string, unknown>): string {
 /** A server config on the dev token, over the given store, with its own audit log. */
 function configFor(dir: string, storage: Record<string, unknown>, hsm?: Record<string, unknown>): string {
   const base = devServerConfig(srcDir);
-  return writeConfig(dir, { ...base, storage, audit: { path: join(dir, 'audit.log') }, ...(hsm ? { hsm } : {}) });
+  // On PostgreSQL the audit log is the database's table: no file.
+  const audit = storage.postgres ? {} : { path: join(dir, 'audit.log') };
+  return writeConfig(dir, { ...base, storage, audit, ...(hsm ? { hsm } : {}) });
 }
 
 const KEYS = [
