@@ -116,7 +116,6 @@ pgPassword: /etc/keyhold/postgresql/password
 pgCa: /etc/keyhold/postgresql-ca
 pgClient: /etc/keyhold/postgresql-client
 hsmPin: /etc/keyhold/hsm-pin
-audit: /var/lib/keyhold/audit
 {{- end -}}
 
 {{/* Refuses values that would put a secret where it does not belong, or cannot work. */}}
@@ -127,8 +126,8 @@ audit: /var/lib/keyhold/audit
 {{- if regexMatch "^[a-zA-Z0-9+.-]+://[^/@?#]*:[^/@?#]*@" .Values.postgresql.url -}}
 {{- fail "postgresql.url must not carry a password (it would land in a ConfigMap): put it in the Secret named by postgresql.password.existingSecret" -}}
 {{- end -}}
-{{- if regexMatch "(?i)[?&](password|sslpassword|sslkey)=" .Values.postgresql.url -}}
-{{- fail "postgresql.url must not carry a password or a key in its query: use postgresql.password and postgresql.tls" -}}
+{{- if contains "?" .Values.postgresql.url -}}
+{{- fail "postgresql.url must not have query parameters (keyhold refuses them: sslmode= and the like would look like they did something): use postgresql.password and postgresql.tls" -}}
 {{- end -}}
 {{- if not .Values.postgresql.password.existingSecret -}}
 {{- fail "postgresql.password.existingSecret is required: the database password comes from a Secret, mounted as a file" -}}

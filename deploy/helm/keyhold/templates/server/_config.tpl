@@ -35,7 +35,7 @@ passwordFile and pinFile point at Secret volumes, so this can be a ConfigMap.
   "listen" (printf "0.0.0.0:%d" (int .Values.server.port))
   "storage" (dict "postgres" $pg)
   "hsm" $hsm
-  "audit" (dict "path" (printf "%s/audit.log" $p.audit))
+  "audit" (dict)
   "log" (dict "level" .Values.server.logLevel)
 -}}
 {{- $config = mergeOverwrite $config (deepCopy .Values.server.config) -}}
