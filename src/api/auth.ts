@@ -38,7 +38,18 @@ function bearerToken(request: FastifyRequest): string {
  * policies cached (the common case) it stays synchronous: awaits cost more than the look-ups.
  */
 export function authenticate(request: FastifyRequest, runtime: Runtime): void | Promise<void> {
-  const token = bearerToken(request);
+  // Replicas: every cache this request reads may answer only once it holds every change committed
+  // before the request began (a revoked token, a new secret version). One shared round trip on the
+  // change feed covers the whole request; a store of one process has no feed and no await.
+  const feed = runtime.storage.changes;
+  if (feed) {
+    const token = bearerToken(request);
+    return feed.sync().then(() => authenticateCurrent(request, runtime, token));
+  }
+  return authenticateCurrent(request, runtime, bearerToken(request));
+}
+
+function authenticateCurrent(request: FastifyRequest, runtime: Runtime, token: string): void | Promise<void> {
   const cached = runtime.tokens.cached(token);
   const compiled = cached && cached.policies.length > 0 ? runtime.policies.cachedFor(cached.policies, identityVariables(cached)) : undefined;
   if (cached && compiled) {

@@ -2,7 +2,7 @@ import { createSecretKey, type KeyObject } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal } from '../crypto/aead.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
-import type { Storage, StorageCheck, StorageWrite } from '../storage/types.js';
+import type { Storage, StorageChangeFeed, StorageCheck, StorageWrite } from '../storage/types.js';
 import { assertLogicalPath } from './paths.js';
 
 const RECORD_VERSION = 1;
@@ -34,6 +34,11 @@ export class Barrier {
   constructor(private readonly storage: Storage, rootKey: Buffer) {
     if (rootKey.length !== 32) throw new KeyholdError('ERR_INTERNAL', 'barrier root key must be 256 bits');
     this.key = createSecretKey(rootKey);
+  }
+
+  /** The store's change feed (only a store shared between replicas has one). */
+  get changes(): StorageChangeFeed | undefined {
+    return this.storage.changes;
   }
 
   get sealed(): boolean {

@@ -9,6 +9,10 @@ import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
+import { registerCoreJobs } from '../ha/core-jobs.js';
+import type { BackgroundJobs } from '../ha/jobs.js';
+import type { Leadership } from '../ha/leader.js';
+import { startReplication, type Replication } from '../ha/replication.js';
 import type { Hsm } from '../hsm/types.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
@@ -37,6 +41,9 @@ export interface Runtime {
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
   auditHmac: AuditHmac;
+  /** Whether this replica leads (runs the background jobs); on SQLite always. */
+  leadership: Leadership;
+  jobs: BackgroundJobs;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -48,8 +55,6 @@ export interface StartOptions {
   newAuditChain?: boolean;
   warn?: (message: string) => void;
 }
-
-const TOKEN_SWEEP_INTERVAL_MS = 60_000;
 
 /** A key derived from the root key for one purpose; nothing derived is ever stored. */
 function deriveKey(rootKey: Buffer, purpose: string): Buffer {
@@ -70,6 +75,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
   let auditLog: FileAuditLog | undefined;
+  let replication: Replication | undefined;
   try {
     storage = SqliteStorage.open(config.storage.sqlite.path);
     let rootToken: string | undefined;
@@ -100,13 +106,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);
     const kubernetesAuth = new KubernetesAuth(barrier, tokens, { warn });
+    // Revocation is a background job: on only while this replica leads (always, on SQLite).
+    kubernetesAuth.setRevocation(false);
     await kubernetesAuth.start();
-    // Expired tokens are refused on sight; this reclaims their records (and what was written with them).
-    let closing = false;
-    const sweep = () => void tokens.sweepExpired().catch((err: unknown) => closing || warn(`sweeping expired tokens failed: ${(err as Error).message}`));
-    const sweeper = setInterval(sweep, TOKEN_SWEEP_INTERVAL_MS);
-    sweeper.unref();
-    sweep();
+    replication = await startReplication(storage, warn);
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth }, warn);
+    replication.jobs.follow();
+    const { leadership } = replication;
     const runtime: Runtime = {
       config,
       hsm,
@@ -120,10 +126,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       audit,
       auditSigner,
       auditHmac,
+      leadership,
+      jobs: replication.jobs,
       startedAt: Date.now(),
       async close() {
-        closing = true;
-        clearInterval(sweeper);
+        await replication?.close();
         kubernetesAuth.close();
         material.clear();
         // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
@@ -136,6 +143,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     return runtime;
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
+    await replication?.close();
     await auditLog?.close().catch(() => undefined);
     await storage?.close().catch(() => undefined);
     await hsm.close();

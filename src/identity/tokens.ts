@@ -1,6 +1,7 @@
 import { hash, randomBytes } from 'node:crypto';
 import type { Barrier, BarrierRead, BarrierWrite } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
+import { watchBarrierPaths } from '../storage/change-watch.js';
 import { DEFAULT_MAX_TTL_SECONDS, tokenExpiresAt } from './token-expiry.js';
 import { accessorPath, ACCESSOR_INDEX_PREFIX, childPath, EXPIRY_PREFIX, expiryPath, tokenPath, type AccessorIndexRecord, type ExpiryRecord } from './token-paths.js';
 import { readTree } from './token-tree.js';
@@ -79,10 +80,23 @@ export class TokenStore {
   private readonly cache = new Map<string, TokenRecord>();
   /** Bumped by every revoke: a look-up that started before it must not cache what it read. */
   private generation = 0;
+  /**
+   * Bumped by every token change another replica made (creations too): a look-up that overlapped
+   * one uses what it read (the change was concurrent with it) but does not cache it.
+   */
+  private remoteGeneration = 0;
   readonly maxTtlSeconds: number;
 
   constructor(private readonly barrier: Barrier, options: TokenStoreOptions = {}) {
     this.maxTtlSeconds = options.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
+    // A revocation (or sweep) on another replica: as for a local revoke, forget the token and let
+    // no look-up that overlapped it cache what it read.
+    const prefix = tokenPath('');
+    watchBarrierPaths(barrier.changes, prefix, (paths) => {
+      this.remoteGeneration++;
+      if (paths === 'all') this.cache.clear();
+      else for (const p of paths) this.cache.delete(p.slice(prefix.length));
+    });
   }
 
   /**
@@ -167,13 +181,16 @@ export class TokenStore {
     let record = this.cache.get(id);
     if (!record) {
       const generation = this.generation;
+      const remoteGeneration = this.remoteGeneration;
       const read = await this.barrier.read<TokenRecord>(tokenPath(id));
       if (!read.value) throw revoked();
       record = read.value.accessor ? read.value : await this.giveAccessor(read);
       // A revoke may have run while we read: then what we read is stale and must not be cached or used.
       if (generation !== this.generation) return this.lookup(token);
-      if (this.cache.size >= MAX_CACHED) this.cache.clear();
-      this.cache.set(id, record);
+      if (remoteGeneration === this.remoteGeneration) {
+        if (this.cache.size >= MAX_CACHED) this.cache.clear();
+        this.cache.set(id, record);
+      }
     }
     if (isExpired(record)) {
       this.cache.delete(id);

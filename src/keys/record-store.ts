@@ -1,5 +1,6 @@
 import type { Barrier } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
+import { watchBarrierPaths } from '../storage/change-watch.js';
 import type { KeyRecord } from './types.js';
 
 export function keyPath(name: string): string {
@@ -8,15 +9,22 @@ export function keyPath(name: string): string {
 
 /**
  * Key records through the barrier, with an in-memory copy so the hot path (encrypt, sign) does
- * not hit storage. Every write goes through `update`, which refreshes the copy; a single server
- * owns its store today (HA will add invalidation).
+ * not hit storage. Every write goes through `update`, which refreshes the copy; another replica's
+ * writes arrive through the store's change feed.
  */
 export class KeyRecordStore {
   private readonly cache = new Map<string, KeyRecord>();
   /** Bumped around every write: a read that overlapped a write does not cache what it saw. */
   private generation = 0;
 
-  constructor(private readonly barrier: Barrier) {}
+  constructor(private readonly barrier: Barrier) {
+    // Another replica's write: forget what it changed, and let no overlapping read cache the old record.
+    watchBarrierPaths(barrier.changes, 'keys/', (paths) => {
+      this.generation++;
+      if (paths === 'all') this.cache.clear();
+      else for (const p of paths) this.cache.delete(p.slice('keys/'.length));
+    });
+  }
 
   async get(name: string): Promise<KeyRecord> {
     const cached = this.cache.get(name);

@@ -1,5 +1,6 @@
 import type { Barrier } from '../barrier/barrier.js';
 import { KeyholdError } from '../errors.js';
+import { watchBarrierPaths } from '../storage/change-watch.js';
 import { compilePolicies, ROOT_POLICY_NAME, type CompiledPolicies } from './evaluate.js';
 import { parsePolicy } from './parse.js';
 import type { Policy } from './types.js';
@@ -33,7 +34,14 @@ export class PolicyStore {
   /** Bumped by every write: a compile that overlapped one must not be cached. */
   private generation = 0;
 
-  constructor(private readonly barrier: Barrier) {}
+  constructor(private readonly barrier: Barrier) {
+    // Another replica's policy write: recompile everything, as after a local one.
+    watchBarrierPaths(barrier.changes, 'sys/policies/', () => {
+      this.generation++;
+      this.compiled.clear();
+      this.used.clear();
+    });
+  }
 
   async put(name: string, input: unknown): Promise<Policy> {
     if (name === ROOT_POLICY_NAME) throw new KeyholdError('ERR_POLICY_INVALID', 'the root policy is built in and cannot be changed');

@@ -1,6 +1,7 @@
 import type { Barrier, BarrierWrite } from '../barrier/barrier.js';
 import { assertLogicalPath } from '../barrier/paths.js';
 import { KeyholdError } from '../errors.js';
+import { watchBarrierPaths } from '../storage/change-watch.js';
 import { MAX_SECRET_PATH_LENGTH, metaPath, type SecretMeta } from './types.js';
 
 const MAX_CACHED = 10_000;
@@ -19,7 +20,14 @@ export class SecretStore {
   /** Bumped around every change: a read that overlapped a change does not cache what it saw. */
   private generation = 0;
 
-  constructor(readonly barrier: Barrier) {}
+  constructor(readonly barrier: Barrier) {
+    // Another replica's write: forget what it changed, and let no overlapping read cache the old value.
+    watchBarrierPaths(barrier.changes, 'secrets/meta/', (paths) => {
+      this.generation++;
+      if (paths === 'all') this.metaCache.clear();
+      else for (const p of paths) this.metaCache.delete(p.slice('secrets/meta/'.length));
+    });
+  }
 
   async meta(path: string): Promise<SecretMeta | null> {
     assertSecretPath(path);

@@ -31,6 +31,8 @@ const Health = Closed({
   hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
   audit: AuditHealth,
   kubernetes: KubernetesHealth,
+  /** Which replica answered, and whether it leads (runs the background jobs); never a reason for 503. */
+  replica: Closed({ id: Type.String(), leader: Type.Boolean(), background_jobs: Type.Array(Type.String()) }),
 });
 
 export const VERSION = '0.1.0';
@@ -74,6 +76,7 @@ export function sysRoutes(app: FastifyInstance, runtime: Runtime): void {
       hsm: { ok: hsm.ok, token: runtime.hsm.token.label, latency_ms: Math.round(hsm.latencyMs * 1000) / 1000, ...(hsm.error ? { error: 'HSM probe failed' } : {}) },
       audit: auditHealth(runtime),
       kubernetes: kubernetesHealth(runtime),
+      replica: { id: runtime.leadership.replicaId, leader: runtime.leadership.isLeader, background_jobs: runtime.jobs.running ? runtime.jobs.names : [] },
     };
     return reply.code(hsm.ok && !sealed && runtime.audit.healthy ? 200 : 503).send(body);
   });

@@ -10,6 +10,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Barrier } from '../../barrier/barrier.js';
 import { KeyholdError, isKeyholdError } from '../../errors.js';
+import { watchBarrierPaths } from '../../storage/change-watch.js';
 import type { TokenStore } from '../tokens.js';
 import { checkReviewerAccess } from './access.js';
 import { ImageAttestor } from './attestation.js';
@@ -23,6 +24,8 @@ const podIndexPath = (podUid: string, tokenId = '') => `auth/kubernetes/pod-toke
 /** Algorithms kube-apiserver signs service-account tokens with; `none` and HMAC never. */
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
 const MAX_JWT_BYTES = 16 * 1024;
+/** On replicas, a pod index entry younger than this is never revoked for a pod missing from this process's list (see #revokeMissing). */
+const FRESH_INDEX_MS = 30_000;
 
 interface KubernetesClaims {
   namespace?: string;
@@ -84,8 +87,42 @@ export class KubernetesAuth {
   readonly #attestor = new ImageAttestor((host) => this.#config?.registryCredentials?.find((c) => c.host === host));
   /** Pod uids the watch saw deleted recently: closes the race between a login's pod check and its index write without another GET. */
   readonly #recentlyDeleted = new Map<string, number>();
+  /**
+   * Whether this process revokes the tokens of deleted pods. On replicas only the leader does (see
+   * src/ha/jobs.ts); every replica keeps its watches, which logins read.
+   */
+  #revoking = true;
+  /** Pods this process issued tokens to lately: it revokes those itself even when it does not lead (see #podDeleted). */
+  readonly #issuedHere = new Map<string, number>();
+  /** Set when another replica changed the configuration: the next #load reads it again. */
+  #stale = false;
 
-  constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {}
+  constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {
+    watchBarrierPaths(barrier.changes, CONFIG_PATH, () => {
+      this.#stale = true;
+    });
+  }
+
+  /**
+   * Turns the revocation of deleted pods' tokens on or off (on by default: one process alone
+   * revokes). Turned on, it catches up at once: pods this process saw deleted lately (while another
+   * replica led, or nobody did), and indexed pods that no longer exist.
+   */
+  setRevocation(enabled: boolean): void {
+    if (enabled === this.#revoking) return;
+    this.#revoking = enabled;
+    if (!enabled) return;
+    void (async () => {
+      for (const uid of [...this.#recentlyDeleted.keys()]) await this.revokePod(uid);
+      const live = this.#cluster?.livePodUids();
+      // Not synced: the next list (onPodsRelisted) does it.
+      if (live) await this.#revokeMissing(live);
+    })().catch((err: unknown) => this.log.warn(`catching up on deleted pods' tokens failed: ${(err as Error).message}`));
+  }
+
+  get revoking(): boolean {
+    return this.#revoking;
+  }
 
   /** Whether the pod and service-account watches are live, how much they hold, and how logins were answered. */
   async status(): Promise<{ configured: boolean } & Partial<ReturnType<KubernetesCluster['watchStatus']>>> {
@@ -94,10 +131,18 @@ export class KubernetesAuth {
   }
 
   async #load(): Promise<KubernetesAuthConfig | undefined> {
+    // Replicas: what another replica configured is seen by a load that starts after it.
+    if (this.barrier.changes) {
+      await this.barrier.changes.sync();
+      if (this.#stale) {
+        this.#stale = false;
+        this.#loading = undefined;
+      }
+    }
     // One load, awaited by every caller: a login arriving while it runs must not see "not configured".
     this.#loading ??= (async () => {
       const config = await this.barrier.getJson<KubernetesAuthConfig>(CONFIG_PATH);
-      if (config && !this.#config) this.#use(config, await KubernetesAuth.#connect(config));
+      if (config && JSON.stringify(config) !== JSON.stringify(this.#config)) this.#use(config, await KubernetesAuth.#connect(config));
     })().catch((err: unknown) => {
       this.#loading = undefined; // a storage hiccup is not remembered: the next caller tries again
       throw err;
@@ -126,7 +171,7 @@ export class KubernetesAuth {
     this.#keysFetchedAt = 0;
     this.#cluster.startWatches({
       onPodDeleted: (uid) => void this.#podDeleted(uid).catch((err: unknown) => this.log.warn(`revoking tokens of deleted pod ${uid} failed: ${(err as Error).message}`)),
-      onPodsRelisted: (live) => void this.#revokeMissing(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`)),
+      onPodsRelisted: (live) => this.#revoking && void this.#revokeMissing(live).catch((err: unknown) => this.log.warn(`pod token resync failed: ${(err as Error).message}`)),
       onError: (err) => this.log.warn(`kubernetes watch: ${err.message}`),
     });
   }
@@ -302,6 +347,7 @@ export class KubernetesAuth {
     );
     // A deletion the watch reported after our pod check but before the index existed would have
     // found nothing to revoke: check for it now (a later deletion finds the index).
+    if (pod?.uid) this.#issuedHere.set(pod.uid, Date.now());
     if (pod?.uid && this.#recentlyDeleted.has(pod.uid)) {
       await this.revokePod(pod.uid);
       throw denied('pod no longer exists');
@@ -320,7 +366,10 @@ export class KubernetesAuth {
     const now = Date.now();
     this.#recentlyDeleted.set(uid, now);
     for (const [u, at] of this.#recentlyDeleted) if (now - at > 10 * 60_000) this.#recentlyDeleted.delete(u);
-    await this.revokePod(uid);
+    for (const [u, at] of this.#issuedHere) if (now - at > 10 * 60_000) this.#issuedHere.delete(u);
+    // Not leading, this process still revokes what it issued itself lately: the leader may have
+    // seen the deletion before this process wrote the pod's index, and found nothing to revoke.
+    if (this.#revoking || this.#issuedHere.has(uid)) await this.revokePod(uid);
   }
 
   /** Revokes every token issued to the pod. */
@@ -335,8 +384,24 @@ export class KubernetesAuth {
 
   async #revokeMissing(live: ReadonlySet<string>): Promise<void> {
     const prefix = 'auth/kubernetes/pod-tokens/';
+    const listedAt = Date.now();
     const indexed = new Set((await this.barrier.list(prefix)).map((path) => path.slice(prefix.length).split('/')[0] as string));
-    for (const uid of indexed) if (!live.has(uid)) await this.revokePod(uid);
+    for (const uid of indexed) {
+      if (live.has(uid)) continue;
+      // Another replica may have logged in a pod this process's watch has not seen yet: leave
+      // fresh entries to the deletion event (a later list catches any that slip through).
+      if (this.barrier.changes && (await this.#newestIssue(uid)) > listedAt - FRESH_INDEX_MS) continue;
+      await this.revokePod(uid);
+    }
+  }
+
+  async #newestIssue(podUid: string): Promise<number> {
+    let newest = 0;
+    for (const path of await this.barrier.list(podIndexPath(podUid))) {
+      const entry = await this.barrier.getJson<{ issuedAt?: string }>(path);
+      newest = Math.max(newest, Date.parse(entry?.issuedAt ?? '') || 0);
+    }
+    return newest;
   }
 
   close(): void {

@@ -212,6 +212,11 @@ export class KubernetesCluster {
     return this.#pods?.synced === true;
   }
 
+  /** The uids of the pods that exist, or undefined while the pod watch is not trusted. */
+  livePodUids(): ReadonlySet<string> | undefined {
+    return this.#pods?.uids();
+  }
+
   watchStatus(): { pods: WatchStatus | undefined; serviceAccounts: WatchStatus | undefined; liveGets: number; cacheHits: number } {
     return { pods: this.#pods?.status(), serviceAccounts: this.#serviceAccounts?.status(), liveGets: this.#calls, cacheHits: this.#cacheHits };
   }

@@ -122,6 +122,11 @@ export class WatchedObjects<T extends Trimmed> {
     return this.#synced ? this.#items.get(`${namespace}/${name}`) : undefined;
   }
 
+  /** The uids of every object, or undefined when the copy cannot be trusted right now. */
+  uids(): ReadonlySet<string> | undefined {
+    return this.#synced ? new Set([...this.#items.values()].map((item) => item.uid)) : undefined;
+  }
+
   status(): WatchStatus {
     return { synced: this.#synced, error: this.#synced ? undefined : this.#lastError, objects: this.#items.size, resourceVersion: this.#resourceVersion, lists: this.#lists, events: this.#events };
   }
