@@ -1,5 +1,12 @@
 /** Helpers for the replica tests: several keyhold servers on one PostgreSQL and one SoftHSM token. */
-import { sleep } from './processes.js';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify as stringifyYaml } from 'yaml';
+import { startPostgres, type TestPostgres } from './postgres.js';
+import { exited, killOnExit, sleep } from './processes.js';
+import { call, CLI, startServer, tempDir, type DevServer } from './server.js';
+import { makeSoftHsmToken, type SoftHsmTestToken } from './softhsm.js';
 
 /** Resolves once `check` is true; fails naming `what` after `timeoutMs`. */
 export async function pollUntil(what: string, timeoutMs: number, check: () => Promise<boolean>, intervalMs = 50): Promise<void> {
@@ -9,4 +16,72 @@ export async function pollUntil(what: string, timeoutMs: number, check: () => Pr
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
+}
+
+export interface Replica extends DevServer {
+  index: number;
+}
+
+export interface ReplicaSet {
+  pg: TestPostgres;
+  token: SoftHsmTestToken;
+  dir: string;
+  configFile: string;
+  rootToken: string;
+  replicas: Replica[];
+  /** (Re)starts replica `index` on the shared config, with its own audit file; replaces it in `replicas`. */
+  start(index: number): Promise<Replica>;
+  /** The replica that says it leads (health), if exactly one does. */
+  leader(): Promise<Replica | undefined>;
+  /** Stops every replica and PostgreSQL. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * N `keyhold server` processes on one config: one PostgreSQL database, one SoftHSM token (its
+ * file store is shared between processes), each with its own audit file (chains are per writer).
+ * The store is initialised once by `keyhold init`.
+ */
+export async function startReplicas(count: number, extraConfig: Record<string, unknown> = {}): Promise<ReplicaSet> {
+  const token = makeSoftHsmToken('keyhold-ha');
+  const pg = await startPostgres();
+  const dir = tempDir('keyhold-ha-');
+  const configFile = join(dir, 'keyhold.yaml');
+  writeFileSync(configFile, stringifyYaml({
+    listen: '127.0.0.1:0',
+    storage: { postgres: { url: pg.url, passwordFile: pg.passwordFile } },
+    hsm: token.config,
+    audit: { path: join(dir, 'audit-init.log') },
+    ...extraConfig,
+  }));
+  const env = { SOFTHSM2_CONF: token.confPath };
+  const init = spawnSync(process.execPath, [CLI, 'init', '--config', configFile, '--root-token-file', join(dir, 'root-token')], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  if (init.status !== 0) throw new Error(`keyhold init failed (${init.status}): ${init.stderr}`);
+  const set: ReplicaSet = {
+    pg, token, dir, configFile,
+    rootToken: readFileSync(join(dir, 'root-token'), 'utf8').trim(),
+    replicas: [],
+    async start(index) {
+      const server = await startServer(configFile, { ...env, KEYHOLD_AUDIT_PATH: join(dir, `audit-${index}.log`) }, dir);
+      killOnExit(server.process);
+      const replica = Object.assign(server, { index });
+      set.replicas[index] = replica;
+      return replica;
+    },
+    async leader() {
+      const leading: Replica[] = [];
+      for (const r of set.replicas) {
+        if (exited(r.process)) continue;
+        const health = await call(r.address, 'GET', '/v1/sys/health').catch(() => undefined);
+        if (health?.body?.replica?.leader === true) leading.push(r);
+      }
+      return leading.length === 1 ? leading[0] : undefined;
+    },
+    async destroy() {
+      await Promise.all(set.replicas.map((r) => r.stop('SIGKILL')));
+      pg.destroy();
+    },
+  };
+  for (let i = 0; i < count; i++) await set.start(i);
+  return set;
 }

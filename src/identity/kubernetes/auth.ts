@@ -98,8 +98,11 @@ export class KubernetesAuth {
   #stale = false;
 
   constructor(private readonly barrier: Barrier, private readonly tokens: TokenStore, private readonly log: { warn(message: string): void }) {
+    // Configured (or reconfigured) on another replica: load it now, so this replica watches too
+    // (it may lead, and revoke) before any login reaches it.
     watchBarrierPaths(barrier.changes, CONFIG_PATH, () => {
       this.#stale = true;
+      void this.#load().catch((err: unknown) => this.log.warn(`loading the Kubernetes login configuration failed: ${(err as Error).message}`));
     });
   }
 
