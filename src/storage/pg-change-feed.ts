@@ -31,16 +31,35 @@ interface Payload {
   all?: true;
 }
 
-/** The notification of one transaction: its keys, or 'all' when they do not fit. */
-export function changePayload(sender: string, keys: readonly string[]): string {
-  const payload = JSON.stringify({ s: sender, k: keys } satisfies Payload);
-  return Buffer.byteLength(payload) <= MAX_PAYLOAD_BYTES ? payload : JSON.stringify({ s: sender, all: true } satisfies Payload);
+/**
+ * The notifications of one transaction: its keys, in as many payloads as they need (a group commit
+ * can carry hundreds of writes; one "all" for them would empty every other replica's caches under
+ * write load). A key too long for a payload on its own becomes "all".
+ */
+export function changePayloads(sender: string, keys: readonly string[]): string[] {
+  const payloads: string[] = [];
+  const overhead = Buffer.byteLength(JSON.stringify({ s: sender, k: [] } satisfies Payload));
+  let batch: string[] = [];
+  let size = overhead;
+  for (const key of keys) {
+    const cost = Buffer.byteLength(JSON.stringify(key)) + 1;
+    if (overhead + cost > MAX_PAYLOAD_BYTES) return [JSON.stringify({ s: sender, all: true } satisfies Payload)];
+    if (size + cost > MAX_PAYLOAD_BYTES) {
+      payloads.push(JSON.stringify({ s: sender, k: batch } satisfies Payload));
+      batch = [];
+      size = overhead;
+    }
+    batch.push(key);
+    size += cost;
+  }
+  if (batch.length > 0) payloads.push(JSON.stringify({ s: sender, k: batch } satisfies Payload));
+  return payloads;
 }
 
-/** Call inside a write transaction, before COMMIT, with every key it puts or deletes. */
+/** Call inside a write transaction, before COMMIT, with every key it puts or deletes (one round trip). */
 export async function notifyChanges(client: pg.ClientBase, sender: string, keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;
-  await client.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, changePayload(sender, keys)]);
+  await client.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [CHANGE_CHANNEL, changePayloads(sender, keys)]);
 }
 
 function unavailable(cause?: unknown): KeyholdError {

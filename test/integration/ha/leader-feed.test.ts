@@ -85,8 +85,17 @@ test('sync() delivers every change committed before it was called; own changes a
     assert.ok(!seen.some((k) => k !== 'all' && k.includes('data/never')));
     await writerFeed.sync();
     assert.deepEqual(ownSeen.filter((k) => k !== 'all'), [], 'a feed does not report its own writes');
-    // Too many keys for one notification: 'all'.
-    await write(Array.from({ length: 400 }, (_, i) => `data/a-rather-long-key-name/${i}`));
+    // More keys than one notification holds: several notifications, every key delivered.
+    seen.length = 0;
+    const many = Array.from({ length: 400 }, (_, i) => `data/a-rather-long-key-name/${i}`);
+    await write(many);
+    await reader.sync();
+    assert.ok(seen.length > 1 && !seen.includes('all'));
+    assert.deepEqual(seen.flatMap((k) => k as string[]), many);
+    // A key too long for any payload: 'all'.
+    await writer.query('BEGIN');
+    await notifyChanges(writer, writerFeed.sender, [`data/${'x'.repeat(8000)}`]);
+    await writer.query('COMMIT');
     await reader.sync();
     assert.equal(seen.at(-1), 'all');
   } finally {
