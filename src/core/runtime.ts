@@ -13,6 +13,7 @@ import { registerCoreJobs } from '../ha/core-jobs.js';
 import type { BackgroundJobs } from '../ha/jobs.js';
 import type { Leadership } from '../ha/leader.js';
 import { startReplication, type Replication } from '../ha/replication.js';
+import { shareStorage, type SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
@@ -76,8 +77,12 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let unsealed: Unsealed | undefined;
   let auditLog: FileAuditLog | undefined;
   let replication: Replication | undefined;
+  let shared: SharedStorage | undefined;
+  const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
   try {
     storage = SqliteStorage.open(config.storage.sqlite.path);
+    // Shared between replicas (PostgreSQL): the change feed, before anything caches a read.
+    shared = await shareStorage(storage, warn);
     let rootToken: string | undefined;
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
@@ -99,7 +104,6 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }
-    const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
     const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, initializing, warn, error });
     auditLog = audit;
@@ -109,7 +113,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // Revocation is a background job: on only while this replica leads (always, on SQLite).
     kubernetesAuth.setRevocation(false);
     await kubernetesAuth.start();
-    replication = await startReplication(storage, warn);
+    replication = await startReplication(shared?.newSessionClient, warn);
     registerCoreJobs(replication.jobs, { tokens, kubernetesAuth }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
@@ -132,6 +136,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       async close() {
         await replication?.close();
         kubernetesAuth.close();
+        await shared?.close();
         material.clear();
         // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
         await audit.close().catch((err: unknown) => warn(`closing the audit log failed: ${(err as Error).message}`));
@@ -144,6 +149,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
     await replication?.close();
+    await shared?.close();
     await auditLog?.close().catch(() => undefined);
     await storage?.close().catch(() => undefined);
     await hsm.close();

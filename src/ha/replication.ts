@@ -3,7 +3,6 @@
  * jobs). A store of one process (SQLite) leads alone; a shared PostgreSQL store elects its leader
  * with an advisory lock (leader.ts). Cache invalidation is the store's own feed (Storage.changes).
  */
-import type { Storage } from '../storage/types.js';
 import type { NewPgClient } from '../storage/pg-session.js';
 import { BackgroundJobs } from './jobs.js';
 import { AdvisoryLockLeader, SoleLeader, type Leadership } from './leader.js';
@@ -15,21 +14,11 @@ export interface Replication {
   close(): Promise<void>;
 }
 
-/** A store shared between processes offers sessions of its own for the leader lock. */
-interface SessionSource {
-  newSessionClient: NewPgClient;
-}
-
-function sessionsOf(storage: Storage): SessionSource | undefined {
-  const candidate = storage as Partial<SessionSource>;
-  return typeof candidate.newSessionClient === 'function' ? (candidate as SessionSource) : undefined;
-}
-
-export async function startReplication(storage: Storage, warn: (message: string) => void): Promise<Replication> {
-  const sessions = sessionsOf(storage);
+/** `newSessionClient`: the shared store's sessions (shared-storage.ts); none for a store of one process. */
+export async function startReplication(newSessionClient: NewPgClient | undefined, warn: (message: string) => void): Promise<Replication> {
   let leadership: Leadership;
-  if (sessions) {
-    const leader = new AdvisoryLockLeader({ newClient: sessions.newSessionClient, warn });
+  if (newSessionClient) {
+    const leader = new AdvisoryLockLeader({ newClient: newSessionClient, warn });
     // Not fatal when it fails: this replica serves, and keeps asking for the lock.
     await leader.start().catch((err: unknown) => warn(`leader election: ${(err as Error).message}`));
     leadership = leader;
