@@ -50,10 +50,17 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_KUBERNETES_NOT_SYNCED: 503,
   ERR_HSM: 502,
   ERR_STORAGE: 503,
+  // The database is restarting, failing over or unreachable: transient, the client retries.
+  ERR_STORAGE_UNAVAILABLE: 503,
   ERR_BARRIER_INTEGRITY: 500,
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_AUDIT_CHAIN_BROKEN: 503,
   ERR_INTERNAL: 500,
+};
+
+/** Refusals that pass by themselves: the client is told when to retry (Retry-After, seconds). */
+export const RETRY_AFTER_SECONDS: Readonly<Partial<Record<KeyholdErrorCode, number>>> = {
+  ERR_STORAGE_UNAVAILABLE: 1,
 };
 
 /**
@@ -68,7 +75,7 @@ export function publicMessage(code: KeyholdErrorCode, message: string): string {
   if (code === 'ERR_KUBERNETES_UNREACHABLE' || code === 'ERR_KUBERNETES_NOT_SYNCED') return message;
   if (code.startsWith('ERR_HSM')) return 'the HSM could not complete the operation';
   if (code.startsWith('ERR_AUDIT')) return 'the audit log cannot be written; request refused';
-  if (code === 'ERR_STORAGE') return 'storage is unavailable';
+  if (code === 'ERR_STORAGE' || code === 'ERR_STORAGE_UNAVAILABLE') return 'storage is unavailable';
   if (code === 'ERR_SEALED' || code === 'ERR_NOT_INITIALIZED') return 'keyhold is sealed or not initialised';
   return 'internal error';
 }

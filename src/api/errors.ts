@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KeyholdError, type KeyholdErrorCode } from '../errors.js';
-import { HTTP_STATUS, publicMessage } from './error-status.js';
+import { HTTP_STATUS, RETRY_AFTER_SECONDS, publicMessage } from './error-status.js';
 
 export interface ErrorBody {
   error: { code: KeyholdErrorCode; message: string };
@@ -79,6 +79,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (request.keyhold) request.keyhold.errorCode = mapped.code;
     if (status >= 500) request.log.error({ reqId: request.id, err: mapped, cause: mapped.cause }, 'request failed');
     else request.log.debug({ reqId: request.id, code: mapped.code }, 'request refused');
+    const retryAfter = RETRY_AFTER_SECONDS[mapped.code];
+    if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     closeIfBodyPending(request, reply);
     return reply.code(status).send(body);
   });

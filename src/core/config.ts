@@ -4,6 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { KeyholdError } from '../errors.js';
+import { parsePostgresUrl } from '../storage/postgres-config.js';
 
 const HsmSection = Type.Object({
   module: Type.String({ minLength: 1 }),
@@ -15,9 +16,29 @@ const HsmSection = Type.Object({
   healthCacheSeconds: Type.Optional(Type.Number({ minimum: 0, maximum: 300 })),
 }, { additionalProperties: false });
 
+/** PostgreSQL (storage.postgres): see storage/postgres-config.ts for what each field means. */
+const PostgresSection = Type.Object({
+  url: Type.String({ minLength: 1 }),
+  passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+  passwordEnv: Type.Optional(Type.String({ minLength: 1 })),
+  tls: Type.Optional(Type.Object({
+    caFile: Type.Optional(Type.String({ minLength: 1 })),
+    certFile: Type.Optional(Type.String({ minLength: 1 })),
+    keyFile: Type.Optional(Type.String({ minLength: 1 })),
+    serverName: Type.Optional(Type.String({ minLength: 1 })),
+    rejectUnauthorized: Type.Optional(Type.Boolean()),
+  }, { additionalProperties: false })),
+  pool: Type.Optional(Type.Object({ max: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false })),
+  statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+}, { additionalProperties: false });
+
 export const ServerConfigSchema = Type.Object({
   listen: Type.String({ default: '127.0.0.1:8200' }),
-  storage: Type.Object({ sqlite: Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false }) }, { additionalProperties: false }),
+  /** Exactly one of them (checked in validateConfig). */
+  storage: Type.Object({
+    sqlite: Type.Optional(Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+    postgres: Type.Optional(PostgresSection),
+  }, { additionalProperties: false }),
   hsm: HsmSection,
   audit: Type.Object({
     path: Type.String({ minLength: 1 }),
@@ -70,9 +91,18 @@ export type RawConfig = { [field: string]: unknown; hsm?: Record<string, unknown
 /** A whole number stays a string when it is not one, so validation names the field instead of a NaN. */
 const wholeNumber = (v: string): number | string => (/^[0-9]{1,15}$/.test(v) ? Number(v) : v);
 
+/** The postgres section of a raw document, if it has one (so env overrides keep its other fields). */
+function postgresOf(c: RawConfig): Record<string, unknown> {
+  const storage = c.storage as { postgres?: unknown } | undefined;
+  return typeof storage?.postgres === 'object' && storage.postgres !== null ? storage.postgres as Record<string, unknown> : {};
+}
+
 const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_LISTEN', (c, v) => { c.listen = v; }],
   ['KEYHOLD_STORAGE_PATH', (c, v) => { c.storage = { sqlite: { path: v } }; }],
+  // The whole storage choice, as KEYHOLD_STORAGE_PATH is; the password still comes from a file or variable.
+  ['KEYHOLD_STORAGE_POSTGRES_URL', (c, v) => { c.storage = { postgres: { ...postgresOf(c), url: v } }; }],
+  ['KEYHOLD_STORAGE_POSTGRES_PASSWORD_FILE', (c, v) => { c.storage = { postgres: { ...postgresOf(c), passwordFile: v } }; }],
   ['KEYHOLD_AUDIT_PATH', (c, v) => { (c.audit ??= {}).path = v; }],
   ['KEYHOLD_HSM_MODULE', (c, v) => { (c.hsm ??= {}).module = v; }],
   ['KEYHOLD_HSM_TOKEN_LABEL', (c, v) => { (c.hsm ??= {}).tokenLabel = v; }],
@@ -106,6 +136,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
     throw new KeyholdError('ERR_CONFIG', `invalid configuration in ${source}: ${list}`);
   }
   const config = withDefaults as ServerConfig;
+  if ((config.storage.sqlite === undefined) === (config.storage.postgres === undefined)) throw new KeyholdError('ERR_CONFIG', `${source}: set exactly one of storage.sqlite and storage.postgres`);
+  // Refused at load, not at first connect: a password in the URL, query parameters, a bad shape.
+  if (config.storage.postgres) parsePostgresUrl(config.storage.postgres.url);
   if (!config.hsm.tokenLabel && !config.hsm.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.tokenLabel or hsm.slot`);
   if (!config.hsm.pinEnv && !config.hsm.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.pinEnv or hsm.pinFile (the PIN is never part of the config)`);
   const timeouts = apiTimeouts(config);
@@ -127,7 +160,15 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   const config = validateConfig(raw, path);
   const base = dirname(resolve(path));
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  config.storage.sqlite.path = abs(config.storage.sqlite.path);
+  if (config.storage.sqlite) config.storage.sqlite.path = abs(config.storage.sqlite.path);
+  const pgConfig = config.storage.postgres;
+  if (pgConfig) {
+    if (pgConfig.passwordFile) pgConfig.passwordFile = abs(pgConfig.passwordFile);
+    for (const f of ['caFile', 'certFile', 'keyFile'] as const) {
+      const file = pgConfig.tls?.[f];
+      if (file !== undefined && pgConfig.tls) pgConfig.tls[f] = abs(file);
+    }
+  }
   config.audit.path = abs(config.audit.path);
   if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
   return config;

@@ -13,9 +13,14 @@ export interface DevSetup {
 
 /**
  * The KEYHOLD_* overrides `keyhold dev` honours: where the audit log goes (e.g. a separate,
- * small file system), the flood limit and the token lifetime limit (to try short limits). The others would point it away from its own folder.
+ * small file system), the flood limit and the token lifetime limit (to try short limits), and a
+ * PostgreSQL database instead of the folder's SQLite file (to try keyhold on PostgreSQL). The
+ * others would point it away from its own folder.
  */
-const DEV_ENV_OVERRIDES = ['KEYHOLD_AUDIT_PATH', 'KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', 'KEYHOLD_TOKENS_MAX_TTL_SECONDS'] as const;
+const DEV_ENV_OVERRIDES = [
+  'KEYHOLD_AUDIT_PATH', 'KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', 'KEYHOLD_TOKENS_MAX_TTL_SECONDS',
+  'KEYHOLD_STORAGE_POSTGRES_URL', 'KEYHOLD_STORAGE_POSTGRES_PASSWORD_FILE',
+] as const;
 
 /**
  * `keyhold dev`: everything embedded under one folder — a SoftHSM token (DIR/softhsm2.conf,

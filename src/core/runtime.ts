@@ -1,5 +1,5 @@
 import { hkdfSync } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
 import type { FileAuditLog } from '../audit/file-log.js';
 import type { AuditSigner } from '../audit/signer.js';
@@ -23,9 +23,9 @@ import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
-import { SqliteStorage } from '../storage/sqlite.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
+import { openStorage, requireExistingStore, storageName } from './storage.js';
 
 /** Everything a running server holds; the API layer receives this and nothing else. */
 export interface Runtime {
@@ -68,10 +68,7 @@ function deriveKey(rootKey: Buffer, purpose: string): Buffer {
  * before anything is written.
  */
 export async function startRuntime(config: ServerConfig, options: StartOptions = {}): Promise<Runtime> {
-  if (!options.initRootTokenFile && !existsSync(config.storage.sqlite.path)) {
-    // Checked before anything is opened, so a mistyped path leaves no stray database behind.
-    throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} does not exist: not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
-  }
+  if (!options.initRootTokenFile) requireExistingStore(config.storage);
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
@@ -80,7 +77,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let shared: SharedStorage | undefined;
   const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
   try {
-    storage = SqliteStorage.open(config.storage.sqlite.path);
+    storage = await openStorage(config.storage, { warn: options.warn });
     // Shared between replicas (PostgreSQL): the change feed, before anything caches a read.
     shared = await shareStorage(storage, warn);
     let rootToken: string | undefined;
@@ -89,7 +86,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     } else if (options.initRootTokenFile) {
       unsealed = await initializeSeal(storage, hsm);
     } else {
-      throw new KeyholdError('ERR_NOT_INITIALIZED', `store ${config.storage.sqlite.path} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
+      throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
     const barrier = new Barrier(storage, unsealed.rootKey);
     const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');

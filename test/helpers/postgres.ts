@@ -29,6 +29,38 @@ export interface TestPostgres {
   restart(mode?: 'fast' | 'immediate'): void;
   /** Stops the server and deletes its directory. */
   destroy(): void;
+  /** With `{ tls: true }`: the CA that issued the server's certificate (for localhost and 127.0.0.1). */
+  caFile?: string;
+}
+
+export interface StartPostgresOptions {
+  /** ssl=on, with a certificate for localhost and 127.0.0.1 from a fresh test CA. */
+  tls?: boolean;
+}
+
+function openssl(args: string[]): void {
+  const res = spawnSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (res.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${res.stderr}`);
+}
+
+/** A fresh self-signed test CA in `dir`: returns the paths of its certificate and key. */
+export function makeTestCa(dir: string, name: string): { certFile: string; keyFile: string } {
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', keyFile, '-out', certFile]);
+  return { certFile, keyFile };
+}
+
+/** A server certificate for `sans` (e.g. DNS:localhost,IP:127.0.0.1) issued by `ca`. */
+export function issueTestCert(ca: { certFile: string; keyFile: string }, dir: string, name: string, sans: string): { certFile: string; keyFile: string } {
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, `subjectAltName=${sans}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${name}`, '-keyout', keyFile, '-out', csr]);
+  openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certFile]);
+  return { certFile, keyFile };
 }
 
 function binDir(): string {
@@ -48,7 +80,7 @@ function run(bin: string, args: string[]): void {
 }
 
 /** Starts a new PostgreSQL cluster; call destroy() when done (also done at process exit). */
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
   const bin = binDir();
   // Not under KEYHOLD_TEST_TMP: that dir is 0700 root, which the postgres user cannot enter.
   const dir = mkdtempSync(join(tmpdir(), 'keyhold-pg-'));
@@ -56,17 +88,28 @@ export async function startPostgres(): Promise<TestPostgres> {
   const superPwFile = join(dir, 'superuser.pw');
   const superPassword = randomBytes(18).toString('base64url');
   writeFileSync(superPwFile, superPassword + '\n', { mode: 0o600 });
+  let tlsOpts = '';
+  let caFile: string | undefined;
+  if (options.tls) {
+    const ca = makeTestCa(dir, 'test-ca');
+    const cert = issueTestCert(ca, dir, 'server', 'DNS:localhost,IP:127.0.0.1');
+    caFile = ca.certFile;
+    chmodSync(cert.keyFile, 0o600);
+    tlsOpts = ` -c ssl=on -c ssl_cert_file=${cert.certFile} -c ssl_key_file=${cert.keyFile}`;
+  }
   if (asRoot) {
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
     const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
     chownSync(dir, uid, gid);
     chownSync(superPwFile, uid, gid);
+    // The server reads its TLS key, which must be its own and 0600.
+    for (const f of readdirSync(dir)) chownSync(join(dir, f), uid, gid);
   }
   chmodSync(dir, 0o700);
   run(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${superPwFile}`, '-E', 'UTF8', '--locale=C', '--no-sync']);
   const [port] = await freePorts(1) as [number];
   const log = join(dir, 'server.log');
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200`;
+  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200${tlsOpts}`;
   let running = false;
   const start = () => {
     run(join(bin, 'pg_ctl'), ['-D', data, '-l', log, '-o', opts, '-w', '-t', '60', 'start']);
@@ -110,6 +153,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     password,
     port,
     dir,
+    ...(caFile !== undefined ? { caFile } : {}),
     admin: (sql, params) => admin(sql, params, 'keyhold'),
     createDatabase,
     stop,

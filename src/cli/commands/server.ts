@@ -24,7 +24,7 @@ export async function runDev(options: { dataDir: string; listen: string; newAudi
   const stopped = untilSignal(server); // before "listening on", as in runServer
   const tokenHint = readRootToken(setup.rootTokenFile) ? `export KEYHOLD_TOKEN=$(cat ${setup.rootTokenFile})` : '(no root token file)';
   process.stderr.write([
-    `keyhold dev: data in ${setup.dataDir} (SoftHSM token "${setup.config.hsm.tokenLabel}", SQLite, audit log)`,
+    `keyhold dev: data in ${setup.dataDir} (SoftHSM token "${setup.config.hsm.tokenLabel}", ${setup.config.storage.postgres ? 'PostgreSQL' : 'SQLite'}, audit log)`,
     `keyhold dev: listening on ${server.address}`,
     `  export KEYHOLD_ADDR=${server.address}`,
     `  ${tokenHint}`,
