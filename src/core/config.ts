@@ -48,6 +48,8 @@ export const ServerConfigSchema = Type.Object({
     checkpointEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     /** ...and this often while there are new entries (default 10). */
     checkpointIntervalSeconds: Type.Optional(Type.Number({ minimum: 0.05, maximum: 86_400 })),
+    /** Replicas on one store: this replica's own chain (e.g. its StatefulSet pod name); see audit/startup.ts. */
+    chainName: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' })),
   }, { additionalProperties: false }),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
@@ -104,6 +106,7 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_STORAGE_POSTGRES_URL', (c, v) => { c.storage = { postgres: { ...postgresOf(c), url: v } }; }],
   ['KEYHOLD_STORAGE_POSTGRES_PASSWORD_FILE', (c, v) => { c.storage = { postgres: { ...postgresOf(c), passwordFile: v } }; }],
   ['KEYHOLD_AUDIT_PATH', (c, v) => { (c.audit ??= {}).path = v; }],
+  ['KEYHOLD_AUDIT_CHAIN_NAME', (c, v) => { (c.audit ??= {}).chainName = v; }],
   ['KEYHOLD_HSM_MODULE', (c, v) => { (c.hsm ??= {}).module = v; }],
   ['KEYHOLD_HSM_TOKEN_LABEL', (c, v) => { (c.hsm ??= {}).tokenLabel = v; }],
   ['KEYHOLD_HSM_SLOT', (c, v) => { (c.hsm ??= {}).slot = v; }],

@@ -30,7 +30,9 @@ export async function shareStorage(storage: Storage, warn: (message: string) => 
   const shared = poolBacked(storage);
   if (!shared) return undefined;
   // The pool's own settings (host, user, password, TLS, timeouts), on a session of its own.
-  const newSessionClient: NewPgClient = (overrides) => new pg.Client({ ...(shared.pool.options as pg.ClientConfig), ...overrides });
+  // (The pool keeps the password as a non-enumerable property, which a spread would drop.)
+  const options = shared.pool.options as pg.ClientConfig;
+  const newSessionClient: NewPgClient = (overrides) => new pg.Client({ ...options, password: options.password, ssl: options.ssl, ...overrides });
   const feed = new PgChangeFeed(newSessionClient, warn);
   await feed.start();
   // Kept to the end: writes made while closing (the audit's last checkpoint) still notify.

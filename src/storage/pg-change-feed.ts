@@ -9,7 +9,7 @@
  * notification before it completes: that is sync().
  *
  * When the listening connection is lost, changes may be missed: listeners get 'all', sync() fails
- * (ERR_STORAGE, a 503) until a new connection listens again, and listeners get 'all' once more
+ * (ERR_STORAGE_UNAVAILABLE, a 503) until a new connection listens again, and listeners get 'all' once more
  * then, because caches may have been filled from reads made while nobody listened.
  */
 import { randomUUID } from 'node:crypto';
@@ -63,7 +63,8 @@ export async function notifyChanges(client: pg.ClientBase, sender: string, keys:
 }
 
 function unavailable(cause?: unknown): KeyholdError {
-  return new KeyholdError('ERR_STORAGE', 'storage change feed unavailable: cannot tell whether cached data is current', cause === undefined ? undefined : { cause });
+  const why = cause instanceof Error ? ` (${cause.message})` : '';
+  return new KeyholdError('ERR_STORAGE_UNAVAILABLE', `storage change feed unavailable${why}: cannot tell whether cached data is current`, cause === undefined ? undefined : { cause });
 }
 
 export class PgChangeFeed implements StorageChangeFeed {

@@ -39,7 +39,8 @@ export interface ReplicaSet {
 
 /**
  * N `keyhold server` processes on one config: one PostgreSQL database, one SoftHSM token (its
- * file store is shared between processes), each with its own audit file (chains are per writer).
+ * file store is shared between processes), each with its own audit file and chain (chains are per
+ * writer: KEYHOLD_AUDIT_CHAIN_NAME).
  * The store is initialised once by `keyhold init`.
  */
 export async function startReplicas(count: number, extraConfig: Record<string, unknown> = {}): Promise<ReplicaSet> {
@@ -62,7 +63,10 @@ export async function startReplicas(count: number, extraConfig: Record<string, u
     rootToken: readFileSync(join(dir, 'root-token'), 'utf8').trim(),
     replicas: [],
     async start(index) {
-      const server = await startServer(configFile, { ...env, KEYHOLD_AUDIT_PATH: join(dir, `audit-${index}.log`) }, dir);
+      // Each replica writes its own audit chain, anchored under its own name; its first start
+      // begins that chain, as an operator would with --new-audit-chain.
+      const first = set.replicas[index] === undefined;
+      const server = await startServer(configFile, { ...env, KEYHOLD_AUDIT_PATH: join(dir, `audit-${index}.log`), KEYHOLD_AUDIT_CHAIN_NAME: `replica-${index}` }, dir, first ? ['--new-audit-chain'] : []);
       killOnExit(server.process);
       const replica = Object.assign(server, { index });
       set.replicas[index] = replica;

@@ -128,7 +128,7 @@ test('a lost LISTEN connection: listeners get "all", sync() fails meanwhile, and
     server.stop('fast');
     stopped = true;
     await pollUntil('the loss noticed', 5000, async () => seen.includes('all'));
-    await assert.rejects(feed.sync(), (err: { code?: string }) => err.code === 'ERR_STORAGE');
+    await assert.rejects(feed.sync(), (err: { code?: string }) => err.code === 'ERR_STORAGE_UNAVAILABLE');
     seen.length = 0;
     server.start();
     stopped = false;
