@@ -86,7 +86,6 @@ try {
     // Rounds alternate between targets so that drift hits all alike.
     for (let round = 0; round < ROUNDS; round++) for (const t of targets) runs.get(t.name)?.push(await s.run(t));
     const mean = (name: string) => { const rs = runs.get(name) as LoadResult[]; return rs.reduce((sum, r) => sum + r.rps, 0) / rs.length; };
-    const failed = [...runs.values()].flat().reduce((sum, r) => sum + r.non2xx + r.errors, 0);
     const base = mean('sqlite-1');
     results.push({
       scenario: s.name, connections: s.connections,
@@ -94,7 +93,7 @@ try {
       postgres_1_rps: Math.round(mean('postgres-1')), postgres_1_ratio: Number((mean('postgres-1') / base).toFixed(3)),
       postgres_3_rps: Math.round(mean('postgres-3')), postgres_3_ratio: Number((mean('postgres-3') / base).toFixed(3)),
       p99_ms: Object.fromEntries(targets.map((t) => [t.name, Math.max(...(runs.get(t.name) as LoadResult[]).map((r) => r.p99ms))])),
-      failed_requests: failed,
+      failed_requests: Object.fromEntries(targets.map((t) => [t.name, (runs.get(t.name) as LoadResult[]).reduce((sum, r) => sum + r.non2xx + r.errors, 0)])),
     });
   }
   const summary = { machine: { cpus: cpus().length, node: process.version }, seconds_per_run: SECONDS, rounds: ROUNDS, reference: 'sqlite-1 (keyhold dev, one process)', results };

@@ -44,7 +44,7 @@ const HEARTBEAT_TIMEOUT_MS = 3000;
  * The server drops a silent client after idle + interval × count seconds (kill -9 of the process
  * needs none of this: the kernel closes the socket). Kept well under the 10 s a takeover may take.
  */
-const SESSION_OPTIONS = '-c tcp_keepalives_idle=4 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c statement_timeout=3000 -c idle_session_timeout=0 -c idle_in_transaction_session_timeout=0';
+const SESSION_OPTIONS = '-c tcp_keepalives_idle=4 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c statement_timeout=3000';
 
 export interface AdvisoryLeaderOptions {
   /** A new, unconnected client for the database (same URL, password and TLS as the store's pool). */

@@ -23,6 +23,7 @@ export const CHANGE_CHANNEL = 'keyhold_changes';
 const MAX_PAYLOAD_BYTES = 7900;
 const ROUND_TRIP_TIMEOUT_MS = 5000;
 const RECONNECT_INTERVAL_MS = 500;
+const HEARTBEAT_INTERVAL_MS = 10_000;
 
 interface Payload {
   /** The sending feed (its own notifications are skipped: a process's own caches follow its writes). */
@@ -78,6 +79,7 @@ export class PgChangeFeed implements StorageChangeFeed {
   #running: Promise<void> | undefined;
   #queued: Promise<void> | undefined;
   #reconnect: NodeJS.Timeout | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
   #closed = false;
   /** Round trips made (for metrics: how much the coalescing saves). */
   roundTrips = 0;
@@ -88,6 +90,12 @@ export class PgChangeFeed implements StorageChangeFeed {
   /** Listens before the store serves anything. */
   async start(): Promise<void> {
     await this.#listen();
+    // An idle replica still notices a dead connection (and a server's idle_session_timeout never
+    // closes it): a round trip now and then, shared with any request's.
+    this.#heartbeat = setInterval(() => {
+      if (this.#client && !this.#running) this.sync().catch(() => undefined);
+    }, HEARTBEAT_INTERVAL_MS);
+    this.#heartbeat.unref();
   }
 
   get connected(): boolean {
@@ -213,6 +221,7 @@ export class PgChangeFeed implements StorageChangeFeed {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#reconnect);
+    clearInterval(this.#heartbeat);
     const client = this.#client;
     this.#client = undefined;
     await client?.end().catch(noop);
