@@ -1,8 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { sha256Hex, type AuditActor } from '../audit/entry.js';
+import { sha256Hex, type AuditActor, type AuditRecord } from '../audit/entry.js';
+import type { RequestAuditScope } from '../audit/log.js';
 import type { Runtime } from '../core/runtime.js';
 import type { TokenRecord } from '../identity/tokens.js';
-import { KeyholdError } from '../errors.js';
+import { KeyholdError, isKeyholdError } from '../errors.js';
+import { RETRY_AFTER_SECONDS } from './error-status.js';
 import { errorBody } from './errors.js';
 
 /**
@@ -79,20 +81,40 @@ function baseFields(request: FastifyRequest, runtime: Runtime, hash: string | un
 }
 
 /**
+ * On a log that records requests with their writes (PostgreSQL): the request's scope, whose record
+ * the request's first write commits (or its outcome record, if it wrote nothing).
+ */
+const scopes = new WeakMap<FastifyRequest, RequestAuditScope>();
+
+/** Runs the handler of a state-changing request in its audit scope, if it has one (PostgreSQL). */
+export function runAudited<T>(runtime: Runtime, request: FastifyRequest, handler: () => T): T {
+  const scope = scopes.get(request);
+  return scope === undefined || runtime.audit.recordsWithWrites === undefined ? handler() : runtime.audit.recordsWithWrites.run(scope, handler);
+}
+
+/**
  * The write-ahead record of a state-changing request, after authorisation and before its handler:
  * resolves once it is durable; rejects with ERR_AUDIT_UNAVAILABLE (the handler must then not run).
+ * On a log that records requests with their writes, it is not written now: it goes into the
+ * transaction of the request's first write (see runAudited).
  */
 export function requestRecorder(runtime: Runtime): (request: FastifyRequest) => Promise<void> {
   return (request) => {
     const { path, hash } = auditedPath(request);
-    return runtime.audit.append({
+    const record: AuditRecord = {
       type: 'request',
       requestId: request.id,
       actor: actorOf(request, runtime),
       operation: operationOf(request),
       path,
       fields: baseFields(request, runtime, hash, true),
-    }).then(() => {
+    };
+    if (runtime.audit.recordsWithWrites !== undefined) {
+      scopes.set(request, { request: record, recorded: false });
+      request.keyhold.requestRecorded = true;
+      return Promise.resolve();
+    }
+    return runtime.audit.append(record).then(() => {
       request.keyhold.requestRecorded = true;
     }, (err: unknown) => {
       request.log.error({ reqId: request.id, err }, 'audit write failed; request refused before its handler');
@@ -125,9 +147,12 @@ export function auditRecorder(runtime: Runtime): (request: FastifyRequest, reply
       outcome: { status: reply.statusCode, ...(code ? { code } : {}) },
       // The body's HMAC is in the request record when there is one.
       fields: baseFields(request, runtime, hash, !state.requestRecorded),
-    }).then(() => done(null, payload), (err: unknown) => {
+    }, scopes.get(request)).then(() => done(null, payload), (err: unknown) => {
       request.log.error({ reqId: request.id, err }, 'audit write failed; response withheld');
-      const { status, body } = errorBody(new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable'), request.id);
+      // A log in a database that is away says so (503 and when to retry), like the write would have.
+      const unavailable = isKeyholdError(err, 'ERR_STORAGE_UNAVAILABLE');
+      if (unavailable) void reply.header('retry-after', String(RETRY_AFTER_SECONDS.ERR_STORAGE_UNAVAILABLE));
+      const { status, body } = errorBody(unavailable ? err : new KeyholdError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable'), request.id);
       reply.code(status).header('content-type', 'application/json; charset=utf-8');
       done(null, JSON.stringify(body));
     });

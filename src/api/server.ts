@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { apiTimeouts } from '../core/config.js';
 import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
-import { auditRecorder, requestRecorder } from './audit-hooks.js';
+import { auditRecorder, requestRecorder, runAudited } from './audit-hooks.js';
 import { auditRoutes } from './routes/audit.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
@@ -109,7 +109,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
         return handler.call(this, request, reply);
       }
       const recorded = admitted instanceof Promise ? admitted.then(() => recordRequest(request)) : recordRequest(request);
-      return recorded.then(() => handler.call(this, request, reply));
+      return recorded.then(() => runAudited(runtime, request, () => handler.call(this, request, reply)));
     };
   });
 

@@ -8,6 +8,9 @@ import { isoNow } from './clock.js';
 import { makeCheckpoint, type CheckpointSigner, type StoredCheckpoint } from './checkpoint.js';
 import type { GroupCommitWriter } from './group-commit.js';
 
+/** What the scheduler needs of the log it checkpoints (the file writer, or the PostgreSQL log). */
+export type CheckpointedWriter = Pick<GroupCommitWriter, 'durable' | 'failure' | 'closing' | 'fileBytes' | 'appendSystem'>;
+
 export interface AuditCheckpointing {
   signer: CheckpointSigner;
   /** A checkpoint after this many entries since the last one. */
@@ -20,7 +23,7 @@ export interface AuditCheckpointing {
 
 export class CheckpointScheduler {
   readonly chain: string | undefined;
-  readonly #writer: GroupCommitWriter;
+  readonly #writer: CheckpointedWriter;
   readonly #config: AuditCheckpointing | undefined;
   readonly #maxFileBytes: number | undefined;
   readonly #warn: (message: string) => void;
@@ -30,7 +33,7 @@ export class CheckpointScheduler {
   #rotationRequested = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(writer: GroupCommitWriter, init: {
+  constructor(writer: CheckpointedWriter, init: {
     config: AuditCheckpointing | undefined; chain: string | undefined; last: StoredCheckpoint | undefined; maxFileBytes: number | undefined; warn: (message: string) => void;
   }) {
     this.#writer = writer;

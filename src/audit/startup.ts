@@ -17,15 +17,6 @@ import { auditFileSet, scanAuditFiles, type AuditVerifyResult } from './verify.j
 export const CHAIN_PATH = 'sys/audit/chain';
 export const CHECKPOINT_PATH = 'sys/audit/checkpoint';
 
-/**
- * Where the barrier remembers a chain. Replicas share one barrier but each writes its own chain
- * (chains are per writer), so each names its own (`audit.chainName`); one server alone keeps the
- * historical paths.
- */
-export function chainAnchorPaths(chainName: string | undefined): { chain: string; checkpoint: string } {
-  return chainName === undefined ? { chain: CHAIN_PATH, checkpoint: CHECKPOINT_PATH } : { chain: `sys/audit/chains/${chainName}/chain`, checkpoint: `sys/audit/chains/${chainName}/checkpoint` };
-}
-
 interface ChainRecord {
   id: string;
   startedAt: string;
@@ -38,8 +29,6 @@ export interface AuditSettings {
   maxFileBytes?: number;
   checkpointEvery?: number;
   checkpointIntervalSeconds?: number;
-  /** This replica's chain, when several servers share the store (see chainAnchorPaths). */
-  chainName?: string;
 }
 
 export const DEFAULT_CHECKPOINT_EVERY = 1000;
@@ -75,9 +64,8 @@ export interface OpenChainOptions {
 export async function openAuditChain(settings: AuditSettings, barrier: Barrier, hsm: Hsm, options: OpenChainOptions): Promise<{ log: FileAuditLog; signer: AuditSigner }> {
   const { warn } = options;
   let signerCreated = false;
-  const paths = chainAnchorPaths(settings.chainName);
-  const chain = await barrier.getJson<ChainRecord>(paths.chain);
-  const anchor = await barrier.getJson<StoredCheckpoint>(paths.checkpoint);
+  const chain = await barrier.getJson<ChainRecord>(CHAIN_PATH);
+  const anchor = await barrier.getJson<StoredCheckpoint>(CHECKPOINT_PATH);
   // No chain in the barrier after initialisation: only a store from before checkpoints, whose log is
   // an intact plain hash chain, may begin one without the flag. Otherwise the audit records were
   // removed from storage, and beginning a chain would bury the old log without anyone asking.
@@ -107,9 +95,9 @@ export async function openAuditChain(settings: AuditSettings, barrier: Barrier, 
     everyEntries: settings.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
     intervalMs: (settings.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS) * 1000,
     onCheckpoint: async (c: StoredCheckpoint) => {
-      if (recorded) return barrier.putJson(paths.checkpoint, c);
+      if (recorded) return barrier.putJson(CHECKPOINT_PATH, c);
       // A new chain and its first checkpoint enter the barrier together.
-      await barrier.commit([], [{ path: paths.chain, value: pending.record }, { path: paths.checkpoint, value: c }]);
+      await barrier.commit([], [{ path: CHAIN_PATH, value: pending.record }, { path: CHECKPOINT_PATH, value: c }]);
       recorded = true;
     },
   };

@@ -93,7 +93,7 @@ const audit = program.command('audit').description('the tamper-evident audit log
 const auditCommands = async () => import('./commands/audit.js');
 audit.command('verify').description('verify the hash chain and every HSM-signed checkpoint; reports the first altered, removed or reordered entry, and a cut tail')
   .option('--file <path>', 'active audit log file; its rotated siblings (<file>.<12-digit seq>) are read first')
-  .option('--config <file>', 'take the path from a server config')
+  .option('--config <file>', 'take the path from a server config; with storage.postgres, verify every chain in the database\'s audit table')
   .option('--public-key <pem-file>', 'the audit public key (keyhold audit public-key); required')
   .option('--checkpoint <json-file>', 'the latest checkpoint (keyhold audit checkpoint): detects a log cut before it')
   .action(run(async (o: { file?: string; config?: string; publicKey?: string; checkpoint?: string }) => (await auditCommands()).auditVerify(o)));

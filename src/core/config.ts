@@ -41,15 +41,14 @@ export const ServerConfigSchema = Type.Object({
   }, { additionalProperties: false }),
   hsm: HsmSection,
   audit: Type.Object({
-    path: Type.String({ minLength: 1 }),
+    /** The audit file: required with SQLite; with PostgreSQL the log is the `audit` table. */
+    path: Type.Optional(Type.String({ minLength: 1 })),
     /** Rotate the active file once it is larger than this (default: never). */
     maxFileBytes: Type.Optional(Type.Integer({ minimum: 4096 })),
     /** HSM-signed checkpoint after this many entries (default 1000)... */
     checkpointEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     /** ...and this often while there are new entries (default 10). */
     checkpointIntervalSeconds: Type.Optional(Type.Number({ minimum: 0.05, maximum: 86_400 })),
-    /** Replicas on one store: this replica's own chain (e.g. its StatefulSet pod name); see audit/startup.ts. */
-    chainName: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' })),
   }, { additionalProperties: false }),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
@@ -106,7 +105,6 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_STORAGE_POSTGRES_URL', (c, v) => { c.storage = { postgres: { ...postgresOf(c), url: v } }; }],
   ['KEYHOLD_STORAGE_POSTGRES_PASSWORD_FILE', (c, v) => { c.storage = { postgres: { ...postgresOf(c), passwordFile: v } }; }],
   ['KEYHOLD_AUDIT_PATH', (c, v) => { (c.audit ??= {}).path = v; }],
-  ['KEYHOLD_AUDIT_CHAIN_NAME', (c, v) => { (c.audit ??= {}).chainName = v; }],
   ['KEYHOLD_HSM_MODULE', (c, v) => { (c.hsm ??= {}).module = v; }],
   ['KEYHOLD_HSM_TOKEN_LABEL', (c, v) => { (c.hsm ??= {}).tokenLabel = v; }],
   ['KEYHOLD_HSM_SLOT', (c, v) => { (c.hsm ??= {}).slot = v; }],
@@ -142,6 +140,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   if ((config.storage.sqlite === undefined) === (config.storage.postgres === undefined)) throw new KeyholdError('ERR_CONFIG', `${source}: set exactly one of storage.sqlite and storage.postgres`);
   // Refused at load, not at first connect: a password in the URL, query parameters, a bad shape.
   if (config.storage.postgres) parsePostgresUrl(config.storage.postgres.url);
+  if (config.storage.sqlite && config.audit.path === undefined) throw new KeyholdError('ERR_CONFIG', `${source}: set audit.path (the audit file)`);
+  // Each replica's chain is in the table; one file per replica, anchored in the shared barrier, is not built yet.
+  if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (a file as a second sink is not supported yet)`);
   if (!config.hsm.tokenLabel && !config.hsm.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.tokenLabel or hsm.slot`);
   if (!config.hsm.pinEnv && !config.hsm.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.pinEnv or hsm.pinFile (the PIN is never part of the config)`);
   const timeouts = apiTimeouts(config);
@@ -172,7 +173,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
       if (file !== undefined && pgConfig.tls) pgConfig.tls[f] = abs(file);
     }
   }
-  config.audit.path = abs(config.audit.path);
+  if (config.audit.path !== undefined) config.audit.path = abs(config.audit.path);
   if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
   return config;
 }

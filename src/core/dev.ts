@@ -38,8 +38,10 @@ export function prepareDev(dataDir: string, listen: string, env: NodeJS.ProcessE
     audit: { path: join(dir, 'audit.log') },
   };
   applyEnvOverrides(raw, env, DEV_ENV_OVERRIDES);
+  // On PostgreSQL the audit log is the database's table (unless KEYHOLD_AUDIT_PATH asked for a file, which is then refused).
+  if ((raw.storage as { postgres?: unknown }).postgres !== undefined && env.KEYHOLD_AUDIT_PATH === undefined) delete (raw.audit as Record<string, unknown>).path;
   const config = validateConfig(raw, 'keyhold dev');
-  config.audit.path = resolve(config.audit.path);
+  if (config.audit.path !== undefined) config.audit.path = resolve(config.audit.path);
   return { config, rootTokenFile: join(dir, 'root-token'), dataDir: dir };
 }
 

@@ -1,7 +1,8 @@
 import { hkdfSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
-import type { FileAuditLog } from '../audit/file-log.js';
+import type { AuditLog } from '../audit/log.js';
+import { openPostgresAuditChain } from '../audit/pg-startup.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
 import { Barrier } from '../barrier/barrier.js';
@@ -23,6 +24,7 @@ import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
+import { PostgresStorage } from '../storage/postgres.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
 import { openStorage, requireExistingStore, storageName } from './storage.js';
@@ -38,7 +40,7 @@ export interface Runtime {
   tokens: TokenStore;
   kubernetesAuth: KubernetesAuth;
   policies: PolicyStore;
-  audit: FileAuditLog;
+  audit: AuditLog;
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
   auditHmac: AuditHmac;
@@ -72,7 +74,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
-  let auditLog: FileAuditLog | undefined;
+  let auditLog: AuditLog | undefined;
   let replication: Replication | undefined;
   let shared: SharedStorage | undefined;
   const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
@@ -102,7 +104,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
-    const { log: audit, signer: auditSigner } = await openAuditChain(config.audit, barrier, hsm, { newChain: options.newAuditChain, initializing, warn, error });
+    const chainOptions = { newChain: options.newAuditChain, initializing, warn, error };
+    // On PostgreSQL the log is the database's audit table, written in the writes' transactions.
+    const { log: audit, signer: auditSigner } = storage instanceof PostgresStorage
+      ? await openPostgresAuditChain(storage, config.audit, barrier, hsm, chainOptions)
+      : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier, hsm, chainOptions);
     auditLog = audit;
     const records = new KeyRecordStore(barrier);
     const material = new MaterialCache(hsm, unsealed.wrapKey);

@@ -11,6 +11,9 @@ import { KeyholdError } from '../errors.js';
  */
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE kv (key bytea PRIMARY KEY, value bytea NOT NULL)`,
+  // The audit chains (docs/design-notes.md, "Audit in the write's transaction"): one per writer
+  // process, each entry the exact canonical line the file log would hold.
+  `CREATE TABLE audit (chain text NOT NULL, seq bigint NOT NULL, entry text NOT NULL, PRIMARY KEY (chain, seq))`,
 ];
 
 /** Any constant: the advisory lock that makes replicas starting together migrate one at a time. */

@@ -27,17 +27,24 @@ export interface PostgresOptions {
 
 /** One write of a transaction, as the hooks see it. */
 export interface WriteInfo {
-  op: 'put' | 'delete' | 'atomic';
+  op: 'put' | 'delete' | 'atomic' | 'none';
   /** The keys it wrote (an atomic whose check failed wrote none). */
   keys: readonly string[];
+  /** What `contextOf` returned when the write was issued (or what `commitContext` was given). */
+  context: unknown;
 }
 
 /**
- * Runs inside every write transaction, after its writes and before COMMIT, on the transaction's
- * connection: what it does commits or rolls back with the writes (a change notification, an
- * audit record). A hook that throws fails the whole transaction.
+ * Work added to every write transaction (a change notification, audit records). `beforeCommit`
+ * runs on the transaction's connection after its writes: what it does commits or rolls back with
+ * them, and if it throws, the transaction fails. A transaction that PostgreSQL aborts is run again
+ * whole, so `beforeCommit` may run more than once for the same writes: it must build its work from
+ * scratch each time, and take it as done only in `afterCommit`.
  */
-export type WriteHook = (client: pg.ClientBase, writes: readonly WriteInfo[]) => Promise<void>;
+export interface WriteHook {
+  beforeCommit(client: pg.ClientBase, writes: readonly WriteInfo[]): Promise<void>;
+  afterCommit?(writes: readonly WriteInfo[]): void;
+}
 
 // In JS unicode mode this matches only unpaired surrogates, which UTF-8 cannot encode: two
 // distinct keys would be stored as the same bytes (U+FFFD). The same rule as SQLite's.
@@ -76,6 +83,7 @@ const named = (name: keyof typeof Q, values: unknown[]): pg.QueryConfig => ({ na
 /** A write waiting for the next transaction. */
 interface PendingWrite {
   op: WriteInfo['op'];
+  context: unknown;
   /** Runs the write on the transaction's connection; returns its result and the keys it wrote. */
   apply: (client: pg.ClientBase) => Promise<{ value: unknown; keys: readonly string[] }>;
   resolve: (value: unknown) => void;
@@ -106,6 +114,11 @@ export class PostgresStorage implements Storage {
   /** The write pump: set while transactions run, so one runs at a time, in call order. */
   private pumping: Promise<void> | null = null;
   private readonly hooks: WriteHook[] = [];
+  /**
+   * Called when a write is issued; what it returns goes with the write to the hooks (e.g. the
+   * audit record of the request that issued it, from an AsyncLocalStorage). Unset: nothing.
+   */
+  contextOf: (() => unknown) | undefined;
 
   private constructor(
     /** The connection pool; the replica layer (change feed, leader lock) may take connections from it. */
@@ -157,6 +170,15 @@ export class PostgresStorage implements Storage {
       const i = this.hooks.indexOf(hook);
       if (i >= 0) this.hooks.splice(i, 1);
     };
+  }
+
+  /**
+   * Commits a transaction that writes nothing of its own, carrying `context` to the hooks (an
+   * audit record of a request that wrote nothing). Ordered with the writes like any write.
+   */
+  async commitContext(context: unknown): Promise<void> {
+    this.ready('commit');
+    await this.enqueue('none', async () => ({ value: undefined, keys: [] }), context);
   }
 
   async get(key: string): Promise<Buffer | null> {
@@ -276,9 +298,9 @@ export class PostgresStorage implements Storage {
     }
   }
 
-  private enqueue(op: PendingWrite['op'], apply: PendingWrite['apply']): Promise<unknown> {
+  private enqueue(op: PendingWrite['op'], apply: PendingWrite['apply'], context: unknown = this.contextOf?.()): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ op, apply, resolve, reject });
+      this.pending.push({ op, context, apply, resolve, reject });
       // Deferred to the next turn, so the writes issued in this one share a transaction.
       this.pumping ??= new Promise<void>((done) => setImmediate(done)).then(() => this.pump());
     });
@@ -318,20 +340,24 @@ export class PostgresStorage implements Storage {
   }
 
   private async transaction(batch: readonly PendingWrite[]): Promise<unknown[]> {
+    const infos = await this.commitBatch(batch);
+    for (const hook of this.hooks) hook.afterCommit?.(infos);
+    return infos.map((i) => i.value);
+  }
+
+  private async commitBatch(batch: readonly PendingWrite[]): Promise<(WriteInfo & { value: unknown })[]> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
-      const outcomes: unknown[] = [];
-      const infos: WriteInfo[] = [];
+      const infos: (WriteInfo & { value: unknown })[] = [];
       for (const w of batch) {
         const { value, keys } = await w.apply(client);
-        outcomes.push(value);
-        infos.push({ op: w.op, keys });
+        infos.push({ op: w.op, keys, context: w.context, value });
       }
-      for (const hook of this.hooks) await hook(client, infos);
+      for (const hook of this.hooks) await hook.beforeCommit(client, infos);
       await client.query('COMMIT');
       client.release();
-      return outcomes;
+      return infos;
     } catch (err) {
       // A connection that failed is dropped from the pool; one whose statement failed is rolled back and reused.
       if (isUnavailable(err) && !isRetryable(err)) client.release(err instanceof Error ? err : true);

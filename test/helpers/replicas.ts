@@ -29,7 +29,7 @@ export interface ReplicaSet {
   configFile: string;
   rootToken: string;
   replicas: Replica[];
-  /** (Re)starts replica `index` on the shared config, with its own audit file; replaces it in `replicas`. */
+  /** (Re)starts replica `index` on the shared config; replaces it in `replicas`. */
   start(index: number): Promise<Replica>;
   /** The replica that says it leads (health), if exactly one does. */
   leader(): Promise<Replica | undefined>;
@@ -39,8 +39,8 @@ export interface ReplicaSet {
 
 /**
  * N `keyhold server` processes on one config: one PostgreSQL database, one SoftHSM token (its
- * file store is shared between processes), each with its own audit file and chain (chains are per
- * writer: KEYHOLD_AUDIT_CHAIN_NAME).
+ * file store is shared between processes); each process writes its own audit chain in the
+ * database's audit table (chains are per writer).
  * The store is initialised once by `keyhold init`.
  */
 export async function startReplicas(count: number, extraConfig: Record<string, unknown> = {}): Promise<ReplicaSet> {
@@ -52,7 +52,7 @@ export async function startReplicas(count: number, extraConfig: Record<string, u
     listen: '127.0.0.1:0',
     storage: { postgres: { url: pg.url, passwordFile: pg.passwordFile } },
     hsm: token.config,
-    audit: { path: join(dir, 'audit-init.log') },
+    audit: {},
     ...extraConfig,
   }));
   const env = { SOFTHSM2_CONF: token.confPath };
@@ -63,10 +63,8 @@ export async function startReplicas(count: number, extraConfig: Record<string, u
     rootToken: readFileSync(join(dir, 'root-token'), 'utf8').trim(),
     replicas: [],
     async start(index) {
-      // Each replica writes its own audit chain, anchored under its own name; its first start
-      // begins that chain, as an operator would with --new-audit-chain.
-      const first = set.replicas[index] === undefined;
-      const server = await startServer(configFile, { ...env, KEYHOLD_AUDIT_PATH: join(dir, `audit-${index}.log`), KEYHOLD_AUDIT_CHAIN_NAME: `replica-${index}` }, dir, first ? ['--new-audit-chain'] : []);
+      // Each process writes its own audit chain into the shared audit table.
+      const server = await startServer(configFile, env, dir);
       killOnExit(server.process);
       const replica = Object.assign(server, { index });
       set.replicas[index] = replica;

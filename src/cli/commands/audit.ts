@@ -12,11 +12,15 @@ function usage(message: string): Error {
 
 export async function auditVerify(o: { file?: string; config?: string; publicKey?: string; checkpoint?: string }): Promise<void> {
   let path = o.file;
+  let postgres;
   if (!path && o.config) {
     const { loadConfigFile } = await import('../../core/config.js');
-    path = loadConfigFile(o.config).audit.path;
+    const config = loadConfigFile(o.config);
+    path = config.audit.path;
+    // On PostgreSQL the log is the database's audit table.
+    postgres = config.storage.postgres;
   }
-  if (!path) throw usage('give --file AUDIT_LOG or --config FILE');
+  if (!path && !postgres) throw usage('give --file AUDIT_LOG or --config FILE');
   if (!o.publicKey) throw usage('give --public-key PEM_FILE (from "keyhold audit public-key"): checkpoints cannot be checked without it');
   const { publicKeyFromPem, importCheckpoint, checkpointSignatureValid, keyFingerprint } = await import('../../audit/checkpoint.js');
   let publicKey;
@@ -37,6 +41,8 @@ export async function auditVerify(o: { file?: string; config?: string; publicKey
     if (anchor.key !== fingerprint) throw Object.assign(new Error(`--checkpoint was signed by another key (fingerprint ${anchor.key}, expected ${fingerprint})`), { code: 'ERR_SIGNATURE_INVALID' });
     if (!checkpointSignatureValid(anchor, publicKey)) throw Object.assign(new Error('--checkpoint has an invalid signature'), { code: 'ERR_SIGNATURE_INVALID' });
   }
+  if (postgres) return verifyTable(postgres, publicKey, anchor);
+  if (!path) throw usage('give --file AUDIT_LOG or --config FILE');
   const { auditFileSet, scanAuditFiles } = await import('../../audit/verify.js');
   const files = auditFileSet(path);
   if (files.length === 0 && !anchor) throw Object.assign(new Error(`no audit file at ${path} (nor rotated ones)`), { code: 'ERR_NOT_FOUND' });
@@ -56,6 +62,29 @@ export async function auditVerify(o: { file?: string; config?: string; publicKey
     }
     if (!anchor) process.stderr.write('keyhold: note: without --checkpoint a log cut or rewritten after its last checkpoint cannot be detected\n');
   }
+}
+
+/** Every chain in the audit table of the config's database (one per server process that wrote). */
+async function verifyTable(config: import('../../storage/postgres-config.js').PostgresConfig, publicKey: import('node:crypto').KeyObject, anchor: import('../../audit/checkpoint.js').StoredCheckpoint | undefined): Promise<void> {
+  const { postgresOptions } = await import('../../storage/postgres-config.js');
+  const { verifyAuditTable } = await import('../../audit/pg-verify.js');
+  const { default: pg } = await import('pg');
+  const options = postgresOptions(config);
+  const client = new pg.Client({ host: options.host, port: options.port, user: options.user, database: options.database, password: options.password, ssl: options.ssl ?? false, application_name: 'keyhold audit verify' });
+  await client.connect();
+  let result;
+  try {
+    result = await verifyAuditTable(client, publicKey, anchor);
+  } finally {
+    await client.end();
+  }
+  printJson(result);
+  if (result.missingChain) process.stderr.write(`keyhold: the checkpoint's chain ${result.missingChain} is not in the audit table (removed?)\n`);
+  for (const c of result.chains) {
+    if (!c.ok) process.stderr.write(`keyhold: audit chain ${c.chain} ${c.truncated ? 'truncated' : 'bad'} at seq ${c.badSeq}: ${c.reason}\n`);
+  }
+  if (!result.ok) process.exitCode = 3;
+  else if (!anchor) process.stderr.write('keyhold: note: without --checkpoint a chain cut or rewritten after its last checkpoint cannot be detected, nor a whole chain removed\n');
 }
 
 export async function auditPublicKey(): Promise<void> {

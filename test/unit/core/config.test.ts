@@ -41,25 +41,3 @@ describe('config: unauthenticated rate limit', () => {
     }
   });
 });
-
-describe('config: audit.chainName (replicas on one store)', () => {
-  const dir = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-config-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = (audit: string) => {
-    const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(path, `storage: { sqlite: { path: k.db } }\naudit: { path: a.log${audit} }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n`);
-    return path;
-  };
-
-  it('comes from the file or KEYHOLD_AUDIT_CHAIN_NAME (a pod name)', () => {
-    assert.equal(loadConfigFile(file(''), {}).audit.chainName, undefined);
-    assert.equal(loadConfigFile(file(', chainName: keyhold-0'), {}).audit.chainName, 'keyhold-0');
-    assert.equal(loadConfigFile(file(', chainName: keyhold-0'), { KEYHOLD_AUDIT_CHAIN_NAME: 'keyhold-2' }).audit.chainName, 'keyhold-2');
-  });
-
-  for (const bad of ['', 'Upper', '../x', 'a/b', '-lead', 'x'.repeat(64)]) {
-    it(`refuses chainName ${JSON.stringify(bad)} with ERR_CONFIG`, () => {
-      assert.throws(() => loadConfigFile(file(`, chainName: ${JSON.stringify(bad)}`), {}), (err: unknown) => isKeyholdError(err, 'ERR_CONFIG'));
-    });
-  }
-});
