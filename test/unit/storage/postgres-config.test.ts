@@ -11,9 +11,9 @@ import { parsePostgresUrl, postgresOptions } from '../../../src/storage/postgres
 describe('config: storage.postgres', () => {
   const dir = mkdtempSync(join(process.env.KEYHOLD_TEST_TMP ?? tmpdir(), 'keyhold-pgconfig-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = (storage: string) => {
+  const file = (storage: string, audit = '{}') => {
     const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(path, `storage: ${storage}\naudit: { path: a.log }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n`);
+    writeFileSync(path, `storage: ${storage}\naudit: ${audit}\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n`);
     return path;
   };
   const configError = (err: unknown): boolean => isKeyholdError(err, 'ERR_CONFIG');
@@ -27,6 +27,12 @@ describe('config: storage.postgres', () => {
   it('wants exactly one of sqlite and postgres', () => {
     assert.throws(() => loadConfigFile(file('{}'), {}), configError);
     assert.throws(() => loadConfigFile(file('{ sqlite: { path: k.db }, postgres: { url: "postgres://kh@h/d" } }'), {}), configError);
+  });
+
+  it('has the audit log in the database: audit.path is refused with postgres, required with sqlite', () => {
+    assert.throws(() => loadConfigFile(file('{ postgres: { url: "postgres://kh@h/d" } }', '{ path: a.log }'), {}), configError);
+    assert.throws(() => loadConfigFile(file('{ sqlite: { path: k.db } }'), {}), configError);
+    assert.equal(loadConfigFile(file('{ sqlite: { path: k.db } }', '{ path: a.log }'), {}).audit.path, join(dir, 'a.log'));
   });
 
   it('refuses a password in the URL without repeating it', () => {
