@@ -24,8 +24,10 @@ const LAYERS = {
   policy: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity'],
   audit: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy'],
   // api → core (Runtime, config types) points up: the api clean-up of issue 10 removes it.
-  api: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'core'],
-  core: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'api'],
+  // Replicas: leader election and the background jobs it runs (the domains' units).
+  ha: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit'],
+  api: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'core'],
+  core: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'api'],
   // Offline store tools, run by the CLI: they read the configuration (core/config) to open a store.
   backup: [...BELOW_DOMAINS, 'core'],
   client: [...LEAVES, 'crypto'],
@@ -33,7 +35,7 @@ const LAYERS = {
   'kubernetes/webhook': [...LEAVES, 'crypto', 'client'],
   agent: ['client'],
 };
-const SRC_DIRS = ['agent', 'api', 'audit', 'backup', 'barrier', 'cli', 'client', 'core', 'crypto', 'errors', 'hsm', 'identity', 'keys', 'kubernetes', 'policy', 'secrets', 'storage', 'wire'];
+const SRC_DIRS = ['agent', 'api', 'audit', 'backup', 'barrier', 'cli', 'client', 'core', 'crypto', 'errors', 'ha', 'hsm', 'identity', 'keys', 'kubernetes', 'policy', 'secrets', 'storage', 'wire'];
 
 /** `files` blocks that refuse, static or dynamic, every import of a src/ directory `layer` may not use. */
 function layerBlocks(layer, allowed) {

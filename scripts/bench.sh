@@ -16,3 +16,5 @@ export KEYHOLD_COSIGN_DIR
 node dist/bench/kms.js
 node dist/bench/webhook.js
 node dist/bench/login-storm.js
+# Replicas: 1 on SQLite against 1 and 3 on one PostgreSQL (.bench-out/replicas.json).
+node dist/bench/replicas.js

@@ -39,6 +39,8 @@ function bearerToken(request: FastifyRequest): string {
  */
 export function authenticate(request: FastifyRequest, runtime: Runtime): void | Promise<void> {
   const token = bearerToken(request);
+  // On replicas the synchronous look-ups find nothing (the barrier's read cache answers a hit only
+  // after its change feed's sync(), so a token revoked on another replica is never served from it).
   const cached = runtime.tokens.cached(token);
   const compiled = cached && cached.policies.length > 0 ? runtime.policies.cachedFor(cached.policies, identityVariables(cached)) : undefined;
   if (cached && compiled) {

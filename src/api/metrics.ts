@@ -15,6 +15,8 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): (request
   new Gauge({ name: 'keyhold_hsm_calls_total', help: 'Cryptographic calls made on the HSM', registers: [registry], collect() { this.set(runtime.hsm.callCount); } });
   new Gauge({ name: 'keyhold_hsm_up', help: '1 when the last (cached) HSM probe succeeded', registers: [registry], async collect() { this.set((await runtime.hsm.health()).ok ? 1 : 0); } });
   new Gauge({ name: 'keyhold_audit_up', help: '1 while the audit log is writable', registers: [registry], collect() { this.set(runtime.audit.healthy ? 1 : 0); } });
+  new Gauge({ name: 'keyhold_leader', help: '1 while this replica leads (runs the background jobs)', registers: [registry], collect() { this.set(runtime.leadership.isLeader ? 1 : 0); } });
+  new Gauge({ name: 'keyhold_leader_elections_total', help: 'Times this replica became leader', registers: [registry], collect() { this.set(runtime.jobs.elections); } });
   new Gauge({ name: 'keyhold_audit_flushes_total', help: 'Group-commit flushes (write + fdatasync) of the audit log', registers: [registry], collect() { this.set(runtime.audit.flushes); } });
 
   // Label children resolved once per (operation, status): prom-client hashes label objects on every call otherwise.

@@ -140,7 +140,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
 
   await app.register(sysApi, {
-    hsm: runtime.hsm, barrier: runtime.barrier, audit: runtime.audit, kubernetesAuth: runtime.kubernetesAuth, startedAt: runtime.startedAt,
+    hsm: runtime.hsm, barrier: runtime.barrier, audit: runtime.audit, kubernetesAuth: runtime.kubernetesAuth, leadership: runtime.leadership, jobs: runtime.jobs, startedAt: runtime.startedAt,
   });
   await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });

@@ -69,6 +69,19 @@ export class Barrier {
     return this.keys === null;
   }
 
+  /**
+   * Calls `listener` when another process sharing the store changed `path` (or may have: 'all',
+   * after a lost feed). Never for this process's own writes, and never on a store of one process.
+   */
+  watch(path: string, listener: () => void): () => void {
+    const feed = this.storage.changes;
+    if (!feed) return () => undefined;
+    const key = DATA_PREFIX + path;
+    return feed.onChange((keys) => {
+      if (keys === 'all' || keys.includes(key)) listener();
+    });
+  }
+
   /** A domain's view over its mount's prefix. */
   view(mount: Mount): BarrierView {
     return new BarrierView(this, mount);

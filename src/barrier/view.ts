@@ -74,6 +74,11 @@ export class BarrierView {
     return this.barrier.cache.peek<T>(this.prefix + key);
   }
 
+  /** See Barrier.watch: another replica changed `key`. */
+  watch(key: string, listener: () => void): () => void {
+    return this.barrier.watch(this.path(key), listener);
+  }
+
   async put(key: string, value: unknown): Promise<void> {
     await this.barrier.commitWrites([], [this.write(key, value)]);
   }

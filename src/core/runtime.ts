@@ -11,6 +11,11 @@ import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
+import { registerCoreJobs } from '../ha/core-jobs.js';
+import type { BackgroundJobs } from '../ha/jobs.js';
+import type { Leadership } from '../ha/leader.js';
+import { startReplication, type Replication } from '../ha/replication.js';
+import { shareStorage, type SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
@@ -41,6 +46,9 @@ export interface Runtime {
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
   auditHmac: AuditHmac;
+  /** Whether this replica leads (runs the background jobs); on SQLite always. */
+  leadership: Leadership;
+  jobs: BackgroundJobs;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -52,8 +60,6 @@ export interface StartOptions {
   newAuditChain?: boolean;
   warn?: (message: string) => void;
 }
-
-const TOKEN_SWEEP_INTERVAL_MS = 60_000;
 
 /** A key derived from the root key for one purpose; nothing derived is ever stored. */
 function deriveKey(rootKey: Buffer, purpose: string): Buffer {
@@ -71,8 +77,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
   let auditLog: AuditLog | undefined;
+  let replication: Replication | undefined;
+  let shared: SharedStorage | undefined;
+  const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
   try {
     storage = await openStorage(config.storage, { warn: options.warn });
+    // Shared between replicas (PostgreSQL): the change feed, before anything caches a read.
+    shared = await shareStorage(storage, warn);
     let rootToken: string | undefined;
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
@@ -96,7 +107,6 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }
-    const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
     const chainOptions = { newChain: options.newAuditChain, initializing, warn, error };
     // On PostgreSQL the log is the database's audit table, written in the writes' transactions.
@@ -108,14 +118,12 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, unsealed.wrapKey);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
-    // Background work (like the token sweep below): revokes the tokens of deleted pods.
-    kubernetesAuth.podRevoker.start();
-    // Expired tokens are refused on sight; this reclaims their records (and what was written with them).
-    let closing = false;
-    const sweep = () => void tokens.sweepExpired().catch((err: unknown) => closing || warn(`sweeping expired tokens failed: ${(err as Error).message}`));
-    const sweeper = setInterval(sweep, TOKEN_SWEEP_INTERVAL_MS);
-    sweeper.unref();
-    sweep();
+    // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
+    // replica leads: always on SQLite, on the elected replica on PostgreSQL.
+    replication = await startReplication(shared?.newSessionClient, warn);
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth }, warn);
+    replication.jobs.follow();
+    const { leadership } = replication;
     const runtime: Runtime = {
       config,
       hsm,
@@ -129,11 +137,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       audit,
       auditSigner,
       auditHmac,
+      leadership,
+      jobs: replication.jobs,
       startedAt: Date.now(),
       async close() {
-        closing = true;
-        clearInterval(sweeper);
+        await replication?.close();
         kubernetesAuth.close();
+        await shared?.close();
         material.clear();
         // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
         await audit.close().catch((err: unknown) => warn(`closing the audit log failed: ${(err as Error).message}`));
@@ -145,6 +155,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     return runtime;
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
+    await replication?.close();
+    await shared?.close();
     await auditLog?.close().catch(() => undefined);
     await storage?.close().catch(() => undefined);
     await hsm.close();

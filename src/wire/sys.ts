@@ -26,5 +26,7 @@ export const Health = Closed({
   hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
   audit: AuditHealth,
   kubernetes: KubernetesHealth,
+  /** Which replica answered, and whether it leads (runs the background jobs); never a reason for 503. */
+  replica: Closed({ id: Type.String(), leader: Type.Boolean(), background_jobs: Type.Array(Type.String()) }),
 });
 export type Health = Static<typeof Health>;

@@ -1,5 +1,7 @@
 import type { FileAuditLog } from '../../audit/file-log.js';
 import type { Barrier } from '../../barrier/barrier.js';
+import type { BackgroundJobs } from '../../ha/jobs.js';
+import type { Leadership } from '../../ha/leader.js';
 import type { Hsm } from '../../hsm/types.js';
 import type { KubernetesAuth } from '../../identity/kubernetes/auth.js';
 import { Health, type AuditHealth, type KubernetesHealth } from '../../wire/sys.js';
@@ -13,6 +15,8 @@ export interface SysApiOptions {
   barrier: Pick<Barrier, 'sealed'>;
   audit: Pick<FileAuditLog, 'status' | 'healthy'>;
   kubernetesAuth: Pick<KubernetesAuth, 'health'>;
+  leadership: Pick<Leadership, 'replicaId' | 'isLeader'>;
+  jobs: Pick<BackgroundJobs, 'running' | 'names'>;
   startedAt: number;
 }
 
@@ -43,7 +47,7 @@ function auditHealth(audit: SysApiOptions['audit']): AuditHealth {
   };
 }
 
-export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audit, kubernetesAuth, startedAt }) => {
+export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audit, kubernetesAuth, leadership, jobs, startedAt }) => {
   route(app, {
     method: 'GET', url: '/v1/sys/health', public: true,
     schema: { tags: ['sys'], summary: '200 when initialised, unsealed, the HSM answers and audit is writable; 503 otherwise', response: { 200: Health, 503: Health } },
@@ -55,6 +59,7 @@ export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audi
         hsm: { ok: probe.ok, token: hsm.token.label, latency_ms: Math.round(probe.latencyMs * 1000) / 1000, ...(probe.error ? { error: 'HSM probe failed' } : {}) },
         audit: auditHealth(audit),
         kubernetes: kubernetesHealth(kubernetesAuth),
+        replica: { id: leadership.replicaId, leader: leadership.isLeader, background_jobs: jobs.running ? jobs.names : [] },
       };
       return reply.code(probe.ok && !sealed && audit.healthy ? 200 : 503).send(body);
     },

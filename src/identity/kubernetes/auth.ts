@@ -12,6 +12,7 @@ import { ImageAttestor } from './attestation.js';
 import type { KubernetesCluster } from './cluster.js';
 import { KubernetesConfigStore, redactConfig, type ConfigView } from './config-store.js';
 import { login, type LoginContext, type LoginServices } from './login.js';
+import { OwnIssues } from './own-issues.js';
 import { PodEventHub, type PodEvents } from './pod-events.js';
 import { PodRevoker } from './pod-revoker.js';
 import { PodTokenIndex } from './pod-token-index.js';
@@ -47,8 +48,12 @@ export class KubernetesAuth {
     this.#services = {
       roles: this.roles,
       attestor: new ImageAttestor((host) => this.#context?.config.registryCredentials?.find((c) => c.host === host)),
-      issuer: { tokens, index, podDeleted: (uid) => this.#pods.deletedLately(uid) },
+      issuer: { tokens, index, podDeleted: (uid) => this.#pods.deletedLately(uid), issued: (uid) => ownIssues.issued(uid) },
     };
+    const ownIssues = new OwnIssues(this.#pods, index, this.podRevoker, log);
+    // Configured (or reconfigured) on another replica: connect now, so this replica watches too
+    // (it may lead, and revoke) before any login reaches it.
+    this.#configs.onChange(() => void this.#load().catch((err: unknown) => log.warn(`loading the Kubernetes login configuration failed: ${(err as Error).message}`)));
   }
 
   /** Starts the watches if a configuration exists (called at server start). */
@@ -57,13 +62,19 @@ export class KubernetesAuth {
   }
 
   async #load(): Promise<LoginContext | undefined> {
-    // One load, awaited by every caller: a login arriving while it runs must not see "not configured".
-    this.#loading ??= (async () => {
-      const config = await this.#configs.load();
-      if (config && !this.#context) this.#use(config, await KubernetesAuth.#connect(config));
-    })().catch((err: unknown) => {
-      this.#loading = undefined; // a storage hiccup is not remembered: the next caller tries again
-      throw err;
+    // The stored configuration, current on every replica (read cache + change feed). Unchanged, it
+    // is the object the context was made from, so the common case is one cache hit.
+    const config = await this.#configs.load();
+    const current = this.#context;
+    if (!config || config === current?.config) return current;
+    if (current && JSON.stringify(config) === JSON.stringify(current.config)) {
+      // Read again (evicted, or rewritten unchanged): the same configuration, no reconnect.
+      this.#context = { ...current, config };
+      return this.#context;
+    }
+    // One connect, awaited by every caller: a login arriving while it runs must not see "not configured".
+    this.#loading ??= (async () => this.#use(config, await KubernetesAuth.#connect(config)))().finally(() => {
+      this.#loading = undefined; // a failure is not remembered: the next caller tries again
     });
     await this.#loading;
     return this.#context;

@@ -9,10 +9,20 @@ const CONFIG_KEY = 'config';
 export type ConfigView = Omit<KubernetesAuthConfig, 'reviewerJwt' | 'registryCredentials'> & { reviewerJwtSet: boolean; registryCredentials?: Array<{ host: string; username: string }> };
 
 export class KubernetesConfigStore {
-  constructor(private readonly view: Pick<BarrierView, 'get' | 'put'>) {}
+  constructor(private readonly view: Pick<BarrierView, 'cached' | 'put' | 'watch'>) {}
 
+  /**
+   * Through the barrier's read cache, so with replicas it is current (a configuration another
+   * replica wrote is seen by a load that starts after it) and otherwise costs no decryption.
+   * Never mutate what it returns.
+   */
   async load(): Promise<KubernetesAuthConfig | undefined> {
-    return (await this.view.get<KubernetesAuthConfig>(CONFIG_KEY)) ?? undefined;
+    return (await this.view.cached<KubernetesAuthConfig>(CONFIG_KEY)) ?? undefined;
+  }
+
+  /** Calls `listener` when another replica changes the configuration. */
+  onChange(listener: () => void): () => void {
+    return this.view.watch(CONFIG_KEY, listener);
   }
 
   async save(config: KubernetesAuthConfig): Promise<void> {

@@ -22,6 +22,8 @@ export interface TokenIssuer {
   index: Pick<PodTokenIndex, 'entry' | 'revokePod'>;
   /** Whether this replica's pod watch saw the pod deleted recently. */
   podDeleted(uid: string): boolean;
+  /** Told of each pod a token was issued to (see own-issues.ts). */
+  issued(uid: string): void;
 }
 
 /** Who logged in, as `type:value` selectors (SPIRE's k8s attestor's shape). */
@@ -39,6 +41,7 @@ export async function issueToken(issuer: TokenIssuer, role: KubernetesRole, clai
     { policies: role.policies, ttlSeconds: role.ttlSeconds, displayName: `k8s:${namespace}/${sa.name}`, selectors },
     (r) => (pod ? [issuer.index.entry(pod.uid, r.id, r.createdAt)] : []),
   );
+  if (pod) issuer.issued(pod.uid);
   // A deletion the watch reported after the live check but before the index existed would have
   // found nothing to revoke: check for it now (a later deletion finds the index).
   if (pod && issuer.podDeleted(pod.uid)) {

@@ -37,7 +37,8 @@ describe('the pod revoker, started and stopped under a live pod watch', { timeou
       deleted: (uid) => { if (uid === what) { off(); resolve(); } },
     });
   });
-  const issue = async (podUid: string) => (await tokens.create({ policies: ['p'], ttlSeconds: 600 }, (r) => [index.entry(podUid, r.id, r.createdAt)])).token;
+  /** `ageMs`: how long ago the index entry says the token was issued. */
+  const issue = async (podUid: string, ageMs = 0) => (await tokens.create({ policies: ['p'], ttlSeconds: 600 }, (r) => [index.entry(podUid, r.id, new Date(Date.parse(r.createdAt) - ageMs).toISOString())])).token;
   const valid = async (token: string) => tokens.lookup(token).then(() => true, (err: unknown) => {
     if (isKeyholdError(err, 'ERR_UNAUTHENTICATED')) return false;
     throw err;
@@ -70,7 +71,7 @@ describe('the pod revoker, started and stopped under a live pod watch', { timeou
     const b = await makePod('b');
     const tokenA = await issue(a);
     const tokenB = await issue(b);
-    const tokenGone = await issue(randomUUID()); // a pod deleted before this replica's watch listed
+    const tokenGone = await issue(randomUUID(), 60_000); // a pod deleted before this replica's watch listed
     await deletePod('a', a);
     await auth.podRevoker.idle();
     assert.equal(auth.podRevoker.running, false);

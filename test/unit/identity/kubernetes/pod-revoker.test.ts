@@ -28,7 +28,12 @@ describe('PodRevoker: revokes deleted pods\' tokens while started, and only then
   const warnings: string[] = [];
   const revoker = new PodRevoker(hub, index, { warn: (m) => warnings.push(m) });
 
-  const issue = async (podUid: string) => (await tokens.create({ policies: ['p'], ttlSeconds: 600 }, (r) => [index.entry(podUid, r.id, r.createdAt)])).token;
+  /**
+   * `ageMs`: how long ago the index entry says the token was issued. A re-list leaves entries younger
+   * than 30 s alone (a login may have found the pod before this watch's list did), so by default
+   * these are a minute old.
+   */
+  const issue = async (podUid: string, ageMs = 60_000) => (await tokens.create({ policies: ['p'], ttlSeconds: 600 }, (r) => [index.entry(podUid, r.id, new Date(Date.parse(r.createdAt) - ageMs).toISOString())])).token;
   const valid = async (token: string) => tokens.lookup(token).then(() => true, (err: unknown) => {
     if (isKeyholdError(err, 'ERR_UNAUTHENTICATED')) return false;
     throw err;
@@ -66,6 +71,18 @@ describe('PodRevoker: revokes deleted pods\' tokens while started, and only then
     await revoker.idle();
     assert.equal(await valid(d), false);
     assert.equal((await barrier.list('auth/kubernetes/pod-tokens/pod-b/')).length, 1);
+  });
+
+  it('a re-list leaves a pod it does not hold alone while its newest token is younger than 30 s (a login found it first); its deletion still revokes', async () => {
+    const fresh = await issue('pod-fresh', 0);
+    const old = await issue('pod-old');
+    hub.relisted(new Set(['pod-b']));
+    await revoker.idle();
+    assert.equal(await valid(fresh), true, 'issued a moment ago, for a pod this list has not caught up with');
+    assert.equal(await valid(old), false);
+    hub.deleted('pod-fresh');
+    await revoker.idle();
+    assert.equal(await valid(fresh), false);
   });
 
   it('stopped again: deletions are left for the next leader, whose start finds them', async () => {
