@@ -65,6 +65,19 @@ export function route<S extends FastifySchema>(app: ApiInstance, r: ApiRoute<S>)
   });
 }
 
+/** `GET url` without params or query: one answer, for a caller granted `requires`. */
+export function getRoute<S extends TSchema>(app: ApiInstance, r: {
+  url: string; operation: string; tag: string; summary: string; schema: S; requires: Requirement; answer: () => Promise<Static<S>>;
+}): void {
+  // Typed as any route: `answer` was checked against the schema at the call site (Static<S>), which a generic S cannot be here.
+  route<FastifySchema>(app, {
+    method: 'GET', url: r.url, operation: r.operation,
+    schema: { tags: [r.tag], summary: r.summary, response: withErrors({ 200: r.schema }) },
+    authorize: () => [r.requires],
+    handler: r.answer,
+  });
+}
+
 /**
  * `GET url`: the names of one kind of thing (keys, policies, roles, accessors...), for a caller
  * granted `list` on `policyPath`.
@@ -72,13 +85,7 @@ export function route<S extends FastifySchema>(app: ApiInstance, r: ApiRoute<S>)
 export function listRoute<S extends TSchema>(app: ApiInstance, r: {
   url: string; operation: string; tag: string; summary: string; schema: S; policyPath: string; list: () => Promise<Static<S>>;
 }): void {
-  // Typed as any route: `list` was checked against the schema at the call site (Static<S>), which a generic S cannot be here.
-  route<FastifySchema>(app, {
-    method: 'GET', url: r.url, operation: r.operation,
-    schema: { tags: [r.tag], summary: r.summary, response: withErrors({ 200: r.schema }) },
-    authorize: () => [[r.policyPath, 'list']],
-    handler: r.list,
-  });
+  getRoute(app, { url: r.url, operation: r.operation, tag: r.tag, summary: r.summary, schema: r.schema, requires: [r.policyPath, 'list'], answer: r.list });
 }
 
 /** `DELETE url`: removes one thing named by the params and answers 204 with no body. */

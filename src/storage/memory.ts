@@ -1,4 +1,5 @@
 import { KeyholdError } from '../errors.js';
+import { applyAtomic } from './atomic.js';
 import type { Storage, StorageCheck, StorageEntry, StorageWrite } from './types.js';
 
 // Same rule as SQLite (see sqlite.ts): an unpaired surrogate has no UTF-8 form, so it is refused.
@@ -109,16 +110,11 @@ export class MemoryStorage implements Storage {
     this.check('atomic');
     for (const c of checks) this.check('atomic', c.key);
     for (const w of writes) this.check('atomic', w.key);
-    for (const c of checks) {
-      const current = this.data.values.get(c.key) ?? null;
-      const holds = current === null || c.value === null ? current === c.value : current.equals(c.value);
-      if (!holds) return false;
-    }
-    for (const w of writes) {
-      if (w.op === 'put') this.data.set(w.key, w.value);
-      else this.data.remove(w.key);
-    }
-    return true;
+    return applyAtomic({
+      get: (key) => this.data.values.get(key) ?? null,
+      put: (key, value) => this.data.set(key, value),
+      delete: (key) => this.data.remove(key),
+    }, checks, writes);
   }
 
   /**

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { KeyholdError } from '../errors.js';
+import { applyAtomic, type SyncStoreOps } from './atomic.js';
 import type { Storage, StorageCheck, StorageEntry, StorageWrite } from './types.js';
 
 /** The pragmas tests and diagnostics may read; a fixed list so `pragma()` can never be used to set one. */
@@ -76,18 +77,12 @@ export class SqliteStorage implements Storage {
     this.listAllStmt = db.prepare<[], string>('SELECT key FROM kv ORDER BY key').pluck();
     this.listFromStmt = db.prepare<[string], string>('SELECT key FROM kv WHERE key >= ? ORDER BY key').pluck();
     this.listRangeStmt = db.prepare<[string, string], string>('SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key').pluck();
-    this.atomicTx = db.transaction((checks: readonly StorageCheck[], writes: readonly StorageWrite[]) => {
-      for (const check of checks) {
-        const current = this.getStmt.get(check.key) ?? null;
-        const holds = current === null || check.value === null ? current === check.value : current.equals(check.value);
-        if (!holds) return false;
-      }
-      for (const w of writes) {
-        if (w.op === 'put') this.putStmt.run(w.key, w.value);
-        else this.deleteStmt.run(w.key);
-      }
-      return true;
-    });
+    const ops: SyncStoreOps = {
+      get: (key) => this.getStmt.get(key) ?? null,
+      put: (key, value) => this.putStmt.run(key, value),
+      delete: (key) => this.deleteStmt.run(key),
+    };
+    this.atomicTx = db.transaction((checks: readonly StorageCheck[], writes: readonly StorageWrite[]) => applyAtomic(ops, checks, writes));
     // atomicTx, called inside batchTx, runs as its own SAVEPOINT; a put or delete is one statement,
     // which SQLite undoes by itself when it fails. So a failing write undoes only itself.
     this.batchTx = db.transaction((batch: readonly PendingWrite[]) => batch.map((w): Outcome => {

@@ -14,7 +14,7 @@ import {
   ImagePolicy, KubernetesConfigBody, KubernetesConfigView, KubernetesStatusView, LoginBody, LoginView, RoleList, RoleName, RoleView, type WatchView,
 } from '../../wire/auth-kubernetes.js';
 import { callerToken } from '../auth.js';
-import { deleteRoute, listRoute, route, type ApiPlugin } from '../route.js';
+import { deleteRoute, getRoute, listRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, NoContent, withErrors } from '../schemas.js';
 import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 
@@ -94,11 +94,10 @@ export const kubernetesAuthApi: ApiPlugin<KubernetesAuthApiOptions> = async (app
     },
   });
 
-  route(app, {
-    method: 'GET', url: '/v1/auth/kubernetes/config', operation: 'auth.kubernetes.read-config',
-    schema: { tags: ['auth'], summary: 'Read the Kubernetes login configuration (never the reviewer token)', response: withErrors({ 200: KubernetesConfigView }) },
-    authorize: () => [[CONFIG_PATH, 'read']],
-    handler: async () => {
+  getRoute(app, {
+    url: '/v1/auth/kubernetes/config', operation: 'auth.kubernetes.read-config', tag: 'auth', summary: 'Read the Kubernetes login configuration (never the reviewer token)',
+    schema: KubernetesConfigView, requires: [CONFIG_PATH, 'read'],
+    answer: async () => {
       const c = await auth.describeConfig();
       return {
         issuer: c.issuer, api_server_url: c.apiServerUrl, reviewer_jwt_set: c.reviewerJwtSet, ...(c.caPem ? { ca_pem: c.caPem } : {}), ...(c.publicKeysPem ? { public_keys_pem: c.publicKeysPem } : {}),
@@ -107,11 +106,10 @@ export const kubernetesAuthApi: ApiPlugin<KubernetesAuthApiOptions> = async (app
     },
   });
 
-  route(app, {
-    method: 'GET', url: '/v1/auth/kubernetes/status', operation: 'auth.kubernetes.status',
-    schema: { tags: ['auth'], summary: 'Pod and service-account watches: live or not, how much they hold, how logins were answered', response: withErrors({ 200: KubernetesStatusView }) },
-    authorize: () => [[STATUS_PATH, 'read']],
-    handler: async () => {
+  getRoute(app, {
+    url: '/v1/auth/kubernetes/status', operation: 'auth.kubernetes.status', tag: 'auth', summary: 'Pod and service-account watches: live or not, how much they hold, how logins were answered',
+    schema: KubernetesStatusView, requires: [STATUS_PATH, 'read'],
+    answer: async () => {
       const s = await auth.status();
       const pods = watchView(s.pods);
       const serviceAccounts = watchView(s.serviceAccounts);
