@@ -2,7 +2,6 @@ import { hkdfSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
-import { openPostgresAuditChain } from '../audit/pg-startup.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
 import { Barrier } from '../barrier/barrier.js';
@@ -15,7 +14,7 @@ import { registerCoreJobs } from '../ha/core-jobs.js';
 import type { BackgroundJobs } from '../ha/jobs.js';
 import type { Leadership } from '../ha/leader.js';
 import { startReplication, type Replication } from '../ha/replication.js';
-import { shareStorage, type SharedStorage } from '../ha/shared-storage.js';
+import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
@@ -26,7 +25,7 @@ import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
-import { PostgresStorage } from '../storage/postgres.js';
+import type { PostgresStorage } from '../storage/postgres.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
 import { openStorage, requireExistingStore, storageName } from './storage.js';
@@ -83,7 +82,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   try {
     storage = await openStorage(config.storage, { warn: options.warn });
     // Shared between replicas (PostgreSQL): the change feed, before anything caches a read.
-    shared = await shareStorage(storage, warn);
+    // (Loaded only for PostgreSQL, like the store itself: a SQLite server never loads `pg`.)
+    shared = config.storage.postgres ? await (await import('../ha/shared-storage.js')).shareStorage(storage, warn) : undefined;
     let rootToken: string | undefined;
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
@@ -110,8 +110,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
     const chainOptions = { newChain: options.newAuditChain, initializing, warn, error };
     // On PostgreSQL the log is the database's audit table, written in the writes' transactions.
-    const { log: audit, signer: auditSigner } = storage instanceof PostgresStorage
-      ? await openPostgresAuditChain(storage, config.audit, barrier.view(MOUNTS.audit), hsm, chainOptions)
+    const { log: audit, signer: auditSigner } = config.storage.postgres
+      ? await (await import('../audit/pg-startup.js')).openPostgresAuditChain(storage as PostgresStorage, config.audit, barrier.view(MOUNTS.audit), hsm, chainOptions)
       : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier.view(MOUNTS.audit), hsm, chainOptions);
     auditLog = audit;
     const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
