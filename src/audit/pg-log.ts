@@ -21,6 +21,7 @@ import { GENESIS_HASH, recordProblem, sealLine, sealSystemLine, type AuditHead, 
 import { failedError, unavailable, type Failure } from './failure.js';
 import type { AuditLogStatus } from './file-log.js';
 import type { AuditLog, RequestAuditScope } from './log.js';
+import type { AuditFileMirror } from './pg-mirror.js';
 
 /** The scope of the request whose handler is running; PostgresStorage reads it for every write. */
 const requestScope = new AsyncLocalStorage<RequestAuditScope>();
@@ -48,6 +49,8 @@ export interface PostgresAuditLogOptions {
   error?: (message: string) => void;
   /** How often a failed log tries to write again (default 1000 ms). */
   probeIntervalMs?: number;
+  /** The file that copies this chain's committed entries (audit.path: the second sink). */
+  mirror?: AuditFileMirror;
 }
 
 export class PostgresAuditLog implements AuditLog {
@@ -63,7 +66,8 @@ export class PostgresAuditLog implements AuditLog {
   #failure: Failure | undefined;
   #flushes = 0;
   /** What the transaction being committed adds: taken as done only once it has committed. */
-  #draft: { head: AuditHead; scopes: RequestAuditScope[]; entries: number } | undefined;
+  #draft: { head: AuditHead; scopes: RequestAuditScope[]; lines: string[] } | undefined;
+  readonly #mirror: AuditFileMirror | undefined;
   #removeHook: () => void = () => undefined;
   #probe: NodeJS.Timeout | undefined;
   #recovering = false;
@@ -74,6 +78,7 @@ export class PostgresAuditLog implements AuditLog {
     this.chain = options.chain;
     const warn = options.warn ?? (() => undefined);
     this.#error = options.error ?? warn;
+    this.#mirror = options.mirror;
     this.#scheduler = new CheckpointScheduler(this, { config: options.checkpoints, chain: options.chain, last: undefined, maxFileBytes: undefined, warn });
   }
 
@@ -163,6 +168,7 @@ export class PostgresAuditLog implements AuditLog {
       if (this.#scheduler.finalDue) await this.checkpoint().catch((err: unknown) => this.#error(`final audit checkpoint failed: ${(err as Error).message}`));
       this.#removeHook();
       this.#storage.contextOf = undefined;
+      this.#mirror?.close();
     })();
     return this.#closed;
   }
@@ -202,7 +208,7 @@ export class PostgresAuditLog implements AuditLog {
         addScope(c as RequestAuditScope);
       }
     }
-    this.#draft = { head, scopes, entries: lines.length };
+    this.#draft = { head, scopes, lines };
     if (lines.length === 0) return;
     try {
       await client.query({ name: 'keyhold_audit_insert', text: INSERT, values: [this.chain, seqs, lines] });
@@ -217,8 +223,9 @@ export class PostgresAuditLog implements AuditLog {
   #afterCommit(): void {
     const draft = this.#draft;
     this.#draft = undefined;
-    if (draft === undefined || draft.entries === 0) return;
+    if (draft === undefined || draft.lines.length === 0) return;
     this.#durable = draft.head;
+    this.#mirror?.append(draft.lines);
     this.#flushes += 1;
     for (const scope of draft.scopes) scope.recorded = true;
     this.#scheduler.afterDurable();

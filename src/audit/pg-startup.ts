@@ -11,10 +11,13 @@ import { KeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
 import type { PostgresStorage } from '../storage/postgres.js';
 import { PostgresAuditLog } from './pg-log.js';
+import { AuditFileMirror } from './pg-mirror.js';
 import { openAuditSigner, type AuditSigner } from './signer.js';
 import { DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL_SECONDS, type OpenChainOptions } from './startup.js';
 
 export interface PostgresAuditSettings {
+  /** The second sink: a directory for a file copy of this process's chain (pg-mirror.ts). */
+  mirrorDir?: string;
   checkpointEvery?: number;
   checkpointIntervalSeconds?: number;
 }
@@ -27,7 +30,10 @@ export async function openPostgresAuditChain(storage: PostgresStorage, settings:
     replaceLost: options.newChain === true,
   });
   const chain = randomBytes(16).toString('hex');
+  // Opened before the chain starts, so the copy holds it from its chain-start entry.
+  const mirror = settings.mirrorDir !== undefined ? AuditFileMirror.open(settings.mirrorDir, chain, options.error ?? options.warn) : undefined;
   const log = await PostgresAuditLog.open(storage, {
+    ...(mirror ? { mirror } : {}),
     chain,
     start: { chain, reason: options.initializing ? 'init' : options.newChain ? 'new-audit-chain' : 'start', host: hostname().slice(0, 255), pid: process.pid },
     checkpoints: {

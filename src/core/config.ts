@@ -43,6 +43,11 @@ export const ServerConfigSchema = Type.Object({
   audit: Type.Object({
     /** The audit file: required with SQLite; with PostgreSQL the log is the `audit` table. */
     path: Type.Optional(Type.String({ minLength: 1 })),
+    /**
+     * With PostgreSQL, the second sink: a directory where each process copies its chain, once
+     * committed in the table, into a file of its own (`audit-<chain>.log`), verifiable offline.
+     */
+    mirrorDir: Type.Optional(Type.String({ minLength: 1 })),
     /** Rotate the active file once it is larger than this (default: never). */
     maxFileBytes: Type.Optional(Type.Integer({ minimum: 4096 })),
     /** HSM-signed checkpoint after this many entries (default 1000)... */
@@ -141,8 +146,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   // Refused at load, not at first connect: a password in the URL, query parameters, a bad shape.
   if (config.storage.postgres) parsePostgresUrl(config.storage.postgres.url);
   if (config.storage.sqlite && config.audit.path === undefined) throw new KeyholdError('ERR_CONFIG', `${source}: set audit.path (the audit file)`);
-  // Each replica's chain is in the table; one file per replica, anchored in the shared barrier, is not built yet.
-  if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (a file as a second sink is not supported yet)`);
+  // Each process's chain is in the table; the file sink beside it is a per-chain copy (audit.mirrorDir).
+  if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (for a file copy of each process's chain as a second sink, set audit.mirrorDir)`);
+  if (config.storage.sqlite && config.audit.mirrorDir !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: audit.mirrorDir is for storage.postgres; with SQLite the audit log is the file at audit.path`);
   if (!config.hsm.tokenLabel && !config.hsm.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.tokenLabel or hsm.slot`);
   if (!config.hsm.pinEnv && !config.hsm.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.pinEnv or hsm.pinFile (the PIN is never part of the config)`);
   const timeouts = apiTimeouts(config);
@@ -174,6 +180,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
     }
   }
   if (config.audit.path !== undefined) config.audit.path = abs(config.audit.path);
+  if (config.audit.mirrorDir !== undefined) config.audit.mirrorDir = abs(config.audit.mirrorDir);
   if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
   return config;
 }

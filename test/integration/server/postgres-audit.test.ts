@@ -3,7 +3,7 @@
  * a write whose audit insert fails is rolled back (and the client gets an error, not an
  * acknowledgement), and `keyhold audit verify --config` checks the chains in the table.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,7 +37,7 @@ describe('audit log in PostgreSQL', () => {
       listen: '127.0.0.1:0',
       storage: { postgres: { url: pg.url, passwordFile: pg.passwordFile } },
       hsm: token.config,
-      audit: { checkpointIntervalSeconds: 1 },
+      audit: { checkpointIntervalSeconds: 1, mirrorDir: join(dir, 'audit-copies') },
     }));
     const init = await runCliTimed(['init', '--config', configFile, '--root-token-file', join(dir, 'root-token')], env, 30_000);
     assert.equal(init.code, 0, init.stderr);
@@ -107,6 +107,32 @@ describe('audit log in PostgreSQL', () => {
     assert.ok((await auditRows(`entry LIKE '%"type":"recovered"%'`)).length >= 1, 'the recovery is in the chain');
     // And writes work again.
     assert.equal((await call(server.address, 'PUT', '/v1/secrets/app/two', root, { data: { v: '2' } })).status, 200);
+  });
+
+  it('the file as a second sink: each process copies its chain, line for line, into a file of its own that audit verify --file checks offline', async () => {
+    const pem = (await call(server.address, 'GET', '/v1/sys/audit/public-key', root)).body.public_key_pem as string;
+    const pemFile = join(dir, 'audit-copy.pem');
+    writeFileSync(pemFile, pem);
+    const put = await call(server.address, 'PUT', '/v1/secrets/app/copied', root, { data: { v: 'x' } });
+    assert.equal(put.status, 200, put.text);
+    await sleep(1500); // the checkpoint after the last entries (every second here), then nothing new
+    const copies = join(dir, 'audit-copies');
+    const files = readdirSync(copies).sort();
+    // keyhold init's chain and the server's.
+    assert.equal(files.length, 2, files.join(' '));
+    for (const name of files) {
+      const file = join(copies, name);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      const chain = /^audit-([0-9a-f]{32})\.log$/.exec(name)?.[1] as string;
+      assert.ok(chain, name);
+      const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+      const rows = (await pg.admin('SELECT entry FROM audit WHERE chain = $1 ORDER BY seq', [chain])).rows as Array<{ entry: string }>;
+      assert.deepEqual(lines, rows.map((r) => r.entry), `${name}: the table's lines, in order`);
+      const verified = await runCliTimed(['audit', 'verify', '--file', file, '--public-key', pemFile], env, 30_000);
+      assert.equal(verified.code, 0, verified.stderr + verified.stdout);
+    }
+    const serverCopy = files.map((f) => join(copies, f)).find((f) => readFileSync(f, 'utf8').includes('/v1/secrets/app/copied'));
+    assert.ok(serverCopy, 'the server\'s copy holds the request just made');
   });
 
   it('keyhold audit verify --config checks every chain in the table, and finds an edited entry', async () => {
