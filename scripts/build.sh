@@ -3,6 +3,8 @@
 # (dist/agent-cjs/, see tsconfig.agent.json) that the `keyhold` launcher uses for `keyhold agent`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# From scratch: a compiled test whose source was moved or deleted would otherwise still run.
+rm -rf dist/src dist/test dist/bench
 npx tsc -p tsconfig.json
 rm -rf dist/agent-cjs
 npx tsc -p tsconfig.agent.json
