@@ -58,10 +58,7 @@ export class ReadCache {
   async get<T>(path: string, load: () => Promise<T | null>, keepAbsent = false): Promise<T | null> {
     let hit = this.#entries.get(path);
     if (hit !== undefined && this.#feed) {
-      // While the feed is down (its connection lost, reconnecting) no hit can be trusted: read
-      // through to storage, which is always current (and answers 503 itself if it is down too).
-      // Once the feed listens again it clears everything ('all'), so nothing cached meanwhile lingers.
-      if (!(await this.#feed.sync().then(() => true, () => false))) return load();
+      await this.#feed.sync();
       hit = this.#entries.get(path);
     }
     if (hit !== undefined) return hit === ABSENT ? null : (hit as T);

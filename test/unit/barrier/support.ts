@@ -60,8 +60,6 @@ export class TestFeed implements StorageChangeFeed {
   readonly #listeners = new Set<(keys: readonly string[] | 'all') => void>();
   #pending: string[] = [];
   syncs = 0;
-  /** While true, sync() fails as a real feed's does while its connection is down. */
-  down = false;
 
   queue(keys: string[]): void {
     this.#pending.push(...keys);
@@ -82,7 +80,6 @@ export class TestFeed implements StorageChangeFeed {
   async sync(): Promise<void> {
     this.syncs++;
     await Promise.resolve();
-    if (this.down) throw new Error('feed down');
     this.deliver();
   }
 
