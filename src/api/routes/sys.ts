@@ -1,4 +1,4 @@
-import type { FileAuditLog } from '../../audit/file-log.js';
+import type { AuditLog } from '../../audit/log.js';
 import type { Barrier } from '../../barrier/barrier.js';
 import type { BackgroundJobs } from '../../ha/jobs.js';
 import type { Leadership } from '../../ha/leader.js';
@@ -13,7 +13,7 @@ export const VERSION = '0.1.0';
 export interface SysApiOptions {
   hsm: Pick<Hsm, 'health' | 'token'>;
   barrier: Pick<Barrier, 'sealed'>;
-  audit: Pick<FileAuditLog, 'status' | 'healthy'>;
+  audit: Pick<AuditLog, 'status' | 'healthy'>;
   kubernetesAuth: Pick<KubernetesAuth, 'health'>;
   leadership: Pick<Leadership, 'replicaId' | 'isLeader'>;
   jobs: Pick<BackgroundJobs, 'running' | 'names'>;

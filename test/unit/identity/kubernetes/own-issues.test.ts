@@ -56,7 +56,7 @@ describe('OwnIssues: a replica that does not lead revokes what it issued itself'
     assert.equal(await valid(theirs), true);
   });
 
-  it('leading: the revoker revokes (once), whoever issued the token', async () => {
+  it('leading: the revoker revokes every deleted pod\'s tokens, whoever issued them, without a warning', async () => {
     revoker.start();
     const mine = await issue('pod-mine-2', true);
     const theirs = await issue('pod-theirs-2', false);
