@@ -21,6 +21,7 @@ import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
+import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
@@ -77,6 +78,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let unsealed: Unsealed | undefined;
   let auditLog: AuditLog | undefined;
   let replication: Replication | undefined;
+  let wrapper: MaterialWrapper | undefined;
   let shared: SharedStorage | undefined;
   const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
   try {
@@ -88,7 +90,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
     } else if (options.initRootTokenFile) {
-      unsealed = await initializeSeal(storage, hsm);
+      unsealed = await initializeSeal(storage, hsm, { dataObject: config.seal?.dataObject === true });
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
@@ -115,7 +117,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier.view(MOUNTS.audit), hsm, chainOptions);
     auditLog = audit;
     const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
-    const material = new MaterialCache(hsm, unsealed.wrapKey);
+    // Made at initialisation (an init run may resume one that crashed before making it); required afterwards.
+    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, options.initRootTokenFile !== undefined);
+    const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
@@ -129,7 +133,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       hsm,
       storage,
       barrier,
-      keys: { hsm, wrapKey: unsealed.wrapKey, records, material },
+      keys: { hsm, wrapper, records, material },
       secrets: new SecretStore(barrier.view(MOUNTS.secrets)),
       tokens,
       kubernetesAuth,
@@ -145,6 +149,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
         kubernetesAuth.close();
         await shared?.close();
         material.clear();
+        wrapper?.close();
         // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
         await audit.close().catch((err: unknown) => warn(`closing the audit log failed: ${(err as Error).message}`));
         barrier.seal();
@@ -155,6 +160,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     return runtime;
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
+    wrapper?.close();
     await replication?.close();
     await shared?.close();
     await auditLog?.close().catch(() => undefined);
