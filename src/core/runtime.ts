@@ -95,6 +95,10 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
     const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
+    // An in-memory material wrap key is made with the store, before `sys/initialized` says it is
+    // made (so an init that crashed in between makes it when run again); required afterwards.
+    const firstStart = options.initRootTokenFile !== undefined && !(await barrier.getJson('sys/initialized'));
+    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, firstStart);
     const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
@@ -117,8 +121,6 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier.view(MOUNTS.audit), hsm, chainOptions);
     auditLog = audit;
     const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
-    // Made at initialisation (an init run may resume one that crashed before making it); required afterwards.
-    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, options.initRootTokenFile !== undefined);
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
