@@ -26,7 +26,8 @@ program.command('server').description('run the keyhold server')
 program.command('init').description('initialise an empty store: create the HSM seal keys and the root token')
   .requiredOption('--config <file>', 'YAML config')
   .requiredOption('--root-token-file <file>', 'where to write the root token (mode 0600)')
-  .action(run(async (o: { config: string; rootTokenFile: string }) => (await import('./commands/server.js')).runInit(o)));
+  .option('--seal-data-object', 'keep the wrapped root key as a private data object in the HSM token, not in storage (as seal.dataObject: true)')
+  .action(run(async (o: { config: string; rootTokenFile: string; sealDataObject?: boolean }) => (await import('./commands/server.js')).runInit(o)));
 
 program.command('dev').description('run keyhold with an embedded SoftHSM token and SQLite under a data dir')
   .option('--data-dir <dir>', 'data directory', '.keyhold')

@@ -21,6 +21,7 @@ import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
+import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
@@ -77,6 +78,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let unsealed: Unsealed | undefined;
   let auditLog: AuditLog | undefined;
   let replication: Replication | undefined;
+  let wrapper: MaterialWrapper | undefined;
   let shared: SharedStorage | undefined;
   const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
   try {
@@ -88,11 +90,15 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
     } else if (options.initRootTokenFile) {
-      unsealed = await initializeSeal(storage, hsm);
+      unsealed = await initializeSeal(storage, hsm, { dataObject: config.seal?.dataObject === true });
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
     const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
+    // An in-memory material wrap key is made with the store, before `sys/initialized` says it is
+    // made (so an init that crashed in between makes it when run again); required afterwards.
+    const firstStart = options.initRootTokenFile !== undefined && !(await barrier.getJson('sys/initialized'));
+    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, firstStart);
     const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
@@ -115,7 +121,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier.view(MOUNTS.audit), hsm, chainOptions);
     auditLog = audit;
     const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
-    const material = new MaterialCache(hsm, unsealed.wrapKey);
+    const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
@@ -129,7 +135,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       hsm,
       storage,
       barrier,
-      keys: { hsm, wrapKey: unsealed.wrapKey, records, material },
+      keys: { hsm, wrapper, records, material },
       secrets: new SecretStore(barrier.view(MOUNTS.secrets)),
       tokens,
       kubernetesAuth,
@@ -145,6 +151,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
         kubernetesAuth.close();
         await shared?.close();
         material.clear();
+        wrapper?.close();
         // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
         await audit.close().catch((err: unknown) => warn(`closing the audit log failed: ${(err as Error).message}`));
         barrier.seal();
@@ -155,6 +162,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     return runtime;
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
+    wrapper?.close();
     await replication?.close();
     await shared?.close();
     await auditLog?.close().catch(() => undefined);

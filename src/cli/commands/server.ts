@@ -12,8 +12,10 @@ export async function runServer(options: { config: string; newAuditChain?: boole
   await stopped;
 }
 
-export async function runInit(options: { config: string; rootTokenFile: string }): Promise<void> {
-  const runtime = await startRuntime(loadConfigFile(options.config), { initRootTokenFile: options.rootTokenFile });
+export async function runInit(options: { config: string; rootTokenFile: string; sealDataObject?: boolean }): Promise<void> {
+  const config = loadConfigFile(options.config);
+  if (options.sealDataObject) config.seal = { ...config.seal, dataObject: true };
+  const runtime = await startRuntime(config, { initRootTokenFile: options.rootTokenFile });
   await runtime.close();
   process.stderr.write(`keyhold: initialised; root token written to ${options.rootTokenFile} (mode 0600)\n`);
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import type { HsmKey } from '../../../src/hsm/types.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { algorithmOf } from '../../../src/keys/algorithms.js';
 import { InMemoryKeyMaterial } from '../../../src/keys/in-memory-material.js';
@@ -12,15 +13,18 @@ import type { KeyType, Protection } from '../../../src/keys/types.js';
 import { keyMaterialContract, type MaterialUnderTest } from '../../contract/key-material.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { code } from './support.js';
+import { hsmMaterialWrapper } from '../../../src/keys/protection/wrapper.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-key-material');
 let hsm: Pkcs11Hsm;
 let custody: Custody;
+let wrapKey: HsmKey;
 
 before(async () => {
   hsm = await Pkcs11Hsm.open(token.config);
-  custody = { hsm, wrapKey: await hsm.findOrCreateKey('keyhold-test/wrap', 'aes256') };
+  wrapKey = await hsm.findOrCreateKey('keyhold-test/wrap', 'aes256');
+  custody = { hsm, wrapper: hsmMaterialWrapper(hsm, wrapKey) };
 });
 
 after(async () => {
@@ -37,7 +41,7 @@ async function versionOf(type: KeyType, protection: Protection): Promise<Materia
   const material = await scheme.load(custody, record, entry);
   const subject: MaterialUnderTest = { material, publicKey: publicKeyOf(entry), oaepHash: entry.oaepHash };
   if (entry.wrappedMaterial && algorithmOf(type).family === 'aes') {
-    subject.rawSecret = await hsm.aesGcmDecrypt(custody.wrapKey, Buffer.from(entry.wrappedMaterial, 'base64'), materialAad(record.id, 1));
+    subject.rawSecret = await hsm.aesGcmDecrypt(wrapKey, Buffer.from(entry.wrappedMaterial, 'base64'), materialAad(record.id, 1));
   }
   return subject;
 }

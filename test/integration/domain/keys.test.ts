@@ -7,7 +7,7 @@ import { Barrier } from '../../../src/barrier/barrier.js';
 import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { initializeSeal, isInitialized, unseal } from '../../../src/barrier/seal.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
-import type { HsmKeyKind } from '../../../src/hsm/types.js';
+import type { HsmKey, HsmKeyKind } from '../../../src/hsm/types.js';
 import type { KeysContext } from '../../../src/keys/context.js';
 import { generateDataKey } from '../../../src/keys/datakey.js';
 import { describeKey } from '../../../src/keys/describe.js';
@@ -23,6 +23,7 @@ import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { code, tokenObjectLabels } from './support.js';
 import { tempDir } from '../../helpers/temp.js';
 import { flipBit } from '../../helpers/bytes.js';
+import { hsmMaterialWrapper } from '../../../src/keys/protection/wrapper.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-domain-keys');
@@ -33,16 +34,22 @@ let hsm: Pkcs11Hsm;
 let storage: SqliteStorage;
 let ctx: KeysContext;
 let barrier: Barrier;
+/** The store's HSM wrap key: unwrapRaw reads wrapped material with it directly. */
+let wrapKey: HsmKey;
 /** A record store over a new barrier on the same store: nothing cached, as after a restart. */
 let restartedRecords: () => KeyRecordStore;
 
 async function openContext(): Promise<void> {
   hsm = await Pkcs11Hsm.open(token.config);
   storage = SqliteStorage.open(dbFile);
-  const { rootKey, wrapKey } = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
+  const { rootKey, wrapKey: sealedWrapKey } = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
+  // SoftHSM does AES-GCM: the store keeps its HSM wrap key.
+  assert.ok(sealedWrapKey);
+  wrapKey = sealedWrapKey;
+  const wrapper = hsmMaterialWrapper(hsm, wrapKey);
   barrier = new Barrier(storage, rootKey);
   restartedRecords = () => new KeyRecordStore(new Barrier(storage, rootKey).view(MOUNTS.keys));
-  ctx = { hsm, wrapKey, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapKey) };
+  ctx = { hsm, wrapper, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapper) };
 }
 
 async function closeContext(): Promise<void> {
@@ -135,7 +142,7 @@ async function runOperation(op: Operation, name: string): Promise<unknown> {
 async function unwrapRaw(record: KeyRecord, version: number): Promise<Buffer> {
   const wrapped = record.versions[String(version)]?.wrappedMaterial;
   assert.ok(wrapped, `${record.name} v${version} has no wrapped material`);
-  return hsm.aesGcmDecrypt(ctx.wrapKey, Buffer.from(wrapped, 'base64'), materialAad(record.id, version));
+  return hsm.aesGcmDecrypt(wrapKey, Buffer.from(wrapped, 'base64'), materialAad(record.id, version));
 }
 
 /** Every label of a token object that belongs to key `id`, seen by a separate process. */
@@ -533,7 +540,7 @@ for (const spec of TYPES) {
       });
 
       it('a fresh record store and material cache (a restart) still reads v1 and v2 output', async () => {
-        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
         if (encrypting(spec.family)) {
           assert.deepEqual((await decrypt(restarted, name, v1.ciphertext)).plaintext, v1.plaintext);
           const fresh = await encrypt(ctx, name, Buffer.from('v2 before restart'));
@@ -613,7 +620,7 @@ describe('key records', () => {
       const record = await ctx.records.get(name);
       assert.equal(record.latestVersion, 9);
       // Loaded by a fresh cache: wrapped material must unwrap under the AAD of the version it was committed as.
-      const material = new MaterialCache(hsm, ctx.wrapKey);
+      const material = new MaterialCache(hsm, ctx.wrapper);
       for (let v = 1; v <= 9; v++) await material.get(record, v);
       material.clear();
       const labels = tokenLabelsOf(created.id);
@@ -646,18 +653,18 @@ describe('key records', () => {
     assert.ok(w1 && w2);
     [w1.wrappedMaterial, w2.wrappedMaterial] = [w2.wrappedMaterial, w1.wrappedMaterial];
     await barrier.putJson(`keys/${name}`, tampered);
-    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
     await assert.rejects(decrypt(fresh, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // Another key's material under this key's id is refused too.
     const donor = await createKey(ctx, { name: 'swap-donor', type: 'aes256-gcm', protection: 'wrapped' });
     const stolen: KeyRecord = structuredClone(rotated);
     (stolen.versions['1'] as { wrappedMaterial?: string }).wrappedMaterial = donor.versions['1']?.wrappedMaterial;
     await barrier.putJson(`keys/${name}`, stolen);
-    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
     await assert.rejects(decrypt(fresh2, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // The untouched record still works.
     await barrier.putJson(`keys/${name}`, rotated);
-    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
     assert.deepEqual((await decrypt(fresh3, name, ciphertext)).plaintext, Buffer.from('bound material'));
   });
 });
