@@ -113,3 +113,31 @@ export async function unseal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
     throw err;
   }
 }
+
+/**
+ * The seal record protecting `rootKey` (of `generation`) on `hsm`. Writes no storage; `discard()`
+ * removes what it created in the token when the caller's storage write loses.
+ *
+ * Minimal AES-GCM-only version for root-key rotation (issue 11); the seal helper's full version
+ * (RSA-OAEP, data objects) replaces it at merge with this exact signature.
+ */
+export async function protectRoot(hsm: Hsm, rootKey: Buffer, generation: number, previous: SealRecord | null, _options?: Record<string, unknown>): Promise<{ record: SealRecord; discard(): Promise<void> }> {
+  if (!hsm.capabilities.aesGcm) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot do AES-GCM, which the seal needs');
+  const created: HsmKey[] = [];
+  const suffix = randomBytes(4).toString('hex');
+  let sealKey = previous ? hsm.findKey(previous.sealKeyLabel, 'aes256') : null;
+  if (previous && !sealKey) throw new KeyholdError('ERR_HSM_KEY_MISSING', `HSM key ${previous.sealKeyLabel} not found in token "${hsm.token.label}"`);
+  if (!sealKey) created.push((sealKey = await hsm.generateKey(`keyhold/seal/${suffix}`, 'aes256')));
+  const wrapKeyLabel = previous?.wrapKeyLabel ?? (created[created.push(await hsm.generateKey(`keyhold/wrap/${suffix}`, 'aes256')) - 1] as HsmKey).label;
+  const wrapped = await hsm.aesGcmEncrypt(sealKey, rootKey, ROOT_KEY_AAD);
+  const record: SealRecord = {
+    version: 1,
+    sealKeyLabel: sealKey.label,
+    wrapKeyLabel,
+    wrappedRootKey: wrapped.toString('base64'),
+    tokenSerial: hsm.token.serial,
+    createdAt: new Date().toISOString(),
+    rootKeyGeneration: generation,
+  };
+  return { record, discard: async () => { for (const key of created) await hsm.destroyKey(key); } };
+}

@@ -1,11 +1,12 @@
-import { hkdfSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
 import { Barrier } from '../barrier/barrier.js';
+import { deriveRootKey, previousKeys, readKeyring } from '../barrier/keyring.js';
 import { MOUNTS } from '../barrier/mounts.js';
+import { RootRotation } from '../barrier/rotation.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
@@ -48,6 +49,8 @@ export interface Runtime {
   /** Whether this replica leads (runs the background jobs); on SQLite always. */
   leadership: Leadership;
   jobs: BackgroundJobs;
+  /** Root-key rotation: the API starts one; its rewrite runs as a background job on the leader. */
+  rootRotation: RootRotation;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -58,11 +61,6 @@ export interface StartOptions {
   /** Start a new audit chain even though the barrier remembers one (--new-audit-chain). */
   newAuditChain?: boolean;
   warn?: (message: string) => void;
-}
-
-/** A key derived from the root key for one purpose; nothing derived is ever stored. */
-function deriveKey(rootKey: Buffer, purpose: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), Buffer.from(purpose, 'utf8'), 32));
 }
 
 /**
@@ -93,7 +91,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
     const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
-    const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
+    // The keyring (sealed under the current key) holds the older generations' keys, for records
+    // not rewritten yet since a rotation, and the keys derived from the root key, pinned.
+    const keyring = (await readKeyring(barrier)).value;
+    const olderKeys = previousKeys(keyring);
+    barrier.useRootKey(unsealed.generation, unsealed.rootKey, olderKeys);
+    zeroize(...olderKeys.values());
+    const auditKey = deriveRootKey(unsealed.rootKey, keyring, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
     // Each domain gets a view over its own prefix, never the barrier itself.
@@ -121,7 +125,10 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
-    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth }, warn);
+    const rootRotation = new RootRotation({ storage, barrier, hsm, settings: config.rootRotation, warn });
+    // Every replica follows rotations made elsewhere (PostgreSQL); the rewrite is the leader's.
+    rootRotation.follow();
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
     const runtime: Runtime = {
@@ -139,9 +146,12 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       auditHmac,
       leadership,
       jobs: replication.jobs,
+      rootRotation,
       startedAt: Date.now(),
       async close() {
         await replication?.close();
+        rootRotation.close();
+        await rootRotation.idle();
         kubernetesAuth.close();
         await shared?.close();
         material.clear();
