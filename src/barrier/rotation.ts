@@ -74,7 +74,7 @@ export type RecoveryRewrap = (rootKey: Buffer, generation: number) => Promise<{ 
 /** Test-only fault (kill -9 between the rotation's atomic write and anything after it); unset in production. */
 const CRASH_AFTER_ROTATION_WRITE = process.env.KEYHOLD_TEST_FAULT === 'crash-after-root-rotation-write';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function toStatus(p: RotationProgress | null, generation: number): RotationStatus {
   if (!p) return { generation, rewriting: false, scanned: 0, rewritten: 0, remaining_estimate: 0, pass: 0 };
