@@ -10,7 +10,9 @@
  */
 import { hkdfSync } from 'node:crypto';
 import { KeyholdError } from '../errors.js';
-import type { Barrier, BarrierRead } from './barrier.js';
+import { zeroize } from '../crypto/zero.js';
+import type { Storage } from '../storage/types.js';
+import { Barrier, type BarrierRead } from './barrier.js';
 import { FIRST_GENERATION, MAX_GENERATION } from './record.js';
 
 export const KEYRING_PATH = 'sys/keyring';
@@ -45,6 +47,20 @@ function checked(record: KeyringRecord | null): KeyringRecord | null {
 export async function readKeyring(barrier: Pick<Barrier, 'read'>): Promise<BarrierRead<KeyringRecord>> {
   const read = await barrier.read<KeyringRecord>(KEYRING_PATH);
   return { ...read, value: checked(read.value) };
+}
+
+/**
+ * The barrier of an unsealed store: the seal's root key of its generation, and the older
+ * generations' keys from the keyring (sealed under the current one), for records not rewritten
+ * yet since a rotation. Returns the keyring too (its pinned derived keys).
+ */
+export async function openBarrier(storage: Storage, unsealed: { rootKey: Buffer; generation: number }): Promise<{ barrier: Barrier; keyring: KeyringRecord | null }> {
+  const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
+  const keyring = (await readKeyring(barrier)).value;
+  const older = previousKeys(keyring);
+  barrier.useRootKey(unsealed.generation, unsealed.rootKey, older);
+  zeroize(...older.values());
+  return { barrier, keyring };
 }
 
 /** The older generations' root keys a keyring holds (the caller zeroes them once handed to the barrier). */

@@ -3,8 +3,8 @@ import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
-import { Barrier } from '../barrier/barrier.js';
-import { deriveRootKey, previousKeys, readKeyring } from '../barrier/keyring.js';
+import type { Barrier } from '../barrier/barrier.js';
+import { deriveRootKey, openBarrier } from '../barrier/keyring.js';
 import { MOUNTS } from '../barrier/mounts.js';
 import { RootRotation } from '../barrier/rotation.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
@@ -90,13 +90,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
-    const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
-    // The keyring (sealed under the current key) holds the older generations' keys, for records
-    // not rewritten yet since a rotation, and the keys derived from the root key, pinned.
-    const keyring = (await readKeyring(barrier)).value;
-    const olderKeys = previousKeys(keyring);
-    barrier.useRootKey(unsealed.generation, unsealed.rootKey, olderKeys);
-    zeroize(...olderKeys.values());
+    // With the keyring's older keys (records not rewritten yet since a rotation) and pinned derived keys.
+    const { barrier, keyring } = await openBarrier(storage, unsealed);
     const auditKey = deriveRootKey(unsealed.rootKey, keyring, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);

@@ -8,7 +8,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier, DATA_PREFIX } from '../../../src/barrier/barrier.js';
-import { deriveRootKey, KEYRING_PATH, keyringAfterRotation, previousKeys, readKeyring } from '../../../src/barrier/keyring.js';
+import { deriveRootKey, KEYRING_PATH, openBarrier, keyringAfterRotation, previousKeys, readKeyring } from '../../../src/barrier/keyring.js';
 import { recordGeneration } from '../../../src/barrier/record.js';
 import { ROTATION_PATH, RootRotation, type RotationProgress } from '../../../src/barrier/rotation.js';
 import { initializeSeal, unseal } from '../../../src/barrier/seal.js';
@@ -20,11 +20,8 @@ import { pollUntil } from '../../helpers/wait.js';
 const warn = (m: string) => { throw new Error(`unexpected warning: ${m}`); };
 
 /** Opens the barrier as the runtime does at start-up: the seal's key, then the keyring's older ones. */
-async function openBarrier(storage: MemoryStorage, hsm: MemoryHsm): Promise<Barrier> {
-  const unsealed = await unseal(storage, hsm);
-  const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
-  barrier.useRootKey(unsealed.generation, unsealed.rootKey, previousKeys((await readKeyring(barrier)).value));
-  return barrier;
+async function reopen(storage: MemoryStorage, hsm: MemoryHsm): Promise<Barrier> {
+  return (await openBarrier(storage, await unseal(storage, hsm))).barrier;
 }
 
 async function generationsInStorage(storage: MemoryStorage): Promise<Map<string, number>> {
@@ -114,7 +111,7 @@ describe('the rewrite job', () => {
     const second = new MemoryStorage(data);
     const get = second.get.bind(second);
     second.get = (key: string) => { fetched.push(key); return get(key); };
-    const reopened = await openBarrier(second, hsm);
+    const reopened = await reopen(second, hsm);
     assert.deepEqual(reopened.generations, [1, 2]);
     const resumed = new RootRotation({ storage: second, barrier: reopened, hsm, warn, settings: { batchSize: 5, pauseMs: 0 } });
     resumed.start();
@@ -130,7 +127,7 @@ describe('the rewrite job', () => {
     assert.deepEqual(reopened.generations, [2]);
     const done = await reopened.getJson<RotationProgress>(ROTATION_PATH) as RotationProgress;
     assert.ok(done.finishedAt && done.rewritten >= N, `rewrote every record (${done.rewritten})`);
-    const fresh = await openBarrier(new MemoryStorage(data), hsm);
+    const fresh = await reopen(new MemoryStorage(data), hsm);
     for (let i = 0; i < N; i++) assert.deepEqual(await fresh.getJson(`r/${String(i).padStart(3, '0')}`), { i });
     // The next rotation is allowed now.
     assert.equal((await resumed.rotate()).generation, 3);
