@@ -74,7 +74,6 @@ export type RecoveryRewrap = (rootKey: Buffer, generation: number) => Promise<{ 
 /** Test-only fault (kill -9 between the rotation's atomic write and anything after it); unset in production. */
 const CRASH_AFTER_ROTATION_WRITE = process.env.KEYHOLD_TEST_FAULT === 'crash-after-root-rotation-write';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function toStatus(p: RotationProgress | null, generation: number): RotationStatus {
   if (!p) return { generation, rewriting: false, scanned: 0, rewritten: 0, remaining_estimate: 0, pass: 0 };
@@ -113,6 +112,8 @@ export class RootRotation {
   #unwatch: Array<() => void> = [];
   #refreshing: Promise<void> | null = null;
   #refreshAgain = false;
+  /** Ends the current pause early (stop: shutdown must not wait out a pause or the settle time). */
+  #wake: (() => void) | undefined;
   readonly name = 'root-key-rewrite';
 
   constructor(options: RootRotationOptions) {
@@ -156,10 +157,11 @@ export class RootRotation {
     const held = this.#barrier.exportRootKeys();
     const current = held.get(generation) as Buffer;
     const newRoot = randomBytes(32);
-    const keyring = keyringAfterRotation(keyringRead.value, generation, current);
-    const protectedRoot = await protectRoot(this.#hsm, newRoot, next, sealed);
+    let protectedRoot: Awaited<ReturnType<typeof protectRoot>> | undefined;
     let committed = false;
     try {
+      const keyring = keyringAfterRotation(keyringRead.value, generation, current);
+      protectedRoot = await protectRoot(this.#hsm, newRoot, next, sealed);
       const recovery = this.#rewrapRecovery ? await this.#rewrapRecovery(newRoot, next) : { checks: [], writes: [] };
       const now = new Date().toISOString();
       const progress: RotationProgress = {
@@ -181,7 +183,7 @@ export class RootRotation {
       this.kick();
       return toStatus(progress, next);
     } finally {
-      if (!committed) await protectedRoot.discard().catch((err: unknown) => this.#warn(`removing the unused seal objects failed: ${(err as Error).message}`));
+      if (!committed) await protectedRoot?.discard().catch((err: unknown) => this.#warn(`removing the unused seal objects failed: ${(err as Error).message}`));
       zeroize(newRoot, ...held.values());
     }
   }
@@ -277,6 +279,19 @@ export class RootRotation {
   stop(): void {
     this.#started = false;
     clearInterval(this.#timer);
+    this.#wake?.();
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (this.#wake === done) this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+    });
   }
 
   /** Runs the rewrite now if this replica leads and it is not already running. */
@@ -324,7 +339,8 @@ export class RootRotation {
       if (p.pass >= 2 && this.#storage.changes) {
         // Replicas learn the new key through the feed; the final pass starts once they have had time to.
         const wait = Date.parse(p.startedAt) + settleMs - Date.now();
-        if (wait > 0) await sleep(wait);
+        if (wait > 0) await this.#pause(wait);
+        if (!this.#started) return;
         await this.#storage.changes.sync();
       }
       const listed = await this.#storage.list(DATA_PREFIX);
@@ -350,7 +366,7 @@ export class RootRotation {
         if (!(await this.#save(read, next))) return;
         read = await this.#barrier.read<RotationProgress>(ROTATION_PATH);
         p = next;
-        if (pauseMs > 0) await sleep(pauseMs);
+        if (pauseMs > 0) await this.#pause(pauseMs);
       }
       if (!this.#started) return;
       if (p.pass === 1 || p.passRewritten > 0) {
