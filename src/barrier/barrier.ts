@@ -228,27 +228,11 @@ export class Barrier {
   /** `commit` of writes whose paths are already checked (by a view). */
   async commitWrites(reads: ReadonlyArray<BarrierRead<unknown>>, writes: readonly BarrierWrite[]): Promise<boolean> {
     this.requireKeys();
-    // Same tick as the sealing below: the generation counted is the one the records name.
-    const slot = (this.#generation & 1) as 0 | 1;
-    this.#writing[slot]++;
-    try {
-      return await this.commitSealed(reads, writes);
-    } finally {
-      this.#writing[slot]--;
-    }
-  }
-
-  /**
-   * Resolves once no commit sealed under a generation other than the current one is in flight
-   * in this process (the rewrite's final pass starts after it, so it sees every such record).
-   */
-  async writesDrained(): Promise<void> {
-    while (this.#writing[((this.#generation + 1) & 1) as 0 | 1] !== 0) await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-
-  private async commitSealed(reads: ReadonlyArray<BarrierRead<unknown>>, writes: readonly BarrierWrite[]): Promise<boolean> {
     const checks: StorageCheck[] = reads.map((r) => ({ key: DATA_PREFIX + r.path, value: r.raw }));
     const ops: StorageWrite[] = writes.map((w) => ('delete' in w ? { op: 'delete', key: DATA_PREFIX + w.path } : { op: 'put', key: DATA_PREFIX + w.path, value: this.sealJson(w.path, w.value) }));
+    // Counted in the same tick as the sealing above: the generation counted is the one the records name.
+    const slot = (this.#generation & 1) as 0 | 1;
+    this.#writing[slot]++;
     // Evicted before (a hit must not outlive the commit) and after (a load that overlapped it must not be kept).
     for (const w of writes) this.cache.evict(w.path);
     try {
@@ -258,8 +242,17 @@ export class Barrier {
       await (only.op === 'put' ? this.storage.put(only.key, only.value) : this.storage.delete(only.key));
       return true;
     } finally {
+      this.#writing[slot]--;
       for (const w of writes) this.cache.evict(w.path);
     }
+  }
+
+  /**
+   * Resolves once no commit sealed under a generation other than the current one is in flight
+   * in this process (the rewrite's final pass starts after it, so it sees every such record).
+   */
+  async writesDrained(): Promise<void> {
+    while (this.#writing[((this.#generation + 1) & 1) as 0 | 1] !== 0) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
   /**

@@ -84,6 +84,29 @@ describe('the barrier switches root key at runtime', () => {
   });
 });
 
+describe('writes in flight across a switch', () => {
+  it('writesDrained waits for a commit sealed under the old generation, not for new ones', async () => {
+    const storage = new MemoryStorage();
+    const barrier = new Barrier(storage, randomBytes(32));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const put = storage.put.bind(storage);
+    storage.put = async (key: string, value: Buffer) => { await gate; return put(key, value); };
+    const old = barrier.putJson('slow', { v: 1 });
+    barrier.useRootKey(2, randomBytes(32), new Map());
+    let drained = false;
+    const waiting = barrier.writesDrained().then(() => { drained = true; });
+    storage.put = put;
+    await barrier.putJson('fast', { v: 2 });
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(drained, false, 'the old-generation write is still in flight');
+    release();
+    await old;
+    await waiting;
+    assert.equal((await generationsInStorage(storage)).get('data/slow'), 1, 'it landed under the old generation: the final pass will rewrite it');
+  });
+});
+
 describe('the rewrite job', () => {
   it('resumes from its saved cursor after a stop, ends with no record under the old generation and drops the old key', async () => {
     const data = new MemoryStorageData();
