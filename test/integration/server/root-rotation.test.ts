@@ -24,6 +24,7 @@ import { inParallel } from '../../helpers/pool.js';
 import { sleep } from '../../helpers/processes.js';
 import { call, CLI, devServerConfig, startDev, startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
+import { runCliTimed } from './support.js';
 
 interface Acked { path: string; i: number }
 
@@ -96,6 +97,7 @@ describe('root-key rotation under write load, with kill -9 in the middle of the 
   let resumedAt: any;
   let final: any;
   let rotated: any;
+  let backupFile = '';
 
   before(async () => {
     // Small batches with a pause: the rewrite of ~700 records takes several seconds, so the kill lands in its middle.
@@ -150,6 +152,10 @@ describe('root-key rotation under write load, with kill -9 in the middle of the 
     const again = await call(s.address, 'POST', '/v1/sys/seal/rotate-root', setup.rootToken);
     assert.equal(again.status, 409, again.text);
     assert.equal(again.body.error.code, 'ERR_ROTATION_IN_PROGRESS');
+    // A backup taken now holds records of both generations, and the keyring.
+    backupFile = path.join(setup.dataDir, 'mid-rotation.backup');
+    const backup = await runCliTimed(['backup', '--config', setup.configFile, '--out', backupFile], setup.env, 60_000);
+    assert.equal(backup.code, 0, backup.stderr);
     // New writes are under generation 2 at once.
     await write(s, 'after/rotation', 1);
     const afterRotation = [...storedGenerations(path.join(setup.dataDir, 'keyhold.db'))].filter(([k]) => k.includes('after/rotation'));
@@ -226,6 +232,27 @@ describe('root-key rotation under write load, with kill -9 in the middle of the 
     assert.deepEqual(store.keyringGenerations, [], 'the keyring no longer holds generation 1');
     assert.deepEqual(store.unreadable, [], 'records that need a key other than the current one');
     assert.equal(store.records, generations.size);
+  });
+
+  it('restores the backup taken in the middle of the rewrite, which then finishes on the restored store', async () => {
+    const dir = tempDir('keyhold-rotate-restore-');
+    try {
+      const base = devServerConfig(setup.dataDir, { rootRotation: { batchSize: 100, pauseMs: 0 } });
+      const config = path.join(dir, 'server.yaml');
+      fs.writeFileSync(config, stringifyYaml({ ...base, storage: { sqlite: { path: path.join(dir, 'keyhold.db') } }, audit: { path: path.join(dir, 'audit.log') } }));
+      const restore = await runCliTimed(['restore', '--in', backupFile, '--config', config], setup.env, 60_000);
+      assert.equal(restore.code, 0, restore.stderr);
+      const restored = await startServer(config, setup.env, setup.dataDir, ['--new-audit-chain']);
+      try {
+        assert.equal((await call(restored.address, 'GET', '/v1/secrets/base/s-7', setup.rootToken)).body?.data?.v, 'base/s-7#0');
+        await pollUntil('the restored store\'s rewrite finished', async () => (await rotationStatus(restored, setup.rootToken)).rewriting === false, { timeoutMs: 60_000 });
+      } finally {
+        await restored.stop('SIGTERM');
+      }
+      assert.deepEqual([...new Set(storedGenerations(path.join(dir, 'keyhold.db')).values())], [2]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
