@@ -123,6 +123,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const rootRotation = new RootRotation({ storage, barrier, hsm, settings: config.rootRotation, warn });
     // Every replica follows rotations made elsewhere (PostgreSQL); the rewrite is the leader's.
     rootRotation.follow();
+    await rootRotation.status(); // health's `rewriting` from the start, on followers too
     registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
