@@ -124,7 +124,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // Every replica follows rotations made elsewhere (PostgreSQL); the rewrite is the leader's.
     rootRotation.follow();
     await rootRotation.status(); // health's `rewriting` from the start, on followers too
-    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation }, warn);
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
     const runtime: Runtime = {
@@ -147,7 +147,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       async close() {
         await replication?.close();
         rootRotation.close();
-        await rootRotation.idle();
+        await rootRotation.job.idle();
         kubernetesAuth.close();
         await shared?.close();
         material.clear();

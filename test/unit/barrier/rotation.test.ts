@@ -118,13 +118,13 @@ describe('the rewrite job', () => {
     for (let i = 0; i < N; i++) await barrier.putJson(`r/${String(i).padStart(3, '0')}`, { i });
 
     const rotation = new RootRotation({ storage: first, barrier, hsm, warn, settings: { batchSize: 5, pauseMs: 30 } });
-    rotation.start();
+    rotation.job.start();
     const started = await rotation.rotate();
     assert.deepEqual({ generation: started.generation, rewriting: started.rewriting }, { generation: 2, rewriting: true });
     await assert.rejects(rotation.rotate(), (e) => isKeyholdError(e, 'ERR_ROTATION_IN_PROGRESS'), 'a second rotation waits for the rewrite');
     await pollUntil('a few batches done', async () => ((await barrier.getJson<RotationProgress>(ROTATION_PATH))?.passScanned ?? 0) >= 15, { timeoutMs: 10_000, intervalMs: 5 });
-    rotation.stop();
-    await rotation.idle();
+    rotation.job.stop();
+    await rotation.job.idle();
     const saved = await barrier.getJson<RotationProgress>(ROTATION_PATH) as RotationProgress;
     assert.equal(saved.pass, 1);
     assert.ok(saved.cursor > 'r/' && saved.cursor < `r/${N - 1}`, `stopped in the middle (cursor ${saved.cursor})`);
@@ -137,10 +137,10 @@ describe('the rewrite job', () => {
     const reopened = await reopen(second, hsm);
     assert.deepEqual(reopened.generations, [1, 2]);
     const resumed = new RootRotation({ storage: second, barrier: reopened, hsm, warn, settings: { batchSize: 5, pauseMs: 0 } });
-    resumed.start();
+    resumed.job.start();
     await pollUntil('the rewrite finished', async () => (await reopened.getJson<RotationProgress>(ROTATION_PATH))?.rewriting === false, { timeoutMs: 10_000, intervalMs: 5 });
-    resumed.stop();
-    await resumed.idle();
+    resumed.job.stop();
+    await resumed.job.idle();
     const firstRecordRead = fetched.find((k) => k.startsWith('data/r/'));
     assert.ok(firstRecordRead !== undefined && firstRecordRead > DATA_PREFIX + saved.cursor, `resumed after ${saved.cursor}, not from the start (first read ${firstRecordRead})`);
 
