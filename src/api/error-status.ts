@@ -28,6 +28,8 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_SECRET_VERSION_DESTROYED: 404,
   ERR_CAS_MISMATCH: 409,
   ERR_CONFLICT: 409,
+  // A root-key rotation is refused while the previous one is still rewriting records.
+  ERR_ROTATION_IN_PROGRESS: 409,
   ERR_POLICY_INVALID: 400,
   ERR_NOT_SUPPORTED: 400,
   ERR_CONFIG: 500,

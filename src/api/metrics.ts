@@ -17,6 +17,9 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): (request
   new Gauge({ name: 'keyhold_audit_up', help: '1 while the audit log is writable', registers: [registry], collect() { this.set(runtime.audit.healthy ? 1 : 0); } });
   new Gauge({ name: 'keyhold_leader', help: '1 while this replica leads (runs the background jobs)', registers: [registry], collect() { this.set(runtime.leadership.isLeader ? 1 : 0); } });
   new Gauge({ name: 'keyhold_leader_elections_total', help: 'Times this replica became leader', registers: [registry], collect() { this.set(runtime.jobs.elections); } });
+  new Gauge({ name: 'keyhold_root_key_generation', help: 'Generation of the root key new writes use', registers: [registry], collect() { if (!runtime.barrier.sealed) this.set(runtime.barrier.generation); } });
+  new Gauge({ name: 'keyhold_root_rotation_in_progress', help: '1 while records are being rewritten under a new root key', registers: [registry], collect() { this.set(runtime.rootRotation.inProgress ? 1 : 0); } });
+  new Gauge({ name: 'keyhold_root_rotation_records_rewritten_total', help: 'Barrier records this process rewrote under a new root key', registers: [registry], collect() { this.set(runtime.rootRotation.rewrittenTotal); } });
   new Gauge({ name: 'keyhold_audit_flushes_total', help: 'Group-commit flushes (write + fdatasync) of the audit log', registers: [registry], collect() { this.set(runtime.audit.flushes); } });
 
   // Label children resolved once per (operation, status): prom-client hashes label objects on every call otherwise.

@@ -16,6 +16,7 @@ import { keysApi } from './routes/keys.js';
 import { kubernetesAuthApi } from './routes/auth-kubernetes.js';
 import { secretsApi } from './routes/secrets.js';
 import { policiesApi } from './routes/policies.js';
+import { sealApi } from './routes/seal.js';
 import { sysApi, VERSION } from './routes/sys.js';
 import { tokensApi } from './routes/tokens.js';
 
@@ -140,8 +141,9 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
 
   await app.register(sysApi, {
-    hsm: runtime.hsm, barrier: runtime.barrier, audit: runtime.audit, kubernetesAuth: runtime.kubernetesAuth, leadership: runtime.leadership, jobs: runtime.jobs, startedAt: runtime.startedAt,
+    hsm: runtime.hsm, barrier: runtime.barrier, audit: runtime.audit, kubernetesAuth: runtime.kubernetesAuth, leadership: runtime.leadership, jobs: runtime.jobs, rootRotation: runtime.rootRotation, startedAt: runtime.startedAt,
   });
+  await app.register(sealApi, { rootRotation: runtime.rootRotation });
   await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Barrier } from '../barrier/barrier.js';
+import { KEYRING_PATH, openBarrier } from '../barrier/keyring.js';
 import { SEAL_RECORD_KEY, unseal } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
@@ -16,6 +16,8 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 /** A barrier record every initialised store has: decrypting it proves the root key, not only its unwrap. */
 const PROBE_PATH = 'sys/initialized';
 const PROBE_KEY = `data/${PROBE_PATH}`;
+/** Holds the keys of older root-key generations the probe record may be under. */
+const KEYRING_KEY = `data/${KEYRING_PATH}`;
 
 export interface RestoreResult {
   manifest: BackupManifest;
@@ -38,9 +40,11 @@ async function unsealAndRead(storage: Storage, hsm: Hsm, manifest: BackupManifes
   const sealedBy = manifest.seal ? ` (sealed with HSM objects ${objects.join(', ')} of token serial ${manifest.seal.tokenSerial})` : '';
   let rootKey: Buffer | undefined;
   try {
-    rootKey = (await unseal(storage, hsm)).rootKey;
+    const unsealed = await unseal(storage, hsm);
+    rootKey = unsealed.rootKey;
     if (probe) {
-      const barrier = new Barrier(storage, rootKey);
+      // The probe record may still be under an older generation (a backup taken during a rotation's rewrite).
+      const { barrier } = await openBarrier(storage, unsealed);
       await barrier.getJson(PROBE_PATH);
       barrier.seal();
     }
@@ -80,7 +84,7 @@ export async function restoreBackup(path: string, openTarget: () => Storage | Pr
   let target: Storage | undefined;
   try {
     const { manifest } = backup;
-    const kept = await backup.verify([SEAL_RECORD_KEY, PROBE_KEY]);
+    const kept = await backup.verify([SEAL_RECORD_KEY, PROBE_KEY, KEYRING_KEY]);
     if (!kept.has(SEAL_RECORD_KEY)) throw new KeyholdError('ERR_BACKUP_INVALID', 'the backup has no seal record');
     await proveHsm(hsm, manifest, kept, 'this backup');
     // Opened only now: a damaged backup or the wrong HSM does not even create the target.

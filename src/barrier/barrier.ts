@@ -5,11 +5,11 @@ import type { Storage, StorageCheck, StorageWrite } from '../storage/types.js';
 import type { Mount } from './mounts.js';
 import { assertLogicalPath } from './paths.js';
 import { ReadCache } from './read-cache.js';
-import { FIRST_GENERATION, MAX_GENERATION, openRecord, sealRecord } from './record.js';
+import { FIRST_GENERATION, MAX_GENERATION, openRecord, recordGeneration, sealRecord } from './record.js';
 import { BarrierView } from './view.js';
 
 /** Barrier records live under this storage prefix; the seal record lives beside it, outside. */
-const DATA_PREFIX = 'data/';
+export const DATA_PREFIX = 'data/';
 const MAX_CAS_ATTEMPTS = 64;
 
 /** A read that remembers the exact stored bytes, so a later write can be made conditional on them. */
@@ -20,6 +20,9 @@ export interface BarrierRead<T> {
 }
 
 export type BarrierWrite = { readonly path: string; readonly value: unknown } | { readonly path: string; readonly delete: true };
+
+/** What `reseal` did with one stored record. */
+export type ResealOutcome = 'current' | 'rewritten' | 'changed' | 'newer';
 
 export interface BarrierOptions {
   /** Generation of `rootKey`, named by every record written (default 1: the seal's first root key). */
@@ -50,23 +53,104 @@ function assertGeneration(generation: number): void {
  */
 export class Barrier {
   private keys: Map<number, KeyObject> | null;
-  readonly generation: number;
+  #generation: number;
+  /**
+   * Commits in flight, by the parity of the generation they were sealed under: after a switch,
+   * `writesDrained` waits until none sealed under the old key is still on its way to storage.
+   * (At most two generations are written at once: a rotation waits for the previous rewrite.)
+   */
+  readonly #writing: [number, number] = [0, 0];
   readonly cache: ReadCache;
 
   constructor(private readonly storage: Storage, rootKey: Buffer, options: BarrierOptions = {}) {
-    this.generation = options.generation ?? FIRST_GENERATION;
-    assertGeneration(this.generation);
-    this.keys = new Map();
-    for (const [generation, key] of options.previousKeys ?? []) {
-      assertGeneration(generation);
-      this.keys.set(generation, keyObject(key));
-    }
-    this.keys.set(this.generation, keyObject(rootKey));
+    this.#generation = options.generation ?? FIRST_GENERATION;
+    this.keys = Barrier.keyMap(this.#generation, rootKey, options.previousKeys);
     this.cache = new ReadCache(storage.changes, (key) => (key.startsWith(DATA_PREFIX) ? key.slice(DATA_PREFIX.length) : undefined), options.cacheEntries);
+  }
+
+  private static keyMap(generation: number, rootKey: Buffer, previousKeys: ReadonlyMap<number, Buffer> | undefined): Map<number, KeyObject> {
+    assertGeneration(generation);
+    const keys = new Map<number, KeyObject>();
+    for (const [g, key] of previousKeys ?? []) {
+      assertGeneration(g);
+      if (g >= generation) throw new KeyholdError('ERR_INTERNAL', `previous root-key generation ${g} is not older than ${generation}`);
+      keys.set(g, keyObject(key));
+    }
+    keys.set(generation, keyObject(rootKey));
+    return keys;
+  }
+
+  /** The generation of the root key every write uses now. */
+  get generation(): number {
+    return this.#generation;
   }
 
   get sealed(): boolean {
     return this.keys === null;
+  }
+
+  /** The generations this barrier can open, ascending. */
+  get generations(): number[] {
+    return [...this.requireKeys().keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Switches to another root key at runtime (a rotation made here, or learnt from the seal record
+   * another replica rewrote): writes from now on use `generation`; records of `previousKeys`'
+   * generations stay readable. One assignment, so a write never sees half a switch. Never goes
+   * back to an older generation (a late notification must not undo a newer rotation).
+   */
+  useRootKey(generation: number, rootKey: Buffer, previousKeys: ReadonlyMap<number, Buffer>): void {
+    this.requireKeys();
+    if (generation < this.#generation) throw new KeyholdError('ERR_INTERNAL', `root-key generation ${generation} is older than the current ${this.#generation}`);
+    const keys = Barrier.keyMap(generation, rootKey, previousKeys);
+    this.keys = keys;
+    this.#generation = generation;
+  }
+
+  /** A copy of the root key of each generation held (for the keyring); the caller zeroes them. */
+  exportRootKeys(): Map<number, Buffer> {
+    const out = new Map<number, Buffer>();
+    for (const [g, key] of this.requireKeys()) out.set(g, key.export());
+    return out;
+  }
+
+  /**
+   * The storage write that puts `value` at `path`, for a caller's own atomic batch: sealed under
+   * the current generation, or under `as` (a rotation seals its records under the new key before
+   * the commit that makes it current). The caller evicts nothing: these paths are never cached.
+   */
+  sealedPut(path: string, value: unknown, as?: { generation: number; rootKey: Buffer }): StorageWrite {
+    assertLogicalPath(path);
+    const plaintext = Buffer.from(JSON.stringify(value), 'utf8');
+    try {
+      const sealed = as ? sealRecord(keyObject(as.rootKey), as.generation, path, plaintext) : this.sealJsonBytes(path, plaintext);
+      return { op: 'put', key: DATA_PREFIX + path, value: sealed };
+    } finally {
+      zeroize(plaintext);
+    }
+  }
+
+  /**
+   * Rewrites one stored record (`raw`, as read at `DATA_PREFIX + path`) under the current
+   * generation if it names an older one, only if storage still holds exactly `raw`: a concurrent
+   * write wins ('changed'), and is already under a current key. The value is unchanged, so the
+   * read cache stays valid. 'newer': the record names a generation this barrier has not learnt yet.
+   */
+  async reseal(path: string, raw: Buffer): Promise<ResealOutcome> {
+    const keys = this.requireKeys();
+    const generation = this.#generation;
+    const recorded = recordGeneration(path, raw);
+    if (recorded === generation) return 'current';
+    if (recorded > generation) return 'newer';
+    const plaintext = openRecord((g) => keys.get(g), path, raw);
+    try {
+      const sealed = sealRecord(keys.get(generation) as KeyObject, generation, path, plaintext);
+      const key = DATA_PREFIX + path;
+      return (await this.storage.atomic([{ key, value: raw }], [{ op: 'put', key, value: sealed }])) ? 'rewritten' : 'changed';
+    } finally {
+      zeroize(plaintext);
+    }
   }
 
   /**
@@ -146,6 +230,9 @@ export class Barrier {
     this.requireKeys();
     const checks: StorageCheck[] = reads.map((r) => ({ key: DATA_PREFIX + r.path, value: r.raw }));
     const ops: StorageWrite[] = writes.map((w) => ('delete' in w ? { op: 'delete', key: DATA_PREFIX + w.path } : { op: 'put', key: DATA_PREFIX + w.path, value: this.sealJson(w.path, w.value) }));
+    // Counted in the same tick as the sealing above: the generation counted is the one the records name.
+    const slot = (this.#generation & 1) as 0 | 1;
+    this.#writing[slot]++;
     // Evicted before (a hit must not outlive the commit) and after (a load that overlapped it must not be kept).
     for (const w of writes) this.cache.evict(w.path);
     try {
@@ -155,8 +242,17 @@ export class Barrier {
       await (only.op === 'put' ? this.storage.put(only.key, only.value) : this.storage.delete(only.key));
       return true;
     } finally {
+      this.#writing[slot]--;
       for (const w of writes) this.cache.evict(w.path);
     }
+  }
+
+  /**
+   * Resolves once no commit sealed under a generation other than the current one is in flight
+   * in this process (the rewrite's final pass starts after it, so it sees every such record).
+   */
+  async writesDrained(): Promise<void> {
+    while (this.#writing[((this.#generation + 1) & 1) as 0 | 1] !== 0) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
   /**
@@ -182,10 +278,17 @@ export class Barrier {
   private sealJson(path: string, value: unknown): Buffer {
     const plaintext = Buffer.from(JSON.stringify(value), 'utf8');
     try {
-      return sealRecord(this.requireKeys().get(this.generation) as KeyObject, this.generation, path, plaintext);
+      return this.sealJsonBytes(path, plaintext);
     } finally {
       zeroize(plaintext);
     }
+  }
+
+  private sealJsonBytes(path: string, plaintext: Buffer): Buffer {
+    // Key and generation read together, synchronously: a concurrent switch cannot split them.
+    const keys = this.requireKeys();
+    const generation = this.#generation;
+    return sealRecord(keys.get(generation) as KeyObject, generation, path, plaintext);
   }
 
   private requireKeys(): Map<number, KeyObject> {

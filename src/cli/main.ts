@@ -47,6 +47,12 @@ program.command('restore').description('restore a backup into an empty store; ne
 program.command('status').description('show server health (KEYHOLD_ADDR)')
   .action(run(async () => (await import('./commands/admin.js')).status()));
 
+const seal = program.command('seal').description('the seal and the barrier root key (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
+seal.command('rotate-root').description('rotate the barrier root key: new writes use a new generation; older records are rewritten in the background')
+  .action(run(async () => (await import('./commands/admin.js')).rotateRoot()));
+seal.command('rotation-status').description('progress of the background rewrite after a root-key rotation')
+  .action(run(async () => (await import('./commands/admin.js')).rotationStatus()));
+
 const key = program.command('key').description('named, versioned keys (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
 const keys = async () => (await import('./commands/keys.js')).keyCommands;
 key.command('create <name>').description('create a key')

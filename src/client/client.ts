@@ -11,7 +11,7 @@ import type { KeyDescription } from '../wire/key-description.js';
 import type { CipherResult, DataKeyBody, DataKeyResult, DecryptResult, KeyConfigBody, KeyList, SignResult, VerifyResult } from '../wire/keys.js';
 import type { PolicyRule, PolicyView } from '../wire/policies.js';
 import type { SecretData, SecretList, SecretMetadata, SecretVersion, SecretVersions, SecretWritten } from '../wire/secrets.js';
-import type { Health } from '../wire/sys.js';
+import type { Health, RootRotationStatus } from '../wire/sys.js';
 import type { AccessorView, TokenCreated } from '../wire/tokens.js';
 
 /**
@@ -82,6 +82,8 @@ export class KeyholdClient {
   }
 
   health() { return this.request<HealthResponse>('GET', '/v1/sys/health'); }
+  rotateRoot() { return this.request<RootRotationStatus>('POST', '/v1/sys/seal/rotate-root'); }
+  rootRotation() { return this.request<RootRotationStatus>('GET', '/v1/sys/seal/rotation'); }
   createKey(name: string, type: string, protection: 'hsm' | 'wrapped', deletionAllowed?: boolean) {
     return this.request<KeyDescription>('POST', '/v1/keys', { name, type, protection, ...(deletionAllowed === undefined ? {} : { deletion_allowed: deletionAllowed }) });
   }

@@ -63,6 +63,13 @@ export const ServerConfigSchema = Type.Object({
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
   tokens: Type.Optional(Type.Object({ maxTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 366 * 24 * 3600 })) }, { additionalProperties: false })),
+  /** Root-key rotation's background rewrite (README, "Rotating the root key"); defaults in src/barrier/rotation.ts. */
+  rootRotation: Type.Optional(Type.Object({
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    pauseMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+    settleMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+    intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
+  }, { additionalProperties: false })),
   api: Type.Optional(Type.Object({
     bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
     // Slow clients (see API_TIMEOUT_DEFAULTS): a connection that trickles its headers or body is closed.

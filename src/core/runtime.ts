@@ -1,11 +1,12 @@
-import { hkdfSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditSigner } from '../audit/signer.js';
 import { openAuditChain } from '../audit/startup.js';
-import { Barrier } from '../barrier/barrier.js';
+import type { Barrier } from '../barrier/barrier.js';
+import { deriveRootKey, openBarrier } from '../barrier/keyring.js';
 import { MOUNTS } from '../barrier/mounts.js';
+import { RootRotation } from '../barrier/rotation.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
@@ -49,6 +50,8 @@ export interface Runtime {
   /** Whether this replica leads (runs the background jobs); on SQLite always. */
   leadership: Leadership;
   jobs: BackgroundJobs;
+  /** Root-key rotation: the API starts one; its rewrite runs as a background job on the leader. */
+  rootRotation: RootRotation;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -59,11 +62,6 @@ export interface StartOptions {
   /** Start a new audit chain even though the barrier remembers one (--new-audit-chain). */
   newAuditChain?: boolean;
   warn?: (message: string) => void;
-}
-
-/** A key derived from the root key for one purpose; nothing derived is ever stored. */
-function deriveKey(rootKey: Buffer, purpose: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), Buffer.from(purpose, 'utf8'), 32));
 }
 
 /**
@@ -94,12 +92,13 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
-    const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
+    // With the keyring's older keys (records not rewritten yet since a rotation) and pinned derived keys.
+    const { barrier, keyring } = await openBarrier(storage, unsealed);
     // An in-memory material wrap key is made with the store, before `sys/initialized` says it is
     // made (so an init that crashed in between makes it when run again); required afterwards.
     const firstStart = options.initRootTokenFile !== undefined && !(await barrier.getJson('sys/initialized'));
     wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, firstStart);
-    const auditKey = deriveKey(unsealed.rootKey, 'keyhold/audit-hmac/v1');
+    const auditKey = deriveRootKey(unsealed.rootKey, keyring, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
     // Each domain gets a view over its own prefix, never the barrier itself.
@@ -127,7 +126,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
-    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth }, warn);
+    const rootRotation = new RootRotation({ storage, barrier, hsm, settings: config.rootRotation, warn });
+    // Every replica follows rotations made elsewhere (PostgreSQL); the rewrite is the leader's.
+    rootRotation.follow();
+    await rootRotation.status(); // health's `rewriting` from the start, on followers too
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
     const runtime: Runtime = {
@@ -145,9 +148,12 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       auditHmac,
       leadership,
       jobs: replication.jobs,
+      rootRotation,
       startedAt: Date.now(),
       async close() {
         await replication?.close();
+        rootRotation.close();
+        await rootRotation.job.idle();
         kubernetesAuth.close();
         await shared?.close();
         material.clear();

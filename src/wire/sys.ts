@@ -21,6 +21,19 @@ export const AuditHealth = Closed({
 });
 export type AuditHealth = Static<typeof AuditHealth>;
 
+/** Root-key rotation state (GET /v1/sys/seal/rotation, POST /v1/sys/seal/rotate-root). */
+export const RootRotationStatus = Closed({
+  generation: Type.Integer({ minimum: 1 }),
+  rewriting: Type.Boolean(),
+  scanned: Type.Integer({ minimum: 0 }),
+  rewritten: Type.Integer({ minimum: 0 }),
+  remaining_estimate: Type.Integer({ minimum: 0 }),
+  pass: Type.Integer({ minimum: 0 }),
+  started_at: Type.Optional(Type.String()),
+  finished_at: Type.Optional(Type.String()),
+});
+export type RootRotationStatus = Static<typeof RootRotationStatus>;
+
 export const Health = Closed({
   initialized: Type.Boolean(), sealed: Type.Boolean(), version: Type.String(), uptime_seconds: Type.Number(),
   hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
@@ -28,5 +41,7 @@ export const Health = Closed({
   kubernetes: KubernetesHealth,
   /** Which replica answered, and whether it leads (runs the background jobs); never a reason for 503. */
   replica: Closed({ id: Type.String(), leader: Type.Boolean(), background_jobs: Type.Array(Type.String()) }),
+  /** The root key's generation, and whether records are still being rewritten since a rotation; never a reason for 503. */
+  root_key: Type.Optional(Closed({ generation: Type.Integer({ minimum: 1 }), rewriting: Type.Boolean() })),
 });
 export type Health = Static<typeof Health>;

@@ -1,5 +1,6 @@
 import type { AuditLog } from '../../audit/log.js';
 import type { Barrier } from '../../barrier/barrier.js';
+import type { RootRotation } from '../../barrier/rotation.js';
 import type { BackgroundJobs } from '../../ha/jobs.js';
 import type { Leadership } from '../../ha/leader.js';
 import type { Hsm } from '../../hsm/types.js';
@@ -12,11 +13,12 @@ export const VERSION = '0.1.0';
 /** Health reads state from every part of the server, and changes none of it. */
 export interface SysApiOptions {
   hsm: Pick<Hsm, 'health' | 'token'>;
-  barrier: Pick<Barrier, 'sealed'>;
+  barrier: Pick<Barrier, 'sealed' | 'generation'>;
   audit: Pick<AuditLog, 'status' | 'healthy'>;
   kubernetesAuth: Pick<KubernetesAuth, 'health'>;
   leadership: Pick<Leadership, 'replicaId' | 'isLeader'>;
   jobs: Pick<BackgroundJobs, 'running' | 'names'>;
+  rootRotation: Pick<RootRotation, 'inProgress'>;
   startedAt: number;
 }
 
@@ -47,7 +49,7 @@ function auditHealth(audit: SysApiOptions['audit']): AuditHealth {
   };
 }
 
-export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audit, kubernetesAuth, leadership, jobs, startedAt }) => {
+export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audit, kubernetesAuth, leadership, jobs, rootRotation, startedAt }) => {
   route(app, {
     method: 'GET', url: '/v1/sys/health', public: true,
     schema: { tags: ['sys'], summary: '200 when initialised, unsealed, the HSM answers and audit is writable; 503 otherwise', response: { 200: Health, 503: Health } },
@@ -60,6 +62,7 @@ export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audi
         audit: auditHealth(audit),
         kubernetes: kubernetesHealth(kubernetesAuth),
         replica: { id: leadership.replicaId, leader: leadership.isLeader, background_jobs: jobs.running ? jobs.names : [] },
+        ...(sealed ? {} : { root_key: { generation: barrier.generation, rewriting: rootRotation.inProgress } }),
       };
       return reply.code(probe.ok && !sealed && audit.healthy ? 200 : 503).send(body);
     },

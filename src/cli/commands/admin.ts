@@ -7,8 +7,20 @@ export async function status(): Promise<void> {
   const response = await fetch(`${address}/v1/sys/health`, { signal: AbortSignal.timeout(10_000) }).catch((cause: Error) => {
     throw Object.assign(new Error(`cannot reach keyhold at ${address}: ${cause.message}`), { code: 'ERR_UNREACHABLE' });
   });
-  printJson({ address, status: response.status, ...(await response.json() as object) });
+  const health = await response.json() as object;
+  // With a token, the rotation's counts too (health, being public, says only whether it is rewriting).
+  const rotation = process.env.KEYHOLD_TOKEN && response.status === 200 ? await KeyholdClient.fromEnv().rootRotation().catch(() => undefined) : undefined;
+  printJson({ address, status: response.status, ...health, ...(rotation ? { root_rotation: rotation } : {}) });
   if (response.status !== 200) process.exitCode = 2;
+}
+
+/** Starts a root-key rotation; the rewrite of older records goes on in the server (see `rotationStatus`). */
+export async function rotateRoot(): Promise<void> {
+  printJson(await KeyholdClient.fromEnv().rotateRoot());
+}
+
+export async function rotationStatus(): Promise<void> {
+  printJson(await KeyholdClient.fromEnv().rootRotation());
 }
 
 export async function policyPut(name: string, file: string): Promise<void> {

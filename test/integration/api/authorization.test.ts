@@ -98,6 +98,8 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'GET /v1/sys/audit/checkpoint': { path: '/v1/sys/audit/checkpoint' },
+    'POST /v1/sys/seal/rotate-root': { path: '/v1/sys/seal/rotate-root' },
+    'GET /v1/sys/seal/rotation': { path: '/v1/sys/seal/rotation' },
   };
   let nobody: string;
   let operations: string[] = [];
