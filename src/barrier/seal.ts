@@ -3,6 +3,7 @@ import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { Hsm, HsmKey } from '../hsm/types.js';
 import type { Storage } from '../storage/types.js';
 import { FIRST_GENERATION, MAX_GENERATION } from './record.js';
+import type { RecoveryFields } from './recovery.js';
 
 /** The only record outside the barrier: it holds nothing but ciphertext and HSM key labels. */
 export const SEAL_RECORD_KEY = 'core/seal';
@@ -12,8 +13,16 @@ export interface SealRecord {
   version: 1;
   /** HSM AES key that wraps the barrier root key. */
   sealKeyLabel: string;
-  /** HSM AES key that wraps `wrapped`-protection user key material. */
-  wrapKeyLabel: string;
+  /** HSM AES key that wraps `wrapped`-protection user key material; absent with `wrap.mode` 'memory'. */
+  wrapKeyLabel?: string;
+  /**
+   * 'memory': `wrapped` material is wrapped by a key kept in the barrier, not in the HSM
+   * (src/keys/protection/material-wrapper.ts); stores with recovery shares use it, so their
+   * wrapped keys outlive the token. Absent: the HSM wrap key.
+   */
+  wrap?: { mode: 'memory' };
+  /** Recovery shares (src/barrier/recovery.ts): the root key under the recovery key R. */
+  recovery?: RecoveryFields;
   /** Root key, AES-256-GCM-encrypted on the HSM: iv ‖ ciphertext ‖ tag, base64. */
   wrappedRootKey: string;
   tokenSerial: string;
@@ -40,7 +49,8 @@ export interface Unsealed {
   /** `rootKey`'s generation (from the seal record). */
   generation: number;
   sealKey: HsmKey;
-  wrapKey: HsmKey;
+  /** The HSM wrap key; null when `record.wrap.mode` is 'memory'. */
+  wrapKey: HsmKey | null;
 }
 
 async function readSealRecord(storage: Storage): Promise<SealRecord | null> {
@@ -61,18 +71,18 @@ export async function isInitialized(storage: Storage): Promise<boolean> {
  * First start: two fresh non-extractable AES keys in the token (labels carry a random suffix so a
  * reused token never hands an old key to a new store) and a random root key wrapped by one of them.
  */
-export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
+export async function initializeSeal(storage: Storage, hsm: Hsm, options: { wrap?: { mode: 'memory' } } = {}): Promise<Unsealed> {
   if (await isInitialized(storage)) throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'this store is already initialised');
   if (!hsm.capabilities.aesGcm) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot do AES-GCM, which the seal needs');
   const suffix = randomBytes(4).toString('hex');
   const sealKey = await hsm.generateKey(`keyhold/seal/${suffix}`, 'aes256');
-  const wrapKey = await hsm.generateKey(`keyhold/wrap/${suffix}`, 'aes256');
+  const wrapKey = options.wrap?.mode === 'memory' ? null : await hsm.generateKey(`keyhold/wrap/${suffix}`, 'aes256');
   const rootKey = randomBytes(32);
   const wrapped = await hsm.aesGcmEncrypt(sealKey, rootKey, ROOT_KEY_AAD);
   const record: SealRecord = {
     version: 1,
     sealKeyLabel: sealKey.label,
-    wrapKeyLabel: wrapKey.label,
+    ...(wrapKey ? { wrapKeyLabel: wrapKey.label } : { wrap: { mode: 'memory' as const } }),
     wrappedRootKey: wrapped.toString('base64'),
     tokenSerial: hsm.token.serial,
     createdAt: new Date().toISOString(),
@@ -82,7 +92,7 @@ export async function initializeSeal(storage: Storage, hsm: Hsm): Promise<Unseal
   if (!created) {
     // Lost the race: the keys just made will never be used, so they must not linger in the token.
     await hsm.destroyKey(sealKey);
-    await hsm.destroyKey(wrapKey);
+    if (wrapKey) await hsm.destroyKey(wrapKey);
     rootKey.fill(0);
     throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'another process initialised this store first');
   }
@@ -97,10 +107,11 @@ export async function unseal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
   const record = await readSealRecord(storage);
   if (!record) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
   const sealKey = hsm.findKey(record.sealKeyLabel, 'aes256');
-  const wrapKey = hsm.findKey(record.wrapKeyLabel, 'aes256');
+  const inMemoryWrap = record.wrap?.mode === 'memory';
+  const wrapKey = inMemoryWrap ? null : hsm.findKey(record.wrapKeyLabel ?? '', 'aes256');
   const generation = rootKeyGeneration(record);
-  const missing = [!sealKey && record.sealKeyLabel, !wrapKey && record.wrapKeyLabel].filter(Boolean);
-  if (!sealKey || !wrapKey) {
+  const missing = [!sealKey && record.sealKeyLabel, !inMemoryWrap && !wrapKey && record.wrapKeyLabel].filter(Boolean);
+  if (!sealKey || missing.length > 0) {
     throw new KeyholdError('ERR_HSM_KEY_MISSING', `HSM key(s) ${missing.join(', ')} not found in token "${hsm.token.label}" (serial ${hsm.token.serial}); this store was sealed by token serial ${record.tokenSerial}`);
   }
   try {
@@ -110,6 +121,38 @@ export async function unseal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
     if (isKeyholdError(err, 'ERR_CIPHERTEXT_INVALID')) {
       throw new KeyholdError('ERR_BARRIER_INTEGRITY', `HSM key "${record.sealKeyLabel}" does not unwrap this store's root key`);
     }
+    throw err;
+  }
+}
+
+/**
+ * The seal record protecting `rootKey` (of `generation`) on `hsm`: a new HSM seal key and the root
+ * key wrapped by it. What `previous` says of the rest of the store (its wrap mode or HSM wrap key
+ * label) is carried over; its `recovery` is not (it wraps `previous`'s root key: the caller sets it,
+ * see recoveryFieldsFor). Writes no storage; `discard()` removes the seal key when the caller's
+ * write of the record loses.
+ *
+ * Minimal AES-GCM-only version (recovery helper); the seal helper's version (RSA-OAEP, data
+ * objects) has the same signature and replaces it.
+ */
+export async function protectRoot(hsm: Hsm, rootKey: Buffer, generation: number, previous: SealRecord | null, _options: Record<string, unknown> = {}): Promise<{ record: SealRecord; discard(): Promise<void> }> {
+  if (!hsm.capabilities.aesGcm) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot do AES-GCM, which the seal needs');
+  const sealKey = await hsm.generateKey(`keyhold/seal/${randomBytes(4).toString('hex')}`, 'aes256');
+  try {
+    const wrapped = await hsm.aesGcmEncrypt(sealKey, rootKey, ROOT_KEY_AAD);
+    const record: SealRecord = {
+      version: 1,
+      sealKeyLabel: sealKey.label,
+      ...(previous?.wrapKeyLabel !== undefined ? { wrapKeyLabel: previous.wrapKeyLabel } : {}),
+      ...(previous?.wrap ? { wrap: previous.wrap } : {}),
+      wrappedRootKey: wrapped.toString('base64'),
+      tokenSerial: hsm.token.serial,
+      createdAt: new Date().toISOString(),
+      rootKeyGeneration: generation,
+    };
+    return { record, discard: () => hsm.destroyKey(sealKey) };
+  } catch (err) {
+    await hsm.destroyKey(sealKey).catch(() => undefined);
     throw err;
   }
 }

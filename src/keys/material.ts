@@ -1,6 +1,7 @@
 import { KeyholdError } from '../errors.js';
 import type { Hsm, HsmKey } from '../hsm/types.js';
 import type { KeyMaterial } from './key-material.js';
+import { hsmWrapper, type MaterialWrapper } from './protection/material-wrapper.js';
 import { schemeOf, type Custody } from './protection/scheme.js';
 import type { KeyRecord } from './types.js';
 
@@ -22,8 +23,9 @@ export class MaterialCache {
   /** Drops expired entries even when no request comes, so "at most ttlMs" holds for idle keys too. */
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(hsm: Hsm, wrapKey: HsmKey, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
-    this.custody = { hsm, wrapKey };
+  /** `wrap`: the HSM wrap key, or the store's MaterialWrapper. */
+  constructor(hsm: Hsm, wrap: HsmKey | MaterialWrapper, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
+    this.custody = { hsm, wrapper: 'unwrap' in wrap ? wrap : hsmWrapper(hsm, wrap) };
     this.sweeper = setInterval(() => this.dropExpired(Date.now()), Math.max(1000, ttlMs / 4));
     this.sweeper.unref();
   }

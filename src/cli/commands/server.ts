@@ -2,6 +2,7 @@ import { loadConfigFile } from '../../core/config.js';
 import { prepareDev, readRootToken } from '../../core/dev.js';
 import { startRuntime } from '../../core/runtime.js';
 import { serve, untilSignal } from '../../core/serve.js';
+import { printRecoveryShares, recoveryFlags } from './seal.js';
 
 export async function runServer(options: { config: string; newAuditChain?: boolean }): Promise<void> {
   const config = loadConfigFile(options.config);
@@ -12,8 +13,13 @@ export async function runServer(options: { config: string; newAuditChain?: boole
   await stopped;
 }
 
-export async function runInit(options: { config: string; rootTokenFile: string }): Promise<void> {
-  const runtime = await startRuntime(loadConfigFile(options.config), { initRootTokenFile: options.rootTokenFile });
+export async function runInit(options: { config: string; rootTokenFile: string; recoveryShares?: string; recoveryThreshold?: string }): Promise<void> {
+  // Checked before the config is even read: bad counts initialise nothing.
+  const recovery = recoveryFlags(options);
+  const runtime = await startRuntime(loadConfigFile(options.config), {
+    initRootTokenFile: options.rootTokenFile,
+    ...(recovery ? { recovery: { ...recovery, deliver: printRecoveryShares } } : {}),
+  });
   await runtime.close();
   process.stderr.write(`keyhold: initialised; root token written to ${options.rootTokenFile} (mode 0600)\n`);
 }

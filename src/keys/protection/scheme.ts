@@ -1,14 +1,15 @@
 import { KeyholdError } from '../../errors.js';
-import type { Hsm, HsmKey } from '../../hsm/types.js';
+import type { Hsm } from '../../hsm/types.js';
 import type { KeyMaterial } from '../key-material.js';
 import type { KeyRecord, KeyVersionRecord, Protection } from '../types.js';
 import { hsmProtection } from './hsm.js';
+import type { MaterialWrapper } from './material-wrapper.js';
 import { wrappedProtection } from './wrapped.js';
 
-/** What the schemes reach: the HSM, and its key that wraps protection=wrapped material. */
+/** What the schemes reach: the HSM, and what wraps protection=wrapped material (an HSM key, or one in the barrier). */
 export interface Custody {
   readonly hsm: Hsm;
-  readonly wrapKey: HsmKey;
+  readonly wrapper: MaterialWrapper;
 }
 
 /**

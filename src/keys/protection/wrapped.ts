@@ -13,7 +13,7 @@ export function materialAad(keyId: string, version: number): Buffer {
 
 /**
  * protection=wrapped: material generated in this process, kept in the barrier AES-GCM-wrapped by
- * the HSM wrap key, and unwrapped into memory (InMemoryKeyMaterial) when a version is loaded.
+ * the store's wrap key (in the HSM, or in the barrier: material-wrapper.ts), and unwrapped into memory (InMemoryKeyMaterial) when a version is loaded.
  */
 export const wrappedProtection: ProtectionScheme = {
   async prepare(custody, record) {
@@ -24,7 +24,7 @@ export const wrappedProtection: ProtectionScheme = {
     return {
       boundToVersion: true,
       async entryFor(v) {
-        const wrapped = await custody.hsm.aesGcmEncrypt(custody.wrapKey, secret, materialAad(record.id, v));
+        const wrapped = await custody.wrapper.wrap(secret, materialAad(record.id, v));
         const entry: KeyVersionRecord = { version: v, createdAt, wrappedMaterial: wrapped.toString('base64') };
         if (publicKeySpki) entry.publicKeySpki = publicKeySpki.toString('base64');
         // Node's own RSA-OAEP takes SHA-256.
@@ -37,7 +37,7 @@ export const wrappedProtection: ProtectionScheme = {
 
   async load(custody, record, version) {
     if (!version.wrappedMaterial) throw new KeyholdError('ERR_INTERNAL', `key "${record.name}" version ${version.version} has no material`);
-    const raw = await custody.hsm.aesGcmDecrypt(custody.wrapKey, Buffer.from(version.wrappedMaterial, 'base64'), materialAad(record.id, version.version));
+    const raw = await custody.wrapper.unwrap(Buffer.from(version.wrappedMaterial, 'base64'), materialAad(record.id, version.version));
     return InMemoryKeyMaterial.fromRaw(factsOf(record, version), raw);
   },
 

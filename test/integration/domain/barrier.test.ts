@@ -229,7 +229,7 @@ describe('seal', () => {
     assert.equal(await isInitialized(s), true);
     assert.equal(init.rootKey.length, 32);
     assert.ok(hsm.findKey(init.record.sealKeyLabel, 'aes256'));
-    assert.ok(hsm.findKey(init.record.wrapKeyLabel, 'aes256'));
+    assert.ok(hsm.findKey(init.record.wrapKeyLabel ?? '', 'aes256'));
     assert.notEqual(init.record.sealKeyLabel, init.record.wrapKeyLabel);
 
     const raw = await s.get(SEAL_RECORD_KEY);
@@ -252,6 +252,7 @@ describe('seal', () => {
     const again = await unseal(s, hsm);
     assert.ok(again.rootKey.equals(init.rootKey));
     assert.equal(again.sealKey.label, init.sealKey.label);
+    assert.ok(again.wrapKey && init.wrapKey);
     assert.equal(again.wrapKey.label, init.wrapKey.label);
     assert.deepEqual(await new Barrier(s, again.rootKey).getJson('through/seal'), { written: 'before unseal' });
     // The wrap key works across the two: what one wraps the other unwraps.

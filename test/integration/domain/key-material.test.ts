@@ -3,9 +3,11 @@ import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
+import type { HsmKey } from '../../../src/hsm/types.js';
 import { algorithmOf } from '../../../src/keys/algorithms.js';
 import { InMemoryKeyMaterial } from '../../../src/keys/in-memory-material.js';
 import { factsOf, publicKeyOf } from '../../../src/keys/key-material.js';
+import { hsmWrapper } from '../../../src/keys/protection/material-wrapper.js';
 import { materialAad } from '../../../src/keys/protection/wrapped.js';
 import { schemeOf, type Custody } from '../../../src/keys/protection/scheme.js';
 import type { KeyType, Protection } from '../../../src/keys/types.js';
@@ -17,10 +19,12 @@ import { code } from './support.js';
 const token = makeSoftHsmToken('keyhold-key-material');
 let hsm: Pkcs11Hsm;
 let custody: Custody;
+let wrapKey: HsmKey;
 
 before(async () => {
   hsm = await Pkcs11Hsm.open(token.config);
-  custody = { hsm, wrapKey: await hsm.findOrCreateKey('keyhold-test/wrap', 'aes256') };
+  wrapKey = await hsm.findOrCreateKey('keyhold-test/wrap', 'aes256');
+  custody = { hsm, wrapper: hsmWrapper(hsm, wrapKey) };
 });
 
 after(async () => {
@@ -37,7 +41,7 @@ async function versionOf(type: KeyType, protection: Protection): Promise<Materia
   const material = await scheme.load(custody, record, entry);
   const subject: MaterialUnderTest = { material, publicKey: publicKeyOf(entry), oaepHash: entry.oaepHash };
   if (entry.wrappedMaterial && algorithmOf(type).family === 'aes') {
-    subject.rawSecret = await hsm.aesGcmDecrypt(custody.wrapKey, Buffer.from(entry.wrappedMaterial, 'base64'), materialAad(record.id, 1));
+    subject.rawSecret = await hsm.aesGcmDecrypt(wrapKey, Buffer.from(entry.wrappedMaterial, 'base64'), materialAad(record.id, 1));
   }
   return subject;
 }

@@ -7,13 +7,14 @@ import { Barrier } from '../../../src/barrier/barrier.js';
 import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { initializeSeal, isInitialized, unseal } from '../../../src/barrier/seal.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
-import type { HsmKeyKind } from '../../../src/hsm/types.js';
+import type { HsmKey, HsmKeyKind } from '../../../src/hsm/types.js';
 import type { KeysContext } from '../../../src/keys/context.js';
 import { generateDataKey } from '../../../src/keys/datakey.js';
 import { describeKey } from '../../../src/keys/describe.js';
 import { decrypt, encrypt, rewrap } from '../../../src/keys/encrypt.js';
 import { configureKey, createKey, deleteKey, rotateKey } from '../../../src/keys/lifecycle.js';
 import { MaterialCache } from '../../../src/keys/material.js';
+import { hsmWrapper } from '../../../src/keys/protection/material-wrapper.js';
 import { materialAad } from '../../../src/keys/protection/wrapped.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
 import { sign, verify } from '../../../src/keys/sign.js';
@@ -32,6 +33,7 @@ const dbFile = path.join(dbDir, 'keyhold.db');
 let hsm: Pkcs11Hsm;
 let storage: SqliteStorage;
 let ctx: KeysContext;
+let wrapKey: HsmKey;
 let barrier: Barrier;
 /** A record store over a new barrier on the same store: nothing cached, as after a restart. */
 let restartedRecords: () => KeyRecordStore;
@@ -39,10 +41,12 @@ let restartedRecords: () => KeyRecordStore;
 async function openContext(): Promise<void> {
   hsm = await Pkcs11Hsm.open(token.config);
   storage = SqliteStorage.open(dbFile);
-  const { rootKey, wrapKey } = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
+  const unsealed = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
+  const rootKey = unsealed.rootKey;
+  wrapKey = unsealed.wrapKey as HsmKey;
   barrier = new Barrier(storage, rootKey);
   restartedRecords = () => new KeyRecordStore(new Barrier(storage, rootKey).view(MOUNTS.keys));
-  ctx = { hsm, wrapKey, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapKey) };
+  ctx = { hsm, wrapper: hsmWrapper(hsm, wrapKey), records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapKey) };
 }
 
 async function closeContext(): Promise<void> {
@@ -135,7 +139,7 @@ async function runOperation(op: Operation, name: string): Promise<unknown> {
 async function unwrapRaw(record: KeyRecord, version: number): Promise<Buffer> {
   const wrapped = record.versions[String(version)]?.wrappedMaterial;
   assert.ok(wrapped, `${record.name} v${version} has no wrapped material`);
-  return hsm.aesGcmDecrypt(ctx.wrapKey, Buffer.from(wrapped, 'base64'), materialAad(record.id, version));
+  return hsm.aesGcmDecrypt(wrapKey, Buffer.from(wrapped, 'base64'), materialAad(record.id, version));
 }
 
 /** Every label of a token object that belongs to key `id`, seen by a separate process. */
@@ -533,7 +537,7 @@ for (const spec of TYPES) {
       });
 
       it('a fresh record store and material cache (a restart) still reads v1 and v2 output', async () => {
-        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
         if (encrypting(spec.family)) {
           assert.deepEqual((await decrypt(restarted, name, v1.ciphertext)).plaintext, v1.plaintext);
           const fresh = await encrypt(ctx, name, Buffer.from('v2 before restart'));
@@ -613,7 +617,7 @@ describe('key records', () => {
       const record = await ctx.records.get(name);
       assert.equal(record.latestVersion, 9);
       // Loaded by a fresh cache: wrapped material must unwrap under the AAD of the version it was committed as.
-      const material = new MaterialCache(hsm, ctx.wrapKey);
+      const material = new MaterialCache(hsm, wrapKey);
       for (let v = 1; v <= 9; v++) await material.get(record, v);
       material.clear();
       const labels = tokenLabelsOf(created.id);
@@ -646,18 +650,18 @@ describe('key records', () => {
     assert.ok(w1 && w2);
     [w1.wrappedMaterial, w2.wrappedMaterial] = [w2.wrappedMaterial, w1.wrappedMaterial];
     await barrier.putJson(`keys/${name}`, tampered);
-    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
     await assert.rejects(decrypt(fresh, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // Another key's material under this key's id is refused too.
     const donor = await createKey(ctx, { name: 'swap-donor', type: 'aes256-gcm', protection: 'wrapped' });
     const stolen: KeyRecord = structuredClone(rotated);
     (stolen.versions['1'] as { wrappedMaterial?: string }).wrappedMaterial = donor.versions['1']?.wrappedMaterial;
     await barrier.putJson(`keys/${name}`, stolen);
-    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
     await assert.rejects(decrypt(fresh2, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // The untouched record still works.
     await barrier.putJson(`keys/${name}`, rotated);
-    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapKey) };
+    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
     assert.deepEqual((await decrypt(fresh3, name, ciphertext)).plaintext, Buffer.from('bound material'));
   });
 });

@@ -8,6 +8,7 @@ import type { HsmKey } from '../../../src/hsm/types.js';
 import type { KeysContext } from '../../../src/keys/context.js';
 import { decrypt, encrypt } from '../../../src/keys/encrypt.js';
 import { createKey } from '../../../src/keys/lifecycle.js';
+import { hsmWrapper } from '../../../src/keys/protection/material-wrapper.js';
 import { MaterialCache } from '../../../src/keys/material.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
 import type { KeyRecord } from '../../../src/keys/types.js';
@@ -26,11 +27,11 @@ before(async () => {
   storage = new MemoryStorage();
   const sealed = await initializeSeal(storage, hsm);
   const rootKey = sealed.rootKey;
-  wrapKey = sealed.wrapKey;
+  wrapKey = sealed.wrapKey as HsmKey;
   const barrier = new Barrier(storage, rootKey);
   // A 1 s lifetime: the sweeper runs every second.
   material = new MaterialCache(hsm, wrapKey, 1000);
-  ctx = { hsm, wrapKey, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material };
+  ctx = { hsm, wrapper: hsmWrapper(hsm, wrapKey), records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material };
 });
 
 after(async () => {
