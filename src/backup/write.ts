@@ -19,7 +19,7 @@ function sealFacts(raw: Buffer): Pick<BackupManifest, 'seal' | 'rootKeyGeneratio
     // The seal record names the root key's generation (barrier/seal.ts); a record from before generations is generation 1.
     const generation = record.rootKeyGeneration ?? 1;
     return {
-      seal: { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: String(record.wrapKeyLabel), tokenSerial: String(record.tokenSerial) },
+      seal: { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: record.wrapKeyLabel === undefined ? 'none (wrap key in the barrier)' : String(record.wrapKeyLabel), tokenSerial: String(record.tokenSerial) },
       rootKeyGeneration: typeof generation === 'number' ? generation : null,
     };
   } catch {

@@ -18,7 +18,7 @@ import { protectRoot, rootKeyGeneration } from '../barrier/seal.js';
 import { readSealRecordRaw, replaceSealRecord } from '../barrier/seal-update.js';
 import type { BarrierView } from '../barrier/view.js';
 import { zeroize } from '../crypto/zero.js';
-import { KeyholdError } from '../errors.js';
+import { KeyholdError, isKeyholdError } from '../errors.js';
 import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
 import type { KeyRecord } from '../keys/types.js';
 import type { Storage } from '../storage/types.js';
@@ -56,16 +56,29 @@ export interface SealMigrationResult {
   recoveredKeys: string[];
   /** Keys that do not: their material was inside the lost token. */
   lostKeys: LostKey[];
+  /** Keys whose records are under an older root-key generation: not checked here (protection unknown). */
+  uncheckedKeys: string[];
   audit: { oldSigningKeyFingerprint?: string; oldPublicKeyPem?: string; note: string };
 }
 
-async function keyRecords(view: BarrierView): Promise<KeyRecord[]> {
+/**
+ * The key records, and the names of those this process cannot open: a record still under an older
+ * root-key generation (a rotation's background rewrite not finished) needs the keyring, which a
+ * migration does not load; such keys are reported as unchecked rather than guessed at.
+ */
+async function keyRecords(view: BarrierView): Promise<{ records: KeyRecord[]; unchecked: string[] }> {
   const records: KeyRecord[] = [];
+  const unchecked: string[] = [];
   for (const name of await view.list()) {
-    const record = await view.get<KeyRecord>(name);
-    if (record) records.push(record);
+    try {
+      const record = await view.get<KeyRecord>(name);
+      if (record) records.push(record);
+    } catch (err) {
+      if (!isKeyholdError(err, 'ERR_BARRIER_INTEGRITY')) throw err;
+      unchecked.push(name);
+    }
   }
-  return records;
+  return { records, unchecked };
 }
 
 export async function migrateSeal(config: ServerConfig, shares: readonly ShareInput[], warn: (message: string) => void): Promise<SealMigrationResult> {
@@ -87,11 +100,13 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
     const rootKey = await recoverRootKey(old.recovery, generation, shares);
     const barrier = new Barrier(storage, rootKey, { generation });
     try {
-      if (!(await barrier.getJson('sys/initialized'))) throw new KeyholdError('ERR_BARRIER_INTEGRITY', 'the recovered root key opens no initialised barrier');
+      // The root key is proven (key check, then its authenticated recovery copy); this is a store that finished its init.
+      if (!(await barrier.list('sys/initialized')).includes('sys/initialized')) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store never finished its initialisation');
       const memoryWrap = old.wrap?.mode === 'memory';
       const recoveredKeys: string[] = [];
       const lostKeys: LostKey[] = [];
-      for (const record of await keyRecords(barrier.view(MOUNTS.keys))) {
+      const { records, unchecked } = await keyRecords(barrier.view(MOUNTS.keys));
+      for (const record of records) {
         const inToken = record.protection === 'hsm' || !memoryWrap;
         if (!inToken) {
           recoveredKeys.push(record.name);
@@ -105,7 +120,10 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
           why: record.protection === 'hsm' ? 'protection=hsm: the key material existed only inside the lost token' : 'wrapped by the lost token\'s wrap key (a store without the in-memory wrap key)',
         });
       }
-      const signing = await barrier.view(MOUNTS.audit).get<{ spki: string; fingerprint: string }>('signing-key');
+      const signing = await barrier.view(MOUNTS.audit).get<{ spki: string; fingerprint: string }>('signing-key').catch((err: unknown) => {
+        if (isKeyholdError(err, 'ERR_BARRIER_INTEGRITY')) return null;
+        throw err;
+      });
       const { record: next, discard } = await protectRoot(hsm, rootKey, generation, old);
       // The same root key, generation and R: the recovery copy stays valid as it is.
       next.recovery = old.recovery;
@@ -138,6 +156,7 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
         rootKeyGeneration: generation,
         recoveredKeys,
         lostKeys,
+        uncheckedKeys: unchecked,
         audit: {
           ...(signing ? {
             oldSigningKeyFingerprint: signing.fingerprint,
