@@ -36,6 +36,7 @@ export function printRecoveryShares(set: RecoveryShareSet): void {
 
 /** Shares from files (one share per file, or one per line), or from stdin when no file is named. */
 function readShares(files: string[]): ShareInput[] {
+  if (files.length === 0 && process.stdin.isTTY) process.stderr.write('keyhold: paste the recovery shares, one per line, then Ctrl-D (keyhold stores none of them)\n');
   const sources = files.length > 0 ? files.map((f) => ({ name: f, text: readFileSync(f, 'utf8') })) : [{ name: 'stdin', text: readFileSync(0, 'utf8') }];
   const shares: ShareInput[] = [];
   for (const { name, text } of sources) {
