@@ -18,3 +18,5 @@ node dist/bench/webhook.js
 node dist/bench/login-storm.js
 # Replicas: 1 on SQLite against 1 and 3 on one PostgreSQL (.bench-out/replicas.json).
 node dist/bench/replicas.js
+# The HSM fleet: direct SoftHSM against the p11-kit hop (1 and 3 members), and a member killed under load (.bench-out/fleet.json).
+node dist/bench/fleet.js

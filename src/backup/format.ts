@@ -31,8 +31,12 @@ export interface BackupManifest {
   createdAt: string;
   /** The root key generation recorded in the seal record, when the store records one. */
   rootKeyGeneration: number | null;
-  /** Which HSM keys sealed the store: restore needs a token that holds them. */
-  seal: { sealKeyLabel: string; wrapKeyLabel: string; tokenSerial: string } | null;
+  /**
+   * Which HSM objects sealed the store: restore needs a token that holds them. `wrapKeyLabel` is
+   * null when wrapped material is wrapped in memory (its key is a barrier record, in the backup);
+   * `rootKeyObject` names the data object holding the wrapped root key (data-object mode).
+   */
+  seal: { sealKeyLabel: string; wrapKeyLabel: string | null; rootKeyObject?: string; tokenSerial: string } | null;
   records: number;
   /** Key and value bytes of every record. */
   bytes: number;

@@ -34,7 +34,8 @@ async function proveHsm(hsm: Hsm, manifest: BackupManifest, kept: Map<string, Bu
 }
 
 async function unsealAndRead(storage: Storage, hsm: Hsm, manifest: BackupManifest, where: string, probe: boolean): Promise<void> {
-  const sealedBy = manifest.seal ? ` (sealed with HSM keys ${manifest.seal.sealKeyLabel}, ${manifest.seal.wrapKeyLabel} of token serial ${manifest.seal.tokenSerial})` : '';
+  const objects = manifest.seal ? [manifest.seal.sealKeyLabel, manifest.seal.wrapKeyLabel, manifest.seal.rootKeyObject].filter((label) => typeof label === 'string') : [];
+  const sealedBy = manifest.seal ? ` (sealed with HSM objects ${objects.join(', ')} of token serial ${manifest.seal.tokenSerial})` : '';
   let rootKey: Buffer | undefined;
   try {
     rootKey = (await unseal(storage, hsm)).rootKey;

@@ -18,8 +18,13 @@ function sealFacts(raw: Buffer): Pick<BackupManifest, 'seal' | 'rootKeyGeneratio
     const record = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
     // The seal record names the root key's generation (barrier/seal.ts); a record from before generations is generation 1.
     const generation = record.rootKeyGeneration ?? 1;
+    // v1 records name the wrap key directly; v2 records say how material is wrapped (barrier/seal.ts).
+    const wrap = record.wrap as { mode?: unknown; keyLabel?: unknown } | undefined;
+    const wrapKeyLabel = record.wrapKeyLabel ?? (wrap?.mode === 'hsm' ? wrap.keyLabel : null);
+    const seal: NonNullable<BackupManifest['seal']> = { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: wrapKeyLabel === null ? null : String(wrapKeyLabel), tokenSerial: String(record.tokenSerial) };
+    if (typeof record.rootKeyObject === 'string') seal.rootKeyObject = record.rootKeyObject;
     return {
-      seal: { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: record.wrapKeyLabel === undefined ? 'none (wrap key in the barrier)' : String(record.wrapKeyLabel), tokenSerial: String(record.tokenSerial) },
+      seal,
       rootKeyGeneration: typeof generation === 'number' ? generation : null,
     };
   } catch {

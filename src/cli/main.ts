@@ -26,9 +26,10 @@ program.command('server').description('run the keyhold server')
 program.command('init').description('initialise an empty store: create the HSM seal keys and the root token')
   .requiredOption('--config <file>', 'YAML config')
   .requiredOption('--root-token-file <file>', 'where to write the root token (mode 0600)')
+  .option('--seal-data-object', 'keep the wrapped root key as a private data object in the HSM token, not in storage (as seal.dataObject: true)')
   .option('--recovery-shares <n>', 'split a recovery key into N shares, printed once on stdout (2..255); with --recovery-threshold')
   .option('--recovery-threshold <m>', 'how many shares move the seal to a new HSM (keyhold seal migrate); 2..N')
-  .action(run(async (o: { config: string; rootTokenFile: string; recoveryShares?: string; recoveryThreshold?: string }) => (await import('./commands/server.js')).runInit(o)));
+  .action(run(async (o: { config: string; rootTokenFile: string; sealDataObject?: boolean; recoveryShares?: string; recoveryThreshold?: string }) => (await import('./commands/server.js')).runInit(o)));
 
 const seal = program.command('seal').description('the seal: the HSM that protects the root key');
 seal.command('migrate').description('offline (server stopped): move the seal to the HSM of a new config with recovery shares, when the old HSM is lost for good')

@@ -55,6 +55,11 @@ export const ServerConfigSchema = Type.Object({
     /** ...and this often while there are new entries (default 10). */
     checkpointIntervalSeconds: Type.Optional(Type.Number({ minimum: 0.05, maximum: 86_400 })),
   }, { additionalProperties: false }),
+  /** How a new store is sealed (read at initialisation only; afterwards the seal record decides). */
+  seal: Type.Optional(Type.Object({
+    /** Keep the wrapped root key as a private CKO_DATA object in the token instead of in storage. */
+    dataObject: Type.Optional(Type.Boolean()),
+  }, { additionalProperties: false })),
   log: Type.Optional(Type.Object({ level: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]) }, { additionalProperties: false })),
   /** Server-wide token limits: every token made through the API expires within `maxTtlSeconds` (default 768 h, as Vault's). */
   tokens: Type.Optional(Type.Object({ maxTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 366 * 24 * 3600 })) }, { additionalProperties: false })),

@@ -27,7 +27,10 @@ export async function setUpRecovery(storage: Storage, barrier: Barrier, unsealed
   await barrier.view(MOUNTS.seal).put(RECOVERY_KEY_KEY, created.barrierRecord);
   created.barrierRecord.key = '';
   const current = await readSealRecordRaw(storage);
-  if (!current || current.record.sealKeyLabel !== unsealed.record.sealKeyLabel) throw new KeyholdError('ERR_CONFLICT', 'the seal record changed during initialisation');
+  // initializeSeal writes version 2 records only; anything else was not made by this initialisation.
+  if (!current || current.record.version !== 2 || unsealed.record.version !== 2 || current.record.sealKeyLabel !== unsealed.record.sealKeyLabel) {
+    throw new KeyholdError('ERR_CONFLICT', 'the seal record changed during initialisation');
+  }
   if (!(await replaceSealRecord(storage, current.raw, { ...current.record, recovery: created.fields }))) {
     throw new KeyholdError('ERR_CONFLICT', 'another process rewrote the seal record during initialisation; run keyhold init again');
   }

@@ -22,7 +22,7 @@ import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
-import { hsmWrapper, openMemoryWrapper, type MaterialWrapper } from '../keys/protection/material-wrapper.js';
+import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
@@ -103,6 +103,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
   let unsealed: Unsealed | undefined;
   let auditLog: AuditLog | undefined;
   let replication: Replication | undefined;
+  let wrapper: MaterialWrapper | undefined;
   let shared: SharedStorage | undefined;
   const warn = options.warn ?? ((x: string) => process.stderr.write(`keyhold: warning: ${x}\n`));
   try {
@@ -114,7 +115,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
     } else if (options.initRootTokenFile) {
-      unsealed = await initializeSeal(storage, hsm, options.recovery ? { wrap: { mode: 'memory' } } : {});
+      // With recovery shares, wrapped material is wrapped in memory under a key in the barrier, so it outlives the token.
+      unsealed = await initializeSeal(storage, hsm, { dataObject: config.seal?.dataObject === true, ...(options.recovery ? { wrap: { mode: 'memory' } as const } : {}) });
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
@@ -125,12 +127,12 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     let recoveryShares: RecoveryShareSet | undefined;
     if (options.recovery) {
       if (!firstInit) throw new KeyholdError('ERR_ALREADY_INITIALIZED', `${storageName(config.storage)} is already initialised; recovery shares are made at initialisation only`);
-      if (unsealed.record.wrap?.mode !== 'memory') throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'an interrupted initialisation without recovery shares sealed this store with the HSM wrap key; start from an empty store to use recovery shares');
+      if (unsealed.wrap.mode !== 'memory') throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'an interrupted initialisation without recovery shares sealed this store with the HSM wrap key; start from an empty store to use recovery shares');
       recoveryShares = await setUpRecovery(storage, barrier, unsealed, options.recovery.shares, options.recovery.threshold);
     }
-    const wrapper: MaterialWrapper = unsealed.record.wrap?.mode === 'memory'
-      ? await openMemoryWrapper(sealView, firstInit)
-      : hsmWrapper(hsm, unsealed.wrapKey as NonNullable<Unsealed['wrapKey']>);
+    // An in-memory material wrap key is made with the store, before `sys/initialized` says it is
+    // made (so an init that crashed in between makes it when run again); required afterwards.
+    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, firstInit);
     // A seal migrated to this token (keyhold seal migrate): audited below as the reason of a new chain.
     const migration = await sealView.get<SealMigrationRecord>(MIGRATION_KEY);
     const migrated = migration?.sealKeyLabel === unsealed.record.sealKeyLabel ? migration : undefined;
@@ -200,6 +202,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
         kubernetesAuth.close();
         await shared?.close();
         material.clear();
+        wrapper?.close();
         // Before sealing: closing writes the final checkpoint, and puts it in the barrier.
         await audit.close().catch((err: unknown) => warn(`closing the audit log failed: ${(err as Error).message}`));
         barrier.seal();
@@ -210,6 +213,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     return runtime;
   } catch (err) {
     if (unsealed) zeroize(unsealed.rootKey);
+    wrapper?.close();
     await replication?.close();
     await shared?.close();
     await auditLog?.close().catch(() => undefined);

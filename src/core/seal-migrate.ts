@@ -14,7 +14,7 @@ import { createPublicKey } from 'node:crypto';
 import { Barrier } from '../barrier/barrier.js';
 import { MOUNTS } from '../barrier/mounts.js';
 import { recoverRootKey, type ShareInput } from '../barrier/recovery.js';
-import { protectRoot, rootKeyGeneration } from '../barrier/seal.js';
+import { holdsSealKey, materialWrapOf, protectRoot, recoveryOf, rootKeyGeneration } from '../barrier/seal.js';
 import { readSealRecordRaw, replaceSealRecord } from '../barrier/seal-update.js';
 import type { BarrierView } from '../barrier/view.js';
 import { zeroize } from '../crypto/zero.js';
@@ -91,24 +91,25 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
     const current = await readSealRecordRaw(storage);
     if (!current) throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised`);
     const old = current.record;
-    if (!old.recovery) throw new KeyholdError('ERR_NOT_SUPPORTED', 'this store was initialised without recovery shares: its seal can only be opened by the HSM that sealed it (restore that token from its backup)');
-    if (hsm.findKey(old.sealKeyLabel, 'aes256')) {
+    const recovery = recoveryOf(old);
+    if (!recovery) throw new KeyholdError('ERR_NOT_SUPPORTED', 'this store was initialised without recovery shares: its seal can only be opened by the HSM that sealed it (restore that token from its backup)');
+    // Initialisation with recovery shares always chooses the in-memory wrap: an HSM wrap key here would name a key the new token lacks.
+    if (materialWrapOf(old).mode !== 'memory') throw new KeyholdError('ERR_BARRIER_INTEGRITY', 'the seal record has recovery shares but an HSM wrap key, which initialisation never writes; nothing was written');
+    if (holdsSealKey(hsm, old)) {
       throw new KeyholdError('ERR_CONFLICT', `token "${hsm.token.label}" still holds this store's seal key "${old.sealKeyLabel}": it is the HSM that sealed the store, not a new one; nothing was written`);
     }
     const generation = rootKeyGeneration(old);
     // Every refusal about the shares happens here, before anything is written.
-    const rootKey = await recoverRootKey(old.recovery, generation, shares);
+    const rootKey = await recoverRootKey(recovery, generation, shares);
     const barrier = new Barrier(storage, rootKey, { generation });
     try {
       // The root key is proven (key check, then its authenticated recovery copy); this is a store that finished its init.
       if (!(await barrier.list('sys/initialized')).includes('sys/initialized')) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store never finished its initialisation');
-      const memoryWrap = old.wrap?.mode === 'memory';
       const recoveredKeys: string[] = [];
       const lostKeys: LostKey[] = [];
       const { records, unchecked } = await keyRecords(barrier.view(MOUNTS.keys));
       for (const record of records) {
-        const inToken = record.protection === 'hsm' || !memoryWrap;
-        if (!inToken) {
+        if (record.protection !== 'hsm') {
           recoveredKeys.push(record.name);
           continue;
         }
@@ -117,16 +118,18 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
           type: record.type,
           protection: record.protection,
           versions: Object.keys(record.versions).map(Number).sort((a, b) => a - b),
-          why: record.protection === 'hsm' ? 'protection=hsm: the key material existed only inside the lost token' : 'wrapped by the lost token\'s wrap key (a store without the in-memory wrap key)',
+          why: 'protection=hsm: the key material existed only inside the lost token',
         });
       }
       const signing = await barrier.view(MOUNTS.audit).get<{ spki: string; fingerprint: string }>('signing-key').catch((err: unknown) => {
         if (isKeyholdError(err, 'ERR_BARRIER_INTEGRITY')) return null;
         throw err;
       });
-      const { record: next, discard } = await protectRoot(hsm, rootKey, generation, old);
-      // The same root key, generation and R: the recovery copy stays valid as it is.
-      next.recovery = old.recovery;
+      // AES-GCM or RSA-OAEP as the new token can (probed), data-object mode as before, the wrap in memory.
+      const { record: next, discard } = await protectRoot(hsm, rootKey, generation, old, { wrap: { mode: 'memory' } });
+      if (next.version !== 2) throw new KeyholdError('ERR_INTERNAL', 'protectRoot wrote a version 1 seal record');
+      // The same root key, generation and R: the recovery copy stays valid as it is (protectRoot never carries it over).
+      next.recovery = recovery;
       const seal = barrier.view(MOUNTS.seal);
       const marker: SealMigrationRecord = {
         at: new Date().toISOString(),
@@ -134,7 +137,7 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
         fromTokenSerial: old.tokenSerial,
         toTokenSerial: hsm.token.serial,
         toTokenLabel: hsm.token.label,
-        recoverySet: old.recovery.setId,
+        recoverySet: recovery.setId,
         lostKeys: lostKeys.map((k) => k.name),
       };
       try {

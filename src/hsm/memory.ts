@@ -44,7 +44,7 @@ interface StoredKey {
  * SoftHSM answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED → ERR_HSM_UNAVAILABLE).
  */
 function ckrError(ckr: string, operation: string): KeyholdError {
-  const code = ckr === 'CKR_CRYPTOKI_NOT_INITIALIZED' ? 'ERR_HSM_UNAVAILABLE' : 'ERR_HSM';
+  const code = ckr === 'CKR_CRYPTOKI_NOT_INITIALIZED' ? 'ERR_HSM_UNAVAILABLE' : ckr === 'CKR_MECHANISM_INVALID' ? 'ERR_HSM_MECHANISM_UNSUPPORTED' : 'ERR_HSM';
   return new KeyholdError(code, `HSM ${operation} failed: ${ckr}`, { details: { ckr } });
 }
 
@@ -52,6 +52,8 @@ export interface MemoryHsmOptions {
   /** Token label (default "keyhold-memory"). */
   label?: string;
   healthCacheSeconds?: number;
+  /** Acts as a narrower token: these capabilities are off, and AES-GCM calls are then refused as a token without the mechanism would. */
+  withoutCapabilities?: Array<keyof HsmCapabilities>;
 }
 
 /**
@@ -62,12 +64,15 @@ export interface MemoryHsmOptions {
  */
 export class MemoryHsm implements Hsm {
   readonly token: HsmTokenInfo;
+  /** Everything on; a test may turn capabilities off (as Pkcs11Hsm's `withoutCapabilities` does) to act as a narrower token. */
   readonly capabilities: HsmCapabilities = {
     aesGcm: true, aesKeyWrapPad: false, hmacSha256: true, ecdsa: true, rsaPss: true, rsaOaepDecrypt: true,
     rsaOaepEncryptOnDevice: true, ecKeyGen: true, rsaKeyGen: true,
   };
   private readonly byLabel = new Map<string, StoredKey>();
   private readonly byHandle = new Map<string, StoredKey>();
+  /** CKO_DATA objects by label. */
+  private readonly dataObjects = new Map<string, Buffer>();
   /** Labels being generated: reserved before the first await, as Pkcs11Hsm does. */
   private readonly generating = new Set<string>();
   private readonly healthTtlMs: number;
@@ -85,6 +90,7 @@ export class MemoryHsm implements Hsm {
       slotId: '0',
     };
     this.healthTtlMs = (options.healthCacheSeconds ?? 5) * 1000;
+    for (const name of options.withoutCapabilities ?? []) this.capabilities[name] = false;
   }
 
   static async open(options: MemoryHsmOptions = {}): Promise<MemoryHsm> {
@@ -231,6 +237,25 @@ export class MemoryHsm implements Hsm {
     return { token: true, private: true, sensitive: true, extractable: false, neverExtractable: true, alwaysSensitive: true, valueReadRefused: true };
   }
 
+  async putDataObject(label: string, value: Buffer): Promise<void> {
+    this.requireOpen('creating a data object');
+    if (this.dataObjects.has(label)) throw new KeyholdError('ERR_CONFLICT', `an HSM data object labelled "${label}" already exists`);
+    this.dataObjects.set(label, Buffer.from(value));
+  }
+
+  async getDataObject(label: string): Promise<Buffer | null> {
+    this.requireOpen('reading a data object');
+    const value = this.dataObjects.get(label);
+    return value ? Buffer.from(value) : null;
+  }
+
+  async destroyDataObject(label: string): Promise<void> {
+    this.requireOpen('destroying a data object');
+    const value = this.dataObjects.get(label);
+    if (value) zeroize(value);
+    this.dataObjects.delete(label);
+  }
+
   async health(): Promise<HsmHealth> {
     const now = Date.now();
     if (this.healthCache && now - this.healthCache.checkedAt < this.healthTtlMs) return this.healthCache;
@@ -247,6 +272,8 @@ export class MemoryHsm implements Hsm {
     for (const stored of this.byLabel.values()) zeroize(stored.secret);
     this.byLabel.clear();
     this.byHandle.clear();
+    for (const value of this.dataObjects.values()) zeroize(value);
+    this.dataObjects.clear();
     this.healthCache = undefined;
   }
 
@@ -267,6 +294,7 @@ export class MemoryHsm implements Hsm {
   }
 
   private ofType(key: HsmKey, type: KeyType, operation: string): StoredKey {
+    if (type === 'aes' && !this.capabilities.aesGcm) throw ckrError('CKR_MECHANISM_INVALID', operation);
     const stored = this.stored(key, operation);
     if (stored.type !== type) throw ckrError('CKR_KEY_FUNCTION_NOT_PERMITTED', operation);
     return stored;

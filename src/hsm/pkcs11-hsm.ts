@@ -4,6 +4,7 @@ import { poolRandomBytes } from '../crypto/random-pool.js';
 import pkcs11 from 'pkcs11js';
 import { KeyholdError } from '../errors.js';
 import { ckrName, hsmError } from './ckr.js';
+import * as dataObjects from './pkcs11-data-objects.js';
 import { resolvePin, type HsmConfig } from './config.js';
 import { keyClassOf, keySpec, OAEP_PARAMS, type AsymmetricSpec } from './mechanisms.js';
 import { ecPublicKey, rsaPublicKey } from './public-key.js';
@@ -406,6 +407,19 @@ export class Pkcs11Hsm implements Hsm {
       alwaysSensitive: read(pkcs11.CKA_ALWAYS_SENSITIVE),
       valueReadRefused,
     };
+  }
+
+  // Data objects (pkcs11-data-objects.ts): token writes go through the same one-at-a-time queue as keys.
+  async putDataObject(label: string, value: Buffer): Promise<void> {
+    await this.oneObjectWriteAtATime(async () => dataObjects.putDataObject(this.lib, this.control, label, value));
+  }
+
+  async getDataObject(label: string): Promise<Buffer | null> {
+    return dataObjects.getDataObject(this.lib, this.control, label);
+  }
+
+  async destroyDataObject(label: string): Promise<void> {
+    await this.oneObjectWriteAtATime(async () => dataObjects.destroyDataObject(this.lib, this.control, label));
   }
 
   async health(): Promise<HsmHealth> {

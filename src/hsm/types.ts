@@ -88,6 +88,15 @@ export interface Hsm {
   /** Which OAEP hash this token accepts for this key (SHA-256 preferred); probed with the key itself. */
   probeOaepHash(key: HsmKey, publicKey: KeyObject): Promise<OaepHash>;
   attributes(key: HsmKey): HsmKeyAttributes;
+  /**
+   * Stores `value` as a CKO_DATA object in the token: token, private (readable only after login),
+   * not modifiable. Refuses (ERR_CONFLICT) when a data object with this label exists.
+   */
+  putDataObject(label: string, value: Buffer): Promise<void>;
+  /** The value of the data object with this label, or null when the token has none. */
+  getDataObject(label: string): Promise<Buffer | null>;
+  /** Removes the data object; one already gone is fine. */
+  destroyDataObject(label: string): Promise<void>;
   /** Cheap and cached: safe to call from readiness probes. */
   health(): Promise<HsmHealth>;
   /** Number of cryptographic calls made on the device (for metrics and benches). */

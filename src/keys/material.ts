@@ -1,8 +1,8 @@
 import { KeyholdError } from '../errors.js';
-import type { Hsm, HsmKey } from '../hsm/types.js';
+import type { Hsm } from '../hsm/types.js';
 import type { KeyMaterial } from './key-material.js';
-import { hsmWrapper, type MaterialWrapper } from './protection/material-wrapper.js';
 import { schemeOf, type Custody } from './protection/scheme.js';
+import type { MaterialWrapper } from './protection/wrapper.js';
 import type { KeyRecord } from './types.js';
 
 interface Entry {
@@ -23,9 +23,8 @@ export class MaterialCache {
   /** Drops expired entries even when no request comes, so "at most ttlMs" holds for idle keys too. */
   private readonly sweeper: NodeJS.Timeout;
 
-  /** `wrap`: the HSM wrap key, or the store's MaterialWrapper. */
-  constructor(hsm: Hsm, wrap: HsmKey | MaterialWrapper, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
-    this.custody = { hsm, wrapper: 'unwrap' in wrap ? wrap : hsmWrapper(hsm, wrap) };
+  constructor(hsm: Hsm, wrapper: MaterialWrapper, private readonly ttlMs = 60_000, private readonly maxEntries = 10_000) {
+    this.custody = { hsm, wrapper };
     this.sweeper = setInterval(() => this.dropExpired(Date.now()), Math.max(1000, ttlMs / 4));
     this.sweeper.unref();
   }

@@ -1,4 +1,3 @@
-import { KeyholdError } from '../errors.js';
 import { schemeOf, type Custody, type PendingVersion } from './protection/scheme.js';
 import type { KeyRecord, KeyVersionRecord } from './types.js';
 
@@ -10,8 +9,6 @@ export type { PendingVersion };
  * for the version it is finally committed as. `version` is the one expected.
  */
 export async function prepareVersion(custody: Custody, record: Pick<KeyRecord, 'id' | 'type' | 'protection'>, version: number): Promise<PendingVersion> {
-  // Wrapped material is wrapped with it, and the barrier needs it whatever the key's protection.
-  if (!custody.hsm.capabilities.aesGcm) throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token cannot do AES-GCM');
   return schemeOf(record.protection).prepare(custody, record, version);
 }
 

@@ -404,6 +404,36 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       });
     });
 
+    describe('data objects', () => {
+      const label = (name: string) => `keyhold-contract/${run}/data/${name}`;
+
+      it('put, get (the same bytes), destroy; then get is null and destroying again is fine', async () => {
+        const value = randomBytes(412);
+        await hsm.putDataObject(label('round-trip'), value);
+        assert.deepEqual(await hsm.getDataObject(label('round-trip')), value);
+        await hsm.destroyDataObject(label('round-trip'));
+        assert.equal(await hsm.getDataObject(label('round-trip')), null);
+        await hsm.destroyDataObject(label('round-trip'));
+      });
+
+      it('an unknown label reads null; a taken label is refused (ERR_CONFLICT) and keeps its value', async () => {
+        assert.equal(await hsm.getDataObject(label('never-made')), null);
+        await hsm.putDataObject(label('taken'), Buffer.from('first'));
+        await assert.rejects(hsm.putDataObject(label('taken'), Buffer.from('second')), keyholdCode('ERR_CONFLICT'));
+        assert.deepEqual(await hsm.getDataObject(label('taken')), Buffer.from('first'));
+        await hsm.destroyDataObject(label('taken'));
+      });
+
+      it('a data object is not a key: findKey and listKeys do not see it', async () => {
+        await hsm.putDataObject(label('not-a-key'), Buffer.from('x'));
+        for (const kind of ['aes256', 'rsa-3072', 'ec-p256'] as const) {
+          assert.equal(hsm.findKey(label('not-a-key'), kind), null);
+          assert.deepEqual(hsm.listKeys(label(''), kind), []);
+        }
+        await hsm.destroyDataObject(label('not-a-key'));
+      });
+    });
+
     describe('health and accounting', () => {
       it('health() is ok and cached within its TTL', async () => {
         const first = await hsm.health();

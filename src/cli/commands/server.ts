@@ -13,10 +13,12 @@ export async function runServer(options: { config: string; newAuditChain?: boole
   await stopped;
 }
 
-export async function runInit(options: { config: string; rootTokenFile: string; recoveryShares?: string; recoveryThreshold?: string }): Promise<void> {
+export async function runInit(options: { config: string; rootTokenFile: string; sealDataObject?: boolean; recoveryShares?: string; recoveryThreshold?: string }): Promise<void> {
   // Checked before the config is even read: bad counts initialise nothing.
   const recovery = recoveryFlags(options);
-  const runtime = await startRuntime(loadConfigFile(options.config), {
+  const config = loadConfigFile(options.config);
+  if (options.sealDataObject) config.seal = { ...config.seal, dataObject: true };
+  const runtime = await startRuntime(config, {
     initRootTokenFile: options.rootTokenFile,
     ...(recovery ? { recovery: { ...recovery, deliver: printRecoveryShares } } : {}),
   });

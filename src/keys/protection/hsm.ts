@@ -12,13 +12,18 @@ export function hsmLabelFor(keyId: string, version: number): string {
   return `keyhold/key/${keyId}/v${version}`;
 }
 
-/** What the token must do to hold a key of each family. */
-const TOKEN_SUPPORTS: Record<KeyAlgorithm['family'], (caps: HsmCapabilities) => boolean> = {
-  aes: (caps) => caps.aesGcm,
-  hmac: (caps) => caps.hmacSha256,
-  ec: (caps) => caps.ecdsa && caps.ecKeyGen,
-  rsa: (caps) => caps.rsaKeyGen && caps.rsaPss && caps.rsaOaepDecrypt,
+/** What the token must do to hold a key of each family, by the mechanism names an operator looks for in its list. */
+const TOKEN_NEEDS: Record<KeyAlgorithm['family'], Array<[keyof HsmCapabilities, string]>> = {
+  aes: [['aesGcm', 'AES-GCM']],
+  hmac: [['hmacSha256', 'SHA256-HMAC']],
+  ec: [['ecKeyGen', 'EC key-pair generation'], ['ecdsa', 'ECDSA']],
+  rsa: [['rsaKeyGen', 'RSA key-pair generation'], ['rsaPss', 'RSA-PKCS-PSS'], ['rsaOaepDecrypt', 'RSA-PKCS-OAEP decryption']],
 };
+
+/** The mechanisms a key of this family needs that the token lacks (empty: it can hold one). */
+function missingFor(family: KeyAlgorithm['family'], caps: HsmCapabilities): string[] {
+  return TOKEN_NEEDS[family].filter(([capability]) => !caps[capability]).map(([, mechanism]) => mechanism);
+}
 
 /**
  * Generates a token key under `base`, the label its version is expected to have, or beside it
@@ -43,8 +48,9 @@ async function generateInToken(custody: Custody, base: string, kind: HsmKeyKind)
 export const hsmProtection: ProtectionScheme = {
   async prepare(custody, record, version) {
     const algorithm = algorithmOf(record.type);
-    if (!TOKEN_SUPPORTS[algorithm.family](custody.hsm.capabilities)) {
-      throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', `the token does not support ${record.type} keys with protection=hsm`);
+    const missing = missingFor(algorithm.family, custody.hsm.capabilities);
+    if (missing.length > 0) {
+      throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', `the token cannot hold ${record.type} keys with protection=hsm: it lacks ${missing.join(', ')}; use protection=wrapped`);
     }
     const generated = await generateInToken(custody, hsmLabelFor(record.id, version), algorithm.hsmKind);
     const entry: KeyVersionRecord = { version, createdAt: new Date().toISOString(), hsmLabel: generated.label };

@@ -3,10 +3,10 @@ import type { Hsm } from '../../hsm/types.js';
 import type { KeyMaterial } from '../key-material.js';
 import type { KeyRecord, KeyVersionRecord, Protection } from '../types.js';
 import { hsmProtection } from './hsm.js';
-import type { MaterialWrapper } from './material-wrapper.js';
 import { wrappedProtection } from './wrapped.js';
+import type { MaterialWrapper } from './wrapper.js';
 
-/** What the schemes reach: the HSM, and what wraps protection=wrapped material (an HSM key, or one in the barrier). */
+/** What the schemes reach: the HSM, and what wraps protection=wrapped material (on the HSM or in memory, wrapper.ts). */
 export interface Custody {
   readonly hsm: Hsm;
   readonly wrapper: MaterialWrapper;

@@ -13,7 +13,7 @@ export function materialAad(keyId: string, version: number): Buffer {
 
 /**
  * protection=wrapped: material generated in this process, kept in the barrier AES-GCM-wrapped by
- * the store's wrap key (in the HSM, or in the barrier: material-wrapper.ts), and unwrapped into memory (InMemoryKeyMaterial) when a version is loaded.
+ * the store's material wrapper (the HSM wrap key, or an in-memory key on tokens without AES-GCM), and unwrapped into memory (InMemoryKeyMaterial) when a version is loaded.
  */
 export const wrappedProtection: ProtectionScheme = {
   async prepare(custody, record) {

@@ -2,11 +2,25 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier, type BarrierRead } from '../../../src/barrier/barrier.js';
-import { SEAL_RECORD_KEY, initializeSeal, isInitialized, unseal, type SealRecord } from '../../../src/barrier/seal.js';
+import { SEAL_RECORD_KEY, initializeSeal, isInitialized, materialWrapOf, unseal, type SealRecord, type SealRecordV2 } from '../../../src/barrier/seal.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
 import { code } from './support.js';
 import { flipBit } from '../../helpers/bytes.js';
+
+/** A record this keyhold writes: version 2, its wrapped root key in storage. */
+function v2(record: SealRecord): SealRecordV2 & { wrappedRootKey: string } {
+  assert.equal(record.version, 2);
+  assert.equal(typeof record.wrappedRootKey, 'string');
+  return record as SealRecordV2 & { wrappedRootKey: string };
+}
+
+/** The HSM wrap key's label (stores on tokens with AES-GCM keep it there). */
+function wrapLabel(record: SealRecord): string {
+  const wrap = materialWrapOf(record);
+  assert.equal(wrap.mode, 'hsm');
+  return wrap.keyLabel;
+}
 
 // Barrier and seal logic over the Storage and Hsm interfaces: the in-memory implementations (which
 // pass the same contract suites as SQLite and SoftHSM) keep these tests free of files and tokens.
@@ -229,17 +243,18 @@ describe('seal', () => {
     assert.equal(await isInitialized(s), true);
     assert.equal(init.rootKey.length, 32);
     assert.ok(hsm.findKey(init.record.sealKeyLabel, 'aes256'));
-    assert.ok(hsm.findKey(init.record.wrapKeyLabel ?? '', 'aes256'));
-    assert.notEqual(init.record.sealKeyLabel, init.record.wrapKeyLabel);
+    assert.ok(hsm.findKey(wrapLabel(init.record), 'aes256'));
+    assert.notEqual(init.record.sealKeyLabel, wrapLabel(init.record));
 
     const raw = await s.get(SEAL_RECORD_KEY);
     assert.ok(raw);
     const record = JSON.parse(raw.toString('utf8')) as SealRecord;
     assert.deepEqual(record, init.record);
-    assert.deepEqual(Object.keys(record).sort(), ['createdAt', 'rootKeyGeneration', 'sealKeyLabel', 'tokenSerial', 'version', 'wrapKeyLabel', 'wrappedRootKey']);
+    assert.deepEqual(Object.keys(record).sort(), ['createdAt', 'method', 'rootKeyGeneration', 'sealKeyLabel', 'tokenSerial', 'version', 'wrap', 'wrappedRootKey']);
     assert.equal(record.tokenSerial, hsm.token.serial);
     // iv ‖ encrypted root key ‖ tag; never the root key itself.
-    assert.equal(Buffer.from(record.wrappedRootKey, 'base64').length, 12 + 32 + 16);
+    assert.equal(record.version === 2 && record.method, 'aes-gcm');
+    assert.equal(Buffer.from(v2(record).wrappedRootKey, 'base64').length, 12 + 32 + 16);
     for (const encoding of ['base64', 'base64url', 'hex'] as const) assert.ok(!raw.toString('utf8').includes(init.rootKey.toString(encoding)));
     assert.ok(!raw.includes(init.rootKey));
 
@@ -283,7 +298,7 @@ describe('seal', () => {
     const a = await initializeSeal(newStorage(), hsm);
     const b = await initializeSeal(newStorage(), hsm);
     assert.notEqual(a.record.sealKeyLabel, b.record.sealKeyLabel);
-    assert.notEqual(a.record.wrapKeyLabel, b.record.wrapKeyLabel);
+    assert.notEqual(wrapLabel(a.record), wrapLabel(b.record));
     assert.ok(!a.rootKey.equals(b.rootKey));
   });
 
@@ -315,7 +330,7 @@ describe('seal', () => {
   it('a tampered wrappedRootKey is ERR_BARRIER_INTEGRITY', async () => {
     const s = newStorage();
     const init = await initializeSeal(s, hsm);
-    const wrapped = Buffer.from(init.record.wrappedRootKey, 'base64');
+    const wrapped = Buffer.from(v2(init.record).wrappedRootKey, 'base64');
     for (const byte of [0, 11, 12, 30, 43, 44, 59]) {
       const tampered: SealRecord = { ...init.record, wrappedRootKey: flipBit(wrapped, byte * 8 + 5).toString('base64') };
       await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify(tampered)));
@@ -343,10 +358,10 @@ describe('seal', () => {
     await assert.rejects(unseal(s, hsm), code('ERR_BARRIER_INTEGRITY'));
     await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, sealKeyLabel: 'keyhold/seal/nope' })));
     await assert.rejects(unseal(s, hsm), code('ERR_HSM_KEY_MISSING'));
-    await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, wrapKeyLabel: 'keyhold/wrap/nope' })));
+    await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, wrap: { mode: 'hsm', keyLabel: 'keyhold/wrap/nope' } })));
     await assert.rejects(unseal(s, hsm), code('ERR_HSM_KEY_MISSING'));
     // The wrap key label of this store where the seal key belongs: a real key, but the wrong one.
-    await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, sealKeyLabel: init.record.wrapKeyLabel })));
+    await s.put(SEAL_RECORD_KEY, Buffer.from(JSON.stringify({ ...init.record, sealKeyLabel: wrapLabel(init.record) })));
     await assert.rejects(unseal(s, hsm), code('ERR_BARRIER_INTEGRITY'));
   });
 });

@@ -2,18 +2,18 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import type { HsmKey } from '../../../src/hsm/types.js';
+import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
 import { algorithmOf } from '../../../src/keys/algorithms.js';
 import { InMemoryKeyMaterial } from '../../../src/keys/in-memory-material.js';
 import { factsOf, publicKeyOf } from '../../../src/keys/key-material.js';
-import { hsmWrapper } from '../../../src/keys/protection/material-wrapper.js';
 import { materialAad } from '../../../src/keys/protection/wrapped.js';
 import { schemeOf, type Custody } from '../../../src/keys/protection/scheme.js';
 import type { KeyType, Protection } from '../../../src/keys/types.js';
 import { keyMaterialContract, type MaterialUnderTest } from '../../contract/key-material.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { code } from './support.js';
+import { hsmMaterialWrapper } from '../../../src/keys/protection/wrapper.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-key-material');
@@ -24,7 +24,7 @@ let wrapKey: HsmKey;
 before(async () => {
   hsm = await Pkcs11Hsm.open(token.config);
   wrapKey = await hsm.findOrCreateKey('keyhold-test/wrap', 'aes256');
-  custody = { hsm, wrapper: hsmWrapper(hsm, wrapKey) };
+  custody = { hsm, wrapper: hsmMaterialWrapper(hsm, wrapKey) };
 });
 
 after(async () => {

@@ -14,7 +14,6 @@ import { describeKey } from '../../../src/keys/describe.js';
 import { decrypt, encrypt, rewrap } from '../../../src/keys/encrypt.js';
 import { configureKey, createKey, deleteKey, rotateKey } from '../../../src/keys/lifecycle.js';
 import { MaterialCache } from '../../../src/keys/material.js';
-import { hsmWrapper } from '../../../src/keys/protection/material-wrapper.js';
 import { materialAad } from '../../../src/keys/protection/wrapped.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
 import { sign, verify } from '../../../src/keys/sign.js';
@@ -24,6 +23,7 @@ import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { code, tokenObjectLabels } from './support.js';
 import { tempDir } from '../../helpers/temp.js';
 import { flipBit } from '../../helpers/bytes.js';
+import { hsmMaterialWrapper } from '../../../src/keys/protection/wrapper.js';
 
 // One SoftHSM token per file (SOFTHSM2_CONF is process-wide), made before the module is opened.
 const token = makeSoftHsmToken('keyhold-domain-keys');
@@ -33,20 +33,23 @@ const dbFile = path.join(dbDir, 'keyhold.db');
 let hsm: Pkcs11Hsm;
 let storage: SqliteStorage;
 let ctx: KeysContext;
-let wrapKey: HsmKey;
 let barrier: Barrier;
+/** The store's HSM wrap key: unwrapRaw reads wrapped material with it directly. */
+let wrapKey: HsmKey;
 /** A record store over a new barrier on the same store: nothing cached, as after a restart. */
 let restartedRecords: () => KeyRecordStore;
 
 async function openContext(): Promise<void> {
   hsm = await Pkcs11Hsm.open(token.config);
   storage = SqliteStorage.open(dbFile);
-  const unsealed = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
-  const rootKey = unsealed.rootKey;
-  wrapKey = unsealed.wrapKey as HsmKey;
+  const { rootKey, wrapKey: sealedWrapKey } = (await isInitialized(storage)) ? await unseal(storage, hsm) : await initializeSeal(storage, hsm);
+  // SoftHSM does AES-GCM: the store keeps its HSM wrap key.
+  assert.ok(sealedWrapKey);
+  wrapKey = sealedWrapKey;
+  const wrapper = hsmMaterialWrapper(hsm, wrapKey);
   barrier = new Barrier(storage, rootKey);
   restartedRecords = () => new KeyRecordStore(new Barrier(storage, rootKey).view(MOUNTS.keys));
-  ctx = { hsm, wrapper: hsmWrapper(hsm, wrapKey), records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapKey) };
+  ctx = { hsm, wrapper, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material: new MaterialCache(hsm, wrapper) };
 }
 
 async function closeContext(): Promise<void> {
@@ -537,7 +540,7 @@ for (const spec of TYPES) {
       });
 
       it('a fresh record store and material cache (a restart) still reads v1 and v2 output', async () => {
-        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
+        const restarted: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
         if (encrypting(spec.family)) {
           assert.deepEqual((await decrypt(restarted, name, v1.ciphertext)).plaintext, v1.plaintext);
           const fresh = await encrypt(ctx, name, Buffer.from('v2 before restart'));
@@ -617,7 +620,7 @@ describe('key records', () => {
       const record = await ctx.records.get(name);
       assert.equal(record.latestVersion, 9);
       // Loaded by a fresh cache: wrapped material must unwrap under the AAD of the version it was committed as.
-      const material = new MaterialCache(hsm, wrapKey);
+      const material = new MaterialCache(hsm, ctx.wrapper);
       for (let v = 1; v <= 9; v++) await material.get(record, v);
       material.clear();
       const labels = tokenLabelsOf(created.id);
@@ -650,18 +653,18 @@ describe('key records', () => {
     assert.ok(w1 && w2);
     [w1.wrappedMaterial, w2.wrappedMaterial] = [w2.wrappedMaterial, w1.wrappedMaterial];
     await barrier.putJson(`keys/${name}`, tampered);
-    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
+    const fresh: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
     await assert.rejects(decrypt(fresh, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // Another key's material under this key's id is refused too.
     const donor = await createKey(ctx, { name: 'swap-donor', type: 'aes256-gcm', protection: 'wrapped' });
     const stolen: KeyRecord = structuredClone(rotated);
     (stolen.versions['1'] as { wrappedMaterial?: string }).wrappedMaterial = donor.versions['1']?.wrappedMaterial;
     await barrier.putJson(`keys/${name}`, stolen);
-    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
+    const fresh2: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
     await assert.rejects(decrypt(fresh2, name, ciphertext), code('ERR_CIPHERTEXT_INVALID'));
     // The untouched record still works.
     await barrier.putJson(`keys/${name}`, rotated);
-    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, wrapKey) };
+    const fresh3: KeysContext = { ...ctx, records: restartedRecords(), material: new MaterialCache(hsm, ctx.wrapper) };
     assert.deepEqual((await decrypt(fresh3, name, ciphertext)).plaintext, Buffer.from('bound material'));
   });
 });

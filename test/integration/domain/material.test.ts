@@ -4,34 +4,34 @@ import { Barrier } from '../../../src/barrier/barrier.js';
 import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { initializeSeal } from '../../../src/barrier/seal.js';
 import { MemoryHsm } from '../../../src/hsm/memory.js';
-import type { HsmKey } from '../../../src/hsm/types.js';
 import type { KeysContext } from '../../../src/keys/context.js';
 import { decrypt, encrypt } from '../../../src/keys/encrypt.js';
 import { createKey } from '../../../src/keys/lifecycle.js';
-import { hsmWrapper } from '../../../src/keys/protection/material-wrapper.js';
 import { MaterialCache } from '../../../src/keys/material.js';
 import { KeyRecordStore } from '../../../src/keys/record-store.js';
 import type { KeyRecord } from '../../../src/keys/types.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
 import { code } from './support.js';
+import { hsmMaterialWrapper, type MaterialWrapper } from '../../../src/keys/protection/wrapper.js';
 
 // Cache lifetimes over the Hsm interface: the in-memory HSM counts its calls as a token does.
 let hsm: MemoryHsm;
 let storage: MemoryStorage;
 let material: MaterialCache;
 let ctx: KeysContext;
-let wrapKey: HsmKey;
+let wrapper: MaterialWrapper;
 
 before(async () => {
   hsm = await MemoryHsm.open();
   storage = new MemoryStorage();
   const sealed = await initializeSeal(storage, hsm);
   const rootKey = sealed.rootKey;
-  wrapKey = sealed.wrapKey as HsmKey;
+  assert.ok(sealed.wrapKey);
+  wrapper = hsmMaterialWrapper(hsm, sealed.wrapKey);
   const barrier = new Barrier(storage, rootKey);
   // A 1 s lifetime: the sweeper runs every second.
-  material = new MaterialCache(hsm, wrapKey, 1000);
-  ctx = { hsm, wrapper: hsmWrapper(hsm, wrapKey), records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material };
+  material = new MaterialCache(hsm, wrapper, 1000);
+  ctx = { hsm, wrapper, records: new KeyRecordStore(barrier.view(MOUNTS.keys)), material };
 });
 
 after(async () => {
@@ -85,7 +85,7 @@ describe('the material cache', () => {
   });
 
   it('when full, makes room by closing whole keys, the one loaded first first', async () => {
-    const small = new MaterialCache(hsm, wrapKey, 60_000, 2);
+    const small = new MaterialCache(hsm, wrapper, 60_000, 2);
     try {
       const records = [];
       for (const name of ['full-a', 'full-b', 'full-c']) records.push(await createKey(ctx, { name, type: 'hmac-sha256', protection: 'wrapped' }));
@@ -103,7 +103,7 @@ describe('the material cache', () => {
   });
 
   it('closes everything when cleared (runtime close)', async () => {
-    const cache = new MaterialCache(hsm, wrapKey);
+    const cache = new MaterialCache(hsm, wrapper);
     const record = await createKey(ctx, { name: 'cleared', type: 'ec-p256', protection: 'wrapped' });
     const held = await cache.get(record, 1);
     await held.sign(Buffer.from('x'));

@@ -163,7 +163,7 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
         }
       }
       assert.ok(seal, 'no core/seal record');
-      assert.deepEqual(Object.keys(seal).sort(), ['createdAt', 'rootKeyGeneration', 'sealKeyLabel', 'tokenSerial', 'version', 'wrapKeyLabel', 'wrappedRootKey']);
+      assert.deepEqual(Object.keys(seal).sort(), ['createdAt', 'method', 'rootKeyGeneration', 'sealKeyLabel', 'tokenSerial', 'version', 'wrap', 'wrappedRootKey']);
     } finally {
       db.close();
     }
@@ -171,8 +171,12 @@ describe('keyhold dev: nothing sensitive at rest', { timeout: 180_000 }, () => {
 
   it('leaves only sensitive, never-extractable keys in the token (pkcs11js, all objects)', () => {
     const db = new Database(path.join(dataDir, 'keyhold.db'), { readonly: true, fileMustExist: true });
-    const seal = JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8')) as { sealKeyLabel: string; wrapKeyLabel: string };
+    const record = JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8')) as { method: string; sealKeyLabel: string; wrap: { mode: string; keyLabel: string } };
     db.close();
+    // SoftHSM does AES-GCM: the seal and the wrap key are AES keys in the token.
+    assert.equal(record.method, 'aes-gcm');
+    assert.equal(record.wrap.mode, 'hsm');
+    const seal = { sealKeyLabel: record.sealKeyLabel, wrapKeyLabel: record.wrap.keyLabel };
 
     const token = openDevToken(dataDir);
     try {

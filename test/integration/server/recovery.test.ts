@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { combine } from 'shamir-secret-sharing';
+import { startP11KitFleet, type P11KitFleet, type P11KitMember } from '../../helpers/p11kit.js';
 import { makeSoftHsmToken, type SoftHsmTestToken } from '../../helpers/softhsm.js';
 import { call, CLI, startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { runCliTimed, type CliResult } from './support.js';
@@ -14,7 +15,8 @@ import { runCliTimed, type CliResult } from './support.js';
  * Recovery shares and `keyhold seal migrate`, end to end: a store initialised with 5 shares and a
  * threshold of 3 on a real SoftHSM token, served by a real server; the token's directory is then
  * deleted (the HSM lost for good), and the seal is moved to new tokens with two different triples
- * of shares, after which real servers on the new tokens serve every key and secret again.
+ * of shares, after which real servers on the new tokens serve every key and secret again; one of
+ * the new tokens is an RSA/EC-only one behind a p11-kit server, where the seal becomes RSA-OAEP.
  */
 
 const KEYS = [
@@ -40,7 +42,7 @@ function storeIn(dir: string): Store {
   fs.mkdirSync(dir, { recursive: true });
   return { dir, db: join(dir, 'keyhold.db'), audit: join(dir, 'audit.log'), rootTokenFile: join(dir, 'root-token') };
 }
-function configFor(store: Store, token: SoftHsmTestToken, name: string): string {
+function configFor(store: Store, token: SoftHsmTestToken | { config: object }, name: string): string {
   const file = join(store.dir, `${name}.json`);
   fs.writeFileSync(file, JSON.stringify({
     listen: '127.0.0.1:0',
@@ -75,8 +77,8 @@ function writeShares(name: string, shares: string[]): string[] {
     return file;
   });
 }
-async function migrate(config: string, token: SoftHsmTestToken, shareFiles: string[]): Promise<CliResult> {
-  return runCliTimed(['seal', 'migrate', '--config', config, ...shareFiles.flatMap((f) => ['--share-file', f])], envOf(token), 120_000);
+async function migrate(config: string, env: NodeJS.ProcessEnv, shareFiles: string[]): Promise<CliResult> {
+  return runCliTimed(['seal', 'migrate', '--config', config, ...shareFiles.flatMap((f) => ['--share-file', f])], env, 120_000);
 }
 
 async function ok(server: DevServer, token: string, method: string, path: string, body?: unknown): Promise<any> {
@@ -172,7 +174,8 @@ describe('keyhold init --recovery-shares 5 --recovery-threshold 3', () => {
     assert.equal(seal.recovery.shares, 5);
     assert.equal(seal.recovery.threshold, 3);
     assert.deepEqual(seal.wrap, { mode: 'memory' });
-    assert.equal(seal.wrapKeyLabel, undefined);
+    assert.equal(seal.version, 2);
+    assert.equal(seal.method, 'aes-gcm');
   });
 
   it('the old config no longer starts once the token is gone', async () => {
@@ -206,11 +209,17 @@ describe('keyhold init with bad share counts', () => {
   }
 });
 
-/** A migrated copy of the store: migrated with `indices` (1-based), then served by a real server on a new token. */
-function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', refusals: boolean): void {
-  describe(`keyhold seal migrate with shares ${indices.join(', ')} (${via}), then a server on the new token`, () => {
+/**
+ * A migrated copy of the store: migrated with `indices` (1-based), then served by a real server on a
+ * new token: a SoftHSM token (AES-GCM: the seal stays AES-GCM), or the one member of a p11-kit fleet
+ * (RSA/EC only: the seal becomes RSA-OAEP).
+ */
+function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', refusals: boolean, target: 'softhsm' | 'p11-kit' = 'softhsm'): void {
+  describe(`keyhold seal migrate with shares ${indices.join(', ')} (${via}), then a server on the new ${target === 'p11-kit' ? 'RSA/EC-only token behind p11-kit' : 'token'}`, () => {
     const store = storeIn(join(work, name));
-    let token: SoftHsmTestToken;
+    const tokenLabel = `kh-recovery-${name}`;
+    let env: NodeJS.ProcessEnv = {};
+    let fleet: P11KitFleet | undefined;
     let config = '';
     let run: CliResult;
     let result: any;
@@ -219,15 +228,26 @@ function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', r
     before(async () => {
       // A copy of the stopped store (the SQLite file and its audit log) as the token was lost.
       fs.cpSync(original.dir, store.dir, { recursive: true });
-      token = makeSoftHsmToken(`kh-recovery-${name}`);
-      config = configFor(store, token, 'server-new');
-      cleanups.push(() => fs.rmSync(token.dir, { recursive: true, force: true }));
+      if (target === 'p11-kit') {
+        fleet = await startP11KitFleet(1, tokenLabel);
+        const member = fleet.members[0] as P11KitMember;
+        const tokenDir = fleet.token.dir;
+        config = configFor(store, { config: { module: member.module, tokenLabel: fleet.token.label, pinFile: fleet.token.pinFile } }, 'server-new');
+        env = { ...member.config.env };
+        cleanups.push(() => fs.rmSync(tokenDir, { recursive: true, force: true }));
+      } else {
+        const token = makeSoftHsmToken(tokenLabel);
+        config = configFor(store, token, 'server-new');
+        env = envOf(token);
+        cleanups.push(() => fs.rmSync(token.dir, { recursive: true, force: true }));
+      }
     });
     after(async () => {
       if (server) {
         await server.stop();
         serverOutputs.push(server.output());
       }
+      await fleet?.stop();
     });
 
     if (refusals) {
@@ -256,7 +276,7 @@ function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', r
       for (const c of refused) {
         it(`refuses ${c.what} (ERR_RECOVERY_SHARES) and writes nothing`, async () => {
           const before = storeState(store);
-          const r = await migrate(config, token, writeShares(`${name}-refused-${refused.indexOf(c)}`, c.shares()));
+          const r = await migrate(config, env, writeShares(`${name}-refused-${refused.indexOf(c)}`, c.shares()));
           assert.equal(r.code, 1, r.stdout);
           assert.match(r.stderr, /ERR_RECOVERY_SHARES/);
           assert.match(r.stderr, c.message);
@@ -271,15 +291,15 @@ function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', r
     it('migrates, and reports the hsm-protected key as lost', async () => {
       const chosen = indices.map((i) => printed.shares[i - 1]?.share ?? '');
       if (via === 'files') {
-        run = await migrate(config, token, writeShares(name, chosen));
+        run = await migrate(config, env, writeShares(name, chosen));
       } else {
-        const r = spawnSync(process.execPath, [CLI, 'seal', 'migrate', '--config', config], { env: { ...process.env, ...envOf(token) }, input: chosen.join('\n') + '\n', encoding: 'utf8', timeout: 120_000 });
+        const r = spawnSync(process.execPath, [CLI, 'seal', 'migrate', '--config', config], { env: { ...process.env, ...env }, input: chosen.join('\n') + '\n', encoding: 'utf8', timeout: 120_000 });
         run = { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, ms: 0 };
       }
       assert.equal(run.code, 0, run.stderr);
       result = JSON.parse(run.stdout);
       assert.equal(result.migrated, true);
-      assert.equal(result.to.tokenLabel, `kh-recovery-${name}`);
+      assert.equal(result.to.tokenLabel, tokenLabel);
       assert.deepEqual([...result.recoveredKeys].sort(), KEYS.filter((k) => k.protection === 'wrapped').map((k) => k.name).sort());
       assert.deepEqual(result.lostKeys.map((k: { name: string }) => k.name), ['aes-hsm']);
       assert.match(result.lostKeys[0].why, /only inside the lost token/);
@@ -289,10 +309,15 @@ function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', r
       assert.equal(seal.sealKeyLabel, result.to.sealKeyLabel);
       assert.equal(seal.tokenSerial, result.to.tokenSerial);
       assert.equal(seal.recovery.setId, printed.set);
+      // Sealed as the new token can: AES-GCM on SoftHSM, RSA-OAEP (signed record) through the hop; the wrap stays in memory.
+      assert.equal(seal.version, 2);
+      assert.equal(seal.method, target === 'p11-kit' ? 'rsa-oaep' : 'aes-gcm');
+      if (target === 'p11-kit') assert.ok(seal.publicKeySpki && seal.signature);
+      assert.deepEqual(seal.wrap, { mode: 'memory' });
     });
 
     it('serves every wrapped key (old ciphertexts and signatures, new operations), every secret version and the policy', async () => {
-      server = await startServer(config, envOf(token), store.dir);
+      server = await startServer(config, env, store.dir);
       assert.equal((await call(server.address, 'GET', '/v1/sys/health')).status, 200);
       for (const c of ciphertexts.filter((x) => x.key !== 'aes-hsm')) {
         const ctx = c.context ? { context: c.context } : {};
@@ -341,14 +366,14 @@ function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', r
       assert.equal(Number(start.data.previousHeadSeq), oldChainHead.seq);
       assert.equal(start.data.previousHeadHash, oldChainHead.hash);
       assert.equal(start.data.previousState, 'intact');
-      assert.equal(start.data.sealToTokenLabel, `kh-recovery-${name}`);
+      assert.equal(start.data.sealToTokenLabel, tokenLabel);
       assert.equal(start.data.lostKeyNames, 'aes-hsm');
       const oldFiles = fs.readdirSync(store.dir).filter((f) => f.startsWith('audit.log.abandoned-'));
       assert.equal(oldFiles.length, 1);
       const old = await runCliTimed(['audit', 'verify', '--file', join(store.dir, oldFiles[0] as string), '--public-key', oldKey], {}, 60_000);
       assert.equal(old.code, 0, old.stdout + old.stderr);
       // The migration was recorded once: the next start continues the new chain.
-      const again = await startServer(config, envOf(token), store.dir);
+      const again = await startServer(config, env, store.dir);
       assert.equal((await call(again.address, 'GET', '/v1/sys/health')).status, 200);
       await again.stop();
       serverOutputs.push(again.output());
@@ -361,6 +386,7 @@ function migratedCase(name: string, indices: number[], via: 'files' | 'stdin', r
 
 migratedCase('b', [1, 3, 5], 'files', true);
 migratedCase('c', [4, 2, 5], 'stdin', false);
+migratedCase('d', [2, 5, 1], 'files', false, 'p11-kit');
 
 describe('shares are printed once and stored nowhere', () => {
   it('no share, share body or recovery key is in any data dir file (store, WAL, audit logs) or server output', async () => {

@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { Barrier } from '../../../src/barrier/barrier.js';
 import { MOUNTS } from '../../../src/barrier/mounts.js';
 import { checkRecoveryParameters, createRecovery, recoverRootKey, recoveryFieldsFor, RECOVERY_KEY_KEY, type ShareInput } from '../../../src/barrier/recovery.js';
+import { initializeSeal, protectRoot, recoveryOf, SEAL_RECORD_KEY, type SealRecord } from '../../../src/barrier/seal.js';
 import { isKeyholdError } from '../../../src/errors.js';
+import { MemoryHsm } from '../../../src/hsm/memory.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
 
 const inputs = (shares: string[]): ShareInput[] => shares.map((text, i) => ({ text, source: `share ${i + 1}` }));
@@ -46,6 +48,24 @@ describe('recovery shares', () => {
     for (const [n, m] of [[5, 3], [2, 2], [255, 255], [255, 2]] as const) checkRecoveryParameters(n, m);
     for (const [n, m] of [[5, 1], [1, 1], [3, 4], [256, 3], [Number.NaN, 2], [2.5, 2], [0, 0]] as const) {
       assert.throws(() => checkRecoveryParameters(n, m), (err) => isKeyholdError(err, 'ERR_CONFIG'), `${n}/${m}`);
+    }
+  });
+
+  it('initializeSeal with wrap memory on an AES-GCM token makes no HSM wrap key; protectRoot never carries the previous record\'s recovery copy over (AES-GCM or RSA-OAEP)', async () => {
+    const storage = new MemoryStorage();
+    const aes = new MemoryHsm();
+    const init = await initializeSeal(storage, aes, { wrap: { mode: 'memory' } });
+    assert.equal(init.wrapKey, null);
+    assert.deepEqual(init.wrap, { mode: 'memory' });
+    assert.deepEqual(aes.listKeys('keyhold/wrap/', 'aes256'), []);
+    const made = await createRecovery(init.rootKey, 1, 3, 2);
+    const previous = { ...(JSON.parse(String(await storage.get(SEAL_RECORD_KEY))) as SealRecord), recovery: made.fields } as SealRecord;
+    assert.ok(recoveryOf(previous));
+    for (const hsm of [aes, new MemoryHsm({ withoutCapabilities: ['aesGcm', 'aesKeyWrapPad', 'hmacSha256'] })]) {
+      const { record } = await protectRoot(hsm, randomBytes(32), 2, previous);
+      assert.equal(recoveryOf(record), undefined, 'a recovery copy of the previous root key would be stale');
+      assert.equal('recovery' in record, false);
+      assert.deepEqual(record.version === 2 && record.wrap, { mode: 'memory' });
     }
   });
 });
