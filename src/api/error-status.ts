@@ -38,6 +38,8 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   // Backup and restore are CLI commands; listed so every code has a status.
   ERR_BACKUP_INVALID: 400,
   ERR_STORE_NOT_EMPTY: 409,
+  // Recovery shares are read by `keyhold seal migrate` (CLI) only.
+  ERR_RECOVERY_SHARES: 400,
   ERR_SEALED: 503,
   ERR_HSM_MODULE: 503,
   ERR_HSM_TOKEN_NOT_FOUND: 503,

@@ -35,7 +35,7 @@ export async function openPostgresAuditChain(storage: PostgresStorage, settings:
   const log = await PostgresAuditLog.open(storage, {
     ...(mirror ? { mirror } : {}),
     chain,
-    start: { chain, reason: options.initializing ? 'init' : options.newChain ? 'new-audit-chain' : 'start', host: hostname().slice(0, 255), pid: process.pid },
+    start: { chain, reason: options.initializing ? 'init' : options.newChain ? options.newChainReason ?? 'new-audit-chain' : 'start', host: hostname().slice(0, 255), pid: process.pid, ...(options.newChain ? options.startDetails : {}) },
     checkpoints: {
       signer,
       everyEntries: settings.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,

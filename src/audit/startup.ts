@@ -4,14 +4,14 @@
  * rewritten or foreign log refuses the start (ERR_AUDIT_CHAIN_BROKEN); only `newChain` (the
  * operator's --new-audit-chain) starts over, and that choice is the new chain's first entry.
  */
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { rename } from 'node:fs/promises';
 import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
 import type { StoredCheckpoint } from './checkpoint.js';
 import { FileAuditLog } from './file-log.js';
-import { openAuditSigner, type AuditSigner } from './signer.js';
+import { openAuditSigner, SIGNING_KEY_KEY, type AuditSigner } from './signer.js';
 import { auditFileSet, scanAuditFiles, type AuditVerifyResult } from './verify.js';
 
 /** Keys in the audit view (MOUNTS.audit). */
@@ -56,6 +56,9 @@ async function moveAside(paths: string[]): Promise<string[]> {
 export interface OpenChainOptions {
   /** --new-audit-chain: begin a new chain whatever the barrier and the files say. */
   newChain?: boolean;
+  /** With newChain: why, when not the operator's --new-audit-chain ('seal-migrate'); and what to record of it. */
+  newChainReason?: string;
+  startDetails?: Record<string, string | number>;
   /** This start initialised the store, so no chain can exist yet. */
   initializing?: boolean;
   warn: (message: string) => void;
@@ -83,6 +86,8 @@ export async function openAuditChain(settings: AuditSettings, view: BarrierView,
     legacy = scan.result;
   }
   // A recorded chain was signed by a key the barrier names; only a new chain may come with a new key.
+  // The key that signed the old chain, for judging its files when a new chain (and key) begins.
+  const oldSpki = options.newChain ? (await view.get<{ spki: string }>(SIGNING_KEY_KEY))?.spki : undefined;
   const keyRecordRemoved = chain && !options.newChain ? () => broken(`the barrier records audit chain ${chain.id} but not its checkpoint signing key record (removed from storage?)`) : undefined;
   const signer = await openAuditSigner(view, hsm, {
     note: (m) => { signerCreated = true; warn(m); },
@@ -121,9 +126,10 @@ export async function openAuditChain(settings: AuditSettings, view: BarrierView,
   let previous: ChainRecord['previous'];
   let previousState: string | undefined;
   if (options.newChain) {
-    reason = 'new-audit-chain';
+    reason = options.newChainReason ?? 'new-audit-chain';
     if (existing.length > 0) {
-      const check = (await scanAuditFiles(existing.map((p) => ({ path: p })), { publicKey: signer.publicKey, ...(chain ? { chain: chain.id } : {}), ...(anchor ? { anchor } : {}) })).result;
+      const publicKey = oldSpki ? createPublicKey({ key: Buffer.from(oldSpki, 'base64'), format: 'der', type: 'spki' }) : signer.publicKey;
+      const check = (await scanAuditFiles(existing.map((p) => ({ path: p })), { publicKey, ...(chain ? { chain: chain.id } : {}), ...(anchor ? { anchor } : {}) })).result;
       previousState = check.ok ? 'intact' : `bad at seq ${check.badSeq}: ${check.reason}`;
     } else {
       previousState = 'missing';
@@ -149,6 +155,7 @@ export async function openAuditChain(settings: AuditSettings, view: BarrierView,
     ...(previous ? { previousHeadSeq: previous.headSeq, previousHeadHash: previous.headHash } : {}),
     ...(previousState ? { previousState: previousState.slice(0, 512) } : {}),
     ...(moved.length > 0 ? { previousFiles: moved.length } : {}),
+    ...(options.newChain ? options.startDetails : {}),
   };
   recorded = false;
   const log = await FileAuditLog.open(settings.path, { ...common, start });

@@ -29,6 +29,8 @@ export const MOUNTS = {
   /** Indexes without a policy path of their own: only the token store reads them. */
   tokenChildren: { storage: 'sys/token-children/', policy: 'sys/tokens' },
   tokenExpiry: { storage: 'sys/token-expiry/', policy: 'sys/tokens' },
+  /** The seal's records inside the barrier: the recovery key R, a pending seal migration (the in-memory wrap key is sys/material-wrap-key, keys/protection/wrapper.ts). */
+  seal: { storage: 'sys/seal/', policy: 'sys/seal' },
   /** A pod's tokens, written with each token (so owned by the token store too) and read by Kubernetes login. */
   podTokens: { storage: 'auth/kubernetes/pod-tokens/', policy: 'sys/auth/kubernetes' },
 } as const satisfies Record<string, Mount>;

@@ -8,12 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
-import type { Storage, StorageWrite } from '../storage/types.js';
+import type { Storage } from '../storage/types.js';
 import { DATA_PREFIX, type Barrier } from './barrier.js';
 import { KEYRING_PATH, keyringAfterRotation, previousKeys, readKeyring } from './keyring.js';
 import { MAX_GENERATION } from './record.js';
 import { RewriteJob } from './rewrite-job.js';
 import { DEFAULT_ROTATION_SETTINGS, ROTATION_PATH, rotationStatus, type RotationProgress, type RotationSettings, type RotationStatus } from './rotation-progress.js';
+import { MOUNTS } from './mounts.js';
+import { recoveryFieldsFor } from './recovery.js';
 import { protectRoot, rootKeyGeneration, SEAL_RECORD_KEY, unseal, type SealRecord } from './seal.js';
 
 export { ROTATION_PATH, type RotationProgress, type RotationSettings, type RotationStatus } from './rotation-progress.js';
@@ -23,8 +25,6 @@ export { ROTATION_PATH, type RotationProgress, type RotationSettings, type Rotat
  * under the recovery key, added to the rotation's atomic write. Empty when the store has no
  * recovery record.
  */
-export type RecoveryRewrap = (rootKey: Buffer, generation: number) => Promise<{ checks: Array<{ key: string; value: Buffer | null }>; writes: StorageWrite[] }>;
-
 /** Test-only fault (kill -9 between the rotation's atomic write and anything after it); unset in production. */
 const CRASH_AFTER_ROTATION_WRITE = process.env.KEYHOLD_TEST_FAULT === 'crash-after-root-rotation-write';
 
@@ -34,8 +34,6 @@ export interface RootRotationOptions {
   hsm: Hsm;
   settings?: Partial<RotationSettings>;
   warn: (message: string) => void;
-  /** Set by the lead when the recovery helper's branch is merged (see RecoveryRewrap). */
-  rewrapRecovery?: RecoveryRewrap;
 }
 
 export class RootRotation {
@@ -46,7 +44,6 @@ export class RootRotation {
   readonly #barrier: Barrier;
   readonly #hsm: Hsm;
   readonly #warn: (message: string) => void;
-  readonly #rewrapRecovery: RecoveryRewrap | undefined;
   #unwatch: Array<() => void> = [];
   #refreshing: Promise<void> | null = null;
   #refreshAgain = false;
@@ -57,7 +54,6 @@ export class RootRotation {
     this.#barrier = options.barrier;
     this.#hsm = options.hsm;
     this.#warn = options.warn;
-    this.#rewrapRecovery = options.rewrapRecovery;
     this.job = new RewriteJob({ storage: this.#storage, barrier: this.#barrier, settings: this.settings, warn: this.#warn, refresh: () => this.refresh() });
   }
 
@@ -108,7 +104,13 @@ export class RootRotation {
     try {
       const keyring = keyringAfterRotation(keyringRead.value, generation, current);
       protectedRoot = await protectRoot(this.#hsm, newRoot, next, sealed);
-      const recovery = this.#rewrapRecovery ? await this.#rewrapRecovery(newRoot, next) : { checks: [], writes: [] };
+      // A store with recovery shares: the new root key wrapped under the recovery key as well (the
+      // recovery key is in the barrier; protectRoot never carries the old root's copy over).
+      const recovery = await recoveryFieldsFor(this.#barrier.view(MOUNTS.seal), newRoot, next);
+      if (recovery) {
+        if (protectedRoot.record.version !== 2) throw new KeyholdError('ERR_INTERNAL', 'a seal record with recovery shares must be version 2');
+        protectedRoot.record.recovery = recovery;
+      }
       const now = new Date().toISOString();
       const progress: RotationProgress = {
         version: 1, generation: next, rewriting: true, pass: 1, cursor: '', passTotal: 0, passScanned: 0, passRewritten: 0, scanned: 0, rewritten: 0, startedAt: now,
@@ -117,8 +119,8 @@ export class RootRotation {
       const as = { generation: next, rootKey: newRoot };
       const sealedWrites = [this.#barrier.sealedPut(KEYRING_PATH, keyring, as), this.#barrier.sealedPut(ROTATION_PATH, progress, as)];
       committed = await this.#storage.atomic(
-        [{ key: SEAL_RECORD_KEY, value: sealRaw }, { key: DATA_PREFIX + KEYRING_PATH, value: keyringRead.raw }, { key: DATA_PREFIX + ROTATION_PATH, value: progressRead.raw }, ...recovery.checks],
-        [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(protectedRoot.record)) }, ...sealedWrites, ...recovery.writes],
+        [{ key: SEAL_RECORD_KEY, value: sealRaw }, { key: DATA_PREFIX + KEYRING_PATH, value: keyringRead.raw }, { key: DATA_PREFIX + ROTATION_PATH, value: progressRead.raw }],
+        [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(protectedRoot.record)) }, ...sealedWrites],
       );
       if (CRASH_AFTER_ROTATION_WRITE && committed) process.kill(process.pid, 'SIGKILL');
       if (!committed) throw new KeyholdError('ERR_CONFLICT', 'another rotation or writer changed the seal first; retry');

@@ -4,6 +4,7 @@ import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { Hsm, HsmCapabilities, HsmKey, OaepHash } from '../hsm/types.js';
 import type { Storage } from '../storage/types.js';
 import { FIRST_GENERATION, MAX_GENERATION } from './record.js';
+import type { RecoveryFields } from './recovery.js';
 
 /** The only record outside the barrier: it holds nothing but ciphertext, a public key and HSM object labels. */
 export const SEAL_RECORD_KEY = 'core/seal';
@@ -57,6 +58,12 @@ export interface SealRecordV2 {
   /** ...or the label of the token's CKO_DATA object that holds it (data-object mode). Exactly one of the two. */
   rootKeyObject?: string;
   wrap: MaterialWrap;
+  /**
+   * Recovery shares (barrier/recovery.ts): the root key under the recovery key R. It wraps one
+   * root key of one generation, so protectRoot never carries it over from `previous`: the caller
+   * sets it (recoveryFieldsFor for a new root key; the same value for the same root key).
+   */
+  recovery?: RecoveryFields;
   tokenSerial: string;
   createdAt: string;
   rootKeyGeneration: number;
@@ -67,7 +74,10 @@ export type SealRecord = SealRecordV1 | SealRecordV2;
 export interface SealOptions {
   /** Keep the wrapped root key as a private CKO_DATA object in the token instead of in storage. */
   dataObject?: boolean;
-  /** protectRoot only: the material wrap to record instead of the previous record's (seal migration decides this). */
+  /**
+   * The material wrap to record instead of the previous record's (protectRoot), or instead of the
+   * fresh store's default (initializeSeal: stores with recovery shares ask for 'memory').
+   */
   wrap?: MaterialWrap;
 }
 
@@ -83,6 +93,16 @@ export function rootKeyGeneration(record: SealRecord): number {
 /** The seal method of a record (v1 records are AES-GCM). */
 export function sealMethodOf(record: SealRecord): SealMethod {
   return record.version === 1 ? 'aes-gcm' : record.method;
+}
+
+/** The recovery copy of the root key, when the store has recovery shares (only v2 records can). */
+export function recoveryOf(record: SealRecord): RecoveryFields | undefined {
+  return record.version === 2 ? record.recovery : undefined;
+}
+
+/** Whether `hsm` holds the key that seals `record` (the token that sealed the store, or a copy of it). */
+export function holdsSealKey(hsm: Hsm, record: SealRecord): boolean {
+  return hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND) !== null;
 }
 
 /** What wraps the store's wrapped-protection material (v1: the HSM wrap key). */
@@ -155,7 +175,8 @@ export async function readSeal(storage: Storage): Promise<SealRecord | null> {
 /**
  * The seal record protecting `rootKey` (of `generation`) on `hsm`, as this store seals: the method
  * by probing `hsm`, data-object mode and the material wrap as `previous` had them unless `options`
- * say otherwise. Keys are made as needed (the previous seal key is reused on the same token when
+ * say otherwise; never `previous.recovery` (it wraps a root key under R: the caller recomputes it,
+ * barrier/recovery.ts recoveryFieldsFor). Keys are made as needed (the previous seal key is reused on the same token when
  * the method is the same); a data object is made per call. Writes no storage: `discard()` removes
  * what this call made in the token when the caller's storage write loses.
  */
@@ -237,7 +258,7 @@ export async function protectRoot(hsm: Hsm, rootKey: Buffer, generation: number,
  * random suffix, so a reused token never hands an old key to a new store), and the seal record
  * written only if no other process wrote one first.
  */
-export async function initializeSeal(storage: Storage, hsm: Hsm, options: Pick<SealOptions, 'dataObject'> = {}): Promise<Unsealed> {
+export async function initializeSeal(storage: Storage, hsm: Hsm, options: SealOptions = {}): Promise<Unsealed> {
   if (await isInitialized(storage)) throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'this store is already initialised');
   const rootKey = randomBytes(ROOT_KEY_BYTES);
   try {

@@ -27,7 +27,15 @@ program.command('init').description('initialise an empty store: create the HSM s
   .requiredOption('--config <file>', 'YAML config')
   .requiredOption('--root-token-file <file>', 'where to write the root token (mode 0600)')
   .option('--seal-data-object', 'keep the wrapped root key as a private data object in the HSM token, not in storage (as seal.dataObject: true)')
-  .action(run(async (o: { config: string; rootTokenFile: string; sealDataObject?: boolean }) => (await import('./commands/server.js')).runInit(o)));
+  .option('--recovery-shares <n>', 'split a recovery key into N shares, printed once on stdout (2..255); with --recovery-threshold')
+  .option('--recovery-threshold <m>', 'how many shares move the seal to a new HSM (keyhold seal migrate); 2..N')
+  .action(run(async (o: { config: string; rootTokenFile: string; sealDataObject?: boolean; recoveryShares?: string; recoveryThreshold?: string }) => (await import('./commands/server.js')).runInit(o)));
+
+const seal = program.command('seal').description('the seal (the HSM that protects the root key) and the barrier root key');
+seal.command('migrate').description('offline (server stopped): move the seal to the HSM of a new config with recovery shares, when the old HSM is lost for good')
+  .requiredOption('--config <file>', 'server config naming the store and the NEW HSM')
+  .option('--share-file <file>', 'a file holding a recovery share (repeat; without it, shares are read from stdin, one per line)', (v: string, all: string[]) => [...all, v], [] as string[])
+  .action(run(async (o: { config: string; shareFile: string[] }) => (await import('./commands/seal.js')).runSealMigrate(o)));
 
 program.command('dev').description('run keyhold with an embedded SoftHSM token and SQLite under a data dir')
   .option('--data-dir <dir>', 'data directory', '.keyhold')
@@ -47,10 +55,9 @@ program.command('restore').description('restore a backup into an empty store; ne
 program.command('status').description('show server health (KEYHOLD_ADDR)')
   .action(run(async () => (await import('./commands/admin.js')).status()));
 
-const seal = program.command('seal').description('the seal and the barrier root key (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
-seal.command('rotate-root').description('rotate the barrier root key: new writes use a new generation; older records are rewritten in the background')
+seal.command('rotate-root').description('(KEYHOLD_ADDR, KEYHOLD_TOKEN) rotate the barrier root key: new writes use a new generation; older records are rewritten in the background')
   .action(run(async () => (await import('./commands/admin.js')).rotateRoot()));
-seal.command('rotation-status').description('progress of the background rewrite after a root-key rotation')
+seal.command('rotation-status').description('(KEYHOLD_ADDR, KEYHOLD_TOKEN) progress of the background rewrite after a root-key rotation')
   .action(run(async () => (await import('./commands/admin.js')).rotationStatus()));
 
 const key = program.command('key').description('named, versioned keys (KEYHOLD_ADDR, KEYHOLD_TOKEN)');

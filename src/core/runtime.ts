@@ -7,6 +7,7 @@ import type { Barrier } from '../barrier/barrier.js';
 import { deriveRootKey, openBarrier } from '../barrier/keyring.js';
 import { MOUNTS } from '../barrier/mounts.js';
 import { RootRotation } from '../barrier/rotation.js';
+import { checkRecoveryParameters } from '../barrier/recovery.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
@@ -30,6 +31,8 @@ import { SecretStore } from '../secrets/store.js';
 import type { PostgresStorage } from '../storage/postgres.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
+import { setUpRecovery, type RecoveryShareSet } from './recovery-init.js';
+import { MIGRATION_KEY, type SealMigrationRecord } from './seal-migrate.js';
 import { openStorage, requireExistingStore, storageName } from './storage.js';
 
 /** Everything a running server holds; the API layer receives this and nothing else. */
@@ -61,7 +64,25 @@ export interface StartOptions {
   initRootTokenFile?: string;
   /** Start a new audit chain even though the barrier remembers one (--new-audit-chain). */
   newAuditChain?: boolean;
+  /**
+   * With initRootTokenFile: split a recovery key into `shares` shares of which `threshold` recover
+   * the root key (src/barrier/recovery.ts); `deliver` gets them once, after they are committed.
+   * The store then wraps `wrapped` key material with a key in the barrier (wrap mode 'memory').
+   */
+  recovery?: { shares: number; threshold: number; deliver(shares: RecoveryShareSet): void };
   warn?: (message: string) => void;
+}
+
+/** The chain-start fields that record a seal migration (strings and numbers only, bounded). */
+function migrationDetails(m: SealMigrationRecord): Record<string, string | number> {
+  return {
+    sealMigratedAt: m.at,
+    sealFromTokenSerial: m.fromTokenSerial.slice(0, 64),
+    sealToTokenSerial: m.toTokenSerial.slice(0, 64),
+    sealToTokenLabel: m.toTokenLabel.slice(0, 64),
+    lostKeys: m.lostKeys.length,
+    ...(m.lostKeys.length > 0 ? { lostKeyNames: m.lostKeys.join(',').slice(0, 1024) } : {}),
+  };
 }
 
 /**
@@ -71,6 +92,10 @@ export interface StartOptions {
  */
 export async function startRuntime(config: ServerConfig, options: StartOptions = {}): Promise<Runtime> {
   if (!options.initRootTokenFile) requireExistingStore(config.storage);
+  if (options.recovery) {
+    if (!options.initRootTokenFile) throw new KeyholdError('ERR_CONFIG', 'recovery shares are made at initialisation only');
+    checkRecoveryParameters(options.recovery.shares, options.recovery.threshold);
+  }
   const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
@@ -88,16 +113,32 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     if (await isInitialized(storage)) {
       unsealed = await unseal(storage, hsm);
     } else if (options.initRootTokenFile) {
-      unsealed = await initializeSeal(storage, hsm, { dataObject: config.seal?.dataObject === true });
+      // With recovery shares, wrapped material is wrapped in memory under a key in the barrier, so it outlives the token.
+      unsealed = await initializeSeal(storage, hsm, { dataObject: config.seal?.dataObject === true, ...(options.recovery ? { wrap: { mode: 'memory' } as const } : {}) });
     } else {
       throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised; run "keyhold init --config FILE --root-token-file FILE" first`);
     }
     // With the keyring's older keys (records not rewritten yet since a rotation) and pinned derived keys.
     const { barrier, keyring } = await openBarrier(storage, unsealed);
+    const initFile = options.initRootTokenFile;
+    const firstInit = initFile !== undefined && !(await barrier.getJson('sys/initialized'));
+    const sealView = barrier.view(MOUNTS.seal);
+    let recoveryShares: RecoveryShareSet | undefined;
+    if (options.recovery) {
+      if (!firstInit) throw new KeyholdError('ERR_ALREADY_INITIALIZED', `${storageName(config.storage)} is already initialised; recovery shares are made at initialisation only`);
+      if (unsealed.wrap.mode !== 'memory') throw new KeyholdError('ERR_ALREADY_INITIALIZED', 'an interrupted initialisation without recovery shares sealed this store with the HSM wrap key; start from an empty store to use recovery shares');
+      recoveryShares = await setUpRecovery(storage, barrier, unsealed, options.recovery.shares, options.recovery.threshold);
+    }
     // An in-memory material wrap key is made with the store, before `sys/initialized` says it is
     // made (so an init that crashed in between makes it when run again); required afterwards.
-    const firstStart = options.initRootTokenFile !== undefined && !(await barrier.getJson('sys/initialized'));
-    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, firstStart);
+    wrapper = await openMaterialWrapper(hsm, unsealed.wrap, unsealed.wrapKey, barrier, firstInit);
+    // A seal migrated to this token (keyhold seal migrate): audited below as the reason of a new chain.
+    const migration = await sealView.get<SealMigrationRecord>(MIGRATION_KEY);
+    const migrated = migration?.sealKeyLabel === unsealed.record.sealKeyLabel ? migration : undefined;
+    if (migration && !migrated) {
+      warn(`a seal migration of ${migration.at} to token serial ${migration.toTokenSerial} did not complete (the seal record does not name its key); ignoring it`);
+      await sealView.delete(MIGRATION_KEY);
+    }
     const auditKey = deriveRootKey(unsealed.rootKey, keyring, 'keyhold/audit-hmac/v1');
     const auditHmac = new AuditHmac(auditKey);
     zeroize(auditKey, unsealed.rootKey);
@@ -105,20 +146,30 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const podTokens = barrier.view(MOUNTS.podTokens);
     const tokens = new TokenStore(tokenViews(barrier), { maxTtlSeconds: config.tokens?.maxTtlSeconds });
     let initializing = false;
-    if (options.initRootTokenFile && !(await barrier.getJson('sys/initialized'))) {
+    if (firstInit && initFile !== undefined) {
       initializing = true;
+      // Handed out once the seal record holding their recovery copy is committed, before the root token.
+      if (recoveryShares) options.recovery?.deliver(recoveryShares);
       // The only token exempt from the maximum TTL (issue 9): the one made at initialisation.
       rootToken = (await tokens.create({ policies: [ROOT_POLICY_NAME], displayName: 'root', neverExpires: true })).token;
-      writeFileSync(options.initRootTokenFile, rootToken + '\n', { mode: 0o600 });
+      writeFileSync(initFile, rootToken + '\n', { mode: 0o600 });
       await barrier.putJson('sys/initialized', { at: new Date().toISOString() });
     }
     const error = (x: string) => process.stderr.write(`keyhold: error: ${x}\n`);
-    const chainOptions = { newChain: options.newAuditChain, initializing, warn, error };
+    const chainOptions = {
+      newChain: options.newAuditChain === true || migrated !== undefined,
+      ...(migrated ? { newChainReason: 'seal-migrate', startDetails: migrationDetails(migrated) } : {}),
+      initializing,
+      warn,
+      error,
+    };
     // On PostgreSQL the log is the database's audit table, written in the writes' transactions.
     const { log: audit, signer: auditSigner } = config.storage.postgres
       ? await (await import('../audit/pg-startup.js')).openPostgresAuditChain(storage as PostgresStorage, config.audit, barrier.view(MOUNTS.audit), hsm, chainOptions)
       : await openAuditChain({ ...config.audit, path: config.audit.path as string }, barrier.view(MOUNTS.audit), hsm, chainOptions);
     auditLog = audit;
+    // The new chain's first entry records the migration: it is audited, and done.
+    if (migrated) await sealView.delete(MIGRATION_KEY);
     const records = new KeyRecordStore(barrier.view(MOUNTS.keys));
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });

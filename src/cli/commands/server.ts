@@ -2,6 +2,7 @@ import { loadConfigFile } from '../../core/config.js';
 import { prepareDev, readRootToken } from '../../core/dev.js';
 import { startRuntime } from '../../core/runtime.js';
 import { serve, untilSignal } from '../../core/serve.js';
+import { printRecoveryShares, recoveryFlags } from './seal.js';
 
 export async function runServer(options: { config: string; newAuditChain?: boolean }): Promise<void> {
   const config = loadConfigFile(options.config);
@@ -12,10 +13,15 @@ export async function runServer(options: { config: string; newAuditChain?: boole
   await stopped;
 }
 
-export async function runInit(options: { config: string; rootTokenFile: string; sealDataObject?: boolean }): Promise<void> {
+export async function runInit(options: { config: string; rootTokenFile: string; sealDataObject?: boolean; recoveryShares?: string; recoveryThreshold?: string }): Promise<void> {
+  // Checked before the config is even read: bad counts initialise nothing.
+  const recovery = recoveryFlags(options);
   const config = loadConfigFile(options.config);
   if (options.sealDataObject) config.seal = { ...config.seal, dataObject: true };
-  const runtime = await startRuntime(config, { initRootTokenFile: options.rootTokenFile });
+  const runtime = await startRuntime(config, {
+    initRootTokenFile: options.rootTokenFile,
+    ...(recovery ? { recovery: { ...recovery, deliver: printRecoveryShares } } : {}),
+  });
   await runtime.close();
   process.stderr.write(`keyhold: initialised; root token written to ${options.rootTokenFile} (mode 0600)\n`);
 }
