@@ -9,7 +9,7 @@ import { MOUNTS } from '../barrier/mounts.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
-import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
+import { openHsm } from '../hsm/open.js';
 import { registerCoreJobs } from '../ha/core-jobs.js';
 import type { BackgroundJobs } from '../ha/jobs.js';
 import type { Leadership } from '../ha/leader.js';
@@ -72,7 +72,7 @@ function deriveKey(rootKey: Buffer, purpose: string): Buffer {
  */
 export async function startRuntime(config: ServerConfig, options: StartOptions = {}): Promise<Runtime> {
   if (!options.initRootTokenFile) requireExistingStore(config.storage);
-  const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
+  const hsm = await openHsm(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
   let auditLog: AuditLog | undefined;
