@@ -7,6 +7,8 @@ import type {
   GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
 } from './types.js';
 
+const HEALTH_REUSE_MS = 200;
+
 /** Told about calls and failovers (src/api/metrics.ts); never told keys, data or PINs. */
 export interface HsmPoolObserver {
   call?(member: string, seconds: number): void;
@@ -46,6 +48,7 @@ export class HsmPool<C extends { name: string } = { name: string }> implements H
   private membersChange: Promise<unknown> = Promise.resolve();
   private retiredCalls = 0;
   private closed = false;
+  private healthCache: HsmHealth | undefined;
 
   private constructor(
     private readonly options: HsmPoolOptions<C>,
@@ -182,11 +185,15 @@ export class HsmPool<C extends { name: string } = { name: string }> implements H
 
   /** From the members' breaker states and last probes: no device call, always current. */
   async health(): Promise<HsmHealth> {
+    const now = Date.now();
+    // Reused for a moment only (scrapes and probes in a burst), so readiness follows a member's state at once.
+    if (this.healthCache && now - this.healthCache.checkedAt < HEALTH_REUSE_MS) return this.healthCache;
     const members = this.members.map((m) => m.health());
     let latencyMs = Infinity;
     for (const m of members) if (m.state === 'up' && m.latencyMs < latencyMs) latencyMs = m.latencyMs;
     const ok = latencyMs !== Infinity;
-    return { ok, checkedAt: Date.now(), latencyMs: ok ? latencyMs : 0, members, ...(ok ? {} : { error: 'no HSM member is available' }) };
+    this.healthCache = { ok, checkedAt: now, latencyMs: ok ? latencyMs : 0, members, ...(ok ? {} : { error: 'no HSM member is available' }) };
+    return this.healthCache;
   }
 
   async close(): Promise<void> {
