@@ -51,6 +51,8 @@ export class PoolMember {
   private closed = false;
   private retiredCalls = 0;
   private lastLogged: string | undefined;
+  /** Told of every state change (the pool drops its cached health). */
+  onStateChange: (() => void) | undefined;
 
   constructor(readonly spec: MemberSpec, private readonly events: MemberEvents = {}) {}
 
@@ -204,6 +206,7 @@ export class PoolMember {
     if (this.state === state) return;
     this.state = state;
     this.events.state?.(this);
+    this.onStateChange?.();
   }
 
   /** The same message is logged once per outage, not once per back-off step. */

@@ -59,6 +59,7 @@ export class HsmPool<C extends { name: string } = { name: string }> implements H
   ) {
     this.members = members;
     this.configs = configs;
+    for (const m of members) m.onStateChange = this.stateChanged;
     this.timer = setInterval(() => { void this.probeAll(); }, options.probeIntervalMs ?? 1000);
     this.timer.unref();
   }
@@ -89,6 +90,10 @@ export class HsmPool<C extends { name: string } = { name: string }> implements H
     for (const [name, err] of errors) options.log?.(`HSM member ${name} did not open: ${err instanceof Error ? err.message : String(err)}; retrying in the background`);
     return new HsmPool(options, first.conn.token, { ...first.conn.capabilities }, members, [...configs]);
   }
+
+  private readonly stateChanged = (): void => {
+    this.healthCache = undefined;
+  };
 
   setObserver(observer: HsmPoolObserver | undefined): void {
     this.observer = observer;
@@ -311,12 +316,15 @@ export class HsmPool<C extends { name: string } = { name: string }> implements H
     const added: PoolMember[] = [];
     const addedConfigs: C[] = [];
     for (const config of wanted.values()) {
-      added.push(new PoolMember(this.options.spec(config, [...keepConfigs, ...addedConfigs]), { log: this.options.log }));
+      const member = new PoolMember(this.options.spec(config, [...keepConfigs, ...addedConfigs]), { log: this.options.log });
+      member.onStateChange = this.stateChanged;
+      added.push(member);
       addedConfigs.push(config);
     }
     // From here the removed members get no new calls; the added ones take calls once up.
     this.members = [...keep, ...added];
     this.configs = [...keepConfigs, ...addedConfigs];
+    this.healthCache = undefined;
     for (const m of removed) this.options.log?.(`HSM member ${m.name} removed: draining`);
     await Promise.all([
       ...added.map(async (m) => {
