@@ -220,7 +220,7 @@ function validateHsmSection(hsm: ServerConfig['hsm'], source: string): void {
   const forms = [hsm.module !== undefined, hsm.members !== undefined, hsm.endpoints !== undefined].filter(Boolean).length;
   if (forms !== 1) throw new KeyholdError('ERR_CONFIG', `${source}: set exactly one of hsm.module (one endpoint), hsm.members (a cluster) and hsm.endpoints (an endpoint list)`);
   if (hsm.endpoints) {
-    if (!hsm.endpoints.file) throw new KeyholdError('ERR_CONFIG', `${source}: hsm.endpoints.configMap is read by the operator's mount; set hsm.endpoints.file to the mounted endpoints.json`);
+    if (!hsm.endpoints.file && !hsm.endpoints.configMap) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.endpoints.file (the mounted endpoints.json) or hsm.endpoints.configMap`);
     if (!hsm.memberTemplate) throw new KeyholdError('ERR_CONFIG', `${source}: hsm.endpoints needs hsm.memberTemplate`);
   }
   const endpoints: Array<[string, { tokenLabel?: string; slot?: string; pinEnv?: string; pinFile?: string }]> = hsm.members

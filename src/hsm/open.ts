@@ -1,3 +1,4 @@
+import { KeyholdError } from '../errors.js';
 import { memberConfigs, type HsmConfig, type HsmMemberConfig, type HsmSettings } from './config.js';
 import { watchEndpointFile, readEndpointMembers, type EndpointWatch } from './endpoint-file.js';
 import type { MemberSpec } from './member.js';
@@ -22,6 +23,7 @@ export async function openHsm(settings: HsmSettings, options: OpenHsmOptions = {
   const keyIds = new Map<string, Buffer>();
   let watch: EndpointWatch | undefined;
   const fromFile = settings.endpoints?.file;
+  if (settings.endpoints && !fromFile) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.configMap is not watched by this build: mount the ConfigMap and set hsm.endpoints.file to its endpoints.json');
   const initial = fromFile ? readEndpointMembers(fromFile, settings) : memberConfigs(settings);
   const pool = await HsmPool.open<HsmMemberConfig>(initial, {
     log: options.warn,
