@@ -119,6 +119,8 @@ export class Pkcs11Hsm implements Hsm {
    * fails at once: there is no retry loop that could count down the token's PIN tries.
    */
   static async open(config: HsmConfig, options: Pkcs11HsmOptions = {}): Promise<Pkcs11Hsm> {
+    // No await before C_Initialize (nor after, today): openHsm sets a member's `env` in
+    // process.env around this call, and the module reads it at C_Initialize.
     const pin = resolvePin(config);
     const lib = new pkcs11.PKCS11();
     try {
