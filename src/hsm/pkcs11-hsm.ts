@@ -290,6 +290,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+    if (this.closed) throw closedError('key generation');
     const taken = () => new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
     // Reserved before the first await, so two concurrent calls cannot both create the label.
     if (this.generating.has(label) || this.handles.has(label)) throw taken();
@@ -327,23 +328,27 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async destroyKey(key: HsmKey): Promise<void> {
+    if (this.closed) throw closedError('destroy');
     try {
       await this.oneObjectWriteAtATime(async () => {
-        // Already gone from the token (or never found here): nothing to destroy.
+        // Already gone from the token (or never found here): nothing to destroy. A different
+        // object under the label is refused by lookUp, and its id stays known.
         const handle = this.handles.get(key.label) ?? this.lookUp(key.label, key.kind);
         if (handle) this.lib.C_DestroyObject(this.control, handle);
       });
     } catch (err) {
       if (ckrName(err) !== 'CKR_OBJECT_HANDLE_INVALID') throw hsmError(err, 'destroy');
-    } finally {
-      this.handles.delete(key.label);
-      this.keyIds.delete(key.label);
-      const pub = this.publicHandles.get(key.label);
-      if (pub) {
-        this.publicHandles.delete(key.label);
-        try { this.lib.C_DestroyObject(this.control, pub); } catch { /* session object: gone with its session anyway */ }
-      }
     }
+    this.handles.delete(key.label);
+    this.keyIds.delete(key.label);
+    this.dropPublicHandle(key.label);
+  }
+
+  private dropPublicHandle(label: string): void {
+    const pub = this.publicHandles.get(label);
+    if (!pub) return;
+    this.publicHandles.delete(label);
+    try { this.lib.C_DestroyObject(this.control, pub); } catch { /* session object: gone with its session anyway */ }
   }
 
   async aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
