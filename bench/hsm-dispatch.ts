@@ -48,9 +48,13 @@ lib.load(token.module);
 try { lib.C_Initialize({ flags: pkcs11.CKF_OS_LOCKING_OK }); } catch { /* already initialised by Pkcs11Hsm */ }
 const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === 'dispatch') as Buffer;
 const session = lib.C_OpenSession(slot, pkcs11.CKF_SERIAL_SESSION | pkcs11.CKF_RW_SESSION);
+// HsmKey names the key by label only: this bench looks its handle up itself. (Token objects have the same handle in every session of one process.)
+lib.C_FindObjectsInit(session, [{ type: pkcs11.CKA_LABEL, value: key.label }, { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_SECRET_KEY }]);
+const keyHandle = lib.C_FindObjects(session, 1)[0] as Buffer;
+lib.C_FindObjectsFinal(session);
 const syncEncrypt = () => {
   const iv = randomBytes(12);
-  lib.C_EncryptInit(session, { mechanism: pkcs11.CKM_AES_GCM, parameter: { type: pkcs11.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 } as pkcs11.GcmParams }, key.handle);
+  lib.C_EncryptInit(session, { mechanism: pkcs11.CKM_AES_GCM, parameter: { type: pkcs11.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad, tagBits: 128 } as pkcs11.GcmParams }, keyHandle);
   return lib.C_Encrypt(session, plaintext, Buffer.alloc(plaintext.length + 16));
 };
 
@@ -74,7 +78,7 @@ parentPort.on('message', ({ id, data }) => {
 });`;
 const { createRequire } = await import('node:module');
 const pkcs11Path = createRequire(import.meta.url).resolve('pkcs11js');
-const workers = Array.from({ length: 2 }, () => new Worker(workerSource, { eval: true, workerData: { module: token.module, handle: key.handle, pkcs11Path } }));
+const workers = Array.from({ length: 2 }, () => new Worker(workerSource, { eval: true, workerData: { module: token.module, handle: keyHandle, pkcs11Path } }));
 const pending = new Map<number, (out: Buffer) => void>();
 for (const w of workers) w.on('message', ({ id, out }: { id: number; out: Buffer }) => { pending.get(id)?.(out); pending.delete(id); });
 let nextId = 0;

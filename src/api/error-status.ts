@@ -68,6 +68,8 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
 /** Refusals that pass by themselves: the client is told when to retry (Retry-After, seconds). */
 export const RETRY_AFTER_SECONDS: Readonly<Partial<Record<KeyholdErrorCode, number>>> = {
   ERR_STORAGE_UNAVAILABLE: 1,
+  // Every HSM member is out; members reconnect every ≤ 0.5 s, so a retry soon is worth it.
+  ERR_HSM_UNAVAILABLE: 1,
 };
 
 /**

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Runtime } from '../core/runtime.js';
+import { installHsmMemberMetrics } from './hsm-metrics.js';
 
 /** Prometheus metrics on a registry of this server's own (tests run several servers in one process). */
 /** Registers GET /metrics and returns the per-response observer that server.ts calls from its one onSend hook. */
@@ -14,6 +15,7 @@ export function installMetrics(app: FastifyInstance, runtime: Runtime): (request
   });
   new Gauge({ name: 'keyhold_hsm_calls_total', help: 'Cryptographic calls made on the HSM', registers: [registry], collect() { this.set(runtime.hsm.callCount); } });
   new Gauge({ name: 'keyhold_hsm_up', help: '1 when the last (cached) HSM probe succeeded', registers: [registry], async collect() { this.set((await runtime.hsm.health()).ok ? 1 : 0); } });
+  installHsmMemberMetrics(registry, runtime.hsm);
   new Gauge({ name: 'keyhold_audit_up', help: '1 while the audit log is writable', registers: [registry], collect() { this.set(runtime.audit.healthy ? 1 : 0); } });
   new Gauge({ name: 'keyhold_leader', help: '1 while this replica leads (runs the background jobs)', registers: [registry], collect() { this.set(runtime.leadership.isLeader ? 1 : 0); } });
   new Gauge({ name: 'keyhold_leader_elections_total', help: 'Times this replica became leader', registers: [registry], collect() { this.set(runtime.jobs.elections); } });

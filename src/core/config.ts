@@ -6,14 +6,36 @@ import { parse as parseYaml } from 'yaml';
 import { KeyholdError } from '../errors.js';
 import { parsePostgresUrl } from '../storage/postgres-config.js';
 
-const HsmSection = Type.Object({
+/** What a module reads from its environment at C_Initialize (P11_KIT_SERVER_ADDRESS, a vendor's config path). */
+const HsmEnv = Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String());
+const HsmEndpointFields = {
   module: Type.String({ minLength: 1 }),
+  env: Type.Optional(HsmEnv),
   tokenLabel: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
   slot: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
   pinEnv: Type.Optional(Type.String({ minLength: 1 })),
   pinFile: Type.Optional(Type.String({ minLength: 1 })),
+};
+/**
+ * One endpoint (module, tokenLabel|slot, pinEnv|pinFile), or an HSM cluster: `members`, or
+ * `endpoints.file` (the operator's endpoint list) with a `memberTemplate`. See src/hsm/open.ts.
+ */
+const HsmSection = Type.Object({
+  module: Type.Optional(HsmEndpointFields.module),
+  env: HsmEndpointFields.env,
+  tokenLabel: HsmEndpointFields.tokenLabel,
+  slot: HsmEndpointFields.slot,
+  pinEnv: HsmEndpointFields.pinEnv,
+  pinFile: HsmEndpointFields.pinFile,
   sessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   healthCacheSeconds: Type.Optional(Type.Number({ minimum: 0, maximum: 300 })),
+  members: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,63}$' }), ...HsmEndpointFields }, { additionalProperties: false }), { minItems: 1, maxItems: 64 })),
+  endpoints: Type.Optional(Type.Object({
+    file: Type.Optional(Type.String({ minLength: 1 })),
+    configMap: Type.Optional(Type.Object({ namespace: Type.String({ minLength: 1 }), name: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+  }, { additionalProperties: false })),
+  memberTemplate: Type.Optional(Type.Object(HsmEndpointFields, { additionalProperties: false })),
+  moduleCopyDir: Type.Optional(Type.String({ minLength: 1 })),
 }, { additionalProperties: false });
 
 /** PostgreSQL (storage.postgres): see storage/postgres-config.ts for what each field means. */
@@ -161,8 +183,7 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   // Each process's chain is in the table; the file sink beside it is a per-chain copy (audit.mirrorDir).
   if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (for a file copy of each process's chain as a second sink, set audit.mirrorDir)`);
   if (config.storage.sqlite && config.audit.mirrorDir !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: audit.mirrorDir is for storage.postgres; with SQLite the audit log is the file at audit.path`);
-  if (!config.hsm.tokenLabel && !config.hsm.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.tokenLabel or hsm.slot`);
-  if (!config.hsm.pinEnv && !config.hsm.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.pinEnv or hsm.pinFile (the PIN is never part of the config)`);
+  validateHsmSection(config.hsm, source);
   const timeouts = apiTimeouts(config);
   // Node refuses the pair otherwise: the headers are part of the request.
   if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) throw new KeyholdError('ERR_CONFIG', `${source}: api.headersTimeoutMs must not exceed api.requestTimeoutMs`);
@@ -194,6 +215,8 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   if (config.audit.path !== undefined) config.audit.path = abs(config.audit.path);
   if (config.audit.mirrorDir !== undefined) config.audit.mirrorDir = abs(config.audit.mirrorDir);
   if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
+  for (const member of config.hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
+  if (config.hsm.endpoints?.file) config.hsm.endpoints.file = abs(config.hsm.endpoints.file);
   return config;
 }
 
@@ -202,4 +225,45 @@ export function parseListen(listen: string): { host: string; port: number } {
   const port = Number(match?.[2]);
   if (!match || port > 65535) throw new KeyholdError('ERR_CONFIG', `listen address "${listen}" must be HOST:PORT`);
   return { host: (match[1] as string).replace(/^\[|\]$/g, ''), port };
+}
+
+/** Exactly one form of the hsm section; every endpoint names its token and a PIN source. */
+function validateHsmSection(hsm: ServerConfig['hsm'], source: string): void {
+  const forms = [hsm.module !== undefined, hsm.members !== undefined, hsm.endpoints !== undefined].filter(Boolean).length;
+  if (forms !== 1) throw new KeyholdError('ERR_CONFIG', `${source}: set exactly one of hsm.module (one endpoint), hsm.members (a cluster) and hsm.endpoints (an endpoint list)`);
+  if (hsm.endpoints) {
+    if (!hsm.endpoints.file && !hsm.endpoints.configMap) throw new KeyholdError('ERR_CONFIG', `${source}: set hsm.endpoints.file (the mounted endpoints.json) or hsm.endpoints.configMap`);
+    if (!hsm.memberTemplate) throw new KeyholdError('ERR_CONFIG', `${source}: hsm.endpoints needs hsm.memberTemplate`);
+  }
+  const endpoints: Array<[string, { tokenLabel?: string; slot?: string; pinEnv?: string; pinFile?: string }]> = hsm.members
+    ? hsm.members.map((m) => [`hsm.members[${m.name}]`, m])
+    : [[hsm.memberTemplate ? 'hsm.memberTemplate' : 'hsm', hsm.memberTemplate ?? hsm]];
+  for (const [where, e] of endpoints) {
+    if (!e.tokenLabel && !e.slot) throw new KeyholdError('ERR_CONFIG', `${source}: set ${where}.tokenLabel or ${where}.slot`);
+    if (!e.pinEnv && !e.pinFile) throw new KeyholdError('ERR_CONFIG', `${source}: set ${where}.pinEnv or ${where}.pinFile (the PIN is never part of the config)`);
+  }
+  if (hsm.members && new Set(hsm.members.map((m) => m.name)).size !== hsm.members.length) throw new KeyholdError('ERR_CONFIG', `${source}: hsm.members names must be unique`);
+}
+
+/**
+ * A file holding only an `hsm` section (YAML or JSON), for commands without a server config (the
+ * KMS plugin's --hsm-config): validated like the server's, relative paths against the file's folder.
+ */
+export function loadHsmSection(file: string): ServerConfig['hsm'] {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new KeyholdError('ERR_CONFIG', `cannot read HSM configuration ${file}`, { cause });
+  }
+  const section = (raw as { hsm?: unknown } | null)?.hsm ?? raw;
+  const errors = [...Value.Errors(HsmSection, section)];
+  if (errors.length > 0) throw new KeyholdError('ERR_CONFIG', `invalid HSM configuration in ${file}: ${errors.slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`).join('; ')}`);
+  const hsm = section as ServerConfig['hsm'];
+  validateHsmSection(hsm, file);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(dirname(resolve(file)), p));
+  if (hsm.pinFile) hsm.pinFile = abs(hsm.pinFile);
+  for (const member of hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
+  if (hsm.endpoints?.file) hsm.endpoints.file = abs(hsm.endpoints.file);
+  return hsm;
 }

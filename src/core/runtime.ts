@@ -11,7 +11,7 @@ import { checkRecoveryParameters } from '../barrier/recovery.js';
 import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
-import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
+import { openHsm } from '../hsm/open.js';
 import { registerCoreJobs } from '../ha/core-jobs.js';
 import type { BackgroundJobs } from '../ha/jobs.js';
 import type { Leadership } from '../ha/leader.js';
@@ -96,7 +96,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     if (!options.initRootTokenFile) throw new KeyholdError('ERR_CONFIG', 'recovery shares are made at initialisation only');
     checkRecoveryParameters(options.recovery.shares, options.recovery.threshold);
   }
-  const hsm = await Pkcs11Hsm.open(config.hsm, { warn: options.warn });
+  const hsm = await openHsm(config.hsm, { warn: options.warn });
   let storage: Storage | undefined;
   let unsealed: Unsealed | undefined;
   let auditLog: AuditLog | undefined;

@@ -19,7 +19,7 @@ import { readSealRecordRaw, replaceSealRecord } from '../barrier/seal-update.js'
 import type { BarrierView } from '../barrier/view.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
-import { Pkcs11Hsm } from '../hsm/pkcs11-hsm.js';
+import { openHsm } from '../hsm/open.js';
 import type { KeyRecord } from '../keys/types.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
@@ -84,7 +84,7 @@ async function keyRecords(view: BarrierView): Promise<{ records: KeyRecord[]; un
 export async function migrateSeal(config: ServerConfig, shares: readonly ShareInput[], warn: (message: string) => void): Promise<SealMigrationResult> {
   requireExistingStore(config.storage);
   // The new token first: a wrong PIN or module fails before the store is opened.
-  const hsm = await Pkcs11Hsm.open(config.hsm, { warn });
+  const hsm = await openHsm(config.hsm, { warn });
   let storage: Storage | undefined;
   try {
     storage = await openStorage(config.storage, { warn });

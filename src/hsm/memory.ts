@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../crypto/aead.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
+import { hsmError } from './ckr.js';
 import type {
   GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
 } from './types.js';
@@ -27,11 +28,10 @@ function keyTypeOf(kind: HsmKeyKind): KeyType {
 
 const isSecret = (type: KeyType): boolean => type === 'aes' || type === 'generic-secret';
 
-interface StoredKey {
+export interface StoredKey {
   readonly label: string;
   readonly kind: HsmKeyKind;
   readonly type: KeyType;
-  readonly handle: Buffer;
   readonly id: Buffer;
   /** The raw secret (AES, HMAC) or the private key as PKCS#8 DER: a Buffer, so close() can zero it. */
   readonly secret: Buffer;
@@ -44,8 +44,32 @@ interface StoredKey {
  * SoftHSM answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED → ERR_HSM_UNAVAILABLE).
  */
 function ckrError(ckr: string, operation: string): KeyholdError {
-  const code = ckr === 'CKR_CRYPTOKI_NOT_INITIALIZED' ? 'ERR_HSM_UNAVAILABLE' : ckr === 'CKR_MECHANISM_INVALID' ? 'ERR_HSM_MECHANISM_UNSUPPORTED' : 'ERR_HSM';
-  return new KeyholdError(code, `HSM ${operation} failed: ${ckr}`, { details: { ckr } });
+  return hsmError(new Error(ckr), operation);
+}
+
+/** The keys of one simulated token: MemoryHsm connections given the same store see the same keys, like members of an HSM cluster. */
+export type MemoryKeyStore = Map<string, StoredKey>;
+
+export function memoryKeyStore(): MemoryKeyStore {
+  return new Map();
+}
+
+/** The data objects of the simulated token a shared key store stands for. */
+const sharedDataObjects = new WeakMap<MemoryKeyStore, Map<string, Buffer>>();
+function dataObjectsOf(keys: MemoryKeyStore): Map<string, Buffer> {
+  let objects = sharedDataObjects.get(keys);
+  if (!objects) sharedDataObjects.set(keys, (objects = new Map()));
+  return objects;
+}
+
+/**
+ * A simulated device for tests of the HSM pool: while `failure` names a CKR, every call on every
+ * connection opened on this device fails with it (CKR_DEVICE_ERROR: the device is gone).
+ */
+export interface MemoryDevice {
+  failure?: string;
+  /** Added to every crypto call, so tests can hold calls in flight. */
+  delayMs?: number;
 }
 
 export interface MemoryHsmOptions {
@@ -54,6 +78,9 @@ export interface MemoryHsmOptions {
   healthCacheSeconds?: number;
   /** Acts as a narrower token: these capabilities are off, and AES-GCM calls are then refused as a token without the mechanism would. */
   withoutCapabilities?: Array<keyof HsmCapabilities>;
+  /** Shared with other connections (a cluster); the store's owner zeroes it, not close(). */
+  keys?: MemoryKeyStore;
+  device?: MemoryDevice;
 }
 
 /**
@@ -69,10 +96,11 @@ export class MemoryHsm implements Hsm {
     aesGcm: true, aesKeyWrapPad: false, hmacSha256: true, ecdsa: true, rsaPss: true, rsaOaepDecrypt: true,
     rsaOaepEncryptOnDevice: true, ecKeyGen: true, rsaKeyGen: true,
   };
-  private readonly byLabel = new Map<string, StoredKey>();
-  private readonly byHandle = new Map<string, StoredKey>();
-  /** CKO_DATA objects by label. */
-  private readonly dataObjects = new Map<string, Buffer>();
+  private readonly byLabel: MemoryKeyStore;
+  private readonly sharedKeys: boolean;
+  private readonly device: MemoryDevice | undefined;
+  /** CKO_DATA objects by label (shared, like the keys, between connections to one simulated token). */
+  private readonly dataObjects: Map<string, Buffer>;
   /** Labels being generated: reserved before the first await, as Pkcs11Hsm does. */
   private readonly generating = new Set<string>();
   private readonly healthTtlMs: number;
@@ -91,6 +119,10 @@ export class MemoryHsm implements Hsm {
     };
     this.healthTtlMs = (options.healthCacheSeconds ?? 5) * 1000;
     for (const name of options.withoutCapabilities ?? []) this.capabilities[name] = false;
+    this.byLabel = options.keys ?? new Map();
+    this.sharedKeys = options.keys !== undefined;
+    this.device = options.device;
+    this.dataObjects = options.keys ? dataObjectsOf(options.keys) : new Map();
   }
 
   static async open(options: MemoryHsmOptions = {}): Promise<MemoryHsm> {
@@ -106,7 +138,7 @@ export class MemoryHsm implements Hsm {
     const stored = this.byLabel.get(label);
     // PKCS#11 finds by class and label: a secret key does not answer for a private key.
     if (!stored || isSecret(stored.type) !== isSecret(keyTypeOf(kind))) return null;
-    return { label, kind, handle: stored.handle };
+    return { label, kind };
   }
 
   async findOrCreateKey(label: string, kind: HsmKeyKind): Promise<HsmKey> {
@@ -135,10 +167,9 @@ export class MemoryHsm implements Hsm {
         zeroize(secret);
         throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', 'key generation');
       }
-      const stored: StoredKey = { label, kind, type, handle: randomBytes(8), id: randomBytes(16), secret };
+      const stored: StoredKey = { label, kind, type, id: randomBytes(16), secret };
       this.byLabel.set(label, stored);
-      this.byHandle.set(stored.handle.toString('hex'), stored);
-      const key: HsmKey = { label, kind, handle: stored.handle };
+      const key: HsmKey = { label, kind };
       return publicKeySpki ? { ...key, publicKeySpki } : key;
     } finally {
       this.generating.delete(label);
@@ -150,7 +181,7 @@ export class MemoryHsm implements Hsm {
     const type = keyTypeOf(kind);
     const keys: HsmKey[] = [];
     for (const stored of this.byLabel.values()) {
-      if (stored.type === type && stored.label.startsWith(labelPrefix)) keys.push({ label: stored.label, kind, handle: stored.handle });
+      if (stored.type === type && stored.label.startsWith(labelPrefix)) keys.push({ label: stored.label, kind });
     }
     return keys;
   }
@@ -161,9 +192,8 @@ export class MemoryHsm implements Hsm {
 
   async destroyKey(key: HsmKey): Promise<void> {
     this.requireOpen('destroy');
-    const stored = this.byHandle.get(key.handle.toString('hex'));
+    const stored = this.byLabel.get(key.label);
     if (!stored) return;
-    this.byHandle.delete(stored.handle.toString('hex'));
     this.byLabel.delete(stored.label);
     zeroize(stored.secret);
   }
@@ -192,12 +222,14 @@ export class MemoryHsm implements Hsm {
   }
 
   async hmacSha256(key: HsmKey, data: Buffer): Promise<Buffer> {
+    if (this.device?.delayMs) await this.inFlight('HMAC');
     const stored = this.ofType(key, 'generic-secret', 'HMAC');
     this.calls++;
     return createHmac('sha256', stored.secret).update(data).digest();
   }
 
   async sign(key: HsmKey, data: Buffer): Promise<Buffer> {
+    if (this.device?.delayMs) await this.inFlight('sign');
     const stored = this.stored(key, 'sign');
     if (isSecret(stored.type)) throw new KeyholdError('ERR_KEY_OPERATION_UNSUPPORTED', `${key.kind} keys do not sign`);
     this.calls++;
@@ -259,8 +291,9 @@ export class MemoryHsm implements Hsm {
   async health(): Promise<HsmHealth> {
     const now = Date.now();
     if (this.healthCache && now - this.healthCache.checkedAt < this.healthTtlMs) return this.healthCache;
-    this.healthCache = this.closed
-      ? { ok: false, checkedAt: now, latencyMs: 0, error: 'HSM adapter is closed' }
+    const down = this.closed ? 'HSM adapter is closed' : this.device?.failure;
+    this.healthCache = down
+      ? { ok: false, checkedAt: now, latencyMs: 0, error: down }
       : { ok: true, checkedAt: now, latencyMs: 0 };
     return this.healthCache;
   }
@@ -269,11 +302,12 @@ export class MemoryHsm implements Hsm {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const stored of this.byLabel.values()) zeroize(stored.secret);
-    this.byLabel.clear();
-    this.byHandle.clear();
-    for (const value of this.dataObjects.values()) zeroize(value);
-    this.dataObjects.clear();
+    if (!this.sharedKeys) {
+      for (const stored of this.byLabel.values()) zeroize(stored.secret);
+      this.byLabel.clear();
+      for (const value of this.dataObjects.values()) zeroize(value);
+      this.dataObjects.clear();
+    }
     this.healthCache = undefined;
   }
 
@@ -282,13 +316,20 @@ export class MemoryHsm implements Hsm {
     return createPrivateKey({ key: stored.secret, format: 'der', type: 'pkcs8' });
   }
 
+  /** A simulated device round trip: the device may go away while the call is on it. */
+  private async inFlight(operation: string): Promise<void> {
+    this.requireOpen(operation);
+    await new Promise((resolve) => setTimeout(resolve, this.device?.delayMs));
+  }
+
   private requireOpen(operation: string): void {
     if (this.closed) throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', operation);
+    if (this.device?.failure) throw ckrError(this.device.failure, operation);
   }
 
   private stored(key: HsmKey, operation: string): StoredKey {
     this.requireOpen(operation);
-    const stored = this.byHandle.get(key.handle.toString('hex'));
+    const stored = this.byLabel.get(key.label);
     if (!stored) throw ckrError('CKR_OBJECT_HANDLE_INVALID', operation);
     return stored;
   }

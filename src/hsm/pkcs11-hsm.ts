@@ -48,7 +48,16 @@ export interface Pkcs11HsmOptions {
    * SoftHSM in tests. It can only take capabilities away.
    */
   withoutCapabilities?: Array<keyof HsmCapabilities>;
+  /**
+   * label → CKA_ID of the keys this process knows, shared by every connection to one cluster and
+   * kept across reconnects: a key found again (after a reconnect, or on another member) must carry
+   * the id it had, so a different object put under the same label is refused, never used.
+   */
+  keyIds?: Map<string, Buffer>;
 }
+
+/** CKRs that say a cached object handle no longer names an object: the label is looked up again. */
+const HANDLE_GONE = new Set(['CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID']);
 
 /**
  * The PKCS#11 adapter over pkcs11js. One control session serves synchronous look-ups; a pool of
@@ -75,7 +84,8 @@ function releaseModule(lib: pkcs11.PKCS11, modulePath: string, sessions: Set<Buf
 }
 
 export class Pkcs11Hsm implements Hsm {
-  private readonly handles = new Map<string, HsmKey>();
+  /** label → object handle on this connection; handles die with the connection. */
+  private readonly handles = new Map<string, Buffer>();
   private readonly publicHandles = new Map<string, Buffer>();
   /** Labels being generated right now: the token shows them only once generation ends. */
   private readonly generating = new Set<string>();
@@ -102,6 +112,7 @@ export class Pkcs11Hsm implements Hsm {
     private readonly modulePath: string,
     /** The sessions this instance opened: another instance in the process may use the same module and token. */
     private readonly owned: Set<Buffer>,
+    private readonly keyIds: Map<string, Buffer>,
   ) {}
 
   /**
@@ -109,6 +120,8 @@ export class Pkcs11Hsm implements Hsm {
    * fails at once: there is no retry loop that could count down the token's PIN tries.
    */
   static async open(config: HsmConfig, options: Pkcs11HsmOptions = {}): Promise<Pkcs11Hsm> {
+    // No await before C_Initialize (nor after, today): openHsm sets a member's `env` in
+    // process.env around this call, and the module reads it at C_Initialize.
     const pin = resolvePin(config);
     const lib = new pkcs11.PKCS11();
     try {
@@ -168,7 +181,7 @@ export class Pkcs11Hsm implements Hsm {
       const capabilities = probeCapabilities(lib, slot);
       for (const name of options.withoutCapabilities ?? []) capabilities[name] = false;
       moduleUsers.set(config.module, (moduleUsers.get(config.module) ?? 0) + 1);
-      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, capabilities, (config.healthCacheSeconds ?? 5) * 1000, config.module, owned);
+      return new Pkcs11Hsm(lib, slot, control, new SessionPool(sessions, renew), token, capabilities, (config.healthCacheSeconds ?? 5) * 1000, config.module, owned, options.keyIds ?? new Map());
     } catch (err) {
       releaseModule(lib, config.module, owned);
       throw hsmError(err, 'open');
@@ -180,25 +193,69 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   findKey(label: string, kind: HsmKeyKind): HsmKey | null {
-    const cached = this.handles.get(label);
-    if (cached) return cached;
-    const found = this.findObjects([
-      { type: pkcs11.CKA_CLASS, value: keyClassOf(kind) },
-      { type: pkcs11.CKA_LABEL, value: label },
-      { type: pkcs11.CKA_TOKEN, value: true },
-    ]);
-    if (found.length > 1) throw new KeyholdError('ERR_HSM', `more than one HSM key is labelled "${label}"`);
+    return this.handles.has(label) || this.lookUp(label, kind) ? { label, kind } : null;
+  }
+
+  /** Drops a cached handle (the pool calls it when another connection destroyed or made the key). */
+  forget(label: string): void {
+    this.handles.delete(label);
+  }
+
+  /**
+   * Finds the key on the token by label and checks its CKA_ID against the one this process knows:
+   * after a reconnect or on another member, a different object under the same label is refused.
+   */
+  private lookUp(label: string, kind: HsmKeyKind): Buffer | null {
+    if (this.closed) throw closedError('find');
+    let found: Buffer[];
+    let id: Buffer;
+    try {
+      found = this.findObjects([
+        { type: pkcs11.CKA_CLASS, value: keyClassOf(kind) },
+        { type: pkcs11.CKA_LABEL, value: label },
+        { type: pkcs11.CKA_TOKEN, value: true },
+      ]);
+      if (found.length > 1) throw new KeyholdError('ERR_HSM', `more than one HSM key is labelled "${label}"`);
+      if (!found[0]) return null;
+      id = this.readId(found[0]);
+    } catch (err) {
+      throw hsmError(err, 'find');
+    }
     const handle = found[0];
-    if (!handle) return null;
-    const key: HsmKey = { label, kind, handle };
-    this.handles.set(label, key);
-    return key;
+    const known = this.keyIds.get(label);
+    if (known && !known.equals(id)) {
+      throw new KeyholdError('ERR_HSM_KEY_MISSING', `the HSM object labelled "${label}" is not the key keyhold knows (its CKA_ID differs); refusing to use it`);
+    }
+    if (!known) this.keyIds.set(label, id);
+    this.handles.set(label, handle);
+    return handle;
+  }
+
+  /** The handle of a key on this connection: cached, else found again by label and id. */
+  private handleOf(key: HsmKey, operation: string): Buffer {
+    const cached = this.handles.get(key.label);
+    if (cached && !this.closed) return cached;
+    const found = this.lookUp(key.label, key.kind);
+    if (!found) throw new KeyholdError('ERR_HSM', `HSM ${operation} failed: CKR_OBJECT_HANDLE_INVALID`, { details: { ckr: 'CKR_OBJECT_HANDLE_INVALID' } });
+    return found;
+  }
+
+  /** After a failed call: a handle the token no longer knows is looked up again next time. */
+  private failed(key: HsmKey, err: unknown): void {
+    const ckr = ckrName(err);
+    if (ckr && HANDLE_GONE.has(ckr)) this.handles.delete(key.label);
+  }
+
+  private readId(handle: Buffer): Buffer {
+    const [attr] = this.lib.C_GetAttributeValue(this.control, handle, [{ type: pkcs11.CKA_ID }]);
+    return Buffer.from((attr?.value as Buffer | undefined) ?? Buffer.alloc(0));
   }
 
   listKeys(labelPrefix: string, kind: HsmKeyKind): HsmKey[] {
     // PKCS#11 finds by exact attribute values only, so the prefix is matched on the labels read back.
     // Kinds sharing a key type (ec-p256/ec-p384, the RSA sizes) are not told apart here.
     const keys: HsmKey[] = [];
+    if (this.closed) throw closedError('listing keys');
     this.lib.C_FindObjectsInit(this.control, [
       { type: pkcs11.CKA_CLASS, value: keyClassOf(kind) },
       { type: pkcs11.CKA_KEY_TYPE, value: keySpec(kind).keyType },
@@ -209,7 +266,7 @@ export class Pkcs11Hsm implements Hsm {
         for (const handle of batch) {
           const [attr] = this.lib.C_GetAttributeValue(this.control, handle, [{ type: pkcs11.CKA_LABEL }]);
           const label = (attr?.value as Buffer | undefined)?.toString('utf8') ?? '';
-          if (label.startsWith(labelPrefix)) keys.push({ label, kind, handle });
+          if (label.startsWith(labelPrefix)) keys.push({ label, kind });
         }
       }
     } catch (err) {
@@ -222,9 +279,9 @@ export class Pkcs11Hsm implements Hsm {
 
   objectId(key: HsmKey): Buffer {
     try {
-      const [attr] = this.lib.C_GetAttributeValue(this.control, key.handle, [{ type: pkcs11.CKA_ID }]);
-      return Buffer.from((attr?.value as Buffer | undefined) ?? Buffer.alloc(0));
+      return this.readId(this.handleOf(key, 'reading CKA_ID'));
     } catch (err) {
+      this.failed(key, err);
       throw hsmError(err, 'reading CKA_ID');
     }
   }
@@ -234,6 +291,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async generateKey(label: string, kind: HsmKeyKind): Promise<GeneratedHsmKey> {
+    if (this.closed) throw closedError('key generation');
     const taken = () => new KeyholdError('ERR_CONFLICT', `an HSM key labelled "${label}" already exists`);
     // Reserved before the first await, so two concurrent calls cannot both create the label.
     if (this.generating.has(label) || this.handles.has(label)) throw taken();
@@ -249,9 +307,9 @@ export class Pkcs11Hsm implements Hsm {
       if (this.findKey(label, kind)) throw taken();
       if (spec.family === 'secret') {
         const handle = await this.pool.use((s) => this.lib.C_GenerateKeyAsync(s, { mechanism: spec.genMechanism }, spec.template(label, id)));
-        const key: HsmKey = { label, kind, handle };
-        this.handles.set(label, key);
-        return key;
+        this.handles.set(label, handle);
+        this.keyIds.set(label, id);
+        return { label, kind };
       }
       const pair = await this.pool.use((s) =>
         this.lib.C_GenerateKeyPairAsync(s, { mechanism: spec.genMechanism }, spec.publicTemplate(label, id), spec.privateTemplate(label, id)),
@@ -259,9 +317,9 @@ export class Pkcs11Hsm implements Hsm {
       const publicKey = this.readPublicKey(pair.publicKey, kind, spec);
       // The public half was a session object of a pooled session; keyhold keeps its value instead.
       this.lib.C_DestroyObject(this.control, pair.publicKey);
-      const key: HsmKey = { label, kind, handle: pair.privateKey };
-      this.handles.set(label, key);
-      return { ...key, publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
+      this.handles.set(label, pair.privateKey);
+      this.keyIds.set(label, id);
+      return { label, kind, publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }) };
       });
     } catch (err) {
       throw hsmError(err, 'key generation');
@@ -271,30 +329,41 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async destroyKey(key: HsmKey): Promise<void> {
+    if (this.closed) throw closedError('destroy');
     try {
-      await this.oneObjectWriteAtATime(async () => this.lib.C_DestroyObject(this.control, key.handle));
+      await this.oneObjectWriteAtATime(async () => {
+        // Already gone from the token (or never found here): nothing to destroy. A different
+        // object under the label is refused by lookUp, and its id stays known.
+        const handle = this.handles.get(key.label) ?? this.lookUp(key.label, key.kind);
+        if (handle) this.lib.C_DestroyObject(this.control, handle);
+      });
     } catch (err) {
       if (ckrName(err) !== 'CKR_OBJECT_HANDLE_INVALID') throw hsmError(err, 'destroy');
-    } finally {
-      this.handles.delete(key.label);
-      const pub = this.publicHandles.get(key.label);
-      if (pub) {
-        this.publicHandles.delete(key.label);
-        try { this.lib.C_DestroyObject(this.control, pub); } catch { /* session object: gone with its session anyway */ }
-      }
     }
+    this.handles.delete(key.label);
+    this.keyIds.delete(key.label);
+    this.dropPublicHandle(key.label);
+  }
+
+  private dropPublicHandle(label: string): void {
+    const pub = this.publicHandles.get(label);
+    if (!pub) return;
+    this.publicHandles.delete(label);
+    try { this.lib.C_DestroyObject(this.control, pub); } catch { /* session object: gone with its session anyway */ }
   }
 
   async aesGcmEncrypt(key: HsmKey, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
     const iv = poolRandomBytes(GCM_IV_BYTES);
     this.calls++;
     try {
+      const handle = this.handleOf(key, 'AES-GCM encrypt');
       const out = await this.pool.use((s) => {
-        this.lib.C_EncryptInit(s, gcmMechanism(iv, aad), key.handle);
+        this.lib.C_EncryptInit(s, gcmMechanism(iv, aad), handle);
         return this.lib.C_EncryptAsync(s, input(plaintext), Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
       });
       return Buffer.concat([iv, out]);
     } catch (err) {
+      this.failed(key, err);
       throw hsmError(err, 'AES-GCM encrypt');
     }
   }
@@ -305,11 +374,13 @@ export class Pkcs11Hsm implements Hsm {
     const body = blob.subarray(GCM_IV_BYTES);
     this.calls++;
     try {
+      const handle = this.handleOf(key, 'AES-GCM decrypt');
       return await this.pool.use((s) => {
-        this.lib.C_DecryptInit(s, gcmMechanism(iv, aad), key.handle);
+        this.lib.C_DecryptInit(s, gcmMechanism(iv, aad), handle);
         return this.lib.C_DecryptAsync(s, body, Buffer.alloc(body.length));
       });
     } catch (err) {
+      this.failed(key, err);
       throw this.decryptError(err, 'AES-GCM decrypt');
     }
   }
@@ -317,11 +388,13 @@ export class Pkcs11Hsm implements Hsm {
   async hmacSha256(key: HsmKey, data: Buffer): Promise<Buffer> {
     this.calls++;
     try {
+      const handle = this.handleOf(key, 'HMAC');
       return await this.pool.use((s) => {
-        this.lib.C_SignInit(s, { mechanism: pkcs11.CKM_SHA256_HMAC }, key.handle);
+        this.lib.C_SignInit(s, { mechanism: pkcs11.CKM_SHA256_HMAC }, handle);
         return this.lib.C_SignAsync(s, input(data), Buffer.alloc(32));
       });
     } catch (err) {
+      this.failed(key, err);
       throw hsmError(err, 'HMAC');
     }
   }
@@ -335,11 +408,13 @@ export class Pkcs11Hsm implements Hsm {
       : { mechanism: pkcs11.CKM_RSA_PKCS_PSS, parameter: { type: pkcs11.CK_PARAMS_RSA_PSS, hashAlg: pkcs11.CKM_SHA256, mgf: pkcs11.CKG_MGF1_SHA256, saltLen: 32 } as pkcs11.RsaPSS };
     this.calls++;
     try {
+      const handle = this.handleOf(key, 'sign');
       return await this.pool.use((s) => {
-        this.lib.C_SignInit(s, mechanism, key.handle);
+        this.lib.C_SignInit(s, mechanism, handle);
         return this.lib.C_SignAsync(s, digest, Buffer.alloc(1024));
       });
     } catch (err) {
+      this.failed(key, err);
       throw hsmError(err, 'sign');
     }
   }
@@ -348,9 +423,10 @@ export class Pkcs11Hsm implements Hsm {
     if (!this.capabilities.rsaOaepEncryptOnDevice) {
       return publicEncrypt({ key: publicKey, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
     }
-    const handle = this.publicHandle(key, publicKey);
     this.calls++;
     try {
+      if (this.closed) throw closedError('RSA-OAEP encrypt');
+      const handle = this.publicHandle(key, publicKey);
       return await this.pool.use((s) => {
         this.lib.C_EncryptInit(s, oaepMechanism(hash), handle);
         return this.lib.C_EncryptAsync(s, input(plaintext), Buffer.alloc(1024));
@@ -363,11 +439,13 @@ export class Pkcs11Hsm implements Hsm {
   async rsaDecrypt(key: HsmKey, ciphertext: Buffer, hash: OaepHash): Promise<Buffer> {
     this.calls++;
     try {
+      const handle = this.handleOf(key, 'RSA-OAEP decrypt');
       return await this.pool.use((s) => {
-        this.lib.C_DecryptInit(s, oaepMechanism(hash), key.handle);
+        this.lib.C_DecryptInit(s, oaepMechanism(hash), handle);
         return this.lib.C_DecryptAsync(s, ciphertext, Buffer.alloc(1024));
       });
     } catch (err) {
+      this.failed(key, err);
       throw this.decryptError(err, 'RSA-OAEP decrypt');
     }
   }
@@ -379,8 +457,9 @@ export class Pkcs11Hsm implements Hsm {
       try {
         const back = await this.rsaDecrypt(key, ciphertext, hash);
         if (back.equals(probe)) return hash;
-      } catch {
-        // SoftHSM 2.6 answers CKR_ARGUMENTS_BAD to OAEP-SHA-256; try the next hash.
+      } catch (err) {
+        // SoftHSM 2.6 answers CKR_ARGUMENTS_BAD to OAEP-SHA-256; try the next hash. A gone device is not an answer.
+        if (err instanceof KeyholdError && err.code === 'ERR_HSM_UNAVAILABLE') throw err;
       }
     }
     throw new KeyholdError('ERR_HSM_MECHANISM_UNSUPPORTED', 'the token decrypts neither RSA-OAEP-SHA-256 nor RSA-OAEP-SHA-1');
@@ -388,12 +467,13 @@ export class Pkcs11Hsm implements Hsm {
 
   attributes(key: HsmKey): HsmKeyAttributes {
     const types = [pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_NEVER_EXTRACTABLE, pkcs11.CKA_ALWAYS_SENSITIVE];
-    const values = this.lib.C_GetAttributeValue(this.control, key.handle, types.map((type) => ({ type })));
+    const handle = this.handleOf(key, 'reading attributes');
+    const values = this.lib.C_GetAttributeValue(this.control, handle, types.map((type) => ({ type })));
     const read = (type: number) => bool(values.find((a) => a.type === type)?.value as Buffer | undefined);
     const secretAttribute = keySpec(key.kind).family === 'rsa' ? pkcs11.CKA_PRIVATE_EXPONENT : pkcs11.CKA_VALUE;
     let valueReadRefused = false;
     try {
-      const got = this.lib.C_GetAttributeValue(this.control, key.handle, [{ type: secretAttribute }]);
+      const got = this.lib.C_GetAttributeValue(this.control, handle, [{ type: secretAttribute }]);
       valueReadRefused = !(got[0]?.value instanceof Buffer) || got[0].value.length === 0;
     } catch (err) {
       valueReadRefused = ckrName(err) === 'CKR_ATTRIBUTE_SENSITIVE';
@@ -425,6 +505,13 @@ export class Pkcs11Hsm implements Hsm {
   async health(): Promise<HsmHealth> {
     const now = Date.now();
     if (this.healthCache && now - this.healthCache.checkedAt < this.healthTtlMs) return this.healthCache;
+    this.healthCache = this.probe();
+    return this.healthCache;
+  }
+
+  /** Uncached: the session is still logged in and the token answers (two cheap calls, no crypto). */
+  probe(): HsmHealth {
+    const now = Date.now();
     const started = process.hrtime.bigint();
     let result: HsmHealth;
     try {
@@ -438,7 +525,6 @@ export class Pkcs11Hsm implements Hsm {
     } catch (err) {
       result = { ok: false, checkedAt: now, latencyMs: Number(process.hrtime.bigint() - started) / 1e6, error: hsmError(err, 'health probe').message };
     }
-    this.healthCache = result;
     return result;
   }
 
@@ -499,6 +585,11 @@ export class Pkcs11Hsm implements Hsm {
     this.publicHandles.set(key.label, handle);
     return handle;
   }
+}
+
+/** A call on a closed connection never reaches the module (its functions may be unloaded): "device gone". */
+function closedError(operation: string): KeyholdError {
+  return new KeyholdError('ERR_HSM_UNAVAILABLE', `HSM ${operation} failed: CKR_CRYPTOKI_NOT_INITIALIZED`, { details: { ckr: 'CKR_CRYPTOKI_NOT_INITIALIZED' } });
 }
 
 function gcmMechanism(iv: Buffer, aad: Buffer): pkcs11.Mechanism {

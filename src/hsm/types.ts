@@ -3,11 +3,14 @@ import type { KeyObject } from 'node:crypto';
 /** The kinds of key keyhold asks an HSM to generate; see hsm/mechanisms.ts for their templates. */
 export type HsmKeyKind = 'aes256' | 'hmac-sha256' | 'ec-p256' | 'ec-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
 
-/** A key inside the token. `handle` is only valid in this process. */
+/**
+ * A key inside the token, named by its label. Object handles are per connection (a reconnect or
+ * another cluster member gives other handles), so adapters resolve label → handle themselves and
+ * nothing outside src/hsm ever sees one.
+ */
 export interface HsmKey {
   readonly label: string;
   readonly kind: HsmKeyKind;
-  readonly handle: Buffer;
 }
 
 /** Generation result: asymmetric keys also hand back their public half (SPKI DER), which keyhold keeps outside the token. */
@@ -42,6 +45,20 @@ export interface HsmHealth {
   checkedAt: number;
   latencyMs: number;
   error?: string;
+  /** Per member, from a pool of connections (src/hsm/pool.ts). */
+  members?: HsmMemberHealth[];
+}
+
+/** up: takes calls; down: out (breaker open, reconnecting with back-off); probing: a reconnect or probe is running. */
+export type HsmMemberState = 'up' | 'down' | 'probing';
+
+export interface HsmMemberHealth {
+  name: string;
+  state: HsmMemberState;
+  latencyMs: number;
+  /** Failures that counted against the member (device gone, transport errors), since start. */
+  failures: number;
+  inFlight: number;
 }
 
 export interface HsmKeyAttributes {

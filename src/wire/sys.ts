@@ -36,7 +36,14 @@ export type RootRotationStatus = Static<typeof RootRotationStatus>;
 
 export const Health = Closed({
   initialized: Type.Boolean(), sealed: Type.Boolean(), version: Type.String(), uptime_seconds: Type.Number(),
-  hsm: Closed({ ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()) }),
+  hsm: Closed({
+    ok: Type.Boolean(), token: Type.String(), latency_ms: Type.Number(), error: Type.Optional(Type.String()),
+    /** Each member of the HSM cluster (a single endpoint is one member): its breaker state, last probe latency, failures, calls in flight. */
+    members: Type.Optional(Type.Array(Closed({
+      name: Type.String(), state: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('probing')]),
+      latency_ms: Type.Number(), failures: Type.Integer(), in_flight: Type.Integer(),
+    }))),
+  }),
   audit: AuditHealth,
   kubernetes: KubernetesHealth,
   /** Which replica answered, and whether it leads (runs the background jobs); never a reason for 503. */

@@ -58,7 +58,10 @@ export const sysApi: ApiPlugin<SysApiOptions> = async (app, { hsm, barrier, audi
       const sealed = barrier.sealed;
       const body = {
         initialized: true, sealed, version: VERSION, uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
-        hsm: { ok: probe.ok, token: hsm.token.label, latency_ms: Math.round(probe.latencyMs * 1000) / 1000, ...(probe.error ? { error: 'HSM probe failed' } : {}) },
+        hsm: {
+          ok: probe.ok, token: hsm.token.label, latency_ms: Math.round(probe.latencyMs * 1000) / 1000, ...(probe.error ? { error: 'HSM probe failed' } : {}),
+          ...(probe.members ? { members: probe.members.map((m) => ({ name: m.name, state: m.state, latency_ms: Math.round(m.latencyMs * 1000) / 1000, failures: m.failures, in_flight: m.inFlight })) } : {}),
+        },
         audit: auditHealth(audit),
         kubernetes: kubernetesHealth(kubernetesAuth),
         replica: { id: leadership.replicaId, leader: leadership.isLeader, background_jobs: jobs.running ? jobs.names : [] },

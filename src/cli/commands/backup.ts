@@ -3,7 +3,7 @@ import { restoreBackup } from '../../backup/restore.js';
 import { terminalProgress } from '../../backup/progress.js';
 import { openConfiguredStore } from '../../backup/store.js';
 import { loadConfigFile } from '../../core/config.js';
-import { Pkcs11Hsm } from '../../hsm/pkcs11-hsm.js';
+import { openHsm } from '../../hsm/open.js';
 import { printJson } from '../output.js';
 
 /** `keyhold backup`: the store is opened directly and read in one snapshot; a running server goes on writing. */
@@ -24,7 +24,7 @@ export async function runBackup(options: { config: string; out: string }): Promi
  */
 export async function runRestore(options: { config: string; in: string }): Promise<void> {
   const config = loadConfigFile(options.config);
-  const hsm = await Pkcs11Hsm.open(config.hsm, { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
+  const hsm = await openHsm(config.hsm, { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
   try {
     const result = await restoreBackup(options.in, () => openConfiguredStore(config.storage, 'restore'), hsm, terminalProgress('restore'));
     printJson({ restored: result.records, from: options.in, createdAt: result.manifest.createdAt, sha256: result.manifest.sha256 });

@@ -2,11 +2,13 @@
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { KeyholdError } from '../../errors.js';
-import type { HsmConfig } from '../../hsm/config.js';
+import type { HsmSettings } from '../../hsm/config.js';
+import { loadHsmSection } from '../../core/config.js';
 import { printJson } from '../output.js';
 import { wholeNumber } from '../flags.js';
 
 export interface HsmFlags {
+  hsmConfig?: string;
   hsmModule?: string;
   hsmTokenLabel?: string;
   hsmSlot?: string;
@@ -27,7 +29,9 @@ export interface ServeFlags extends HsmFlags {
 }
 
 /** PINs come from a file or an environment variable, never from argv. */
-function hsmConfig(flags: HsmFlags): HsmConfig {
+function hsmConfig(flags: HsmFlags): HsmSettings {
+  // A cluster (members, or an endpoint file + template) is described in a file; the flags name one endpoint.
+  if (flags.hsmConfig) return loadHsmSection(flags.hsmConfig);
   if (!flags.hsmModule) throw new KeyholdError('ERR_CONFIG', 'direct mode needs --hsm-module (or use --server and --key)');
   if (!flags.hsmTokenLabel && !flags.hsmSlot) throw new KeyholdError('ERR_CONFIG', 'direct mode needs --hsm-token-label or --hsm-slot');
   const pinEnv = flags.hsmPinEnv ?? (flags.hsmPinFile ? undefined : 'KEYHOLD_HSM_PIN');
@@ -79,8 +83,8 @@ export async function serveKmsPlugin(flags: ServeFlags): Promise<void> {
 }
 
 async function withRootKey<T>(flags: HsmFlags, fn: (hsm: import('../../hsm/types.js').Hsm) => Promise<T>): Promise<T> {
-  const { Pkcs11Hsm } = await import('../../hsm/pkcs11-hsm.js');
-  const hsm = await Pkcs11Hsm.open(hsmConfig(flags), { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
+  const { openHsm } = await import('../../hsm/open.js');
+  const hsm = await openHsm(hsmConfig(flags), { warn: (m) => process.stderr.write(`keyhold: warning: ${m}\n`) });
   try {
     return await fn(hsm);
   } finally {

@@ -1,7 +1,7 @@
 /** Wires a running KMS v2 plugin: root key (direct or server mode) → local KEKs → gRPC socket, plus health and metrics. */
 import type { Logger } from 'pino';
 import { KeyholdClient } from '../../client/client.js';
-import { resolvePin, type HsmConfig } from '../../hsm/config.js';
+import { memberConfigs, resolvePin, type HsmSettings } from '../../hsm/config.js';
 import { RootKeyConnector } from './connector.js';
 import { DirectRootKey } from './direct-root-key.js';
 import { serveGrpc } from './grpc-server.js';
@@ -14,7 +14,7 @@ import { ServerRootKey } from './server-root-key.js';
 import { parseSocketAddress, type SocketAddress } from './socket.js';
 
 export type RootKeySource =
-  | { mode: 'direct'; hsm: HsmConfig; keyLabel: string }
+  | { mode: 'direct'; hsm: HsmSettings; keyLabel: string }
   | { mode: 'server'; address: string; token: string; keyName: string };
 
 export interface KmsPluginOptions {
@@ -44,8 +44,8 @@ function opener(source: RootKeySource, refreshMs: number | undefined, logger: Lo
   }
   return async () => {
     // Loaded here so server mode never loads the native PKCS#11 addon.
-    const { Pkcs11Hsm } = await import('../../hsm/pkcs11-hsm.js');
-    const hsm = await Pkcs11Hsm.open(source.hsm, { warn: (message) => logger.warn(message) });
+    const { openHsm } = await import('../../hsm/open.js');
+    const hsm = await openHsm(source.hsm, { warn: (message) => logger.warn(message) });
     try {
       return await DirectRootKey.open(hsm, source.keyLabel, { refreshMs });
     } catch (err) {
@@ -61,7 +61,8 @@ export async function startKmsPlugin(options: KmsPluginOptions): Promise<Running
   const source = options.rootKey;
   const connector = new RootKeyConnector({
     open: opener(source, options.rootKeyRefreshMs, logger),
-    readPin: source.mode === 'direct' ? () => resolvePin(source.hsm) : undefined,
+    // Every member's PIN (a cluster may give each its own source); with an endpoint file, the template's.
+    readPin: source.mode === 'direct' ? () => memberConfigs(source.hsm.memberTemplate ? { ...source.hsm.memberTemplate, endpoints: undefined } : source.hsm).map((m) => resolvePin(m)).join('\n') : undefined,
     log: logger,
     minBackoffMs: options.backoff?.minMs,
     maxBackoffMs: options.backoff?.maxMs,

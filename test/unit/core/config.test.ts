@@ -41,3 +41,35 @@ describe('config: unauthenticated rate limit', () => {
     }
   });
 });
+
+describe('config: the hsm section (one endpoint, members, endpoint file)', () => {
+  const dir = tempDir('keyhold-config-hsm-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (hsm: string) => {
+    const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, `storage: { sqlite: { path: k.db } }\naudit: { path: a.log }\nhsm: ${hsm}\n`);
+    return path;
+  };
+  const refused = (hsm: string, message: RegExp) => assert.throws(() => loadConfigFile(file(hsm), {}), (err: unknown) => isKeyholdError(err, 'ERR_CONFIG') && message.test(err.message), hsm);
+
+  it('reads members (env per member, PIN files relative to the config folder)', () => {
+    const config = loadConfigFile(file('{ members: [{ name: a, module: /x.so, env: { P11_KIT_SERVER_ADDRESS: "unix:path=/a" }, tokenLabel: t, pinFile: pin }, { name: b, module: /x.so, slot: "1", pinEnv: P }] }'), {});
+    assert.deepEqual(config.hsm.members?.map((m) => m.name), ['a', 'b']);
+    assert.deepEqual(config.hsm.members?.[0]?.env, { P11_KIT_SERVER_ADDRESS: 'unix:path=/a' });
+    assert.equal(config.hsm.members?.[0]?.pinFile, join(dir, 'pin'));
+  });
+
+  it('reads an endpoint file with a member template', () => {
+    const config = loadConfigFile(file('{ endpoints: { file: endpoints.json }, memberTemplate: { module: /x.so, env: { P11_KIT_SERVER_ADDRESS: "${address}" }, tokenLabel: t, pinEnv: P } }'), {});
+    assert.equal(config.hsm.endpoints?.file, join(dir, 'endpoints.json'));
+  });
+
+  it('refuses two forms at once, a member without token or PIN source, duplicate names, an endpoint file without template', () => {
+    refused('{ module: /x.so, tokenLabel: t, pinEnv: P, members: [{ name: a, module: /x.so, tokenLabel: t, pinEnv: P }] }', /exactly one of/);
+    refused('{ members: [{ name: a, module: /x.so, pinEnv: P }] }', /members\[a\]\.tokenLabel/);
+    refused('{ members: [{ name: a, module: /x.so, tokenLabel: t }] }', /members\[a\]\.pinEnv/);
+    refused('{ members: [{ name: a, module: /x.so, tokenLabel: t, pinEnv: P }, { name: a, module: /y.so, tokenLabel: t, pinEnv: P }] }', /unique/);
+    refused('{ endpoints: { file: e.json } }', /memberTemplate/);
+    refused('{ members: [{ name: "a b", module: /x.so, tokenLabel: t, pinEnv: P }] }', /invalid configuration/);
+  });
+});
