@@ -56,7 +56,7 @@ export function checkEndpoints(value: unknown, where = 'endpoints'): HsmEndpoint
   return sortEndpoints(out);
 }
 
-export function sortEndpoints(endpoints: HsmEndpoint[]): HsmEndpoint[] {
+export function sortEndpoints<T extends HsmEndpoint>(endpoints: T[]): T[] {
   return [...endpoints].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 

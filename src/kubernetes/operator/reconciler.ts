@@ -13,7 +13,7 @@ import { KubeApiError, type KubeApi } from '../../hsm/kube-api.js';
 import { setCondition, type Condition } from './conditions.js';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from './crd.js';
 import { probeConnect, type ProbeResult } from './probe.js';
-import { discover, type SourceOptions } from './sources.js';
+import { discover, type Discovered, type SourceOptions } from './sources.js';
 import { parseSpec, sourceKey, type ClusterSpec } from './spec.js';
 
 export interface Logger {
@@ -49,7 +49,7 @@ export function clusterPath(namespace: string, name?: string): string {
 
 export class ClusterReconciler {
   /** The last good answer of each source (by its spec), see the module comment. */
-  #lastGood = new Map<string, HsmEndpoint[]>();
+  #lastGood = new Map<string, Discovered[]>();
   #lastMembers: Member[] = [];
   /** Warnings already reported as Events, so a failing source warns once per new message, not every period. */
   #warned = new Set<string>();
@@ -83,10 +83,10 @@ export class ClusterReconciler {
     for (const key of this.#lastGood.keys()) if (!live.has(key)) this.#lastGood.delete(key);
     const results = await Promise.all(spec.sources.map((s) => discover(s, this.ctx.sources)));
     const failures: { reason: string; message: string }[] = [];
-    const candidates = new Map<string, HsmEndpoint>();
+    const candidates = new Map<string, Discovered>();
     results.forEach((result, i) => {
       const key = sourceKey(spec.sources[i]!);
-      let endpoints: HsmEndpoint[];
+      let endpoints: Discovered[];
       if (result.ok) {
         this.#lastGood.set(key, result.endpoints);
         endpoints = result.endpoints;
@@ -100,9 +100,9 @@ export class ClusterReconciler {
     });
 
     // Probe every candidate, concurrently.
-    const probed: Member[] = await Promise.all(sortEndpoints([...candidates.values()]).map(async (e) => {
-      const r: ProbeResult = await probeConnect(e.address, spec.probe.timeoutMs);
-      return { ...e, healthy: r.healthy, latencyMs: r.latencyMs, lastProbe: now(), ...(r.error ? { lastError: r.error } : {}) };
+    const probed: Member[] = await Promise.all(sortEndpoints([...candidates.values()]).map(async ({ name: memberName, address, probeAddress }) => {
+      const r: ProbeResult = await probeConnect(probeAddress ?? address, spec.probe.timeoutMs);
+      return { name: memberName, address, healthy: r.healthy, latencyMs: r.latencyMs, lastProbe: now(), ...(r.error ? { lastError: r.error } : {}) };
     }));
     const healthy = probed.filter((m) => m.healthy).map(({ name: n, address }) => ({ name: n, address }));
 

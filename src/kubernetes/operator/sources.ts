@@ -8,7 +8,10 @@ import { isIP } from 'node:net';
 import { checkEndpoints, type HsmEndpoint } from '../../hsm/endpoint-set.js';
 import type { Source } from './spec.js';
 
-export type SourceResult = { ok: true; endpoints: HsmEndpoint[] } | { ok: false; reason: string; message: string };
+/** An endpoint, and where the probe connects when that differs (an SRV target resolved through the source's own resolver). */
+export type Discovered = HsmEndpoint & { probeAddress?: string };
+
+export type SourceResult = { ok: true; endpoints: Discovered[] } | { ok: false; reason: string; message: string };
 
 export interface SourceOptions {
   /** Programs a command source may run (argv[0], exactly). Empty: command sources are refused. */
@@ -48,19 +51,27 @@ async function discoverDns(source: Extract<Source, { kind: 'dns' }>): Promise<So
     return { ok: false, reason: 'DnsResolverInvalid', message: `resolver ${JSON.stringify(source.resolver)}: ${(err as Error).message}` };
   }
   try {
-    let found: { host: string; port: number }[];
+    let found: { host: string; port: number; probe?: string }[];
     if (source.type === 'SRV') {
       found = (await resolver.resolveSrv(source.name)).sort((a, b) => a.priority - b.priority || b.weight - a.weight).map((r) => ({ host: r.name.replace(/\.$/, ''), port: r.port }));
+      // The targets are names the server resolves itself; the probe asks the same resolver as the SRV query did.
+      for (const f of found) {
+        if (isIP(f.host)) continue;
+        const ip = (await resolver.resolve4(f.host).catch(() => resolver.resolve6(f.host)).catch(() => []))[0];
+        if (ip) f.probe = isIP(ip) === 6 ? `[${ip}]:${f.port}` : `${ip}:${f.port}`;
+      }
     } else {
       const addresses = source.type === 'A' ? await resolver.resolve4(source.name) : await resolver.resolve6(source.name);
       found = addresses.map((host) => ({ host, port: source.port as number }));
     }
-    const byName = new Map<string, HsmEndpoint>();
-    for (const { host, port } of found) {
+    const byName = new Map<string, Discovered>();
+    for (const { host, port, probe } of found) {
       const name = memberName(host, port);
-      if (!byName.has(name)) byName.set(name, { name, address: fillTemplate(source.addressTemplate, host, port) });
+      if (!byName.has(name)) byName.set(name, { name, address: fillTemplate(source.addressTemplate, host, port), ...(probe ? { probeAddress: probe } : {}) });
     }
-    return { ok: true, endpoints: checkEndpoints([...byName.values()], `dns ${source.type} ${source.name}`) };
+    const endpoints = [...byName.values()];
+    checkEndpoints(endpoints.map(({ name, address }) => ({ name, address })), `dns ${source.type} ${source.name}`);
+    return { ok: true, endpoints };
   } catch (err) {
     const code = (err as { code?: string }).code;
     // NXDOMAIN and "no records of that type" are answers: the name has no members now.
