@@ -17,6 +17,7 @@ import { discover, type Discovered, type SourceOptions } from './sources.js';
 import { parseSpec, sourceKey, type ClusterSpec } from './spec.js';
 
 export interface Logger {
+  debug?(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
 }
@@ -65,6 +66,7 @@ export class ClusterReconciler {
   async reconcile(cluster: HsmClusterObject): Promise<number> {
     const { namespace, name } = cluster.metadata;
     const now = () => new Date().toISOString();
+    const started = performance.now();
     const generation = cluster.metadata.generation;
     const previous = cluster.status?.conditions ?? [];
     let spec: ClusterSpec;
@@ -158,6 +160,7 @@ export class ClusterReconciler {
       members: probed,
       conditions,
     });
+    this.ctx.log.debug?.({ cluster: `${namespace}/${name}`, healthy: healthy.length, members: probed.length, ms: Math.round(performance.now() - started) }, 'reconciled');
     return spec.probe.periodMs;
   }
 
