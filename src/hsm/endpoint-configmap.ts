@@ -23,6 +23,11 @@ export interface EndpointConfigMapWatch {
   stop(): void;
 }
 
+/** What the server's service account needs (a Role in the ConfigMap's namespace): that one ConfigMap, read and watched. */
+export function endpointConfigMapRules(name: string): { apiGroups: string[]; resources: string[]; resourceNames: string[]; verbs: string[] }[] {
+  return [{ apiGroups: [''], resources: ['configmaps'], resourceNames: [name], verbs: ['get', 'list', 'watch'] }];
+}
+
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 /**

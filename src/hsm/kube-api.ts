@@ -70,6 +70,8 @@ export class KubeApiError extends Error {
 /** The largest answer read (a list of a few hundred nodes or ConfigMaps). */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** Longer than the watch's timeoutSeconds (300) and the bookmark interval. */
+const WATCH_SILENCE_MS = 330_000;
 
 export class KubeApi {
   readonly #agent: Agent;
@@ -135,7 +137,9 @@ export class KubeApi {
     await new Promise<void>((resolve, reject) => {
       if (signal.aborted) { resolve(); return; }
       // Its own agentless request: a watch holds its connection for minutes.
-      const req = request(url, { method: 'GET', headers, ...this.connection.tls, signal }, (res) => {
+      // A watch that hears nothing (not even a bookmark, sent about every minute) for longer than
+      // the server's own timeout is a dead connection nobody closed: give it up and list again.
+      const req = request(url, { method: 'GET', headers, ...this.connection.tls, signal, timeout: WATCH_SILENCE_MS }, (res) => {
         if ((res.statusCode ?? 0) !== 200) {
           res.resume();
           reject(new KubeApiError(res.statusCode ?? 0, '', `watch ${url.pathname}: HTTP ${res.statusCode}`));
@@ -165,6 +169,7 @@ export class KubeApi {
         res.on('end', () => resolve());
         res.on('error', (err) => (signal.aborted ? resolve() : reject(err)));
       });
+      req.on('timeout', () => req.destroy(new Error(`watch ${url.pathname}: silent for ${WATCH_SILENCE_MS / 1000} s`)));
       req.on('error', (err) => (signal.aborted ? resolve() : reject(err)));
       req.end();
     });

@@ -74,7 +74,8 @@ export class ClusterReconciler {
       spec = parseSpec(cluster.spec, this.ctx.defaults);
     } catch (err) {
       const message = (err as Error).message;
-      await this.#event(cluster, 'Warning', 'InvalidSpec', message);
+      if (!this.#warned.has(`InvalidSpec:${message}`)) await this.#event(cluster, 'Warning', 'InvalidSpec', message);
+      this.#warned = new Set([`InvalidSpec:${message}`]);
       await this.#status(cluster, { conditions: [setCondition(previous, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message, ...(generation ? { observedGeneration: generation } : {}) }, now())] });
       return this.ctx.defaults.periodSeconds * 1000;
     }

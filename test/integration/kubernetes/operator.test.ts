@@ -16,7 +16,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import dns2 from 'dns2';
 import { parseAllDocuments } from 'yaml';
 import { ENDPOINTS_KEY, parseEndpointSet, type HsmEndpoint, type HsmEndpointSet } from '../../../src/hsm/endpoint-set.js';
-import { watchEndpointConfigMap } from '../../../src/hsm/endpoint-configmap.js';
+import { endpointConfigMapRules, watchEndpointConfigMap } from '../../../src/hsm/endpoint-configmap.js';
 import { KubeApi, KubeApiError, type KubeConnection } from '../../../src/hsm/kube-api.js';
 import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator/manifests.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
@@ -383,11 +383,25 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     assert.equal((await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/someone-elses`)).data[ENDPOINTS_KEY], 'mine');
   });
 
-  it('the server-side ConfigMap watch: the first set and every change arrive in the callback; a bad document is reported and changes nothing', async () => {
+  it('the server-side ConfigMap watch, as a service account that may read only that ConfigMap: the first set and every change arrive in the callback; a bad document is reported and changes nothing', async () => {
+    // The server's identity: get/list/watch on the one ConfigMap, by name.
+    await admin.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: 'keyhold-server' } });
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { metadata: { name: 'keyhold-server-endpoints' }, rules: endpointConfigMapRules('hsm-static') });
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
+      metadata: { name: 'keyhold-server-endpoints' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'keyhold-server-endpoints' },
+      subjects: [{ kind: 'ServiceAccount', name: 'keyhold-server', namespace: NS }],
+    });
+    const serverToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-server' }, { audiences: [], expirationSeconds: 3600 });
+    const connection: KubeConnection = { server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${serverToken}` }) };
+    const asServer = new KubeApi(connection);
+    await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-cmd`), (err: KubeApiError) => err.status === 403);
+    await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps`), (err: KubeApiError) => err.status === 403);
+    asServer.close();
+
     const seen: HsmEndpointSet[] = [];
     const errors: string[] = [];
-    const kubeconfig = cp.kubeconfigPath;
-    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', kubeconfig }, (set) => seen.push(set), (err) => errors.push(err.message));
+    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', connection }, (set) => seen.push(set), (err) => errors.push(err.message));
     try {
       await pollUntil('the first set', () => seen.length === 1);
       assert.deepEqual(names(seen[0]), ['a', 'b']);
@@ -406,6 +420,13 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
       assert.equal(errors.length, 1, errors.join('\n'));
     } finally {
       watch.stop();
+    }
+    // From a kubeconfig file too (admin here), with the first set delivered.
+    const fromFile = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-cmd', kubeconfig: cp.kubeconfigPath }, (set) => seen.push(set));
+    try {
+      await pollUntil('the hsm-cmd set', () => seen.at(-1)?.cluster === 'cmd');
+    } finally {
+      fromFile.stop();
     }
   });
 
