@@ -122,7 +122,6 @@ export function hsmClusterCrd(): Record<string, unknown> {
                       properties: {
                         name: { type: 'string' }, address: { type: 'string' }, healthy: { type: 'boolean' },
                         latencyMs: { type: 'integer' }, lastProbe: { type: 'string', format: 'date-time' }, lastError: { type: 'string' },
-                        source: { type: 'string' },
                       },
                     },
                   },

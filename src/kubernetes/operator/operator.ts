@@ -36,7 +36,7 @@ class ClusterLoop {
   #stopped = false;
   generation: number | undefined;
 
-  constructor(public cluster: HsmClusterObject, options: OperatorOptions, private readonly onSpec: () => void) {
+  constructor(public cluster: HsmClusterObject, private readonly options: OperatorOptions, private readonly onSpec: () => void) {
     this.reconciler = new ClusterReconciler({
       api: options.api, log: options.log,
       sources: { allowedCommands: options.allowedCommands },
@@ -60,8 +60,9 @@ class ClusterLoop {
           period = await this.reconciler.reconcile(this.cluster);
           if (JSON.stringify(this.reconciler.spec?.nodeResource) !== hadSpec) this.onSpec();
         } while (this.#again && !this.#stopped);
-      } catch {
-        // reconcile() reports its own failures; an unexpected one is retried at the next period.
+      } catch (err) {
+        // reconcile() reports the failures it expects in status; anything else is logged and retried at the next period.
+        this.options.log.warn({ cluster: `${this.cluster.metadata.namespace}/${this.cluster.metadata.name}`, err: (err as Error).message }, 'reconcile failed');
       } finally {
         this.#running = undefined;
         if (!this.#stopped) this.#timer = setTimeout(() => this.kick(), period);

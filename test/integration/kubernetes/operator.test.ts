@@ -431,9 +431,15 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
   });
 
   it('a running keyhold server stops using a killed member and starts using an added one, without a restart', { skip: 'needs the HSM pool (hsm.endpoints.configMap, hsm.memberTemplate) from the pool branch: the lead finishes this at merge' }, async () => {
-    // Plan: a server whose config has hsm.endpoints.configMap {namespace: NS, name: 'hsm-static'} and
-    // hsm.memberTemplate {module: fleet.members[i].module-like per-member copy, env: {P11_KIT_SERVER_ADDRESS: '${address}'}, tokenLabel, pinFile};
-    // kill a member → /v1/sys/health lists it gone within two periods, requests keep succeeding;
-    // fleet.addMember() + add it to the HSMCluster → health lists it and calls reach it.
+    // To write at merge, with the pool's config (hsm.endpoints.configMap, hsm.memberTemplate) and the
+    // seal helper's RSA-OAEP seal (the p11-kit hop has no AES-GCM):
+    // 1. `keyhold init` + `keyhold server` with hsm.endpoints.configMap {namespace: NS, name: 'hsm-static'}
+    //    (kubeconfig: a service account holding endpointConfigMapRules('hsm-static')) and
+    //    hsm.memberTemplate {module: <a p11-kit-client.so copy per ${name}>, env: {P11_KIT_SERVER_ADDRESS: '${address}'},
+    //    tokenLabel: fleet.token.label, pinFile: fleet.token.pinFile};
+    // 2. /v1/sys/health lists members a and b; encrypt with an RSA `hsm` key works;
+    // 3. fleet.members[0].kill(): within two periods the ConfigMap drops a and health no longer lists it,
+    //    while encrypt keeps answering 200 throughout (same process: no restart);
+    // 4. fleet.addMember() and add it to the HSMCluster: health lists it and its call count grows.
   });
 });
