@@ -185,4 +185,24 @@ webhook.command('manifests').description('print the MutatingWebhookConfiguration
   .option('--url <url>', 'instead of a Service: the webhook\'s URL')
   .action(run(async (o) => (await webhookCommands()).printManifests(o)));
 
+const operatorCommands = async () => import('./commands/operator.js');
+const collect = (value: string, previous: string[]) => [...previous, value];
+const operator = program.command('operator').description('Kubernetes operator: discovers HSM cluster members (HSMCluster), keeps the healthy ones in a ConfigMap, advertises keyhold.io/hsm on nodes');
+operator.command('run').description('run the operator (in-cluster service account, or --kubeconfig / KUBECONFIG)')
+  .option('--kubeconfig <file>', 'kubeconfig file (default: in-cluster, else KUBECONFIG or ~/.kube/config)')
+  .option('--namespace <ns>', 'namespace of the HSMClusters and their ConfigMaps (in-cluster default: the pod\'s)')
+  .option('--period <seconds>', 'probe period for HSMClusters that set none', '30')
+  .option('--allow-command <path>', 'a program HSMCluster command sources may run (repeatable; none by default)', collect, [])
+  .option('--node-label <label>', 'label marking nodes with a local HSM ("true" or a unit count)', 'keyhold.io/hsm')
+  .option('--no-node-resource', 'do not advertise keyhold.io/hsm on nodes (no node permissions needed)')
+  .option('--log-level <level>', 'pino log level', 'info')
+  .action(run(async (o) => (await operatorCommands()).runOperatorCommand(o)));
+operator.command('manifests').description('print the HSMCluster CRD, the operator\'s least-privilege RBAC and its Deployment')
+  .option('--namespace <ns>', 'namespace the operator runs in', 'keyhold')
+  .option('--image <image>', 'image with the keyhold CLI', 'ghcr.io/keyhold/keyhold:0.1.0')
+  .option('--period <seconds>', 'default probe period')
+  .option('--allow-command <path>', 'a program command sources may run (repeatable)', collect, [])
+  .option('--crd-only', 'print only the CRD')
+  .action(run(async (o) => (await operatorCommands()).printOperatorManifests(o)));
+
 await program.parseAsync(process.argv);

@@ -14,6 +14,8 @@ import { CoreV1Api, KubeConfig, KubernetesObjectApi, type KubernetesObject, type
 import { parse as parseYaml } from 'yaml';
 import { validateConfig } from '../../../src/core/config.js';
 import { loginAccess } from '../../../src/identity/kubernetes/access.js';
+import { hsmClusterCrd } from '../../../src/kubernetes/operator/crd.js';
+import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator/manifests.js';
 import { webhookConfiguration } from '../../../src/kubernetes/webhook/manifests.js';
 import { caBundlePublisher } from '../../../src/kubernetes/webhook/registration.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
@@ -243,11 +245,11 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     assert.match(await refusal(['--set', 'hsm.endpoint.env.HSM_PIN=1234']), /looks like a secret/);
     assert.match(await refusal(['--set', 'injector.replicas=2']), /selfManaged serves one replica/);
     assert.match(await refusal(['--set', 'injector.tls.mode=secret', '--set', 'injector.tls.secretName=tls']), /caBundle/);
-    assert.match(await refusal(['--set', 'operator.enabled=true']), /operator is not part of this chart version/);
+    assert.match(await refusal(['--set', 'operator.enabled=true', '--set', 'operator.allowCommands={sh}']), /operator\/allowCommands\/0|does not match pattern/);
     // values.schema.json: a misspelt option fails instead of being ignored (here: the password's Secret).
     assert.match(await refusal(['--set', 'postgresql.passwrod.existingSecret=db']), /additional properties 'passwrod' not allowed/);
     assert.match(await refusal(['--set', 'injector.tls.mode=files']), /injector\/tls\/mode|value must be one of/);
-    // Rendering nothing rather than something fake: the operator placeholder is empty when disabled.
+    // The disabled operator renders nothing, not even its CRD.
     assert.ok(existsSync(join(CHART, 'templates/operator/operator.yaml')));
     const r = await helm(['template', RELEASE, CHART, '--namespace', NS]);
     assert.ok(r.ok, r.stderr);
@@ -275,6 +277,26 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     assert.equal(everything.audit.checkpointEvery, 500);
     assert.equal(everything.hsm.slot, '123456');
     assert.deepEqual(everything.storage.postgres.tls, { caFile: '/etc/keyhold/postgresql-ca/ca.crt', certFile: '/etc/keyhold/postgresql-client/tls.crt', keyFile: '/etc/keyhold/postgresql-client/tls.key', serverName: 'pg-rw.databases.svc' });
+  });
+
+  it('renders the operator exactly as `keyhold operator manifests` prints it: the CRD, and RBAC with no more than the operator uses', async () => {
+    const everything = rendered.get('everything') ?? [];
+    const [crd] = find(everything, 'CustomResourceDefinition');
+    assert.deepEqual(crd?.spec, hsmClusterCrd().spec);
+    assert.equal(crd?.metadata?.annotations?.['helm.sh/resource-policy'], 'keep', 'uninstalling the chart does not delete every HSMCluster');
+    assert.deepEqual(find(everything, 'Role', 'keyhold-operator')[0]?.rules, NAMESPACE_RULES);
+    assert.deepEqual(find(everything, 'ClusterRole', 'keyhold-operator')[0]?.rules, CLUSTER_RULES);
+    const [deployment] = find<V1Deployment>(everything, 'Deployment', 'keyhold-operator');
+    const c = deployment?.spec?.template.spec?.containers[0];
+    assert.equal(deployment?.spec?.template.spec?.serviceAccountName, 'keyhold-hsm-operator');
+    assert.deepEqual(c?.command, ['keyhold', 'operator', 'run', `--namespace=${NS}`, '--period=10', '--log-level=debug', '--node-label=example.com/local-hsm', '--allow-command=/usr/local/bin/cloudhsm-endpoints']);
+    for (const b of [...find(everything, 'RoleBinding', 'keyhold-operator'), ...find(everything, 'ClusterRoleBinding', 'keyhold-operator')]) {
+      assert.deepEqual((b as any).subjects, [{ kind: 'ServiceAccount', name: 'keyhold-hsm-operator', namespace: NS }]);
+    }
+    // Without node capacity, no cluster-wide permission at all.
+    const noNodes = await render([], ['--set', 'operator.enabled=true', '--set', 'operator.nodeResource.enabled=false']);
+    assert.deepEqual(find(noNodes, 'ClusterRole').map((r) => r.metadata?.name).filter((n) => n?.includes('operator')), []);
+    assert.ok(find<V1Deployment>(noNodes, 'Deployment', 'keyhold-operator')[0]?.spec?.template.spec?.containers[0]?.command?.includes('--no-node-resource'));
   });
 
   it('registers the webhook exactly as `keyhold webhook manifests` does', () => {

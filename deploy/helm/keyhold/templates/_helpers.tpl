@@ -175,3 +175,15 @@ hsmPin: /etc/keyhold/hsm-pin
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "keyhold.operatorName" -}}
+{{- printf "%s-operator" (include "keyhold.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "keyhold.operatorServiceAccount" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "keyhold.operatorName" .) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}

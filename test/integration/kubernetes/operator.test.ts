@@ -1,0 +1,465 @@
+/**
+ * `keyhold operator` against a real kube-apiserver: the manifests it prints are applied (CRD
+ * established, least-privilege RBAC), the operator runs as a real process AS its service account,
+ * and discovers real p11-kit servers (static and command sources) and TCP listeners named by a real
+ * DNS server on loopback (dns2: A and SRV records). Kills and additions of members show in the
+ * ConfigMap, status and Events; nodes marked for a local HSM get keyhold.io/hsm capacity.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import dns2 from 'dns2';
+import { parseAllDocuments } from 'yaml';
+import { ENDPOINTS_KEY, parseEndpointSet, type HsmEndpoint, type HsmEndpointSet } from '../../../src/hsm/endpoint-set.js';
+import { endpointConfigMapRules, watchEndpointConfigMap } from '../../../src/hsm/endpoint-configmap.js';
+import { KubeApi, KubeApiError, type KubeConnection } from '../../../src/hsm/kube-api.js';
+import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator/manifests.js';
+import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { serviceAccountToken } from '../../helpers/kubernetes-login.js';
+import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
+import { freePorts, sleep, spawnUntilReady, type WatchedProcess } from '../../helpers/processes.js';
+import { CLI, tempDir } from '../../helpers/server.js';
+import { pollUntil } from '../../helpers/wait.js';
+
+const execFileAsync = promisify(execFile);
+const NS = 'keyhold';
+const CLUSTERS = `/apis/keyhold.io/v1alpha1/namespaces/${NS}/hsmclusters`;
+/** Probe period of the clusters below, in seconds. */
+const PERIOD = 1;
+
+const { Packet } = dns2;
+
+describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS server', { timeout: 10 * 60_000 }, () => {
+  let cp: ControlPlane;
+  let admin: KubeApi;
+  let fleet: P11KitFleet;
+  let operator: WatchedProcess;
+  let operatorToken: string;
+  let dir: string;
+  let dnsServer: ReturnType<typeof dns2.createServer>;
+  let dnsPort: number;
+  /** name → A addresses / SRV targets the DNS server answers (changed by tests). */
+  const aRecords = new Map<string, string[]>();
+  const srvRecords = new Map<string, { target: string; port: number }[]>();
+  const listeners: Server[] = [];
+  let applied: Record<string, any>[];
+
+  const adminConnection = (): KubeConnection => ({ server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${cp.adminToken}` }) });
+  const endpoint = (m: { name: string; address: string }): HsmEndpoint => ({ name: m.name, address: m.address });
+
+  async function configMapSet(name: string): Promise<HsmEndpointSet | undefined> {
+    try {
+      const cm = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/${name}`);
+      return parseEndpointSet(cm.data[ENDPOINTS_KEY]);
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+  const names = (set: HsmEndpointSet | undefined) => set?.endpoints.map((e) => e.name);
+  /** Waits until the ConfigMap lists exactly `expected` (names), returns the set and how long it took. */
+  async function waitForNames(configMap: string, expected: string[], timeoutMs = 20_000): Promise<{ set: HsmEndpointSet; ms: number }> {
+    const start = Date.now();
+    let last: HsmEndpointSet | undefined;
+    const set = await pollUntil(`ConfigMap ${configMap} to list ${expected.join(', ')}`, async () => {
+      last = await configMapSet(configMap);
+      return JSON.stringify(names(last)) === JSON.stringify(expected) ? last : undefined;
+    }, { timeoutMs, intervalMs: 100, detail: () => `last: ${JSON.stringify(last)}\noperator:\n${operator.output().slice(-3000)}` });
+    return { set, ms: Date.now() - start };
+  }
+  const getCluster = (name: string) => admin.request<any>('GET', `${CLUSTERS}/${name}`);
+  const createCluster = (name: string, spec: Record<string, unknown>) => admin.request<any>('POST', CLUSTERS, { apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', metadata: { name, namespace: NS }, spec });
+  const condition = (cluster: any, type: string) => (cluster.status?.conditions ?? []).find((c: any) => c.type === type);
+  async function events(name: string): Promise<any[]> {
+    const list = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/events?fieldSelector=${encodeURIComponent(`involvedObject.name=${name}`)}`);
+    return list.items;
+  }
+
+  /** A TCP listener standing in for a network HSM's port (closed: the member is down). */
+  async function listen(host: string, port: number): Promise<Server> {
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(port, host, res); });
+    listeners.push(server);
+    return server;
+  }
+
+  before(async () => {
+    dir = tempDir('keyhold-operator-');
+    cp = await startControlPlane();
+    admin = new KubeApi(adminConnection());
+    fleet = await startP11KitFleet(2);
+
+    // A real DNS server on loopback answering from the maps above.
+    dnsServer = dns2.createServer({
+      udp: true,
+      handle: (request, send) => {
+        const response = Packet.createResponseFromRequest(request);
+        const [question] = request.questions;
+        const name = question?.name.toLowerCase() ?? '';
+        if (question?.type === Packet.TYPE.A) {
+          for (const address of aRecords.get(name) ?? []) response.answers.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 1, address } as any);
+        } else if (question?.type === Packet.TYPE.SRV) {
+          for (const r of srvRecords.get(name) ?? []) response.answers.push({ name, type: Packet.TYPE.SRV, class: Packet.CLASS.IN, ttl: 1, priority: 10, weight: 10, port: r.port, target: r.target } as any);
+        }
+        if (!aRecords.has(name) && !srvRecords.has(name)) response.header.rcode = 3; // NXDOMAIN
+        void send(response);
+      },
+    });
+    const addresses = await dnsServer.listen({ udp: { port: 0, address: '127.0.0.1' } } as any);
+    dnsPort = (addresses.udp ?? dnsServer.addresses().udp)!.port;
+
+    // Apply what `keyhold operator manifests` prints, as an administrator would.
+    const { stdout } = await execFileAsync(process.execPath, [CLI, 'operator', 'manifests', '--namespace', NS, '--allow-command', process.execPath]);
+    applied = parseAllDocuments(stdout).map((d) => d.toJS());
+    await admin.request('POST', '/api/v1/namespaces', { metadata: { name: NS } });
+    const path = (o: any) => {
+      const ns = o.metadata.namespace;
+      switch (o.kind) {
+        case 'CustomResourceDefinition': return '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+        case 'ServiceAccount': return `/api/v1/namespaces/${ns}/serviceaccounts`;
+        case 'Role': case 'RoleBinding': return `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/${o.kind.toLowerCase()}s`;
+        case 'ClusterRole': case 'ClusterRoleBinding': return `/apis/rbac.authorization.k8s.io/v1/${o.kind.toLowerCase()}s`;
+        case 'Deployment': return `/apis/apps/v1/namespaces/${ns}/deployments`;
+        default: throw new Error(`unexpected kind ${o.kind}`);
+      }
+    };
+    for (const o of applied) await admin.request('POST', path(o), o);
+    await pollUntil('the HSMCluster CRD to be established', async () => {
+      const crd = await admin.request<any>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hsmclusters.keyhold.io');
+      return crd.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True');
+    }, { timeoutMs: 30_000 });
+    // The resource is served a moment after Established.
+    await pollUntil('hsmclusters to be served', () => admin.request('GET', CLUSTERS).then(() => true, () => false), { timeoutMs: 30_000 });
+
+    // The operator runs as its own service account, with only what the manifests grant.
+    operatorToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-operator' }, { audiences: [], expirationSeconds: 3600 });
+    const kubeconfig = join(dir, 'operator.kubeconfig');
+    writeFileSync(kubeconfig, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: cp.url, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
+      users: [{ name: 'operator', user: { token: operatorToken } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user: 'operator' } }],
+      'current-context': 'test',
+    }), { mode: 0o600 });
+    operator = await spawnUntilReady('keyhold operator', process.execPath, [CLI, 'operator', 'run', '--kubeconfig', kubeconfig, '--namespace', NS, '--period', '2', '--allow-command', process.execPath, '--log-level', 'debug'], { ready: /operator watching HSMClusters/ });
+  });
+
+  after(async () => {
+    await operator?.stop();
+    await fleet?.stop();
+    await dnsServer?.close();
+    for (const l of listeners) l.close();
+    admin?.close();
+    await cp?.stop();
+  });
+
+  it('the printed manifests apply: the CRD is established with a status subresource and printer columns, RBAC is exactly the verbs the operator uses', async () => {
+    const crd = await admin.request<any>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hsmclusters.keyhold.io');
+    const version = crd.spec.versions[0];
+    assert.deepEqual(version.subresources, { status: {} });
+    assert.ok(version.additionalPrinterColumns.some((c: any) => c.name === 'Ready'));
+    const role = await admin.request<any>('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles/keyhold-operator`);
+    assert.deepEqual(role.rules, NAMESPACE_RULES);
+    assert.deepEqual(role.rules.map((r: any) => `${r.resources}:${r.verbs}`), ['hsmclusters:get,list,watch', 'hsmclusters/status:patch', 'configmaps:get,create,update', 'events:create']);
+    const clusterRole = await admin.request<any>('GET', '/apis/rbac.authorization.k8s.io/v1/clusterroles/keyhold-operator');
+    assert.deepEqual(clusterRole.rules, CLUSTER_RULES);
+    assert.deepEqual(applied.map((o) => o.kind), ['CustomResourceDefinition', 'ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding', 'Deployment']);
+    // A spec the schema refuses never reaches the operator.
+    await assert.rejects(createCluster('bad', { sources: [{ dns: { name: 'x', type: 'MX' } }], configMap: { name: 'bad' } }), (err: KubeApiError) => err.status === 422);
+    await assert.rejects(createCluster('bad', { sources: [{ static: { endpoints: [] }, dns: { name: 'x', type: 'A' } }], configMap: { name: 'bad' } }), (err: KubeApiError) => err.status === 422);
+  });
+
+  it('the operator\'s service account cannot read Secrets, delete ConfigMaps or write HSMCluster specs and node specs', async () => {
+    const asOperator = new KubeApi({ server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${operatorToken}` }) });
+    try {
+      await admin.request('POST', `/api/v1/namespaces/${NS}/secrets`, { metadata: { name: 'hsm-pin' }, stringData: { pin: '1234' } });
+      await admin.request('POST', `/api/v1/namespaces/${NS}/configmaps`, { metadata: { name: 'other' }, data: { a: 'b' } });
+      await admin.request('POST', '/api/v1/nodes', { metadata: { name: 'plain-node' } });
+      const forbidden = async (method: string, path: string, body?: unknown, type?: string) => {
+        await assert.rejects(asOperator.request(method, path, body, type), (err: KubeApiError) => err.status === 403, `${method} ${path} must be forbidden`);
+      };
+      await forbidden('GET', `/api/v1/namespaces/${NS}/secrets/hsm-pin`);
+      await forbidden('GET', `/api/v1/namespaces/${NS}/secrets`);
+      await forbidden('GET', '/api/v1/secrets');
+      await forbidden('GET', `/api/v1/namespaces/${NS}/configmaps`); // no list: it reads its own by name
+      await forbidden('DELETE', `/api/v1/namespaces/${NS}/configmaps/other`);
+      await forbidden('GET', '/api/v1/namespaces/default/configmaps/anything');
+      await forbidden('PATCH', '/api/v1/nodes/plain-node', { metadata: { labels: { x: 'y' } } }, 'application/merge-patch+json');
+      await forbidden('POST', CLUSTERS, { apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', metadata: { name: 'x' }, spec: { sources: [{ static: { endpoints: [] } }], configMap: { name: 'x' } } });
+      await forbidden('GET', '/api/v1/pods');
+      // What it needs, it may.
+      await asOperator.request('GET', `/api/v1/namespaces/${NS}/configmaps/other`);
+      await asOperator.request('GET', '/api/v1/nodes/plain-node');
+    } finally {
+      asOperator.close();
+    }
+  });
+
+  it('static source: the healthy p11-kit members go into the ConfigMap (sorted, owned by the HSMCluster); status and Events say what happened', async () => {
+    const [a, b] = fleet.members;
+    const created = await createCluster('static', {
+      sources: [{ static: { endpoints: [endpoint(b!), { name: 'ghost', address: `unix:path=${join(dir, 'nothing.sock')}` }, endpoint(a!)] } }],
+      probe: { periodSeconds: PERIOD, timeoutSeconds: 1 },
+      configMap: { name: 'hsm-static' },
+    });
+    const { set } = await waitForNames('hsm-static', ['a', 'b']);
+    assert.deepEqual(set, { cluster: 'static', endpoints: [endpoint(a!), endpoint(b!)] });
+    const cm = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`);
+    assert.deepEqual(cm.metadata.ownerReferences, [{ apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', name: 'static', uid: created.metadata.uid, controller: true }]);
+    assert.deepEqual(Object.keys(cm.data), [ENDPOINTS_KEY]);
+
+    const cluster = await pollUntil('status', async () => { const c = await getCluster('static'); return c.status?.members ? c : undefined; });
+    assert.equal(cluster.status.observedGeneration, cluster.metadata.generation);
+    assert.equal(cluster.status.healthyMembers, 2);
+    assert.equal(cluster.status.totalMembers, 3);
+    assert.deepEqual(cluster.status.members.map((m: any) => [m.name, m.healthy]), [['a', true], ['b', true], ['ghost', false]]);
+    const ghost = cluster.status.members.find((m: any) => m.name === 'ghost');
+    assert.equal(ghost.lastError, 'ENOENT');
+    assert.ok(Date.parse(ghost.lastProbe) > 0 && Date.parse(cluster.status.lastProbeTime) > 0);
+    assert.equal(typeof cluster.status.members[0].latencyMs, 'number');
+    assert.equal(condition(cluster, 'Ready').status, 'True');
+    assert.equal(condition(cluster, 'Ready').reason, 'MembersHealthy');
+    assert.equal(condition(cluster, 'Degraded').status, 'True');
+    assert.match(condition(cluster, 'Degraded').message, /ghost: ENOENT/);
+    assert.equal(condition(cluster, 'DiscoveryFailed').status, 'False');
+    const evs = await pollUntil('an Event', async () => { const e = await events('static'); return e.length ? e : undefined; });
+    assert.ok(evs.some((e) => e.reason === 'MembersChanged' && /joined: a, b/.test(e.message) && e.involvedObject.uid === created.metadata.uid && e.source.component === 'keyhold-operator'), JSON.stringify(evs));
+  });
+
+  it('no write while nothing changes: the ConfigMap keeps its resourceVersion across probe periods', async () => {
+    const before = (await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`)).metadata.resourceVersion;
+    const probedBefore = (await getCluster('static')).status.lastProbeTime;
+    await sleep(3 * PERIOD * 1000);
+    assert.notEqual((await getCluster('static')).status.lastProbeTime, probedBefore, 'still probing');
+    assert.equal((await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`)).metadata.resourceVersion, before);
+  });
+
+  it('a killed member leaves the ConfigMap within two probe periods (Warning Event, Degraded), and joins again when it is back', async () => {
+    const a = fleet.members[0]!;
+    await a.kill();
+    const { ms } = await waitForNames('hsm-static', ['b']);
+    assert.ok(ms <= 2 * PERIOD * 1000 + 500, `left after ${ms} ms:\n${operator.output().slice(-4000)}`);
+    // The ConfigMap is written before the status.
+    const cluster = await pollUntil('status naming a', async () => { const c = await getCluster('static'); return /a: ECONNREFUSED/.test(condition(c, 'Degraded')?.message) ? c : undefined; });
+    assert.equal(condition(cluster, 'Ready').status, 'True');
+    assert.deepEqual(cluster.status.members.map((m: any) => [m.name, m.healthy]), [['a', false], ['b', true], ['ghost', false]]);
+    assert.ok((await events('static')).some((e) => e.reason === 'MembersChanged' && e.type === 'Warning' && /left: a \(ECONNREFUSED\)/.test(e.message)));
+    await a.start();
+    await waitForNames('hsm-static', ['a', 'b']);
+  });
+
+  it('a spec change takes effect at once, not at the next period: an added member appears', async () => {
+    const [a, b] = fleet.members;
+    await createCluster('slow', { sources: [{ static: { endpoints: [endpoint(a!)] } }], probe: { periodSeconds: 600 }, configMap: { name: 'hsm-slow' } });
+    await waitForNames('hsm-slow', ['a']);
+    const c = await fleet.addMember();
+    const current = await getCluster('slow');
+    await admin.request('PATCH', `${CLUSTERS}/slow`, { spec: { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
+    const { ms } = await waitForNames('hsm-slow', ['a', 'b', 'c'], 10_000);
+    assert.ok(ms < 5000, `took ${ms} ms with a 600 s period`);
+    const updated = await pollUntil('observedGeneration', async () => { const u = await getCluster('slow'); return u.status?.observedGeneration > current.metadata.generation ? u : undefined; });
+    assert.equal(updated.status.observedGeneration, updated.metadata.generation);
+  });
+
+  it('command source: a program prints the endpoints; bad output is DiscoveryFailed and keeps the last good set; a program not allowed is refused', async () => {
+    const [a, b] = fleet.members;
+    const answer = join(dir, 'answer.json');
+    const script = join(dir, 'discover.mjs');
+    writeFileSync(script, "import { readFileSync } from 'node:fs'; const t = readFileSync(process.argv[2], 'utf8'); if (t === 'fail') { console.error('throttled by the cloud API'); process.exit(3); } process.stdout.write(t);\n");
+    writeFileSync(answer, JSON.stringify({ endpoints: [endpoint(a!)] }));
+    await createCluster('cmd', { sources: [{ command: { command: [process.execPath, script, answer], timeoutSeconds: 5 } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'hsm-cmd' } });
+    await waitForNames('hsm-cmd', ['a']);
+    // The bare-array form, and a member added by the program: it appears.
+    writeFileSync(answer, JSON.stringify([endpoint(a!), endpoint(b!)]));
+    await waitForNames('hsm-cmd', ['a', 'b']);
+
+    writeFileSync(answer, '{"endpoints": [{"name": "../x", "address": ""}]}');
+    const failed = await pollUntil('DiscoveryFailed', async () => { const c = await getCluster('cmd'); return condition(c, 'DiscoveryFailed')?.status === 'True' ? c : undefined; });
+    assert.equal(condition(failed, 'DiscoveryFailed').reason, 'CommandOutputInvalid');
+    assert.match(condition(failed, 'DiscoveryFailed').message, /keeping its 2 endpoint\(s\) from the last good answer/);
+    assert.deepEqual(names(await configMapSet('hsm-cmd')), ['a', 'b'], 'the last good set is kept');
+    writeFileSync(answer, 'fail');
+    const exited = await pollUntil('CommandFailed', async () => { const c = await getCluster('cmd'); return condition(c, 'DiscoveryFailed')?.reason === 'CommandFailed' ? c : undefined; });
+    assert.match(condition(exited, 'DiscoveryFailed').message, /exited with 3: throttled by the cloud API/);
+    assert.ok((await events('cmd')).some((e) => e.type === 'Warning' && e.reason === 'CommandOutputInvalid'));
+    // A kept member that dies still leaves: the kept set is probed.
+    await b!.kill();
+    await waitForNames('hsm-cmd', ['a']);
+    await b!.start();
+    writeFileSync(answer, JSON.stringify([endpoint(b!)]));
+    await waitForNames('hsm-cmd', ['b']);
+    assert.equal(condition(await pollUntil('recovered', async () => { const c = await getCluster('cmd'); return condition(c, 'DiscoveryFailed')?.status === 'False' ? c : undefined; }), 'DiscoveryFailed').reason, 'SourcesAnswered');
+
+    await createCluster('not-allowed', { sources: [{ command: { command: ['/bin/sh', '-c', 'echo []'] } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'hsm-not-allowed' } });
+    const refused = await pollUntil('CommandNotAllowed', async () => { const c = await getCluster('not-allowed'); return condition(c, 'DiscoveryFailed')?.status === 'True' ? c : undefined; });
+    assert.equal(condition(refused, 'DiscoveryFailed').reason, 'CommandNotAllowed');
+    assert.equal(condition(refused, 'Ready').reason, 'NoHealthyMembers');
+    assert.deepEqual(names(await configMapSet('hsm-not-allowed')), []);
+  });
+
+  it('DNS A source at a configured resolver: the answering addresses go in, a closed port stays out, a changed record is followed', async () => {
+    const [port] = await freePorts(1) as [number];
+    await listen('127.0.0.2', port);
+    const down = await listen('127.0.0.3', port);
+    down.close(); // 127.0.0.3 answers DNS but not the port
+    aRecords.set('hsm.cluster.test', ['127.0.0.2', '127.0.0.3']);
+    await createCluster('dns-a', { sources: [{ dns: { name: 'hsm.cluster.test', type: 'A', port, resolver: `127.0.0.1:${dnsPort}` } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'hsm-dns-a' } });
+    const { set } = await waitForNames('hsm-dns-a', [`127.0.0.2-${port}`]);
+    assert.equal(set.endpoints[0]!.address, `127.0.0.2:${port}`);
+    const cluster = await getCluster('dns-a');
+    assert.deepEqual(cluster.status.members.map((m: any) => [m.name, m.healthy]), [[`127.0.0.2-${port}`, true], [`127.0.0.3-${port}`, false]]);
+    await listen('127.0.0.4', port);
+    aRecords.set('hsm.cluster.test', ['127.0.0.4']);
+    await waitForNames('hsm-dns-a', [`127.0.0.4-${port}`]);
+  });
+
+  it('DNS SRV source: targets and ports from the records, resolved through the same resolver for the probe; an address template', async () => {
+    const [p1, p2] = await freePorts(2) as [number, number];
+    await listen('127.0.0.5', p1);
+    await listen('127.0.0.6', p2);
+    aRecords.set('m1.hsm.test', ['127.0.0.5']);
+    aRecords.set('m2.hsm.test', ['127.0.0.6']);
+    srvRecords.set('_pkcs11._tcp.hsm.test', [{ target: 'm1.hsm.test', port: p1 }, { target: 'm2.hsm.test', port: p2 }]);
+    await createCluster('dns-srv', {
+      sources: [{ dns: { name: '_pkcs11._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${dnsPort}`, addressTemplate: 'tcp:host=${host},port=${port}' } }],
+      probe: { periodSeconds: PERIOD }, configMap: { name: 'hsm-dns-srv' },
+    });
+    const { set } = await waitForNames('hsm-dns-srv', [`m1.hsm.test-${p1}`, `m2.hsm.test-${p2}`]);
+    assert.deepEqual(set.endpoints.map((e) => e.address), [`tcp:host=m1.hsm.test,port=${p1}`, `tcp:host=m2.hsm.test,port=${p2}`]);
+    // A name that does not exist (NXDOMAIN) is an answer: no members, not a failure.
+    await admin.request('PATCH', `${CLUSTERS}/dns-srv`, { spec: { sources: [{ dns: { name: '_none._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${dnsPort}` } }] } }, 'application/merge-patch+json');
+    await waitForNames('hsm-dns-srv', []);
+    assert.equal(condition(await getCluster('dns-srv'), 'DiscoveryFailed').status, 'False');
+    // A resolver that does not answer is a failure.
+    const [silent] = await freePorts(1) as [number];
+    await admin.request('PATCH', `${CLUSTERS}/dns-srv`, { spec: { sources: [{ dns: { name: '_pkcs11._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${silent}` } }] } }, 'application/merge-patch+json');
+    const failed = await pollUntil('DnsLookupFailed', async () => { const c = await getCluster('dns-srv'); return condition(c, 'DiscoveryFailed')?.reason === 'DnsLookupFailed' ? c : undefined; }, { timeoutMs: 30_000 });
+    assert.match(condition(failed, 'DiscoveryFailed').message, /SRV _pkcs11\._tcp\.hsm\.test at 127\.0\.0\.1:\d+/);
+  });
+
+  it('nodes marked by the label or an HSMCluster\'s nodeSelector get keyhold.io/hsm capacity and allocatable in whole units; it goes when the mark goes', async () => {
+    const node = (name: string) => admin.request<any>('GET', `/api/v1/nodes/${name}`);
+    const units = async (name: string) => { const n = await node(name); return [n.status?.capacity?.['keyhold.io/hsm'], n.status?.allocatable?.['keyhold.io/hsm']]; };
+    await admin.request('POST', '/api/v1/nodes', { metadata: { name: 'hsm-node', labels: { 'keyhold.io/hsm': '2' } }, status: { capacity: { cpu: '4', memory: '8Gi', pods: '110' }, allocatable: { cpu: '4', memory: '8Gi', pods: '110' } } });
+    await admin.request('POST', '/api/v1/nodes', { metadata: { name: 'rack-a-node', labels: { rack: 'a' } } });
+    await pollUntil('hsm-node capacity', async () => JSON.stringify(await units('hsm-node')) === '["2","2"]');
+    const n = await node('hsm-node');
+    assert.equal(n.status.capacity.cpu, '4', 'other capacity untouched');
+    assert.deepEqual(await units('rack-a-node'), [undefined, undefined]);
+    assert.deepEqual(await units('plain-node'), [undefined, undefined]);
+
+    // The CRD marks nodes too.
+    await createCluster('local', { sources: [{ static: { endpoints: [] } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'hsm-local' }, nodeResource: { nodeSelector: { rack: 'a' }, count: 1 } });
+    await pollUntil('rack-a-node capacity', async () => JSON.stringify(await units('rack-a-node')) === '["1","1"]');
+
+    // The mark goes: the label is removed, the HSMCluster deleted.
+    await admin.request('PATCH', '/api/v1/nodes/hsm-node', { metadata: { labels: { 'keyhold.io/hsm': null } } }, 'application/merge-patch+json');
+    await pollUntil('hsm-node capacity removed', async () => JSON.stringify(await units('hsm-node')) === '[null,null]');
+    assert.equal((await node('hsm-node')).status.capacity.cpu, '4');
+    await admin.request('DELETE', `${CLUSTERS}/local`);
+    await pollUntil('rack-a-node capacity removed', async () => JSON.stringify(await units('rack-a-node')) === '[null,null]');
+  });
+
+  it('a deleted HSMCluster is no longer reconciled (its ConfigMap goes with it through the owner reference)', async () => {
+    await admin.request('DELETE', `${CLUSTERS}/slow`);
+    // No garbage collector runs in this control plane: delete the ConfigMap as it would.
+    await sleep(500);
+    await admin.request('DELETE', `/api/v1/namespaces/${NS}/configmaps/hsm-slow`);
+    await sleep(3000);
+    assert.equal(await configMapSet('hsm-slow'), undefined, 'not recreated');
+    assert.match(operator.output(), /HSMCluster deleted/);
+  });
+
+  it('a ConfigMap the HSMCluster does not own is not overwritten: Ready False, ConfigMapConflict', async () => {
+    await admin.request('POST', `/api/v1/namespaces/${NS}/configmaps`, { metadata: { name: 'someone-elses' }, data: { [ENDPOINTS_KEY]: 'mine' } });
+    await createCluster('conflict', { sources: [{ static: { endpoints: [endpoint(fleet.members[0]!)] } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'someone-elses' } });
+    const c = await pollUntil('ConfigMapConflict', async () => { const x = await getCluster('conflict'); return condition(x, 'Ready')?.reason === 'ConfigMapConflict' ? x : undefined; });
+    assert.equal(condition(c, 'Ready').status, 'False');
+    assert.equal((await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/someone-elses`)).data[ENDPOINTS_KEY], 'mine');
+  });
+
+  it('the server-side ConfigMap watch, as a service account that may read only that ConfigMap: the first set and every change arrive in the callback; a bad document is reported and changes nothing', async () => {
+    // The server's identity: get/list/watch on the one ConfigMap, by name.
+    await admin.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: 'keyhold-server' } });
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { metadata: { name: 'keyhold-server-endpoints' }, rules: endpointConfigMapRules('hsm-static') });
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
+      metadata: { name: 'keyhold-server-endpoints' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'keyhold-server-endpoints' },
+      subjects: [{ kind: 'ServiceAccount', name: 'keyhold-server', namespace: NS }],
+    });
+    const serverToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-server' }, { audiences: [], expirationSeconds: 3600 });
+    const connection: KubeConnection = { server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${serverToken}` }) };
+    const asServer = new KubeApi(connection);
+    await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-cmd`), (err: KubeApiError) => err.status === 403);
+    await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps`), (err: KubeApiError) => err.status === 403);
+    asServer.close();
+
+    const seen: HsmEndpointSet[] = [];
+    const errors: string[] = [];
+    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', connection }, (set) => seen.push(set), (err) => errors.push(err.message));
+    try {
+      await pollUntil('the first set', () => seen.length === 1);
+      assert.deepEqual(names(seen[0]), ['a', 'b']);
+      await fleet.members[1]!.kill();
+      await pollUntil('b gone', () => seen.length === 2, { timeoutMs: 10_000 });
+      assert.deepEqual(names(seen[1]), ['a']);
+      assert.deepEqual(watch.current(), seen[1]);
+      await fleet.members[1]!.start();
+      await pollUntil('b back', () => seen.length === 3, { timeoutMs: 10_000 });
+      assert.deepEqual(names(seen[2]), ['a', 'b']);
+      // Someone writes garbage (the operator puts it right at its next period).
+      const cm = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`);
+      await admin.request('PUT', `/api/v1/namespaces/${NS}/configmaps/hsm-static`, { ...cm, data: { [ENDPOINTS_KEY]: '{"cluster":"static","endpoints":[{"name":"/etc"}]}' } });
+      await pollUntil('the error', () => errors.some((e) => /endpoints\[0\]\.name/.test(e)));
+      assert.deepEqual(names(watch.current()), ['a', 'b'], 'the last good set stays');
+      assert.equal(errors.length, 1, errors.join('\n'));
+    } finally {
+      watch.stop();
+    }
+    // From a kubeconfig file too (admin here), with the first set delivered.
+    const fromFile = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-cmd', kubeconfig: cp.kubeconfigPath }, (set) => seen.push(set));
+    try {
+      await pollUntil('the hsm-cmd set', () => seen.at(-1)?.cluster === 'cmd');
+    } finally {
+      fromFile.stop();
+    }
+  });
+
+  it('kubectl get shows the printer columns: Ready, healthy and total members, the ConfigMap', async () => {
+    const table = await new Promise<any>((resolve, reject) => {
+      const req = httpsRequest(`${cp.url}${CLUSTERS}/static`, { ca: cp.caPem, headers: { authorization: `Bearer ${cp.adminToken}`, accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => { try { resolve(JSON.parse(body)); } catch (err) { reject(err); } });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const columns = table.columnDefinitions.map((c: any) => c.name);
+    const row = Object.fromEntries(columns.map((name: string, i: number) => [name, table.rows[0].cells[i]]));
+    assert.deepEqual({ Ready: row.Ready, Healthy: row.Healthy, Members: row.Members, ConfigMap: row.ConfigMap }, { Ready: 'True', Healthy: 2, Members: 3, ConfigMap: 'hsm-static' });
+  });
+
+  it('the operator stops cleanly on SIGTERM', async () => {
+    assert.equal(await operator.stop('SIGTERM'), 0, operator.output().slice(-2000));
+  });
+
+  it('a running keyhold server stops using a killed member and starts using an added one, without a restart', { skip: 'needs the HSM pool (hsm.endpoints.configMap, hsm.memberTemplate) from the pool branch: the lead finishes this at merge' }, async () => {
+    // To write at merge, with the pool's config (hsm.endpoints.configMap, hsm.memberTemplate) and the
+    // seal helper's RSA-OAEP seal (the p11-kit hop has no AES-GCM):
+    // 1. `keyhold init` + `keyhold server` with hsm.endpoints.configMap {namespace: NS, name: 'hsm-static'}
+    //    (kubeconfig: a service account holding endpointConfigMapRules('hsm-static')) and
+    //    hsm.memberTemplate {module: <a p11-kit-client.so copy per ${name}>, env: {P11_KIT_SERVER_ADDRESS: '${address}'},
+    //    tokenLabel: fleet.token.label, pinFile: fleet.token.pinFile};
+    // 2. /v1/sys/health lists members a and b; encrypt with an RSA `hsm` key works;
+    // 3. fleet.members[0].kill(): within two periods the ConfigMap drops a and health no longer lists it,
+    //    while encrypt keeps answering 200 throughout (same process: no restart);
+    // 4. fleet.addMember() and add it to the HSMCluster: health lists it and its call count grows.
+  });
+});
