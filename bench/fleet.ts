@@ -72,19 +72,21 @@ const scenarios: Array<{ name: string; connections: number; run: (t: Target, sec
 interface Outcome { at: number; ok: boolean; kind: string }
 
 /** A closed loop of `connections` workers cycling through the three requests; records every outcome. */
-async function mixedLoad(t: Target, seconds: number, connections: number, onSecond: (s: number) => void): Promise<Outcome[]> {
+const MIXED = [
+  { kind: 'encrypt', method: 'POST', path: '/v1/keys/bench-wrapped/encrypt', body: encryptBody },
+  { kind: 'read', method: 'GET', path: '/v1/secrets/bench/app', body: undefined },
+  { kind: 'hsm-sign', method: 'POST', path: '/v1/keys/bench-hsm-ec/sign', body: signBody },
+] as const;
+type BenchRequest = (typeof MIXED)[number];
+
+async function mixedLoad(t: Target, seconds: number, connections: number, onSecond: (s: number) => void, requests: readonly BenchRequest[] = MIXED): Promise<Outcome[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const url = new URL(t.server.address);
-  const requests = [
-    { kind: 'encrypt', method: 'POST', path: '/v1/keys/bench-wrapped/encrypt', body: encryptBody },
-    { kind: 'read', method: 'GET', path: '/v1/secrets/bench/app', body: undefined },
-    { kind: 'hsm-sign', method: 'POST', path: '/v1/keys/bench-hsm-ec/sign', body: signBody },
-  ];
   const outcomes: Outcome[] = [];
   const started = Date.now();
   const end = started + seconds * 1000;
   let lastSecond = -1;
-  const one = (r: (typeof requests)[number]) => new Promise<boolean>((resolve) => {
+  const one = (r: BenchRequest) => new Promise<boolean>((resolve) => {
     const req = request({ host: url.hostname, port: url.port, method: r.method, path: r.path, agent, headers: { authorization: `Bearer ${t.server.rootToken}`, 'content-type': 'application/json' } }, (res) => {
       res.resume();
       res.on('end', () => resolve((res.statusCode ?? 0) < 300));
@@ -94,7 +96,7 @@ async function mixedLoad(t: Target, seconds: number, connections: number, onSeco
   });
   await Promise.all(Array.from({ length: connections }, async (_, worker) => {
     for (let i = worker; Date.now() < end; i++) {
-      const r = requests[i % requests.length] as (typeof requests)[number];
+      const r = requests[i % requests.length] as BenchRequest;
       const ok = await one(r);
       const now = Date.now();
       outcomes.push({ at: now - started, ok, kind: r.kind });
@@ -123,7 +125,7 @@ try {
   const hop1 = fleet1.members[0] as P11KitFleet['members'][number];
   const targets: Target[] = [
     { name: 'direct', server: await serve('direct', direct.config as unknown as Record<string, unknown>, directEnv) },
-    { name: 'hop-1', server: await serve('hop-1', { ...member(hop1) }, {}) },
+    { name: 'hop-1', server: await serve('hop-1', { members: [member(hop1)] }, {}) },
     { name: 'hop-3', server: await serve('hop-3', { members: fleet3.members.map(member) }, {}) },
   ];
   servers.push(...targets.map((t) => t.server));
@@ -168,8 +170,26 @@ try {
     ratio_after_to_before: Number((rate(outcomes, after.from, after.to) / rate(outcomes, before.from, before.to)).toFixed(3)),
     one_member_hsm_sign_rps_c32: oneMemberSign,
   };
+  // The same with HSM calls only (every request one signature in the token): the member's share of
+  // the work has to move to the other two. Member b is back first; member c is killed this time.
+  await victim.start();
+  const second = fleet3.members[2] as P11KitFleet['members'][number];
+  await new Promise((r) => setTimeout(r, 3000)); // b rejoins (probe period ≤ 1 s)
+  let signKilledAt = -1;
+  const signOnly = await mixedLoad(cluster, FAILOVER_SECONDS, 32, (s) => {
+    if (s === KILL_AT_SECONDS && signKilledAt < 0) { signKilledAt = s * 1000; void second.kill(); }
+  }, [MIXED[2]]);
+  const signAfter = rate(signOnly, signKilledAt + 2000, FAILOVER_SECONDS * 1000);
+  const signFailover = {
+    seconds: FAILOVER_SECONDS, killed_member: second.name, killed_at_s: signKilledAt / 1000, connections: 32,
+    requests: signOnly.length, failed_requests: signOnly.filter((o) => !o.ok).length,
+    rps_before_kill: Math.round(rate(signOnly, 2000, signKilledAt)),
+    rps_after_kill: Math.round(signAfter),
+    one_member_rps: oneMemberSign,
+    ratio_after_kill_to_one_member: Number((signAfter / oneMemberSign).toFixed(3)),
+  };
   const health = await call(cluster.server.address, 'GET', '/v1/sys/health');
-  const summary = { machine: { cpus: cpus().length, node: process.version }, seconds_per_run: SECONDS, rounds: ROUNDS, reference: 'direct (SoftHSM loaded in the server)', results, failover, health_after_failover: health.body };
+  const summary = { machine: { cpus: cpus().length, node: process.version }, seconds_per_run: SECONDS, rounds: ROUNDS, reference: 'direct (SoftHSM loaded in the server)', results, failover, hsm_sign_failover: signFailover, health_after_failover: health.body };
   mkdirSync('.bench-out', { recursive: true });
   writeFileSync('.bench-out/fleet.json', JSON.stringify(summary, null, 2));
   console.log(JSON.stringify(summary, null, 2));
