@@ -22,9 +22,10 @@ import { KubeApi, KubeApiError, type KubeConnection } from '../../../src/hsm/kub
 import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator/manifests.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { serviceAccountToken } from '../../helpers/kubernetes-login.js';
-import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
+import { p11KitClientModule, startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
 import { freePorts, sleep, spawnUntilReady, type WatchedProcess } from '../../helpers/processes.js';
-import { CLI, tempDir } from '../../helpers/server.js';
+import { CLI, startServer, tempDir, type DevServer } from '../../helpers/server.js';
+import { runCliTimed } from '../server/support.js';
 import { pollUntil } from '../../helpers/wait.js';
 
 const execFileAsync = promisify(execFile);
@@ -50,6 +51,29 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
   const listeners: Server[] = [];
   let applied: Record<string, any>[];
 
+  /** A kubeconfig file for a bearer token (a service account's), as a pod's would be. */
+  function writeKubeconfig(file: string, token: string): string {
+    writeFileSync(file, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: cp.url, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
+      users: [{ name: 'sa', user: { token } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user: 'sa' } }],
+      'current-context': 'test',
+    }), { mode: 0o600 });
+    return file;
+  }
+  /** A service account that may get/list/watch exactly one ConfigMap (endpointConfigMapRules), and a kubeconfig for it. */
+  async function serverAccount(account: string, configMap: string): Promise<{ token: string; kubeconfig: string }> {
+    await admin.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: account } });
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { metadata: { name: account }, rules: endpointConfigMapRules(configMap) });
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
+      metadata: { name: account },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: account },
+      subjects: [{ kind: 'ServiceAccount', name: account, namespace: NS }],
+    });
+    const token = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: account }, { audiences: [], expirationSeconds: 3600 });
+    return { token, kubeconfig: writeKubeconfig(join(dir, `${account}.kubeconfig`), token) };
+  }
   const adminConnection = (): KubeConnection => ({ server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${cp.adminToken}` }) });
   const endpoint = (m: { name: string; address: string }): HsmEndpoint => ({ name: m.name, address: m.address });
 
@@ -139,14 +163,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
 
     // The operator runs as its own service account, with only what the manifests grant.
     operatorToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-operator' }, { audiences: [], expirationSeconds: 3600 });
-    const kubeconfig = join(dir, 'operator.kubeconfig');
-    writeFileSync(kubeconfig, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server: cp.url, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
-      users: [{ name: 'operator', user: { token: operatorToken } }],
-      contexts: [{ name: 'test', context: { cluster: 'test', user: 'operator' } }],
-      'current-context': 'test',
-    }), { mode: 0o600 });
+    const kubeconfig = writeKubeconfig(join(dir, 'operator.kubeconfig'), operatorToken);
     operator = await spawnUntilReady('keyhold operator', process.execPath, [CLI, 'operator', 'run', '--kubeconfig', kubeconfig, '--namespace', NS, '--period', '2', '--allow-command', process.execPath, '--log-level', 'debug'], { ready: /operator watching HSMClusters/ });
   });
 
@@ -386,14 +403,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
 
   it('the server-side ConfigMap watch, as a service account that may read only that ConfigMap: the first set and every change arrive in the callback; a bad document is reported and changes nothing', async () => {
     // The server's identity: get/list/watch on the one ConfigMap, by name.
-    await admin.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: 'keyhold-server' } });
-    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { metadata: { name: 'keyhold-server-endpoints' }, rules: endpointConfigMapRules('hsm-static') });
-    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
-      metadata: { name: 'keyhold-server-endpoints' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'keyhold-server-endpoints' },
-      subjects: [{ kind: 'ServiceAccount', name: 'keyhold-server', namespace: NS }],
-    });
-    const serverToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-server' }, { audiences: [], expirationSeconds: 3600 });
+    const { token: serverToken, kubeconfig } = await serverAccount('keyhold-server', 'hsm-static');
     const connection: KubeConnection = { server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${serverToken}` }) };
     const asServer = new KubeApi(connection);
     await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-cmd`), (err: KubeApiError) => err.status === 403);
@@ -402,7 +412,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
 
     const seen: HsmEndpointSet[] = [];
     const errors: string[] = [];
-    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', connection }, (set) => seen.push(set), (err) => errors.push(err.message));
+    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', kubeconfig }, (set) => seen.push(set), (err) => errors.push(err.message));
     try {
       await pollUntil('the first set', () => seen.length === 1);
       assert.deepEqual(names(seen[0]), ['a', 'b']);
@@ -446,20 +456,92 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     assert.deepEqual({ Ready: row.Ready, Healthy: row.Healthy, Members: row.Members, ConfigMap: row.ConfigMap }, { Ready: 'True', Healthy: 2, Members: 3, ConfigMap: 'hsm-static' });
   });
 
+  it('a running keyhold server (hsm.endpoints.configMap) stops using a killed member and starts using an added one, without a restart', async () => {
+    const [a, b] = fleet.members;
+    await createCluster('e2e', { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!)] } }], probe: { periodSeconds: PERIOD, timeoutSeconds: 1 }, configMap: { name: 'hsm-e2e' } });
+    await waitForNames('hsm-e2e', ['a', 'b']);
+    const { kubeconfig } = await serverAccount('keyhold-server-e2e', 'hsm-e2e');
+    const storeDir = tempDir('keyhold-operator-server-');
+    const configFile = join(storeDir, 'keyhold.json');
+    const token = fleet.token;
+    writeFileSync(configFile, JSON.stringify({
+      listen: '127.0.0.1:0',
+      storage: { sqlite: { path: join(storeDir, 'keyhold.db') } },
+      audit: { path: join(storeDir, 'audit.log') },
+      hsm: {
+        endpoints: { configMap: { namespace: NS, name: 'hsm-e2e', kubeconfig } },
+        // One module file for every member: the pool copies it per member (the module reads
+        // P11_KIT_SERVER_ADDRESS at C_Initialize).
+        memberTemplate: { module: p11KitClientModule(), env: { P11_KIT_SERVER_ADDRESS: '${address}' }, tokenLabel: token.label, pinFile: token.pinFile },
+      },
+    }));
+    // init reaches the token through a member named by the ConfigMap too (RSA-OAEP seal: no AES-GCM through the hop).
+    const init = await runCliTimed(['init', '--config', configFile, '--root-token-file', join(storeDir, 'root-token')], {}, 90_000);
+    assert.equal(init.code, 0, `init failed: ${init.stdout}${init.stderr}`);
+    let server: DevServer | undefined;
+    try {
+      server = await startServer(configFile, {}, storeDir);
+      const { address, rootToken } = server;
+      const post = (path: string, body: unknown) => fetch(`${address}${path}`, {
+        method: 'POST', headers: { authorization: `Bearer ${rootToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+      });
+      type Health = { hsm: { ok: boolean; members: Array<{ name: string; state: string; in_flight: number }> } };
+      const members = async () => ((await (await fetch(`${address}/v1/sys/health`)).json()) as Health).hsm.members.map((m) => m.name);
+      const calls = async (member: string) => Number(new RegExp(`keyhold_hsm_call_seconds_count\\{member="${member}"\\} (\\d+)`).exec(await (await fetch(`${address}/metrics`)).text())?.[1] ?? 0);
+      assert.deepEqual(await members(), ['a', 'b']);
+      const created = await post('/v1/keys', { name: 'e2e-ec', type: 'ec-p256', protection: 'hsm' });
+      assert.equal(created.status, 200, await created.text());
+
+      // Load: signs (local hash, raw ECDSA on a member) from 8 workers, all through the kill.
+      const WORKERS = 8;
+      const failures: string[] = [];
+      let stop = false;
+      let done = 0;
+      const workers = Array.from({ length: WORKERS }, async () => {
+        while (!stop) {
+          const response = await post('/v1/keys/e2e-ec/sign', { input: Buffer.from('sign me').toString('base64') });
+          const text = await response.text();
+          if (response.status === 200) done++;
+          else failures.push(`${response.status} ${text}`);
+        }
+      });
+      try {
+        await sleep(1000);
+        await a!.kill();
+        const { ms } = await waitForNames('hsm-e2e', ['b']);
+        assert.ok(ms <= 2 * PERIOD * 1000 + 500, `left the ConfigMap after ${ms} ms`);
+        await pollUntil('the server to drop member a', async () => JSON.stringify(await members()) === '["b"]', { timeoutMs: 10_000, intervalMs: 100, detail: () => server!.output?.().slice(-3000) ?? '' });
+        await sleep(1000);
+        assert.equal(server.process.exitCode, null, 'same process: no restart');
+      } finally {
+        stop = true;
+        await Promise.all(workers);
+      }
+      // The pool retries an idempotent call on another member: at most the calls in flight on a fail.
+      assert.ok(failures.length <= WORKERS, `${failures.length} failures:\n${failures.slice(0, 5).join('\n')}`);
+      for (const f of failures) assert.match(f, /^503 .*ERR_HSM_UNAVAILABLE/);
+      assert.ok(done > 20, `${done} signs`);
+
+      // A member added to the fleet and to the HSMCluster's static source: in the ConfigMap, then in the server, taking calls.
+      const c = await fleet.addMember();
+      await admin.request('PATCH', `${CLUSTERS}/e2e`, { spec: { sources: [{ static: { endpoints: [endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
+      await waitForNames('hsm-e2e', ['b', c.name]);
+      await pollUntil(`the server to add member ${c.name}`, async () => JSON.stringify(await members()) === JSON.stringify(['b', c.name]), { timeoutMs: 10_000, intervalMs: 100 });
+      const before = await calls(c.name);
+      for (let i = 0; i < 40; i++) {
+        const r = await post('/v1/keys/e2e-ec/sign', { input: Buffer.from(`sign ${i}`).toString('base64') });
+        assert.equal(r.status, 200, await r.text());
+      }
+      assert.ok(await calls(c.name) > before, `member ${c.name} took no call`);
+      assert.ok(await calls('b') > 0);
+    } finally {
+      await server?.stop();
+      await a!.start();
+    }
+  });
+
   it('the operator stops cleanly on SIGTERM', async () => {
     assert.equal(await operator.stop('SIGTERM'), 0, operator.output().slice(-2000));
   });
 
-  it('a running keyhold server stops using a killed member and starts using an added one, without a restart', { skip: 'needs the HSM pool (hsm.endpoints.configMap, hsm.memberTemplate) from the pool branch: the lead finishes this at merge' }, async () => {
-    // To write at merge, with the pool's config (hsm.endpoints.configMap, hsm.memberTemplate) and the
-    // seal helper's RSA-OAEP seal (the p11-kit hop has no AES-GCM):
-    // 1. `keyhold init` + `keyhold server` with hsm.endpoints.configMap {namespace: NS, name: 'hsm-static'}
-    //    (kubeconfig: a service account holding endpointConfigMapRules('hsm-static')) and
-    //    hsm.memberTemplate {module: <a p11-kit-client.so copy per ${name}>, env: {P11_KIT_SERVER_ADDRESS: '${address}'},
-    //    tokenLabel: fleet.token.label, pinFile: fleet.token.pinFile};
-    // 2. /v1/sys/health lists members a and b; encrypt with an RSA `hsm` key works;
-    // 3. fleet.members[0].kill(): within two periods the ConfigMap drops a and health no longer lists it,
-    //    while encrypt keeps answering 200 throughout (same process: no restart);
-    // 4. fleet.addMember() and add it to the HSMCluster: health lists it and its call count grows.
-  });
 });
