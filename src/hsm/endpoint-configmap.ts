@@ -11,6 +11,7 @@
 import type { CoreV1Api, KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { KeyholdError } from '../errors.js';
 import { ENDPOINTS_KEY, parseEndpointSet, type HsmEndpointSet } from './endpoint-set.js';
+import { kubeMessage, listAndWatch } from './kube-watch.js';
 
 export interface EndpointConfigMapOptions {
   namespace: string;
@@ -34,21 +35,10 @@ export function endpointConfigMapRules(name: string): { apiGroups: string[]; res
 }
 
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-/** The server ends a watch after this; a reconnect then lists again (cheap: one object). */
-const WATCH_TIMEOUT_SECONDS = 300;
-/** A watch that hears nothing, not even a bookmark (about every minute), for this long is a dead connection nobody closed. */
-const WATCH_SILENCE_MS = (WATCH_TIMEOUT_SECONDS + 30) * 1000;
 
-/** The status code of a client-node failure (ApiException.code, Watch's error.statusCode), if any. */
-function statusOf(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown } | null;
-  const code = typeof e?.code === 'number' ? e.code : e?.statusCode;
-  return typeof code === 'number' ? code : undefined;
-}
-
-async function loadKubeConfig(kubeconfig: string | undefined): Promise<{ kc: KubeConfig; api: CoreV1Api; Watch: typeof import('@kubernetes/client-node').Watch }> {
-  const k8s = await import('@kubernetes/client-node');
-  const kc = new k8s.KubeConfig();
+async function loadKubeConfig(kubeconfig: string | undefined): Promise<{ kc: KubeConfig; api: CoreV1Api }> {
+  const { KubeConfig, CoreV1Api } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
   try {
     if (kubeconfig) kc.loadFromFile(kubeconfig);
     else {
@@ -59,7 +49,7 @@ async function loadKubeConfig(kubeconfig: string | undefined): Promise<{ kc: Kub
     throw new KeyholdError('ERR_CONFIG', `hsm.endpoints.configMap: ${(cause as Error).message}`, { cause });
   }
   if (!kc.getCurrentCluster()) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.configMap: the kubeconfig has no current cluster');
-  return { kc, api: kc.makeApiClient(k8s.CoreV1Api), Watch: k8s.Watch };
+  return { kc, api: kc.makeApiClient(CoreV1Api) };
 }
 
 /**
@@ -67,6 +57,7 @@ async function loadKubeConfig(kubeconfig: string | undefined): Promise<{ kc: Kub
  * the first one read). A missing ConfigMap or an unreadable document is reported to `onError` and
  * changes nothing: the server keeps using the members it has rather than dropping every one. A
  * failed list or a lost watch is reported and tried again with back-off (1 s doubling to 30 s).
+ * Resolves after the first list was tried (answered or failed).
  */
 export async function watchEndpointConfigMap(
   options: EndpointConfigMapOptions,
@@ -75,26 +66,16 @@ export async function watchEndpointConfigMap(
 ): Promise<EndpointConfigMapWatch> {
   const { namespace, name } = options;
   if (!NAME.test(namespace) || !NAME.test(name)) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.configMap: namespace and name must be Kubernetes object names');
-  const { kc, api, Watch } = await loadKubeConfig(options.kubeconfig);
-  const retryMs = options.retryMs ?? 1000;
-  const maxRetryMs = options.maxRetryMs ?? 30_000;
+  const { kc, api } = await loadKubeConfig(options.kubeconfig);
   const fieldSelector = `metadata.name=${name}`;
-  const path = `/api/v1/namespaces/${namespace}/configmaps`;
-
-  let stopped = false;
+  const where = `ConfigMap ${namespace}/${name}`;
+  const abort = new AbortController();
   let current: HsmEndpointSet | undefined;
   let lastText: string | undefined;
-  let pause = retryMs;
-  let timer: NodeJS.Timeout | undefined;
-  let watchdog: NodeJS.Timeout | undefined;
-  let controller: AbortController | undefined;
-  /** Bumped per connection: callbacks of a watch given up on are ignored. */
-  let generation = 0;
-
   const apply = (object: V1ConfigMap | undefined): void => {
     const text = object?.data?.[ENDPOINTS_KEY];
     if (typeof text !== 'string') {
-      onError(new KeyholdError('ERR_CONFIG', `ConfigMap ${namespace}/${name} ${object ? `has no ${ENDPOINTS_KEY}` : 'does not exist'}: keeping the current endpoints`));
+      onError(new KeyholdError('ERR_CONFIG', `${where} ${object ? `has no ${ENDPOINTS_KEY}` : 'does not exist'}: keeping the current endpoints`));
       return;
     }
     if (text === lastText) return;
@@ -107,67 +88,16 @@ export async function watchEndpointConfigMap(
       onError(err as Error);
     }
   };
-
-  const again = (err: Error | undefined): void => {
-    if (stopped) return;
-    generation++;
-    clearTimeout(watchdog);
-    controller?.abort();
-    controller = undefined;
-    if (err) onError(err);
-    const wait = err ? pause : 0;
-    if (err) pause = Math.min(pause * 2, maxRetryMs);
-    timer = setTimeout(() => void connect(), wait);
-    timer.unref();
-  };
-
-  const connect = async (): Promise<void> => {
-    const mine = ++generation;
-    let resourceVersion: string | undefined;
-    try {
-      const list = await api.listNamespacedConfigMap({ namespace, fieldSelector });
-      if (stopped || mine !== generation) return;
-      apply(list.items[0]);
-      resourceVersion = list.metadata?.resourceVersion;
-    } catch (err) {
-      if (mine === generation) again(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `listing ConfigMap ${namespace}/${name} failed${statusOf(err) ? ` (HTTP ${statusOf(err)})` : ''}: ${(err as Error).message}`));
-      return;
-    }
-    const heard = (): void => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => { if (mine === generation) again(new Error(`ConfigMap ${namespace}/${name} watch silent for ${WATCH_SILENCE_MS / 1000} s`)); }, WATCH_SILENCE_MS);
-      watchdog.unref();
-    };
-    heard();
-    const done = (err: unknown): void => {
-      if (mine !== generation) return;
-      // A watch the server ended on time (or a clean close) reconnects at once; a failure waits.
-      again(err ? new Error(`ConfigMap ${namespace}/${name} watch lost${statusOf(err) ? ` (HTTP ${statusOf(err)})` : ''}: ${(err as Error).message ?? String(err)}`) : undefined);
-    };
-    controller = await new Watch(kc).watch(path, { fieldSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type: string, object: unknown) => {
-      if (mine !== generation) return;
-      heard();
-      pause = retryMs; // events flow: the next failure starts the back-off afresh
-      if (type === 'ADDED' || type === 'MODIFIED') apply(object as V1ConfigMap);
-      else if (type === 'DELETED') apply(undefined);
-      else if (type === 'ERROR') {
-        // 410 Gone (history too old) and the rest: list again.
-        const status = object as { code?: number; message?: string };
-        done(Object.assign(new Error(status.message ?? 'watch error'), { statusCode: status.code }));
-      }
-    }, done);
-    if (mine !== generation || stopped) controller.abort();
-  };
-
-  await connect();
+  let firstTried!: () => void;
+  const first = new Promise<void>((resolve) => { firstTried = resolve; });
+  void listAndWatch<V1ConfigMap>(kc, `/api/v1/namespaces/${namespace}/configmaps`, () => api.listNamespacedConfigMap({ namespace, fieldSelector }), {
+    onList: (items) => { apply(items[0]); firstTried(); },
+    onEvent: (type, object) => apply(type === 'DELETED' ? undefined : object),
+    onError: (err) => { onError(new KeyholdError('ERR_UPSTREAM_UNAVAILABLE', `${where}: ${kubeMessage(err)}`)); firstTried(); },
+  }, abort.signal, { query: { fieldSelector }, retryMs: options.retryMs, maxRetryMs: options.maxRetryMs });
+  await first;
   return {
     current: () => current,
-    stop: () => {
-      stopped = true;
-      generation++;
-      clearTimeout(timer);
-      clearTimeout(watchdog);
-      controller?.abort();
-    },
+    stop: () => abort.abort(),
   };
 }
