@@ -59,7 +59,7 @@ export function kubeMessage(err: unknown): string {
  * longer than the server's timeout plus 30 s: a dead connection nobody closed) lists again after a
  * pause (back-off).
  */
-export async function listAndWatch<T extends { metadata?: { resourceVersion?: string } }>(
+export async function listAndWatch<T>(
   kc: KubeConfig,
   path: string,
   list: () => Promise<KubeList<T>>,
