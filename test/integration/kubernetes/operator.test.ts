@@ -480,7 +480,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
         method: 'POST', headers: { authorization: `Bearer ${rootToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
       });
       type Health = { hsm: { ok: boolean; members: Array<{ name: string; state: string; in_flight: number }> } };
-      const members = async () => ((await (await fetch(`${address}/v1/sys/health`)).json()) as Health).hsm.members.map((m) => m.name);
+      const members = async () => ((await (await fetch(`${address}/v1/sys/health`)).json()) as Health).hsm.members.map((m) => m.name).sort();
       const calls = async (member: string) => Number(new RegExp(`keyhold_hsm_call_seconds_count\\{member="${member}"\\} (\\d+)`).exec(await (await fetch(`${address}/metrics`)).text())?.[1] ?? 0);
       assert.deepEqual(await members(), ['a', 'b']);
       const created = await post('/v1/keys', { name: 'e2e-ec', type: 'ec-p256', protection: 'hsm' });
@@ -528,9 +528,19 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
       }
       assert.ok(await calls(c.name) > before, `member ${c.name} took no call`);
       assert.ok(await calls('b') > 0);
+
+      // kube-apiserver restarts: the server's watch is lost and comes back (back-off), and follows again.
+      await cp.restartApiserver();
+      await a!.start();
+      await waitForNames('hsm-e2e', ['b', c.name]);
+      await admin('PATCH', `${CLUSTERS}/e2e`, { spec: { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
+      await waitForNames('hsm-e2e', ['a', 'b', c.name], 60_000);
+      await pollUntil('the server to follow the ConfigMap after the API server restart', async () => JSON.stringify(await members()) === JSON.stringify(['a', 'b', c.name]), { timeoutMs: 40_000, intervalMs: 200, detail: () => server!.output().slice(-3000) });
+      assert.match(server.output(), /ConfigMap keyhold\/hsm-e2e: .*keeping the current members/, 'the lost watch was reported');
+      assert.equal(server.process.exitCode, null, 'same process: no restart');
     } finally {
       await server?.stop();
-      await a!.start();
+      if (!a!.running) await a!.start();
     }
   });
 
