@@ -108,6 +108,7 @@ async function openFromConfigMap(
     return pool;
   } catch (err) {
     watch.stop();
+    copies.close();
     throw err;
   }
 }
