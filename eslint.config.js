@@ -33,7 +33,7 @@ const LAYERS = {
   client: [...LEAVES, 'crypto'],
   'kubernetes/kms-plugin': [...LEAVES, 'crypto', 'hsm', 'client'],
   'kubernetes/webhook': [...LEAVES, 'crypto', 'client'],
-  // The HSM-discovery operator: the endpoint-set document and the small Kubernetes client are in hsm/.
+  // The HSM-discovery operator: the endpoint-set document and the list+watch loop (hsm/kube-watch.ts, on client-node) are in hsm/.
   'kubernetes/operator': [...LEAVES, 'crypto', 'hsm', 'client'],
   agent: ['client'],
 };

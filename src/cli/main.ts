@@ -126,7 +126,7 @@ audit.command('checkpoint').description('print the latest audit checkpoint of th
   .action(run(async () => (await auditCommands()).auditCheckpoint()));
 
 const hsmFlags = (command: Command): Command => command
-  .option('--hsm-config <file>', 'YAML/JSON file with an hsm section (members of an HSM cluster, or endpoints.file + memberTemplate); instead of the other --hsm-* flags')
+  .option('--hsm-config <file>', 'YAML/JSON file with an hsm section (members of an HSM cluster, or endpoints.file|configMap + memberTemplate); instead of the other --hsm-* flags')
   .option('--hsm-module <path>', 'PKCS#11 module (.so)')
   .option('--hsm-token-label <label>', 'token label')
   .option('--hsm-slot <id>', 'slot id (instead of the token label)')

@@ -18,7 +18,7 @@ const HsmEndpointFields = {
 };
 /**
  * One endpoint (module, tokenLabel|slot, pinEnv|pinFile), or an HSM cluster: `members`, or
- * `endpoints.file` (the operator's endpoint list) with a `memberTemplate`. See src/hsm/open.ts.
+ * `endpoints.file` or `endpoints.configMap` (the operator's endpoint list) with a `memberTemplate`. See src/hsm/open.ts.
  */
 const HsmSection = Type.Object({
   module: Type.Optional(HsmEndpointFields.module),
@@ -32,7 +32,7 @@ const HsmSection = Type.Object({
   members: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,63}$' }), ...HsmEndpointFields }, { additionalProperties: false }), { minItems: 1, maxItems: 64 })),
   endpoints: Type.Optional(Type.Object({
     file: Type.Optional(Type.String({ minLength: 1 })),
-    configMap: Type.Optional(Type.Object({ namespace: Type.String({ minLength: 1 }), name: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+    configMap: Type.Optional(Type.Object({ namespace: Type.String({ minLength: 1 }), name: Type.String({ minLength: 1 }), kubeconfig: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false })),
   }, { additionalProperties: false })),
   memberTemplate: Type.Optional(Type.Object(HsmEndpointFields, { additionalProperties: false })),
   moduleCopyDir: Type.Optional(Type.String({ minLength: 1 })),
@@ -217,6 +217,7 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
   for (const member of config.hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
   if (config.hsm.endpoints?.file) config.hsm.endpoints.file = abs(config.hsm.endpoints.file);
+  if (config.hsm.endpoints?.configMap?.kubeconfig) config.hsm.endpoints.configMap.kubeconfig = abs(config.hsm.endpoints.configMap.kubeconfig);
   return config;
 }
 
@@ -265,5 +266,6 @@ export function loadHsmSection(file: string): ServerConfig['hsm'] {
   if (hsm.pinFile) hsm.pinFile = abs(hsm.pinFile);
   for (const member of hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
   if (hsm.endpoints?.file) hsm.endpoints.file = abs(hsm.endpoints.file);
+  if (hsm.endpoints?.configMap?.kubeconfig) hsm.endpoints.configMap.kubeconfig = abs(hsm.endpoints.configMap.kubeconfig);
   return hsm;
 }

@@ -61,11 +61,12 @@ export type HsmMemberTemplate = Pick<HsmConfig, 'module' | 'env' | 'tokenLabel' 
 /**
  * The `hsm` section: one endpoint (module, tokenLabel|slot, pinEnv|pinFile, as before), a cluster
  * (`members`), or a cluster whose endpoints are read from a file the operator maintains
- * (`endpoints.file` + `memberTemplate`). Every form opens an HsmPool (src/hsm/open.ts).
+ * (`endpoints.file` or `endpoints.configMap`, + `memberTemplate`). Every form opens an HsmPool (src/hsm/open.ts).
  */
 export interface HsmSettings extends Partial<HsmConfig> {
   members?: HsmMemberConfig[];
-  endpoints?: { file?: string; configMap?: { namespace: string; name: string } };
+  /** The operator's endpoint list: a mounted file, or the ConfigMap watched (in-cluster, or through `kubeconfig`). */
+  endpoints?: { file?: string; configMap?: { namespace: string; name: string; kubeconfig?: string } };
   memberTemplate?: HsmMemberTemplate;
   /** Where per-member copies of a shared module file go (default: a fresh 0700 dir under the OS temp dir). */
   moduleCopyDir?: string;

@@ -1,6 +1,7 @@
 import { KeyholdError } from '../errors.js';
 import { memberConfigs, type HsmConfig, type HsmMemberConfig, type HsmSettings } from './config.js';
-import { watchEndpointFile, readEndpointMembers, type EndpointWatch } from './endpoint-file.js';
+import { endpointMembers, watchEndpointFile, readEndpointMembers, type EndpointWatch } from './endpoint-file.js';
+import type { HsmEndpointSet } from './endpoint-set.js';
 import type { MemberSpec } from './member.js';
 import { ModuleCopies } from './module-copies.js';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from './pkcs11-hsm.js';
@@ -9,6 +10,8 @@ import { HsmPool } from './pool.js';
 export interface OpenHsmOptions extends Pick<Pkcs11HsmOptions, 'warn' | 'withoutCapabilities'> {
   /** Period of the background probe of healthy members (default 1000 ms). */
   probeIntervalMs?: number;
+  /** How long to wait for the first valid endpoint set of hsm.endpoints.configMap (default 30 s). */
+  firstEndpointsTimeoutMs?: number;
 }
 
 export type Pkcs11Pool = HsmPool<HsmMemberConfig>;
@@ -23,7 +26,9 @@ export async function openHsm(settings: HsmSettings, options: OpenHsmOptions = {
   const keyIds = new Map<string, Buffer>();
   let watch: EndpointWatch | undefined;
   const fromFile = settings.endpoints?.file;
-  if (settings.endpoints && !fromFile) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.configMap is not watched by this build: mount the ConfigMap and set hsm.endpoints.file to its endpoints.json');
+  const configMap = settings.endpoints?.configMap;
+  if (configMap) return openFromConfigMap(settings, configMap, copies, keyIds, options);
+  if (settings.endpoints && !fromFile) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints needs file or configMap');
   const initial = fromFile ? readEndpointMembers(fromFile, settings) : memberConfigs(settings);
   const pool = await HsmPool.open<HsmMemberConfig>(initial, {
     log: options.warn,
@@ -36,6 +41,76 @@ export async function openHsm(settings: HsmSettings, options: OpenHsmOptions = {
   });
   if (fromFile) watch = watchEndpointFile(fromFile, settings, pool, options.warn);
   return pool;
+}
+
+/**
+ * The pool's members follow the operator's ConfigMap through a watch (client-node, loaded only
+ * here): the first valid set opens the pool, every later one is applied with setMembers. An
+ * invalid document or a missing ConfigMap keeps the current members (logged once per message); a
+ * lost watch reconnects with back-off (src/hsm/endpoint-configmap.ts).
+ */
+async function openFromConfigMap(
+  settings: HsmSettings,
+  configMap: NonNullable<NonNullable<HsmSettings['endpoints']>['configMap']>,
+  copies: ModuleCopies,
+  keyIds: Map<string, Buffer>,
+  options: OpenHsmOptions,
+): Promise<Pkcs11Pool> {
+  const template = settings.memberTemplate;
+  if (!template) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.configMap needs hsm.memberTemplate');
+  const toMembers = (set: HsmEndpointSet) => endpointMembers(set, template, settings.sessions);
+  const where = `ConfigMap ${configMap.namespace}/${configMap.name}`;
+  let lastError: string | undefined;
+  const report = (err: Error): void => {
+    if (err.message !== lastError) options.warn?.(`HSM endpoints: ${err.message}; keeping the current members`);
+    lastError = err.message;
+  };
+  let pool: Pkcs11Pool | undefined;
+  let latest: HsmEndpointSet | undefined;
+  let first: (() => void) | undefined;
+  /** setMembers one at a time, always to the latest set. */
+  let applying = Promise.resolve();
+  const apply = (set: HsmEndpointSet): void => {
+    latest = set;
+    lastError = undefined;
+    first?.();
+    if (!pool) return;
+    const target = pool;
+    applying = applying.then(async () => {
+      if (latest !== set) return; // a newer set follows
+      options.warn?.(`HSM endpoints changed (${where}): members ${set.endpoints.map((e) => e.name).join(', ') || '(none)'}`);
+      await target.setMembers(toMembers(set)).catch((err: unknown) => report(new Error(`applying the HSM endpoint set failed: ${(err as Error).message}`)));
+    });
+  };
+  const { watchEndpointConfigMap } = await import('./endpoint-configmap.js');
+  const watch = await watchEndpointConfigMap(configMap, apply, report);
+  try {
+    if (!latest) {
+      const timeoutMs = options.firstEndpointsTimeoutMs ?? 30_000;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new KeyholdError('ERR_HSM_UNAVAILABLE', `no valid HSM endpoint set in ${where} within ${timeoutMs / 1000} s${lastError ? `: ${lastError}` : ''}`)), timeoutMs);
+        first = () => { clearTimeout(timer); resolve(); };
+      });
+      first = undefined;
+    }
+    const initial = latest as unknown as HsmEndpointSet;
+    pool = await HsmPool.open<HsmMemberConfig>(toMembers(initial), {
+      log: options.warn,
+      probeIntervalMs: options.probeIntervalMs,
+      spec: (config, others) => pkcs11Member(config, others, copies, keyIds, options),
+      onClose: () => {
+        watch.stop();
+        copies.close();
+      },
+    });
+    // A set that arrived while the pool was opening.
+    if (latest !== initial) apply(latest as unknown as HsmEndpointSet);
+    return pool;
+  } catch (err) {
+    watch.stop();
+    copies.close();
+    throw err;
+  }
 }
 
 function pkcs11Member(config: HsmMemberConfig, others: readonly HsmMemberConfig[], copies: ModuleCopies, keyIds: Map<string, Buffer>, options: OpenHsmOptions): MemberSpec {

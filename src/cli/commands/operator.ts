@@ -15,18 +15,18 @@ export interface OperatorRunFlags {
 }
 
 export async function runOperatorCommand(flags: OperatorRunFlags): Promise<void> {
-  const { KubeApi, inClusterConnection, kubeconfigConnection } = await import('../../hsm/kube-api.js');
+  const { operatorKube } = await import('../../kubernetes/operator/kube.js');
   const { runOperator } = await import('../../kubernetes/operator/operator.js');
   const { readFileSync } = await import('node:fs');
   const logger = pino({ level: flags.logLevel, base: { component: 'operator' } });
   const inCluster = !flags.kubeconfig && !process.env.KUBECONFIG && !!process.env.KUBERNETES_SERVICE_HOST;
-  const connection = inCluster ? inClusterConnection() : await kubeconfigConnection(flags.kubeconfig);
+  const kube = operatorKube({ kubeconfig: flags.kubeconfig, inCluster });
   let namespace = flags.namespace;
   if (!namespace && inCluster) namespace = readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim();
   if (!namespace) throw new KeyholdError('ERR_CONFIG', 'give --namespace (the namespace of the HSMClusters and their ConfigMaps)');
   for (const c of flags.allowCommand) if (!c.startsWith('/')) throw new KeyholdError('ERR_CONFIG', `--allow-command takes absolute program paths, got ${JSON.stringify(c)}`);
   const operator = runOperator({
-    api: new KubeApi(connection),
+    kube,
     namespace,
     periodSeconds: wholeNumber('--period', flags.period),
     allowedCommands: flags.allowCommand,

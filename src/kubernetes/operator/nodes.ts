@@ -7,7 +7,8 @@
  * resource is removed. Written with a JSON patch on the nodes/status subresource, as the
  * Kubernetes documentation advertises extended resources; the kubelet keeps such entries.
  */
-import type { KubeApi } from '../../hsm/kube-api.js';
+import { kubeMessage } from '../../hsm/kube-watch.js';
+import type { OperatorKube } from './kube.js';
 import { HSM_RESOURCE } from './crd.js';
 import type { Logger } from './reconciler.js';
 
@@ -16,7 +17,7 @@ export interface NodeMark {
   count: number;
 }
 
-interface NodeObject {
+export interface NodeObject {
   metadata: { name: string; labels?: Record<string, string> };
   status?: { capacity?: Record<string, string>; allocatable?: Record<string, string> };
 }
@@ -63,7 +64,7 @@ export function capacityPatch(node: NodeObject, units: number): object[] | undef
 export class NodeAdvertiser {
   readonly #nodes = new Map<string, NodeObject>();
 
-  constructor(private readonly api: KubeApi, private readonly label: string, private readonly marks: () => NodeMark[], private readonly log: Logger) {}
+  constructor(private readonly kube: OperatorKube, private readonly label: string, private readonly marks: () => NodeMark[], private readonly log: Logger) {}
 
   /** A node seen in a list or watch event. */
   async observe(node: NodeObject): Promise<void> {
@@ -90,11 +91,12 @@ export class NodeAdvertiser {
     const patch = capacityPatch(node, units);
     if (!patch) return;
     try {
-      const updated = await this.api.request<NodeObject>('PATCH', `/api/v1/nodes/${node.metadata.name}/status`, patch, 'application/json-patch+json');
+      // A JSON patch (client-node's default content type for patch calls): test-and-set on the fields it changes.
+      const updated = await this.kube.core.patchNodeStatus({ name: node.metadata.name, body: patch }) as unknown as NodeObject;
       this.#nodes.set(node.metadata.name, updated);
       this.log.info({ node: node.metadata.name, units }, units ? `advertising ${HSM_RESOURCE}` : `removed ${HSM_RESOURCE}`);
     } catch (err) {
-      this.log.warn({ node: node.metadata.name, err: (err as Error).message }, `could not patch ${HSM_RESOURCE} on the node`);
+      this.log.warn({ node: node.metadata.name, err: kubeMessage(err) }, `could not patch ${HSM_RESOURCE} on the node`);
     }
   }
 }

@@ -5,13 +5,14 @@
  * by Kubernetes' garbage collector). Watches nodes too, for the keyhold.io/hsm extended resource.
  */
 import { hostname } from 'node:os';
-import { listAndWatch, type KubeApi } from '../../hsm/kube-api.js';
-import { DEFAULT_NODE_LABEL } from './crd.js';
-import { NodeAdvertiser, type NodeMark } from './nodes.js';
+import { kubeMessage, listAndWatch, type KubeList } from '../../hsm/kube-watch.js';
+import { DEFAULT_NODE_LABEL, GROUP, PLURAL, VERSION } from './crd.js';
+import { NodeAdvertiser, type NodeMark, type NodeObject } from './nodes.js';
+import type { OperatorKube } from './kube.js';
 import { ClusterReconciler, clusterPath, type HsmClusterObject, type Logger } from './reconciler.js';
 
 export interface OperatorOptions {
-  api: KubeApi;
+  kube: OperatorKube;
   namespace: string;
   /** Probe period for clusters whose spec names none. */
   periodSeconds: number;
@@ -38,7 +39,7 @@ class ClusterLoop {
 
   constructor(public cluster: HsmClusterObject, private readonly options: OperatorOptions, private readonly onSpec: () => void) {
     this.reconciler = new ClusterReconciler({
-      api: options.api, log: options.log,
+      kube: options.kube, log: options.log,
       sources: { allowedCommands: options.allowedCommands },
       defaults: { periodSeconds: options.periodSeconds },
       instance: process.env.POD_NAME ?? hostname(),
@@ -78,11 +79,11 @@ class ClusterLoop {
 }
 
 export function runOperator(options: OperatorOptions): RunningOperator {
-  const { api, namespace, log } = options;
+  const { kube, namespace, log } = options;
   const abort = new AbortController();
   const loops = new Map<string, ClusterLoop>();
   const marks = (): NodeMark[] => [...loops.values()].flatMap((l) => (l.reconciler.spec?.nodeResource ? [l.reconciler.spec.nodeResource] : []));
-  const nodes = options.nodeLabel === false ? undefined : new NodeAdvertiser(api, options.nodeLabel || DEFAULT_NODE_LABEL, marks, log);
+  const nodes = options.nodeLabel === false ? undefined : new NodeAdvertiser(kube, options.nodeLabel || DEFAULT_NODE_LABEL, marks, log);
   const resyncNodes = () => { void nodes?.syncAll(); };
 
   const upsert = (cluster: HsmClusterObject) => {
@@ -117,34 +118,33 @@ export function runOperator(options: OperatorOptions): RunningOperator {
     nodes ? new Promise<void>((r) => { nodesListed = r; }) : Promise.resolve(),
   ]).then(() => undefined);
 
-  const watching = [listAndWatch(api, clusterPath(namespace), {
+  const listClusters = () => kube.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL }) as Promise<KubeList<HsmClusterObject>>;
+  const watching = [listAndWatch<HsmClusterObject>(kube.kc, clusterPath(namespace), listClusters, {
     onList: (items) => {
       const seen = new Set<string>();
-      for (const item of items as HsmClusterObject[]) { seen.add(item.metadata.uid); upsert(item); }
+      for (const item of items) { seen.add(item.metadata.uid); upsert(item); }
       for (const uid of [...loops.keys()]) if (!seen.has(uid)) remove(uid);
       clustersListed();
     },
     onEvent: (type, object) => {
-      const cluster = object as HsmClusterObject;
-      if (type === 'DELETED') remove(cluster.metadata.uid);
-      else if (type === 'ADDED' || type === 'MODIFIED') upsert(cluster);
+      if (type === 'DELETED') remove(object.metadata.uid);
+      else upsert(object);
     },
-    onError: (err) => log.warn({ err: err.message }, 'HSMCluster watch failed; listing again'),
+    onError: (err) => log.warn({ err: kubeMessage(err) }, 'HSMCluster watch failed; listing again'),
   }, abort.signal)];
 
   let nodeResync: NodeJS.Timeout | undefined;
   if (nodes) {
-    watching.push(listAndWatch(api, '/api/v1/nodes', {
+    watching.push(listAndWatch<NodeObject>(kube.kc, '/api/v1/nodes', () => kube.core.listNode() as unknown as Promise<KubeList<NodeObject>>, {
       onList: (items) => {
-        nodes.replaceAll(items as never[]);
+        nodes.replaceAll(items);
         void nodes.syncAll().finally(() => nodesListed());
       },
-      onEvent: (type, object) => {
-        const node = object as { metadata: { name: string } };
+      onEvent: (type, node) => {
         if (type === 'DELETED') nodes.forget(node.metadata.name);
-        else void nodes.observe(object as never);
+        else void nodes.observe(node);
       },
-      onError: (err) => log.warn({ err: err.message }, 'node watch failed; listing again'),
+      onError: (err) => log.warn({ err: kubeMessage(err) }, 'node watch failed; listing again'),
     }, abort.signal));
     // A patch that failed (a conflict, the API server away) is tried again.
     nodeResync = setInterval(resyncNodes, options.periodSeconds * 1000);
@@ -157,7 +157,6 @@ export function runOperator(options: OperatorOptions): RunningOperator {
       clearInterval(nodeResync);
       await Promise.all([...loops.values()].map((l) => l.stop()));
       await Promise.all(watching);
-      api.close();
     },
   };
 }

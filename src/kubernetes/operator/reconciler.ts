@@ -9,7 +9,9 @@
  * endpoints (`[]`, NXDOMAIN) is an answer, and empties that source.
  */
 import { ENDPOINTS_KEY, formatEndpointSet, sortEndpoints, type HsmEndpoint } from '../../hsm/endpoint-set.js';
-import { KubeApiError, type KubeApi } from '../../hsm/kube-api.js';
+import { PatchStrategy, setHeaderOptions, type V1ConfigMap } from '@kubernetes/client-node';
+import { kubeMessage, kubeStatus } from '../../hsm/kube-watch.js';
+import type { OperatorKube } from './kube.js';
 import { setCondition, type Condition } from './conditions.js';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from './crd.js';
 import { probeConnect, type ProbeResult } from './probe.js';
@@ -36,7 +38,7 @@ export interface Member extends HsmEndpoint {
 }
 
 export interface ReconcileContext {
-  api: KubeApi;
+  kube: OperatorKube;
   log: Logger;
   sources: SourceOptions;
   defaults: { periodSeconds: number };
@@ -168,45 +170,45 @@ export class ClusterReconciler {
   async #publish(cluster: HsmClusterObject, configMap: string, endpoints: HsmEndpoint[]): Promise<void> {
     const { namespace, name, uid } = cluster.metadata;
     const text = formatEndpointSet({ cluster: name, endpoints });
-    const path = `/api/v1/namespaces/${namespace}/configmaps`;
-    let existing: { metadata: { resourceVersion?: string; ownerReferences?: { uid: string }[]; labels?: Record<string, string> }; data?: Record<string, string> } | undefined;
+    const { core } = this.ctx.kube;
+    let existing: V1ConfigMap | undefined;
     try {
-      existing = await this.ctx.api.request('GET', `${path}/${configMap}`);
+      existing = await core.readNamespacedConfigMap({ namespace, name: configMap });
     } catch (err) {
-      if (!(err instanceof KubeApiError && err.status === 404)) throw err;
+      if (kubeStatus(err) !== 404) throw err;
     }
     const ownerReferences = [{ apiVersion: API_VERSION, kind: KIND, name, uid, controller: true }];
     const labels = { 'app.kubernetes.io/managed-by': 'keyhold-operator', 'keyhold.io/hsm-cluster': name };
     if (!existing) {
-      await this.ctx.api.request('POST', path, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: configMap, namespace, labels, ownerReferences }, data: { [ENDPOINTS_KEY]: text } });
+      await core.createNamespacedConfigMap({ namespace, body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: configMap, namespace, labels, ownerReferences }, data: { [ENDPOINTS_KEY]: text } } });
       return;
     }
     // Never take over a ConfigMap someone else made (or another HSMCluster's).
-    if (!existing.metadata.ownerReferences?.some((o) => o.uid === uid)) {
+    if (!existing.metadata?.ownerReferences?.some((o) => o.uid === uid)) {
       throw new ConfigMapConflict(`ConfigMap ${configMap} exists and is not owned by this HSMCluster: not overwriting it`);
     }
     if (existing.data?.[ENDPOINTS_KEY] === text) {
       return;
     }
     // A replace with the resourceVersion: a concurrent edit fails (409) and the next run retries.
-    await this.ctx.api.request('PUT', `${path}/${configMap}`, { ...existing, data: { ...existing.data, [ENDPOINTS_KEY]: text } });
+    await core.replaceNamespacedConfigMap({ namespace, name: configMap, body: { ...existing, data: { ...existing.data, [ENDPOINTS_KEY]: text } } });
   }
 
   async #status(cluster: HsmClusterObject, status: Record<string, unknown>): Promise<void> {
     const { namespace, name } = cluster.metadata;
     try {
-      await this.ctx.api.request('PATCH', `${clusterPath(namespace, name)}/status`, { status }, 'application/merge-patch+json');
+      await this.ctx.kube.custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
     } catch (err) {
-      if (!(err instanceof KubeApiError && err.status === 404)) this.ctx.log.warn({ cluster: `${namespace}/${name}`, err: (err as Error).message }, 'could not update the HSMCluster status');
+      if (kubeStatus(err) !== 404) this.ctx.log.warn({ cluster: `${namespace}/${name}`, err: kubeMessage(err) }, 'could not update the HSMCluster status');
     }
   }
 
   /** A core/v1 Event on the HSMCluster. A failure to record one is logged, never fatal. */
   async #event(cluster: HsmClusterObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const { namespace, name, uid } = cluster.metadata;
-    const t = new Date().toISOString();
+    const t = new Date();
     try {
-      await this.ctx.api.request('POST', `/api/v1/namespaces/${namespace}/events`, {
+      await this.ctx.kube.core.createNamespacedEvent({ namespace, body: {
         apiVersion: 'v1', kind: 'Event',
         metadata: { generateName: `${name}.`, namespace },
         involvedObject: { apiVersion: API_VERSION, kind: KIND, name, namespace, uid },
@@ -214,9 +216,9 @@ export class ClusterReconciler {
         firstTimestamp: t, lastTimestamp: t, count: 1,
         source: { component: 'keyhold-operator' },
         reportingComponent: 'keyhold.io/operator', reportingInstance: this.ctx.instance,
-      });
+      } });
     } catch (err) {
-      this.ctx.log.warn({ cluster: `${namespace}/${name}`, reason, err: (err as Error).message }, 'could not record an Event');
+      this.ctx.log.warn({ cluster: `${namespace}/${name}`, reason, err: kubeMessage(err) }, 'could not record an Event');
     }
   }
 }

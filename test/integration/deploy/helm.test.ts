@@ -7,12 +7,14 @@
  * that the RBAC is what keyhold needs — installed for real and used by keyhold itself.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api, KubeConfig, KubernetesObjectApi, type KubernetesObject, type V1ClusterRole, type V1ConfigMap, type V1Container, type V1Deployment, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { validateConfig } from '../../../src/core/config.js';
+import { endpointConfigMapRules, watchEndpointConfigMap } from '../../../src/hsm/endpoint-configmap.js';
+import type { HsmEndpointSet } from '../../../src/hsm/endpoint-set.js';
 import { loginAccess } from '../../../src/identity/kubernetes/access.js';
 import { hsmClusterCrd } from '../../../src/kubernetes/operator/crd.js';
 import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator/manifests.js';
@@ -20,6 +22,7 @@ import { webhookConfiguration } from '../../../src/kubernetes/webhook/manifests.
 import { caBundlePublisher } from '../../../src/kubernetes/webhook/registration.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
 import { loginConfig, serviceAccountToken } from '../../helpers/kubernetes-login.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { CHART, KMS_DIR, helm, yamlFile, yamlObjects } from './support.js';
 
@@ -353,5 +356,56 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     // …and to no other.
     await objects.create({ ...webhookConfiguration({ namespace: ns, service: { name: 'x' }, caBundlePem: pem, name: 'someone-else' }), webhooks: [] } as KubernetesObject);
     await assert.rejects(caBundlePublisher(asWebhook, 'someone-else')(pem), (err: { code?: number }) => err.code === 403);
+  });
+  it('hsm.endpointsConfigMap: the server watches the operator\'s ConfigMap as itself, with a Role for exactly that ConfigMap, and a config keyhold accepts', async () => {
+    const defaults = rendered.get('defaults') ?? [];
+    assert.equal(find<V1Deployment>(defaults, 'Deployment', 'keyhold')[0]?.spec?.template.spec?.automountServiceAccountToken, false, 'no token without it');
+    assert.deepEqual(find(defaults, 'Role').map((r) => r.metadata?.name).filter((n) => n?.includes('hsm-endpoints')), []);
+
+    const ns = 'keyhold-endpoints';
+    const objectsOf = await render([], ['--set', 'hsm.endpointsConfigMap=hsm-endpoints'], ns, 'ep');
+    const [role] = find(objectsOf, 'Role', 'ep-keyhold-hsm-endpoints');
+    assert.deepEqual(role?.rules, endpointConfigMapRules('hsm-endpoints'));
+    const [binding] = find(objectsOf, 'RoleBinding', 'ep-keyhold-hsm-endpoints');
+    assert.deepEqual((binding as any).subjects, [{ kind: 'ServiceAccount', name: 'ep-keyhold', namespace: ns }]);
+    const [deployment] = find<V1Deployment>(objectsOf, 'Deployment', 'ep-keyhold');
+    assert.equal(deployment?.spec?.template.spec?.automountServiceAccountToken, true);
+    const config = parseYaml(find<V1ConfigMap>(objectsOf, 'ConfigMap', 'ep-keyhold-config')[0]?.data?.['keyhold.yaml'] ?? '') as any;
+    assert.deepEqual(config.hsm.endpoints, { configMap: { namespace: ns, name: 'hsm-endpoints' } });
+    assert.deepEqual(config.hsm.memberTemplate, { module: '/usr/lib/softhsm/libsofthsm2.so', pinFile: '/etc/keyhold/hsm-pin/pin', tokenLabel: 'keyhold', env: { P11_KIT_SERVER_ADDRESS: '${address}' } });
+    assert.equal(config.hsm.module, undefined);
+    assert.doesNotThrow(() => validateConfig(config, 'endpointsConfigMap ConfigMap'));
+
+    // Installed for real: as the server's service account, the watch reads that ConfigMap and no other.
+    const core = cp.kubeConfig.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    for (const o of [...find(objectsOf, 'ServiceAccount', 'ep-keyhold'), role!, binding!]) await objects.create(o);
+    const doc = (names: string[]) => JSON.stringify({ cluster: 'c', endpoints: names.map((n) => ({ name: n, address: `unix:path=/run/${n}.sock` })) });
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'hsm-endpoints' }, data: { 'endpoints.json': doc(['a']) } } });
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'other' }, data: { 'endpoints.json': doc(['x']) } } });
+    const asServer = new KubeConfig();
+    asServer.loadFromOptions({
+      clusters: [{ name: 'c', server: cp.url, caData: cp.kubeConfig.getCurrentCluster()?.caData, skipTLSVerify: false }],
+      users: [{ name: 'server', token: await serviceAccountToken(core, { namespace: ns, name: 'ep-keyhold' }, { audiences: [], expirationSeconds: 3600 }) }],
+      contexts: [{ name: 'c', cluster: 'c', user: 'server' }], currentContext: 'c',
+    });
+    const kubeconfig = join(tempDir('keyhold-helm-endpoints-'), 'kubeconfig');
+    writeFileSync(kubeconfig, asServer.exportConfig(), { mode: 0o600 });
+    const seen: HsmEndpointSet[] = [];
+    const errors: string[] = [];
+    const watch = await watchEndpointConfigMap({ namespace: ns, name: 'hsm-endpoints', kubeconfig }, (set) => seen.push(set), (err) => errors.push(err.message));
+    try {
+      await pollUntil('the first set', () => seen.length === 1);
+      assert.deepEqual(seen[0]?.endpoints.map((e) => e.name), ['a']);
+      await core.patchNamespacedConfigMap({ namespace: ns, name: 'hsm-endpoints', body: [{ op: 'replace', path: '/data/endpoints.json', value: doc(['a', 'b']) }] });
+      await pollUntil('the change', () => seen.length === 2);
+      assert.equal(errors.length, 0, errors.join('\n'));
+    } finally {
+      watch.stop();
+    }
+    const other = await watchEndpointConfigMap({ namespace: ns, name: 'other', kubeconfig, retryMs: 60_000 }, (set) => seen.push(set), (err) => errors.push(err.message));
+    other.stop();
+    assert.equal(seen.length, 2, 'nothing read of another ConfigMap');
+    assert.match(errors.join('\n'), /HTTP 403/);
   });
 });

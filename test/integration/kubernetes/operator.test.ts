@@ -18,13 +18,14 @@ import dns2 from 'dns2';
 import { parseAllDocuments } from 'yaml';
 import { ENDPOINTS_KEY, parseEndpointSet, type HsmEndpoint, type HsmEndpointSet } from '../../../src/hsm/endpoint-set.js';
 import { endpointConfigMapRules, watchEndpointConfigMap } from '../../../src/hsm/endpoint-configmap.js';
-import { KubeApi, KubeApiError, type KubeConnection } from '../../../src/hsm/kube-api.js';
 import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator/manifests.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { kubeRequest, KubeRequestError, tokenKubeConfig, type KubeRequest } from '../../helpers/kube-request.js';
 import { serviceAccountToken } from '../../helpers/kubernetes-login.js';
-import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
+import { p11KitClientModule, startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
 import { freePorts, sleep, spawnUntilReady, type WatchedProcess } from '../../helpers/processes.js';
-import { CLI, tempDir } from '../../helpers/server.js';
+import { CLI, startServer, tempDir, type DevServer } from '../../helpers/server.js';
+import { runCliTimed } from '../server/support.js';
 import { pollUntil } from '../../helpers/wait.js';
 
 const execFileAsync = promisify(execFile);
@@ -37,7 +38,7 @@ const { Packet } = dns2;
 
 describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS server', { timeout: 10 * 60_000 }, () => {
   let cp: ControlPlane;
-  let admin: KubeApi;
+  let admin: KubeRequest;
   let fleet: P11KitFleet;
   let operator: WatchedProcess;
   let operatorToken: string;
@@ -50,15 +51,37 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
   const listeners: Server[] = [];
   let applied: Record<string, any>[];
 
-  const adminConnection = (): KubeConnection => ({ server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${cp.adminToken}` }) });
+  /** A kubeconfig file for a bearer token (a service account's), as a pod's would be. */
+  function writeKubeconfig(file: string, token: string): string {
+    writeFileSync(file, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: cp.url, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
+      users: [{ name: 'sa', user: { token } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user: 'sa' } }],
+      'current-context': 'test',
+    }), { mode: 0o600 });
+    return file;
+  }
+  /** A service account that may get/list/watch exactly one ConfigMap (endpointConfigMapRules), and a kubeconfig for it. */
+  async function serverAccount(account: string, configMap: string): Promise<{ token: string; kubeconfig: string }> {
+    await admin('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: account } });
+    await admin('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { metadata: { name: account }, rules: endpointConfigMapRules(configMap) });
+    await admin('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
+      metadata: { name: account },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: account },
+      subjects: [{ kind: 'ServiceAccount', name: account, namespace: NS }],
+    });
+    const token = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: account }, { audiences: [], expirationSeconds: 3600 });
+    return { token, kubeconfig: writeKubeconfig(join(dir, `${account}.kubeconfig`), token) };
+  }
   const endpoint = (m: { name: string; address: string }): HsmEndpoint => ({ name: m.name, address: m.address });
 
   async function configMapSet(name: string): Promise<HsmEndpointSet | undefined> {
     try {
-      const cm = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/${name}`);
+      const cm = await admin<any>('GET', `/api/v1/namespaces/${NS}/configmaps/${name}`);
       return parseEndpointSet(cm.data[ENDPOINTS_KEY]);
     } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return undefined;
+      if (err instanceof KubeRequestError && err.status === 404) return undefined;
       throw err;
     }
   }
@@ -73,11 +96,11 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     }, { timeoutMs, intervalMs: 100, detail: () => `last: ${JSON.stringify(last)}\noperator:\n${operator.output().slice(-3000)}` });
     return { set, ms: Date.now() - start };
   }
-  const getCluster = (name: string) => admin.request<any>('GET', `${CLUSTERS}/${name}`);
-  const createCluster = (name: string, spec: Record<string, unknown>) => admin.request<any>('POST', CLUSTERS, { apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', metadata: { name, namespace: NS }, spec });
+  const getCluster = (name: string) => admin<any>('GET', `${CLUSTERS}/${name}`);
+  const createCluster = (name: string, spec: Record<string, unknown>) => admin<any>('POST', CLUSTERS, { apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', metadata: { name, namespace: NS }, spec });
   const condition = (cluster: any, type: string) => (cluster.status?.conditions ?? []).find((c: any) => c.type === type);
   async function events(name: string): Promise<any[]> {
-    const list = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/events?fieldSelector=${encodeURIComponent(`involvedObject.name=${name}`)}`);
+    const list = await admin<any>('GET', `/api/v1/namespaces/${NS}/events?fieldSelector=${encodeURIComponent(`involvedObject.name=${name}`)}`);
     return list.items;
   }
 
@@ -92,7 +115,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
   before(async () => {
     dir = tempDir('keyhold-operator-');
     cp = await startControlPlane();
-    admin = new KubeApi(adminConnection());
+    admin = kubeRequest(cp.kubeConfig);
     fleet = await startP11KitFleet(2);
 
     // A real DNS server on loopback answering from the maps above.
@@ -117,7 +140,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     // Apply what `keyhold operator manifests` prints, as an administrator would.
     const { stdout } = await execFileAsync(process.execPath, [CLI, 'operator', 'manifests', '--namespace', NS, '--allow-command', process.execPath]);
     applied = parseAllDocuments(stdout).map((d) => d.toJS());
-    await admin.request('POST', '/api/v1/namespaces', { metadata: { name: NS } });
+    await admin('POST', '/api/v1/namespaces', { metadata: { name: NS } });
     const path = (o: any) => {
       const ns = o.metadata.namespace;
       switch (o.kind) {
@@ -129,24 +152,17 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
         default: throw new Error(`unexpected kind ${o.kind}`);
       }
     };
-    for (const o of applied) await admin.request('POST', path(o), o);
+    for (const o of applied) await admin('POST', path(o), o);
     await pollUntil('the HSMCluster CRD to be established', async () => {
-      const crd = await admin.request<any>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hsmclusters.keyhold.io');
+      const crd = await admin<any>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hsmclusters.keyhold.io');
       return crd.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True');
     }, { timeoutMs: 30_000 });
     // The resource is served a moment after Established.
-    await pollUntil('hsmclusters to be served', () => admin.request('GET', CLUSTERS).then(() => true, () => false), { timeoutMs: 30_000 });
+    await pollUntil('hsmclusters to be served', () => admin('GET', CLUSTERS).then(() => true, () => false), { timeoutMs: 30_000 });
 
     // The operator runs as its own service account, with only what the manifests grant.
     operatorToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-operator' }, { audiences: [], expirationSeconds: 3600 });
-    const kubeconfig = join(dir, 'operator.kubeconfig');
-    writeFileSync(kubeconfig, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server: cp.url, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
-      users: [{ name: 'operator', user: { token: operatorToken } }],
-      contexts: [{ name: 'test', context: { cluster: 'test', user: 'operator' } }],
-      'current-context': 'test',
-    }), { mode: 0o600 });
+    const kubeconfig = writeKubeconfig(join(dir, 'operator.kubeconfig'), operatorToken);
     operator = await spawnUntilReady('keyhold operator', process.execPath, [CLI, 'operator', 'run', '--kubeconfig', kubeconfig, '--namespace', NS, '--period', '2', '--allow-command', process.execPath, '--log-level', 'debug'], { ready: /operator watching HSMClusters/ });
   });
 
@@ -155,34 +171,33 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     await fleet?.stop();
     await dnsServer?.close();
     for (const l of listeners) l.close();
-    admin?.close();
     await cp?.stop();
   });
 
   it('the printed manifests apply: the CRD is established with a status subresource and printer columns, RBAC is exactly the verbs the operator uses', async () => {
-    const crd = await admin.request<any>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hsmclusters.keyhold.io');
+    const crd = await admin<any>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hsmclusters.keyhold.io');
     const version = crd.spec.versions[0];
     assert.deepEqual(version.subresources, { status: {} });
     assert.ok(version.additionalPrinterColumns.some((c: any) => c.name === 'Ready'));
-    const role = await admin.request<any>('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles/keyhold-operator`);
+    const role = await admin<any>('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles/keyhold-operator`);
     assert.deepEqual(role.rules, NAMESPACE_RULES);
     assert.deepEqual(role.rules.map((r: any) => `${r.resources}:${r.verbs}`), ['hsmclusters:get,list,watch', 'hsmclusters/status:patch', 'configmaps:get,create,update', 'events:create']);
-    const clusterRole = await admin.request<any>('GET', '/apis/rbac.authorization.k8s.io/v1/clusterroles/keyhold-operator');
+    const clusterRole = await admin<any>('GET', '/apis/rbac.authorization.k8s.io/v1/clusterroles/keyhold-operator');
     assert.deepEqual(clusterRole.rules, CLUSTER_RULES);
     assert.deepEqual(applied.map((o) => o.kind), ['CustomResourceDefinition', 'ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding', 'Deployment']);
     // A spec the schema refuses never reaches the operator.
-    await assert.rejects(createCluster('bad', { sources: [{ dns: { name: 'x', type: 'MX' } }], configMap: { name: 'bad' } }), (err: KubeApiError) => err.status === 422);
-    await assert.rejects(createCluster('bad', { sources: [{ static: { endpoints: [] }, dns: { name: 'x', type: 'A' } }], configMap: { name: 'bad' } }), (err: KubeApiError) => err.status === 422);
+    await assert.rejects(createCluster('bad', { sources: [{ dns: { name: 'x', type: 'MX' } }], configMap: { name: 'bad' } }), (err: KubeRequestError) => err instanceof KubeRequestError && err.status === 422);
+    await assert.rejects(createCluster('bad', { sources: [{ static: { endpoints: [] }, dns: { name: 'x', type: 'A' } }], configMap: { name: 'bad' } }), (err: KubeRequestError) => err instanceof KubeRequestError && err.status === 422);
   });
 
   it('the operator\'s service account cannot read Secrets, delete ConfigMaps or write HSMCluster specs and node specs', async () => {
-    const asOperator = new KubeApi({ server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${operatorToken}` }) });
-    try {
-      await admin.request('POST', `/api/v1/namespaces/${NS}/secrets`, { metadata: { name: 'hsm-pin' }, stringData: { pin: '1234' } });
-      await admin.request('POST', `/api/v1/namespaces/${NS}/configmaps`, { metadata: { name: 'other' }, data: { a: 'b' } });
-      await admin.request('POST', '/api/v1/nodes', { metadata: { name: 'plain-node' } });
+    const asOperator = kubeRequest(tokenKubeConfig(cp.kubeConfig, operatorToken));
+    {
+      await admin('POST', `/api/v1/namespaces/${NS}/secrets`, { metadata: { name: 'hsm-pin' }, stringData: { pin: '1234' } });
+      await admin('POST', `/api/v1/namespaces/${NS}/configmaps`, { metadata: { name: 'other' }, data: { a: 'b' } });
+      await admin('POST', '/api/v1/nodes', { metadata: { name: 'plain-node' } });
       const forbidden = async (method: string, path: string, body?: unknown, type?: string) => {
-        await assert.rejects(asOperator.request(method, path, body, type), (err: KubeApiError) => err.status === 403, `${method} ${path} must be forbidden`);
+        await assert.rejects(asOperator(method, path, body, type), (err: KubeRequestError) => err instanceof KubeRequestError && err.status === 403, `${method} ${path} must be forbidden`);
       };
       await forbidden('GET', `/api/v1/namespaces/${NS}/secrets/hsm-pin`);
       await forbidden('GET', `/api/v1/namespaces/${NS}/secrets`);
@@ -194,10 +209,8 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
       await forbidden('POST', CLUSTERS, { apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', metadata: { name: 'x' }, spec: { sources: [{ static: { endpoints: [] } }], configMap: { name: 'x' } } });
       await forbidden('GET', '/api/v1/pods');
       // What it needs, it may.
-      await asOperator.request('GET', `/api/v1/namespaces/${NS}/configmaps/other`);
-      await asOperator.request('GET', '/api/v1/nodes/plain-node');
-    } finally {
-      asOperator.close();
+      await asOperator('GET', `/api/v1/namespaces/${NS}/configmaps/other`);
+      await asOperator('GET', '/api/v1/nodes/plain-node');
     }
   });
 
@@ -210,7 +223,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     });
     const { set } = await waitForNames('hsm-static', ['a', 'b']);
     assert.deepEqual(set, { cluster: 'static', endpoints: [endpoint(a!), endpoint(b!)] });
-    const cm = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`);
+    const cm = await admin<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`);
     assert.deepEqual(cm.metadata.ownerReferences, [{ apiVersion: 'keyhold.io/v1alpha1', kind: 'HSMCluster', name: 'static', uid: created.metadata.uid, controller: true }]);
     assert.deepEqual(Object.keys(cm.data), [ENDPOINTS_KEY]);
 
@@ -233,11 +246,11 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
   });
 
   it('no write while nothing changes: the ConfigMap keeps its resourceVersion across probe periods', async () => {
-    const before = (await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`)).metadata.resourceVersion;
+    const before = (await admin<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`)).metadata.resourceVersion;
     const probedBefore = (await getCluster('static')).status.lastProbeTime;
     await sleep(3 * PERIOD * 1000);
     assert.notEqual((await getCluster('static')).status.lastProbeTime, probedBefore, 'still probing');
-    assert.equal((await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`)).metadata.resourceVersion, before);
+    assert.equal((await admin<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`)).metadata.resourceVersion, before);
   });
 
   it('a killed member leaves the ConfigMap within two probe periods (Warning Event, Degraded), and joins again when it is back', async () => {
@@ -260,7 +273,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     await waitForNames('hsm-slow', ['a']);
     const c = await fleet.addMember();
     const current = await getCluster('slow');
-    await admin.request('PATCH', `${CLUSTERS}/slow`, { spec: { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
+    await admin('PATCH', `${CLUSTERS}/slow`, { spec: { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
     const { ms } = await waitForNames('hsm-slow', ['a', 'b', 'c'], 10_000);
     assert.ok(ms < 5000, `took ${ms} ms with a 600 s period`);
     const updated = await pollUntil('observedGeneration', async () => { const u = await getCluster('slow'); return u.status?.observedGeneration > current.metadata.generation ? u : undefined; });
@@ -333,21 +346,21 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     const { set } = await waitForNames('hsm-dns-srv', [`m1.hsm.test-${p1}`, `m2.hsm.test-${p2}`]);
     assert.deepEqual(set.endpoints.map((e) => e.address), [`tcp:host=m1.hsm.test,port=${p1}`, `tcp:host=m2.hsm.test,port=${p2}`]);
     // A name that does not exist (NXDOMAIN) is an answer: no members, not a failure.
-    await admin.request('PATCH', `${CLUSTERS}/dns-srv`, { spec: { sources: [{ dns: { name: '_none._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${dnsPort}` } }] } }, 'application/merge-patch+json');
+    await admin('PATCH', `${CLUSTERS}/dns-srv`, { spec: { sources: [{ dns: { name: '_none._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${dnsPort}` } }] } }, 'application/merge-patch+json');
     await waitForNames('hsm-dns-srv', []);
     assert.equal(condition(await getCluster('dns-srv'), 'DiscoveryFailed').status, 'False');
     // A resolver that does not answer is a failure.
     const [silent] = await freePorts(1) as [number];
-    await admin.request('PATCH', `${CLUSTERS}/dns-srv`, { spec: { sources: [{ dns: { name: '_pkcs11._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${silent}` } }] } }, 'application/merge-patch+json');
+    await admin('PATCH', `${CLUSTERS}/dns-srv`, { spec: { sources: [{ dns: { name: '_pkcs11._tcp.hsm.test', type: 'SRV', resolver: `127.0.0.1:${silent}` } }] } }, 'application/merge-patch+json');
     const failed = await pollUntil('DnsLookupFailed', async () => { const c = await getCluster('dns-srv'); return condition(c, 'DiscoveryFailed')?.reason === 'DnsLookupFailed' ? c : undefined; }, { timeoutMs: 30_000 });
     assert.match(condition(failed, 'DiscoveryFailed').message, /SRV _pkcs11\._tcp\.hsm\.test at 127\.0\.0\.1:\d+/);
   });
 
   it('nodes marked by the label or an HSMCluster\'s nodeSelector get keyhold.io/hsm capacity and allocatable in whole units; it goes when the mark goes', async () => {
-    const node = (name: string) => admin.request<any>('GET', `/api/v1/nodes/${name}`);
+    const node = (name: string) => admin<any>('GET', `/api/v1/nodes/${name}`);
     const units = async (name: string) => { const n = await node(name); return [n.status?.capacity?.['keyhold.io/hsm'], n.status?.allocatable?.['keyhold.io/hsm']]; };
-    await admin.request('POST', '/api/v1/nodes', { metadata: { name: 'hsm-node', labels: { 'keyhold.io/hsm': '2' } }, status: { capacity: { cpu: '4', memory: '8Gi', pods: '110' }, allocatable: { cpu: '4', memory: '8Gi', pods: '110' } } });
-    await admin.request('POST', '/api/v1/nodes', { metadata: { name: 'rack-a-node', labels: { rack: 'a' } } });
+    await admin('POST', '/api/v1/nodes', { metadata: { name: 'hsm-node', labels: { 'keyhold.io/hsm': '2' } }, status: { capacity: { cpu: '4', memory: '8Gi', pods: '110' }, allocatable: { cpu: '4', memory: '8Gi', pods: '110' } } });
+    await admin('POST', '/api/v1/nodes', { metadata: { name: 'rack-a-node', labels: { rack: 'a' } } });
     await pollUntil('hsm-node capacity', async () => JSON.stringify(await units('hsm-node')) === '["2","2"]');
     const n = await node('hsm-node');
     assert.equal(n.status.capacity.cpu, '4', 'other capacity untouched');
@@ -359,50 +372,41 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     await pollUntil('rack-a-node capacity', async () => JSON.stringify(await units('rack-a-node')) === '["1","1"]');
 
     // The mark goes: the label is removed, the HSMCluster deleted.
-    await admin.request('PATCH', '/api/v1/nodes/hsm-node', { metadata: { labels: { 'keyhold.io/hsm': null } } }, 'application/merge-patch+json');
+    await admin('PATCH', '/api/v1/nodes/hsm-node', { metadata: { labels: { 'keyhold.io/hsm': null } } }, 'application/merge-patch+json');
     await pollUntil('hsm-node capacity removed', async () => JSON.stringify(await units('hsm-node')) === '[null,null]');
     assert.equal((await node('hsm-node')).status.capacity.cpu, '4');
-    await admin.request('DELETE', `${CLUSTERS}/local`);
+    await admin('DELETE', `${CLUSTERS}/local`);
     await pollUntil('rack-a-node capacity removed', async () => JSON.stringify(await units('rack-a-node')) === '[null,null]');
   });
 
   it('a deleted HSMCluster is no longer reconciled (its ConfigMap goes with it through the owner reference)', async () => {
-    await admin.request('DELETE', `${CLUSTERS}/slow`);
+    await admin('DELETE', `${CLUSTERS}/slow`);
     // No garbage collector runs in this control plane: delete the ConfigMap as it would.
     await sleep(500);
-    await admin.request('DELETE', `/api/v1/namespaces/${NS}/configmaps/hsm-slow`);
+    await admin('DELETE', `/api/v1/namespaces/${NS}/configmaps/hsm-slow`);
     await sleep(3000);
     assert.equal(await configMapSet('hsm-slow'), undefined, 'not recreated');
     assert.match(operator.output(), /HSMCluster deleted/);
   });
 
   it('a ConfigMap the HSMCluster does not own is not overwritten: Ready False, ConfigMapConflict', async () => {
-    await admin.request('POST', `/api/v1/namespaces/${NS}/configmaps`, { metadata: { name: 'someone-elses' }, data: { [ENDPOINTS_KEY]: 'mine' } });
+    await admin('POST', `/api/v1/namespaces/${NS}/configmaps`, { metadata: { name: 'someone-elses' }, data: { [ENDPOINTS_KEY]: 'mine' } });
     await createCluster('conflict', { sources: [{ static: { endpoints: [endpoint(fleet.members[0]!)] } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'someone-elses' } });
     const c = await pollUntil('ConfigMapConflict', async () => { const x = await getCluster('conflict'); return condition(x, 'Ready')?.reason === 'ConfigMapConflict' ? x : undefined; });
     assert.equal(condition(c, 'Ready').status, 'False');
-    assert.equal((await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/someone-elses`)).data[ENDPOINTS_KEY], 'mine');
+    assert.equal((await admin<any>('GET', `/api/v1/namespaces/${NS}/configmaps/someone-elses`)).data[ENDPOINTS_KEY], 'mine');
   });
 
   it('the server-side ConfigMap watch, as a service account that may read only that ConfigMap: the first set and every change arrive in the callback; a bad document is reported and changes nothing', async () => {
     // The server's identity: get/list/watch on the one ConfigMap, by name.
-    await admin.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: 'keyhold-server' } });
-    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/roles`, { metadata: { name: 'keyhold-server-endpoints' }, rules: endpointConfigMapRules('hsm-static') });
-    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, {
-      metadata: { name: 'keyhold-server-endpoints' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'keyhold-server-endpoints' },
-      subjects: [{ kind: 'ServiceAccount', name: 'keyhold-server', namespace: NS }],
-    });
-    const serverToken = await serviceAccountToken(cp.kubeConfig.makeApiClient(CoreV1Api), { namespace: NS, name: 'keyhold-server' }, { audiences: [], expirationSeconds: 3600 });
-    const connection: KubeConnection = { server: cp.url, tls: { ca: cp.caPem }, headers: async () => ({ authorization: `Bearer ${serverToken}` }) };
-    const asServer = new KubeApi(connection);
-    await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-cmd`), (err: KubeApiError) => err.status === 403);
-    await assert.rejects(asServer.request('GET', `/api/v1/namespaces/${NS}/configmaps`), (err: KubeApiError) => err.status === 403);
-    asServer.close();
+    const { token: serverToken, kubeconfig } = await serverAccount('keyhold-server', 'hsm-static');
+    const asServer = kubeRequest(tokenKubeConfig(cp.kubeConfig, serverToken));
+    await assert.rejects(asServer('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-cmd`), (err: KubeRequestError) => err instanceof KubeRequestError && err.status === 403);
+    await assert.rejects(asServer('GET', `/api/v1/namespaces/${NS}/configmaps`), (err: KubeRequestError) => err instanceof KubeRequestError && err.status === 403);
 
     const seen: HsmEndpointSet[] = [];
     const errors: string[] = [];
-    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', connection }, (set) => seen.push(set), (err) => errors.push(err.message));
+    const watch = await watchEndpointConfigMap({ namespace: NS, name: 'hsm-static', kubeconfig }, (set) => seen.push(set), (err) => errors.push(err.message));
     try {
       await pollUntil('the first set', () => seen.length === 1);
       assert.deepEqual(names(seen[0]), ['a', 'b']);
@@ -414,8 +418,8 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
       await pollUntil('b back', () => seen.length === 3, { timeoutMs: 10_000 });
       assert.deepEqual(names(seen[2]), ['a', 'b']);
       // Someone writes garbage (the operator puts it right at its next period).
-      const cm = await admin.request<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`);
-      await admin.request('PUT', `/api/v1/namespaces/${NS}/configmaps/hsm-static`, { ...cm, data: { [ENDPOINTS_KEY]: '{"cluster":"static","endpoints":[{"name":"/etc"}]}' } });
+      const cm = await admin<any>('GET', `/api/v1/namespaces/${NS}/configmaps/hsm-static`);
+      await admin('PUT', `/api/v1/namespaces/${NS}/configmaps/hsm-static`, { ...cm, data: { [ENDPOINTS_KEY]: '{"cluster":"static","endpoints":[{"name":"/etc"}]}' } });
       await pollUntil('the error', () => errors.some((e) => /endpoints\[0\]\.name/.test(e)));
       assert.deepEqual(names(watch.current()), ['a', 'b'], 'the last good set stays');
       assert.equal(errors.length, 1, errors.join('\n'));
@@ -446,20 +450,102 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
     assert.deepEqual({ Ready: row.Ready, Healthy: row.Healthy, Members: row.Members, ConfigMap: row.ConfigMap }, { Ready: 'True', Healthy: 2, Members: 3, ConfigMap: 'hsm-static' });
   });
 
+  it('a running keyhold server (hsm.endpoints.configMap) stops using a killed member and starts using an added one, without a restart', async () => {
+    const [a, b] = fleet.members;
+    await createCluster('e2e', { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!)] } }], probe: { periodSeconds: PERIOD, timeoutSeconds: 1 }, configMap: { name: 'hsm-e2e' } });
+    await waitForNames('hsm-e2e', ['a', 'b']);
+    const { kubeconfig } = await serverAccount('keyhold-server-e2e', 'hsm-e2e');
+    const storeDir = tempDir('keyhold-operator-server-');
+    const configFile = join(storeDir, 'keyhold.json');
+    const token = fleet.token;
+    writeFileSync(configFile, JSON.stringify({
+      listen: '127.0.0.1:0',
+      storage: { sqlite: { path: join(storeDir, 'keyhold.db') } },
+      audit: { path: join(storeDir, 'audit.log') },
+      hsm: {
+        endpoints: { configMap: { namespace: NS, name: 'hsm-e2e', kubeconfig } },
+        // One module file for every member: the pool copies it per member (the module reads
+        // P11_KIT_SERVER_ADDRESS at C_Initialize).
+        memberTemplate: { module: p11KitClientModule(), env: { P11_KIT_SERVER_ADDRESS: '${address}' }, tokenLabel: token.label, pinFile: token.pinFile },
+      },
+    }));
+    // init reaches the token through a member named by the ConfigMap too (RSA-OAEP seal: no AES-GCM through the hop).
+    const init = await runCliTimed(['init', '--config', configFile, '--root-token-file', join(storeDir, 'root-token')], {}, 90_000);
+    assert.equal(init.code, 0, `init failed: ${init.stdout}${init.stderr}`);
+    let server: DevServer | undefined;
+    try {
+      server = await startServer(configFile, {}, storeDir);
+      const { address, rootToken } = server;
+      const post = (path: string, body: unknown) => fetch(`${address}${path}`, {
+        method: 'POST', headers: { authorization: `Bearer ${rootToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+      });
+      type Health = { hsm: { ok: boolean; members: Array<{ name: string; state: string; in_flight: number }> } };
+      const members = async () => ((await (await fetch(`${address}/v1/sys/health`)).json()) as Health).hsm.members.map((m) => m.name).sort();
+      const calls = async (member: string) => Number(new RegExp(`keyhold_hsm_call_seconds_count\\{member="${member}"\\} (\\d+)`).exec(await (await fetch(`${address}/metrics`)).text())?.[1] ?? 0);
+      assert.deepEqual(await members(), ['a', 'b']);
+      const created = await post('/v1/keys', { name: 'e2e-ec', type: 'ec-p256', protection: 'hsm' });
+      assert.equal(created.status, 200, await created.text());
+
+      // Load: signs (local hash, raw ECDSA on a member) from 8 workers, all through the kill.
+      const WORKERS = 8;
+      const failures: string[] = [];
+      let stop = false;
+      let done = 0;
+      const workers = Array.from({ length: WORKERS }, async () => {
+        while (!stop) {
+          const response = await post('/v1/keys/e2e-ec/sign', { input: Buffer.from('sign me').toString('base64') });
+          const text = await response.text();
+          if (response.status === 200) done++;
+          else failures.push(`${response.status} ${text}`);
+        }
+      });
+      try {
+        await sleep(1000);
+        await a!.kill();
+        const { ms } = await waitForNames('hsm-e2e', ['b']);
+        assert.ok(ms <= 2 * PERIOD * 1000 + 500, `left the ConfigMap after ${ms} ms`);
+        await pollUntil('the server to drop member a', async () => JSON.stringify(await members()) === '["b"]', { timeoutMs: 10_000, intervalMs: 100, detail: () => server!.output?.().slice(-3000) ?? '' });
+        await sleep(1000);
+        assert.equal(server.process.exitCode, null, 'same process: no restart');
+      } finally {
+        stop = true;
+        await Promise.all(workers);
+      }
+      // The pool retries an idempotent call on another member: at most the calls in flight on a fail.
+      assert.ok(failures.length <= WORKERS, `${failures.length} failures:\n${failures.slice(0, 5).join('\n')}`);
+      for (const f of failures) assert.match(f, /^503 .*ERR_HSM_UNAVAILABLE/);
+      assert.ok(done > 20, `${done} signs`);
+
+      // A member added to the fleet and to the HSMCluster's static source: in the ConfigMap, then in the server, taking calls.
+      const c = await fleet.addMember();
+      await admin('PATCH', `${CLUSTERS}/e2e`, { spec: { sources: [{ static: { endpoints: [endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
+      await waitForNames('hsm-e2e', ['b', c.name]);
+      await pollUntil(`the server to add member ${c.name}`, async () => JSON.stringify(await members()) === JSON.stringify(['b', c.name]), { timeoutMs: 10_000, intervalMs: 100 });
+      const before = await calls(c.name);
+      for (let i = 0; i < 40; i++) {
+        const r = await post('/v1/keys/e2e-ec/sign', { input: Buffer.from(`sign ${i}`).toString('base64') });
+        assert.equal(r.status, 200, await r.text());
+      }
+      assert.ok(await calls(c.name) > before, `member ${c.name} took no call`);
+      assert.ok(await calls('b') > 0);
+
+      // kube-apiserver restarts: the server's watch is lost and comes back (back-off), and follows again.
+      await cp.restartApiserver();
+      await a!.start();
+      await waitForNames('hsm-e2e', ['b', c.name]);
+      await admin('PATCH', `${CLUSTERS}/e2e`, { spec: { sources: [{ static: { endpoints: [endpoint(a!), endpoint(b!), endpoint(c)] } }] } }, 'application/merge-patch+json');
+      await waitForNames('hsm-e2e', ['a', 'b', c.name], 60_000);
+      await pollUntil('the server to follow the ConfigMap after the API server restart', async () => JSON.stringify(await members()) === JSON.stringify(['a', 'b', c.name]), { timeoutMs: 40_000, intervalMs: 200, detail: () => server!.output().slice(-3000) });
+      assert.match(server.output(), /ConfigMap keyhold\/hsm-e2e: .*keeping the current members/, 'the lost watch was reported');
+      assert.equal(server.process.exitCode, null, 'same process: no restart');
+    } finally {
+      await server?.stop();
+      if (!a!.running) await a!.start();
+    }
+  });
+
   it('the operator stops cleanly on SIGTERM', async () => {
     assert.equal(await operator.stop('SIGTERM'), 0, operator.output().slice(-2000));
   });
 
-  it('a running keyhold server stops using a killed member and starts using an added one, without a restart', { skip: 'needs the HSM pool (hsm.endpoints.configMap, hsm.memberTemplate) from the pool branch: the lead finishes this at merge' }, async () => {
-    // To write at merge, with the pool's config (hsm.endpoints.configMap, hsm.memberTemplate) and the
-    // seal helper's RSA-OAEP seal (the p11-kit hop has no AES-GCM):
-    // 1. `keyhold init` + `keyhold server` with hsm.endpoints.configMap {namespace: NS, name: 'hsm-static'}
-    //    (kubeconfig: a service account holding endpointConfigMapRules('hsm-static')) and
-    //    hsm.memberTemplate {module: <a p11-kit-client.so copy per ${name}>, env: {P11_KIT_SERVER_ADDRESS: '${address}'},
-    //    tokenLabel: fleet.token.label, pinFile: fleet.token.pinFile};
-    // 2. /v1/sys/health lists members a and b; encrypt with an RSA `hsm` key works;
-    // 3. fleet.members[0].kill(): within two periods the ConfigMap drops a and health no longer lists it,
-    //    while encrypt keeps answering 200 throughout (same process: no restart);
-    // 4. fleet.addMember() and add it to the HSMCluster: health lists it and its call count grows.
-  });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { loadConfigFile } from '../../../src/core/config.js';
+import { loadConfigFile, loadHsmSection } from '../../../src/core/config.js';
 import { isKeyholdError } from '../../../src/errors.js';
 import { tempDir } from '../../helpers/temp.js';
 
@@ -62,6 +62,16 @@ describe('config: the hsm section (one endpoint, members, endpoint file)', () =>
   it('reads an endpoint file with a member template', () => {
     const config = loadConfigFile(file('{ endpoints: { file: endpoints.json }, memberTemplate: { module: /x.so, env: { P11_KIT_SERVER_ADDRESS: "${address}" }, tokenLabel: t, pinEnv: P } }'), {});
     assert.equal(config.hsm.endpoints?.file, join(dir, 'endpoints.json'));
+  });
+
+  it('reads a watched ConfigMap (kubeconfig relative to the config folder), in the server config and in the KMS plugin\'s --hsm-config file', () => {
+    const section = '{ endpoints: { configMap: { namespace: keyhold, name: hsm-endpoints, kubeconfig: kc.yaml } }, memberTemplate: { module: /x.so, env: { P11_KIT_SERVER_ADDRESS: "${address}" }, tokenLabel: t, pinFile: pin } }';
+    const config = loadConfigFile(file(section), {});
+    assert.deepEqual(config.hsm.endpoints?.configMap, { namespace: 'keyhold', name: 'hsm-endpoints', kubeconfig: join(dir, 'kc.yaml') });
+    const hsmFile = join(dir, 'hsm.yaml');
+    writeFileSync(hsmFile, `hsm: ${section}\n`);
+    assert.equal(loadHsmSection(hsmFile).endpoints?.configMap?.kubeconfig, join(dir, 'kc.yaml'));
+    refused('{ endpoints: { configMap: { namespace: keyhold, name: x, extra: 1 } }, memberTemplate: { module: /x.so, tokenLabel: t, pinEnv: P } }', /invalid configuration/);
   });
 
   it('refuses two forms at once, a member without token or PIN source, duplicate names, an endpoint file without template', () => {

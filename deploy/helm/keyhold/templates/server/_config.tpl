@@ -28,6 +28,14 @@ passwordFile and pinFile point at Secret volumes, so this can be a ConfigMap.
 {{- else -}}
 {{- $_ := set $hsm "tokenLabel" .Values.hsm.tokenLabel -}}
 {{- end -}}
+{{- if .Values.hsm.endpointsConfigMap -}}
+{{- /* The operator's ConfigMap, watched: the single-endpoint fields become the member template. */ -}}
+{{- $template := $hsm -}}
+{{- with .Values.hsm.memberEnv -}}
+{{- $_ := set $template "env" . -}}
+{{- end -}}
+{{- $hsm = dict "endpoints" (dict "configMap" (dict "namespace" .Release.Namespace "name" .Values.hsm.endpointsConfigMap)) "memberTemplate" $template -}}
+{{- end -}}
 {{- if .Values.hsm.sessions -}}
 {{- $_ := set $hsm "sessions" (int .Values.hsm.sessions) -}}
 {{- end -}}
