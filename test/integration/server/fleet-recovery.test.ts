@@ -3,7 +3,7 @@
  * p11-kit member): a store initialised with 5 recovery shares (threshold 3) has its root key
  * rotated; copies are taken while the rewrite is under way (records of both generations) and
  * after it finished; the token is then lost for good, and each copy is moved to a new token with
- * `keyhold seal migrate` and 3 shares — the finished one onto an RSA/EC-only token behind p11-kit,
+ * `keyhold seal migrate` and 3 shares — the finished one onto an RSA/EC-only p11-kit cluster with a member down,
  * the half-rewritten one onto SoftHSM. Every key and secret, from before and after the rotation,
  * reads back; the half-rewritten one then finishes its rewrite.
  */
@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
+import { startP11KitFleet, type P11KitFleet, type P11KitMember } from '../../helpers/p11kit.js';
 import { inParallel } from '../../helpers/pool.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { call, startServer, tempDir, type DevServer } from '../../helpers/server.js';
@@ -142,13 +142,21 @@ after(async () => {
 });
 
 describe('recovery shares, a root rotation, then `keyhold seal migrate` after the token is lost', { timeout: 300_000 }, () => {
-  it('the finished rotation: migrated with 3 shares onto an RSA/EC-only token (p11-kit), everything reads back, and it rotates again', async () => {
-    fleet = await startP11KitFleet(1, 'kh-cross-recovery-b');
-    const member = fleet.members[0]!;
-    const env = { ...member.config.env };
-    const config = configIn(doneCopy, 'new', { module: member.module, tokenLabel: fleet.token.label, pinFile: fleet.token.pinFile }, { batchSize: 100, pauseMs: 0 });
+  it('the finished rotation: migrated with 3 shares onto an RSA/EC-only two-member p11-kit cluster (one member down), everything reads back, and it rotates again', async () => {
+    fleet = await startP11KitFleet(2, 'kh-cross-recovery-b');
+    const [a, b] = fleet.members as [P11KitMember, P11KitMember];
+    const env = {};
+    const config = configIn(doneCopy, 'new', { members: fleet.members.map((m) => ({ name: m.name, ...m.config })) }, { batchSize: 100, pauseMs: 0 });
+    await b.kill();
     const migrate = await runCliTimed(['seal', 'migrate', '--config', config, ...[0, 2, 4].flatMap((i) => ['--share-file', shares[i]!])], env, 120_000);
     assert.equal(migrate.code, 0, migrate.stderr);
+    await b.start();
+    // The migrated seal is on the cluster's one set of keys: the member that was down unseals it alone.
+    await a.kill();
+    const alone = await serve(config, env, doneCopy);
+    await readBack(alone, writtenDone);
+    assert.equal(await alone.stop(), 0, alone.output());
+    await a.start();
     const record = sealRecord(doneCopy);
     assert.equal(record.method, 'rsa-oaep');
     assert.equal(record.recovery?.threshold, 3);

@@ -234,7 +234,17 @@ describe('root rotation while one member of a three-member p11-kit cluster is do
     await ok(server, 'POST', '/v1/keys', { name: 'k', type: 'aes256-gcm', protection: 'wrapped' });
     await writeSome(server, written, 'before', 30);
 
-    await b.kill();
+    // Every member down: the rotation is refused as an outage (503), and nothing changes.
+    const sealBefore = sealRecord(store);
+    await Promise.all(fleet.members.map((m) => m.kill()));
+    const refused = await call(server.address, 'POST', '/v1/sys/seal/rotate-root', server.rootToken);
+    assert.equal(refused.status, 503, refused.text);
+    assert.equal(refused.body.error.code, 'ERR_HSM_UNAVAILABLE');
+    assert.deepEqual(sealRecord(store), sealBefore);
+    assert.equal((await ok(server, 'GET', '/v1/sys/seal/rotation')).generation, 1);
+    await a.start();
+    await fleet.members[2]!.start();
+    await pollUntil('the members are back', async () => (await call(server.address, 'POST', '/v1/keys/k/encrypt', server.rootToken, { plaintext: PLAIN })).status === 200, { timeoutMs: 10_000, intervalMs: 100 });
     const rotated = await rotate(server);
     assert.equal(rotated.generation, 2);
     await writeSome(server, written, 'during', 10);
