@@ -127,6 +127,11 @@ describe('root rotation on an RSA/EC-only token (p11-kit hop, RSA-OAEP seal); ba
     assert.equal(rotated.generation, 2);
     assert.equal(rotated.rewriting, true);
     await writeSome(server, written, 'during', 30);
+    // Keys made and rotated during the rewrite: their material is wrapped by the in-memory wrap key, itself a record being rewritten.
+    await ok(server, 'POST', '/v1/keys/k/rotate');
+    await ok(server, 'POST', '/v1/keys', { name: 'k2', type: 'rsa-2048', protection: 'wrapped' });
+    const k2 = (await ok(server, 'POST', '/v1/keys/k2/encrypt', { plaintext: PLAIN })).ciphertext;
+    written.ciphertexts.push((await ok(server, 'POST', '/v1/keys/k/encrypt', { plaintext: PLAIN })).ciphertext);
     assert.equal((await ok(server, 'GET', '/v1/sys/seal/rotation')).rewriting, true, 'the writes landed during the rewrite');
     await rewriteFinished(server);
     await writeSome(server, written, 'after', 10);
@@ -136,6 +141,7 @@ describe('root rotation on an RSA/EC-only token (p11-kit hop, RSA-OAEP seal); ba
 
     server = await serve(store);
     await readBack(server, written);
+    assert.equal((await ok(server, 'POST', '/v1/keys/k2/decrypt', { ciphertext: k2 })).plaintext, PLAIN);
     const signed = await ok(server, 'POST', '/v1/keys/ec/sign', { input: PLAIN });
     assert.equal((await ok(server, 'POST', '/v1/keys/ec/verify', { input: PLAIN, signature: signed.signature })).valid, true);
     assert.equal(await server.stop(), 0, server.output());
