@@ -206,6 +206,9 @@ for (const via of ['softhsm', 'p11-kit'] as const) {
       let server = await serve(store);
       await ok(server, 'POST', '/v1/keys', { name: 'k', type: 'aes256-gcm', protection: 'wrapped' });
       await writeSome(server, written, 'before', 20);
+      const backupFile = path.join(store.dir, 'before-rotation.backup');
+      const backup = await runCliTimed(['backup', '--config', store.configFile, '--out', backupFile], store.env, 60_000);
+      assert.equal(backup.code, 0, backup.stderr);
       await rotate(server);
       await writeSome(server, written, 'during', 10);
       await rewriteFinished(server);
@@ -223,6 +226,17 @@ for (const via of ['softhsm', 'p11-kit'] as const) {
       server = await serve(store);
       await readBack(server, written);
       assert.equal(await server.stop(), 0, server.output());
+
+      // The old wrapped root key is gone with its object: a backup taken before the rotation no longer
+      // restores on this token, and the restore says so before writing anything.
+      const target = path.join(store.dir, 'restored.db');
+      const config = JSON.parse(fs.readFileSync(store.configFile, 'utf8'));
+      const restoreConfig = path.join(store.dir, 'restore.json');
+      fs.writeFileSync(restoreConfig, JSON.stringify({ ...config, storage: { sqlite: { path: target } }, audit: { path: path.join(store.dir, 'restored-audit.log') } }));
+      const restore = await runCliTimed(['restore', '--in', backupFile, '--config', restoreConfig], store.env, 60_000);
+      assert.equal(restore.code, 1, restore.stderr);
+      assert.match(restore.stderr, new RegExp(`ERR_HSM_KEY_MISSING: .*${before.rootKeyObject}`));
+      assert.equal(fs.existsSync(target), false, 'the restore wrote a database');
     });
   });
 }
