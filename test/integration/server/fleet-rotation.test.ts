@@ -242,13 +242,14 @@ for (const via of ['softhsm', 'p11-kit'] as const) {
 }
 
 describe('root rotation while one member of a three-member p11-kit cluster is down', { timeout: 180_000 }, () => {
-  it('rotates on the remaining members; the killed member rejoins; the server unseals after a restart, also without the first member', async () => {
+  it('rotates on the remaining members (data-object mode); the killed member rejoins; the server unseals after a restart, also without the first member', async () => {
     const fleet = await startP11KitFleet(3, 'kh-cross-cluster');
     cleanups.push(() => fleet.stop());
     cleanups.push(() => fs.rmSync(fleet.token.dir, { recursive: true, force: true }));
     const [a, b] = fleet.members as [typeof fleet.members[0] & object, typeof fleet.members[0] & object];
     const store = newStore({ members: fleet.members.map((m) => ({ name: m.name, ...m.config })) }, {});
-    await init(store);
+    // Data-object mode: the rotation also writes a new object and destroys the old one through the pool.
+    await init(store, ['--seal-data-object']);
     const written: Written = { secrets: new Map(), ciphertexts: [] };
     let server = await serve(store);
     await ok(server, 'POST', '/v1/keys', { name: 'k', type: 'aes256-gcm', protection: 'wrapped' });
@@ -277,6 +278,11 @@ describe('root rotation while one member of a three-member p11-kit cluster is do
     await writeSome(server, written, 'after', 10);
     assert.equal(await server.stop(), 0, server.output());
     assertAllUnder(store, 2);
+    const rotatedSeal = sealRecord(store);
+    assert.equal(rotatedSeal.method, 'rsa-oaep');
+    assert.notEqual(rotatedSeal.rootKeyObject, sealBefore.rootKeyObject);
+    const labels = dataObjectLabels(fleet.token, fleet.token.module, {});
+    assert.ok(labels.includes(rotatedSeal.rootKeyObject) && !labels.includes(sealBefore.rootKeyObject), labels.join(', '));
 
     server = await serve(store);
     await readBack(server, written);
