@@ -45,6 +45,10 @@ export class RootRotation {
   readonly #hsm: Hsm;
   readonly #warn: (message: string) => void;
   #unwatch: Array<() => void> = [];
+  /** A refresh that failed (the HSM was down) is retried until it succeeds: no later event may come. */
+  #retry: NodeJS.Timeout | undefined;
+  #failing = false;
+  #closed = false;
   #refreshing: Promise<void> | null = null;
   #refreshAgain = false;
 
@@ -208,16 +212,33 @@ export class RootRotation {
     if (!feed) return;
     const keyring = [SEAL_RECORD_KEY, DATA_PREFIX + KEYRING_PATH];
     const progress = DATA_PREFIX + ROTATION_PATH;
-    const failed = (err: unknown) => this.#warn(`learning the current root key failed: ${(err as Error).message}`);
     this.#unwatch.push(feed.onChange((keys) => {
-      if (keys === 'all' || keys.some((k) => keyring.includes(k))) this.refresh().catch(failed);
+      if (keys === 'all' || keys.some((k) => keyring.includes(k))) this.#refreshFollowing();
       // Saved after every batch: a cheap read, not a refresh (which may ask the HSM).
-      else if (keys.includes(progress)) this.#readProgress().catch(failed);
+      else if (keys.includes(progress)) this.#readProgress().catch((err: unknown) => this.#warn(`reading the rotation progress failed: ${(err as Error).message}`));
     }));
+  }
+
+  /**
+   * A refresh on a change event. If it fails (typically: the HSM is unavailable, so the new root
+   * key cannot be unwrapped), it is retried every second: the event that caused it will not come
+   * again, and without the retry this replica would stay on the old key after the HSM is back.
+   */
+  #refreshFollowing(): void {
+    if (this.#retry) { clearTimeout(this.#retry); this.#retry = undefined; }
+    this.refresh().then(() => { this.#failing = false; }, (err: unknown) => {
+      if (!this.#failing) this.#warn(`learning the current root key failed (retrying every second): ${(err as Error).message}`);
+      this.#failing = true;
+      if (this.#closed || this.#retry) return;
+      this.#retry = setTimeout(() => { this.#retry = undefined; this.#refreshFollowing(); }, 1000);
+      this.#retry.unref();
+    });
   }
 
   /** Stops following and the job; `job.idle()` resolves once a batch in flight is done. */
   close(): void {
+    this.#closed = true;
+    if (this.#retry) clearTimeout(this.#retry);
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     this.job.stop();
   }
