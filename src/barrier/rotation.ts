@@ -174,6 +174,8 @@ export class RootRotation {
     if (generation > this.#barrier.generation) {
       // Another replica rotated: the HSM unwraps the new key. The keyring is sealed under it:
       // switch with every key held so far, read the keyring, then settle on what it lists.
+      // Until then (the HSM may be down) this replica must not write under the old key.
+      this.#barrier.learnNewerGeneration(generation);
       rootKey = (await unseal(this.#storage, this.#hsm)).rootKey;
       if (this.#barrier.sealed || this.#barrier.generation >= generation) return void zeroize(rootKey);
       const held = this.#barrier.exportRootKeys();

@@ -2,8 +2,9 @@
  * Where root rotation meets HSM outages, with two real replicas on one PostgreSQL, each reaching
  * the one token through its own p11-kit member: while replica B's member is down, replica A
  * rotates the root key. B learns of it through the change feed but cannot unwrap the new key
- * (no HSM); once its member is back, B must switch to the new generation on its own, without a
- * restart and without another rotation event, and read what A wrote under the new key.
+ * (no HSM): meanwhile it must refuse writes (503), since a record under the old key would outlive
+ * it; once its member is back, B must switch to the new generation on its own, without a restart
+ * and without another rotation event, and read what A wrote under the new key.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -58,8 +59,17 @@ describe('root rotation while one replica\'s HSM member is down (PostgreSQL, p11
     assert.equal(rotated.body.generation, 2);
     assert.equal((await call(a.address, 'PUT', '/v1/secrets/post/from-a', root, { data: { v: 'a' } })).status, 200);
     await pollUntil('A\'s rewrite finished', async () => (await call(a.address, 'GET', '/v1/sys/seal/rotation', root)).body?.rewriting === false, { timeoutMs: 30_000, intervalMs: 100 });
-    // B heard of the rotation while it could not unwrap the new key.
+    // B heard of the rotation while it could not unwrap the new key: it refuses writes (a record under
+    // the old key would be unreadable, generation 1 is gone from the keyring), as an HSM outage.
     await new Promise((r) => setTimeout(r, 1_000));
+    const refused = await call(b.address, 'PUT', '/v1/secrets/post/during-outage', root, { data: { v: 'b' } });
+    assert.equal(refused.status, 503, refused.text);
+    assert.equal(refused.body.error.code, 'ERR_HSM_UNAVAILABLE');
+    assert.ok(refused.body.error.message.length > 0 && !/ERR_BARRIER_INTEGRITY/.test(refused.text));
+    // A record under the new key is an outage too on B, not corruption (500).
+    const early = await call(b.address, 'GET', '/v1/secrets/post/from-a', root);
+    assert.equal(early.status, 503, early.text);
+    assert.equal(early.body.error.code, 'ERR_HSM_UNAVAILABLE');
 
     await mb.start();
     await pollUntil('B on generation 2', async () => (await call(b.address, 'GET', '/v1/sys/health')).body?.root_key?.generation === 2, { timeoutMs: 15_000, intervalMs: 200 });
