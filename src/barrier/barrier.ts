@@ -54,6 +54,8 @@ function assertGeneration(generation: number): void {
 export class Barrier {
   private keys: Map<number, KeyObject> | null;
   #generation: number;
+  /** A newer generation named by the seal record but not held yet (0: none); see learnNewerGeneration. */
+  #newer = 0;
   /**
    * Commits in flight, by the parity of the generation they were sealed under: after a switch,
    * `writesDrained` waits until none sealed under the old key is still on its way to storage.
@@ -106,6 +108,16 @@ export class Barrier {
     const keys = Barrier.keyMap(generation, rootKey, previousKeys);
     this.keys = keys;
     this.#generation = generation;
+  }
+
+  /**
+   * The seal record names a newer generation than this barrier holds (another replica rotated) and
+   * its key cannot be unwrapped yet (the HSM is unavailable): until `useRootKey` reaches it, writes
+   * are refused. A record written under the old key now could outlive that key: the rewrite on the
+   * leader may already have dropped it from the keyring.
+   */
+  learnNewerGeneration(generation: number): void {
+    if (generation > this.#generation && generation > this.#newer) this.#newer = generation;
   }
 
   /** A copy of the root key of each generation held (for the keyring); the caller zeroes them. */
@@ -185,7 +197,7 @@ export class Barrier {
     this.requireKeys();
     const raw = await this.storage.get(DATA_PREFIX + path);
     if (!raw) return { path, value: null, raw: null };
-    const plaintext = openRecord((generation) => this.requireKeys().get(generation), path, raw);
+    const plaintext = this.openStored(path, raw);
     try {
       return { path, value: JSON.parse(plaintext.toString('utf8')) as T, raw };
     } finally {
@@ -288,7 +300,20 @@ export class Barrier {
     // Key and generation read together, synchronously: a concurrent switch cannot split them.
     const keys = this.requireKeys();
     const generation = this.#generation;
+    if (this.#newer > generation) throw new KeyholdError('ERR_HSM_UNAVAILABLE', `the root key was rotated to generation ${this.#newer} and the HSM is needed to unwrap it; retry`);
     return sealRecord(keys.get(generation) as KeyObject, generation, path, plaintext);
+  }
+
+  /** Opens a stored record; one under a newer generation this barrier is still waiting for is an HSM outage (503), not corruption. */
+  private openStored(path: string, raw: Buffer): Buffer {
+    try {
+      return openRecord((generation) => this.requireKeys().get(generation), path, raw);
+    } catch (err) {
+      if (this.#newer > this.#generation && recordGeneration(path, raw) > this.#generation) {
+        throw new KeyholdError('ERR_HSM_UNAVAILABLE', `the root key was rotated to generation ${this.#newer} and the HSM is needed to unwrap it; retry`, { cause: err });
+      }
+      throw err;
+    }
   }
 
   private requireKeys(): Map<number, KeyObject> {

@@ -45,6 +45,10 @@ export class RootRotation {
   readonly #hsm: Hsm;
   readonly #warn: (message: string) => void;
   #unwatch: Array<() => void> = [];
+  /** A refresh that failed (the HSM was down) is retried until it succeeds: no later event may come. */
+  #retry: NodeJS.Timeout | undefined;
+  #failing = false;
+  #closed = false;
   #refreshing: Promise<void> | null = null;
   #refreshAgain = false;
 
@@ -170,6 +174,8 @@ export class RootRotation {
     if (generation > this.#barrier.generation) {
       // Another replica rotated: the HSM unwraps the new key. The keyring is sealed under it:
       // switch with every key held so far, read the keyring, then settle on what it lists.
+      // Until then (the HSM may be down) this replica must not write under the old key.
+      this.#barrier.learnNewerGeneration(generation);
       rootKey = (await unseal(this.#storage, this.#hsm)).rootKey;
       if (this.#barrier.sealed || this.#barrier.generation >= generation) return void zeroize(rootKey);
       const held = this.#barrier.exportRootKeys();
@@ -208,16 +214,33 @@ export class RootRotation {
     if (!feed) return;
     const keyring = [SEAL_RECORD_KEY, DATA_PREFIX + KEYRING_PATH];
     const progress = DATA_PREFIX + ROTATION_PATH;
-    const failed = (err: unknown) => this.#warn(`learning the current root key failed: ${(err as Error).message}`);
     this.#unwatch.push(feed.onChange((keys) => {
-      if (keys === 'all' || keys.some((k) => keyring.includes(k))) this.refresh().catch(failed);
+      if (keys === 'all' || keys.some((k) => keyring.includes(k))) this.#refreshFollowing();
       // Saved after every batch: a cheap read, not a refresh (which may ask the HSM).
-      else if (keys.includes(progress)) this.#readProgress().catch(failed);
+      else if (keys.includes(progress)) this.#readProgress().catch((err: unknown) => this.#warn(`reading the rotation progress failed: ${(err as Error).message}`));
     }));
+  }
+
+  /**
+   * A refresh on a change event. If it fails (typically: the HSM is unavailable, so the new root
+   * key cannot be unwrapped), it is retried every second: the event that caused it will not come
+   * again, and without the retry this replica would stay on the old key after the HSM is back.
+   */
+  #refreshFollowing(): void {
+    if (this.#retry) { clearTimeout(this.#retry); this.#retry = undefined; }
+    this.refresh().then(() => { this.#failing = false; }, (err: unknown) => {
+      if (!this.#failing) this.#warn(`learning the current root key failed (retrying every second): ${(err as Error).message}`);
+      this.#failing = true;
+      if (this.#closed || this.#retry) return;
+      this.#retry = setTimeout(() => { this.#retry = undefined; this.#refreshFollowing(); }, 1000);
+      this.#retry.unref();
+    });
   }
 
   /** Stops following and the job; `job.idle()` resolves once a batch in flight is done. */
   close(): void {
+    this.#closed = true;
+    if (this.#retry) clearTimeout(this.#retry);
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     this.job.stop();
   }

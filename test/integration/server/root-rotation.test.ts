@@ -11,11 +11,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { stringify as stringifyYaml } from 'yaml';
-import { DATA_PREFIX, Barrier } from '../../../src/barrier/barrier.js';
+import { Barrier } from '../../../src/barrier/barrier.js';
 import { openBarrier, readKeyring } from '../../../src/barrier/keyring.js';
-import { recordGeneration } from '../../../src/barrier/record.js';
 import { unseal } from '../../../src/barrier/seal.js';
 import type { HsmConfig } from '../../../src/hsm/config.js';
 import { Pkcs11Hsm } from '../../../src/hsm/pkcs11-hsm.js';
@@ -24,20 +22,9 @@ import { inParallel } from '../../helpers/pool.js';
 import { sleep } from '../../helpers/processes.js';
 import { call, CLI, devServerConfig, startDev, startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
-import { runCliTimed } from './support.js';
+import { runCliTimed, storedGenerations } from './support.js';
 
 interface Acked { path: string; i: number }
-
-/** Generation of every barrier record in the SQLite file, read raw (the server may be running: WAL readers are fine). */
-function storedGenerations(dbFile: string): Map<string, number> {
-  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
-  try {
-    const rows = db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ?').all(DATA_PREFIX, 'data0') as Array<{ key: string; value: Buffer }>;
-    return new Map(rows.map((r) => [r.key, recordGeneration(r.key.slice(DATA_PREFIX.length), r.value)]));
-  } finally {
-    db.close();
-  }
-}
 
 /** A `keyhold dev` data dir, initialised, and a server config over it with the rotation settings of this test. */
 async function prepared(prefix: string, rootRotation: Record<string, number>): Promise<{ dataDir: string; configFile: string; env: NodeJS.ProcessEnv; rootToken: string }> {

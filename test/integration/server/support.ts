@@ -3,7 +3,10 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import pkcs11 from 'pkcs11js';
+import { DATA_PREFIX } from '../../../src/barrier/barrier.js';
+import { recordGeneration } from '../../../src/barrier/record.js';
 import { findSoftHsmModule } from '../../../src/hsm/softhsm.js';
 import { pkcs11Tool } from '../../helpers/pkcs11-tool.js';
 import { CLI } from '../../helpers/server.js';
@@ -127,4 +130,15 @@ export { parseListedObjects, type ListedObject } from '../../helpers/pkcs11-tool
 
 export function pkcs11ToolListObjects(dataDir: string): { status: number | null; stdout: string; stderr: string } {
   return pkcs11Tool(softHsmModule(), path.join(dataDir, 'softhsm2.conf'), ['--token-label', DEV_TOKEN_LABEL, '--login', '--pin', readPinFile(dataDir), '--list-objects']);
+}
+
+/** Generation of every barrier record in the SQLite file, read raw (the server may be running: WAL readers are fine). */
+export function storedGenerations(dbFile: string): Map<string, number> {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ?').all(DATA_PREFIX, 'data0') as Array<{ key: string; value: Buffer }>;
+    return new Map(rows.map((r) => [r.key, recordGeneration(r.key.slice(DATA_PREFIX.length), r.value)]));
+  } finally {
+    db.close();
+  }
 }

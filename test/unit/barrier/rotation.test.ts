@@ -84,6 +84,31 @@ describe('the barrier switches root key at runtime', () => {
   });
 });
 
+describe('a barrier behind a newer generation it cannot unwrap yet', () => {
+  it('refuses writes and reads of newer records as ERR_HSM_UNAVAILABLE until it switches; older records stay readable', async () => {
+    const storage = new MemoryStorage();
+    const k1 = randomBytes(32);
+    const k2 = randomBytes(32);
+    const behind = new Barrier(storage, k1);
+    const ahead = new Barrier(storage, k2, { generation: 2, previousKeys: new Map([[1, k1]]) });
+    await behind.putJson('old', { v: 1 });
+    await ahead.putJson('new', { v: 2 });
+    // Before it knows: a newer record is an integrity failure, as any record it has no key for.
+    await assert.rejects(behind.getJson('new'), (e) => isKeyholdError(e, 'ERR_BARRIER_INTEGRITY'));
+    behind.learnNewerGeneration(1);
+    await behind.putJson('still-fine', { v: 1 });
+    behind.learnNewerGeneration(2);
+    await assert.rejects(behind.putJson('x', { v: 1 }), (e) => isKeyholdError(e, 'ERR_HSM_UNAVAILABLE'));
+    await assert.rejects(behind.getJson('new'), (e) => isKeyholdError(e, 'ERR_HSM_UNAVAILABLE'));
+    assert.deepEqual(await behind.getJson('old'), { v: 1 });
+    assert.equal(await storage.get('data/x'), null);
+    behind.useRootKey(2, k2, new Map([[1, k1]]));
+    await behind.putJson('x', { v: 2 });
+    assert.deepEqual(await behind.getJson('new'), { v: 2 });
+    assert.equal((await generationsInStorage(storage)).get('data/x'), 2);
+  });
+});
+
 describe('writes in flight across a switch', () => {
   it('writesDrained waits for a commit sealed under the old generation, not for new ones', async () => {
     const storage = new MemoryStorage();
