@@ -128,12 +128,10 @@ export class RootRotation {
       );
       if (CRASH_AFTER_ROTATION_WRITE && committed) process.kill(process.pid, 'SIGKILL');
       if (!committed) throw new KeyholdError('ERR_CONFLICT', 'another rotation or writer changed the seal first; retry');
-      // Data-object mode: the old wrapped root key's object is no longer named by the seal record.
-      // (Other replicas unseal from the record they read after the change feed, never from this object.)
-      const oldObject = sealed.version === 2 ? sealed.rootKeyObject : undefined;
-      if (oldObject && oldObject !== (protectedRoot.record.version === 2 ? protectedRoot.record.rootKeyObject : undefined)) {
-        await this.#hsm.destroyDataObject(oldObject).catch((err: unknown) => this.#warn(`removing the old root key's data object ${oldObject} failed: ${(err as Error).message}`));
-      }
+      // Data-object mode: the old root key's object stays in the token, as the old wrapped root key
+      // stays in every backup of a store that keeps it in storage: a backup taken before this rotation
+      // names it and must still restore. It is ciphertext only the seal key opens; remove it
+      // (pkcs11-tool --delete-object) once no backup needs it.
       const older = previousKeys(keyring);
       this.#barrier.useRootKey(next, newRoot, older);
       zeroize(...older.values());

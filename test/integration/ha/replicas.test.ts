@@ -176,16 +176,20 @@ describe('three replicas on one PostgreSQL', { timeout: 15 * 60_000 }, () => {
   for (const mode of ['fast', 'immediate'] as const) {
     it(`PostgreSQL restarted (${mode}) during a write load: acknowledged writes read back, 503 meanwhile (never 500), the replicas recover by themselves`, async () => {
       const load = writeLoad(6, `restart-${mode}`, (o) => o.status === 503);
-      await sleep(3000);
-      set.pg.stop(mode);
-      await sleep(3000);
-      set.pg.start();
-      // Every replica serves reads and writes again without being restarted.
-      for (const r of set.replicas) {
-        await pollUntilUp(`replica ${r.index} writing again`, 30_000, async () => (await on(r, 'PUT', '/v1/secrets/probe', { data: { at: String(Date.now()) } })).status === 200);
+      try {
+        await sleep(3000);
+        set.pg.stop(mode);
+        await sleep(3000);
+        set.pg.start();
+        // Every replica serves reads and writes again without being restarted.
+        for (const r of set.replicas) {
+          await pollUntilUp(`replica ${r.index} writing again`, 30_000, async () => (await on(r, 'PUT', '/v1/secrets/probe', { data: { at: String(Date.now()) } })).status === 200);
+        }
+        await sleep(2000);
+      } finally {
+        // Also when a wait above fails: a load left running would spin against stopped replicas forever.
+        await load.stop();
       }
-      await sleep(2000);
-      await load.stop();
       assert.deepEqual(load.unexpected, []);
       assert.ok(load.refused.length > 0, 'no request was refused while PostgreSQL was down');
       const codes = new Set(load.refused.map((o) => o.code));

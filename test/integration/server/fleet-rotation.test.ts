@@ -180,7 +180,7 @@ function dataObjectLabels(token: SoftHsmTestToken, module: string, env: NodeJS.P
 
 for (const via of ['softhsm', 'p11-kit'] as const) {
   describe(`root rotation in data-object mode (${via === 'softhsm' ? 'SoftHSM directly' : 'through the p11-kit hop'})`, { timeout: 180_000 }, () => {
-    it('the seal record names a new data object, the old one is gone from the token, and a restart unseals', async () => {
+    it('the seal record names a new data object, the old one stays in the token, a restart unseals, and a backup from before the rotation still restores', async () => {
       let store: Store;
       let token: SoftHsmTestToken;
       let module: string;
@@ -220,23 +220,29 @@ for (const via of ['softhsm', 'p11-kit'] as const) {
       assert.notEqual(afterRotation.rootKeyObject, before.rootKeyObject);
       const labels = dataObjectLabels(token, module, store.env);
       assert.ok(labels.includes(afterRotation.rootKeyObject), `new object ${afterRotation.rootKeyObject} not in ${labels.join(', ')}`);
-      assert.ok(!labels.includes(before.rootKeyObject), `old object ${before.rootKeyObject} still in the token`);
+      assert.ok(labels.includes(before.rootKeyObject), `old object ${before.rootKeyObject} gone from the token: older backups would no longer restore`);
       assertAllUnder(store, 2);
 
       server = await serve(store);
       await readBack(server, written);
       assert.equal(await server.stop(), 0, server.output());
 
-      // The old wrapped root key is gone with its object: a backup taken before the rotation no longer
-      // restores on this token, and the restore says so before writing anything.
+      // The old wrapped root key stays in its object: a backup taken before the rotation still
+      // restores on this token (into a new database) and reads back what it held.
       const target = path.join(store.dir, 'restored.db');
       const config = JSON.parse(fs.readFileSync(store.configFile, 'utf8'));
       const restoreConfig = path.join(store.dir, 'restore.json');
       fs.writeFileSync(restoreConfig, JSON.stringify({ ...config, storage: { sqlite: { path: target } }, audit: { path: path.join(store.dir, 'restored-audit.log') } }));
       const restore = await runCliTimed(['restore', '--in', backupFile, '--config', restoreConfig], store.env, 60_000);
-      assert.equal(restore.code, 1, restore.stderr);
-      assert.match(restore.stderr, new RegExp(`ERR_HSM_KEY_MISSING: .*${before.rootKeyObject}`));
-      assert.equal(fs.existsSync(target), false, 'the restore wrote a database');
+      assert.equal(restore.code, 0, restore.stderr);
+      const restored = await serve({ ...store, db: target, configFile: restoreConfig });
+      for (const [secretPath, value] of written.secrets) {
+        if (!secretPath.startsWith('before/')) continue;
+        const got = await call(restored.address, 'GET', `/v1/secrets/${secretPath}`, restored.rootToken);
+        assert.equal(got.status, 200, got.text);
+        assert.equal(got.body.data.v, value);
+      }
+      assert.equal(await restored.stop(), 0, restored.output());
     });
   });
 }
@@ -248,7 +254,7 @@ describe('root rotation while one member of a three-member p11-kit cluster is do
     cleanups.push(() => fs.rmSync(fleet.token.dir, { recursive: true, force: true }));
     const [a, b] = fleet.members as [typeof fleet.members[0] & object, typeof fleet.members[0] & object];
     const store = newStore({ members: fleet.members.map((m) => ({ name: m.name, ...m.config })) }, {});
-    // Data-object mode: the rotation also writes a new object and destroys the old one through the pool.
+    // Data-object mode: the rotation also writes a new object through the pool (the old one stays, for older backups).
     await init(store, ['--seal-data-object']);
     const written: Written = { secrets: new Map(), ciphertexts: [] };
     let server = await serve(store);
@@ -282,7 +288,7 @@ describe('root rotation while one member of a three-member p11-kit cluster is do
     assert.equal(rotatedSeal.method, 'rsa-oaep');
     assert.notEqual(rotatedSeal.rootKeyObject, sealBefore.rootKeyObject);
     const labels = dataObjectLabels(fleet.token, fleet.token.module, {});
-    assert.ok(labels.includes(rotatedSeal.rootKeyObject) && !labels.includes(sealBefore.rootKeyObject), labels.join(', '));
+    assert.ok(labels.includes(rotatedSeal.rootKeyObject) && labels.includes(sealBefore.rootKeyObject), labels.join(', '));
 
     server = await serve(store);
     await readBack(server, written);
