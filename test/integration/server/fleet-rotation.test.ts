@@ -235,7 +235,9 @@ for (const via of ['softhsm', 'p11-kit'] as const) {
       fs.writeFileSync(restoreConfig, JSON.stringify({ ...config, storage: { sqlite: { path: target } }, audit: { path: path.join(store.dir, 'restored-audit.log') } }));
       const restore = await runCliTimed(['restore', '--in', backupFile, '--config', restoreConfig], store.env, 60_000);
       assert.equal(restore.code, 0, restore.stderr);
-      const restored = await serve({ ...store, db: target, configFile: restoreConfig });
+      // A restored store starts a new audit chain (the backup does not carry the audit files).
+      const restored = await startServer(restoreConfig, store.env, store.dir, ['--new-audit-chain']);
+      cleanups.push(() => restored.stop('SIGKILL').catch(() => undefined));
       for (const [secretPath, value] of written.secrets) {
         if (!secretPath.startsWith('before/')) continue;
         const got = await call(restored.address, 'GET', `/v1/secrets/${secretPath}`, restored.rootToken);
