@@ -180,13 +180,16 @@ try {
     if (s === KILL_AT_SECONDS && signKilledAt < 0) { signKilledAt = s * 1000; void second.kill(); }
   }, [MIXED[2]]);
   const signAfter = rate(signOnly, signKilledAt + 2000, FAILOVER_SECONDS * 1000);
+  // The one-member figure with the same client (this loader is not autocannon), on hop-1, no kill.
+  const oneMemberRun = await mixedLoad(targets[1] as Target, FAILOVER_SECONDS - KILL_AT_SECONDS, 32, () => undefined, [MIXED[2]]);
+  const oneMemberSameClient = rate(oneMemberRun, 2000, (FAILOVER_SECONDS - KILL_AT_SECONDS) * 1000);
   const signFailover = {
     seconds: FAILOVER_SECONDS, killed_member: second.name, killed_at_s: signKilledAt / 1000, connections: 32,
     requests: signOnly.length, failed_requests: signOnly.filter((o) => !o.ok).length,
     rps_before_kill: Math.round(rate(signOnly, 2000, signKilledAt)),
     rps_after_kill: Math.round(signAfter),
-    one_member_rps: oneMemberSign,
-    ratio_after_kill_to_one_member: Number((signAfter / oneMemberSign).toFixed(3)),
+    one_member_rps_same_client: Math.round(oneMemberSameClient),
+    ratio_after_kill_to_one_member: Number((signAfter / oneMemberSameClient).toFixed(3)),
   };
   const health = await call(cluster.server.address, 'GET', '/v1/sys/health');
   const summary = { machine: { cpus: cpus().length, node: process.version }, seconds_per_run: SECONDS, rounds: ROUNDS, reference: 'direct (SoftHSM loaded in the server)', results, failover, hsm_sign_failover: signFailover, health_after_failover: health.body };
