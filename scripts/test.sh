@@ -19,4 +19,7 @@ trap 'rm -rf "$KEYHOLD_TEST_TMP"' EXIT
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 if [ $# -gt 0 ]; then mapfile -t files < <(printf '%s\n' "${files[@]}" | grep -E "$1"); fi
 echo "test: ${#files[@]} files" >&2
-node --test --test-concurrency=2 --test-reporter=spec "${files[@]}"
+# --test-force-exit: a file whose tests have all ended exits even if something it started still runs
+# (a load loop left spinning after a failed wait once hung the whole run); --test-timeout fails a
+# single test that hangs instead of the run hanging until CI's limit.
+node --test --test-concurrency=2 --test-force-exit --test-timeout=900000 --test-reporter=spec "${files[@]}"
