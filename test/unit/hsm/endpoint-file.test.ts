@@ -25,11 +25,17 @@ describe('HSM endpoint file (the operator\'s endpoints.json)', () => {
     ]);
   });
 
-  it('refuses a file that is not an endpoint list (ERR_CONFIG)', () => {
+  it('refuses a file that is not an endpoint set, as the ConfigMap reader does (ERR_CONFIG)', () => {
     const file = join(tempDir('keyhold-endpoints-'), 'endpoints.json');
-    for (const bad of ['not json', '{}', '{"endpoints": [{"name": "a"}]}', '{"endpoints": [{"name": "../x", "address": "a"}]}', '{"endpoints": [{"name": "a", "address": ""}]}']) {
-      writeFileSync(file, bad);
-      assert.throws(() => readEndpointMembers(file, settings(file)), keyholdCode('ERR_CONFIG'), bad);
+    const bad = [
+      'not json', '{}', '{"endpoints": []}',
+      '{"cluster": "c", "endpoints": [{"name": "a"}]}', '{"cluster": "c", "endpoints": [{"name": "../x", "address": "a"}]}',
+      '{"cluster": "c", "endpoints": [{"name": ".a", "address": "a"}]}', '{"cluster": "c", "endpoints": [{"name": "a", "address": ""}]}',
+      '{"cluster": "c", "endpoints": [{"name": "a", "address": "x\\ny"}]}', '{"cluster": "c", "endpoints": [{"name": "a", "address": "x"}, {"name": "a", "address": "y"}]}',
+    ];
+    for (const text of bad) {
+      writeFileSync(file, text);
+      assert.throws(() => readEndpointMembers(file, settings(file)), keyholdCode('ERR_CONFIG'), text);
     }
   });
 
