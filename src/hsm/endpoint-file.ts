@@ -34,7 +34,8 @@ export function endpointMembers(list: HsmEndpointSet, template: HsmMemberTemplat
   });
 }
 
-export function readEndpointMembers(file: string, settings: HsmSettings): HsmMemberConfig[] {
+/** The members the file names now, and its text (what watchEndpointFile compares later reads with). */
+export function readEndpointFile(file: string, settings: HsmSettings): { members: HsmMemberConfig[]; text: string } {
   if (!settings.memberTemplate) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.file needs hsm.memberTemplate');
   let text: string;
   try {
@@ -42,7 +43,7 @@ export function readEndpointMembers(file: string, settings: HsmSettings): HsmMem
   } catch (cause) {
     throw new KeyholdError('ERR_CONFIG', `cannot read the HSM endpoint file ${file}`, { cause });
   }
-  return endpointMembers(parse(text, file), settings.memberTemplate, settings.sessions);
+  return { members: endpointMembers(parse(text, file), settings.memberTemplate, settings.sessions), text };
 }
 
 export interface EndpointWatch {
@@ -53,7 +54,8 @@ export interface EndpointWatch {
  * Applies the file's changes to the pool without a restart: fs.watch on the folder (a mounted
  * ConfigMap changes by swapping a symlink, which a watch on the file itself misses), plus a poll
  * every second because fs.watch is not reliable on every file system. An unreadable or invalid
- * file keeps the current members (and is logged once).
+ * file keeps the current members (and is logged once). `applied` is the text the pool's members
+ * came from: a change made while the pool was opening is then applied, not taken as the start.
  */
 export function watchEndpointFile(
   file: string,
@@ -61,9 +63,12 @@ export function watchEndpointFile(
   pool: { setMembers(members: HsmMemberConfig[]): Promise<void> },
   log?: (message: string) => void,
   pollMs = 1000,
+  applied?: string,
 ): EndpointWatch {
-  let last: string | undefined;
-  try { last = readFileSync(file, 'utf8'); } catch { /* read again below */ }
+  let last = applied;
+  if (last === undefined) {
+    try { last = readFileSync(file, 'utf8'); } catch { /* read again below */ }
+  }
   let lastError: string | undefined;
   const check = (): void => {
     let text: string;
