@@ -26,7 +26,6 @@ export interface MemberSpec {
 
 export interface MemberEvents {
   log?(message: string): void;
-  state?(member: PoolMember): void;
 }
 
 /**
@@ -205,7 +204,6 @@ export class PoolMember {
   private setState(state: HsmMemberState): void {
     if (this.state === state) return;
     this.state = state;
-    this.events.state?.(this);
     this.onStateChange?.();
   }
 
