@@ -47,19 +47,15 @@ function ckrError(ckr: string, operation: string): KeyholdError {
   return hsmError(new Error(ckr), operation);
 }
 
-/** The keys of one simulated token: MemoryHsm connections given the same store see the same keys, like members of an HSM cluster. */
-export type MemoryKeyStore = Map<string, StoredKey>;
-
-export function memoryKeyStore(): MemoryKeyStore {
-  return new Map();
+/** The objects of one simulated token: MemoryHsm connections given the same store see the same keys and data objects, like members of an HSM cluster. */
+export interface MemoryKeyStore {
+  readonly keys: Map<string, StoredKey>;
+  /** CKO_DATA objects by label. */
+  readonly dataObjects: Map<string, Buffer>;
 }
 
-/** The data objects of the simulated token a shared key store stands for. */
-const sharedDataObjects = new WeakMap<MemoryKeyStore, Map<string, Buffer>>();
-function dataObjectsOf(keys: MemoryKeyStore): Map<string, Buffer> {
-  let objects = sharedDataObjects.get(keys);
-  if (!objects) sharedDataObjects.set(keys, (objects = new Map()));
-  return objects;
+export function memoryKeyStore(): MemoryKeyStore {
+  return { keys: new Map(), dataObjects: new Map() };
 }
 
 /**
@@ -68,7 +64,7 @@ function dataObjectsOf(keys: MemoryKeyStore): Map<string, Buffer> {
  */
 export interface MemoryDevice {
   failure?: string;
-  /** Added to every crypto call, so tests can hold calls in flight. */
+  /** Added to HMAC and sign calls (before they run), so tests can hold calls in flight. */
   delayMs?: number;
 }
 
@@ -79,7 +75,7 @@ export interface MemoryHsmOptions {
   /** Acts as a narrower token: these capabilities are off, and AES-GCM calls are then refused as a token without the mechanism would. */
   withoutCapabilities?: Array<keyof HsmCapabilities>;
   /** Shared with other connections (a cluster); the store's owner zeroes it, not close(). */
-  keys?: MemoryKeyStore;
+  store?: MemoryKeyStore;
   device?: MemoryDevice;
 }
 
@@ -96,7 +92,7 @@ export class MemoryHsm implements Hsm {
     aesGcm: true, aesKeyWrapPad: false, hmacSha256: true, ecdsa: true, rsaPss: true, rsaOaepDecrypt: true,
     rsaOaepEncryptOnDevice: true, ecKeyGen: true, rsaKeyGen: true,
   };
-  private readonly byLabel: MemoryKeyStore;
+  private readonly byLabel: Map<string, StoredKey>;
   private readonly sharedKeys: boolean;
   private readonly device: MemoryDevice | undefined;
   /** CKO_DATA objects by label (shared, like the keys, between connections to one simulated token). */
@@ -119,10 +115,11 @@ export class MemoryHsm implements Hsm {
     };
     this.healthTtlMs = (options.healthCacheSeconds ?? 5) * 1000;
     for (const name of options.withoutCapabilities ?? []) this.capabilities[name] = false;
-    this.byLabel = options.keys ?? new Map();
-    this.sharedKeys = options.keys !== undefined;
+    const store = options.store ?? memoryKeyStore();
+    this.byLabel = store.keys;
+    this.dataObjects = store.dataObjects;
+    this.sharedKeys = options.store !== undefined;
     this.device = options.device;
-    this.dataObjects = options.keys ? dataObjectsOf(options.keys) : new Map();
   }
 
   static async open(options: MemoryHsmOptions = {}): Promise<MemoryHsm> {
