@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../crypto/aead.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
-import { hsmError } from './ckr.js';
+import { ckrError } from './ckr.js';
 import type {
   GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
 } from './types.js';
@@ -35,16 +35,6 @@ export interface StoredKey {
   readonly id: Buffer;
   /** The raw secret (AES, HMAC) or the private key as PKCS#8 DER: a Buffer, so close() can zero it. */
   readonly secret: Buffer;
-}
-
-/**
- * The same failure Pkcs11Hsm reports for the same misuse, so code tested on memory behaves the
- * same on a token: a key the token does not hold (CKR_OBJECT_HANDLE_INVALID → ERR_HSM), a key
- * whose usage flags do not allow the operation (CKR_KEY_FUNCTION_NOT_PERMITTED → ERR_HSM, what
- * SoftHSM answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED → ERR_HSM_UNAVAILABLE).
- */
-function ckrError(ckr: string, operation: string): KeyholdError {
-  return hsmError(new Error(ckr), operation);
 }
 
 /** The objects of one simulated token: MemoryHsm connections given the same store see the same keys and data objects, like members of an HSM cluster. */
@@ -242,7 +232,7 @@ export class MemoryHsm implements Hsm {
       return publicEncrypt({ key: publicKey, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
     } catch (cause) {
       // Too long a plaintext: CKR_DATA_LEN_RANGE on a token.
-      throw Object.assign(ckrError('CKR_DATA_LEN_RANGE', 'RSA-OAEP encrypt'), { cause });
+      throw ckrError('CKR_DATA_LEN_RANGE', 'RSA-OAEP encrypt', cause);
     }
   }
 
@@ -319,6 +309,10 @@ export class MemoryHsm implements Hsm {
     await new Promise((resolve) => setTimeout(resolve, this.device?.delayMs));
   }
 
+  // Failures are those Pkcs11Hsm reports for the same misuse (ckrError), so code tested on memory
+  // behaves the same on a token: a key the token does not hold (CKR_OBJECT_HANDLE_INVALID), a key
+  // whose usage flags do not allow the operation (CKR_KEY_FUNCTION_NOT_PERMITTED, what SoftHSM
+  // answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED).
   private requireOpen(operation: string): void {
     if (this.closed) throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', operation);
     if (this.device?.failure) throw ckrError(this.device.failure, operation);
