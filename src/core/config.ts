@@ -214,11 +214,16 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   }
   if (config.audit.path !== undefined) config.audit.path = abs(config.audit.path);
   if (config.audit.mirrorDir !== undefined) config.audit.mirrorDir = abs(config.audit.mirrorDir);
-  if (config.hsm.pinFile) config.hsm.pinFile = abs(config.hsm.pinFile);
-  for (const member of config.hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
-  if (config.hsm.endpoints?.file) config.hsm.endpoints.file = abs(config.hsm.endpoints.file);
-  if (config.hsm.endpoints?.configMap?.kubeconfig) config.hsm.endpoints.configMap.kubeconfig = abs(config.hsm.endpoints.configMap.kubeconfig);
+  resolveHsmPaths(config.hsm, abs);
   return config;
+}
+
+/** The hsm section's file paths made absolute (the server config and the KMS plugin's --hsm-config alike). */
+function resolveHsmPaths(hsm: ServerConfig['hsm'], abs: (p: string) => string): void {
+  if (hsm.pinFile) hsm.pinFile = abs(hsm.pinFile);
+  for (const member of hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
+  if (hsm.endpoints?.file) hsm.endpoints.file = abs(hsm.endpoints.file);
+  if (hsm.endpoints?.configMap?.kubeconfig) hsm.endpoints.configMap.kubeconfig = abs(hsm.endpoints.configMap.kubeconfig);
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -262,10 +267,6 @@ export function loadHsmSection(file: string): ServerConfig['hsm'] {
   if (errors.length > 0) throw new KeyholdError('ERR_CONFIG', `invalid HSM configuration in ${file}: ${errors.slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`).join('; ')}`);
   const hsm = section as ServerConfig['hsm'];
   validateHsmSection(hsm, file);
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(dirname(resolve(file)), p));
-  if (hsm.pinFile) hsm.pinFile = abs(hsm.pinFile);
-  for (const member of hsm.members ?? []) if (member.pinFile) member.pinFile = abs(member.pinFile);
-  if (hsm.endpoints?.file) hsm.endpoints.file = abs(hsm.endpoints.file);
-  if (hsm.endpoints?.configMap?.kubeconfig) hsm.endpoints.configMap.kubeconfig = abs(hsm.endpoints.configMap.kubeconfig);
+  resolveHsmPaths(hsm, (p) => (isAbsolute(p) ? p : resolve(dirname(resolve(file)), p)));
   return hsm;
 }

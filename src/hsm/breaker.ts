@@ -9,15 +9,19 @@ import { KeyholdError } from '../errors.js';
  *   take the member out, and the call is not retried (it may be the request's fault after all).
  * - request: the request's own fault (a bad tag, a wrong key, a conflict, a mechanism the token
  *   lacks): never counts, so a client sending bad ciphertexts cannot open anyone's breaker.
+ * - unclear: any other ERR_HSM (e.g. CKR_OBJECT_HANDLE_INVALID): the device's when it fails a probe
+ *   right after (a token whose store went away answers the call so, and the probe with
+ *   CKR_GENERAL_ERROR; measured on SoftHSM), else the request's (a destroyed key, a wrong key
+ *   type). The member asks its connection (member.ts).
  */
-export type FailureKind = 'gone' | 'transport' | 'request';
+export type FailureKind = 'gone' | 'transport' | 'request' | 'unclear';
 
 const TRANSPORT_CKR = new Set(['CKR_GENERAL_ERROR', 'CKR_FUNCTION_FAILED', 'CKR_DEVICE_MEMORY', 'CKR_HOST_MEMORY']);
 
 export function failureKind(err: unknown): FailureKind {
   if (!(err instanceof KeyholdError)) return 'transport';
   if (err.code === 'ERR_HSM_UNAVAILABLE') return 'gone';
-  if (err.code === 'ERR_HSM' && TRANSPORT_CKR.has(err.details?.ckr as string)) return 'transport';
+  if (err.code === 'ERR_HSM') return TRANSPORT_CKR.has(err.details?.ckr as string) ? 'transport' : 'unclear';
   return 'request';
 }
 

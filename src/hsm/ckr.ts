@@ -30,7 +30,10 @@ const CODE_BY_CKR: Record<string, KeyholdErrorCode> = Object.assign(Object.creat
  */
 export function hsmError(err: unknown, operation: string): KeyholdError {
   if (err instanceof KeyholdError) return err;
-  const ckr = ckrName(err) ?? 'unknown';
-  const code = CODE_BY_CKR[ckr] ?? 'ERR_HSM';
-  return new KeyholdError(code, `HSM ${operation} failed: ${ckr}`, { cause: err, details: { ckr } });
+  return ckrError(ckrName(err) ?? 'unknown', operation, err);
+}
+
+/** The error a call failing with `ckr` gives; also for what an adapter knows before calling the module (a closed connection, a key not found). */
+export function ckrError(ckr: string, operation: string, cause?: unknown): KeyholdError {
+  return new KeyholdError(CODE_BY_CKR[ckr] ?? 'ERR_HSM', `HSM ${operation} failed: ${ckr}`, { cause, details: { ckr } });
 }

@@ -2,41 +2,26 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { KeyholdError } from '../errors.js';
 import type { HsmMemberConfig, HsmMemberTemplate, HsmSettings } from './config.js';
+import { parseEndpointSet, type HsmEndpoint, type HsmEndpointSet } from './endpoint-set.js';
 
 /**
- * The endpoint list the operator keeps in a ConfigMap (key `endpoints.json`, mounted as a file):
- * `{"cluster": "...", "endpoints": [{"name": "a", "address": "unix:path=/x.sock"}]}`, healthy
- * endpoints only. Each endpoint becomes a member from `hsm.memberTemplate`, with `${address}` and
- * `${name}` replaced in every string of the template.
+ * The endpoint set the operator keeps in a ConfigMap (key `endpoints.json`, mounted as a file),
+ * read with the same parser as the watched ConfigMap (endpoint-set.ts). Each endpoint becomes a
+ * member from `hsm.memberTemplate`, with `${address}` and `${name}` replaced in every string of the template.
  */
-interface EndpointList {
-  cluster?: string;
-  endpoints: Array<{ name: string; address: string }>;
-}
-
-function parse(text: string, file: string): EndpointList {
-  let value: unknown;
+function parse(text: string, file: string): HsmEndpointSet {
   try {
-    value = JSON.parse(text);
-  } catch {
-    throw new KeyholdError('ERR_CONFIG', `${file}: not JSON`);
+    return parseEndpointSet(text);
+  } catch (err) {
+    throw new KeyholdError('ERR_CONFIG', `${file}: ${(err as Error).message}`, { cause: err });
   }
-  const endpoints = (value as { endpoints?: unknown } | null)?.endpoints;
-  if (!Array.isArray(endpoints)) throw new KeyholdError('ERR_CONFIG', `${file}: "endpoints" must be a list`);
-  for (const e of endpoints as unknown[]) {
-    const { name, address } = (e ?? {}) as { name?: unknown; address?: unknown };
-    if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{1,63}$/.test(name) || typeof address !== 'string' || address.length === 0 || address.length > 1024) {
-      throw new KeyholdError('ERR_CONFIG', `${file}: every endpoint needs a name ([A-Za-z0-9_.-], ≤63) and an address`);
-    }
-  }
-  return value as EndpointList;
 }
 
-function fill(value: string, endpoint: { name: string; address: string }): string {
+function fill(value: string, endpoint: HsmEndpoint): string {
   return value.replaceAll('${address}', endpoint.address).replaceAll('${name}', endpoint.name);
 }
 
-export function endpointMembers(list: EndpointList, template: HsmMemberTemplate, sessions?: number): HsmMemberConfig[] {
+export function endpointMembers(list: HsmEndpointSet, template: HsmMemberTemplate, sessions?: number): HsmMemberConfig[] {
   return list.endpoints.map((endpoint) => {
     const member: HsmMemberConfig = { name: endpoint.name, module: fill(template.module, endpoint) };
     if (template.tokenLabel !== undefined) member.tokenLabel = fill(template.tokenLabel, endpoint);
@@ -49,7 +34,8 @@ export function endpointMembers(list: EndpointList, template: HsmMemberTemplate,
   });
 }
 
-export function readEndpointMembers(file: string, settings: HsmSettings): HsmMemberConfig[] {
+/** The members the file names now, and its text (what watchEndpointFile compares later reads with). */
+export function readEndpointFile(file: string, settings: HsmSettings): { members: HsmMemberConfig[]; text: string } {
   if (!settings.memberTemplate) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints.file needs hsm.memberTemplate');
   let text: string;
   try {
@@ -57,7 +43,7 @@ export function readEndpointMembers(file: string, settings: HsmSettings): HsmMem
   } catch (cause) {
     throw new KeyholdError('ERR_CONFIG', `cannot read the HSM endpoint file ${file}`, { cause });
   }
-  return endpointMembers(parse(text, file), settings.memberTemplate, settings.sessions);
+  return { members: endpointMembers(parse(text, file), settings.memberTemplate, settings.sessions), text };
 }
 
 export interface EndpointWatch {
@@ -68,7 +54,8 @@ export interface EndpointWatch {
  * Applies the file's changes to the pool without a restart: fs.watch on the folder (a mounted
  * ConfigMap changes by swapping a symlink, which a watch on the file itself misses), plus a poll
  * every second because fs.watch is not reliable on every file system. An unreadable or invalid
- * file keeps the current members (and is logged once).
+ * file keeps the current members (and is logged once). `applied` is the text the pool's members
+ * came from: a change made while the pool was opening is then applied, not taken as the start.
  */
 export function watchEndpointFile(
   file: string,
@@ -76,9 +63,12 @@ export function watchEndpointFile(
   pool: { setMembers(members: HsmMemberConfig[]): Promise<void> },
   log?: (message: string) => void,
   pollMs = 1000,
+  applied?: string,
 ): EndpointWatch {
-  let last: string | undefined;
-  try { last = readFileSync(file, 'utf8'); } catch { /* read again below */ }
+  let last = applied;
+  if (last === undefined) {
+    try { last = readFileSync(file, 'utf8'); } catch { /* read again below */ }
+  }
   let lastError: string | undefined;
   const check = (): void => {
     let text: string;

@@ -71,9 +71,16 @@ export async function listAndWatch<T>(
   const maxRetryMs = options.maxRetryMs ?? 30_000;
   const timeoutSeconds = options.timeoutSeconds ?? 300;
   let pause = retryMs;
+  // The abort listener goes when the pause ends: one left per pause would pile up on the signal
+  // (a long outage is many pauses; Node warns of a leak past 10).
   const sleep = (ms: number) => new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
   const watch = new Watch(kc);
   while (!signal.aborted) {

@@ -4,10 +4,6 @@ import {
 } from './breaker.js';
 import type { Hsm, HsmHealth, HsmMemberHealth, HsmMemberState } from './types.js';
 
-function isGenericHsmError(err: unknown): boolean {
-  return err instanceof KeyholdError && err.code === 'ERR_HSM';
-}
-
 /** One connection to one member; Pkcs11Hsm adds `forget` (drop a cached handle) and a synchronous uncached `probe`. */
 export interface MemberConnection extends Hsm {
   forget?(label: string): void;
@@ -26,7 +22,6 @@ export interface MemberSpec {
 
 export interface MemberEvents {
   log?(message: string): void;
-  state?(member: PoolMember): void;
 }
 
 /**
@@ -87,10 +82,7 @@ export class PoolMember {
   /** After a failed call; true when the failure means "this member is gone" (so another member may take the call). */
   failed(err: unknown): boolean {
     let kind = failureKind(err);
-    // A generic failure is the device's when the device fails a probe right after it: a token whose
-    // store went away answers CKR_OBJECT_HANDLE_INVALID to the call and CKR_GENERAL_ERROR to the
-    // probe (measured on SoftHSM). A misuse (a destroyed key, a wrong key type) leaves the probe ok.
-    if (kind === 'request' && isGenericHsmError(err) && this.conn?.probe && !this.conn.probe().ok) kind = 'gone';
+    if (kind === 'unclear') kind = this.conn?.probe && !this.conn.probe().ok ? 'gone' : 'request';
     if (kind === 'request') return false;
     this.failures++;
     if (kind === 'gone' || ++this.consecutive >= TRANSPORT_FAILURES_TO_OPEN) this.trip(err);
@@ -205,7 +197,6 @@ export class PoolMember {
   private setState(state: HsmMemberState): void {
     if (this.state === state) return;
     this.state = state;
-    this.events.state?.(this);
     this.onStateChange?.();
   }
 

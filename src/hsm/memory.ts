@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../crypto/aead.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
-import { hsmError } from './ckr.js';
+import { ckrError } from './ckr.js';
 import type {
   GeneratedHsmKey, Hsm, HsmCapabilities, HsmHealth, HsmKey, HsmKeyAttributes, HsmKeyKind, HsmTokenInfo, OaepHash,
 } from './types.js';
@@ -37,29 +37,15 @@ export interface StoredKey {
   readonly secret: Buffer;
 }
 
-/**
- * The same failure Pkcs11Hsm reports for the same misuse, so code tested on memory behaves the
- * same on a token: a key the token does not hold (CKR_OBJECT_HANDLE_INVALID → ERR_HSM), a key
- * whose usage flags do not allow the operation (CKR_KEY_FUNCTION_NOT_PERMITTED → ERR_HSM, what
- * SoftHSM answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED → ERR_HSM_UNAVAILABLE).
- */
-function ckrError(ckr: string, operation: string): KeyholdError {
-  return hsmError(new Error(ckr), operation);
+/** The objects of one simulated token: MemoryHsm connections given the same store see the same keys and data objects, like members of an HSM cluster. */
+export interface MemoryKeyStore {
+  readonly keys: Map<string, StoredKey>;
+  /** CKO_DATA objects by label. */
+  readonly dataObjects: Map<string, Buffer>;
 }
-
-/** The keys of one simulated token: MemoryHsm connections given the same store see the same keys, like members of an HSM cluster. */
-export type MemoryKeyStore = Map<string, StoredKey>;
 
 export function memoryKeyStore(): MemoryKeyStore {
-  return new Map();
-}
-
-/** The data objects of the simulated token a shared key store stands for. */
-const sharedDataObjects = new WeakMap<MemoryKeyStore, Map<string, Buffer>>();
-function dataObjectsOf(keys: MemoryKeyStore): Map<string, Buffer> {
-  let objects = sharedDataObjects.get(keys);
-  if (!objects) sharedDataObjects.set(keys, (objects = new Map()));
-  return objects;
+  return { keys: new Map(), dataObjects: new Map() };
 }
 
 /**
@@ -68,7 +54,7 @@ function dataObjectsOf(keys: MemoryKeyStore): Map<string, Buffer> {
  */
 export interface MemoryDevice {
   failure?: string;
-  /** Added to every crypto call, so tests can hold calls in flight. */
+  /** Added to HMAC and sign calls (before they run), so tests can hold calls in flight. */
   delayMs?: number;
 }
 
@@ -79,7 +65,7 @@ export interface MemoryHsmOptions {
   /** Acts as a narrower token: these capabilities are off, and AES-GCM calls are then refused as a token without the mechanism would. */
   withoutCapabilities?: Array<keyof HsmCapabilities>;
   /** Shared with other connections (a cluster); the store's owner zeroes it, not close(). */
-  keys?: MemoryKeyStore;
+  store?: MemoryKeyStore;
   device?: MemoryDevice;
 }
 
@@ -96,7 +82,7 @@ export class MemoryHsm implements Hsm {
     aesGcm: true, aesKeyWrapPad: false, hmacSha256: true, ecdsa: true, rsaPss: true, rsaOaepDecrypt: true,
     rsaOaepEncryptOnDevice: true, ecKeyGen: true, rsaKeyGen: true,
   };
-  private readonly byLabel: MemoryKeyStore;
+  private readonly byLabel: Map<string, StoredKey>;
   private readonly sharedKeys: boolean;
   private readonly device: MemoryDevice | undefined;
   /** CKO_DATA objects by label (shared, like the keys, between connections to one simulated token). */
@@ -119,10 +105,11 @@ export class MemoryHsm implements Hsm {
     };
     this.healthTtlMs = (options.healthCacheSeconds ?? 5) * 1000;
     for (const name of options.withoutCapabilities ?? []) this.capabilities[name] = false;
-    this.byLabel = options.keys ?? new Map();
-    this.sharedKeys = options.keys !== undefined;
+    const store = options.store ?? memoryKeyStore();
+    this.byLabel = store.keys;
+    this.dataObjects = store.dataObjects;
+    this.sharedKeys = options.store !== undefined;
     this.device = options.device;
-    this.dataObjects = options.keys ? dataObjectsOf(options.keys) : new Map();
   }
 
   static async open(options: MemoryHsmOptions = {}): Promise<MemoryHsm> {
@@ -245,7 +232,7 @@ export class MemoryHsm implements Hsm {
       return publicEncrypt({ key: publicKey, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
     } catch (cause) {
       // Too long a plaintext: CKR_DATA_LEN_RANGE on a token.
-      throw Object.assign(ckrError('CKR_DATA_LEN_RANGE', 'RSA-OAEP encrypt'), { cause });
+      throw ckrError('CKR_DATA_LEN_RANGE', 'RSA-OAEP encrypt', cause);
     }
   }
 
@@ -322,6 +309,10 @@ export class MemoryHsm implements Hsm {
     await new Promise((resolve) => setTimeout(resolve, this.device?.delayMs));
   }
 
+  // Failures are those Pkcs11Hsm reports for the same misuse (ckrError), so code tested on memory
+  // behaves the same on a token: a key the token does not hold (CKR_OBJECT_HANDLE_INVALID), a key
+  // whose usage flags do not allow the operation (CKR_KEY_FUNCTION_NOT_PERMITTED, what SoftHSM
+  // answers for an HMAC key asked to encrypt), a closed module (CKR_CRYPTOKI_NOT_INITIALIZED).
   private requireOpen(operation: string): void {
     if (this.closed) throw ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', operation);
     if (this.device?.failure) throw ckrError(this.device.failure, operation);

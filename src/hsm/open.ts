@@ -1,6 +1,6 @@
 import { KeyholdError } from '../errors.js';
 import { memberConfigs, type HsmConfig, type HsmMemberConfig, type HsmSettings } from './config.js';
-import { endpointMembers, watchEndpointFile, readEndpointMembers, type EndpointWatch } from './endpoint-file.js';
+import { endpointMembers, readEndpointFile, watchEndpointFile, type EndpointWatch } from './endpoint-file.js';
 import type { HsmEndpointSet } from './endpoint-set.js';
 import type { MemberSpec } from './member.js';
 import { ModuleCopies } from './module-copies.js';
@@ -29,8 +29,8 @@ export async function openHsm(settings: HsmSettings, options: OpenHsmOptions = {
   const configMap = settings.endpoints?.configMap;
   if (configMap) return openFromConfigMap(settings, configMap, copies, keyIds, options);
   if (settings.endpoints && !fromFile) throw new KeyholdError('ERR_CONFIG', 'hsm.endpoints needs file or configMap');
-  const initial = fromFile ? readEndpointMembers(fromFile, settings) : memberConfigs(settings);
-  const pool = await HsmPool.open<HsmMemberConfig>(initial, {
+  const opened = fromFile ? readEndpointFile(fromFile, settings) : undefined;
+  const pool = await HsmPool.open<HsmMemberConfig>(opened?.members ?? memberConfigs(settings), {
     log: options.warn,
     probeIntervalMs: options.probeIntervalMs,
     spec: (config, others) => pkcs11Member(config, others, copies, keyIds, options),
@@ -39,7 +39,8 @@ export async function openHsm(settings: HsmSettings, options: OpenHsmOptions = {
       copies.close();
     },
   });
-  if (fromFile) watch = watchEndpointFile(fromFile, settings, pool, options.warn);
+  // From the text the pool opened with: the file may have changed while the members connected.
+  if (fromFile) watch = watchEndpointFile(fromFile, settings, pool, options.warn, undefined, opened?.text);
   return pool;
 }
 

@@ -3,7 +3,7 @@ import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../crypto/aead.js';
 import { poolRandomBytes } from '../crypto/random-pool.js';
 import pkcs11 from 'pkcs11js';
 import { KeyholdError } from '../errors.js';
-import { ckrName, hsmError } from './ckr.js';
+import { ckrError, ckrName, hsmError } from './ckr.js';
 import * as dataObjects from './pkcs11-data-objects.js';
 import { resolvePin, type HsmConfig } from './config.js';
 import { keyClassOf, keySpec, OAEP_PARAMS, type AsymmetricSpec } from './mechanisms.js';
@@ -236,7 +236,7 @@ export class Pkcs11Hsm implements Hsm {
     const cached = this.handles.get(key.label);
     if (cached && !this.closed) return cached;
     const found = this.lookUp(key.label, key.kind);
-    if (!found) throw new KeyholdError('ERR_HSM', `HSM ${operation} failed: CKR_OBJECT_HANDLE_INVALID`, { details: { ckr: 'CKR_OBJECT_HANDLE_INVALID' } });
+    if (!found) throw ckrError('CKR_OBJECT_HANDLE_INVALID', operation);
     return found;
   }
 
@@ -589,7 +589,7 @@ export class Pkcs11Hsm implements Hsm {
 
 /** A call on a closed connection never reaches the module (its functions may be unloaded): "device gone". */
 function closedError(operation: string): KeyholdError {
-  return new KeyholdError('ERR_HSM_UNAVAILABLE', `HSM ${operation} failed: CKR_CRYPTOKI_NOT_INITIALIZED`, { details: { ckr: 'CKR_CRYPTOKI_NOT_INITIALIZED' } });
+  return ckrError('CKR_CRYPTOKI_NOT_INITIALIZED', operation);
 }
 
 function gcmMechanism(iv: Buffer, aad: Buffer): pkcs11.Mechanism {

@@ -3,7 +3,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { HsmMemberConfig, HsmSettings } from '../../../src/hsm/config.js';
-import { readEndpointMembers, watchEndpointFile } from '../../../src/hsm/endpoint-file.js';
+import { readEndpointFile, watchEndpointFile } from '../../../src/hsm/endpoint-file.js';
 import { keyholdCode } from '../../helpers/errors.js';
 import { tempDir } from '../../helpers/temp.js';
 import { pollUntil } from '../../helpers/wait.js';
@@ -19,17 +19,40 @@ describe('HSM endpoint file (the operator\'s endpoints.json)', () => {
   it('fills the member template per endpoint', () => {
     const file = join(tempDir('keyhold-endpoints-'), 'endpoints.json');
     writeFileSync(file, list(['a', 'unix:path=/a.sock'], ['b', 'tcp:host=10.0.0.2,port=2345']));
-    assert.deepEqual(readEndpointMembers(file, settings(file)), [
+    assert.deepEqual(readEndpointFile(file, settings(file)).members, [
       { name: 'a', module: '/m/a.so', tokenLabel: 'tok', pinFile: '/run/pin-a', env: { P11_KIT_SERVER_ADDRESS: 'unix:path=/a.sock' }, sessions: 2 },
       { name: 'b', module: '/m/b.so', tokenLabel: 'tok', pinFile: '/run/pin-b', env: { P11_KIT_SERVER_ADDRESS: 'tcp:host=10.0.0.2,port=2345' }, sessions: 2 },
     ]);
   });
 
-  it('refuses a file that is not an endpoint list (ERR_CONFIG)', () => {
+  it('refuses a file that is not an endpoint set, as the ConfigMap reader does (ERR_CONFIG)', () => {
     const file = join(tempDir('keyhold-endpoints-'), 'endpoints.json');
-    for (const bad of ['not json', '{}', '{"endpoints": [{"name": "a"}]}', '{"endpoints": [{"name": "../x", "address": "a"}]}', '{"endpoints": [{"name": "a", "address": ""}]}']) {
-      writeFileSync(file, bad);
-      assert.throws(() => readEndpointMembers(file, settings(file)), keyholdCode('ERR_CONFIG'), bad);
+    const bad = [
+      'not json', '{}', '{"endpoints": []}',
+      '{"cluster": "c", "endpoints": [{"name": "a"}]}', '{"cluster": "c", "endpoints": [{"name": "../x", "address": "a"}]}',
+      '{"cluster": "c", "endpoints": [{"name": ".a", "address": "a"}]}', '{"cluster": "c", "endpoints": [{"name": "a", "address": ""}]}',
+      '{"cluster": "c", "endpoints": [{"name": "a", "address": "x\\ny"}]}', '{"cluster": "c", "endpoints": [{"name": "a", "address": "x"}, {"name": "a", "address": "y"}]}',
+    ];
+    for (const text of bad) {
+      writeFileSync(file, text);
+      assert.throws(() => readEndpointFile(file, settings(file)), keyholdCode('ERR_CONFIG'), text);
+    }
+  });
+
+  it('applies a file that changed while the pool was opening (the watch starts from the text the pool opened with)', async () => {
+    const file = join(tempDir('keyhold-endpoints-'), 'endpoints.json');
+    writeFileSync(file, list(['a', 'A']));
+    const { text } = readEndpointFile(file, settings(file));
+    writeFileSync(file, list(['a', 'A'], ['b', 'B']));
+    const applied: string[][] = [];
+    const watch = watchEndpointFile(file, settings(file), {
+      async setMembers(members: HsmMemberConfig[]) { applied.push(members.map((m) => m.name)); },
+    }, undefined, 50, text);
+    try {
+      await pollUntil('the change applied', () => applied.length === 1, { timeoutMs: 3000, intervalMs: 20 });
+      assert.deepEqual(applied[0], ['a', 'b']);
+    } finally {
+      watch.close();
     }
   });
 

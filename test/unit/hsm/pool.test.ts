@@ -20,13 +20,13 @@ interface TestMember {
 }
 
 interface Cluster {
-  keys: MemoryKeyStore;
+  store: MemoryKeyStore;
   members: Map<string, TestMember>;
   pool: HsmPool<TestMember>;
 }
 
 async function cluster(names: string[], options: { probeIntervalMs?: number } = {}): Promise<Cluster> {
-  const keys = memoryKeyStore();
+  const store = memoryKeyStore();
   const members = new Map(names.map((name) => [name, { name, device: {}, opens: 0 } as TestMember]));
   const pool = await HsmPool.open<TestMember>([...members.values()], {
     probeIntervalMs: options.probeIntervalMs ?? 50,
@@ -37,11 +37,11 @@ async function cluster(names: string[], options: { probeIntervalMs?: number } = 
         member.opens++;
         if (member.openError) throw member.openError;
         if (member.device.failure) throw hsmError(new Error(member.device.failure), 'open');
-        return new MemoryHsm({ keys, device: member.device, healthCacheSeconds: 0, label: 'cluster' });
+        return new MemoryHsm({ store, device: member.device, healthCacheSeconds: 0, label: 'cluster' });
       },
     }),
   });
-  return { keys, members, pool };
+  return { store, members, pool };
 }
 
 function device(c: Cluster, name: string): MemoryDevice {
@@ -133,7 +133,7 @@ describe('HsmPool over MemoryHsm members', () => {
     await assert.rejects(c.pool.generateKey('not-retried', 'aes256'), keyholdCode('ERR_HSM_UNAVAILABLE'));
     assert.equal(callsByMember(c).b, 0, 'member b was not asked');
     assert.equal(c.pool.findKey('not-retried', 'aes256'), null);
-    assert.ok(c.keys.size === 0);
+    assert.equal(c.store.keys.size, 0, 'no member made the key');
   });
 
   it('a bad ciphertext or a wrong key never counts against a member', async () => {
