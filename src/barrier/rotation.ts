@@ -10,7 +10,7 @@ import { KeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
 import type { Storage } from '../storage/types.js';
 import { DATA_PREFIX, type Barrier } from './barrier.js';
-import { KEYRING_PATH, keyringAfterRotation, previousKeys, readKeyring } from './keyring.js';
+import { KEYRING_PATH, keyringAfterRotation, previousKeys, readKeyring, usePreviousKeysOf } from './keyring.js';
 import { MAX_GENERATION } from './record.js';
 import { RewriteJob } from './rewrite-job.js';
 import { DEFAULT_ROTATION_SETTINGS, ROTATION_PATH, rotationStatus, type RotationProgress, type RotationSettings, type RotationStatus } from './rotation-progress.js';
@@ -163,32 +163,24 @@ export class RootRotation {
     if (!stored) return;
     const generation = rootKeyGeneration(stored.record);
     if (generation < this.#barrier.generation) return;
-    let rootKey: Buffer;
     if (generation > this.#barrier.generation) {
       // Another replica rotated: the HSM unwraps the new key. The keyring is sealed under it:
       // switch with every key held so far, read the keyring, then settle on what it lists.
       // Until then (the HSM may be down) this replica must not write under the old key.
       this.#barrier.learnNewerGeneration(generation);
-      rootKey = (await unsealRecord(this.#hsm, stored.record)).rootKey;
-      if (this.#barrier.sealed || this.#barrier.generation >= generation) return void zeroize(rootKey);
-      const held = this.#barrier.exportRootKeys();
-      this.#barrier.useRootKey(generation, rootKey, held);
-      zeroize(...held.values());
-    } else {
-      const held = this.#barrier.exportRootKeys();
-      rootKey = held.get(generation) as Buffer;
-      held.delete(generation);
-      zeroize(...held.values());
+      const rootKey = (await unsealRecord(this.#hsm, stored.record)).rootKey;
+      try {
+        if (this.#barrier.sealed || this.#barrier.generation >= generation) return;
+        const held = this.#barrier.exportRootKeys();
+        this.#barrier.useRootKey(generation, rootKey, held);
+        zeroize(...held.values());
+      } finally {
+        zeroize(rootKey);
+      }
     }
-    try {
-      const keyring = await readKeyring(this.#barrier);
-      const previous = previousKeys(keyring.value);
-      if (this.#barrier.generation === generation) this.#barrier.useRootKey(generation, rootKey, previous);
-      zeroize(...previous.values());
-      await this.#readProgress();
-    } finally {
-      zeroize(rootKey);
-    }
+    const keyring = await readKeyring(this.#barrier);
+    if (this.#barrier.generation === generation) usePreviousKeysOf(this.#barrier, keyring.value);
+    await this.#readProgress();
   }
 
   /** Follows the stored progress (a follower learns that a rewrite started or ended); the leader resumes it. */
