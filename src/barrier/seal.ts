@@ -102,7 +102,12 @@ export function recoveryOf(record: SealRecord): RecoveryFields | undefined {
 
 /** Whether `hsm` holds the key that seals `record` (the token that sealed the store, or a copy of it). */
 export function holdsSealKey(hsm: Hsm, record: SealRecord): boolean {
-  return hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND) !== null;
+  return findSealKey(hsm, record) !== null;
+}
+
+/** The token key that seals `record`, of the kind its method uses (null: not in this token). */
+function findSealKey(hsm: Hsm, record: SealRecord): HsmKey | null {
+  return hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND);
 }
 
 /** What wraps the store's wrapped-protection material (v1: the HSM wrap key). */
@@ -286,7 +291,7 @@ export async function initializeSeal(storage: Storage, hsm: Hsm, options: SealOp
 /** The token keys a record names; every one must be there. */
 function keysOf(hsm: Hsm, record: SealRecord): { sealKey: HsmKey; wrap: MaterialWrap; wrapKey: HsmKey | null } {
   const wrap = materialWrapOf(record);
-  const sealKey = hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND);
+  const sealKey = findSealKey(hsm, record);
   const wrapKey = wrap.mode === 'hsm' ? hsm.findKey(wrap.keyLabel, 'aes256') : null;
   const missing = [!sealKey && record.sealKeyLabel, wrap.mode === 'hsm' && !wrapKey && wrap.keyLabel].filter(Boolean);
   if (!sealKey || missing.length > 0) {
