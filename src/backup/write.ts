@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { SEAL_RECORD_KEY } from '../barrier/seal.js';
+import { materialWrapOf, SEAL_RECORD_KEY, type SealRecord } from '../barrier/seal.js';
 import { KeyholdError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 import {
@@ -15,14 +15,12 @@ const WRITE_BYTES = 1024 * 1024;
 /** What the seal record tells the manifest: the HSM keys a restore needs, and the root key generation. */
 function sealFacts(raw: Buffer): Pick<BackupManifest, 'seal' | 'rootKeyGeneration'> {
   try {
-    const record = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
+    const record = JSON.parse(raw.toString('utf8')) as SealRecord;
     // The seal record names the root key's generation (barrier/seal.ts); a record from before generations is generation 1.
     const generation = record.rootKeyGeneration ?? 1;
-    // v1 records name the wrap key directly; v2 records say how material is wrapped (barrier/seal.ts).
-    const wrap = record.wrap as { mode?: unknown; keyLabel?: unknown } | undefined;
-    const wrapKeyLabel = record.wrapKeyLabel ?? (wrap?.mode === 'hsm' ? wrap.keyLabel : null);
-    const seal: NonNullable<BackupManifest['seal']> = { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: wrapKeyLabel === null ? null : String(wrapKeyLabel), tokenSerial: String(record.tokenSerial) };
-    if (typeof record.rootKeyObject === 'string') seal.rootKeyObject = record.rootKeyObject;
+    const wrap = materialWrapOf(record);
+    const seal: NonNullable<BackupManifest['seal']> = { sealKeyLabel: String(record.sealKeyLabel), wrapKeyLabel: wrap.mode === 'hsm' ? String(wrap.keyLabel) : null, tokenSerial: String(record.tokenSerial) };
+    if (record.version === 2 && typeof record.rootKeyObject === 'string') seal.rootKeyObject = record.rootKeyObject;
     return {
       seal,
       rootKeyGeneration: typeof generation === 'number' ? generation : null,

@@ -66,19 +66,19 @@ export class Barrier {
 
   constructor(private readonly storage: Storage, rootKey: Buffer, options: BarrierOptions = {}) {
     this.#generation = options.generation ?? FIRST_GENERATION;
-    this.keys = Barrier.keyMap(this.#generation, rootKey, options.previousKeys);
+    assertGeneration(this.#generation);
+    this.keys = Barrier.keyMap(this.#generation, keyObject(rootKey), options.previousKeys);
     this.cache = new ReadCache(storage.changes, (key) => (key.startsWith(DATA_PREFIX) ? key.slice(DATA_PREFIX.length) : undefined), options.cacheEntries);
   }
 
-  private static keyMap(generation: number, rootKey: Buffer, previousKeys: ReadonlyMap<number, Buffer> | undefined): Map<number, KeyObject> {
-    assertGeneration(generation);
+  private static keyMap(generation: number, current: KeyObject, previousKeys: ReadonlyMap<number, Buffer> | undefined): Map<number, KeyObject> {
     const keys = new Map<number, KeyObject>();
     for (const [g, key] of previousKeys ?? []) {
       assertGeneration(g);
       if (g >= generation) throw new KeyholdError('ERR_INTERNAL', `previous root-key generation ${g} is not older than ${generation}`);
       keys.set(g, keyObject(key));
     }
-    keys.set(generation, keyObject(rootKey));
+    keys.set(generation, current);
     return keys;
   }
 
@@ -105,9 +105,19 @@ export class Barrier {
   useRootKey(generation: number, rootKey: Buffer, previousKeys: ReadonlyMap<number, Buffer>): void {
     this.requireKeys();
     if (generation < this.#generation) throw new KeyholdError('ERR_INTERNAL', `root-key generation ${generation} is older than the current ${this.#generation}`);
-    const keys = Barrier.keyMap(generation, rootKey, previousKeys);
+    assertGeneration(generation);
+    const keys = Barrier.keyMap(generation, keyObject(rootKey), previousKeys);
     this.keys = keys;
     this.#generation = generation;
+  }
+
+  /**
+   * Replaces the older generations' keys (the keyring in storage changed: read at start, after a
+   * switch, or emptied by the rewrite), keeping the current root key as it is held.
+   */
+  usePreviousKeys(previousKeys: ReadonlyMap<number, Buffer>): void {
+    const current = this.requireKeys().get(this.#generation) as KeyObject;
+    this.keys = Barrier.keyMap(this.#generation, current, previousKeys);
   }
 
   /**

@@ -57,10 +57,18 @@ export async function readKeyring(barrier: Pick<Barrier, 'read'>): Promise<Barri
 export async function openBarrier(storage: Storage, unsealed: { rootKey: Buffer; generation: number }): Promise<{ barrier: Barrier; keyring: KeyringRecord | null }> {
   const barrier = new Barrier(storage, unsealed.rootKey, { generation: unsealed.generation });
   const keyring = (await readKeyring(barrier)).value;
-  const older = previousKeys(keyring);
-  barrier.useRootKey(unsealed.generation, unsealed.rootKey, older);
-  zeroize(...older.values());
+  usePreviousKeysOf(barrier, keyring);
   return { barrier, keyring };
+}
+
+/** Makes the barrier hold, besides its current root key, the older generations' keys `keyring` lists. */
+export function usePreviousKeysOf(barrier: Barrier, keyring: KeyringRecord | null): void {
+  const older = previousKeys(keyring);
+  try {
+    barrier.usePreviousKeys(older);
+  } finally {
+    zeroize(...older.values());
+  }
 }
 
 /** The older generations' root keys a keyring holds (the caller zeroes them once handed to the barrier). */

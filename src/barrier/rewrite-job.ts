@@ -3,7 +3,6 @@
  * runs (src/ha/jobs.ts): re-seals every record still under an older generation, resumably, then
  * drops the older keys from the keyring. Design: docs/design-notes.md, "Root key rotation".
  */
-import { zeroize } from '../crypto/zero.js';
 import type { Storage } from '../storage/types.js';
 import { DATA_PREFIX, type Barrier, type BarrierRead } from './barrier.js';
 import { KEYRING_PATH, keyringWithout, readKeyring } from './keyring.js';
@@ -169,8 +168,6 @@ export class RewriteJob {
     const writes = keyringRead.value ? [{ path: KEYRING_PATH, value: keyringWithout(keyringRead.value, p.generation) }] : [];
     if (!(await this.#barrier.commit([read, keyringRead], [...writes, { path: ROTATION_PATH, value: done }]))) return;
     this.inProgress = false;
-    const current = this.#barrier.exportRootKeys().get(p.generation) as Buffer;
-    this.#barrier.useRootKey(p.generation, current, new Map());
-    zeroize(current);
+    if (this.#barrier.generation === p.generation) this.#barrier.usePreviousKeys(new Map());
   }
 }

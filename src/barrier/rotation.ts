@@ -10,21 +10,16 @@ import { KeyholdError } from '../errors.js';
 import type { Hsm } from '../hsm/types.js';
 import type { Storage } from '../storage/types.js';
 import { DATA_PREFIX, type Barrier } from './barrier.js';
-import { KEYRING_PATH, keyringAfterRotation, previousKeys, readKeyring } from './keyring.js';
+import { KEYRING_PATH, keyringAfterRotation, previousKeys, readKeyring, usePreviousKeysOf } from './keyring.js';
 import { MAX_GENERATION } from './record.js';
 import { RewriteJob } from './rewrite-job.js';
 import { DEFAULT_ROTATION_SETTINGS, ROTATION_PATH, rotationStatus, type RotationProgress, type RotationSettings, type RotationStatus } from './rotation-progress.js';
 import { MOUNTS } from './mounts.js';
 import { recoveryFieldsFor } from './recovery.js';
-import { protectRoot, rootKeyGeneration, SEAL_RECORD_KEY, unseal, type SealRecord } from './seal.js';
+import { protectRoot, readSealRecord, rootKeyGeneration, SEAL_RECORD_KEY, unsealRecord } from './seal.js';
 
 export { ROTATION_PATH, type RotationProgress, type RotationSettings, type RotationStatus } from './rotation-progress.js';
 
-/**
- * Hook for the recovery key (recovery helper): the checks and writes that re-wrap the new root key
- * under the recovery key, added to the rotation's atomic write. Empty when the store has no
- * recovery record.
- */
 /** Test-only fault (kill -9 between the rotation's atomic write and anything after it); unset in production. */
 const CRASH_AFTER_ROTATION_WRITE = process.env.KEYHOLD_TEST_FAULT === 'crash-after-root-rotation-write';
 
@@ -86,9 +81,9 @@ export class RootRotation {
    * no gain, and the operator can simply retry when `rewriting` is false.
    */
   async rotate(): Promise<RotationStatus> {
-    const sealRaw = await this.#storage.get(SEAL_RECORD_KEY);
-    if (!sealRaw) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
-    const sealed = JSON.parse(sealRaw.toString('utf8')) as SealRecord;
+    const stored = await readSealRecord(this.#storage);
+    if (!stored) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
+    const { record: sealed, raw: sealRaw } = stored;
     const generation = rootKeyGeneration(sealed);
     // Another replica rotated and this one has not heard yet: learn it first, then decide.
     if (generation !== this.#barrier.generation) await this.refresh();
@@ -164,36 +159,28 @@ export class RootRotation {
 
   async #refreshOnce(): Promise<void> {
     if (this.#barrier.sealed) return;
-    const sealRaw = await this.#storage.get(SEAL_RECORD_KEY);
-    if (!sealRaw) return;
-    const generation = rootKeyGeneration(JSON.parse(sealRaw.toString('utf8')) as SealRecord);
+    const stored = await readSealRecord(this.#storage);
+    if (!stored) return;
+    const generation = rootKeyGeneration(stored.record);
     if (generation < this.#barrier.generation) return;
-    let rootKey: Buffer;
     if (generation > this.#barrier.generation) {
       // Another replica rotated: the HSM unwraps the new key. The keyring is sealed under it:
       // switch with every key held so far, read the keyring, then settle on what it lists.
       // Until then (the HSM may be down) this replica must not write under the old key.
       this.#barrier.learnNewerGeneration(generation);
-      rootKey = (await unseal(this.#storage, this.#hsm)).rootKey;
-      if (this.#barrier.sealed || this.#barrier.generation >= generation) return void zeroize(rootKey);
-      const held = this.#barrier.exportRootKeys();
-      this.#barrier.useRootKey(generation, rootKey, held);
-      zeroize(...held.values());
-    } else {
-      const held = this.#barrier.exportRootKeys();
-      rootKey = held.get(generation) as Buffer;
-      held.delete(generation);
-      zeroize(...held.values());
+      const rootKey = (await unsealRecord(this.#hsm, stored.record)).rootKey;
+      try {
+        if (this.#barrier.sealed || this.#barrier.generation >= generation) return;
+        const held = this.#barrier.exportRootKeys();
+        this.#barrier.useRootKey(generation, rootKey, held);
+        zeroize(...held.values());
+      } finally {
+        zeroize(rootKey);
+      }
     }
-    try {
-      const keyring = await readKeyring(this.#barrier);
-      const previous = previousKeys(keyring.value);
-      if (this.#barrier.generation === generation) this.#barrier.useRootKey(generation, rootKey, previous);
-      zeroize(...previous.values());
-      await this.#readProgress();
-    } finally {
-      zeroize(rootKey);
-    }
+    const keyring = await readKeyring(this.#barrier);
+    if (this.#barrier.generation === generation) usePreviousKeysOf(this.#barrier, keyring.value);
+    await this.#readProgress();
   }
 
   /** Follows the stored progress (a follower learns that a rewrite started or ended); the leader resumes it. */

@@ -102,7 +102,12 @@ export function recoveryOf(record: SealRecord): RecoveryFields | undefined {
 
 /** Whether `hsm` holds the key that seals `record` (the token that sealed the store, or a copy of it). */
 export function holdsSealKey(hsm: Hsm, record: SealRecord): boolean {
-  return hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND) !== null;
+  return findSealKey(hsm, record) !== null;
+}
+
+/** The token key that seals `record`, of the kind its method uses (null: not in this token). */
+function findSealKey(hsm: Hsm, record: SealRecord): HsmKey | null {
+  return hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND);
 }
 
 /** What wraps the store's wrapped-protection material (v1: the HSM wrap key). */
@@ -149,7 +154,11 @@ function publicKeyOf(record: SealRecordV2): KeyObject {
   }
 }
 
-async function readSealRecord(storage: Storage): Promise<SealRecord | null> {
+/**
+ * The seal record as stored (null: not initialised), parsed and with its exact bytes, which a
+ * rewrite names in its compare-and-set (replaceSealRecord, a rotation's atomic write).
+ */
+export async function readSealRecord(storage: Storage): Promise<{ record: SealRecord; raw: Buffer } | null> {
   const raw = await storage.get(SEAL_RECORD_KEY);
   if (!raw) return null;
   let record: SealRecord;
@@ -160,16 +169,19 @@ async function readSealRecord(storage: Storage): Promise<SealRecord | null> {
   }
   const version = (record as { version?: unknown }).version;
   if (version !== 1 && version !== 2) throw new KeyholdError('ERR_BARRIER_INTEGRITY', `the seal record has version ${String(version)}, which this keyhold does not know`);
-  return record;
+  return { record, raw };
+}
+
+/**
+ * Replaces the seal record only if it still has the bytes `expected` (compare-and-set): a
+ * concurrent rewrite (another migration, a rotation) makes this one lose, and say so (false).
+ */
+export async function replaceSealRecord(storage: Storage, expected: Buffer, record: SealRecord): Promise<boolean> {
+  return storage.atomic([{ key: SEAL_RECORD_KEY, value: expected }], [{ op: 'put', key: SEAL_RECORD_KEY, value: Buffer.from(JSON.stringify(record)) }]);
 }
 
 export async function isInitialized(storage: Storage): Promise<boolean> {
   return (await readSealRecord(storage)) !== null;
-}
-
-/** The seal record, for status and tools (null: not initialised). */
-export async function readSeal(storage: Storage): Promise<SealRecord | null> {
-  return readSealRecord(storage);
 }
 
 /**
@@ -279,7 +291,7 @@ export async function initializeSeal(storage: Storage, hsm: Hsm, options: SealOp
 /** The token keys a record names; every one must be there. */
 function keysOf(hsm: Hsm, record: SealRecord): { sealKey: HsmKey; wrap: MaterialWrap; wrapKey: HsmKey | null } {
   const wrap = materialWrapOf(record);
-  const sealKey = hsm.findKey(record.sealKeyLabel, sealMethodOf(record) === 'aes-gcm' ? 'aes256' : RSA_SEAL_KIND);
+  const sealKey = findSealKey(hsm, record);
   const wrapKey = wrap.mode === 'hsm' ? hsm.findKey(wrap.keyLabel, 'aes256') : null;
   const missing = [!sealKey && record.sealKeyLabel, wrap.mode === 'hsm' && !wrapKey && wrap.keyLabel].filter(Boolean);
   if (!sealKey || missing.length > 0) {
@@ -320,8 +332,13 @@ async function checkRsaRecord(hsm: Hsm, record: SealRecordV2, sealKey: HsmKey, c
  * that cannot decrypt, leaves storage untouched.
  */
 export async function unseal(storage: Storage, hsm: Hsm): Promise<Unsealed> {
-  const record = await readSealRecord(storage);
-  if (!record) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
+  const stored = await readSealRecord(storage);
+  if (!stored) throw new KeyholdError('ERR_NOT_INITIALIZED', 'this store has not been initialised');
+  return unsealRecord(hsm, stored.record);
+}
+
+/** `unseal` of a seal record the caller has already read (readSealRecord). */
+export async function unsealRecord(hsm: Hsm, record: SealRecord): Promise<Unsealed> {
   const generation = rootKeyGeneration(record);
   const keys = keysOf(hsm, record);
   const ciphertext = await wrappedRootKeyOf(hsm, record);

@@ -1,8 +1,7 @@
 import type { Barrier } from '../barrier/barrier.js';
 import { MOUNTS } from '../barrier/mounts.js';
 import { createRecovery, RECOVERY_KEY_KEY } from '../barrier/recovery.js';
-import type { Unsealed } from '../barrier/seal.js';
-import { readSealRecordRaw, replaceSealRecord } from '../barrier/seal-update.js';
+import { readSealRecord, replaceSealRecord, type Unsealed } from '../barrier/seal.js';
 import { KeyholdError } from '../errors.js';
 import type { Storage } from '../storage/types.js';
 
@@ -26,7 +25,7 @@ export async function setUpRecovery(storage: Storage, barrier: Barrier, unsealed
   const created = await createRecovery(unsealed.rootKey, unsealed.generation, shares, threshold);
   await barrier.view(MOUNTS.seal).put(RECOVERY_KEY_KEY, created.barrierRecord);
   created.barrierRecord.key = '';
-  const current = await readSealRecordRaw(storage);
+  const current = await readSealRecord(storage);
   // initializeSeal writes version 2 records only; anything else was not made by this initialisation.
   if (!current || current.record.version !== 2 || unsealed.record.version !== 2 || current.record.sealKeyLabel !== unsealed.record.sealKeyLabel) {
     throw new KeyholdError('ERR_CONFLICT', 'the seal record changed during initialisation');

@@ -8,7 +8,7 @@ import { deriveRootKey, openBarrier } from '../barrier/keyring.js';
 import { MOUNTS } from '../barrier/mounts.js';
 import { RootRotation } from '../barrier/rotation.js';
 import { checkRecoveryParameters } from '../barrier/recovery.js';
-import { initializeSeal, isInitialized, unseal, type Unsealed } from '../barrier/seal.js';
+import { initializeSeal, readSealRecord, unsealRecord, type Unsealed } from '../barrier/seal.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError } from '../errors.js';
 import { openHsm } from '../hsm/open.js';
@@ -110,8 +110,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // (Loaded only for PostgreSQL, like the store itself: a SQLite server never loads `pg`.)
     shared = config.storage.postgres ? await (await import('../ha/shared-storage.js')).shareStorage(storage, warn) : undefined;
     let rootToken: string | undefined;
-    if (await isInitialized(storage)) {
-      unsealed = await unseal(storage, hsm);
+    const sealed = await readSealRecord(storage);
+    if (sealed) {
+      unsealed = await unsealRecord(hsm, sealed.record);
     } else if (options.initRootTokenFile) {
       // With recovery shares, wrapped material is wrapped in memory under a key in the barrier, so it outlives the token.
       unsealed = await initializeSeal(storage, hsm, { dataObject: config.seal?.dataObject === true, ...(options.recovery ? { wrap: { mode: 'memory' } as const } : {}) });

@@ -14,8 +14,7 @@ import { createPublicKey } from 'node:crypto';
 import { openBarrier } from '../barrier/keyring.js';
 import { MOUNTS } from '../barrier/mounts.js';
 import { recoverRootKey, type ShareInput } from '../barrier/recovery.js';
-import { holdsSealKey, materialWrapOf, protectRoot, recoveryOf, rootKeyGeneration } from '../barrier/seal.js';
-import { readSealRecordRaw, replaceSealRecord } from '../barrier/seal-update.js';
+import { holdsSealKey, materialWrapOf, protectRoot, readSealRecord, recoveryOf, replaceSealRecord, rootKeyGeneration } from '../barrier/seal.js';
 import type { BarrierView } from '../barrier/view.js';
 import { zeroize } from '../crypto/zero.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
@@ -88,7 +87,7 @@ export async function migrateSeal(config: ServerConfig, shares: readonly ShareIn
   let storage: Storage | undefined;
   try {
     storage = await openStorage(config.storage, { warn });
-    const current = await readSealRecordRaw(storage);
+    const current = await readSealRecord(storage);
     if (!current) throw new KeyholdError('ERR_NOT_INITIALIZED', `${storageName(config.storage)} is not initialised`);
     const old = current.record;
     const recovery = recoveryOf(old);
