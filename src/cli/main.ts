@@ -31,10 +31,13 @@ program.command('init').description('initialise an empty store: create the HSM s
   .option('--recovery-threshold <m>', 'how many shares move the seal to a new HSM (keyhold seal migrate); 2..N')
   .action(run(async (o: { config: string; rootTokenFile: string; sealDataObject?: boolean; recoveryShares?: string; recoveryThreshold?: string }) => (await import('./commands/server.js')).runInit(o)));
 
+/** A repeatable option's values, in order. */
+const collect = (value: string, previous: string[]) => [...previous, value];
+
 const seal = program.command('seal').description('the seal (the HSM that protects the root key) and the barrier root key');
 seal.command('migrate').description('offline (server stopped): move the seal to the HSM of a new config with recovery shares, when the old HSM is lost for good')
   .requiredOption('--config <file>', 'server config naming the store and the NEW HSM')
-  .option('--share-file <file>', 'a file holding a recovery share (repeat; without it, shares are read from stdin, one per line)', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--share-file <file>', 'a file holding a recovery share (repeat; without it, shares are read from stdin, one per line)', collect, [] as string[])
   .action(run(async (o: { config: string; shareFile: string[] }) => (await import('./commands/seal.js')).runSealMigrate(o)));
 
 program.command('dev').description('run keyhold with an embedded SoftHSM token and SQLite under a data dir')
@@ -186,7 +189,6 @@ webhook.command('manifests').description('print the MutatingWebhookConfiguration
   .action(run(async (o) => (await webhookCommands()).printManifests(o)));
 
 const operatorCommands = async () => import('./commands/operator.js');
-const collect = (value: string, previous: string[]) => [...previous, value];
 const operator = program.command('operator').description('Kubernetes operator: discovers HSM cluster members (HSMCluster), keeps the healthy ones in a ConfigMap, advertises keyhold.io/hsm on nodes');
 operator.command('run').description('run the operator (in-cluster service account, or --kubeconfig / KUBECONFIG)')
   .option('--kubeconfig <file>', 'kubeconfig file (default: in-cluster, else KUBECONFIG or ~/.kube/config)')

@@ -8,8 +8,8 @@ export interface SealApiOptions {
 }
 
 /** Policy paths: rotating needs `update` on sys/seal/rotate-root, the progress `read` on sys/seal/rotation (root has both). */
-export const ROTATE_ROOT_POLICY_PATH = 'sys/seal/rotate-root';
-export const ROTATION_POLICY_PATH = 'sys/seal/rotation';
+const ROTATE_ROOT_POLICY_PATH = 'sys/seal/rotate-root';
+const ROTATION_POLICY_PATH = 'sys/seal/rotation';
 
 /** Root-key rotation (src/barrier/rotation.ts): start one, and follow the rewrite it leaves to the leader. */
 export const sealApi: ApiPlugin<SealApiOptions> = async (app, { rootRotation }) => {

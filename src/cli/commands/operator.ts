@@ -17,12 +17,12 @@ export interface OperatorRunFlags {
 export async function runOperatorCommand(flags: OperatorRunFlags): Promise<void> {
   const { operatorKube } = await import('../../kubernetes/operator/kube.js');
   const { runOperator } = await import('../../kubernetes/operator/operator.js');
-  const { readFileSync } = await import('node:fs');
   const logger = pino({ level: flags.logLevel, base: { component: 'operator' } });
   const inCluster = !flags.kubeconfig && !process.env.KUBECONFIG && !!process.env.KUBERNETES_SERVICE_HOST;
   const kube = operatorKube({ kubeconfig: flags.kubeconfig, inCluster });
   let namespace = flags.namespace;
-  if (!namespace && inCluster) namespace = readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim();
+  // In a pod, client-node's loadFromCluster has put the service account's namespace in the context.
+  if (!namespace && inCluster) namespace = kube.kc.getContextObject(kube.kc.getCurrentContext())?.namespace?.trim();
   if (!namespace) throw new KeyholdError('ERR_CONFIG', 'give --namespace (the namespace of the HSMClusters and their ConfigMaps)');
   for (const c of flags.allowCommand) if (!c.startsWith('/')) throw new KeyholdError('ERR_CONFIG', `--allow-command takes absolute program paths, got ${JSON.stringify(c)}`);
   const operator = runOperator({

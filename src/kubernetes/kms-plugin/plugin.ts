@@ -62,7 +62,7 @@ export async function startKmsPlugin(options: KmsPluginOptions): Promise<Running
   const connector = new RootKeyConnector({
     open: opener(source, options.rootKeyRefreshMs, logger),
     // Every member's PIN (a cluster may give each its own source); with an endpoint file, the template's.
-    readPin: source.mode === 'direct' ? () => memberConfigs(source.hsm.memberTemplate ? { ...source.hsm.memberTemplate, endpoints: undefined } : source.hsm).map((m) => resolvePin(m)).join('\n') : undefined,
+    readPin: source.mode === 'direct' ? () => memberConfigs(source.hsm.memberTemplate ?? source.hsm).map((m) => resolvePin(m)).join('\n') : undefined,
     log: logger,
     minBackoffMs: options.backoff?.minMs,
     maxBackoffMs: options.backoff?.maxMs,

@@ -4,6 +4,8 @@
  * structural schema validates what it can; spec.ts checks the rest again (an old CRD, or a
  * resource written before a schema change, must not crash the operator).
  */
+import { ENDPOINT_NAME } from '../../hsm/endpoint-set.js';
+
 export const GROUP = 'keyhold.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
@@ -12,12 +14,14 @@ export const PLURAL = 'hsmclusters';
 /** The extended resource advertised on nodes with a local HSM, and the default label marking them. */
 export const HSM_RESOURCE = 'keyhold.io/hsm';
 export const DEFAULT_NODE_LABEL = 'keyhold.io/hsm';
+/** A ConfigMap name (a DNS subdomain): the schema's pattern, and spec.ts's check of a resource the schema did not see. */
+export const CONFIGMAP_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 const endpoint = {
   type: 'object',
   required: ['name', 'address'],
   properties: {
-    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$', description: 'stable member name (`${name}` in the server\'s hsm.memberTemplate)' },
+    name: { type: 'string', pattern: ENDPOINT_NAME.source, description: 'stable member name (`${name}` in the server\'s hsm.memberTemplate)' },
     address: { type: 'string', minLength: 1, maxLength: 1024, description: 'e.g. unix:path=/run/p11-kit/a.sock, tcp:host=10.0.0.5,port=2225 or 10.0.0.5:2225' },
   },
 };
@@ -94,7 +98,7 @@ export function hsmClusterCrd(): Record<string, unknown> {
                   },
                   configMap: {
                     type: 'object', required: ['name'],
-                    properties: { name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$' } },
+                    properties: { name: { type: 'string', pattern: CONFIGMAP_NAME.source } },
                   },
                   nodeResource: {
                     type: 'object',

@@ -19,9 +19,5 @@ export function operatorKube(options: { kubeconfig?: string; inCluster?: boolean
   else if (options.inCluster) kc.loadFromCluster();
   else kc.loadFromDefault();
   if (!kc.getCurrentCluster()) throw new KeyholdError('ERR_CONFIG', 'the kubeconfig has no current cluster');
-  return kubeFrom(kc);
-}
-
-export function kubeFrom(kc: KubeConfig): OperatorKube {
   return { kc, core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
 }

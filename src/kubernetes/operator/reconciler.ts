@@ -60,10 +60,6 @@ export class ClusterReconciler {
 
   constructor(private readonly ctx: ReconcileContext) {}
 
-  get members(): readonly Member[] {
-    return this.#lastMembers;
-  }
-
   /** Reconciles `cluster` (as last read); returns the probe period to wait before the next run. */
   async reconcile(cluster: HsmClusterObject): Promise<number> {
     const { namespace, name } = cluster.metadata;

@@ -1,6 +1,7 @@
 /** An HSMCluster's spec, checked and with defaults: what the reconciler works from. */
 /* eslint-disable @typescript-eslint/no-explicit-any -- the spec as the API gives it is walked field by field and checked here */
 import { checkEndpoints, type HsmEndpoint } from '../../hsm/endpoint-set.js';
+import { CONFIGMAP_NAME } from './crd.js';
 
 export type Source =
   | { kind: 'static'; endpoints: HsmEndpoint[] }
@@ -17,8 +18,6 @@ export interface ClusterSpec {
 export interface SpecDefaults {
   periodSeconds: number;
 }
-
-const CONFIGMAP_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 function int(value: unknown, min: number, max: number, fallback: number, what: string): number {
   if (value === undefined) return fallback;

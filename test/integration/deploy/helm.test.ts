@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, KubeConfig, KubernetesObjectApi, type KubernetesObject, type V1ClusterRole, type V1ConfigMap, type V1Container, type V1Deployment, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubernetesObjectApi, type KubernetesObject, type V1ClusterRole, type V1ConfigMap, type V1Container, type V1Deployment, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { validateConfig } from '../../../src/core/config.js';
 import { endpointConfigMapRules, watchEndpointConfigMap } from '../../../src/hsm/endpoint-configmap.js';
@@ -21,6 +21,7 @@ import { CLUSTER_RULES, NAMESPACE_RULES } from '../../../src/kubernetes/operator
 import { webhookConfiguration } from '../../../src/kubernetes/webhook/manifests.js';
 import { caBundlePublisher } from '../../../src/kubernetes/webhook/registration.js';
 import { startControlPlane, type ControlPlane } from '../../helpers/control-plane.js';
+import { tokenKubeConfig } from '../../helpers/kube-request.js';
 import { loginConfig, serviceAccountToken } from '../../helpers/kubernetes-login.js';
 import { pollUntil } from '../../helpers/wait.js';
 import { call, startDev, tempDir, type DevServer } from '../../helpers/server.js';
@@ -342,13 +343,7 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     }
 
     // The self-managed webhook, as its service account, publishes its CA to its own configuration…
-    const asWebhook = new KubeConfig();
-    const cluster = cp.kubeConfig.getCurrentCluster();
-    asWebhook.loadFromOptions({
-      clusters: [{ name: 'c', server: cp.url, caData: cluster?.caData, skipTLSVerify: false }],
-      users: [{ name: 'webhook', token: await tokenOf('rbac-keyhold-webhook') }],
-      contexts: [{ name: 'c', cluster: 'c', user: 'webhook' }], currentContext: 'c',
-    });
+    const asWebhook = tokenKubeConfig(cp.kubeConfig, await tokenOf('rbac-keyhold-webhook'));
     const pem = `${cp.caPem.trim()}\n`;
     await caBundlePublisher(asWebhook, 'rbac-keyhold-injector')(pem);
     const published = await objects.read({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'rbac-keyhold-injector' } }) as V1MutatingWebhookConfiguration;
@@ -383,12 +378,7 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     const doc = (names: string[]) => JSON.stringify({ cluster: 'c', endpoints: names.map((n) => ({ name: n, address: `unix:path=/run/${n}.sock` })) });
     await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'hsm-endpoints' }, data: { 'endpoints.json': doc(['a']) } } });
     await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'other' }, data: { 'endpoints.json': doc(['x']) } } });
-    const asServer = new KubeConfig();
-    asServer.loadFromOptions({
-      clusters: [{ name: 'c', server: cp.url, caData: cp.kubeConfig.getCurrentCluster()?.caData, skipTLSVerify: false }],
-      users: [{ name: 'server', token: await serviceAccountToken(core, { namespace: ns, name: 'ep-keyhold' }, { audiences: [], expirationSeconds: 3600 }) }],
-      contexts: [{ name: 'c', cluster: 'c', user: 'server' }], currentContext: 'c',
-    });
+    const asServer = tokenKubeConfig(cp.kubeConfig, await serviceAccountToken(core, { namespace: ns, name: 'ep-keyhold' }, { audiences: [], expirationSeconds: 3600 }));
     const kubeconfig = join(tempDir('keyhold-helm-endpoints-'), 'kubeconfig');
     writeFileSync(kubeconfig, asServer.exportConfig(), { mode: 0o600 });
     const seen: HsmEndpointSet[] = [];

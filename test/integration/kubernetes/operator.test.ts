@@ -53,13 +53,7 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
 
   /** A kubeconfig file for a bearer token (a service account's), as a pod's would be. */
   function writeKubeconfig(file: string, token: string): string {
-    writeFileSync(file, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server: cp.url, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
-      users: [{ name: 'sa', user: { token } }],
-      contexts: [{ name: 'test', context: { cluster: 'test', user: 'sa' } }],
-      'current-context': 'test',
-    }), { mode: 0o600 });
+    writeFileSync(file, tokenKubeConfig(cp.kubeConfig, token).exportConfig(), { mode: 0o600 });
     return file;
   }
   /** A service account that may get/list/watch exactly one ConfigMap (endpointConfigMapRules), and a kubeconfig for it. */
