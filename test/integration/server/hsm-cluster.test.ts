@@ -1,15 +1,13 @@
 /**
  * A real server process on a network-HSM cluster: three p11-kit members in front of one SoftHSM
- * token (`hsm.members`). Through the hop there is no AES-GCM, so the store must seal with RSA-OAEP
- * (issue 11 §3, another branch): until that seal is merged, `keyhold init` refuses this token and
- * the test SKIPS itself, saying so. It enables itself, unchanged, once init succeeds on the hop.
+ * token (`hsm.members`). Through the hop there is no AES-GCM, so the store seals with RSA-OAEP.
  *
  * The data path is an `hsm`-protected EC key (sign: local hash, raw ECDSA on the device).
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it, type TestContext } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
 import { startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
@@ -17,7 +15,7 @@ import { runCliTimed } from './support.js';
 
 const INPUT = Buffer.from('sign me').toString('base64');
 
-describe('server on a three-member p11-kit HSM cluster (needs the RSA-OAEP seal)', () => {
+describe('server on a three-member p11-kit HSM cluster (RSA-OAEP seal)', () => {
   let fleet: P11KitFleet | undefined;
   let server: DevServer | undefined;
   after(async () => {
@@ -25,7 +23,7 @@ describe('server on a three-member p11-kit HSM cluster (needs the RSA-OAEP seal)
     await fleet?.stop();
   });
 
-  it('a member killed under load fails no request; every member killed: 503 + Retry-After within 5 s; restarted: 200 within 5 s; no restart', async (t: TestContext) => {
+  it('a member killed under load fails no request; every member killed: 503 + Retry-After within 5 s; restarted: 200 within 5 s; no restart', async () => {
     fleet = await startP11KitFleet(3, 'keyhold-srv-cluster');
     const dir = tempDir('keyhold-hsm-cluster-');
     const configFile = join(dir, 'keyhold.json');
@@ -36,12 +34,7 @@ describe('server on a three-member p11-kit HSM cluster (needs the RSA-OAEP seal)
       hsm: { members: fleet.members.map((m) => ({ name: m.name, ...m.config })) },
     }));
     const init = await runCliTimed(['init', '--config', configFile, '--root-token-file', join(dir, 'root-token')], {}, 60_000);
-    if (init.code !== 0) {
-      // Before the RSA-OAEP seal: the AES-GCM seal cannot work without AES-GCM on the device.
-      assert.match(init.stderr, /ERR_HSM_MECHANISM_UNSUPPORTED|AES-GCM|aesGcm|mechanism/i, `init failed for another reason: ${init.stderr}`);
-      t.skip('keyhold init cannot seal on a token without AES-GCM yet (the RSA-OAEP seal is on another branch)');
-      return;
-    }
+    assert.equal(init.code, 0, `init failed: ${init.stdout}${init.stderr}`);
     server = await startServer(configFile, {}, dir);
     const { address, rootToken } = server;
     const post = (path: string, body: unknown) => fetch(`${address}${path}`, {
@@ -97,5 +90,7 @@ describe('server on a three-member p11-kit HSM cluster (needs the RSA-OAEP seal)
       return response.status === 200;
     }, { timeoutMs: 5000, intervalMs: 100 });
     assert.ok(Date.now() - backAt < 5000);
+    assert.equal(server.process.exitCode, null, 'the server process served throughout: no restart');
+    assert.equal(server.process.signalCode, null);
   });
 });
