@@ -11,12 +11,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { startP11KitFleet, type P11KitFleet, type P11KitMember } from '../../helpers/p11kit.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
 import { startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
-import { ok, readBack, runCliTimed, storedGenerations, writeSome as writeSomeTo, type Written } from './support.js';
+import { ok, readBack, runCliTimed, storedGenerations, storedSealRecord, writeSome as writeSomeTo, type Written } from './support.js';
 
 const work = tempDir('keyhold-fleet-recovery-');
 const tokenA = makeSoftHsmToken('kh-cross-recovery-a');
@@ -45,14 +44,7 @@ function configIn(dir: string, name: string, hsm: object, rootRotation: Record<s
 const rotation = async (server: DevServer): Promise<any> => ok(server, 'GET', '/v1/sys/seal/rotation');
 const generations = (dir: string): number[] => [...new Set(storedGenerations(path.join(dir, 'keyhold.db')).values())].sort();
 
-function sealRecord(dir: string): Record<string, any> {
-  const db = new Database(path.join(dir, 'keyhold.db'), { readonly: true, fileMustExist: true });
-  try {
-    return JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8'));
-  } finally {
-    db.close();
-  }
-}
+const sealRecord = (dir: string): Record<string, any> => storedSealRecord(path.join(dir, 'keyhold.db'));
 
 const original = path.join(work, 'original');
 const midCopy = path.join(work, 'mid');

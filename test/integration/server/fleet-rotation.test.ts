@@ -9,13 +9,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
 import { pkcs11Tool } from '../../helpers/pkcs11-tool.js';
 import { makeSoftHsmToken, readPin, type SoftHsmTestToken } from '../../helpers/softhsm.js';
 import { call, startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
-import { ok, PLAINTEXT, readBack, runCliTimed, storedGenerations, writeSome as writeSomeTo, type Written } from './support.js';
+import { ok, PLAINTEXT, readBack, runCliTimed, storedGenerations, storedSealRecord, writeSome as writeSomeTo, type Written } from './support.js';
 
 const cleanups: Array<() => unknown> = [];
 after(async () => {
@@ -52,14 +51,7 @@ async function serve(store: Store): Promise<DevServer> {
   return server;
 }
 
-function sealRecord(store: Store): Record<string, any> {
-  const db = new Database(store.db, { readonly: true, fileMustExist: true });
-  try {
-    return JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8'));
-  } finally {
-    db.close();
-  }
-}
+const sealRecord = (store: Store): Record<string, any> => storedSealRecord(store.db);
 
 /** A wrapped key `k` every store of this file has. */
 const writeSome = (server: DevServer, written: Written, tag: string, count: number) => writeSomeTo(server, written, tag, count, ['k']);

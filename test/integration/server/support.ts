@@ -145,6 +145,16 @@ export function storedGenerations(dbFile: string): Map<string, number> {
   }
 }
 
+/** The seal record (core/seal, JSON) of the SQLite file, read raw. */
+export function storedSealRecord(dbFile: string): Record<string, any> {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    return JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8'));
+  } finally {
+    db.close();
+  }
+}
+
 /** A root-token call that must answer 200; its body. */
 export async function ok(server: DevServer, method: string, route: string, body?: unknown): Promise<any> {
   const r = await call(server.address, method, route, server.rootToken, body);
