@@ -1,7 +1,7 @@
 import { constants as cryptoConstants, createPublicKey, publicEncrypt, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import type { GeneratedHsmKey, Hsm, HsmKey, HsmKeyKind } from '../../src/hsm/types.js';
+import type { GeneratedHsmKey, Hsm, HsmCapabilities, HsmKey, HsmKeyKind } from '../../src/hsm/types.js';
 import { flipBit } from '../helpers/bytes.js';
 import { keyholdCode } from '../helpers/errors.js';
 
@@ -13,9 +13,11 @@ const RSA_4096_BUDGET_MS = 10_000;
 /**
  * The behaviour every Hsm implementation must have. One Hsm is opened for the whole block and
  * closed at its end; every key it creates carries a per-run label and is destroyed again, so the
- * contract can run against a token that already holds other keys.
+ * contract can run against a token that already holds other keys. `lacking`: the capabilities this
+ * token is known not to have; the tests that need one skip by the probe, so the probe is checked
+ * against it first (a probe gone wrong would otherwise skip tests silently).
  */
-export function hsmContract(name: string, open: () => Promise<Hsm>): void {
+export function hsmContract(name: string, open: () => Promise<Hsm>, lacking: ReadonlyArray<keyof HsmCapabilities> = []): void {
   describe(`${name} HSM contract`, () => {
     const run = randomBytes(4).toString('hex');
     const label = (what: string): string => `contract-${run}-${what}`;
@@ -105,6 +107,11 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
         await hsm.destroyKey(key).catch(() => { /* best effort */ });
       }
       await hsm?.close();
+    });
+
+    it(`probes every capability${lacking.length ? ` but ${lacking.join(', ')}` : ''}`, () => {
+      const missing = (Object.keys(hsm.capabilities) as Array<keyof HsmCapabilities>).filter((c) => !hsm.capabilities[c]);
+      assert.deepEqual(missing.sort(), [...lacking].sort());
     });
 
     describe('key generation', () => {

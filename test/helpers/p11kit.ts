@@ -11,8 +11,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { HsmConfig } from '../../src/hsm/config.js';
 import { makeSoftHsmToken, type SoftHsmTestToken } from './softhsm.js';
-import { exited, killOnExit, tail } from './processes.js';
-import { pollUntil } from './wait.js';
+import { exited, killOnExit, tail, waitForProcess } from './processes.js';
 
 /** Debian's p11-kit client module: PKCS#11 over the p11-kit RPC protocol to P11_KIT_SERVER_ADDRESS. */
 export const P11KIT_CLIENT_MODULE_CANDIDATES = [
@@ -102,10 +101,7 @@ class Member implements P11KitMember {
     killOnExit(child);
     this.child = child;
     try {
-      await pollUntil(`p11-kit server ${this.name} listening`, async () => {
-        if (exited(child)) throw new Error(`p11-kit server ${this.name} exited: ${tail(this.log)}`);
-        return existsSync(this.socket) && (await canConnect(this.socket));
-      }, { timeoutMs: 15_000, intervalMs: 50 });
+      await waitForProcess(`p11-kit server ${this.name}`, child, async () => existsSync(this.socket) && (await canConnect(this.socket)), { timeoutMs: 15_000, intervalMs: 50, detail: () => tail(this.log) });
     } catch (err) {
       await this.kill();
       throw err;

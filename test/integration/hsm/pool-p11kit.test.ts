@@ -137,7 +137,7 @@ describe('HsmPool over real p11-kit members', () => {
     await oneCall(hsm, 0);
   });
 
-  it('three members: killing one under load fails no call beyond those in flight on it, keeps serving at over half a one-member rate (bench/fleet.ts measures the 90% figure), and the member rejoins within 5 s', async (t: TestContext) => {
+  it('three members: killing one under load fails no call beyond those in flight on it, keeps serving at no less than half the one-member rate (bench/fleet.ts measures the speed), and the member rejoins within 5 s', async (t: TestContext) => {
     for (const m of fleet.members) await m.start();
     // The one-member figure, measured on this (shared, busy) machine before and after the run, so a
     // change in the machine's load during the run does not pass for the pool's doing.
@@ -293,5 +293,5 @@ describe('the HSM contract on a pool of two p11-kit members (skips by capability
   hsmContract('HsmPool over two p11-kit members', async () => {
     for (const m of fleet.members) await m.start();
     return openHsm({ members: fleet.members.slice(0, 2).map(memberConfig) });
-  });
+  }, ['aesGcm', 'aesKeyWrapPad']);
 });

@@ -374,13 +374,17 @@ describe('keyhold operator with a real kube-apiserver, p11-kit members and a DNS
   });
 
   it('a deleted HSMCluster is no longer reconciled (its ConfigMap goes with it through the owner reference)', async () => {
-    await admin('DELETE', `${CLUSTERS}/slow`);
+    // A one-second period: a loop that went on after the deletion would recreate the ConfigMap
+    // (each run reads it) within the three periods waited below.
+    await createCluster('gone', { sources: [{ static: { endpoints: [endpoint(fleet.members[0]!)] } }], probe: { periodSeconds: PERIOD }, configMap: { name: 'hsm-gone' } });
+    await waitForNames('hsm-gone', ['a']);
+    await admin('DELETE', `${CLUSTERS}/gone`);
+    await pollUntil('the operator saw the deletion', () => operator.output().split('\n').some((l) => l.includes(`${NS}/gone`) && l.includes('HSMCluster deleted')));
     // No garbage collector runs in this control plane: delete the ConfigMap as it would.
     await sleep(500);
-    await admin('DELETE', `/api/v1/namespaces/${NS}/configmaps/hsm-slow`);
-    await sleep(3000);
-    assert.equal(await configMapSet('hsm-slow'), undefined, 'not recreated');
-    assert.match(operator.output(), /HSMCluster deleted/);
+    await admin('DELETE', `/api/v1/namespaces/${NS}/configmaps/hsm-gone`);
+    await sleep(3 * PERIOD * 1000);
+    assert.equal(await configMapSet('hsm-gone'), undefined, 'not recreated');
   });
 
   it('a ConfigMap the HSMCluster does not own is not overwritten: Ready False, ConfigMapConflict', async () => {

@@ -11,24 +11,21 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { startP11KitFleet, type P11KitFleet, type P11KitMember } from '../../helpers/p11kit.js';
-import { inParallel } from '../../helpers/pool.js';
 import { makeSoftHsmToken } from '../../helpers/softhsm.js';
-import { call, startServer, tempDir, type DevServer } from '../../helpers/server.js';
+import { startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
-import { runCliTimed, storedGenerations } from './support.js';
+import { ok, readBack, runCliTimed, storedGenerations, storedSealRecord, writeSome as writeSomeTo, type Written } from './support.js';
 
 const work = tempDir('keyhold-fleet-recovery-');
 const tokenA = makeSoftHsmToken('kh-cross-recovery-a');
 const envA: NodeJS.ProcessEnv = { SOFTHSM2_CONF: tokenA.confPath };
-const PLAIN = Buffer.from('recovered after rotation').toString('base64');
 const KEYS = [
   { name: 'aes', type: 'aes256-gcm', protection: 'wrapped' },
   { name: 'rsa', type: 'rsa-2048', protection: 'wrapped' },
 ] as const;
 
-interface Written { secrets: Map<string, string>; ciphertexts: Array<{ key: string; ciphertext: string }> }
+const writeSome = (server: DevServer, written: Written, tag: string, count: number) => writeSomeTo(server, written, tag, count, KEYS.map((k) => k.name));
 const copy = (w: Written): Written => ({ secrets: new Map(w.secrets), ciphertexts: [...w.ciphertexts] });
 
 /** A store dir and a config over `hsm` in it; the rewrite's pace set per config. */
@@ -44,44 +41,10 @@ function configIn(dir: string, name: string, hsm: object, rootRotation: Record<s
   return file;
 }
 
-async function ok(server: DevServer, method: string, route: string, body?: unknown): Promise<any> {
-  const r = await call(server.address, method, route, server.rootToken, body);
-  assert.equal(r.status, 200, `${method} ${route}: ${r.status} ${r.text}`);
-  return r.body;
-}
-
-async function writeSome(server: DevServer, written: Written, tag: string, count: number): Promise<void> {
-  await inParallel(Array.from({ length: count }, (_, i) => i), 8, async (i) => {
-    const p = `${tag}/s-${i}`;
-    await ok(server, 'PUT', `/v1/secrets/${p}`, { data: { v: p } });
-    written.secrets.set(p, p);
-  });
-  for (const { name } of KEYS) written.ciphertexts.push({ key: name, ciphertext: (await ok(server, 'POST', `/v1/keys/${name}/encrypt`, { plaintext: PLAIN })).ciphertext });
-}
-
-async function readBack(server: DevServer, written: Written): Promise<void> {
-  const problems: string[] = [];
-  await inParallel([...written.secrets], 8, async ([p, v]) => {
-    const r = await call(server.address, 'GET', `/v1/secrets/${p}`, server.rootToken);
-    if (r.body?.data?.v !== v) problems.push(`${p}: ${r.status} ${r.text}`);
-  });
-  assert.deepEqual(problems, []);
-  for (const { key, ciphertext } of written.ciphertexts) {
-    assert.equal((await ok(server, 'POST', `/v1/keys/${key}/decrypt`, { ciphertext })).plaintext, PLAIN, key);
-  }
-}
-
 const rotation = async (server: DevServer): Promise<any> => ok(server, 'GET', '/v1/sys/seal/rotation');
 const generations = (dir: string): number[] => [...new Set(storedGenerations(path.join(dir, 'keyhold.db')).values())].sort();
 
-function sealRecord(dir: string): Record<string, any> {
-  const db = new Database(path.join(dir, 'keyhold.db'), { readonly: true, fileMustExist: true });
-  try {
-    return JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8'));
-  } finally {
-    db.close();
-  }
-}
+const sealRecord = (dir: string): Record<string, any> => storedSealRecord(path.join(dir, 'keyhold.db'));
 
 const original = path.join(work, 'original');
 const midCopy = path.join(work, 'mid');

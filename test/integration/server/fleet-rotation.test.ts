@@ -9,14 +9,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { startP11KitFleet, type P11KitFleet } from '../../helpers/p11kit.js';
 import { pkcs11Tool } from '../../helpers/pkcs11-tool.js';
-import { inParallel } from '../../helpers/pool.js';
 import { makeSoftHsmToken, readPin, type SoftHsmTestToken } from '../../helpers/softhsm.js';
 import { call, startServer, tempDir, type DevServer } from '../../helpers/server.js';
 import { pollUntil } from '../../helpers/wait.js';
-import { runCliTimed, storedGenerations } from './support.js';
+import { ok, PLAINTEXT, readBack, runCliTimed, storedGenerations, storedSealRecord, writeSome as writeSomeTo, type Written } from './support.js';
 
 const cleanups: Array<() => unknown> = [];
 after(async () => {
@@ -53,43 +51,10 @@ async function serve(store: Store): Promise<DevServer> {
   return server;
 }
 
-async function ok(server: DevServer, method: string, route: string, body?: unknown): Promise<any> {
-  const r = await call(server.address, method, route, server.rootToken, body);
-  assert.equal(r.status, 200, `${method} ${route}: ${r.status} ${r.text}`);
-  return r.body;
-}
+const sealRecord = (store: Store): Record<string, any> => storedSealRecord(store.db);
 
-function sealRecord(store: Store): Record<string, any> {
-  const db = new Database(store.db, { readonly: true, fileMustExist: true });
-  try {
-    return JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8'));
-  } finally {
-    db.close();
-  }
-}
-
-/** What a store holds, to read back: secrets by path, and a wrapped key's ciphertexts. */
-interface Written { secrets: Map<string, string>; ciphertexts: string[] }
-const PLAIN = Buffer.from('fleet rotation').toString('base64');
-
-async function writeSome(server: DevServer, written: Written, tag: string, count: number): Promise<void> {
-  await inParallel(Array.from({ length: count }, (_, i) => i), 8, async (i) => {
-    const p = `${tag}/s-${i}`;
-    await ok(server, 'PUT', `/v1/secrets/${p}`, { data: { v: p } });
-    written.secrets.set(p, p);
-  });
-  written.ciphertexts.push((await ok(server, 'POST', '/v1/keys/k/encrypt', { plaintext: PLAIN })).ciphertext);
-}
-
-async function readBack(server: DevServer, written: Written): Promise<void> {
-  const problems: string[] = [];
-  await inParallel([...written.secrets], 8, async ([p, v]) => {
-    const r = await call(server.address, 'GET', `/v1/secrets/${p}`, server.rootToken);
-    if (r.body?.data?.v !== v) problems.push(`${p}: ${r.status} ${r.text}`);
-  });
-  assert.deepEqual(problems, []);
-  for (const c of written.ciphertexts) assert.equal((await ok(server, 'POST', '/v1/keys/k/decrypt', { ciphertext: c })).plaintext, PLAIN);
-}
+/** A wrapped key `k` every store of this file has. */
+const writeSome = (server: DevServer, written: Written, tag: string, count: number) => writeSomeTo(server, written, tag, count, ['k']);
 
 /** `keyhold seal rotate-root` against `server`. */
 async function rotate(server: DevServer): Promise<any> {
@@ -130,8 +95,8 @@ describe('root rotation on an RSA/EC-only token (p11-kit hop, RSA-OAEP seal); ba
     // Keys made and rotated during the rewrite: their material is wrapped by the in-memory wrap key, itself a record being rewritten.
     await ok(server, 'POST', '/v1/keys/k/rotate');
     await ok(server, 'POST', '/v1/keys', { name: 'k2', type: 'rsa-2048', protection: 'wrapped' });
-    const k2 = (await ok(server, 'POST', '/v1/keys/k2/encrypt', { plaintext: PLAIN })).ciphertext;
-    written.ciphertexts.push((await ok(server, 'POST', '/v1/keys/k/encrypt', { plaintext: PLAIN })).ciphertext);
+    const k2 = (await ok(server, 'POST', '/v1/keys/k2/encrypt', { plaintext: PLAINTEXT })).ciphertext;
+    written.ciphertexts.push({ key: 'k', ciphertext: (await ok(server, 'POST', '/v1/keys/k/encrypt', { plaintext: PLAINTEXT })).ciphertext });
     assert.equal((await ok(server, 'GET', '/v1/sys/seal/rotation')).rewriting, true, 'the writes landed during the rewrite');
     await rewriteFinished(server);
     await writeSome(server, written, 'after', 10);
@@ -141,9 +106,9 @@ describe('root rotation on an RSA/EC-only token (p11-kit hop, RSA-OAEP seal); ba
 
     server = await serve(store);
     await readBack(server, written);
-    assert.equal((await ok(server, 'POST', '/v1/keys/k2/decrypt', { ciphertext: k2 })).plaintext, PLAIN);
-    const signed = await ok(server, 'POST', '/v1/keys/ec/sign', { input: PLAIN });
-    assert.equal((await ok(server, 'POST', '/v1/keys/ec/verify', { input: PLAIN, signature: signed.signature })).valid, true);
+    assert.equal((await ok(server, 'POST', '/v1/keys/k2/decrypt', { ciphertext: k2 })).plaintext, PLAINTEXT);
+    const signed = await ok(server, 'POST', '/v1/keys/ec/sign', { input: PLAINTEXT });
+    assert.equal((await ok(server, 'POST', '/v1/keys/ec/verify', { input: PLAINTEXT, signature: signed.signature })).valid, true);
     assert.equal(await server.stop(), 0, server.output());
   });
 
@@ -273,7 +238,7 @@ describe('root rotation while one member of a three-member p11-kit cluster is do
     assert.equal((await ok(server, 'GET', '/v1/sys/seal/rotation')).generation, 1);
     await a.start();
     await fleet.members[2]!.start();
-    await pollUntil('the members are back', async () => (await call(server.address, 'POST', '/v1/keys/k/encrypt', server.rootToken, { plaintext: PLAIN })).status === 200, { timeoutMs: 10_000, intervalMs: 100 });
+    await pollUntil('the members are back', async () => (await call(server.address, 'POST', '/v1/keys/k/encrypt', server.rootToken, { plaintext: PLAINTEXT })).status === 200, { timeoutMs: 10_000, intervalMs: 100 });
     const rotated = await rotate(server);
     assert.equal(rotated.generation, 2);
     await writeSome(server, written, 'during', 10);

@@ -1,8 +1,6 @@
 /**
  * A real server process on a network-HSM cluster: three p11-kit members in front of one SoftHSM
- * token (`hsm.members`). Through the hop there is no AES-GCM, so the store must seal with RSA-OAEP
- * (issue 11 §3, another branch): until that seal is merged, `keyhold init` refuses this token and
- * the test SKIPS itself, saying so. It enables itself, unchanged, once init succeeds on the hop.
+ * token (`hsm.members`). Through the hop there is no AES-GCM, so the store seals with RSA-OAEP.
  *
  * The data path is an `hsm`-protected EC key (sign: local hash, raw ECDSA on the device).
  */
@@ -37,7 +35,7 @@ describe('server on a three-member p11-kit HSM cluster (sealed with RSA-OAEP: no
     }));
     const init = await runCliTimed(['init', '--config', configFile, '--root-token-file', join(dir, 'root-token')], {}, 60_000);
     // The fleet has no AES-GCM: init seals with RSA-OAEP (src/barrier/seal.ts).
-    assert.equal(init.code, 0, init.stderr);
+    assert.equal(init.code, 0, `init failed: ${init.stdout}${init.stderr}`);
     server = await startServer(configFile, {}, dir);
     const { address, rootToken } = server;
     const post = (path: string, body: unknown) => fetch(`${address}${path}`, {
@@ -93,5 +91,7 @@ describe('server on a three-member p11-kit HSM cluster (sealed with RSA-OAEP: no
       return response.status === 200;
     }, { timeoutMs: 5000, intervalMs: 100 });
     assert.ok(Date.now() - backAt < 5000);
+    assert.equal(server.process.exitCode, null, 'the server process served throughout: no restart');
+    assert.equal(server.process.signalCode, null);
   });
 });

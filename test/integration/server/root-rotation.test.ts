@@ -229,6 +229,8 @@ describe('root-key rotation under write load, with kill -9 in the middle of the 
       fs.writeFileSync(config, stringifyYaml({ ...base, storage: { sqlite: { path: path.join(dir, 'keyhold.db') } }, audit: { path: path.join(dir, 'audit.log') } }));
       const restore = await runCliTimed(['restore', '--in', backupFile, '--config', config], setup.env, 60_000);
       assert.equal(restore.code, 0, restore.stderr);
+      const restoredGenerations = new Set(storedGenerations(path.join(dir, 'keyhold.db')).values());
+      assert.ok(restoredGenerations.has(1) && restoredGenerations.has(2), `the backup was taken mid-rewrite: records of both generations (${[...restoredGenerations]})`);
       const restored = await startServer(config, setup.env, setup.dataDir, ['--new-audit-chain']);
       try {
         assert.equal((await call(restored.address, 'GET', '/v1/secrets/base/s-7', setup.rootToken)).body?.data?.v, 'base/s-7#0');

@@ -1,4 +1,5 @@
 /** Shared bits of the server-level integration tests (not a test file itself). */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -9,7 +10,8 @@ import { DATA_PREFIX } from '../../../src/barrier/barrier.js';
 import { recordGeneration } from '../../../src/barrier/record.js';
 import { findSoftHsmModule } from '../../../src/hsm/softhsm.js';
 import { pkcs11Tool } from '../../helpers/pkcs11-tool.js';
-import { CLI } from '../../helpers/server.js';
+import { inParallel } from '../../helpers/pool.js';
+import { call, CLI, type DevServer } from '../../helpers/server.js';
 
 export const DEV_TOKEN_LABEL = 'keyhold-dev';
 
@@ -140,5 +142,49 @@ export function storedGenerations(dbFile: string): Map<string, number> {
     return new Map(rows.map((r) => [r.key, recordGeneration(r.key.slice(DATA_PREFIX.length), r.value)]));
   } finally {
     db.close();
+  }
+}
+
+/** The seal record (core/seal, JSON) of the SQLite file, read raw. */
+export function storedSealRecord(dbFile: string): Record<string, any> {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    return JSON.parse((db.prepare("SELECT value FROM kv WHERE key = 'core/seal'").pluck().get() as Buffer).toString('utf8'));
+  } finally {
+    db.close();
+  }
+}
+
+/** A root-token call that must answer 200; its body. */
+export async function ok(server: DevServer, method: string, route: string, body?: unknown): Promise<any> {
+  const r = await call(server.address, method, route, server.rootToken, body);
+  assert.equal(r.status, 200, `${method} ${route}: ${r.status} ${r.text}`);
+  return r.body;
+}
+
+/** What a test wrote to a store, to read back after a rotation, restore or migration: secrets by path, ciphertexts of PLAINTEXT by key. */
+export interface Written { secrets: Map<string, string>; ciphertexts: Array<{ key: string; ciphertext: string }> }
+export const PLAINTEXT = Buffer.from('written, then read back').toString('base64');
+
+/** `count` secrets under `tag/` (8 at a time) and one ciphertext of PLAINTEXT under each of `keys`, recorded in `written`. */
+export async function writeSome(server: DevServer, written: Written, tag: string, count: number, keys: readonly string[]): Promise<void> {
+  await inParallel(Array.from({ length: count }, (_, i) => i), 8, async (i) => {
+    const p = `${tag}/s-${i}`;
+    await ok(server, 'PUT', `/v1/secrets/${p}`, { data: { v: p } });
+    written.secrets.set(p, p);
+  });
+  for (const key of keys) written.ciphertexts.push({ key, ciphertext: (await ok(server, 'POST', `/v1/keys/${key}/encrypt`, { plaintext: PLAINTEXT })).ciphertext });
+}
+
+/** Every secret and ciphertext in `written` reads back as written (all secrets' problems reported together). */
+export async function readBack(server: DevServer, written: Written): Promise<void> {
+  const problems: string[] = [];
+  await inParallel([...written.secrets], 8, async ([p, v]) => {
+    const r = await call(server.address, 'GET', `/v1/secrets/${p}`, server.rootToken);
+    if (r.body?.data?.v !== v) problems.push(`${p}: ${r.status} ${r.text}`);
+  });
+  assert.deepEqual(problems, []);
+  for (const { key, ciphertext } of written.ciphertexts) {
+    assert.equal((await ok(server, 'POST', `/v1/keys/${key}/decrypt`, { ciphertext })).plaintext, PLAINTEXT, key);
   }
 }
