@@ -17,6 +17,7 @@ import { kubernetesAuthApi } from './routes/auth-kubernetes.js';
 import { secretsApi } from './routes/secrets.js';
 import { policiesApi } from './routes/policies.js';
 import { sealApi } from './routes/seal.js';
+import { installSessions } from './session.js';
 import { sysApi, VERSION } from './routes/sys.js';
 import { tokensApi } from './routes/tokens.js';
 
@@ -131,6 +132,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     },
   });
   installErrorHandling(app);
+  await installSessions(app);
   const observe = installMetrics(app, runtime);
   const record = auditRecorder(runtime);
   // The one hook after the handler: metrics for every response, the audit record for every audited one.
