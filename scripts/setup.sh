@@ -17,6 +17,8 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 # A real PostgreSQL for the storage and replica tests (test/helpers/postgres.ts runs initdb and
 # pg_ctl on a temp dir; the packaged cluster is never used).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+# The web console's tests drive Debian's Chromium with playwright-core (no browser download).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
