@@ -54,6 +54,28 @@ const PostgresSection = Type.Object({
   statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
 }, { additionalProperties: false });
 
+/** Lockout after failed logins (src/operators/lockout.ts). */
+const LockoutSection = Type.Object({
+  threshold: Type.Integer({ minimum: 1, maximum: 1000 }),
+  baseSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  maxSeconds: Type.Integer({ minimum: 1, maximum: 7 * 86_400 }),
+}, { additionalProperties: false });
+
+/** Operator accounts (issue 12; README "Operator accounts"): people's logins with a password and TOTP. */
+const OperatorsSection = Type.Object({
+  /** Lifetime of an operator login's token (default 3600; the server maximum still clamps it). */
+  tokenTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86_400 })),
+  /** The issuer authenticator apps show (default `keyhold`). */
+  totpIssuer: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9 ._-]+$' })),
+  /** How long a new or reset account may wait to enrol its second factor (default 72). */
+  enrolmentHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 90 })),
+  /** Password hashes at once (32 MiB each; default 2) and waiting (default 64). */
+  hashConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+  hashQueue: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+  /** Per account (kept in the barrier) and per client address (in memory); defaults in lockout.ts. */
+  lockout: Type.Optional(Type.Object({ account: Type.Optional(LockoutSection), address: Type.Optional(LockoutSection) }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
 export const ServerConfigSchema = Type.Object({
   listen: Type.String({ default: '127.0.0.1:8200' }),
   /** Exactly one of them (checked in validateConfig). */
@@ -92,6 +114,7 @@ export const ServerConfigSchema = Type.Object({
     settleMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
     intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   }, { additionalProperties: false })),
+  operators: Type.Optional(OperatorsSection),
   api: Type.Optional(Type.Object({
     bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
     // Slow clients (see API_TIMEOUT_DEFAULTS): a connection that trickles its headers or body is closed.
@@ -157,7 +180,24 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
     const api = (typeof c.api === 'object' && c.api !== null ? c.api : (c.api = {})) as Record<string, unknown>;
     api.unauthenticatedRateLimit = m ? { max: Number(m[1]), windowSeconds: Number(m[2]) } : v;
   }],
+  // Operator accounts (issue 12): THRESHOLD/BASE_SECONDS/MAX_SECONDS, e.g. 5/30/900.
+  ['KEYHOLD_OPERATORS_TOKEN_TTL_SECONDS', (c, v) => { operatorsOf(c).tokenTtlSeconds = wholeNumber(v); }],
+  ['KEYHOLD_OPERATORS_ACCOUNT_LOCKOUT', (c, v) => { lockoutOf(c).account = lockoutSetting(v); }],
+  ['KEYHOLD_OPERATORS_ADDRESS_LOCKOUT', (c, v) => { lockoutOf(c).address = lockoutSetting(v); }],
 ];
+
+function operatorsOf(c: RawConfig): Record<string, unknown> {
+  return (typeof c.operators === 'object' && c.operators !== null ? c.operators : (c.operators = {})) as Record<string, unknown>;
+}
+function lockoutOf(c: RawConfig): Record<string, unknown> {
+  const o = operatorsOf(c);
+  return (typeof o.lockout === 'object' && o.lockout !== null ? o.lockout : (o.lockout = {})) as Record<string, unknown>;
+}
+/** `T/B/M`; anything else is left as text for validation to refuse. */
+function lockoutSetting(v: string): unknown {
+  const m = /^(\d{1,7})\/(\d{1,7})\/(\d{1,7})$/.exec(v);
+  return m ? { threshold: Number(m[1]), baseSeconds: Number(m[2]), maxSeconds: Number(m[3]) } : v;
+}
 
 /** Applies the KEYHOLD_* overrides set in `env` (all of them, or only those named in `only`) to a raw config document. */
 export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv, only?: readonly string[]): void {
@@ -184,6 +224,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (for a file copy of each process's chain as a second sink, set audit.mirrorDir)`);
   if (config.storage.sqlite && config.audit.mirrorDir !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: audit.mirrorDir is for storage.postgres; with SQLite the audit log is the file at audit.path`);
   validateHsmSection(config.hsm, source);
+  for (const [which, l] of Object.entries(config.operators?.lockout ?? {})) {
+    if (l && l.baseSeconds > l.maxSeconds) throw new KeyholdError('ERR_CONFIG', `${source}: operators.lockout.${which}.baseSeconds must not exceed maxSeconds`);
+  }
   const timeouts = apiTimeouts(config);
   // Node refuses the pair otherwise: the headers are part of the request.
   if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) throw new KeyholdError('ERR_CONFIG', `${source}: api.headersTimeoutMs must not exceed api.requestTimeoutMs`);
