@@ -6,7 +6,6 @@
  */
 import type { BarrierView } from '../../barrier/view.js';
 import { KeyholdError } from '../../errors.js';
-import { ROOT_POLICY_NAME } from '../../policy/evaluate.js';
 import type { TokenStore } from '../tokens.js';
 import { authorizationUrl } from './auth-url.js';
 import { OidcConfigStore, redactConfig, type OidcConfigView } from './config-store.js';
@@ -25,6 +24,11 @@ export interface GroupPolicies {
 export interface OidcAuthOptions {
   /** Lifetime of a person's token (operators.tokenTtlSeconds; default 1 h). */
   tokenTtlSeconds: number;
+  /**
+   * Policies an SSO login is never given (the runtime passes `root`): the identity provider is
+   * outside keyhold's root of trust, so whoever controls it must not become root here.
+   */
+  neverConferred: readonly string[];
 }
 
 export const DEFAULT_PERSON_TOKEN_TTL_SECONDS = 3600;
@@ -108,8 +112,8 @@ export class OidcAuth {
         ? `the ID token has no "${config.groupsClaim}" claim values: no keyhold group maps this person, so there is nothing they may do`
         : 'none of this person\'s groups at the provider is mapped to a keyhold group with policies', { details: { reason: 'no mapped group' } });
     }
-    // The identity provider is outside keyhold's root of trust: whoever controls it must not become root here.
-    if (mapped.policies.includes(ROOT_POLICY_NAME)) throw new KeyholdError('ERR_PERMISSION_DENIED', 'an SSO login is never given the root policy: map the group to other policies', { details: { reason: 'root via SSO' } });
+    const forbidden = mapped.policies.filter((p) => this.options.neverConferred.includes(p));
+    if (forbidden.length > 0) throw new KeyholdError('ERR_PERMISSION_DENIED', `an SSO login is never given these policies: ${forbidden.join(', ')}; map the groups to other policies`, { details: { reason: `would confer ${forbidden.join(', ')}` } });
     const selectors = [`oidc:${person.subject}`];
     const { token, record } = await this.tokens.create({ policies: mapped.policies, ttlSeconds: this.options.tokenTtlSeconds, displayName: `oidc:${person.name ?? person.subject}`.slice(0, 256), selectors });
     return { token, accessor: record.accessor as string, expiresAt: record.expiresAt as string, policies: record.policies, groups: mapped.groups, person, selectors };
