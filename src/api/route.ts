@@ -41,6 +41,8 @@ export interface ApiRoute<S extends FastifySchema> {
   readOnly?: boolean;
   /** An anonymous route whose successes count toward the address's flood budget too (see FastifyContextConfig.floodCounted). */
   floodCounted?: true;
+  /** The body holds a password or one-time code: no HMAC of it in the audit record (context.ts). */
+  secretBody?: true;
   /** What the caller's policies must grant, from the validated params and body. */
   authorize?: (request: TypedRequest<S>) => Requirement[] | Promise<Requirement[]>;
   handler: RouteHandlerMethod<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, RouteGenericInterface, unknown, S, TypeBoxTypeProvider>;
@@ -61,6 +63,7 @@ export function route<S extends FastifySchema>(app: ApiInstance, r: ApiRoute<S>)
       ...(r.anonymous ? { anonymous: true } : {}),
       ...(r.readOnly !== undefined ? { readOnly: r.readOnly } : {}),
       ...(r.floodCounted ? { floodCounted: true } : {}),
+      ...(r.secretBody ? { secretBody: true } : {}),
       // The guard calls it after validation, so the request has the shape its schema types it with.
       ...(r.authorize ? { authorize: r.authorize as Authorizer } : {}),
     },

@@ -18,14 +18,16 @@ import type { Leadership } from '../ha/leader.js';
 import { startReplication, type Replication } from '../ha/replication.js';
 import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
+import { GroupStore } from '../groups/store.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
-import { DEFAULT_PERSON_TOKEN_TTL_SECONDS, OidcAuth } from '../identity/oidc/oidc-auth.js';
+import { OidcAuth } from '../identity/oidc/oidc-auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
 import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
+import { OperatorStore, type OperatorStoreOptions } from '../operators/store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
@@ -49,6 +51,10 @@ export interface Runtime {
   /** OIDC single sign-on (src/identity/oidc/). */
   oidcAuth: OidcAuth;
   policies: PolicyStore;
+  /** Operator accounts: people's logins (password + TOTP), their lockout, re-authentication. */
+  operators: OperatorStore;
+  /** Groups: operators and SSO groups mapped to policies. */
+  groups: GroupStore;
   audit: AuditLog;
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
@@ -85,6 +91,18 @@ function migrationDetails(m: SealMigrationRecord): Record<string, string | numbe
     sealToTokenLabel: m.toTokenLabel.slice(0, 64),
     lostKeys: m.lostKeys.length,
     ...(m.lostKeys.length > 0 ? { lostKeyNames: m.lostKeys.join(',').slice(0, 1024) } : {}),
+  };
+}
+
+/** The operator store's settings from the config's `operators` section (defaults in the store). */
+function operatorStoreOptions(config: ServerConfig): OperatorStoreOptions {
+  const o = config.operators;
+  return {
+    ...(o?.lockout?.account ? { lockout: o.lockout.account } : {}),
+    ...(o?.hashConcurrency !== undefined ? { hashConcurrency: o.hashConcurrency } : {}),
+    ...(o?.hashQueue !== undefined ? { hashQueue: o.hashQueue } : {}),
+    ...(o?.totpIssuer !== undefined ? { totpIssuer: o.totpIssuer } : {}),
+    ...(o?.enrolmentHours !== undefined ? { enrolmentHours: o.enrolmentHours } : {}),
   };
 }
 
@@ -178,8 +196,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
-    // TODO(i12-acc merge): the group store maps the groups claim; until then no SSO group is mapped.
-    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, { policiesFor: async () => ({ groups: [], policies: [] }) }, { tokenTtlSeconds: DEFAULT_PERSON_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
+    const groups = new GroupStore(barrier.view(MOUNTS.groups));
+    // SSO persons get their policies from the groups their groups claim maps to, for as long as an operator's token lives.
+    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, groups, { tokenTtlSeconds: config.operators?.tokenTtlSeconds ?? DEFAULT_OPERATOR_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
@@ -201,6 +220,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       kubernetesAuth,
       oidcAuth,
       policies: new PolicyStore(barrier.view(MOUNTS.policies)),
+      operators: new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config)),
+      groups,
       audit,
       auditSigner,
       auditHmac,

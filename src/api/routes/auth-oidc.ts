@@ -126,7 +126,8 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
 
   route(app, {
     method: 'POST', url: CALLBACK_PATH, operation: 'auth.oidc.login',
-    anonymous: true,
+    // The code is a credential: not even a keyed hash of the body that carries it goes to the audit log.
+    anonymous: true, secretBody: true,
     schema: { tags: ['auth'], summary: 'End an SSO login with the code and state the provider returned; returns a short-lived keyhold token (or, with session: true, sets the console\'s session cookie)', body: CallbackBody, response: withProviderErrors({ 200: OidcLoginView }), security: [] },
     handler: async (req, reply) => {
       const b = req.body;

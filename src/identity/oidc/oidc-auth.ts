@@ -31,8 +31,6 @@ export interface OidcAuthOptions {
   neverConferred: readonly string[];
 }
 
-export const DEFAULT_PERSON_TOKEN_TTL_SECONDS = 3600;
-
 export class OidcAuth {
   readonly #config: OidcConfigStore;
   readonly #flows: FlowStore;
