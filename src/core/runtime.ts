@@ -28,6 +28,7 @@ import { MaterialCache } from '../keys/material.js';
 import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
 import { OperatorStore, type OperatorStoreOptions } from '../operators/store.js';
+import { DEFAULT_OPERATOR_TOKEN_TTL_SECONDS } from '../operators/login.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
