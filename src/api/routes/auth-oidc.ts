@@ -143,6 +143,8 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
     anonymous: true, readOnly: false, floodCounted: true,
     schema: { tags: ['auth'], summary: 'The redirect URI for browsers: ends an SSO login, sets the session cookie, redirects (303) to /ui/ (or to /ui/#/login?error=CODE)', querystring: CallbackQuery, response: { 303: NoContent }, security: [] },
     handler: async (req, reply) => {
+      // Fastify answers HEAD with this handler too; a HEAD (a link checker, a prefetch) must not spend the state or log anyone in.
+      if (req.method !== 'GET') throw new KeyholdError('ERR_BAD_REQUEST', 'the SSO callback is a GET');
       const q = req.query;
       const binding = req.cookies[FLOW_COOKIE];
       void reply.clearCookie(FLOW_COOKIE, FLOW_COOKIE_OPTIONS);

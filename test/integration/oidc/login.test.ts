@@ -173,6 +173,15 @@ describe('SSO login', () => {
       }
     });
 
+    it('does not log in on a HEAD (a link checker or prefetch must not spend the login)', async () => {
+      const { answer, cookie } = await begin('alice');
+      const head = await fetch(answer.location, { method: 'HEAD', redirect: 'manual', headers: { cookie } });
+      assert.equal(head.status, 400);
+      assert.equal(head.headers.getSetCookie().some((c) => c.startsWith('keyhold_session=')), false);
+      const response = await follow(answer.location, cookie);
+      assert.equal(response.headers.get('location'), '/ui/');
+    });
+
     it('redirects to the console\'s login page with the code of any refusal (unmapped group, replayed state, provider error)', async () => {
       const bob = await begin('bob');
       assert.equal((await follow(bob.answer.location, bob.cookie)).headers.get('location'), '/ui/#/login?error=ERR_OIDC_GROUPS_UNMAPPED');
