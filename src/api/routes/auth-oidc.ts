@@ -17,8 +17,8 @@ import { tokenId } from '../../identity/tokens.js';
 import { assertCanChangeIdentitySource } from '../../policy/confer.js';
 import { AuthUrlBody, AuthUrlView, CallbackBody, CallbackQuery, OidcConfigBody, OidcConfigView, OidcLoginView } from '../../wire/auth-oidc.js';
 import { callerToken } from '../auth.js';
-import { getRoute, route, type ApiPlugin } from '../route.js';
-import { ErrorResponse, NoContent, withErrors } from '../schemas.js';
+import { deleteRoute, getRoute, route, type ApiPlugin } from '../route.js';
+import { Closed, ErrorResponse, NoContent, withErrors } from '../schemas.js';
 import { startSession } from '../session.js';
 
 export interface OidcAuthApiOptions {
@@ -109,6 +109,15 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
         ...(c.maxAgeSeconds !== undefined ? { max_age_seconds: c.maxAgeSeconds } : {}),
       };
     },
+  });
+
+  deleteRoute(app, {
+    url: '/v1/auth/oidc/config', operation: 'auth.oidc.delete-config', tag: 'auth',
+    summary: 'Turn SSO off: remove the OIDC configuration (tokens already issued live until they expire)',
+    params: Closed({}),
+    // Removing an identity source confers nothing, so it needs only `delete` (an incident switch), not root.
+    authorize: () => [[CONFIG_PATH, 'delete']],
+    remove: () => oidc.removeConfig(),
   });
 
   route(app, {

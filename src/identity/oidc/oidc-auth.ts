@@ -70,6 +70,16 @@ export class OidcAuth {
     this.#discovery.set(metadata);
   }
 
+  /**
+   * Turns SSO off: no login can begin or end (a flow under way finds no configuration). Tokens
+   * already issued live on until they expire or are revoked by accessor.
+   */
+  async removeConfig(): Promise<void> {
+    await this.#loaded();
+    await this.#config.remove();
+    this.#discovery.clear();
+  }
+
   async describeConfig(): Promise<OidcConfigView> {
     return redactConfig(await this.#loaded());
   }

@@ -102,6 +102,7 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'GET /v1/sys/audit/checkpoint': { path: '/v1/sys/audit/checkpoint' },
     'PUT /v1/auth/oidc/config': { path: '/v1/auth/oidc/config', body: () => ({ issuer: 'https://evil.example', client_id: 'x', client_secret: 'y', redirect_uris: ['https://evil.example/cb'] }) },
     'GET /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
+    'DELETE /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
     'POST /v1/sys/seal/rotate-root': { path: '/v1/sys/seal/rotate-root' },
     'GET /v1/sys/seal/rotation': { path: '/v1/sys/seal/rotation' },
   };

@@ -108,6 +108,19 @@ describe('SSO configuration', () => {
     for (const p of ['state', 'nonce', 'code_challenge']) assert.notEqual(a.searchParams.get(p), b.searchParams.get(p));
   });
 
+  it('is turned off by DELETE (a holder of delete on the path is enough: it confers nothing); a login under way then fails', async () => {
+    await call(sso.kh.address, 'PUT', '/v1/policies/oidc-off', root(), { rules: [{ path: 'sys/auth/oidc/config', capabilities: ['delete'] }] });
+    const switchOff = (await call(sso.kh.address, 'POST', '/v1/tokens', root(), { policies: ['oidc-off'], ttl: 600 })).body.token as string;
+    const underWay = await sso.beginLogin('alice');
+    assertRefused(await sso.configure({}, switchOff), 403, 'ERR_PERMISSION_DENIED');
+    assert.equal((await call(sso.kh.address, 'DELETE', '/v1/auth/oidc/config', switchOff)).status, 204);
+    await notConfigured();
+    assertRefused(await call(sso.kh.address, 'POST', '/v1/auth/oidc/auth-url', undefined, { redirect_uri: sso.redirectUri }), 400, 'ERR_OIDC_NOT_CONFIGURED');
+    assertRefused(await sso.callback({ code: underWay.code, state: underWay.state }), 400, 'ERR_OIDC_NOT_CONFIGURED');
+    assertRefused(await call(sso.kh.address, 'DELETE', '/v1/auth/oidc/config', switchOff), 400, 'ERR_OIDC_NOT_CONFIGURED');
+    assert.equal((await sso.configure()).status, 204);
+  });
+
   it('never put the client secret in the audit log or the server output', () => {
     assertNotLogged(sso.kh, [sso.idp.client.client_secret]);
   });
