@@ -54,7 +54,8 @@ export class OidcAuth {
    * Without a client secret, the stored one is kept if the issuer and client are the same.
    */
   async configure(input: Omit<OidcConfig, 'clientSecret'> & { clientSecret?: string }): Promise<void> {
-    checkedUrl(input.issuer, 'issuer', 'ERR_OIDC_CONFIG_INVALID');
+    // OIDC Discovery §2: an issuer has no query (nor fragment, which checkedUrl refuses everywhere).
+    if (checkedUrl(input.issuer, 'issuer', 'ERR_OIDC_CONFIG_INVALID').search !== '') throw new KeyholdError('ERR_OIDC_CONFIG_INVALID', 'issuer must not have a query');
     for (const uri of input.redirectUris) checkedUrl(uri, `redirect URI ${uri.slice(0, 256)}`, 'ERR_OIDC_CONFIG_INVALID');
     if (!input.scopes.includes('openid')) throw new KeyholdError('ERR_OIDC_CONFIG_INVALID', 'scopes must include "openid"');
     let clientSecret = input.clientSecret;

@@ -33,6 +33,7 @@ describe('SSO configuration', () => {
   it('refuses an issuer that is not https (off loopback), not a URL, or that no one answers at', async () => {
     assertRefused(await sso.configure({ issuer: 'http://idp.example' }), 400, 'ERR_OIDC_CONFIG_INVALID', /https/);
     assertRefused(await sso.configure({ issuer: 'not a url' }), 400, 'ERR_OIDC_CONFIG_INVALID');
+    assertRefused(await sso.configure({ issuer: `${sso.idp.issuer}?tenant=x` }), 400, 'ERR_OIDC_CONFIG_INVALID', /query/);
     assertRefused(await sso.configure({ redirect_uris: ['http://kh.example/v1/auth/oidc/callback'] }), 400, 'ERR_OIDC_CONFIG_INVALID', /https/);
     assertRefused(await sso.configure({ scopes: ['profile'] }), 400, 'ERR_OIDC_CONFIG_INVALID', /openid/);
     sso.idp.setReachable('refuse');
