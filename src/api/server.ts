@@ -14,6 +14,7 @@ import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
 import { keysApi } from './routes/keys.js';
 import { kubernetesAuthApi } from './routes/auth-kubernetes.js';
+import { oidcAuthApi } from './routes/auth-oidc.js';
 import { secretsApi } from './routes/secrets.js';
 import { policiesApi } from './routes/policies.js';
 import { sealApi } from './routes/seal.js';
@@ -158,6 +159,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
+  await app.register(oidcAuthApi, { oidcAuth: runtime.oidcAuth, auditHmac: runtime.auditHmac });
   // People (issue 12): operator accounts, their logins, groups, and "what can I do".
   const operatorConfig = runtime.config.operators;
   const logins = new OperatorLogins(runtime.operators, runtime.groups, runtime.tokens, runtime.barrier.view(MOUNTS.operatorTokens), {

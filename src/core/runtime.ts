@@ -20,6 +20,7 @@ import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
 import { GroupStore } from '../groups/store.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
+import { OidcAuth } from '../identity/oidc/oidc-auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
@@ -27,6 +28,7 @@ import { MaterialCache } from '../keys/material.js';
 import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
 import { OperatorStore, type OperatorStoreOptions } from '../operators/store.js';
+import { DEFAULT_OPERATOR_TOKEN_TTL_SECONDS } from '../operators/login.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
@@ -47,6 +49,8 @@ export interface Runtime {
   secrets: SecretStore;
   tokens: TokenStore;
   kubernetesAuth: KubernetesAuth;
+  /** OIDC single sign-on (src/identity/oidc/). */
+  oidcAuth: OidcAuth;
   policies: PolicyStore;
   /** Operator accounts: people's logins (password + TOTP), their lockout, re-authentication. */
   operators: OperatorStore;
@@ -193,6 +197,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
+    const groups = new GroupStore(barrier.view(MOUNTS.groups));
+    // SSO persons get their policies from the groups their groups claim maps to, for as long as an operator's token lives.
+    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, groups, { tokenTtlSeconds: config.operators?.tokenTtlSeconds ?? DEFAULT_OPERATOR_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
@@ -200,7 +207,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // Every replica follows rotations made elsewhere (PostgreSQL); the rewrite is the leader's.
     rootRotation.follow();
     await rootRotation.status(); // health's `rewriting` from the start, on followers too
-    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation: rootRotation.job }, warn);
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, oidcAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
     const runtime: Runtime = {
@@ -212,9 +219,10 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       secrets: new SecretStore(barrier.view(MOUNTS.secrets)),
       tokens,
       kubernetesAuth,
+      oidcAuth,
       policies: new PolicyStore(barrier.view(MOUNTS.policies)),
       operators: new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config)),
-      groups: new GroupStore(barrier.view(MOUNTS.groups)),
+      groups,
       audit,
       auditSigner,
       auditHmac,
@@ -227,6 +235,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
         rootRotation.close();
         await rootRotation.job.idle();
         kubernetesAuth.close();
+        oidcAuth.close();
         await shared?.close();
         material.clear();
         wrapper?.close();

@@ -57,6 +57,8 @@ after(async () => {
 describe('(a) a token with no policies is refused everywhere', () => {
   // Public routes, and the login (anonymous: its credential is the service-account JWT, not a bearer token).
   const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login', 'GET /v1/sys/audit/public-key',
+    // SSO logins (anonymous: the provider's code is the credential).
+    'POST /v1/auth/oidc/auth-url', 'POST /v1/auth/oidc/callback', 'GET /v1/auth/oidc/callback',
     // Operator accounts (issue 12): logins whose credentials are in the body.
     'POST /v1/auth/operator/login', 'POST /v1/auth/operator/enrol', 'POST /v1/auth/operator/enrol/confirm', 'POST /v1/auth/operator/password']);
   /** A valid request for every documented operation (path parameters filled in, body where needed). */
@@ -100,6 +102,9 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'GET /v1/sys/audit/checkpoint': { path: '/v1/sys/audit/checkpoint' },
+    'PUT /v1/auth/oidc/config': { path: '/v1/auth/oidc/config', body: () => ({ issuer: 'https://evil.example', client_id: 'x', client_secret: 'y', redirect_uris: ['https://evil.example/cb'] }) },
+    'GET /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
+    'DELETE /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
     'POST /v1/sys/seal/rotate-root': { path: '/v1/sys/seal/rotate-root' },
     'GET /v1/sys/seal/rotation': { path: '/v1/sys/seal/rotation' },
     // Operator accounts, groups, capabilities (issue 12).
