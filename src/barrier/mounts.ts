@@ -33,6 +33,10 @@ export const MOUNTS = {
   seal: { storage: 'sys/seal/', policy: 'sys/seal' },
   /** A pod's tokens, written with each token (so owned by the token store too) and read by Kubernetes login. */
   podTokens: { storage: 'auth/kubernetes/pod-tokens/', policy: 'sys/auth/kubernetes' },
+  /** Approval policies (src/approvals/policy-store.ts): record `<name>` ↔ policy path `sys/approvals/policies/<name>`. */
+  approvalPolicies: { storage: 'sys/approval-policies/', policy: 'sys/approvals/policies' },
+  /** Approval requests `requests/<id>` ↔ `sys/approvals/requests/<id>`, and the approval policies' generation (src/approvals/). */
+  approvals: { storage: 'sys/approvals/', policy: 'sys/approvals' },
 } as const satisfies Record<string, Mount>;
 
 /** The policy path of record `key` of a mount (its list path when `key` is omitted). */

@@ -1,4 +1,7 @@
 import { writeFileSync } from 'node:fs';
+import { ApprovalPolicyStore } from '../approvals/policy-store.js';
+import { ApprovalRequestStore } from '../approvals/request-store.js';
+import { Approvals } from '../approvals/service.js';
 import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditSigner } from '../audit/signer.js';
@@ -55,6 +58,8 @@ export interface Runtime {
   jobs: BackgroundJobs;
   /** Root-key rotation: the API starts one; its rewrite runs as a background job on the leader. */
   rootRotation: RootRotation;
+  /** Quorum approval: approval policies, the requests protected calls open, their one execution. */
+  approvals: Approvals;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -72,6 +77,12 @@ export interface StartOptions {
   recovery?: { shares: number; threshold: number; deliver(shares: RecoveryShareSet): void };
   warn?: (message: string) => void;
 }
+
+// TEMPORARY until the accounts branch is merged: groups and operators.
+const NOT_WIRED = {
+  membersOf: async (): Promise<string[]> => { throw new KeyholdError('ERR_INTERNAL', 'groups not wired yet'); },
+  verifySecondFactor: async (): Promise<void> => { throw new KeyholdError('ERR_INTERNAL', 'operators not wired yet'); },
+};
 
 /** The chain-start fields that record a seal migration (strings and numbers only, bounded). */
 function migrationDetails(m: SealMigrationRecord): Record<string, string | number> {
@@ -185,6 +196,17 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
+    const approvalPolicies = new ApprovalPolicyStore(barrier.view(MOUNTS.approvalPolicies), barrier.view(MOUNTS.approvals), storage.changes !== undefined);
+    await approvalPolicies.load();
+    const approvals = new Approvals({
+      policies: approvalPolicies,
+      requests: new ApprovalRequestStore(barrier.view(MOUNTS.approvals)),
+      groups: NOT_WIRED,
+      operators: NOT_WIRED,
+      ttlSeconds: config.approvals?.ttlSeconds,
+      // Credentials in a request body are shown to approvers only as this keyed hash (src/approvals/secret-fields.ts).
+      mac: (value) => auditHmac.mac(`keyhold/approval-secret\0${value}`),
+    });
     const runtime: Runtime = {
       config,
       hsm,
@@ -201,6 +223,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       leadership,
       jobs: replication.jobs,
       rootRotation,
+      approvals,
       startedAt: Date.now(),
       async close() {
         await replication?.close();
