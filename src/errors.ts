@@ -69,7 +69,19 @@ export type KeyholdErrorCode =
   | 'ERR_APPROVAL_PARAMS_MISMATCH'
   | 'ERR_APPROVAL_EXPIRED'
   | 'ERR_APPROVAL_STATE'
-  | 'ERR_APPROVAL_EXECUTION_INVALID';
+  | 'ERR_APPROVAL_EXECUTION_INVALID'
+  // Operator accounts and groups (issue 12, src/operators/, src/groups/).
+  | 'ERR_LOGIN_FAILED'
+  | 'ERR_SECOND_FACTOR_INVALID'
+  | 'ERR_ACCOUNT_LOCKED'
+  | 'ERR_ADDRESS_LOCKED'
+  | 'ERR_ENROLMENT_REQUIRED'
+  | 'ERR_NO_POLICIES'
+  | 'ERR_OPERATOR_EXISTS'
+  | 'ERR_OPERATOR_NOT_FOUND'
+  | 'ERR_GROUP_NOT_FOUND'
+  | 'ERR_PASSWORD_POLICY'
+  | 'ERR_LOGIN_BUSY';
 
 export class KeyholdError extends Error {
   override readonly name = 'KeyholdError';

@@ -5,17 +5,9 @@
  * group membership names operators).
  */
 import { KeyholdError } from '../errors.js';
-import { personOf } from '../identity/person.js';
+import { operatorOf, personOf } from '../identity/person.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import type { Approver, Caller } from './state.js';
-
-const OPERATOR_SELECTOR = 'operator:';
-
-/** The operator account a token names (`operator:<name>` selector), if any. */
-export function operatorOf(token: TokenRecord): string | undefined {
-  const selector = token.selectors?.find((s) => s.startsWith(OPERATOR_SELECTOR));
-  return selector === undefined ? undefined : selector.slice(OPERATOR_SELECTOR.length);
-}
 
 /** The caller as a person, or a 403 saying that this token is not one. */
 export function callerPerson(token: TokenRecord | null, what: string): Caller {
@@ -24,7 +16,7 @@ export function callerPerson(token: TokenRecord | null, what: string): Caller {
     throw new KeyholdError('ERR_APPROVAL_NOT_PERSON', `${what} needs a person's login (an operator or SSO login); this token is not a person's (the root token, a pod's token and tokens made from them are not)`);
   }
   const operator = operatorOf(token);
-  return { person, ...(operator !== undefined ? { operator } : {}) };
+  return { person, ...(operator !== null ? { operator } : {}) };
 }
 
 export function approverOf(token: TokenRecord | null): Approver {

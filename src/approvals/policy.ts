@@ -5,13 +5,12 @@
  * (`*` suffix, `+` segment), so a path pattern means exactly what it means in a policy.
  */
 import { KeyholdError } from '../errors.js';
+import { GROUP_NAME_PATTERN } from '../groups/store.js';
 import { compilePolicies, type CompiledPolicies } from '../policy/evaluate.js';
 import { parsePolicy, POLICY_NAME_PATTERN } from '../policy/parse.js';
 import { expandOperation, knownOperationNames, type ProtectableOperation } from './operations.js';
 
 export const APPROVAL_POLICY_NAME_PATTERN = POLICY_NAME_PATTERN;
-/** Group names as the groups store takes them (lower-case, like policy names). */
-export const GROUP_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 export const MAX_REQUIRED_APPROVALS = 32;
 export const MAX_POLICY_PATHS = 64;
 export const MAX_POLICY_OPERATIONS = 32;

@@ -3,7 +3,7 @@
  * for a protected call, records approvals and denials (each approver re-authenticated with their
  * second factor), cancels, and hands out the single execution of an approved request.
  */
-import { KeyholdError, isKeyholdError } from '../errors.js';
+import { KeyholdError } from '../errors.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import { Executions, type PendingExecution } from './executions.js';
 import { paramsSha256 } from './params-hash.js';
@@ -16,7 +16,7 @@ import { approve, assertCanDecide, beginExecution, cancel, deny, type ApprovalRe
 
 /** What approvals need of the groups store (src/groups/). */
 export interface GroupMembers {
-  /** Operator names of the group's members. */
+  /** Operator names of the group's members (none for a group that does not exist). */
   membersOf(group: string): Promise<string[]>;
 }
 
@@ -127,19 +127,10 @@ export class Approvals {
   private async memberRules(record: ApprovalRecord, operator: string): Promise<number[]> {
     const member: number[] = [];
     for (const [i, rule] of record.rules.entries()) {
-      if ((await this.membersOf(rule.group)).includes(operator)) member.push(i);
+      // A group deleted since has no members: nobody can approve for it.
+      if ((await this.#groups.membersOf(rule.group)).includes(operator)) member.push(i);
     }
     return member;
-  }
-
-  /** A group that was deleted has no members. */
-  private async membersOf(group: string): Promise<string[]> {
-    try {
-      return await this.#groups.membersOf(group);
-    } catch (err) {
-      if (isKeyholdError(err) && String(err.code) === 'ERR_GROUP_NOT_FOUND') return [];
-      throw err;
-    }
   }
 
   /**

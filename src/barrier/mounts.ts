@@ -37,6 +37,10 @@ export const MOUNTS = {
   approvalPolicies: { storage: 'sys/approval-policies/', policy: 'sys/approvals/policies' },
   /** Approval requests `requests/<id>` ↔ `sys/approvals/requests/<id>`, and the approval policies' generation (src/approvals/). */
   approvals: { storage: 'sys/approvals/', policy: 'sys/approvals' },
+  /** Operator accounts (people): password hash, TOTP secret, recovery-code hashes, lockout state. Records are `accounts/<name>` (src/operators/store.ts). */
+  operators: { storage: 'sys/operators/', policy: 'sys/operators' },
+  /** Groups: members (operators), SSO group names, and the policies they confer. */
+  groups: { storage: 'sys/groups/', policy: 'sys/groups' },
 } as const satisfies Record<string, Mount>;
 
 /** The policy path of record `key` of a mount (its list path when `key` is omitted). */

@@ -21,6 +21,7 @@ import type { Leadership } from '../ha/leader.js';
 import { startReplication, type Replication } from '../ha/replication.js';
 import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
+import { GroupStore } from '../groups/store.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
@@ -28,6 +29,7 @@ import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
 import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
+import { OperatorStore, type OperatorStoreOptions } from '../operators/store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
@@ -49,6 +51,10 @@ export interface Runtime {
   tokens: TokenStore;
   kubernetesAuth: KubernetesAuth;
   policies: PolicyStore;
+  /** Operator accounts: people's logins (password + TOTP), their lockout, re-authentication. */
+  operators: OperatorStore;
+  /** Groups: operators and SSO groups mapped to policies. */
+  groups: GroupStore;
   audit: AuditLog;
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
@@ -78,12 +84,6 @@ export interface StartOptions {
   warn?: (message: string) => void;
 }
 
-// TEMPORARY until the accounts branch is merged: groups and operators.
-const NOT_WIRED = {
-  membersOf: async (): Promise<string[]> => { throw new KeyholdError('ERR_INTERNAL', 'groups not wired yet'); },
-  verifySecondFactor: async (): Promise<void> => { throw new KeyholdError('ERR_INTERNAL', 'operators not wired yet'); },
-};
-
 /** The chain-start fields that record a seal migration (strings and numbers only, bounded). */
 function migrationDetails(m: SealMigrationRecord): Record<string, string | number> {
   return {
@@ -93,6 +93,18 @@ function migrationDetails(m: SealMigrationRecord): Record<string, string | numbe
     sealToTokenLabel: m.toTokenLabel.slice(0, 64),
     lostKeys: m.lostKeys.length,
     ...(m.lostKeys.length > 0 ? { lostKeyNames: m.lostKeys.join(',').slice(0, 1024) } : {}),
+  };
+}
+
+/** The operator store's settings from the config's `operators` section (defaults in the store). */
+function operatorStoreOptions(config: ServerConfig): OperatorStoreOptions {
+  const o = config.operators;
+  return {
+    ...(o?.lockout?.account ? { lockout: o.lockout.account } : {}),
+    ...(o?.hashConcurrency !== undefined ? { hashConcurrency: o.hashConcurrency } : {}),
+    ...(o?.hashQueue !== undefined ? { hashQueue: o.hashQueue } : {}),
+    ...(o?.totpIssuer !== undefined ? { totpIssuer: o.totpIssuer } : {}),
+    ...(o?.enrolmentHours !== undefined ? { enrolmentHours: o.enrolmentHours } : {}),
   };
 }
 
@@ -196,13 +208,15 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
+    const operators = new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config));
+    const groups = new GroupStore(barrier.view(MOUNTS.groups));
     const approvalPolicies = new ApprovalPolicyStore(barrier.view(MOUNTS.approvalPolicies), barrier.view(MOUNTS.approvals), storage.changes !== undefined);
     await approvalPolicies.load();
     const approvals = new Approvals({
       policies: approvalPolicies,
       requests: new ApprovalRequestStore(barrier.view(MOUNTS.approvals)),
-      groups: NOT_WIRED,
-      operators: NOT_WIRED,
+      groups,
+      operators,
       ttlSeconds: config.approvals?.ttlSeconds,
       // Credentials in a request body are shown to approvers only as this keyed hash (src/approvals/secret-fields.ts).
       mac: (value) => auditHmac.mac(`keyhold/approval-secret\0${value}`),
@@ -217,6 +231,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       tokens,
       kubernetesAuth,
       policies: new PolicyStore(barrier.view(MOUNTS.policies)),
+      operators,
+      groups,
       audit,
       auditSigner,
       auditHmac,

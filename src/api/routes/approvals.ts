@@ -4,9 +4,8 @@ import { EXECUTION_HEADER } from '../../approvals/executions.js';
 import type { Approvals } from '../../approvals/service.js';
 import { isRequester, type ApprovalRecord } from '../../approvals/state.js';
 import { approvalPolicyView, approvalSummary, approvalView } from '../../approvals/view.js';
-import { operatorOf } from '../../approvals/people.js';
 import { KeyholdError } from '../../errors.js';
-import { personOf } from '../../identity/person.js';
+import { operatorOf, personOf } from '../../identity/person.js';
 import {
   ApprovalIdParams, ApprovalList, ApprovalListQuery, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyParams, ApprovalPolicyView, ApprovalView, ApproveBody, DenyBody,
 } from '../../wire/approvals.js';
@@ -80,7 +79,7 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
       if (person !== null && token) {
         const record = await approvals.requests.get(req.params.id).catch(() => undefined);
         const operator = operatorOf(token);
-        if (record && isRequester(record, { person, ...(operator !== undefined ? { operator } : {}) })) return [];
+        if (record && isRequester(record, { person, ...(operator !== null ? { operator } : {}) })) return [];
       }
       return [[requestPath(req.params.id), 'read']];
     },
