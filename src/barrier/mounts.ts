@@ -39,6 +39,8 @@ export const MOUNTS = {
   approvals: { storage: 'sys/approvals/', policy: 'sys/approvals' },
   /** Operator accounts (people): password hash, TOTP secret, recovery-code hashes, lockout state. Records are `accounts/<name>` (src/operators/store.ts). */
   operators: { storage: 'sys/operators/', policy: 'sys/operators' },
+  /** An operator's live login tokens (`<name>/<token id>`), written and deleted with each token, so a reset or deletion can revoke them. */
+  operatorTokens: { storage: 'sys/operator-tokens/', policy: 'sys/operators' },
   /** Groups: members (operators), SSO group names, and the policies they confer. */
   groups: { storage: 'sys/groups/', policy: 'sys/groups' },
 } as const satisfies Record<string, Mount>;
