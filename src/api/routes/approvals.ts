@@ -91,7 +91,8 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
   });
 
   route(app, {
-    method: 'POST', url: '/v1/sys/approvals/:id/approve', operation: 'approvals.approve',
+    // secretBody: the body holds a second-factor code, so not even its HMAC goes into the audit record.
+    method: 'POST', url: '/v1/sys/approvals/:id/approve', operation: 'approvals.approve', secretBody: true,
     schema: { tags: ['approvals'], summary: 'Approve, stating the params_sha256 you saw, with your second factor', params: ApprovalIdParams, body: ApproveBody, response: withErrors({ 200: ApprovalView }) },
     authorize: () => [],
     handler: async (req) => {
@@ -103,7 +104,7 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
   });
 
   route(app, {
-    method: 'POST', url: '/v1/sys/approvals/:id/deny', operation: 'approvals.deny',
+    method: 'POST', url: '/v1/sys/approvals/:id/deny', operation: 'approvals.deny', secretBody: true,
     schema: { tags: ['approvals'], summary: 'Deny, with your second factor: the request is over', params: ApprovalIdParams, body: DenyBody, response: withErrors({ 200: ApprovalView }) },
     authorize: () => [],
     handler: async (req) => {
