@@ -25,6 +25,19 @@ const dynamicImport = (from: string) => `export const load = () => import('${fro
 // [file, import, allowed]
 const CASES: Array<[string, string, boolean]> = [
   ['src/agent/zz.ts', '../client/client.js', true],
+  // People (issue 12): groups sit below operator accounts; neither reaches up into the API.
+  ['src/operators/zz.ts', '../groups/store.js', true],
+  ['src/operators/zz.ts', '../api/route.js', false],
+  ['src/groups/zz.ts', '../operators/store.js', false],
+  ['src/audit/zz.ts', '../operators/store.js', false],
+  // Quorum approval: a domain under the API; nothing below it reaches it, and it does not reach up.
+  ['src/approvals/zz.ts', '../policy/evaluate.js', true],
+  ['src/approvals/zz.ts', '../groups/store.js', true],
+  ['src/approvals/zz.ts', '../api/route.js', false],
+  ['src/approvals/zz.ts', '../core/runtime.js', false],
+  ['src/approvals/zz.ts', '../operators/store.js', false],
+  ['src/policy/zz.ts', '../approvals/service.js', false],
+  ['src/api/zz.ts', '../approvals/service.js', true],
   ['src/agent/zz.ts', '../keys/types.js', false],
   ['src/agent/zz.ts', '../core/config.js', false],
   ['src/client/zz.ts', '../wire/key-description.js', true],
