@@ -6,6 +6,8 @@ import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder, requestRecorder, runAudited } from './audit-hooks.js';
 import { auditApi } from './routes/audit.js';
+import { approvalGate } from './approval-gate.js';
+import { approvalsApi } from './routes/approvals.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
@@ -102,6 +104,10 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
     }
   });
   const recordRequest = requestRecorder(runtime);
+  // Quorum approval (src/approvals/): `protects` is a set look-up, so an unprotected operation pays
+  // nothing more; a protected one opens an approval request (202) instead of running.
+  const { approvals } = runtime;
+  const gate = approvalGate(approvals);
   // Authorisation runs inside each route's handler (wrapped once, at registration): after
   // validation, when params and body are known, without a hook of its own. So does the
   // write-ahead request record of a state-changing route: after authorisation (a refused request
@@ -119,7 +125,9 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
         return handler.call(this, request, reply);
       }
       const recorded = admitted instanceof Promise ? admitted.then(() => recordRequest(request)) : recordRequest(request);
-      return recorded.then(() => runAudited(runtime, request, () => handler.call(this, request, reply)));
+      return recorded.then(() => runAudited(runtime, request, () => (approvals.protects(info.operation)
+        ? gate(request, reply, () => handler.call(this, request, reply))
+        : handler.call(this, request, reply))));
     };
   });
 
@@ -158,6 +166,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
+  await app.register(approvalsApi, { approvals: runtime.approvals });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
   await app.register(oidcAuthApi, { oidcAuth: runtime.oidcAuth, auditHmac: runtime.auditHmac });
   // People (issue 12): operator accounts, their logins, groups, and "what can I do".
