@@ -56,6 +56,8 @@ export type KeyholdErrorCode =
   | 'ERR_BARRIER_INTEGRITY'
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_AUDIT_CHAIN_BROKEN'
+  // Web console sessions (issue 12, console).
+  | 'ERR_CSRF'
   | 'ERR_INTERNAL';
 
 export class KeyholdError extends Error {

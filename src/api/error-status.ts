@@ -62,6 +62,8 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_BARRIER_INTEGRITY: 500,
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_AUDIT_CHAIN_BROKEN: 503,
+  // Web console sessions (issue 12, console).
+  ERR_CSRF: 403,
   ERR_INTERNAL: 500,
 };
 

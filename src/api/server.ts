@@ -6,6 +6,9 @@ import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder, requestRecorder, runAudited } from './audit-hooks.js';
 import { auditApi } from './routes/audit.js';
+import { auditViewApi } from './routes/audit-view.js';
+import { installConsole } from './console.js';
+import { sessionApi } from './routes/session.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
@@ -94,6 +97,8 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
       });
     }
   });
+  // The web console's static files: before the guard below, which they must not get (console.ts).
+  await installConsole(app, { enabled: runtime.config.ui?.enabled !== false, warn: (m) => app.log.warn(m) });
   const recordRequest = requestRecorder(runtime);
   // Authorisation runs inside each route's handler (wrapped once, at registration): after
   // validation, when params and body are known, without a hook of its own. So does the
@@ -149,6 +154,8 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
+  await app.register(auditViewApi, { path: runtime.config.storage.postgres ? undefined : runtime.config.audit.path, publicKeyPem: runtime.auditSigner.publicKeyPem, audit: runtime.audit });
+  await app.register(sessionApi, { tokens: runtime.tokens, sessionTtlSeconds: runtime.config.ui?.sessionTtlSeconds ?? 3600 });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });

@@ -1,0 +1,75 @@
+/**
+ * The console's session routes. They are ordinary API routes (authenticated and audited like any
+ * other): the console has no private back door, only the session cookie in place of the
+ * Authorization header (session.ts, auth.ts).
+ */
+import type { TokenRecord, TokenStore } from '../../identity/tokens.js';
+import { MOUNTS } from '../../barrier/mounts.js';
+import { KeyholdError } from '../../errors.js';
+import { SessionStarted, SessionView } from '../../wire/console.js';
+import { callerToken } from '../auth.js';
+import { route, type ApiPlugin } from '../route.js';
+import { ErrorResponse, NoContent, withErrors } from '../schemas.js';
+import { bySession, csrfToken, endSession, startSession } from '../session.js';
+
+export interface SessionApiOptions {
+  tokens: Pick<TokenStore, 'create' | 'revoke'>;
+  /** Lifetime of a session started from a token (config `ui.sessionTtlSeconds`). */
+  sessionTtlSeconds: number;
+}
+
+/** A person's selector (`operator:` / `oidc:`), else the token's name: what the console calls the caller. */
+function identityOf(t: TokenRecord): string {
+  const person = t.selectors?.find((s) => s.startsWith('operator:')) ?? t.selectors?.find((s) => s.startsWith('oidc:'));
+  return person ?? t.displayName ?? 'token';
+}
+
+export const sessionApi: ApiPlugin<SessionApiOptions> = async (app, { tokens, sessionTtlSeconds }) => {
+  route(app, {
+    method: 'GET', url: '/v1/auth/session', operation: 'auth.session.read',
+    schema: { tags: ['auth'], summary: 'Who am I: identity, policies, expiry, and (for a console session) a fresh CSRF token', response: withErrors({ 200: SessionView }) },
+    // Any valid token may read itself.
+    authorize: () => [],
+    handler: async (req, reply) => {
+      const t = callerToken(req);
+      const session = bySession(req);
+      return {
+        identity: identityOf(t), policies: t.policies, via: session ? 'session' as const : 'bearer' as const,
+        ...(t.displayName ? { display_name: t.displayName } : {}), ...(t.accessor ? { accessor: t.accessor } : {}),
+        ...(t.expiresAt ? { expires_at: t.expiresAt } : {}), ...(session ? { csrf_token: csrfToken(reply) } : {}),
+      };
+    },
+  });
+
+  route(app, {
+    method: 'POST', url: '/v1/auth/logout', operation: 'auth.logout',
+    schema: { tags: ['auth'], summary: 'Revoke the calling token (the session\'s) with its children, and clear the session cookie', response: { 204: NoContent, 401: ErrorResponse, 403: ErrorResponse } },
+    authorize: () => [],
+    handler: async (req, reply) => {
+      await tokens.revoke(callerToken(req).id);
+      endSession(reply);
+      return reply.code(204).send();
+    },
+  });
+
+  // The root bootstrap (and any token holder): a console session from a token typed into the
+  // login page, sent once as a bearer token. The session holds a short-lived child of it, never
+  // the token itself, so logging out of the console does not revoke the root token, and the
+  // child dies with its parent. Needs what POST /v1/tokens needs: create on sys/tokens.
+  route(app, {
+    method: 'POST', url: '/v1/auth/token/session', operation: 'auth.token.session',
+    schema: { tags: ['auth'], summary: 'Start a console session holding a short-lived child of the bearer token', response: withErrors({ 200: SessionStarted }) },
+    authorize: () => [[MOUNTS.tokens.policy, 'create']],
+    handler: async (req, reply) => {
+      if (bySession(req)) throw new KeyholdError('ERR_BAD_REQUEST', 'send the token as Authorization: Bearer; a session cannot start another one');
+      const caller = callerToken(req);
+      const { token, record } = await tokens.create({
+        policies: caller.policies, ttlSeconds: sessionTtlSeconds, displayName: 'console session', parent: caller,
+        ...(caller.selectors ? { selectors: caller.selectors } : {}),
+      });
+      req.keyhold.auditFields.issued_accessor = record.accessor as string;
+      const expiresAt = record.expiresAt as string;
+      return { ...startSession(reply, token, expiresAt), expires_at: expiresAt, policies: record.policies, accessor: record.accessor as string };
+    },
+  });
+};
