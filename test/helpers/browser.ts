@@ -62,10 +62,10 @@ export async function expectNoAxeViolations(page: Page, what = page.url()): Prom
 }
 
 /** Saves the page as docs/screenshots/<name>.png (committed: the README shows some). */
-export async function screenshot(page: Page, name: string): Promise<string> {
+export async function screenshot(page: Page, name: string, fullPage = true): Promise<string> {
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
   const file = resolve(SCREENSHOT_DIR, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true, animations: 'disabled' });
+  await page.screenshot({ path: file, fullPage, animations: 'disabled' });
   return file;
 }
 

@@ -57,6 +57,8 @@ function App() {
   const [notice, setNotice] = useState<string>();
   const hash = useHash();
   const heading = useRef<HTMLHeadingElement>(null);
+  // Set on sign-in and on a page change (not on the first load): then focus moves to the heading.
+  const moveFocus = useRef(false);
 
   const loadSession = () => api<Session>('GET', '/v1/auth/session').then((a) => {
     setCsrf(a.body.csrf_token ?? null);
@@ -74,7 +76,14 @@ function App() {
     void loadSession();
   }, []);
   // A page change moves focus to its heading, so keyboard and screen-reader users land on it.
-  useEffect(() => { heading.current?.focus(); }, [hash, session]);
+  useEffect(() => { moveFocus.current = true; }, [hash]);
+  useEffect(() => {
+    if (moveFocus.current && heading.current) {
+      heading.current.focus();
+      moveFocus.current = false;
+    }
+  });
+  useEffect(() => { moveFocus.current = false; }, []);
 
   const logout = async () => {
     try {
@@ -87,7 +96,7 @@ function App() {
   };
 
   if (session === undefined) return <main id="main"><p role="status">Loading…</p></main>;
-  if (session === null) return <Login notice={notice} onSignedIn={() => { setNotice(undefined); void loadSession(); }} />;
+  if (session === null) return <Login notice={notice} onSignedIn={() => { setNotice(undefined); moveFocus.current = true; void loadSession(); }} />;
   const [title, content] = page(hash);
   const current = `#/${hash.replace(/^#\/?/, '').split('/')[0] || 'overview'}`;
   return (

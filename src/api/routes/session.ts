@@ -64,7 +64,8 @@ export const sessionApi: ApiPlugin<SessionApiOptions> = async (app, { tokens, se
       if (bySession(req)) throw new KeyholdError('ERR_BAD_REQUEST', 'send the token as Authorization: Bearer; a session cannot start another one');
       const caller = callerToken(req);
       const { token, record } = await tokens.create({
-        policies: caller.policies, ttlSeconds: sessionTtlSeconds, displayName: 'console session', parent: caller,
+        // The caller's name, so the console and the audit log name the person, not "a session".
+        policies: caller.policies, ttlSeconds: sessionTtlSeconds, displayName: caller.displayName ?? 'console session', parent: caller,
         ...(caller.selectors ? { selectors: caller.selectors } : {}),
       });
       req.keyhold.auditFields.issued_accessor = record.accessor as string;

@@ -25,7 +25,7 @@ function Verdict({ v }: { v: AuditVerification }) {
 
 export function Audit() {
   const verdict = useLoad(() => get<AuditVerification>('/v1/sys/audit/verify'));
-  const entries = useLoad(() => get<{ entries: AuditEntry[]; unreadable: number }>('/v1/sys/audit/entries?limit=100'));
+  const entries = useLoad(() => get<{ entries: AuditEntry[]; unreadable: number }>('/v1/sys/audit/entries?limit=50'));
   const reload = () => { verdict.reload(); entries.reload(); };
   return (
     <div>
@@ -52,13 +52,13 @@ export function Audit() {
         {entries.data && entries.data.unreadable > 0 && <Message kind="error">{entries.data.unreadable} line(s) of the log are not valid entries.</Message>}
         {entries.data && (
           <div class="scroll" tabIndex={0} aria-label="Audit entries table (scrollable)">
-            <table>
+            <table class="log">
               <caption>The last {entries.data.entries.length} entries, newest first</caption>
               <thead><tr><th scope="col">Seq</th><th scope="col">Time</th><th scope="col">Type</th><th scope="col">Operation</th><th scope="col">Path</th><th scope="col">Who</th><th scope="col">Outcome</th></tr></thead>
               <tbody>
                 {[...entries.data.entries].reverse().map((e) => (
                   <tr key={`${e.seq}-${e.hash ?? ''}`}>
-                    <th scope="row">{e.seq}</th><td>{when(e.time)}</td><td>{e.type}</td><td>{e.operation ?? '—'}</td><td>{e.path ?? '—'}</td>
+                    <th scope="row">{e.seq}</th><td class="time">{e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}</td><td>{e.type}</td><td>{e.operation ?? '—'}</td><td>{e.path ?? '—'}</td>
                     <td>{e.actor?.selectors?.join(' ') ?? e.actor?.accessor ?? '—'}</td>
                     <td>{e.outcome ? `${e.outcome.status}${e.outcome.code ? ` ${e.outcome.code}` : ''}` : '—'}</td>
                   </tr>

@@ -35,7 +35,7 @@ export function Overview() {
           ...(d.hsm.error ? [['Error', d.hsm.error] as [string, string]] : []),
         ]} />
         {d.hsm.members && (
-          <table>
+          <div class="scroll" tabIndex={0} aria-label="HSM cluster members (scrollable)"><table>
             <caption>Cluster members</caption>
             <thead><tr><th scope="col">Member</th><th scope="col">State</th><th scope="col">Latency</th><th scope="col">Failures</th><th scope="col">In flight</th></tr></thead>
             <tbody>
@@ -43,7 +43,7 @@ export function Overview() {
                 <tr key={m.name}><th scope="row">{m.name}</th><td>{m.state}</td><td>{m.latency_ms} ms</td><td>{m.failures}</td><td>{m.in_flight}</td></tr>
               ))}
             </tbody>
-          </table>
+          </table></div>
         )}
       </section>
       <section class="card" aria-labelledby="audit-h">
