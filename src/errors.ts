@@ -56,9 +56,21 @@ export type KeyholdErrorCode =
   | 'ERR_BARRIER_INTEGRITY'
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_AUDIT_CHAIN_BROKEN'
+  | 'ERR_INTERNAL'
+  // Operator accounts and groups (issue 12, src/operators/, src/groups/).
+  | 'ERR_LOGIN_FAILED'
+  | 'ERR_SECOND_FACTOR_INVALID'
+  | 'ERR_ACCOUNT_LOCKED'
+  | 'ERR_ADDRESS_LOCKED'
+  | 'ERR_ENROLMENT_REQUIRED'
+  | 'ERR_NO_POLICIES'
+  | 'ERR_OPERATOR_EXISTS'
+  | 'ERR_OPERATOR_NOT_FOUND'
+  | 'ERR_GROUP_NOT_FOUND'
+  | 'ERR_PASSWORD_POLICY'
+  | 'ERR_LOGIN_BUSY'
   // Web console sessions (issue 12, console).
-  | 'ERR_CSRF'
-  | 'ERR_INTERNAL';
+  | 'ERR_CSRF';
 
 export class KeyholdError extends Error {
   override readonly name = 'KeyholdError';

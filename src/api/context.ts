@@ -20,6 +20,8 @@ export interface RouteInfo {
    */
   readOnly: boolean;
   authorize: Authorizer | undefined;
+  /** The body holds a password or one-time code: not even its HMAC goes into the audit record. */
+  secretBody: boolean;
 }
 
 export interface RequestState {
@@ -53,6 +55,11 @@ declare module 'fastify' {
     readOnly?: boolean;
     /** What the caller's policies must grant, computed from params and body. */
     authorize?: Authorizer;
+    /**
+     * The body holds a password or TOTP code: its text is not kept for the audit record's body
+     * HMAC (a keyed hash of a password is a fast offline test of guesses for whoever holds the key).
+     */
+    secretBody?: boolean;
   }
   interface FastifyRequest {
     keyhold: RequestState;
@@ -81,6 +88,7 @@ export function routeInfo(request: FastifyRequest): RouteInfo {
       anonymous: config?.anonymous === true,
       readOnly: isReadOnly(options.method ?? request.method, config),
       authorize: config?.authorize,
+      secretBody: config?.secretBody === true,
     };
     if (config) routeInfos.set(cacheKey, info);
   }

@@ -62,9 +62,25 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_BARRIER_INTEGRITY: 500,
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_AUDIT_CHAIN_BROKEN: 503,
+  ERR_INTERNAL: 500,
+  // Operator accounts and groups (issue 12). A wrong username, password, TOTP or recovery code is
+  // one answer (ERR_LOGIN_FAILED), so a login does not tell which part was wrong or whether the
+  // account exists; ERR_SECOND_FACTOR_INVALID is the re-authentication of a logged-in person.
+  ERR_LOGIN_FAILED: 401,
+  ERR_SECOND_FACTOR_INVALID: 401,
+  ERR_ACCOUNT_LOCKED: 423,
+  ERR_ADDRESS_LOCKED: 429,
+  // Only after the password was right (and for an account not enrolled yet): reveals nothing to someone who does not know it.
+  ERR_ENROLMENT_REQUIRED: 403,
+  ERR_NO_POLICIES: 403,
+  ERR_OPERATOR_EXISTS: 409,
+  ERR_OPERATOR_NOT_FOUND: 404,
+  ERR_GROUP_NOT_FOUND: 404,
+  ERR_PASSWORD_POLICY: 400,
+  // Password hashing is memory-hard and runs a few at a time; the queue behind it is bounded.
+  ERR_LOGIN_BUSY: 503,
   // Web console sessions (issue 12, console).
   ERR_CSRF: 403,
-  ERR_INTERNAL: 500,
 };
 
 /** Refusals that pass by themselves: the client is told when to retry (Retry-After, seconds). */
@@ -72,6 +88,7 @@ export const RETRY_AFTER_SECONDS: Readonly<Partial<Record<KeyholdErrorCode, numb
   ERR_STORAGE_UNAVAILABLE: 1,
   // Every HSM member is out; members reconnect every ≤ 0.5 s, so a retry soon is worth it.
   ERR_HSM_UNAVAILABLE: 1,
+  ERR_LOGIN_BUSY: 1,
 };
 
 /**

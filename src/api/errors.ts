@@ -79,7 +79,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (request.keyhold) request.keyhold.errorCode = mapped.code;
     if (status >= 500) request.log.error({ reqId: request.id, err: mapped, cause: mapped.cause }, 'request failed');
     else request.log.debug({ reqId: request.id, code: mapped.code }, 'request refused');
-    const retryAfter = RETRY_AFTER_SECONDS[mapped.code];
+    // A refusal that knows when it passes (a locked account) says so; otherwise the code's fixed hint.
+    const retryAfter = typeof mapped.details?.retryAfterSeconds === 'number' ? mapped.details.retryAfterSeconds : RETRY_AFTER_SECONDS[mapped.code];
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     closeIfBodyPending(request, reply);
     return reply.code(status).send(body);

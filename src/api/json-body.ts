@@ -75,7 +75,7 @@ export function jsonBodyParser(parseJson: FastifyBodyParser<string>): FastifyBod
       done(new KeyholdError('ERR_JSON_TOO_DEEP', `JSON bodies may nest at most ${MAX_JSON_DEPTH} levels`), undefined);
       return;
     }
-    if (request.keyhold) request.keyhold.rawBody = text;
+    if (request.keyhold && !request.keyhold.route.secretBody) request.keyhold.rawBody = text;
     return parseJson(request, text, done);
   };
 }

@@ -39,6 +39,8 @@ export interface ApiRoute<S extends FastifySchema> {
   anonymous?: true;
   /** A non-GET route that changes no state (see RouteInfo.readOnly in context.ts). */
   readOnly?: true;
+  /** The body holds a password or one-time code: no HMAC of it in the audit record (context.ts). */
+  secretBody?: true;
   /** What the caller's policies must grant, from the validated params and body. */
   authorize?: (request: TypedRequest<S>) => Requirement[] | Promise<Requirement[]>;
   handler: RouteHandlerMethod<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, RouteGenericInterface, unknown, S, TypeBoxTypeProvider>;
@@ -58,6 +60,7 @@ export function route<S extends FastifySchema>(app: ApiInstance, r: ApiRoute<S>)
       ...(r.public ? { public: true } : {}),
       ...(r.anonymous ? { anonymous: true } : {}),
       ...(r.readOnly ? { readOnly: true } : {}),
+      ...(r.secretBody ? { secretBody: true } : {}),
       // The guard calls it after validation, so the request has the shape its schema types it with.
       ...(r.authorize ? { authorize: r.authorize as Authorizer } : {}),
     },

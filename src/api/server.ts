@@ -23,6 +23,12 @@ import { sealApi } from './routes/seal.js';
 import { installSessions } from './session.js';
 import { sysApi, VERSION } from './routes/sys.js';
 import { tokensApi } from './routes/tokens.js';
+import { MOUNTS } from '../barrier/mounts.js';
+import { OperatorLogins } from '../operators/login.js';
+import { operatorAuthApi } from './routes/auth-operator.js';
+import { operatorsApi } from './routes/operators.js';
+import { groupsApi } from './routes/groups.js';
+import { capabilitiesApi } from './routes/capabilities.js';
 
 export interface ApiOptions {
   logLevel?: string;
@@ -159,6 +165,16 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
+  // People (issue 12): operator accounts, their logins, groups, and "what can I do".
+  const operatorConfig = runtime.config.operators;
+  const logins = new OperatorLogins(runtime.operators, runtime.groups, runtime.tokens, runtime.barrier.view(MOUNTS.operatorTokens), {
+    ...(operatorConfig?.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: operatorConfig.tokenTtlSeconds } : {}),
+    ...(operatorConfig?.lockout?.address ? { addressLockout: operatorConfig.lockout.address } : {}),
+  });
+  await app.register(operatorAuthApi, { operators: runtime.operators, logins, auditHmac: runtime.auditHmac });
+  await app.register(operatorsApi, { operators: runtime.operators, logins, groups: runtime.groups, policies: runtime.policies });
+  await app.register(groupsApi, { groups: runtime.groups, policies: runtime.policies });
+  await app.register(capabilitiesApi, {});
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -33,6 +33,12 @@ export const MOUNTS = {
   seal: { storage: 'sys/seal/', policy: 'sys/seal' },
   /** A pod's tokens, written with each token (so owned by the token store too) and read by Kubernetes login. */
   podTokens: { storage: 'auth/kubernetes/pod-tokens/', policy: 'sys/auth/kubernetes' },
+  /** Operator accounts (people): password hash, TOTP secret, recovery-code hashes, lockout state. Records are `accounts/<name>` (src/operators/store.ts). */
+  operators: { storage: 'sys/operators/', policy: 'sys/operators' },
+  /** An operator's live login tokens (`<name>/<token id>`), written and deleted with each token, so a reset or deletion can revoke them. */
+  operatorTokens: { storage: 'sys/operator-tokens/', policy: 'sys/operators' },
+  /** Groups: members (operators), SSO group names, and the policies they confer. */
+  groups: { storage: 'sys/groups/', policy: 'sys/groups' },
 } as const satisfies Record<string, Mount>;
 
 /** The policy path of record `key` of a mount (its list path when `key` is omitted). */

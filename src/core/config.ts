@@ -54,6 +54,28 @@ const PostgresSection = Type.Object({
   statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
 }, { additionalProperties: false });
 
+/** Lockout after failed logins (src/operators/lockout.ts). */
+const LockoutSection = Type.Object({
+  threshold: Type.Integer({ minimum: 1, maximum: 1000 }),
+  baseSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  maxSeconds: Type.Integer({ minimum: 1, maximum: 7 * 86_400 }),
+}, { additionalProperties: false });
+
+/** Operator accounts (issue 12; README "Operator accounts"): people's logins with a password and TOTP. */
+const OperatorsSection = Type.Object({
+  /** Lifetime of an operator login's token (default 3600; the server maximum still clamps it). */
+  tokenTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86_400 })),
+  /** The issuer authenticator apps show (default `keyhold`). */
+  totpIssuer: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9 ._-]+$' })),
+  /** How long a new or reset account may wait to enrol its second factor (default 72). */
+  enrolmentHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 90 })),
+  /** Password hashes at once (32 MiB each; default 2) and waiting (default 64). */
+  hashConcurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+  hashQueue: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+  /** Per account (kept in the barrier) and per client address (in memory); defaults in lockout.ts. */
+  lockout: Type.Optional(Type.Object({ account: Type.Optional(LockoutSection), address: Type.Optional(LockoutSection) }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
 export const ServerConfigSchema = Type.Object({
   listen: Type.String({ default: '127.0.0.1:8200' }),
   /** Exactly one of them (checked in validateConfig). */
@@ -92,6 +114,7 @@ export const ServerConfigSchema = Type.Object({
     settleMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
     intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   }, { additionalProperties: false })),
+  operators: Type.Optional(OperatorsSection),
   /** The web console (issue 12): served at /ui unless `enabled: false`; sessions started from a token last `sessionTtlSeconds` (default 1 h). */
   ui: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean()),
@@ -189,6 +212,9 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   if (config.storage.postgres && config.audit.path !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: with storage.postgres the audit log is the database's audit table; remove audit.path (for a file copy of each process's chain as a second sink, set audit.mirrorDir)`);
   if (config.storage.sqlite && config.audit.mirrorDir !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: audit.mirrorDir is for storage.postgres; with SQLite the audit log is the file at audit.path`);
   validateHsmSection(config.hsm, source);
+  for (const [which, l] of Object.entries(config.operators?.lockout ?? {})) {
+    if (l && l.baseSeconds > l.maxSeconds) throw new KeyholdError('ERR_CONFIG', `${source}: operators.lockout.${which}.baseSeconds must not exceed maxSeconds`);
+  }
   const timeouts = apiTimeouts(config);
   // Node refuses the pair otherwise: the headers are part of the request.
   if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) throw new KeyholdError('ERR_CONFIG', `${source}: api.headersTimeoutMs must not exceed api.requestTimeoutMs`);

@@ -18,6 +18,7 @@ import type { Leadership } from '../ha/leader.js';
 import { startReplication, type Replication } from '../ha/replication.js';
 import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
+import { GroupStore } from '../groups/store.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
@@ -25,6 +26,7 @@ import type { KeysContext } from '../keys/context.js';
 import { MaterialCache } from '../keys/material.js';
 import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
+import { OperatorStore, type OperatorStoreOptions } from '../operators/store.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
@@ -46,6 +48,10 @@ export interface Runtime {
   tokens: TokenStore;
   kubernetesAuth: KubernetesAuth;
   policies: PolicyStore;
+  /** Operator accounts: people's logins (password + TOTP), their lockout, re-authentication. */
+  operators: OperatorStore;
+  /** Groups: operators and SSO groups mapped to policies. */
+  groups: GroupStore;
   audit: AuditLog;
   /** The checkpoint signing key (public half only in this process). */
   auditSigner: Pick<AuditSigner, 'fingerprint' | 'publicKeyPem'>;
@@ -82,6 +88,18 @@ function migrationDetails(m: SealMigrationRecord): Record<string, string | numbe
     sealToTokenLabel: m.toTokenLabel.slice(0, 64),
     lostKeys: m.lostKeys.length,
     ...(m.lostKeys.length > 0 ? { lostKeyNames: m.lostKeys.join(',').slice(0, 1024) } : {}),
+  };
+}
+
+/** The operator store's settings from the config's `operators` section (defaults in the store). */
+function operatorStoreOptions(config: ServerConfig): OperatorStoreOptions {
+  const o = config.operators;
+  return {
+    ...(o?.lockout?.account ? { lockout: o.lockout.account } : {}),
+    ...(o?.hashConcurrency !== undefined ? { hashConcurrency: o.hashConcurrency } : {}),
+    ...(o?.hashQueue !== undefined ? { hashQueue: o.hashQueue } : {}),
+    ...(o?.totpIssuer !== undefined ? { totpIssuer: o.totpIssuer } : {}),
+    ...(o?.enrolmentHours !== undefined ? { enrolmentHours: o.enrolmentHours } : {}),
   };
 }
 
@@ -195,6 +213,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       tokens,
       kubernetesAuth,
       policies: new PolicyStore(barrier.view(MOUNTS.policies)),
+      operators: new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config)),
+      groups: new GroupStore(barrier.view(MOUNTS.groups)),
       audit,
       auditSigner,
       auditHmac,

@@ -8,9 +8,9 @@ import { MOUNTS } from '../barrier/mounts.js';
 import type { BarrierView, ViewWrite } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 
-/** The token store's views of `barrier`, plus the pod-token view whose entries die with their token. */
+/** The token store's views of `barrier`, plus the views whose entries die with their token (a pod's, an operator's tokens). */
 export function tokenViews(barrier: Pick<Barrier, 'view'>): TokenViews {
-  return { tokens: barrier.view(MOUNTS.tokens), accessors: barrier.view(MOUNTS.tokenAccessors), children: barrier.view(MOUNTS.tokenChildren), expiry: barrier.view(MOUNTS.tokenExpiry), owned: [barrier.view(MOUNTS.podTokens)] };
+  return { tokens: barrier.view(MOUNTS.tokens), accessors: barrier.view(MOUNTS.tokenAccessors), children: barrier.view(MOUNTS.tokenChildren), expiry: barrier.view(MOUNTS.tokenExpiry), owned: [barrier.view(MOUNTS.podTokens), barrier.view(MOUNTS.operatorTokens)] };
 }
 
 export interface TokenViews {
