@@ -51,6 +51,7 @@ declare module 'fastify' {
     /**
      * A non-GET route that changes no state (encrypt, decrypt, sign...): one outcome record, no
      * write-ahead request record. Only set it on routes that write nothing: the default is fail-safe.
+     * `false` on a GET that writes (a login callback): it gets the write-ahead record too.
      */
     readOnly?: boolean;
     /** What the caller's policies must grant, computed from params and body. */
@@ -60,6 +61,11 @@ declare module 'fastify' {
      * HMAC (a keyed hash of a password is a fast offline test of guesses for whoever holds the key).
      */
     secretBody?: boolean;
+    /**
+     * An anonymous route whose every answer counts toward the address's unauthenticated budget
+     * (flood-limit.ts), not only its failures: its success stores something for anyone who asks.
+     */
+    floodCounted?: boolean;
   }
   interface FastifyRequest {
     keyhold: RequestState;
@@ -71,6 +77,8 @@ const routeInfos = new WeakMap<object, RouteInfo>();
 /** The one classification of a route as changing nothing (see RouteInfo.readOnly). */
 export function isReadOnly(method: string | readonly string[], config: FastifyContextConfig | undefined): boolean {
   if (config?.readOnly === true) return true;
+  // A GET that writes (the browser form of a login callback: a redirect from the provider is a GET).
+  if (config?.readOnly === false) return false;
   const methods = typeof method === 'string' ? [method] : method;
   return methods.every((m) => m === 'GET' || m === 'HEAD');
 }

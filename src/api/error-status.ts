@@ -55,6 +55,24 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   // login): both pass, and both say what to fix or wait for (see publicMessage).
   ERR_KUBERNETES_UNREACHABLE: 503,
   ERR_KUBERNETES_NOT_SYNCED: 503,
+  // OIDC single sign-on (issue 12). The caller's fault: 4xx. The provider's: 502 (it answered
+  // something keyhold must refuse), 503 (it could not be reached in time): never a 500.
+  ERR_OIDC_NOT_CONFIGURED: 400,
+  ERR_OIDC_CONFIG_INVALID: 400,
+  // The provider's metadata is unusable with this configuration (issuer mismatch, no S256...): the
+  // configuration is refused (400) at PUT, and a login with it is a 502 (the provider changed).
+  ERR_OIDC_DISCOVERY_INVALID: 400,
+  ERR_OIDC_REDIRECT_URI_INVALID: 400,
+  // Unknown, expired, already used, or bound to another browser.
+  ERR_OIDC_STATE_INVALID: 400,
+  // The provider refused the authorization code (invalid_grant: unknown, used, expired, or issued to another redirect).
+  ERR_OIDC_CODE_INVALID: 400,
+  // The provider sent the browser back with an error (access_denied...) instead of a code.
+  ERR_OIDC_LOGIN_DENIED: 401,
+  ERR_OIDC_TOKEN_INVALID: 401,
+  ERR_OIDC_GROUPS_UNMAPPED: 403,
+  ERR_OIDC_PROVIDER_ERROR: 502,
+  ERR_OIDC_PROVIDER_UNREACHABLE: 503,
   ERR_HSM: 502,
   ERR_STORAGE: 503,
   // The database is restarting, failing over or unreachable: transient, the client retries.
@@ -101,6 +119,8 @@ export function publicMessage(code: KeyholdErrorCode, message: string): string {
   // Written by keyhold (what it could not reach, which watch is not live), never a secret: the
   // caller needs it to know what to fix or to wait for.
   if (code === 'ERR_KUBERNETES_UNREACHABLE' || code === 'ERR_KUBERNETES_NOT_SYNCED') return message;
+  // Written by keyhold (which provider endpoint failed, and how), never a secret or the provider's raw answer.
+  if (code === 'ERR_OIDC_PROVIDER_ERROR' || code === 'ERR_OIDC_PROVIDER_UNREACHABLE') return message;
   if (code.startsWith('ERR_HSM')) return 'the HSM could not complete the operation';
   if (code.startsWith('ERR_AUDIT')) return 'the audit log cannot be written; request refused';
   if (code === 'ERR_STORAGE' || code === 'ERR_STORAGE_UNAVAILABLE') return 'storage is unavailable';

@@ -34,7 +34,7 @@ export interface FloodLimit {
    * bounded too. A success is never counted.
    */
   admit(request: FastifyRequest, reply: FastifyReply): Promise<void>;
-  /** From onSend, for anonymous routes: ends the attempt, and counts it when it failed (4xx). */
+  /** From onSend, for anonymous routes: ends the attempt, and counts it when it failed (4xx) or its route is `floodCounted`. */
   settled(request: FastifyRequest, reply: FastifyReply): void;
 }
 
@@ -160,7 +160,8 @@ export async function installFloodLimit(app: FastifyInstance, runtime: Runtime):
         else running.delete(key);
       }
       const status = reply.statusCode;
-      if (status >= 400 && status < 500 && request.keyhold.errorCode !== 'ERR_RATE_LIMITED') {
+      const counted = status >= 400 && status < 500 || request.routeOptions.config?.floodCounted === true;
+      if (counted && request.keyhold.errorCode !== 'ERR_RATE_LIMITED') {
         count(request).catch((err: unknown) => request.log.error({ reqId: request.id, err }, 'counting a failed login failed'));
       }
     },

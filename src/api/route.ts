@@ -37,8 +37,10 @@ export interface ApiRoute<S extends FastifySchema> {
   public?: true;
   /** Unauthenticated but audited (logins). */
   anonymous?: true;
-  /** A non-GET route that changes no state (see RouteInfo.readOnly in context.ts). */
-  readOnly?: true;
+  /** A non-GET route that changes no state, or (false) a GET that does (see RouteInfo.readOnly in context.ts). */
+  readOnly?: boolean;
+  /** An anonymous route whose successes count toward the address's flood budget too (see FastifyContextConfig.floodCounted). */
+  floodCounted?: true;
   /** The body holds a password or one-time code: no HMAC of it in the audit record (context.ts). */
   secretBody?: true;
   /** What the caller's policies must grant, from the validated params and body. */
@@ -59,7 +61,8 @@ export function route<S extends FastifySchema>(app: ApiInstance, r: ApiRoute<S>)
       ...(r.operation !== undefined ? { operation: r.operation } : {}),
       ...(r.public ? { public: true } : {}),
       ...(r.anonymous ? { anonymous: true } : {}),
-      ...(r.readOnly ? { readOnly: true } : {}),
+      ...(r.readOnly !== undefined ? { readOnly: r.readOnly } : {}),
+      ...(r.floodCounted ? { floodCounted: true } : {}),
       ...(r.secretBody ? { secretBody: true } : {}),
       // The guard calls it after validation, so the request has the shape its schema types it with.
       ...(r.authorize ? { authorize: r.authorize as Authorizer } : {}),

@@ -17,6 +17,7 @@ import { jsonBodyParser } from './json-body.js';
 import { installMetrics } from './metrics.js';
 import { keysApi } from './routes/keys.js';
 import { kubernetesAuthApi } from './routes/auth-kubernetes.js';
+import { oidcAuthApi } from './routes/auth-oidc.js';
 import { secretsApi } from './routes/secrets.js';
 import { policiesApi } from './routes/policies.js';
 import { sealApi } from './routes/seal.js';
@@ -175,6 +176,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(operatorsApi, { operators: runtime.operators, logins, groups: runtime.groups, policies: runtime.policies });
   await app.register(groupsApi, { groups: runtime.groups, policies: runtime.policies });
   await app.register(capabilitiesApi, {});
+  await app.register(oidcAuthApi, { oidcAuth: runtime.oidcAuth, auditHmac: runtime.auditHmac });
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -32,8 +32,11 @@ export async function installSessions(app: FastifyInstance): Promise<void> {
   });
 }
 
-/** The request's cookies, parsed on first use (the cookie plugin's own hook is off, see above). */
-function cookiesOf(request: FastifyRequest): Record<string, string | undefined> {
+/**
+ * The request's cookies, parsed on first use: the cookie plugin's own hook is off (see above), so
+ * `request.cookies` is null until this (or a reply.setCookie) runs. Routes read cookies through it.
+ */
+export function cookiesOf(request: FastifyRequest): Record<string, string | undefined> {
   if (!request.cookies) {
     const header = request.headers.cookie;
     request.cookies = header ? request.server.parseCookie(header) : {};

@@ -24,6 +24,8 @@ export const MOUNTS = {
   policies: { storage: 'sys/policies/', policy: 'sys/policies' },
   audit: { storage: 'sys/audit/', policy: 'sys/audit' },
   kubernetes: { storage: 'auth/kubernetes/', policy: 'sys/auth/kubernetes' },
+  /** OIDC single sign-on: its configuration (`config`, with the client secret) and the pending logins' flows (`flows/…`, src/identity/oidc/flows.ts). */
+  oidc: { storage: 'auth/oidc/', policy: 'sys/auth/oidc' },
   tokens: { storage: 'sys/tokens/', policy: 'sys/tokens' },
   tokenAccessors: { storage: 'sys/token-accessors/', policy: 'sys/tokens/accessors' },
   /** Indexes without a policy path of their own: only the token store reads them. */

@@ -20,6 +20,7 @@ import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
 import { GroupStore } from '../groups/store.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
+import { DEFAULT_PERSON_TOKEN_TTL_SECONDS, OidcAuth } from '../identity/oidc/oidc-auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
@@ -47,6 +48,8 @@ export interface Runtime {
   secrets: SecretStore;
   tokens: TokenStore;
   kubernetesAuth: KubernetesAuth;
+  /** OIDC single sign-on (src/identity/oidc/). */
+  oidcAuth: OidcAuth;
   policies: PolicyStore;
   /** Operator accounts: people's logins (password + TOTP), their lockout, re-authentication. */
   operators: OperatorStore;
@@ -193,6 +196,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
+    // TODO(i12-acc merge): the group store maps the groups claim; until then no SSO group is mapped.
+    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, { policiesFor: async () => ({ groups: [], policies: [] }) }, { tokenTtlSeconds: DEFAULT_PERSON_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
@@ -200,7 +205,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     // Every replica follows rotations made elsewhere (PostgreSQL); the rewrite is the leader's.
     rootRotation.follow();
     await rootRotation.status(); // health's `rewriting` from the start, on followers too
-    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, rootRotation: rootRotation.job }, warn);
+    registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, oidcAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
     const runtime: Runtime = {
@@ -212,6 +217,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       secrets: new SecretStore(barrier.view(MOUNTS.secrets)),
       tokens,
       kubernetesAuth,
+      oidcAuth,
       policies: new PolicyStore(barrier.view(MOUNTS.policies)),
       operators: new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config)),
       groups: new GroupStore(barrier.view(MOUNTS.groups)),
@@ -227,6 +233,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
         rootRotation.close();
         await rootRotation.job.idle();
         kubernetesAuth.close();
+        oidcAuth.close();
         await shared?.close();
         material.clear();
         wrapper?.close();
