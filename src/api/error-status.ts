@@ -81,6 +81,21 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_AUDIT_CHAIN_BROKEN: 503,
   ERR_INTERNAL: 500,
+  // Quorum approval (issue 12, src/approvals/). Who may not do it: 403; the request is not in a
+  // state that allows it (expired, already decided, already executed, the hash the approver saw
+  // is not the request's): 409.
+  ERR_APPROVAL_NOT_FOUND: 404,
+  ERR_APPROVAL_POLICY_NOT_FOUND: 404,
+  ERR_APPROVAL_POLICY_INVALID: 400,
+  ERR_APPROVAL_NOT_PERSON: 403,
+  ERR_APPROVAL_SELF: 403,
+  ERR_APPROVAL_NOT_APPROVER: 403,
+  ERR_APPROVAL_NOT_REQUESTER: 403,
+  ERR_APPROVAL_ALREADY_DECIDED: 409,
+  ERR_APPROVAL_PARAMS_MISMATCH: 409,
+  ERR_APPROVAL_EXPIRED: 409,
+  ERR_APPROVAL_STATE: 409,
+  ERR_APPROVAL_EXECUTION_INVALID: 403,
   // Operator accounts and groups (issue 12). A wrong username, password, TOTP or recovery code is
   // one answer (ERR_LOGIN_FAILED), so a login does not tell which part was wrong or whether the
   // account exists; ERR_SECOND_FACTOR_INVALID is the re-authentication of a logged-in person.

@@ -9,6 +9,8 @@ import { auditApi } from './routes/audit.js';
 import { auditViewApi } from './routes/audit-view.js';
 import { installConsole } from './console.js';
 import { sessionApi } from './routes/session.js';
+import { approvalGate } from './approval-gate.js';
+import { approvalsApi } from './routes/approvals.js';
 import { KeyholdError } from '../errors.js';
 import { routeInfo } from './context.js';
 import { clientErrors, frameworkErrors, installErrorHandling } from './errors.js';
@@ -107,6 +109,10 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   // The web console's static files: before the guard below, which they must not get (console.ts).
   await installConsole(app, { enabled: runtime.config.ui?.enabled !== false, warn: (m) => app.log.warn(m) });
   const recordRequest = requestRecorder(runtime);
+  // Quorum approval (src/approvals/): `protects` is a set look-up, so an unprotected operation pays
+  // nothing more; a protected one opens an approval request (202) instead of running.
+  const { approvals } = runtime;
+  const gate = approvalGate(approvals);
   // Authorisation runs inside each route's handler (wrapped once, at registration): after
   // validation, when params and body are known, without a hook of its own. So does the
   // write-ahead request record of a state-changing route: after authorisation (a refused request
@@ -124,7 +130,9 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
         return handler.call(this, request, reply);
       }
       const recorded = admitted instanceof Promise ? admitted.then(() => recordRequest(request)) : recordRequest(request);
-      return recorded.then(() => runAudited(runtime, request, () => handler.call(this, request, reply)));
+      return recorded.then(() => runAudited(runtime, request, () => (approvals.protects(info.operation)
+        ? gate(request, reply, () => handler.call(this, request, reply))
+        : handler.call(this, request, reply))));
     };
   });
 
@@ -165,6 +173,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(sessionApi, { tokens: runtime.tokens, sessionTtlSeconds: runtime.config.ui?.sessionTtlSeconds ?? 3600 });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
+  await app.register(approvalsApi, { approvals: runtime.approvals });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
   // People (issue 12): operator accounts, their logins, groups, and "what can I do".
   const operatorConfig = runtime.config.operators;

@@ -35,6 +35,10 @@ export const MOUNTS = {
   seal: { storage: 'sys/seal/', policy: 'sys/seal' },
   /** A pod's tokens, written with each token (so owned by the token store too) and read by Kubernetes login. */
   podTokens: { storage: 'auth/kubernetes/pod-tokens/', policy: 'sys/auth/kubernetes' },
+  /** Approval policies (src/approvals/policy-store.ts): record `<name>` ↔ policy path `sys/approvals/policies/<name>`. */
+  approvalPolicies: { storage: 'sys/approval-policies/', policy: 'sys/approvals/policies' },
+  /** Approval requests `requests/<id>` ↔ `sys/approvals/requests/<id>`, and the approval policies' generation (src/approvals/). */
+  approvals: { storage: 'sys/approvals/', policy: 'sys/approvals' },
   /** Operator accounts (people): password hash, TOTP secret, recovery-code hashes, lockout state. Records are `accounts/<name>` (src/operators/store.ts). */
   operators: { storage: 'sys/operators/', policy: 'sys/operators' },
   /** An operator's live login tokens (`<name>/<token id>`), written and deleted with each token, so a reset or deletion can revoke them. */

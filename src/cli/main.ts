@@ -115,6 +115,27 @@ token.command('lookup').description('look up a token by its accessor').requiredO
 token.command('revoke').description('revoke a token and its descendants by its accessor').requiredOption('--accessor <accessor>', 'the token\'s accessor (kha.…)')
   .action(run(async (o: { accessor: string }) => (await import('./commands/admin.js')).tokenRevoke(o)));
 
+const approval = program.command('approval').description('quorum approval: requests that protected calls opened, and approval policies (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
+const approvals = async () => (await import('./commands/approval.js')).approvalCommands;
+approval.command('list').description('list requests, newest first').option('--state <state>', 'pending, approved, denied, cancelled, executed or expired')
+  .action(run(async (o: { state?: string }) => (await approvals()).list(o)));
+approval.command('show <id>').description('a request: operation, URL, body, params_sha256 (checked here against what is shown)')
+  .action(run(async (id: string) => (await approvals()).show(id)));
+approval.command('approve <id>').description('approve with your second factor (KEYHOLD_TOTP_CODE, or typed on stdin); states the params_sha256 computed here from what the server shows')
+  .option('--params-sha256 <hex>', 'refuse unless the request hashes to this (the hash you were given out of band)')
+  .action(run(async (id: string, o: { paramsSha256?: string }) => (await approvals()).approve(id, o)));
+approval.command('deny <id>').description('deny with your second factor (KEYHOLD_TOTP_CODE, or stdin): the request is over').option('--reason <text>')
+  .action(run(async (id: string, o: { reason?: string }) => (await approvals()).deny(id, o)));
+approval.command('cancel <id>').description('cancel your own pending or approved request').action(run(async (id: string) => (await approvals()).cancel(id)));
+approval.command('execute <id>').description('run your approved request, once, exactly as approved; prints the action\'s answer')
+  .action(run(async (id: string) => (await approvals()).execute(id)));
+const approvalPolicy = approval.command('policy').description('approval policies: M approvals of a group for operations on paths');
+approvalPolicy.command('put <name> <file>').description('create or replace from a YAML/JSON file {operations, paths, group, required} ("-": stdin)')
+  .action(run(async (name: string, file: string) => (await approvals()).policyPut(name, file)));
+approvalPolicy.command('show <name>').action(run(async (name: string) => (await approvals()).policyShow(name)));
+approvalPolicy.command('list').action(run(async () => (await approvals()).policyList()));
+approvalPolicy.command('delete <name>').action(run(async (name: string) => (await approvals()).policyDelete(name)));
+
 const audit = program.command('audit').description('the tamper-evident audit log');
 const auditCommands = async () => import('./commands/audit.js');
 audit.command('verify').description('verify the hash chain and every HSM-signed checkpoint; reports the first altered, removed or reordered entry, and a cut tail')

@@ -4,6 +4,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { ApprovalList, ApprovalPending, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyView, ApprovalView } from '../wire/approvals.js';
 import type { AuditCheckpoint, AuditPublicKey } from '../wire/audit.js';
 import type { LoginView } from '../wire/auth-kubernetes.js';
 import type { ErrorResponse } from '../wire/errors.js';
@@ -150,6 +151,27 @@ export class KeyholdClient {
   auditCheckpoint() { return this.request<AuditCheckpoint>('GET', '/v1/sys/audit/checkpoint'); }
   /** Revokes the token with this accessor and all its descendants. */
   revokeAccessor(accessor: string) { return this.request<void>('DELETE', `/v1/tokens/accessors/${enc(accessor)}`); }
+
+  // Quorum approval (/v1/sys/approvals): a protected call answers 202 with an ApprovalPending instead of acting.
+  listApprovals(state?: string) { return this.request<ApprovalList>('GET', `/v1/sys/approvals${state ? `?state=${enc(state)}` : ''}`); }
+  getApproval(id: string) { return this.request<ApprovalView>('GET', `/v1/sys/approvals/${enc(id)}`); }
+  /** `paramsSha256`: the hash of the parameters the approver looked at; `code`: their TOTP (or recovery) code. */
+  approveRequest(id: string, paramsSha256: string, code: string) {
+    return this.request<ApprovalView>('POST', `/v1/sys/approvals/${enc(id)}/approve`, { params_sha256: paramsSha256, code });
+  }
+  denyRequest(id: string, code: string, reason?: string) {
+    return this.request<ApprovalView>('POST', `/v1/sys/approvals/${enc(id)}/deny`, { code, ...(reason ? { reason } : {}) });
+  }
+  cancelApproval(id: string) { return this.request<ApprovalView>('POST', `/v1/sys/approvals/${enc(id)}/cancel`); }
+  /** Runs the approved request once; the answer is the action's own. */
+  executeApproval<T = unknown>(id: string) { return this.request<T>('POST', `/v1/sys/approvals/${enc(id)}/execute`); }
+  listApprovalPolicies() { return this.request<ApprovalPolicyList>('GET', '/v1/sys/approvals/policies'); }
+  getApprovalPolicy(name: string) { return this.request<ApprovalPolicyView>('GET', `/v1/sys/approvals/policies/${enc(name)}`); }
+  /** An ApprovalPolicyView, or an ApprovalPending when changing the policy needs a quorum (its own). */
+  putApprovalPolicy(name: string, body: ApprovalPolicyBody) {
+    return this.request<ApprovalPolicyView | ApprovalPending>('PUT', `/v1/sys/approvals/policies/${enc(name)}`, body);
+  }
+  deleteApprovalPolicy(name: string) { return this.request<ApprovalPending | undefined>('DELETE', `/v1/sys/approvals/policies/${enc(name)}`); }
 }
 
 /** `GET /v1/sys/health`. Its `kubernetes` part is reported only: pod-bound logins are refused (503) while the pod watch is not synced. */

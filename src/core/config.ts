@@ -114,6 +114,10 @@ export const ServerConfigSchema = Type.Object({
     settleMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
     intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   }, { additionalProperties: false })),
+  /** Quorum approval (src/approvals/): how long a request may wait for its approvals and its execution (default 24 h). */
+  approvals: Type.Optional(Type.Object({
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 24 * 3600 })),
+  }, { additionalProperties: false })),
   operators: Type.Optional(OperatorsSection),
   /** The web console (issue 12): served at /ui unless `enabled: false`; sessions started from a token last `sessionTtlSeconds` (default 1 h). */
   ui: Type.Optional(Type.Object({
@@ -179,6 +183,7 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_HSM_PIN_ENV', (c, v) => { (c.hsm ??= {}).pinEnv = v; }],
   ['KEYHOLD_LOG_LEVEL', (c, v) => { c.log = { level: v }; }],
   ['KEYHOLD_TOKENS_MAX_TTL_SECONDS', (c, v) => { c.tokens = { ...(c.tokens as object | undefined), maxTtlSeconds: wholeNumber(v) }; }],
+  ['KEYHOLD_APPROVALS_TTL_SECONDS', (c, v) => { c.approvals = { ...(c.approvals as object | undefined), ttlSeconds: wholeNumber(v) }; }],
   // MAX/SECONDS, e.g. 100/10; anything else is left as text for validation to refuse.
   ['KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', (c, v) => {
     const m = /^(\d+)\/(\d+)$/.exec(v);

@@ -1,4 +1,7 @@
 import { writeFileSync } from 'node:fs';
+import { ApprovalPolicyStore } from '../approvals/policy-store.js';
+import { ApprovalRequestStore } from '../approvals/request-store.js';
+import { Approvals } from '../approvals/service.js';
 import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditSigner } from '../audit/signer.js';
@@ -64,6 +67,8 @@ export interface Runtime {
   jobs: BackgroundJobs;
   /** Root-key rotation: the API starts one; its rewrite runs as a background job on the leader. */
   rootRotation: RootRotation;
+  /** Quorum approval: approval policies, the requests protected calls open, their one execution. */
+  approvals: Approvals;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -208,6 +213,19 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     registerCoreJobs(replication.jobs, { tokens, kubernetesAuth, oidcAuth, rootRotation: rootRotation.job }, warn);
     replication.jobs.follow();
     const { leadership } = replication;
+    const operators = new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config));
+    const groups = new GroupStore(barrier.view(MOUNTS.groups));
+    const approvalPolicies = new ApprovalPolicyStore(barrier.view(MOUNTS.approvalPolicies), barrier.view(MOUNTS.approvals), storage.changes !== undefined);
+    await approvalPolicies.load();
+    const approvals = new Approvals({
+      policies: approvalPolicies,
+      requests: new ApprovalRequestStore(barrier.view(MOUNTS.approvals)),
+      groups,
+      operators,
+      ttlSeconds: config.approvals?.ttlSeconds,
+      // Credentials in a request body are shown to approvers only as this keyed hash (src/approvals/secret-fields.ts).
+      mac: (value) => auditHmac.mac(`keyhold/approval-secret\0${value}`),
+    });
     const runtime: Runtime = {
       config,
       hsm,
@@ -219,14 +237,15 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       kubernetesAuth,
       oidcAuth,
       policies: new PolicyStore(barrier.view(MOUNTS.policies)),
-      operators: new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config)),
-      groups: new GroupStore(barrier.view(MOUNTS.groups)),
+      operators,
+      groups,
       audit,
       auditSigner,
       auditHmac,
       leadership,
       jobs: replication.jobs,
       rootRotation,
+      approvals,
       startedAt: Date.now(),
       async close() {
         await replication?.close();

@@ -1,0 +1,214 @@
+/**
+ * Quorum approval: the one object the route guard and the approval routes use. It opens a request
+ * for a protected call, records approvals and denials (each approver re-authenticated with their
+ * second factor), cancels, and hands out the single execution of an approved request.
+ */
+import { KeyholdError } from '../errors.js';
+import type { TokenRecord } from '../identity/tokens.js';
+import { Executions, type PendingExecution } from './executions.js';
+import { paramsSha256 } from './params-hash.js';
+import { approverOf, callerPerson } from './people.js';
+import type { ApprovalPolicy, ApprovalPolicyInput } from './policy.js';
+import type { ApprovalPolicyStore } from './policy-store.js';
+import { newApprovalId, type ApprovalRequestStore } from './request-store.js';
+import { hasSecretFields, shownBody, type SecretMac } from './secret-fields.js';
+import { approve, assertCanDecide, beginExecution, cancel, deny, type ApprovalRecord } from './state.js';
+
+/** What approvals need of the groups store (src/groups/). */
+export interface GroupMembers {
+  /** Operator names of the group's members (none for a group that does not exist). */
+  membersOf(group: string): Promise<string[]>;
+}
+
+/** What approvals need of the operator store (src/operators/). */
+export interface SecondFactorCheck {
+  /** Throws ERR_SECOND_FACTOR_INVALID (TOTP replay refused; counts toward the account's lockout). */
+  verifySecondFactor(name: string, code: string): Promise<void>;
+}
+
+export const DEFAULT_APPROVAL_TTL_SECONDS = 24 * 3600;
+
+export interface ApprovalsOptions {
+  policies: ApprovalPolicyStore;
+  requests: ApprovalRequestStore;
+  groups: GroupMembers;
+  operators: SecondFactorCheck;
+  ttlSeconds?: number;
+  /** Keyed hash of credential fields (secret-fields.ts). */
+  mac: SecretMac;
+  now?: () => number;
+}
+
+/** What the guard knows of a protected call. */
+export interface ProtectedCall {
+  token: TokenRecord | null;
+  operation: string;
+  method: string;
+  url: string;
+  path: string;
+  body: unknown;
+}
+
+export class Approvals {
+  readonly policies: ApprovalPolicyStore;
+  readonly requests: ApprovalRequestStore;
+  readonly ttlSeconds: number;
+  readonly #executions = new Executions();
+  readonly #groups: GroupMembers;
+  readonly #operators: SecondFactorCheck;
+  readonly #mac: SecretMac;
+  readonly #now: () => number;
+
+  constructor(options: ApprovalsOptions) {
+    this.policies = options.policies;
+    this.requests = options.requests;
+    this.ttlSeconds = options.ttlSeconds ?? DEFAULT_APPROVAL_TTL_SECONDS;
+    this.#groups = options.groups;
+    this.#operators = options.operators;
+    this.#mac = options.mac;
+    this.#now = options.now ?? Date.now;
+  }
+
+  now(): number {
+    return this.#now();
+  }
+
+  /** Per request, synchronous: whether the guard must hand this operation to `open` (policy-store.ts). */
+  protects(operation: string): boolean {
+    return this.policies.protects(operation);
+  }
+
+  /** See ApprovalPolicyStore.fresh. */
+  fresh(): Promise<void> {
+    return this.policies.fresh();
+  }
+
+  /** The body as approvers see it (credentials as keyed hashes). */
+  shown(operation: string, body: unknown): unknown {
+    return shownBody(operation, body, this.#mac);
+  }
+
+  paramsHash(operation: string, method: string, url: string, body: unknown): string {
+    return paramsSha256({ operation, method, url, body: this.shown(operation, body ?? null) });
+  }
+
+  /**
+   * A protected call: undefined when no approval policy covers it (it runs), else the new pending
+   * request (it does not run). Only a person can request.
+   */
+  async open(call: ProtectedCall): Promise<ApprovalRecord | undefined> {
+    const rules = this.policies.rulesFor(call.operation, call.path);
+    if (rules.length === 0) return undefined;
+    const requester = callerPerson(call.token, `"${call.operation}" needs approval, and requesting it`);
+    const now = this.#now();
+    const body = call.body ?? null;
+    const record: ApprovalRecord = {
+      id: newApprovalId(),
+      requester: requester.person,
+      ...(requester.operator !== undefined ? { requesterOperator: requester.operator } : {}),
+      operation: call.operation,
+      method: call.method,
+      url: call.url,
+      path: call.path,
+      body,
+      paramsSha256: this.paramsHash(call.operation, call.method, call.url, body),
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + this.ttlSeconds * 1000).toISOString(),
+      rules,
+      state: 'pending',
+      approvals: [],
+      denials: [],
+    };
+    await this.requests.create(record);
+    return record;
+  }
+
+  /** Indexes of the record's rules whose group has `operator` as a member now. */
+  private async memberRules(record: ApprovalRecord, operator: string): Promise<number[]> {
+    const member: number[] = [];
+    for (const [i, rule] of record.rules.entries()) {
+      // A group deleted since has no members: nobody can approve for it.
+      if ((await this.#groups.membersOf(rule.group)).includes(operator)) member.push(i);
+    }
+    return member;
+  }
+
+  /**
+   * An approval: every rule the approver cannot break is checked first (state, not the requester,
+   * a member, not decided yet, the hash they saw is the request's), then their second factor, then
+   * the approval is added by compare-and-set (rechecked against the record as it is then).
+   */
+  async approve(id: string, token: TokenRecord | null, statedSha256: string, code: string): Promise<ApprovalRecord> {
+    const approver = approverOf(token);
+    const record = await this.requests.get(id);
+    const memberOf = await this.memberRules(record, approver.operator);
+    assertCanDecide(record, approver, memberOf, this.#now());
+    if (statedSha256 !== record.paramsSha256) {
+      throw new KeyholdError('ERR_APPROVAL_PARAMS_MISMATCH', 'params_sha256 is not the hash of this request\'s parameters: look at the request again (keyhold approval show) before approving');
+    }
+    await this.#operators.verifySecondFactor(approver.operator, code);
+    return this.requests.update(id, (current) => approve(current, approver, memberOf, this.#now()));
+  }
+
+  async deny(id: string, token: TokenRecord | null, code: string, reason?: string): Promise<ApprovalRecord> {
+    const approver = approverOf(token);
+    const record = await this.requests.get(id);
+    const memberOf = await this.memberRules(record, approver.operator);
+    assertCanDecide(record, approver, memberOf, this.#now());
+    await this.#operators.verifySecondFactor(approver.operator, code);
+    return this.requests.update(id, (current) => this.scrubbed(deny(current, approver, memberOf, this.#now(), reason)));
+  }
+
+  async cancel(id: string, token: TokenRecord | null): Promise<ApprovalRecord> {
+    const caller = callerPerson(token, 'cancelling a request');
+    return this.requests.update(id, (current) => this.scrubbed(cancel(current, caller, this.#now())));
+  }
+
+  /**
+   * approved → executed, committed before the action runs (so of two executions only one gets
+   * here), and the marker that lets the re-dispatched request through the gate once.
+   */
+  async beginExecution(id: string, token: TokenRecord | null): Promise<{ record: ApprovalRecord; marker: string }> {
+    const caller = callerPerson(token, 'executing a request');
+    const record = await this.requests.update(id, (current) => beginExecution(current, caller, this.#now()));
+    const marker = this.#executions.issue({ id: record.id, operation: record.operation, method: record.method, url: record.url, paramsSha256: record.paramsSha256 });
+    return { record, marker };
+  }
+
+  /** After the action answered: the marker is void, the status recorded, credentials dropped from the stored body. */
+  async finishExecution(id: string, marker: string, status: number): Promise<void> {
+    this.#executions.release(marker);
+    await this.requests.update(id, (current) => this.scrubbed({ ...current, executionStatus: status }));
+  }
+
+  /**
+   * The gate's check of a re-dispatched request: its marker must be one issued and not used, for
+   * exactly this operation, method, URL and parameters.
+   */
+  admitExecution(marker: string, call: Pick<ProtectedCall, 'operation' | 'method' | 'url' | 'body'>): PendingExecution {
+    const execution = this.#executions.take(marker);
+    if (!execution || execution.operation !== call.operation || execution.method !== call.method || execution.url !== call.url
+      || this.paramsHash(call.operation, call.method, call.url, call.body ?? null) !== execution.paramsSha256) {
+      throw new KeyholdError('ERR_APPROVAL_EXECUTION_INVALID', 'not a valid execution of an approved request');
+    }
+    return execution;
+  }
+
+  /** A request that is over keeps its credentials only as their keyed hashes. */
+  private scrubbed(record: ApprovalRecord): ApprovalRecord {
+    return hasSecretFields(record.operation) ? { ...record, body: this.shown(record.operation, record.body) } : record;
+  }
+
+  /**
+   * Writes an approval policy after checking that its quorum can be met at all: the group exists
+   * and has at least `required` members (a quorum that can never be reached would lock its
+   * operations, and the policy itself, for good).
+   */
+  async putPolicy(name: string, input: ApprovalPolicyInput): Promise<ApprovalPolicy> {
+    const members = await this.#groups.membersOf(input.group);
+    if (members.length < input.required) {
+      throw new KeyholdError('ERR_APPROVAL_POLICY_INVALID', `group "${input.group}" has ${members.length} member(s): ${input.required} approvals could never be given`);
+    }
+    return this.policies.put(name, input);
+  }
+}
