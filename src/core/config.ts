@@ -190,7 +190,24 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
     const api = (typeof c.api === 'object' && c.api !== null ? c.api : (c.api = {})) as Record<string, unknown>;
     api.unauthenticatedRateLimit = m ? { max: Number(m[1]), windowSeconds: Number(m[2]) } : v;
   }],
+  // Operator accounts (issue 12): THRESHOLD/BASE_SECONDS/MAX_SECONDS, e.g. 5/30/900.
+  ['KEYHOLD_OPERATORS_TOKEN_TTL_SECONDS', (c, v) => { operatorsOf(c).tokenTtlSeconds = wholeNumber(v); }],
+  ['KEYHOLD_OPERATORS_ACCOUNT_LOCKOUT', (c, v) => { lockoutOf(c).account = lockoutSetting(v); }],
+  ['KEYHOLD_OPERATORS_ADDRESS_LOCKOUT', (c, v) => { lockoutOf(c).address = lockoutSetting(v); }],
 ];
+
+function operatorsOf(c: RawConfig): Record<string, unknown> {
+  return (typeof c.operators === 'object' && c.operators !== null ? c.operators : (c.operators = {})) as Record<string, unknown>;
+}
+function lockoutOf(c: RawConfig): Record<string, unknown> {
+  const o = operatorsOf(c);
+  return (typeof o.lockout === 'object' && o.lockout !== null ? o.lockout : (o.lockout = {})) as Record<string, unknown>;
+}
+/** `T/B/M`; anything else is left as text for validation to refuse. */
+function lockoutSetting(v: string): unknown {
+  const m = /^(\d{1,7})\/(\d{1,7})\/(\d{1,7})$/.exec(v);
+  return m ? { threshold: Number(m[1]), baseSeconds: Number(m[2]), maxSeconds: Number(m[3]) } : v;
+}
 
 /** Applies the KEYHOLD_* overrides set in `env` (all of them, or only those named in `only`) to a raw config document. */
 export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv, only?: readonly string[]): void {

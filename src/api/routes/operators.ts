@@ -6,7 +6,6 @@
  * rule (src/policy/confer.ts), or `update` on one account would be a way to any group's policies.
  * A reset and a deletion revoke the account's live login tokens.
  */
-import { Type } from '@sinclair/typebox';
 import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import type { GroupStore } from '../../groups/store.js';
 import type { OperatorLogins } from '../../operators/login.js';
