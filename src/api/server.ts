@@ -170,7 +170,10 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(tokensApi, { tokens: runtime.tokens });
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
   await app.register(auditViewApi, { path: runtime.config.storage.postgres ? undefined : runtime.config.audit.path, publicKeyPem: runtime.auditSigner.publicKeyPem, audit: runtime.audit });
-  await app.register(sessionApi, { tokens: runtime.tokens, sessionTtlSeconds: runtime.config.ui?.sessionTtlSeconds ?? 3600 });
+  await app.register(sessionApi, {
+    tokens: runtime.tokens, sessionTtlSeconds: runtime.config.ui?.sessionTtlSeconds ?? 3600,
+    oidcConfigured: () => runtime.oidcAuth.describeConfig().then(() => true, () => false),
+  });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
   await app.register(approvalsApi, { approvals: runtime.approvals });

@@ -17,6 +17,10 @@ export const SessionView = Closed({
 });
 export type SessionView = Static<typeof SessionView>;
 
+/** What the login page offers. */
+export const LoginMethods = Closed({ operator: Type.Boolean(), oidc: Type.Boolean() });
+export type LoginMethods = Static<typeof LoginMethods>;
+
 /** A console session started (the token stays in the HttpOnly cookie; the page gets only the CSRF token). */
 export const SessionStarted = Closed({
   csrf_token: Type.String(), expires_at: Type.String(), policies: Type.Array(Type.String()), accessor: Type.String(),

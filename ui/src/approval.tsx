@@ -13,7 +13,7 @@ export function AwaitingApproval({ approval }: { approval: Approval }) {
     <div class="message message-info" role="status">
       <strong>Awaiting approval.</strong> Request <code class="approval-id">{approval.id}</code> needs {approval.required} approval(s)
       before it can run; it expires {new Date(approval.expires_at).toISOString()}. Parameters sha256: <code>{approval.params_sha256}</code>.
-      {' '}<a href="#/approvals">Open the approvals inbox</a>
+      {' '}Once approved, execute it from the <a href="#/approvals">approvals inbox</a>.
     </div>
   );
 }

@@ -9,6 +9,7 @@ import { Approvals } from './pages/Approvals';
 import { Audit } from './pages/Audit';
 import { KeyDetails, KeyList } from './pages/Keys';
 import { Kubernetes } from './pages/Kubernetes';
+import { Enrol } from './pages/Enrol';
 import { Login } from './pages/Login';
 import { Overview } from './pages/Overview';
 import { SecretFolder, SecretView } from './pages/Secrets';
@@ -37,7 +38,7 @@ function decode(part: string): string {
 }
 
 /** The page for a hash, and its title. */
-function page(hash: string): [string, preact.JSX.Element] {
+function page(hash: string, me: string): [string, preact.JSX.Element] {
   const path = hash.replace(/^#\/?/, '');
   const [section = 'overview', ...rest] = path.split('/');
   const tail = decode(rest.join('/'));
@@ -45,7 +46,7 @@ function page(hash: string): [string, preact.JSX.Element] {
     case 'keys': return tail ? [`Key ${tail}`, <KeyDetails name={tail} />] : ['Keys', <KeyList />];
     case 'secrets':
       return tail === '' || tail.endsWith('/') ? ['Secrets', <SecretFolder folder={tail.replace(/\/$/, '')} />] : [`Secret ${tail}`, <SecretView path={tail} />];
-    case 'approvals': return ['Approvals', <Approvals />];
+    case 'approvals': return ['Approvals', <Approvals me={me} />];
     case 'audit': return ['Audit log', <Audit />];
     case 'kubernetes': return ['Kubernetes', <Kubernetes />];
     default: return ['Overview', <Overview />];
@@ -96,8 +97,9 @@ function App() {
   };
 
   if (session === undefined) return <main id="main"><p role="status">Loading…</p></main>;
+  if (session === null && hash.startsWith('#/enrol')) return <Enrol />;
   if (session === null) return <Login notice={notice} onSignedIn={() => { setNotice(undefined); moveFocus.current = true; void loadSession(); }} />;
-  const [title, content] = page(hash);
+  const [title, content] = page(hash, session.identity);
   const current = `#/${hash.replace(/^#\/?/, '').split('/')[0] || 'overview'}`;
   return (
     <>

@@ -17,8 +17,9 @@ export interface KeyDescription {
 
 export interface Approval {
   id: string; state: string; operation: string; path: string; params_sha256: string; required: number; expires_at: string;
-  requester?: string; approvals?: Array<string | { person?: string; approver?: string; at?: string }>; group?: string;
-  created_at?: string;
+  method?: string; url?: string; requester?: string; created_at?: string;
+  approvals?: Array<string | { person: string; at: string }>;
+  rules?: Array<{ policy: string; group: string; required: number; approvals: number }>;
 }
 
 export interface Health {

@@ -3,10 +3,11 @@
  * other): the console has no private back door, only the session cookie in place of the
  * Authorization header (session.ts, auth.ts).
  */
+import { personOf } from '../../identity/person.js';
 import type { TokenRecord, TokenStore } from '../../identity/tokens.js';
 import { MOUNTS } from '../../barrier/mounts.js';
 import { KeyholdError } from '../../errors.js';
-import { SessionStarted, SessionView } from '../../wire/console.js';
+import { LoginMethods, SessionStarted, SessionView } from '../../wire/console.js';
 import { callerToken } from '../auth.js';
 import { route, type ApiPlugin } from '../route.js';
 import { ErrorResponse, NoContent, withErrors } from '../schemas.js';
@@ -16,15 +17,24 @@ export interface SessionApiOptions {
   tokens: Pick<TokenStore, 'create' | 'revoke'>;
   /** Lifetime of a session started from a token (config `ui.sessionTtlSeconds`). */
   sessionTtlSeconds: number;
+  /** Whether OIDC single sign-on is configured (the barrier's read cache: no storage read per call). */
+  oidcConfigured: () => Promise<boolean>;
 }
 
-/** A person's selector (`operator:` / `oidc:`), else the token's name: what the console calls the caller. */
+/** The person (`operator:<name>` / `oidc:<sub>`, as approvals name requesters), else the token's name. */
 function identityOf(t: TokenRecord): string {
-  const person = t.selectors?.find((s) => s.startsWith('operator:')) ?? t.selectors?.find((s) => s.startsWith('oidc:'));
-  return person ?? t.displayName ?? 'token';
+  return personOf(t) ?? t.displayName ?? 'token';
 }
 
-export const sessionApi: ApiPlugin<SessionApiOptions> = async (app, { tokens, sessionTtlSeconds }) => {
+export const sessionApi: ApiPlugin<SessionApiOptions> = async (app, { tokens, sessionTtlSeconds, oidcConfigured }) => {
+  // What the login page offers. Public (as the login page itself is): it says only whether SSO is
+  // set up, which the page would show anyway; never the issuer or the client.
+  route(app, {
+    method: 'GET', url: '/v1/auth/methods', public: true,
+    schema: { tags: ['auth'], summary: 'The ways to log in: operator password + TOTP always, OIDC single sign-on when configured', response: { 200: LoginMethods } },
+    handler: async () => ({ operator: true, oidc: await oidcConfigured() }),
+  });
+
   route(app, {
     method: 'GET', url: '/v1/auth/session', operation: 'auth.session.read',
     schema: { tags: ['auth'], summary: 'Who am I: identity, policies, expiry, and (for a console session) a fresh CSRF token', response: withErrors({ 200: SessionView }) },

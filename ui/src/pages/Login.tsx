@@ -6,14 +6,14 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describeError, setCsrf } from '../api';
 import { Field, Message } from '../components';
-import { LOGIN_ROUTES } from '../logins';
+import { LOGIN_ROUTES, ssoErrorFromHash } from '../logins';
 
 export function Login({ onSignedIn, notice }: { onSignedIn: () => void; notice?: string }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
   const [token, setToken] = useState('');
-  const [error, setError] = useState<string>();
+  const [error, setError] = useState<string | undefined>(() => ssoErrorFromHash(location.hash));
   const [busy, setBusy] = useState(false);
   const [sso, setSso] = useState(false);
 
@@ -66,9 +66,10 @@ export function Login({ onSignedIn, notice }: { onSignedIn: () => void; notice?:
       {sso && (
         <section aria-labelledby="sso-h">
           <h2 id="sso-h">Single sign-on</h2>
-          <button type="button" onClick={() => LOGIN_ROUTES.ssoStart()} disabled={busy}>Sign in with SSO</button>
+          <button type="button" onClick={() => { setError(undefined); LOGIN_ROUTES.ssoStart().catch((err: unknown) => setError(describeError(err))); }} disabled={busy}>Sign in with SSO</button>
         </section>
       )}
+      <p><a href="#/enrol">First sign-in? Set up your authenticator</a></p>
       <section aria-labelledby="token-h">
         <details>
           <summary id="token-h">Bootstrap: sign in with a token</summary>
