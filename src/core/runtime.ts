@@ -201,8 +201,8 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
-    // TODO(i12-acc merge): the group store maps the groups claim; until then no SSO group is mapped.
-    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, { policiesFor: async () => ({ groups: [], policies: [] }) }, { tokenTtlSeconds: DEFAULT_PERSON_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
+    // The group store (made below; called at a login only, when it exists) maps the groups claim.
+    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, { policiesFor: (person) => groups.policiesFor(person) }, { tokenTtlSeconds: DEFAULT_PERSON_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
