@@ -26,7 +26,9 @@ export function approvalGate(approvals: Approvals): (request: FastifyRequest, re
     const fields = request.keyhold.auditFields;
     const marker = request.headers[EXECUTION_HEADER];
     if (marker !== undefined) {
-      const execution = approvals.admitExecution(typeof marker === 'string' ? marker : '', { operation, method: request.method, url: request.url, body: request.body });
+      const execution = await approvals.admitExecution(typeof marker === 'string' ? marker : '', {
+        token: request.keyhold.token, operation, method: request.method, url: request.url, path: '', body: request.body,
+      });
       fields.approval_id = execution.id;
       fields.approval_outcome = 'executing';
       return run();

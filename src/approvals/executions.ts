@@ -16,26 +16,32 @@ export interface PendingExecution {
   method: string;
   url: string;
   paramsSha256: string;
+  /** Set by the gate once approved → executed is committed (the action then runs). */
+  began: boolean;
 }
 
 export class Executions {
-  readonly #pending = new Map<string, PendingExecution>();
+  readonly #pending = new Map<string, { execution: PendingExecution; used: boolean }>();
 
   /** A marker for one execution; `release` it when the re-dispatched request has been answered. */
-  issue(execution: PendingExecution): string {
+  issue(execution: Omit<PendingExecution, 'began'>): string {
     const nonce = randomBytes(32).toString('base64url');
-    this.#pending.set(nonce, execution);
+    this.#pending.set(nonce, { execution: { ...execution, began: false }, used: false });
     return nonce;
   }
 
-  /** The execution a marker stands for, consumed: a second use of the same marker finds nothing. */
+  /** The execution a marker stands for, once: a second use of the same marker finds nothing. */
   take(nonce: string): PendingExecution | undefined {
-    const execution = this.#pending.get(nonce);
-    this.#pending.delete(nonce);
-    return execution;
+    const entry = this.#pending.get(nonce);
+    if (!entry || entry.used) return undefined;
+    entry.used = true;
+    return entry.execution;
   }
 
-  release(nonce: string): void {
+  /** Voids the marker; what became of the execution. */
+  release(nonce: string): PendingExecution | undefined {
+    const entry = this.#pending.get(nonce);
     this.#pending.delete(nonce);
+    return entry?.execution;
   }
 }

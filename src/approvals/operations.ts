@@ -12,9 +12,14 @@ export const PROTECTABLE_OPERATIONS = [
   // Who may do what.
   'policies.write', 'policies.delete',
   // Groups (src/groups/): membership decides who approves, and a group's policies are conferred on its members.
-  'groups.write', 'groups.delete',
+  'sys.groups.write', 'sys.groups.delete',
+  // Operator accounts: a reset sets a password and clears the second factor, so whoever resets an
+  // approver's account can become that approver; creating one makes a person a group may already name.
+  'sys.operators.create', 'sys.operators.delete', 'sys.operators.reset',
   // Who may log in from Kubernetes, and with which policies.
   'auth.kubernetes.configure', 'auth.kubernetes.write-role', 'auth.kubernetes.delete-role',
+  // Single sign-on: the provider decides who is which person.
+  'auth.oidc.configure',
   // The online rekey: a new barrier root key (`keyhold seal migrate` is offline and needs M recovery shares, itself a quorum).
   'sys.seal.rotate-root',
   // Approval policies themselves (each also protects itself: src/approvals/policy-store.ts).
@@ -31,8 +36,10 @@ export const OPERATION_SETS: Readonly<Record<string, readonly ProtectableOperati
   'key-delete': ['keys.delete'],
   'key-lifecycle': ['keys.rotate', 'keys.configure', 'keys.delete'],
   'policy-changes': ['policies.write', 'policies.delete'],
-  'group-changes': ['groups.write', 'groups.delete'],
+  'group-changes': ['sys.groups.write', 'sys.groups.delete'],
+  'operator-changes': ['sys.operators.create', 'sys.operators.delete', 'sys.operators.reset'],
   'kubernetes-changes': ['auth.kubernetes.configure', 'auth.kubernetes.write-role', 'auth.kubernetes.delete-role'],
+  'sso-changes': ['auth.oidc.configure'],
   'root-key-rotation': ['sys.seal.rotate-root'],
   'approval-policy-changes': ['approvals.policies.write', 'approvals.policies.delete'],
 });

@@ -33,8 +33,9 @@ export class ApprovalRequestStore {
 
   /** Every request, newest first. */
   async list(): Promise<ApprovalRecord[]> {
+    // Keys relative to the view: `requests/<id>`.
     const keys = await this.view.list(PREFIX);
-    const records = await Promise.all(keys.map((key) => this.view.get<ApprovalRecord>(PREFIX + key)));
+    const records = await Promise.all(keys.map((key) => this.view.get<ApprovalRecord>(key)));
     return records.filter((r): r is ApprovalRecord => r !== null).sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
   }
 

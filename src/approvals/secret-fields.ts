@@ -11,6 +11,9 @@ type FieldPath = readonly string[];
 
 const SECRET_FIELDS: Readonly<Record<string, readonly FieldPath[]>> = Object.freeze({
   'auth.kubernetes.configure': [['reviewer_jwt'], ['registry_credentials', '*', 'password']],
+  'auth.oidc.configure': [['client_secret']],
+  'sys.operators.create': [['password']],
+  'sys.operators.reset': [['password']],
 });
 
 /** Keyed hash of a secret value (the server's, never a plain hash: see above). */

@@ -12,7 +12,7 @@ import type { ApprovalPolicy, ApprovalPolicyInput } from './policy.js';
 import type { ApprovalPolicyStore } from './policy-store.js';
 import { newApprovalId, type ApprovalRequestStore } from './request-store.js';
 import { hasSecretFields, shownBody, type SecretMac } from './secret-fields.js';
-import { approve, assertCanDecide, beginExecution, cancel, deny, type ApprovalRecord } from './state.js';
+import { approve, assertCanDecide, assertExecutable, assertRequester, beginExecution, cancel, deny, type ApprovalRecord } from './state.js';
 
 /** What approvals need of the groups store (src/groups/). */
 export interface GroupMembers {
@@ -165,33 +165,45 @@ export class Approvals {
   }
 
   /**
-   * approved → executed, committed before the action runs (so of two executions only one gets
-   * here), and the marker that lets the re-dispatched request through the gate once.
+   * The requester's execute call: the request must be theirs and approved (checked here so that a
+   * refusal is clear), and they get the marker that lets the re-dispatched request through the
+   * gate once. approved → executed is committed by the gate (`admitExecution`), after the
+   * re-dispatched request was authenticated, authorised and recorded, right before the action:
+   * a re-dispatch refused before it (the requester's token lost the right meanwhile) leaves the
+   * request approved, to be executed once that is fixed.
    */
-  async beginExecution(id: string, token: TokenRecord | null): Promise<{ record: ApprovalRecord; marker: string }> {
+  async prepareExecution(id: string, token: TokenRecord | null): Promise<{ record: ApprovalRecord; marker: string }> {
     const caller = callerPerson(token, 'executing a request');
-    const record = await this.requests.update(id, (current) => beginExecution(current, caller, this.#now()));
+    const record = await this.requests.get(id);
+    assertRequester(record, caller);
+    assertExecutable(record, this.#now());
     const marker = this.#executions.issue({ id: record.id, operation: record.operation, method: record.method, url: record.url, paramsSha256: record.paramsSha256 });
     return { record, marker };
   }
 
-  /** After the action answered: the marker is void, the status recorded, credentials dropped from the stored body. */
-  async finishExecution(id: string, marker: string, status: number): Promise<void> {
-    this.#executions.release(marker);
-    await this.requests.update(id, (current) => this.scrubbed({ ...current, executionStatus: status }));
-  }
-
   /**
    * The gate's check of a re-dispatched request: its marker must be one issued and not used, for
-   * exactly this operation, method, URL and parameters.
+   * exactly this operation, method, URL and parameters, by the requester; then approved →
+   * executed by compare-and-set, before the action runs, so of two executions only one runs it.
    */
-  admitExecution(marker: string, call: Pick<ProtectedCall, 'operation' | 'method' | 'url' | 'body'>): PendingExecution {
+  async admitExecution(marker: string, call: ProtectedCall): Promise<PendingExecution> {
     const execution = this.#executions.take(marker);
     if (!execution || execution.operation !== call.operation || execution.method !== call.method || execution.url !== call.url
       || this.paramsHash(call.operation, call.method, call.url, call.body ?? null) !== execution.paramsSha256) {
       throw new KeyholdError('ERR_APPROVAL_EXECUTION_INVALID', 'not a valid execution of an approved request');
     }
+    const caller = callerPerson(call.token, 'executing a request');
+    await this.requests.update(execution.id, (current) => beginExecution(current, caller, this.#now()));
+    execution.began = true;
     return execution;
+  }
+
+  /** After the re-dispatched request was answered: the marker is void; if the action ran, its status is recorded and credentials leave the stored body. */
+  async finishExecution(marker: string, status: number): Promise<boolean> {
+    const execution = this.#executions.release(marker);
+    if (!execution?.began) return false;
+    await this.requests.update(execution.id, (current) => this.scrubbed({ ...current, executionStatus: status }));
+    return true;
   }
 
   /** A request that is over keeps its credentials only as their keyed hashes. */

@@ -128,9 +128,13 @@ export function cancel(record: ApprovalRecord, caller: Caller, now: number): App
   return { ...record, state: 'cancelled', cancelledAt: new Date(now).toISOString() };
 }
 
+export function assertExecutable(record: ApprovalRecord, now: number): void {
+  if (effectiveState(record, now) !== 'approved') refuse('ERR_APPROVAL_STATE', record, now, 'only an approved request can be executed, once');
+}
+
 /** approved → executed, before the action runs: whoever commits this first is the one execution. */
 export function beginExecution(record: ApprovalRecord, caller: Caller, now: number): ApprovalRecord {
   assertRequester(record, caller);
-  if (effectiveState(record, now) !== 'approved') refuse('ERR_APPROVAL_STATE', record, now, 'only an approved request can be executed, once');
+  assertExecutable(record, now);
   return { ...record, state: 'executed', executedAt: new Date(now).toISOString() };
 }

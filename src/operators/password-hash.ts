@@ -53,7 +53,11 @@ const b64 = (buf: Buffer) => buf.toString('base64').replace(/=+$/, '');
 export function checkNewPassword(password: string, username: string): void {
   if ([...password.normalize('NFKC')].length < MIN_PASSWORD_CHARS) throw new KeyholdError('ERR_PASSWORD_POLICY', `passwords have at least ${MIN_PASSWORD_CHARS} characters`);
   if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES) throw new KeyholdError('ERR_PASSWORD_POLICY', `passwords have at most ${MAX_PASSWORD_BYTES} bytes`);
-  if (password.normalize('NFKC').toLowerCase().includes(username.toLowerCase())) throw new KeyholdError('ERR_PASSWORD_POLICY', 'the password must not contain the username');
+  // NIST SP 800-63B: refuse the context's own words. Names under 4 characters are too often inside
+  // ordinary words ("dan" in "abundant") to refuse every password containing them.
+  const lower = password.normalize('NFKC').toLowerCase();
+  const name = username.toLowerCase();
+  if (lower === name || (name.length >= 4 && lower.includes(name))) throw new KeyholdError('ERR_PASSWORD_POLICY', 'the password must not contain the username');
 }
 
 /** Hashes with a fresh random salt and the current parameters. */

@@ -91,7 +91,8 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
   });
 
   route(app, {
-    method: 'POST', url: '/v1/sys/approvals/:id/approve', operation: 'approvals.approve',
+    // secretBody: the body holds a second-factor code, so not even its HMAC goes into the audit record.
+    method: 'POST', url: '/v1/sys/approvals/:id/approve', operation: 'approvals.approve', secretBody: true,
     schema: { tags: ['approvals'], summary: 'Approve, stating the params_sha256 you saw, with your second factor', params: ApprovalIdParams, body: ApproveBody, response: withErrors({ 200: ApprovalView }) },
     authorize: () => [],
     handler: async (req) => {
@@ -103,7 +104,7 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
   });
 
   route(app, {
-    method: 'POST', url: '/v1/sys/approvals/:id/deny', operation: 'approvals.deny',
+    method: 'POST', url: '/v1/sys/approvals/:id/deny', operation: 'approvals.deny', secretBody: true,
     schema: { tags: ['approvals'], summary: 'Deny, with your second factor: the request is over', params: ApprovalIdParams, body: DenyBody, response: withErrors({ 200: ApprovalView }) },
     authorize: () => [],
     handler: async (req) => {
@@ -134,12 +135,13 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
     handler: async (req, reply) => {
       noBody(req, 'execute');
       req.keyhold.auditFields.approval_id = req.params.id;
-      // approved → executed is committed first: a second execute, concurrent or later, is refused here.
-      const { record, marker } = await approvals.beginExecution(req.params.id, req.keyhold.token);
-      audited(req, record, 'executed');
+      const { record, marker } = await approvals.prepareExecution(req.params.id, req.keyhold.token);
+      // The stored request, re-dispatched as the requester: authenticated, authorised and audited
+      // again; the gate commits approved → executed just before the action (approval-gate.ts).
       let status = 500;
+      let answer: Awaited<ReturnType<typeof app.inject>> | undefined;
       try {
-        const answer = await app.inject({
+        answer = await app.inject({
           method: record.method as 'POST',
           url: record.url,
           headers: {
@@ -150,15 +152,17 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
           ...(record.body !== null ? { payload: JSON.stringify(record.body) } : {}),
         });
         status = answer.statusCode;
-        req.keyhold.auditFields.approval_execution_status = String(status);
-        const contentType = answer.headers['content-type'];
-        if (typeof contentType === 'string') void reply.header('content-type', contentType);
-        const retryAfter = answer.headers['retry-after'];
-        if (typeof retryAfter === 'string') void reply.header('retry-after', retryAfter);
-        return reply.code(status).send(answer.payload === '' ? undefined : answer.payload);
       } finally {
-        await approvals.finishExecution(record.id, marker, status);
+        // Before this route's own answer (its audit record is written as it is sent).
+        const ran = await approvals.finishExecution(marker, status);
+        audited(req, record, ran ? 'executed' : 'not-executed');
+        req.keyhold.auditFields.approval_execution_status = String(status);
       }
+      const contentType = answer.headers['content-type'];
+      if (typeof contentType === 'string') void reply.header('content-type', contentType);
+      const retryAfter = answer.headers['retry-after'];
+      if (typeof retryAfter === 'string') void reply.header('retry-after', retryAfter);
+      return reply.code(status).send(answer.payload === '' ? undefined : answer.payload);
     },
   });
 
