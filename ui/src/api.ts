@@ -41,7 +41,8 @@ export async function api<T>(method: string, path: string, body?: unknown, heade
   }
   if (response.status >= 400) {
     const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-    if (response.status === 401 && !path.startsWith('/v1/auth/')) onUnauthenticated();
+    // Only a dead session ends it: a wrong second-factor code (401 ERR_SECOND_FACTOR_INVALID) does not.
+    if (response.status === 401 && error?.code === 'ERR_UNAUTHENTICATED' && !path.startsWith('/v1/auth/')) onUnauthenticated();
     throw new ApiError(response.status, error?.code ?? 'ERR_UNKNOWN', error?.message ?? `HTTP ${response.status}`);
   }
   return { status: response.status, body: parsed as T };

@@ -34,9 +34,9 @@ export function ssoErrorFromHash(hash: string): string | undefined {
   const code = new URLSearchParams(m[1]).get('error');
   if (!code) return undefined;
   const words: Record<string, string> = {
-    ERR_OIDC_LOGIN_DENIED: 'The identity provider did not sign you in.',
-    ERR_OIDC_NO_GROUPS: 'Your identity provider groups give you no access to keyhold.',
-    ERR_NO_POLICIES: 'Your groups give you no access to keyhold.',
+    ERR_OIDC_LOGIN_DENIED: 'the identity provider did not sign you in.',
+    ERR_OIDC_GROUPS_UNMAPPED: 'none of your identity provider groups is mapped to keyhold.',
+    ERR_NO_POLICIES: 'your groups give you no access to keyhold.',
   };
   return `Single sign-on failed: ${words[code] ?? 'the sign-in could not be completed.'} (${code.replace(/[^A-Z_]/g, '')})`;
 }

@@ -17,7 +17,7 @@ function Parameters({ id }: { id: string }) {
   return <pre class="params" aria-label={`Parameters of ${id}`}>{JSON.stringify({ method: full.data.method, url: full.data.url, body: full.data.body }, null, 2)}</pre>;
 }
 
-function ApprovalCard({ approval, me, onDone }: { approval: Approval; me: string; onDone: () => void }) {
+function ApprovalCard({ approval, me, onDone }: { approval: Approval; me: string; onDone: (message: string) => void }) {
   const [code, setCode] = useState('');
   const [result, setResult] = useState<Outcome>();
   const [busy, setBusy] = useState(false);
@@ -27,8 +27,8 @@ function ApprovalCard({ approval, me, onDone }: { approval: Approval; me: string
     setResult(undefined);
     try {
       const answer = await call();
-      setResult({ kind: 'success', text: done(answer.status, answer.body) });
-      onDone();
+      // Reported by the page: this card may leave the list when it reloads (a new state).
+      onDone(`${approval.id}: ${done(answer.status, answer.body)}`);
     } catch (err) {
       setResult({ kind: 'error', text: `${what}: ${describeError(err)}` });
     } finally {
@@ -81,20 +81,22 @@ function ApprovalCard({ approval, me, onDone }: { approval: Approval; me: string
 
 export function Approvals({ me }: { me: string }) {
   const [state, setState] = useState('pending');
+  const [done, setDone] = useState<string>();
   const list = useLoad(() => get<{ approvals: Approval[] }>(`/v1/sys/approvals${state === 'all' ? '' : `?state=${state}`}`), [state]);
   return (
     <section aria-labelledby="approvals-h">
       <h2 id="approvals-h">Approval requests</h2>
       <div class="field">
         <label for="approval-state">Show</label>
-        <select id="approval-state" value={state} onChange={(e) => setState((e.currentTarget as HTMLSelectElement).value)}>
+        <select id="approval-state" value={state} onChange={(e) => { setDone(undefined); setState((e.currentTarget as HTMLSelectElement).value); }}>
           {['pending', 'approved', 'executed', 'denied', 'expired', 'cancelled', 'all'].map((s) => <option key={s} value={s}>{s}</option>)}
         </select>
       </div>
+      {done && <Message kind="success">{done}</Message>}
       {list.error && <Message kind="error">{list.error}</Message>}
       {!list.data && !list.error && <Loading what="approvals" />}
       {list.data && (list.data.approvals.length === 0 ? <p>No {state === 'all' ? '' : `${state} `}requests.</p> : (
-        <ul class="plain">{list.data.approvals.map((a) => <ApprovalCard key={a.id} approval={a} me={me} onDone={list.reload} />)}</ul>
+        <ul class="plain">{list.data.approvals.map((a) => <ApprovalCard key={a.id} approval={a} me={me} onDone={(m) => { setDone(m); list.reload(); }} />)}</ul>
       ))}
       <button type="button" class="secondary" onClick={list.reload}>Refresh</button>
     </section>
