@@ -106,7 +106,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
       });
     }
   });
-  // The web console's static files: before the guard below, which they must not get (console.ts).
+  // The web console's static files (public routes: the guard below leaves them alone; console.ts).
   await installConsole(app, { enabled: runtime.config.ui?.enabled !== false, warn: (m) => app.log.warn(m) });
   const recordRequest = requestRecorder(runtime);
   // Quorum approval (src/approvals/): `protects` is a set look-up, so an unprotected operation pays

@@ -183,16 +183,16 @@ describe('console pages (real server, real Chromium)', { timeout: 300_000 }, () 
       const style = el ? getComputedStyle(el) : undefined;
       return { tag: el?.tagName, name: el?.getAttribute('name') ?? el?.textContent?.trim(), outline: style ? `${style.outlineStyle} ${style.outlineWidth}` : '' };
     });
-    // Username has focus on load; Tab walks password, code, Sign in, then the bootstrap summary.
+    // Username has focus on load; Tab walks password, code, Sign in, the enrolment link, then the bootstrap summary.
     assert.equal((await focused()).name, 'username');
     const order: Array<string | undefined> = [];
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 5; i++) {
       await kb.keyboard.press('Tab');
       const f = await focused();
       order.push(f.name);
       assert.match(f.outline, /^(solid|auto) [1-9]/, `no visible focus on ${f.name}: ${f.outline}`);
     }
-    assert.deepEqual(order, ['password', 'code', 'Sign in', 'Bootstrap: sign in with a token']);
+    assert.deepEqual(order, ['password', 'code', 'Sign in', 'First sign-in? Set up your authenticator', 'Bootstrap: sign in with a token']);
     await kb.keyboard.press('Enter');
     await kb.keyboard.press('Tab');
     assert.equal((await focused()).name, 'token');
