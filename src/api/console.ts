@@ -52,7 +52,6 @@ async function consoleApp(): Promise<FastifyInstance> {
     referrerPolicy: { policy: 'no-referrer' },
   });
   await ui.register(serveStatic, { root: UI_DIR, prefix: '/ui/', index: 'index.html', redirect: true, cacheControl: true, maxAge: 0 });
-  ui.get('/', async (_req, reply) => reply.redirect('/ui/'));
   // keyhold's error shape for a missing file, as for every other 404.
   ui.setNotFoundHandler((request, reply) => reply.code(404).send({ error: { code: 'ERR_NOT_FOUND', message: `no file ${request.url.split('?')[0]}` }, request_id: randomUUID() }));
   await ui.ready();
@@ -78,7 +77,6 @@ export async function installConsole(app: FastifyInstance, options: { enabled: b
     });
   };
   const config = { public: true } as const;
-  app.get('/', { schema: { hide: true }, config }, serve);
   app.get('/ui', { schema: { hide: true }, config }, serve);
   app.get('/ui/*', { schema: { hide: true }, config }, serve);
 }

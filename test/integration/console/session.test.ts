@@ -42,8 +42,8 @@ describe('console session security (real server, real Chromium)', { timeout: 300
     assert.equal(forged.status, 401, forged.text);
     const context = await newContext(browser);
     const page = await context.newPage();
-    await page.goto(`${s.address}/`);
-    assert.match(page.url(), /\/ui\/$/, 'the root redirects to the console');
+    await page.goto(`${s.address}/ui`);
+    assert.match(page.url(), /\/ui\/$/, '/ui redirects to /ui/');
     await page.getByRole('heading', { name: 'Operator sign-in' }).waitFor();
     assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 0);
     await expectNoAxeViolations(page, 'login page');
