@@ -16,6 +16,8 @@ export KEYHOLD_COSIGN_DIR
 node dist/bench/kms.js
 node dist/bench/webhook.js
 node dist/bench/login-storm.js
+# Operator logins (password + TOTP) against a bare scrypt + TOTP route (.bench-out/login.json).
+node dist/bench/login.js
 # Replicas: 1 on SQLite against 1 and 3 on one PostgreSQL (.bench-out/replicas.json).
 node dist/bench/replicas.js
 # The HSM fleet: direct SoftHSM against the p11-kit hop (1 and 3 members), and a member killed under load (.bench-out/fleet.json).

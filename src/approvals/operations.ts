@@ -18,8 +18,9 @@ export const PROTECTABLE_OPERATIONS = [
   'sys.operators.create', 'sys.operators.delete', 'sys.operators.reset',
   // Who may log in from Kubernetes, and with which policies.
   'auth.kubernetes.configure', 'auth.kubernetes.write-role', 'auth.kubernetes.delete-role',
-  // Single sign-on: the provider decides who is which person.
-  'auth.oidc.configure',
+  // Single sign-on: the provider decides who is which person. (Turning it off is an incident
+  // switch: protectable by name, but not in the `sso-changes` set.)
+  'auth.oidc.configure', 'auth.oidc.delete-config',
   // The online rekey: a new barrier root key (`keyhold seal migrate` is offline and needs M recovery shares, itself a quorum).
   'sys.seal.rotate-root',
   // Approval policies themselves (each also protects itself: src/approvals/policy-store.ts).

@@ -136,6 +136,49 @@ approvalPolicy.command('show <name>').action(run(async (name: string) => (await 
 approvalPolicy.command('list').action(run(async () => (await approvals()).policyList()));
 approvalPolicy.command('delete <name>').action(run(async (name: string) => (await approvals()).policyDelete(name)));
 
+// People (issue 12). `operator` is the Kubernetes operator below: accounts are `account`.
+const accounts = async () => import('./commands/accounts.js');
+const PASSWORD_FILE_HELP = 'file whose first line is the password ("-": stdin); else KEYHOLD_PASSWORD, else a prompt (never a flag value)';
+const account = program.command('account').description('operator accounts: people who log in with a password and TOTP (KEYHOLD_ADDR, KEYHOLD_TOKEN for admin commands)');
+account.command('create <name>').description('create an account with an initial password (needs create on sys/operators/<name>; the first one with the root token)')
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .action(run(async (name: string, o) => (await accounts()).accountCommands.create(name, o)));
+account.command('list').description('list accounts').action(run(async () => (await accounts()).accountCommands.list()));
+account.command('show <name>').description('show an account (enrolled, recovery codes left, lockout)').action(run(async (name: string) => (await accounts()).accountCommands.show(name)));
+account.command('delete <name>').description('delete an account and revoke its live tokens').action(run(async (name: string) => (await accounts()).accountCommands.delete(name)));
+account.command('reset <name>').description('new password; clears the second factor, recovery codes and lockout; revokes live tokens (the person enrols again)')
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .action(run(async (name: string, o) => (await accounts()).accountCommands.reset(name, o)));
+account.command('enrol <name>').description('begin TOTP enrolment (no token needed): prints the otpauth URI, once; then `keyhold account confirm`')
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .option('--qr', 'also draw the QR code on the terminal (stderr)')
+  .action(run(async (name: string, o) => (await accounts()).accountCommands.enrol(name, o)));
+account.command('confirm <name>').description('confirm TOTP enrolment with a code; prints the recovery codes, once')
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .option('--totp <code>', 'the authenticator\'s current code (else prompted)')
+  .action(run(async (name: string, o) => (await accounts()).accountCommands.confirm(name, o)));
+account.command('password <name>').description('change your own password: the current one, a second factor, and the new one (--new-password-file or KEYHOLD_NEW_PASSWORD or a prompt)')
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .option('--new-password-file <file>', 'file whose first line is the new password')
+  .option('--totp <code>', 'the authenticator\'s current code (else prompted)')
+  .option('--recovery-code', 'use a recovery code (prompted) instead of a TOTP code')
+  .action(run(async (name: string, o) => (await accounts()).accountCommands.password(name, o)));
+program.command('login <username>').description('log in as an operator with a password and TOTP code; prints a short-lived token (use it as KEYHOLD_TOKEN)')
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .option('--totp <code>', 'the authenticator\'s current code (else prompted)')
+  .option('--recovery-code', 'use a recovery code (prompted) instead of a TOTP code')
+  .option('--token-file <file>', 'write the token to this file (mode 0600) instead of printing it')
+  .action(run(async (username: string, o) => (await accounts()).login(username, o)));
+const group = program.command('group').description('groups: operators and SSO groups mapped to policies (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
+group.command('put <name>').description('create or replace a group (only policies you hold can be given to it)')
+  .option('--policy <name...>', 'policies', []).option('--member <name...>', 'operator accounts', []).option('--external-group <name...>', 'SSO group names', [])
+  .action(run(async (name: string, o) => (await accounts()).groupCommands.put(name, o)));
+group.command('show <name>').action(run(async (name: string) => (await accounts()).groupCommands.show(name)));
+group.command('list').action(run(async () => (await accounts()).groupCommands.list()));
+group.command('delete <name>').action(run(async (name: string) => (await accounts()).groupCommands.delete(name)));
+program.command('capabilities <path>').description('what KEYHOLD_TOKEN may do on a path (e.g. keys/payments), and its policies and identity')
+  .action(run(async (path: string) => (await accounts()).capabilities(path)));
+
 const audit = program.command('audit').description('the tamper-evident audit log');
 const auditCommands = async () => import('./commands/audit.js');
 audit.command('verify').description('verify the hash chain and every HSM-signed checkpoint; reports the first altered, removed or reordered entry, and a cut tail')

@@ -14,6 +14,7 @@ import type { PolicyRule, PolicyView } from '../wire/policies.js';
 import type { SecretData, SecretList, SecretMetadata, SecretVersion, SecretVersions, SecretWritten } from '../wire/secrets.js';
 import type { Health, RootRotationStatus } from '../wire/sys.js';
 import type { AccessorView, TokenCreated } from '../wire/tokens.js';
+import type { CapabilitiesView, EnrolConfirmView, EnrolView, GroupList, GroupView, OperatorList, OperatorView, PersonLoginView } from '../wire/operators.js';
 
 /**
  * One HTTP exchange with node:http(s). Not fetch: fetch loads undici, about 12 MB of RSS, and the
@@ -172,6 +173,28 @@ export class KeyholdClient {
     return this.request<ApprovalPolicyView | ApprovalPending>('PUT', `/v1/sys/approvals/policies/${enc(name)}`, body);
   }
   deleteApprovalPolicy(name: string) { return this.request<ApprovalPending | undefined>('DELETE', `/v1/sys/approvals/policies/${enc(name)}`); }
+
+  // Operator accounts, groups and capabilities (issue 12). The logins need no token.
+  operatorLogin(username: string, password: string, second: { totp: string } | { recovery_code: string }) {
+    return this.request<PersonLoginView>('POST', '/v1/auth/operator/login', { username, password, ...second });
+  }
+  operatorEnrol(username: string, password: string) { return this.request<EnrolView>('POST', '/v1/auth/operator/enrol', { username, password }); }
+  operatorEnrolConfirm(username: string, password: string, code: string) {
+    return this.request<EnrolConfirmView>('POST', '/v1/auth/operator/enrol/confirm', { username, password, code });
+  }
+  operatorChangePassword(username: string, password: string, second: { totp: string } | { recovery_code: string }, newPassword: string) {
+    return this.request<void>('POST', '/v1/auth/operator/password', { username, password, ...second, new_password: newPassword });
+  }
+  createOperator(name: string, password: string) { return this.request<OperatorView>('POST', '/v1/sys/operators', { name, password }); }
+  listOperators() { return this.request<OperatorList>('GET', '/v1/sys/operators'); }
+  getOperator(name: string) { return this.request<OperatorView>('GET', `/v1/sys/operators/${enc(name)}`); }
+  deleteOperator(name: string) { return this.request<void>('DELETE', `/v1/sys/operators/${enc(name)}`); }
+  resetOperator(name: string, password: string) { return this.request<OperatorView>('POST', `/v1/sys/operators/${enc(name)}/reset`, { password }); }
+  putGroup(name: string, group: { policies: string[]; members: string[]; external_groups: string[] }) { return this.request<GroupView>('PUT', `/v1/sys/groups/${enc(name)}`, group); }
+  getGroup(name: string) { return this.request<GroupView>('GET', `/v1/sys/groups/${enc(name)}`); }
+  listGroups() { return this.request<GroupList>('GET', '/v1/sys/groups'); }
+  deleteGroup(name: string) { return this.request<void>('DELETE', `/v1/sys/groups/${enc(name)}`); }
+  capabilities(path: string) { return this.request<CapabilitiesView>('GET', `/v1/sys/capabilities?path=${enc(path)}`); }
 }
 
 /** `GET /v1/sys/health`. Its `kubernetes` part is reported only: pod-bound logins are refused (503) while the pod watch is not synced. */

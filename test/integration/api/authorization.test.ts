@@ -98,6 +98,17 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'GET /v1/sys/audit/checkpoint': { path: '/v1/sys/audit/checkpoint' },
+    // Quorum approval (src/approvals/).
+    'GET /v1/sys/approvals': { path: '/v1/sys/approvals' },
+    'GET /v1/sys/approvals/{id}': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}` },
+    'POST /v1/sys/approvals/{id}/approve': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/approve`, body: () => ({ params_sha256: 'a'.repeat(64), code: '123456' }) },
+    'POST /v1/sys/approvals/{id}/deny': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/deny`, body: () => ({ code: '123456' }) },
+    'POST /v1/sys/approvals/{id}/cancel': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/cancel` },
+    'POST /v1/sys/approvals/{id}/execute': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/execute` },
+    'GET /v1/sys/approvals/policies': { path: '/v1/sys/approvals/policies' },
+    'PUT /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p', body: () => ({ operations: ['key-rotate'], paths: ['keys/*'], group: 'g', required: 1 }) },
+    'GET /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p' },
+    'DELETE /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p' },
     'POST /v1/sys/seal/rotate-root': { path: '/v1/sys/seal/rotate-root' },
     'GET /v1/sys/seal/rotation': { path: '/v1/sys/seal/rotation' },
   };

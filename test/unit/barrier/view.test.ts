@@ -91,7 +91,7 @@ describe('the mounts: one mapping from domain to storage prefix and policy path'
       keys: 'keys/', secrets: 'secrets/', policies: 'sys/policies/', audit: 'sys/audit/', kubernetes: 'auth/kubernetes/',
       tokens: 'sys/tokens/', tokenAccessors: 'sys/token-accessors/', tokenChildren: 'sys/token-children/', tokenExpiry: 'sys/token-expiry/',
       podTokens: 'auth/kubernetes/pod-tokens/', seal: 'sys/seal/',
-      approvalPolicies: 'sys/approval-policies/', approvals: 'sys/approvals/', operators: 'sys/operators/', groups: 'sys/groups/',
+      approvalPolicies: 'sys/approval-policies/', approvals: 'sys/approvals/', operators: 'sys/operators/', operatorTokens: 'sys/operator-tokens/', groups: 'sys/groups/',
     });
     // The only nesting: a pod's token index, inside the Kubernetes mount and shared with the token store.
     for (const [a, pa] of prefixes) for (const [b, pb] of prefixes) {
