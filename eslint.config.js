@@ -25,11 +25,14 @@ const LAYERS = {
   audit: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy'],
   // Quorum approval: a domain over the policies (path patterns), identity (who is a person) and the audit's canonical JSON.
   approvals: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit'],
+  // People (issue 12): groups map persons to policies; operator accounts log in through them.
+  groups: [...BELOW_DOMAINS, 'identity', 'policy'],
+  operators: [...BELOW_DOMAINS, 'identity', 'policy', 'groups'],
   // api → core (Runtime, config types) points up: the api clean-up of issue 10 removes it.
   // Replicas: leader election and the background jobs it runs (the domains' units).
   ha: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit'],
-  api: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'core', 'approvals'],
-  core: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'api', 'approvals'],
+  api: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'core', 'approvals', 'groups', 'operators'],
+  core: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'api', 'approvals', 'groups', 'operators'],
   // Offline store tools, run by the CLI: they read the configuration (core/config) to open a store.
   backup: [...BELOW_DOMAINS, 'core'],
   client: [...LEAVES, 'crypto'],
@@ -39,7 +42,7 @@ const LAYERS = {
   'kubernetes/operator': [...LEAVES, 'crypto', 'hsm', 'client'],
   agent: ['client'],
 };
-const SRC_DIRS = ['agent', 'api', 'approvals', 'audit', 'backup', 'barrier', 'cli', 'client', 'core', 'crypto', 'errors', 'ha', 'hsm', 'identity', 'keys', 'kubernetes', 'policy', 'secrets', 'storage', 'wire'];
+const SRC_DIRS = ['agent', 'api', 'approvals', 'audit', 'backup', 'barrier', 'cli', 'client', 'core', 'crypto', 'errors', 'groups', 'ha', 'hsm', 'identity', 'keys', 'kubernetes', 'operators', 'policy', 'secrets', 'storage', 'wire'];
 
 /** `files` blocks that refuse, static or dynamic, every import of a src/ directory `layer` may not use. */
 function layerBlocks(layer, allowed) {

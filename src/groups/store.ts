@@ -7,7 +7,7 @@
 import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
 import { POLICY_NAME_PATTERN } from '../policy/parse.js';
-import { OPERATOR_NAME_PATTERN } from '../operators/types.js';
+import { OPERATOR_NAME_PATTERN } from '../identity/person.js';
 
 export const GROUP_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** SSO group names come from the provider: printable characters (spaces inside) but '/', bounded. */

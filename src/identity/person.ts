@@ -8,6 +8,8 @@
 import type { TokenRecord } from './tokens.js';
 
 export const OPERATOR_SELECTOR_PREFIX = 'operator:';
+/** An operator account's name: lower case only, so `Alice` and `alice` cannot be two accounts (or one person's two selectors). */
+export const OPERATOR_NAME_PATTERN = /^[a-z][a-z0-9._-]{1,62}$/;
 export const OIDC_SELECTOR_PREFIX = 'oidc:';
 
 /**

@@ -1,7 +1,6 @@
 /** Operator accounts: people who log in with a password and a TOTP second factor. */
 
-/** Lower case only, so `Alice` and `alice` cannot be two accounts (or one person's two selectors). */
-export const OPERATOR_NAME_PATTERN = /^[a-z][a-z0-9._-]{1,62}$/;
+export { OPERATOR_NAME_PATTERN } from '../identity/person.js';
 
 /** One account's barrier record (`sys/operators/accounts/<name>`): encrypted at rest like every record. */
 export interface OperatorRecord {

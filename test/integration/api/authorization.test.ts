@@ -56,7 +56,9 @@ after(async () => {
 
 describe('(a) a token with no policies is refused everywhere', () => {
   // Public routes, and the login (anonymous: its credential is the service-account JWT, not a bearer token).
-  const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login', 'GET /v1/sys/audit/public-key']);
+  const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login', 'GET /v1/sys/audit/public-key',
+    // Operator accounts (issue 12): logins whose credentials are in the body.
+    'POST /v1/auth/operator/login', 'POST /v1/auth/operator/enrol', 'POST /v1/auth/operator/enrol/confirm', 'POST /v1/auth/operator/password']);
   /** A valid request for every documented operation (path parameters filled in, body where needed). */
   const VALID: Record<string, { path: string; body?: () => unknown }> = {
     'GET /v1/policies': { path: '/v1/policies' },
@@ -111,6 +113,17 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'DELETE /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p' },
     'POST /v1/sys/seal/rotate-root': { path: '/v1/sys/seal/rotate-root' },
     'GET /v1/sys/seal/rotation': { path: '/v1/sys/seal/rotation' },
+    // Operator accounts, groups, capabilities (issue 12).
+    'POST /v1/sys/operators': { path: '/v1/sys/operators', body: () => ({ name: 'nobody-made', password: 'a long enough password' }) },
+    'GET /v1/sys/operators': { path: '/v1/sys/operators' },
+    'GET /v1/sys/operators/{name}': { path: '/v1/sys/operators/alice' },
+    'DELETE /v1/sys/operators/{name}': { path: '/v1/sys/operators/alice' },
+    'POST /v1/sys/operators/{name}/reset': { path: '/v1/sys/operators/alice/reset', body: () => ({ password: 'a long enough password' }) },
+    'GET /v1/sys/groups': { path: '/v1/sys/groups' },
+    'PUT /v1/sys/groups/{name}': { path: '/v1/sys/groups/admins', body: () => ({ policies: ['root'], members: ['nobody'], external_groups: [] }) },
+    'GET /v1/sys/groups/{name}': { path: '/v1/sys/groups/admins' },
+    'DELETE /v1/sys/groups/{name}': { path: '/v1/sys/groups/admins' },
+    'GET /v1/sys/capabilities': { path: '/v1/sys/capabilities?path=keys/pay' },
   };
   let nobody: string;
   let operations: string[] = [];

@@ -83,3 +83,29 @@ describe('config: the hsm section (one endpoint, members, endpoint file)', () =>
     refused('{ members: [{ name: "a b", module: /x.so, tokenLabel: t, pinEnv: P }] }', /invalid configuration/);
   });
 });
+
+describe('config: operators (issue 12)', () => {
+  const dir = tempDir('keyhold-config-ops-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const base = 'storage: { sqlite: { path: k.db } }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\naudit: { path: a.log }\n';
+  const file = (extra: string) => {
+    const path = join(dir, 'c.yaml');
+    writeFileSync(path, base + extra);
+    return path;
+  };
+  const refused = (err: unknown) => isKeyholdError(err, 'ERR_CONFIG');
+
+  it('reads the section, and the KEYHOLD_OPERATORS_* overrides over it', () => {
+    const config = loadConfigFile(file('operators: { tokenTtlSeconds: 900, lockout: { account: { threshold: 3, baseSeconds: 10, maxSeconds: 60 } } }\n'), {
+      KEYHOLD_OPERATORS_ADDRESS_LOCKOUT: '10/5/50', KEYHOLD_OPERATORS_TOKEN_TTL_SECONDS: '1800',
+    });
+    assert.deepEqual(config.operators, { tokenTtlSeconds: 1800, lockout: { account: { threshold: 3, baseSeconds: 10, maxSeconds: 60 }, address: { threshold: 10, baseSeconds: 5, maxSeconds: 50 } } });
+  });
+
+  it('refuses malformed settings with ERR_CONFIG', () => {
+    for (const bad of ['operators: { tokenTtlSeconds: 10 }', 'operators: { hashConcurrency: 0 }', 'operators: { lockout: { account: { threshold: 3, baseSeconds: 60, maxSeconds: 10 } } }', 'operators: { other: 1 }', 'operators: { totpIssuer: "a:b" }']) {
+      assert.throws(() => loadConfigFile(file(`${bad}\n`), {}), refused, bad);
+    }
+    for (const bad of ['5/30', 'a/b/c', '0/1/1']) assert.throws(() => loadConfigFile(file(''), { KEYHOLD_OPERATORS_ACCOUNT_LOCKOUT: bad }), refused, bad);
+  });
+});
