@@ -23,7 +23,7 @@ import type { SharedStorage } from '../ha/shared-storage.js';
 import type { Hsm } from '../hsm/types.js';
 import { GroupStore } from '../groups/store.js';
 import { KubernetesAuth } from '../identity/kubernetes/auth.js';
-import { DEFAULT_PERSON_TOKEN_TTL_SECONDS, OidcAuth } from '../identity/oidc/oidc-auth.js';
+import { OidcAuth } from '../identity/oidc/oidc-auth.js';
 import { TokenStore } from '../identity/tokens.js';
 import { tokenViews } from '../identity/token-paths.js';
 import type { KeysContext } from '../keys/context.js';
@@ -31,6 +31,7 @@ import { MaterialCache } from '../keys/material.js';
 import { openMaterialWrapper, type MaterialWrapper } from '../keys/protection/wrapper.js';
 import { KeyRecordStore } from '../keys/record-store.js';
 import { OperatorStore, type OperatorStoreOptions } from '../operators/store.js';
+import { DEFAULT_OPERATOR_TOKEN_TTL_SECONDS } from '../operators/login.js';
 import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
@@ -201,8 +202,9 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     const material = new MaterialCache(hsm, wrapper);
     const kubernetesAuth = new KubernetesAuth(barrier.view(MOUNTS.kubernetes), podTokens, tokens, { warn });
     await kubernetesAuth.start();
-    // The group store (made below; called at a login only, when it exists) maps the groups claim.
-    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, { policiesFor: (person) => groups.policiesFor(person) }, { tokenTtlSeconds: DEFAULT_PERSON_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
+    const groups = new GroupStore(barrier.view(MOUNTS.groups));
+    // SSO persons get their policies from the groups their groups claim maps to, for as long as an operator's token lives.
+    const oidcAuth = new OidcAuth(barrier.view(MOUNTS.oidc), tokens, groups, { tokenTtlSeconds: config.operators?.tokenTtlSeconds ?? DEFAULT_OPERATOR_TOKEN_TTL_SECONDS, neverConferred: [ROOT_POLICY_NAME] });
     // Background work (the token sweep, the revocation of deleted pods' tokens) runs while this
     // replica leads: always on SQLite, on the elected replica on PostgreSQL.
     replication = await startReplication(shared?.newSessionClient, warn);
@@ -214,7 +216,6 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
     replication.jobs.follow();
     const { leadership } = replication;
     const operators = new OperatorStore(barrier.view(MOUNTS.operators), operatorStoreOptions(config));
-    const groups = new GroupStore(barrier.view(MOUNTS.groups));
     const approvalPolicies = new ApprovalPolicyStore(barrier.view(MOUNTS.approvalPolicies), barrier.view(MOUNTS.approvals), storage.changes !== undefined);
     await approvalPolicies.load();
     const approvals = new Approvals({

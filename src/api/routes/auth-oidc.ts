@@ -17,8 +17,8 @@ import { tokenId } from '../../identity/tokens.js';
 import { assertCanChangeIdentitySource } from '../../policy/confer.js';
 import { AuthUrlBody, AuthUrlView, CallbackBody, CallbackQuery, OidcConfigBody, OidcConfigView, OidcLoginView } from '../../wire/auth-oidc.js';
 import { callerToken } from '../auth.js';
-import { getRoute, route, type ApiPlugin } from '../route.js';
-import { ErrorResponse, NoContent, withErrors } from '../schemas.js';
+import { deleteRoute, getRoute, route, type ApiPlugin } from '../route.js';
+import { Closed, ErrorResponse, NoContent, withErrors } from '../schemas.js';
 import { cookiesOf, startSession } from '../session.js';
 
 export interface OidcAuthApiOptions {
@@ -111,6 +111,15 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
     },
   });
 
+  deleteRoute(app, {
+    url: '/v1/auth/oidc/config', operation: 'auth.oidc.delete-config', tag: 'auth',
+    summary: 'Turn SSO off: remove the OIDC configuration (tokens already issued live until they expire)',
+    params: Closed({}),
+    // Removing an identity source confers nothing, so it needs only `delete` (an incident switch), not root.
+    authorize: () => [[CONFIG_PATH, 'delete']],
+    remove: () => oidc.removeConfig(),
+  });
+
   route(app, {
     method: 'POST', url: '/v1/auth/oidc/auth-url', operation: 'auth.oidc.auth-url',
     // Anyone may begin a login; each one stores a flow, so each counts toward the address's budget.
@@ -126,7 +135,8 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
 
   route(app, {
     method: 'POST', url: CALLBACK_PATH, operation: 'auth.oidc.login',
-    anonymous: true,
+    // The code is a credential: not even a keyed hash of the body that carries it goes to the audit log.
+    anonymous: true, secretBody: true,
     schema: { tags: ['auth'], summary: 'End an SSO login with the code and state the provider returned; returns a short-lived keyhold token (or, with session: true, sets the console\'s session cookie)', body: CallbackBody, response: withProviderErrors({ 200: OidcLoginView }), security: [] },
     handler: async (req, reply) => {
       const b = req.body;
@@ -142,6 +152,8 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
     anonymous: true, readOnly: false, floodCounted: true,
     schema: { tags: ['auth'], summary: 'The redirect URI for browsers: ends an SSO login, sets the session cookie, redirects (303) to /ui/ (or to /ui/#/login?error=CODE)', querystring: CallbackQuery, response: { 303: NoContent }, security: [] },
     handler: async (req, reply) => {
+      // Fastify answers HEAD with this handler too; a HEAD (a link checker, a prefetch) must not spend the state or log anyone in.
+      if (req.method !== 'GET') throw new KeyholdError('ERR_BAD_REQUEST', 'the SSO callback is a GET');
       const q = req.query;
       // Parsed on demand: there is no cookie-parsing hook on every request (session.ts).
       const binding = cookiesOf(req)[FLOW_COOKIE];

@@ -8,7 +8,7 @@ const CONFIG_KEY = 'config';
 export type OidcConfigView = Omit<OidcConfig, 'clientSecret'> & { clientSecretSet: boolean };
 
 export class OidcConfigStore {
-  constructor(private readonly view: Pick<BarrierView, 'cached' | 'put' | 'watch'>) {}
+  constructor(private readonly view: Pick<BarrierView, 'cached' | 'put' | 'delete' | 'watch'>) {}
 
   /** Through the barrier's read cache (current across replicas). Never mutate what it returns. */
   async load(): Promise<OidcConfig | undefined> {
@@ -22,6 +22,10 @@ export class OidcConfigStore {
 
   async save(config: OidcConfig): Promise<void> {
     await this.view.put(CONFIG_KEY, config);
+  }
+
+  async remove(): Promise<void> {
+    await this.view.delete(CONFIG_KEY);
   }
 }
 

@@ -31,8 +31,6 @@ export interface OidcAuthOptions {
   neverConferred: readonly string[];
 }
 
-export const DEFAULT_PERSON_TOKEN_TTL_SECONDS = 3600;
-
 export class OidcAuth {
   readonly #config: OidcConfigStore;
   readonly #flows: FlowStore;
@@ -56,7 +54,8 @@ export class OidcAuth {
    * Without a client secret, the stored one is kept if the issuer and client are the same.
    */
   async configure(input: Omit<OidcConfig, 'clientSecret'> & { clientSecret?: string }): Promise<void> {
-    checkedUrl(input.issuer, 'issuer', 'ERR_OIDC_CONFIG_INVALID');
+    // OIDC Discovery §2: an issuer has no query (nor fragment, which checkedUrl refuses everywhere).
+    if (checkedUrl(input.issuer, 'issuer', 'ERR_OIDC_CONFIG_INVALID').search !== '') throw new KeyholdError('ERR_OIDC_CONFIG_INVALID', 'issuer must not have a query');
     for (const uri of input.redirectUris) checkedUrl(uri, `redirect URI ${uri.slice(0, 256)}`, 'ERR_OIDC_CONFIG_INVALID');
     if (!input.scopes.includes('openid')) throw new KeyholdError('ERR_OIDC_CONFIG_INVALID', 'scopes must include "openid"');
     let clientSecret = input.clientSecret;
@@ -70,6 +69,16 @@ export class OidcAuth {
     const metadata = await discover(input.issuer, 'ERR_OIDC_DISCOVERY_INVALID');
     await this.#config.save({ ...input, clientSecret });
     this.#discovery.set(metadata);
+  }
+
+  /**
+   * Turns SSO off: no login can begin or end (a flow under way finds no configuration). Tokens
+   * already issued live on until they expire or are revoked by accessor.
+   */
+  async removeConfig(): Promise<void> {
+    await this.#loaded();
+    await this.#config.remove();
+    this.#discovery.clear();
   }
 
   async describeConfig(): Promise<OidcConfigView> {

@@ -445,6 +445,8 @@ function checkResponse(p: Planned, res: RawResponse, failures: Failure[]): void 
   if (res.status >= 500) return fail('server error');
   if (res.status < 100) return fail('no status');
   if (res.status >= 200 && res.status < 300) return;
+  // A redirect is an answer too: the browser form of the SSO callback sends the browser on with 303.
+  if (res.status >= 300 && res.status < 400 && typeof res.headers.location === 'string') return;
   if (p.req.method === 'HEAD') return; // a HEAD response has no body by definition
   if (!res.body || typeof res.body !== 'object') return fail('non-JSON error body');
   if (typeof res.body.error?.code !== 'string' || !ERROR_CODE.test(res.body.error.code)) return fail('error.code missing or malformed');

@@ -44,7 +44,7 @@ describe('three replicas on one PostgreSQL', { timeout: 15 * 60_000 }, () => {
     await pollUntilUp('one leader', 10_000, async () => (await set.leader()) !== undefined);
     const leader = await set.leader() as Replica;
     const health = await on(leader, 'GET', '/v1/sys/health');
-    assert.deepEqual(health.body.replica.background_jobs.sort(), ['kubernetes-pod-revocation', 'root-key-rewrite', 'token-sweep']);
+    assert.deepEqual(health.body.replica.background_jobs.sort(), ['kubernetes-pod-revocation', 'oidc-flow-sweep', 'root-key-rewrite', 'token-sweep']);
     const metrics = await call(leader.address, 'GET', '/metrics');
     assert.match(metrics.text, /^keyhold_leader 1$/m);
   });

@@ -129,6 +129,30 @@ describe('SSO: ID tokens keyhold refuses', () => {
     }
   });
 
+  it('with max_age, refuses a person who authenticated at the provider longer ago than that (auth_time checked)', async () => {
+    // The provider's clock is 2 min behind: by keyhold's clock its fresh session began 2 min ago.
+    const slow = await startOidcProvider({ redirectUris: [sso.redirectUri], accounts: { alice: { groups: ['kh-ops'] } }, clockOffsetSeconds: -120 });
+    try {
+      const configure = (maxAge: number) => call(sso.kh.address, 'PUT', '/v1/auth/oidc/config', sso.kh.rootToken, {
+        issuer: slow.issuer, client_id: slow.client.client_id, client_secret: slow.client.client_secret, redirect_uris: [sso.redirectUri], scopes: ['openid', 'groups'], max_age_seconds: maxAge,
+      });
+      const attempt = async () => {
+        const url = await call(sso.kh.address, 'POST', '/v1/auth/oidc/auth-url', undefined, { redirect_uri: sso.redirectUri });
+        assert.equal(new URL(url.body.auth_url as string).searchParams.get('max_age') !== null, true);
+        const answer = await slow.login(url.body.auth_url as string, 'alice');
+        return sso.callback({ code: answer.code, state: answer.state });
+      };
+      assert.equal((await configure(60)).status, 204);
+      assertRefused(await attempt(), 401, 'ERR_OIDC_TOKEN_INVALID', /max_age/);
+      // Within max_age and the tolerance, the same provider's tokens pass auth_time (and go on to the group check).
+      assert.equal((await configure(600)).status, 204);
+      assertRefused(await attempt(), 403, 'ERR_OIDC_GROUPS_UNMAPPED');
+    } finally {
+      await slow.stop();
+      assert.equal((await sso.configure()).status, 204);
+    }
+  });
+
   it('never put a code, state, nonce or token in the audit log or the server output', () => {
     assert.ok(secrets.length > 10);
     assertNotLogged(sso.kh, secrets);

@@ -11,7 +11,7 @@ export interface SsoSetup {
   /** keyhold's browser callback, the redirect URI configured at both ends. */
   redirectUri: string;
   /** PUT /v1/auth/oidc/config with the provider's client (fields of `extra` override). */
-  configure(extra?: Record<string, unknown>, token?: string): Promise<{ status: number; body: any }>;
+  configure(extra?: Record<string, unknown>, token?: string): Promise<{ status: number; body: any; text: string }>;
   /** auth-url, then the provider's login pages as `account`: the authorization response. */
   beginLogin(account: string): Promise<{ authUrl: string; code: string; state: string; iss: string | null; nonce: string }>;
   /** POST callback with the code and state. */
@@ -19,8 +19,8 @@ export interface SsoSetup {
   stop(): Promise<void>;
 }
 
-export async function startSso(accounts: Record<string, OidcAccount>, options: Partial<OidcProviderOptions> = {}): Promise<SsoSetup> {
-  const kh = await startDev();
+export async function startSso(accounts: Record<string, OidcAccount>, options: Partial<OidcProviderOptions> = {}, serverEnv: NodeJS.ProcessEnv = {}): Promise<SsoSetup> {
+  const kh = await startDev(undefined, serverEnv);
   const redirectUri = kh.address + CALLBACK;
   let idp: TestOidcProvider;
   try {

@@ -14,6 +14,8 @@ describe('route classification (write-ahead audit record or not)', () => {
     ['PATCH', undefined, false],
     [['GET', 'POST'], undefined, false],
     ['POST', { readOnly: true }, true],
+    // A GET that writes (the browser form of the SSO callback) gets the write-ahead record.
+    ['GET', { readOnly: false }, false],
   ];
   for (const [method, config, expected] of cases) {
     it(`${JSON.stringify(method)} with ${JSON.stringify(config)} is ${expected ? 'read-only' : 'state-changing'}`, () => {
