@@ -24,7 +24,7 @@ const LAYERS = {
   policy: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity'],
   audit: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy'],
   // Quorum approval: a domain over the policies (path patterns), identity (who is a person) and the audit's canonical JSON.
-  approvals: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit'],
+  approvals: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'groups'],
   // People (issue 12): groups map persons to policies; operator accounts log in through them.
   groups: [...BELOW_DOMAINS, 'identity', 'policy'],
   operators: [...BELOW_DOMAINS, 'identity', 'policy', 'groups'],
