@@ -77,6 +77,7 @@ export async function installConsole(app: FastifyInstance, options: { enabled: b
     });
   };
   const config = { public: true } as const;
-  app.get('/ui', { schema: { hide: true }, config }, serve);
+  // The app's asset paths are relative to /ui/: /ui itself only redirects there.
+  app.get('/ui', { schema: { hide: true }, config }, async (_request, reply) => reply.redirect('/ui/'));
   app.get('/ui/*', { schema: { hide: true }, config }, serve);
 }

@@ -53,9 +53,12 @@ export const sessionApi: ApiPlugin<SessionApiOptions> = async (app, { tokens, se
 
   route(app, {
     method: 'POST', url: '/v1/auth/logout', operation: 'auth.logout',
-    schema: { tags: ['auth'], summary: 'Revoke the calling token (the session\'s) with its children, and clear the session cookie', response: { 204: NoContent, 401: ErrorResponse, 403: ErrorResponse } },
+    schema: { tags: ['auth'], summary: 'End the console session: revoke its token with its children and clear the cookies (session cookie only)', response: { 204: NoContent, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse } },
     authorize: () => [],
     handler: async (req, reply) => {
+      // A session's end. A bearer caller revokes its token with DELETE /v1/tokens/self, deliberately:
+      // a script calling "logout" with the root token must not revoke the root token by accident.
+      if (!bySession(req)) throw new KeyholdError('ERR_BAD_REQUEST', 'logout ends a console session (the session cookie); to revoke a bearer token use DELETE /v1/tokens/self');
       await tokens.revoke(callerToken(req).id);
       endSession(reply);
       return reply.code(204).send();

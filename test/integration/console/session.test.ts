@@ -220,6 +220,10 @@ describe('console session security (real server, real Chromium)', { timeout: 300
       const r = await request(s.address, { method: 'GET', path, headers: { cookie } });
       assert.equal(r.status, 401, `${path}: ${r.text}`);
     }
+    // Logout is a session's: with a bearer token it refuses, and revokes nothing.
+    const bearerLogout = await request(s.address, { method: 'POST', path: '/v1/auth/logout', token: s.rootToken });
+    assert.equal(bearerLogout.status, 400, bearerLogout.text);
+    assert.equal(bearerLogout.body?.error?.code, 'ERR_BAD_REQUEST');
     // Only the session's child was revoked: the root token still works.
     assert.equal((await request(s.address, { method: 'GET', path: '/v1/keys', token: s.rootToken })).status, 200);
     await page.reload();
