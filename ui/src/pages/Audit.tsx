@@ -12,7 +12,7 @@ function Verdict({ v }: { v: AuditVerification }) {
     return (
       <div class="message message-error verdict" role="alert" id="audit-verdict">
         <strong>Audit chain BROKEN</strong> at entry {v.failure.bad_seq} (line {v.failure.line}{v.failure.file ? ` of ${v.failure.file}` : ''}):
-        {' '}{v.failure.reason}{v.failure.truncated ? ' — the log was cut.' : ''} {v.entries} entries before it verified.
+        {' '}{v.failure.reason}{v.failure.truncated ? ' (the log was cut)' : ''}. The {v.entries} entries before it verified.
       </div>
     );
   }
