@@ -23,16 +23,16 @@ const LAYERS = {
   identity: [...BELOW_DOMAINS, 'keys', 'secrets'],
   policy: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity'],
   audit: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy'],
-  // Quorum approval: a domain over the policies (path patterns), identity (who is a person) and the audit's canonical JSON.
-  approvals: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'groups'],
   // People (issue 12): groups map persons to policies; operator accounts log in through them.
   groups: [...BELOW_DOMAINS, 'identity', 'policy'],
   operators: [...BELOW_DOMAINS, 'identity', 'policy', 'groups'],
+  // Quorum approval: a domain over the policies (path patterns), identity (who is a person), groups (name rule) and the audit's canonical JSON.
+  approvals: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'groups'],
   // api → core (Runtime, config types) points up: the api clean-up of issue 10 removes it.
   // Replicas: leader election and the background jobs it runs (the domains' units).
   ha: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit'],
-  api: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'core', 'approvals', 'groups', 'operators'],
-  core: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'api', 'approvals', 'groups', 'operators'],
+  api: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'core', 'groups', 'operators', 'approvals'],
+  core: [...BELOW_DOMAINS, 'keys', 'secrets', 'identity', 'policy', 'audit', 'ha', 'api', 'groups', 'operators', 'approvals'],
   // Offline store tools, run by the CLI: they read the configuration (core/config) to open a store.
   backup: [...BELOW_DOMAINS, 'core'],
   client: [...LEAVES, 'crypto'],

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { sleep } from '../../helpers/processes.js';
 import { startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { apiCaller, assertError, assertOk } from '../api/api-helpers.js';
-import { approve, createPerson, pending, type Pending, type Person } from './support.js';
+import { approve, createPerson, nextCode, pending, type Pending, type Person } from './support.js';
 
 const TTL_SECONDS = 6;
 let server: DevServer;
@@ -46,8 +46,10 @@ describe('an expired request', () => {
   });
 
   it('cannot be approved (it was pending), shows as expired, and cannot be cancelled', async () => {
+    // The code first (it may mean waiting for a TOTP step), then the request and its approval at once.
+    const code = await nextCode(alice);
     const p = pending(await api.call(rita.token, 'POST', '/v1/keys/pay/rotate'));
-    assertOk(await approve(api, alice, p.id, p.params_sha256), 200, 'in time');
+    assertOk(await api.call(alice.token, 'POST', `/v1/sys/approvals/${p.id}/approve`, { params_sha256: p.params_sha256, code }), 200, 'in time');
     await untilExpired(p);
     assertError(await approve(api, bob, p.id, p.params_sha256, bob.token, true), 409, 'ERR_APPROVAL_EXPIRED');
     const shown = await api.call(alice.token, 'GET', `/v1/sys/approvals/${p.id}`);
@@ -61,9 +63,10 @@ describe('an expired request', () => {
 
   it('cannot be executed once expired, even though it was approved in time; nothing runs', async () => {
     const version = await keyVersion();
+    const codes = [await nextCode(alice), await nextCode(bob)];
     const p = pending(await api.call(rita.token, 'POST', '/v1/keys/pay/rotate'));
-    assertOk(await approve(api, alice, p.id, p.params_sha256));
-    const approved = await approve(api, bob, p.id, p.params_sha256);
+    assertOk(await api.call(alice.token, 'POST', `/v1/sys/approvals/${p.id}/approve`, { params_sha256: p.params_sha256, code: codes[0] }));
+    const approved = await api.call(bob.token, 'POST', `/v1/sys/approvals/${p.id}/approve`, { params_sha256: p.params_sha256, code: codes[1] });
     assertOk(approved);
     assert.equal(approved.body.state, 'approved');
     await untilExpired(p);
