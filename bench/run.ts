@@ -127,11 +127,22 @@ try {
   const hsmCalls = Number(/keyhold_hsm_calls_total (\d+)/.exec(metrics)?.[1]) - hsmCallsBefore;
   const auditFlushes = Number(/keyhold_audit_flushes_total (\d+)/.exec(metrics)?.[1]);
   const loadedRss = rssMb(keyholdProc.child.pid as number);
+  // The web console (on by default, so the idle figure above includes it): its bundle's gzipped
+  // size (scripts/build.sh writes it), and what opening it once costs (helmet and @fastify/static
+  // are loaded on the first /ui request only).
+  const uiSize = JSON.parse(readFileSync(resolve(here, '../ui/size.json'), 'utf8')) as { js_bytes: number; js_gzip_bytes: number; css_gzip_bytes: number };
+  for (const file of ['/ui/', '/ui/app.js', '/ui/app.css']) {
+    const r = await fetch(kh + file);
+    if (r.status !== 200) throw new Error(`console ${file}: ${r.status}`);
+    await r.arrayBuffer();
+  }
+  const consoleOpenedRss = rssMb(keyholdProc.child.pid as number);
   const summary = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     seconds_per_run: SECONDS, rounds: ROUNDS, connections: 32,
     results,
-    memory: { idle_rss_mb: Number(idleRss.toFixed(1)), target_mb: 120, verdict: idleRss < 120 ? 'meets' : 'MISSES', rss_after_load_mb: Number(loadedRss.toFixed(1)) },
+    memory: { idle_rss_mb: Number(idleRss.toFixed(1)), target_mb: 120, verdict: idleRss < 120 ? 'meets' : 'MISSES', console_enabled: true, rss_after_load_mb: Number(loadedRss.toFixed(1)), rss_after_console_opened_mb: Number(consoleOpenedRss.toFixed(1)) },
+    console: { js_bytes: uiSize.js_bytes, js_gzip_bytes: uiSize.js_gzip_bytes, css_gzip_bytes: uiSize.css_gzip_bytes, js_gzip_target_bytes: 60 * 1024, verdict: uiSize.js_gzip_bytes < 60 * 1024 ? 'meets' : 'MISSES' },
     counters: { hsm_calls_during_bench: hsmCalls, audit_flushes: auditFlushes },
   };
   mkdirSync('.bench-out', { recursive: true });

@@ -93,7 +93,9 @@ export type KeyholdErrorCode =
   | 'ERR_OPERATOR_NOT_FOUND'
   | 'ERR_GROUP_NOT_FOUND'
   | 'ERR_PASSWORD_POLICY'
-  | 'ERR_LOGIN_BUSY';
+  | 'ERR_LOGIN_BUSY'
+  // Web console sessions (issue 12, console).
+  | 'ERR_CSRF';
 
 export class KeyholdError extends Error {
   override readonly name = 'KeyholdError';

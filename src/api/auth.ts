@@ -4,6 +4,7 @@ import { KeyholdError } from '../errors.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import type { CompiledPolicies } from '../policy/evaluate.js';
 import type { Requirement } from './context.js';
+import { sessionToken } from './session.js';
 
 const variablesOf = new WeakMap<TokenRecord, Readonly<Record<string, string>> | undefined>();
 
@@ -24,9 +25,10 @@ function identityVariables(token: TokenRecord): Readonly<Record<string, string>>
   return variables;
 }
 
+/** The bearer token, or without an Authorization header the console's session cookie (session.ts: CSRF-checked). */
 function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization;
-  if (!header) throw new KeyholdError('ERR_UNAUTHENTICATED', 'missing Authorization: Bearer <token>');
+  if (header === undefined) return sessionToken(request);
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match) throw new KeyholdError('ERR_UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
   return match[1] as string;

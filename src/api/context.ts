@@ -57,15 +57,15 @@ declare module 'fastify' {
     /** What the caller's policies must grant, computed from params and body. */
     authorize?: Authorizer;
     /**
-     * An anonymous route whose every answer counts toward the address's unauthenticated budget
-     * (flood-limit.ts), not only its failures: its success stores something for anyone who asks.
-     */
-    floodCounted?: boolean;
-    /**
      * The body holds a password or TOTP code: its text is not kept for the audit record's body
      * HMAC (a keyed hash of a password is a fast offline test of guesses for whoever holds the key).
      */
     secretBody?: boolean;
+    /**
+     * An anonymous route whose every answer counts toward the address's unauthenticated budget
+     * (flood-limit.ts), not only its failures: its success stores something for anyone who asks.
+     */
+    floodCounted?: boolean;
   }
   interface FastifyRequest {
     keyhold: RequestState;

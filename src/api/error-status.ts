@@ -112,6 +112,8 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_PASSWORD_POLICY: 400,
   // Password hashing is memory-hard and runs a few at a time; the queue behind it is bounded.
   ERR_LOGIN_BUSY: 503,
+  // Web console sessions (issue 12, console).
+  ERR_CSRF: 403,
 };
 
 /** Refusals that pass by themselves: the client is told when to retry (Retry-After, seconds). */

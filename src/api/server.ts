@@ -6,6 +6,9 @@ import type { Runtime } from '../core/runtime.js';
 import { authenticate, authorize, settle } from './auth.js';
 import { auditRecorder, requestRecorder, runAudited } from './audit-hooks.js';
 import { auditApi } from './routes/audit.js';
+import { auditViewApi } from './routes/audit-view.js';
+import { installConsole } from './console.js';
+import { sessionApi } from './routes/session.js';
 import { approvalGate } from './approval-gate.js';
 import { approvalsApi } from './routes/approvals.js';
 import { KeyholdError } from '../errors.js';
@@ -103,6 +106,8 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
       });
     }
   });
+  // The web console's static files (public routes: the guard below leaves them alone; console.ts).
+  await installConsole(app, { enabled: runtime.config.ui?.enabled !== false, warn: (m) => app.log.warn(m) });
   const recordRequest = requestRecorder(runtime);
   // Quorum approval (src/approvals/): `protects` is a set look-up, so an unprotected operation pays
   // nothing more; a protected one opens an approval request (202) instead of running.
@@ -164,11 +169,15 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
+  await app.register(auditViewApi, { path: runtime.config.storage.postgres ? undefined : runtime.config.audit.path, publicKeyPem: runtime.auditSigner.publicKeyPem, audit: runtime.audit });
+  await app.register(sessionApi, {
+    tokens: runtime.tokens, sessionTtlSeconds: runtime.config.ui?.sessionTtlSeconds ?? 3600,
+    oidcConfigured: () => runtime.oidcAuth.describeConfig().then(() => true, () => false),
+  });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
   await app.register(approvalsApi, { approvals: runtime.approvals });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
-  await app.register(oidcAuthApi, { oidcAuth: runtime.oidcAuth, auditHmac: runtime.auditHmac });
   // People (issue 12): operator accounts, their logins, groups, and "what can I do".
   const operatorConfig = runtime.config.operators;
   const logins = new OperatorLogins(runtime.operators, runtime.groups, runtime.tokens, runtime.barrier.view(MOUNTS.operatorTokens), {
@@ -179,6 +188,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(operatorsApi, { operators: runtime.operators, logins, groups: runtime.groups, policies: runtime.policies });
   await app.register(groupsApi, { groups: runtime.groups, policies: runtime.policies });
   await app.register(capabilitiesApi, {});
+  await app.register(oidcAuthApi, { oidcAuth: runtime.oidcAuth, auditHmac: runtime.auditHmac });
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -7,19 +7,23 @@
  */
 import cookie from '@fastify/cookie';
 import csrf from '@fastify/csrf-protection';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { KeyholdError } from '../errors.js';
 
 export const SESSION_COOKIE = 'keyhold_session';
+export const CSRF_COOKIE = 'keyhold_csrf';
 export const CSRF_HEADER = 'x-csrf-token';
 
 const COOKIE_OPTIONS = { httpOnly: true, secure: true, sameSite: 'strict', path: '/' } as const;
 
 /** Registers the cookie and CSRF plugins the session needs (server.ts, before the routes). */
 export async function installSessions(app: FastifyInstance): Promise<void> {
-  await app.register(cookie);
+  // hook: false: no cookie parsing hook on every request. Bearer requests (the benchmarked path)
+  // never look at cookies; sessionToken() parses them only for a request without Authorization.
+  await app.register(cookie, { hook: false });
   await app.register(csrf, {
     sessionPlugin: '@fastify/cookie',
-    cookieKey: 'keyhold_csrf',
+    cookieKey: CSRF_COOKIE,
     cookieOpts: COOKIE_OPTIONS,
     getToken: (request) => {
       const value = request.headers[CSRF_HEADER];
@@ -29,15 +33,64 @@ export async function installSessions(app: FastifyInstance): Promise<void> {
 }
 
 /**
+ * The request's cookies, parsed on first use: the cookie plugin's own hook is off (see above), so
+ * `request.cookies` is null until this (or a reply.setCookie) runs. Routes read cookies through it.
+ */
+export function cookiesOf(request: FastifyRequest): Record<string, string | undefined> {
+  if (!request.cookies) {
+    const header = request.headers.cookie;
+    request.cookies = header ? request.server.parseCookie(header) : {};
+  }
+  return request.cookies;
+}
+
+/** A refusal that never reaches the client: csrfProtection answers through it, and we throw our own error instead. */
+interface CsrfVerdict { refused: boolean }
+const verdictReply = (verdict: CsrfVerdict) => ({ send: () => { verdict.refused = true; } }) as unknown as FastifyReply;
+const noop = () => {};
+
+/**
+ * The session token of a request that has no Authorization header, or ERR_UNAUTHENTICATED. A
+ * state-changing request (any method but GET/HEAD) must also carry a valid CSRF token: a
+ * cross-site page can make the browser send the cookie, but cannot read the token (ERR_CSRF).
+ */
+export function sessionToken(request: FastifyRequest): string {
+  const token = cookiesOf(request)[SESSION_COOKIE];
+  if (!token) throw new KeyholdError('ERR_UNAUTHENTICATED', 'missing Authorization: Bearer <token> (or a console session)');
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    const verdict: CsrfVerdict = { refused: false };
+    // @fastify/csrf-protection's check is synchronous: it calls next() or reply.send(error).
+    request.server.csrfProtection(request, verdictReply(verdict), noop);
+    if (verdict.refused) throw new KeyholdError('ERR_CSRF', 'a state-changing call with the session cookie needs a valid x-csrf-token header');
+  }
+  return token;
+}
+
+/** True when the request was authenticated by the session cookie (no Authorization header). */
+export function bySession(request: FastifyRequest): boolean {
+  return request.headers.authorization === undefined && cookiesOf(request)[SESSION_COOKIE] !== undefined;
+}
+
+/**
  * Puts `token` in the session cookie (expiring with the token) and answers the CSRF token the page
  * sends back on every state-changing call. A login route calls it when its body asks for a session.
+ * A new session gets a new CSRF secret: none planted before the login carries over.
  */
 export function startSession(reply: FastifyReply, token: string, expiresAt: string): { csrf_token: string } {
   reply.setCookie(SESSION_COOKIE, token, { ...COOKIE_OPTIONS, expires: new Date(expiresAt) });
-  return { csrf_token: reply.generateCsrf() };
+  // setCookie parsed the request's cookies; forget any old secret so generateCsrf makes a new one.
+  cookiesOf(reply.request)[CSRF_COOKIE] = undefined;
+  return { csrf_token: reply.generateCsrf({ expires: new Date(expiresAt) }) };
 }
 
-/** Clears the session cookie (logout; the token itself is revoked by the caller). */
+/** A fresh CSRF token for the current session (same secret; GET /v1/auth/session after a reload). */
+export function csrfToken(reply: FastifyReply): string {
+  cookiesOf(reply.request);
+  return reply.generateCsrf();
+}
+
+/** Clears the session and CSRF cookies (logout; the token itself is revoked by the caller). */
 export function endSession(reply: FastifyReply): void {
   reply.clearCookie(SESSION_COOKIE, COOKIE_OPTIONS);
+  reply.clearCookie(CSRF_COOKIE, COOKIE_OPTIONS);
 }

@@ -119,6 +119,11 @@ export const ServerConfigSchema = Type.Object({
     ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 24 * 3600 })),
   }, { additionalProperties: false })),
   operators: Type.Optional(OperatorsSection),
+  /** The web console (issue 12): served at /ui unless `enabled: false`; sessions started from a token last `sessionTtlSeconds` (default 1 h). */
+  ui: Type.Optional(Type.Object({
+    enabled: Type.Optional(Type.Boolean()),
+    sessionTtlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 24 * 3600 })),
+  }, { additionalProperties: false })),
   api: Type.Optional(Type.Object({
     bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 })),
     // Slow clients (see API_TIMEOUT_DEFAULTS): a connection that trickles its headers or body is closed.

@@ -19,7 +19,7 @@ import { AuthUrlBody, AuthUrlView, CallbackBody, CallbackQuery, OidcConfigBody, 
 import { callerToken } from '../auth.js';
 import { deleteRoute, getRoute, route, type ApiPlugin } from '../route.js';
 import { Closed, ErrorResponse, NoContent, withErrors } from '../schemas.js';
-import { startSession } from '../session.js';
+import { cookiesOf, startSession } from '../session.js';
 
 export interface OidcAuthApiOptions {
   oidcAuth: OidcAuth;
@@ -155,7 +155,8 @@ export const oidcAuthApi: ApiPlugin<OidcAuthApiOptions> = async (app, { oidcAuth
       // Fastify answers HEAD with this handler too; a HEAD (a link checker, a prefetch) must not spend the state or log anyone in.
       if (req.method !== 'GET') throw new KeyholdError('ERR_BAD_REQUEST', 'the SSO callback is a GET');
       const q = req.query;
-      const binding = req.cookies[FLOW_COOKIE];
+      // Parsed on demand: there is no cookie-parsing hook on every request (session.ts).
+      const binding = cookiesOf(req)[FLOW_COOKIE];
       void reply.clearCookie(FLOW_COOKIE, FLOW_COOKIE_OPTIONS);
       try {
         if (q.error !== undefined) {

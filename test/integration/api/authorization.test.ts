@@ -57,10 +57,12 @@ after(async () => {
 describe('(a) a token with no policies is refused everywhere', () => {
   // Public routes, and the login (anonymous: its credential is the service-account JWT, not a bearer token).
   const PUBLIC = new Set(['GET /v1/sys/health', 'GET /metrics', 'GET /v1/openapi.json', 'POST /v1/auth/kubernetes/login', 'GET /v1/sys/audit/public-key',
+    // Operator accounts (issue 12): logins whose credentials are in the body.
+    'POST /v1/auth/operator/login', 'POST /v1/auth/operator/enrol', 'POST /v1/auth/operator/enrol/confirm', 'POST /v1/auth/operator/password',
     // SSO logins (anonymous: the provider's code is the credential).
     'POST /v1/auth/oidc/auth-url', 'POST /v1/auth/oidc/callback', 'GET /v1/auth/oidc/callback',
-    // Operator accounts (issue 12): logins whose credentials are in the body.
-    'POST /v1/auth/operator/login', 'POST /v1/auth/operator/enrol', 'POST /v1/auth/operator/enrol/confirm', 'POST /v1/auth/operator/password']);
+    // The console's login page: which ways to log in there are (issue 12, console).
+    'GET /v1/auth/methods']);
   /** A valid request for every documented operation (path parameters filled in, body where needed). */
   const VALID: Record<string, { path: string; body?: () => unknown }> = {
     'GET /v1/policies': { path: '/v1/policies' },
@@ -102,10 +104,6 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'GET /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'DELETE /v1/auth/kubernetes/roles/{name}': { path: '/v1/auth/kubernetes/roles/app' },
     'GET /v1/sys/audit/checkpoint': { path: '/v1/sys/audit/checkpoint' },
-    'PUT /v1/auth/oidc/config': { path: '/v1/auth/oidc/config', body: () => ({ issuer: 'https://evil.example', client_id: 'x', client_secret: 'y', redirect_uris: ['https://evil.example/cb'] }) },
-    'GET /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
-    'DELETE /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
-
     // Quorum approval (src/approvals/).
     'GET /v1/sys/approvals': { path: '/v1/sys/approvals' },
     'GET /v1/sys/approvals/{id}': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}` },
@@ -117,6 +115,15 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'PUT /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p', body: () => ({ operations: ['key-rotate'], paths: ['keys/*'], group: 'g', required: 1 }) },
     'GET /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p' },
     'DELETE /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p' },
+    'PUT /v1/auth/oidc/config': { path: '/v1/auth/oidc/config', body: () => ({ issuer: 'https://evil.example', client_id: 'x', client_secret: 'y', redirect_uris: ['https://evil.example/cb'] }) },
+    'GET /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
+    'DELETE /v1/auth/oidc/config': { path: '/v1/auth/oidc/config' },
+    // The console's sessions and audit views (issue 12, console).
+    'GET /v1/auth/session': { path: '/v1/auth/session' },
+    'POST /v1/auth/logout': { path: '/v1/auth/logout' },
+    'POST /v1/auth/token/session': { path: '/v1/auth/token/session' },
+    'GET /v1/sys/audit/entries': { path: '/v1/sys/audit/entries' },
+    'GET /v1/sys/audit/verify': { path: '/v1/sys/audit/verify' },
     'POST /v1/sys/seal/rotate-root': { path: '/v1/sys/seal/rotate-root' },
     'GET /v1/sys/seal/rotation': { path: '/v1/sys/seal/rotation' },
     // Operator accounts, groups, capabilities (issue 12).
