@@ -88,7 +88,7 @@ describe('the mounts: one mapping from domain to storage prefix and policy path'
   it('keeps the storage prefixes of existing stores, and no two domains share records', () => {
     const prefixes = Object.entries(MOUNTS).map(([name, m]) => [name, m.storage] as const);
     assert.deepEqual(Object.fromEntries(prefixes), {
-      keys: 'keys/', secrets: 'secrets/', policies: 'sys/policies/', audit: 'sys/audit/', kubernetes: 'auth/kubernetes/',
+      keys: 'keys/', secrets: 'secrets/', policies: 'sys/policies/', audit: 'sys/audit/', kubernetes: 'auth/kubernetes/', oidc: 'auth/oidc/',
       tokens: 'sys/tokens/', tokenAccessors: 'sys/token-accessors/', tokenChildren: 'sys/token-children/', tokenExpiry: 'sys/token-expiry/',
       podTokens: 'auth/kubernetes/pod-tokens/', seal: 'sys/seal/',
       approvalPolicies: 'sys/approval-policies/', approvals: 'sys/approvals/', operators: 'sys/operators/', operatorTokens: 'sys/operator-tokens/', groups: 'sys/groups/',
