@@ -72,7 +72,7 @@ async function run(url: string, concurrency: number, total: number, body: () => 
 }
 
 const work = tempDir('keyhold-bench-login-');
-const keyholdProc = await spawnUntilReady('keyhold dev', process.execPath, [CLI, 'dev', '--data-dir', join(work, 'dev'), '--listen', '127.0.0.1:0'], { ready: /listening on (http:\/\/[\d.]+:\d+)/, env: { UV_THREADPOOL_SIZE: '16' } });
+const keyholdProc = await spawnUntilReady('keyhold dev', CLI, ['dev', '--data-dir', join(work, 'dev'), '--listen', '127.0.0.1:0'], { ready: /listening on (http:\/\/[\d.]+:\d+)/, env: { UV_THREADPOOL_SIZE: '16' } });
 let ceilingProc: Awaited<ReturnType<typeof spawnUntilReady>> | undefined;
 try {
   const kh = keyholdProc.ready[1] as string;

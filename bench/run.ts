@@ -18,7 +18,10 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const WRITE_CONNECTIONS = [8, 32, 128];
 
 // The same libuv pool size keyhold's CLI sets for itself, so both sides dispatch HSM calls alike.
-const startProcess = (args: string[], ready: RegExp) => spawnUntilReady(args.join(' '), process.execPath, args, { ready, env: { UV_THREADPOOL_SIZE: '16' } });
+// keyhold runs as its executable (the launcher's shebang sets V8 flags, as in the Helm chart); the ceiling under plain node.
+const startProcess = (args: string[], ready: RegExp) => args[0] === CLI
+  ? spawnUntilReady(args.join(' '), CLI, args.slice(1), { ready, env: { UV_THREADPOOL_SIZE: '16' } })
+  : spawnUntilReady(args.join(' '), process.execPath, args, { ready, env: { UV_THREADPOOL_SIZE: '16' } });
 
 async function api(address: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
   const response = await fetch(address + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec node dist/src/cli/keyhold.cjs dev "$@"
+# The launcher itself, not `node launcher`: its shebang sets the V8 flags the server runs with.
+exec dist/src/cli/keyhold.cjs dev "$@"
