@@ -76,6 +76,14 @@ export class OperatorLogins {
       { policies, ttlSeconds: this.ttlSeconds, displayName: `${OPERATOR_SELECTOR_PREFIX}${operator.name}`, selectors: [`${OPERATOR_SELECTOR_PREFIX}${operator.name}`] },
       (r) => [this.tokenIndex.write(`${operator.name}/${r.id}`, {})],
     );
+    // A reset or deletion that committed after the check above, and listed the account's tokens
+    // before this one was indexed, did not revoke it: look again now that it is indexed (a later
+    // list finds it), and take it back if the account changed meanwhile.
+    const now = await this.operators.describe(operator.name).catch(() => null);
+    if (now?.passwordChangedAt !== operator.passwordChangedAt || now.createdAt !== operator.createdAt) {
+      await this.tokens.revoke(record.id);
+      throw new KeyholdError('ERR_LOGIN_FAILED', 'login failed: wrong username, password or second factor', { details: { reason: 'account-changed' } });
+    }
     return { token, record, groups, operator };
   }
 
