@@ -96,9 +96,15 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
       route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {}, requestRecorded: false, floodKey: null,
     };
     reply.header('x-request-id', request.id);
-    if (request.keyhold.route.public) done();
+    if (request.keyhold.route.public) {
+      done();
+      return;
+    }
+    // Every answer past here may carry a token, a secret, a TOTP secret, recovery codes or a CSRF
+    // token: never kept by a browser's cache (the console's cookie reads too) or a proxy.
+    reply.header('cache-control', 'no-store');
     // A login: before its body is even parsed, so a malformed one counts and is limited too.
-    else if (request.keyhold.route.anonymous) flood.admit(request, reply).then(() => done(), done);
+    if (request.keyhold.route.anonymous) flood.admit(request, reply).then(() => done(), done);
     else {
       settle(() => authenticate(request, runtime), (err) => {
         if (err === undefined) done();

@@ -2,11 +2,12 @@
  * Browser sessions for the web console. A person's keyhold token is kept in an HttpOnly, Secure,
  * SameSite=Strict cookie (never readable by the page's JavaScript, never in local storage), and
  * every state-changing call made with that cookie must carry the CSRF token handed out here
- * (@fastify/csrf-protection: a secret in its own cookie, the token derived from it). Bearer
+ * (@fastify/csrf-protection: the token derived from a secret that is derived from the session token). Bearer
  * tokens in an Authorization header are unaffected: a cookie is only consulted without one.
  */
 import cookie from '@fastify/cookie';
 import csrf from '@fastify/csrf-protection';
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KeyholdError } from '../errors.js';
 
@@ -44,6 +45,17 @@ export function cookiesOf(request: FastifyRequest): Record<string, string | unde
   return request.cookies;
 }
 
+/**
+ * The CSRF secret of a session: derived from its token, never taken from a cookie. A separate
+ * secret cookie left the CSRF token unbound to the session: whoever could set a cookie for the
+ * site (a sibling subdomain is same-site, so SameSite=Strict does not stop it) planted the secret
+ * of their own session beside the victim's session cookie and sent the token they knew. Derived,
+ * a CSRF token is valid with its own session cookie only (and nothing is stored for it).
+ */
+function bindCsrfSecret(request: FastifyRequest, sessionToken: string): void {
+  cookiesOf(request)[CSRF_COOKIE] = createHash('sha256').update('keyhold-csrf\0').update(sessionToken).digest('base64url');
+}
+
 /** A refusal that never reaches the client: csrfProtection answers through it, and we throw our own error instead. */
 interface CsrfVerdict { refused: boolean }
 const verdictReply = (verdict: CsrfVerdict) => ({ send: () => { verdict.refused = true; } }) as unknown as FastifyReply;
@@ -59,6 +71,7 @@ export function sessionToken(request: FastifyRequest): string {
   if (!token) throw new KeyholdError('ERR_UNAUTHENTICATED', 'missing Authorization: Bearer <token> (or a console session)');
   if (request.method !== 'GET' && request.method !== 'HEAD') {
     const verdict: CsrfVerdict = { refused: false };
+    bindCsrfSecret(request, token);
     // @fastify/csrf-protection's check is synchronous: it calls next() or reply.send(error).
     request.server.csrfProtection(request, verdictReply(verdict), noop);
     if (verdict.refused) throw new KeyholdError('ERR_CSRF', 'a state-changing call with the session cookie needs a valid x-csrf-token header');
@@ -78,18 +91,20 @@ export function bySession(request: FastifyRequest): boolean {
  */
 export function startSession(reply: FastifyReply, token: string, expiresAt: string): { csrf_token: string } {
   reply.setCookie(SESSION_COOKIE, token, { ...COOKIE_OPTIONS, expires: new Date(expiresAt) });
-  // setCookie parsed the request's cookies; forget any old secret so generateCsrf makes a new one.
-  cookiesOf(reply.request)[CSRF_COOKIE] = undefined;
-  return { csrf_token: reply.generateCsrf({ expires: new Date(expiresAt) }) };
+  // The secret is the new session's (derived from its token): no cookie of the request's carries over.
+  bindCsrfSecret(reply.request, token);
+  return { csrf_token: reply.generateCsrf() };
 }
 
 /** A fresh CSRF token for the current session (same secret; GET /v1/auth/session after a reload). */
 export function csrfToken(reply: FastifyReply): string {
-  cookiesOf(reply.request);
+  const token = cookiesOf(reply.request)[SESSION_COOKIE];
+  if (!token) throw new KeyholdError('ERR_UNAUTHENTICATED', 'no console session');
+  bindCsrfSecret(reply.request, token);
   return reply.generateCsrf();
 }
 
-/** Clears the session and CSRF cookies (logout; the token itself is revoked by the caller). */
+/** Clears the session cookie, and any CSRF secret cookie an older version set (logout; the token itself is revoked by the caller). */
 export function endSession(reply: FastifyReply): void {
   reply.clearCookie(SESSION_COOKIE, COOKIE_OPTIONS);
   reply.clearCookie(CSRF_COOKIE, COOKIE_OPTIONS);

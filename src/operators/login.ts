@@ -9,7 +9,7 @@ import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { GroupStore } from '../groups/store.js';
 import { OPERATOR_SELECTOR_PREFIX } from '../identity/person.js';
 import type { TokenRecord, TokenStore } from '../identity/tokens.js';
-import { addressLocked, DEFAULT_ADDRESS_LOCKOUT, MemoryLockout, type LockoutSettings } from './lockout.js';
+import { addressKey, addressLocked, DEFAULT_ADDRESS_LOCKOUT, MemoryLockout, type LockoutSettings } from './lockout.js';
 import type { OperatorStore } from './store.js';
 import type { OperatorSummary, SecondFactor } from './types.js';
 
@@ -51,7 +51,8 @@ export class OperatorLogins {
    * Runs an attempt from `address`: refused while the address is locked; a failed check
    * (ERR_LOGIN_FAILED, ERR_SECOND_FACTOR_INVALID) counts against it, a success resets it.
    */
-  async fromAddress<T>(address: string, attempt: () => Promise<T>): Promise<T> {
+  async fromAddress<T>(client: string, attempt: () => Promise<T>): Promise<T> {
+    const address = addressKey(client); // an IPv6 client counts by its /64
     const locked = this.addresses.lockedFor(address);
     if (locked > 0) throw addressLocked(locked);
     try {
@@ -75,6 +76,14 @@ export class OperatorLogins {
       { policies, ttlSeconds: this.ttlSeconds, displayName: `${OPERATOR_SELECTOR_PREFIX}${operator.name}`, selectors: [`${OPERATOR_SELECTOR_PREFIX}${operator.name}`] },
       (r) => [this.tokenIndex.write(`${operator.name}/${r.id}`, {})],
     );
+    // A reset or deletion that committed after the check above, and listed the account's tokens
+    // before this one was indexed, did not revoke it: look again now that it is indexed (a later
+    // list finds it), and take it back if the account changed meanwhile.
+    const now = await this.operators.describe(operator.name).catch(() => null);
+    if (now?.passwordChangedAt !== operator.passwordChangedAt || now.createdAt !== operator.createdAt) {
+      await this.tokens.revoke(record.id);
+      throw new KeyholdError('ERR_LOGIN_FAILED', 'login failed: wrong username, password or second factor', { details: { reason: 'account-changed' } });
+    }
     return { token, record, groups, operator };
   }
 

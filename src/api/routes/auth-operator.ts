@@ -127,13 +127,16 @@ export const operatorAuthApi: ApiPlugin<OperatorAuthApiOptions> = async (app, { 
   route(app, {
     method: 'POST', url: '/v1/auth/operator/password', operation: 'auth.operator.change-password', anonymous: true, secretBody: true,
     schema: {
-      tags: ['auth'], summary: 'Change one\'s own password: the old one and a second factor',
+      tags: ['auth'], summary: 'Change one\'s own password: the old one and a second factor; revokes the account\'s live tokens and console sessions',
       body: PasswordBody, response: { ...withErrors({ 204: NoContent }), 423: ErrorResponse, 429: ErrorResponse }, security: [],
     },
     handler: async (req, reply) => {
       const b = req.body;
       const second = secondFactor(b);
       await audited(req, b.username, () => logins.fromAddress(req.ip, () => operators.changePassword(b.username, b.password, second, b.new_password)));
+      // A person changes a password they think leaked: the tokens and console sessions logged in
+      // with the old one end too (as on a reset), or whoever used it keeps them until they expire.
+      req.keyhold.auditFields.revoked_tokens = String(await logins.revokeTokens(b.username));
       return reply.code(204).send();
     },
   });

@@ -1,7 +1,9 @@
 /** Lockout with back-off (src/operators/lockout.ts). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { afterFailure, lockedFor, lockSeconds, MemoryLockout } from '../../../src/operators/lockout.js';
+import { isKeyholdError, KeyholdError } from '../../../src/errors.js';
+import { addressKey, afterFailure, lockedFor, lockSeconds, MemoryLockout } from '../../../src/operators/lockout.js';
+import { OperatorLogins } from '../../../src/operators/login.js';
 
 const S = { threshold: 5, baseSeconds: 30, maxSeconds: 900 };
 
@@ -30,5 +32,31 @@ describe('lockout', () => {
     assert.equal(m.lockedFor('a', 0), 0);
     for (let i = 0; i < 1000; i++) m.failed(`k${i}`, 0);
     assert.ok((m as unknown as { states: Map<string, unknown> }).states.size <= 100);
+  });
+});
+
+describe('red team: per-address lockout and IPv6', () => {
+  it('counts an IPv6 client by its /64: a fresh address per attempt does not escape the lock', async () => {
+    const logins = new OperatorLogins(undefined as never, undefined as never, undefined as never, undefined as never, { addressLockout: { threshold: 3, baseSeconds: 60, maxSeconds: 60 } });
+    const failing = () => Promise.reject(new KeyholdError('ERR_LOGIN_FAILED', 'login failed'));
+    for (const ip of ['2001:db8:1:2::1', '2001:db8:1:2::2', '2001:db8:1:2:ffff:ffff:ffff:fffe']) {
+      await assert.rejects(logins.fromAddress(ip, failing), (e: unknown) => isKeyholdError(e, 'ERR_LOGIN_FAILED'));
+    }
+    let ran = false;
+    await assert.rejects(logins.fromAddress('2001:0db8:0001:0002:abcd::9', async () => { ran = true; }), (e: unknown) => isKeyholdError(e, 'ERR_ADDRESS_LOCKED'));
+    assert.equal(ran, false, 'another address of the same /64 was let through');
+    // Another /64, and IPv4, are other clients.
+    assert.equal(await logins.fromAddress('2001:db8:1:3::1', async () => 'ok'), 'ok');
+    assert.equal(await logins.fromAddress('192.0.2.1', async () => 'ok'), 'ok');
+  });
+
+  it('keys: /64 for IPv6 in any spelling, IPv4-mapped as IPv4', () => {
+    assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('2001:DB8:0:0:1:2:3:4'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('::1'), '0:0:0:0::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(addressKey('::ffff:192.0.2.7'), '192.0.2.7');
+    assert.equal(addressKey('192.0.2.7'), '192.0.2.7');
+    assert.equal(addressKey('1:2:3:4:5:6:1.2.3.4'), '1:2:3:4::/64');
   });
 });
