@@ -41,7 +41,14 @@ const OWN_PATH_PREFIX = 'sys/approvals/policies/';
  * policy as the policy itself is.
  */
 const GROUP_PATH_PREFIX = 'sys/groups/';
-const SELF_PROTECTED = ['approvals.policies.write', 'approvals.policies.delete', 'sys.groups.write', 'sys.groups.delete'] as const;
+/**
+ * Likewise the operator accounts of its group's members: a reset sets the password and clears the
+ * second factor, and deleting an account then creating one of the same name makes a new person the
+ * group names; either way whoever changes accounts becomes an approver (service.ts `open`).
+ */
+export const ACCOUNT_PATH_PREFIX = 'sys/operators/';
+export const ACCOUNT_OPERATIONS: ReadonlySet<string> = new Set(['sys.operators.create', 'sys.operators.delete', 'sys.operators.reset']);
+const SELF_PROTECTED = ['approvals.policies.write', 'approvals.policies.delete', 'sys.groups.write', 'sys.groups.delete', ...ACCOUNT_OPERATIONS];
 
 function snapshotOf(generation: number, policies: Iterable<ApprovalPolicy>): Snapshot {
   const compiled = new Map<string, CompiledApprovalPolicy>();
@@ -114,6 +121,11 @@ export class ApprovalPolicyStore {
       for (const c of policies.values()) if (c.policy.group === group) matched.set(c.policy.name, c.policy);
     }
     return [...matched.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((p) => ({ policy: p.name, group: p.group, required: p.required }));
+  }
+
+  /** Every policy of the current snapshot. */
+  current(): ApprovalPolicy[] {
+    return [...this.#snapshot.policies.values()].map((c) => c.policy);
   }
 
   async get(name: string): Promise<ApprovalPolicy> {

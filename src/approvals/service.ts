@@ -9,7 +9,7 @@ import { Executions, type PendingExecution } from './executions.js';
 import { paramsSha256 } from './params-hash.js';
 import { approverOf, callerPerson } from './people.js';
 import type { ApprovalPolicy, ApprovalPolicyInput } from './policy.js';
-import type { ApprovalPolicyStore } from './policy-store.js';
+import { ACCOUNT_OPERATIONS, ACCOUNT_PATH_PREFIX, type ApprovalPolicyStore, type ApprovalRule } from './policy-store.js';
 import { newApprovalId, type ApprovalRequestStore } from './request-store.js';
 import { hasSecretFields, shownBody, type SecretMac } from './secret-fields.js';
 import { approve, assertCanDecide, assertExecutable, assertRequester, beginExecution, cancel, deny, type ApprovalRecord, type CurrentMembers } from './state.js';
@@ -97,7 +97,10 @@ export class Approvals {
    * request (it does not run). Only a person can request.
    */
   async open(call: ProtectedCall): Promise<ApprovalRecord | undefined> {
-    const rules = this.policies.rulesFor(call.operation, call.path);
+    let rules = this.policies.rulesFor(call.operation, call.path);
+    if (ACCOUNT_OPERATIONS.has(call.operation) && call.path.startsWith(ACCOUNT_PATH_PREFIX)) {
+      rules = await this.withAccountRules(rules, call.path.slice(ACCOUNT_PATH_PREFIX.length));
+    }
     if (rules.length === 0) return undefined;
     const requester = callerPerson(call.token, `"${call.operation}" needs approval, and requesting it`);
     const now = this.#now();
@@ -121,6 +124,20 @@ export class Approvals {
     };
     await this.requests.create(record);
     return record;
+  }
+
+  /**
+   * A change to operator account `name` (create, delete, reset) also needs the quorum of every
+   * policy whose group names `name`: that account is one of its approvers (policy-store.ts).
+   */
+  private async withAccountRules(rules: ApprovalRule[], name: string): Promise<ApprovalRule[]> {
+    const matched = new Map(rules.map((r) => [r.policy, r]));
+    for (const policy of this.policies.current()) {
+      if (!matched.has(policy.name) && (await this.#groups.membersOf(policy.group)).includes(name)) {
+        matched.set(policy.name, { policy: policy.name, group: policy.group, required: policy.required });
+      }
+    }
+    return [...matched.values()].sort((a, b) => (a.policy < b.policy ? -1 : 1));
   }
 
   /** The persons in each of the record's rules' groups now (a group deleted since has none). */
