@@ -28,13 +28,27 @@ export interface ApprovalRule {
 interface Snapshot {
   generation: number;
   policies: ReadonlyMap<string, CompiledApprovalPolicy>;
-  /** Operations some policy protects (approval-policy changes as soon as any policy exists: each protects itself). */
+  /** Operations some policy protects (approval-policy and group changes as soon as any policy exists: each protects itself and its group). */
   operations: ReadonlySet<string>;
 }
 
 const EMPTY: Snapshot = { generation: -1, policies: new Map(), operations: new Set() };
 /** The policy path prefix of approval policies, whose own records protect themselves. */
 const OWN_PATH_PREFIX = 'sys/approvals/policies/';
+/**
+ * The policy path prefix of groups: the group a policy names decides who approves, so whoever
+ * could rewrite or delete (and re-make) it would hold the policy's quorum. It is protected by the
+ * policy as the policy itself is.
+ */
+const GROUP_PATH_PREFIX = 'sys/groups/';
+/**
+ * Likewise the operator accounts of its group's members: a reset sets the password and clears the
+ * second factor, and deleting an account then creating one of the same name makes a new person the
+ * group names; either way whoever changes accounts becomes an approver (service.ts `open`).
+ */
+export const ACCOUNT_PATH_PREFIX = 'sys/operators/';
+export const ACCOUNT_OPERATIONS: ReadonlySet<string> = new Set(['sys.operators.create', 'sys.operators.delete', 'sys.operators.reset']);
+const SELF_PROTECTED = ['approvals.policies.write', 'approvals.policies.delete', 'sys.groups.write', 'sys.groups.delete', ...ACCOUNT_OPERATIONS];
 
 function snapshotOf(generation: number, policies: Iterable<ApprovalPolicy>): Snapshot {
   const compiled = new Map<string, CompiledApprovalPolicy>();
@@ -43,8 +57,7 @@ function snapshotOf(generation: number, policies: Iterable<ApprovalPolicy>): Sna
     const c = compileApprovalPolicy(policy);
     compiled.set(policy.name, c);
     for (const op of c.operations) operations.add(op);
-    operations.add('approvals.policies.write');
-    operations.add('approvals.policies.delete');
+    for (const op of SELF_PROTECTED) operations.add(op);
   }
   return { generation, policies: compiled, operations };
 }
@@ -90,7 +103,8 @@ export class ApprovalPolicyStore {
   /**
    * The rules a request for `operation` on policy path `path` needs, sorted by policy name: every
    * policy naming the operation whose paths match, and for a change to approval policy P, P itself
-   * (a policy protects itself, whatever operations it names).
+   * (a policy protects itself, whatever operations it names), and for a change to group G, every
+   * policy naming G as its approvers.
    */
   rulesFor(operation: string, path: string): ApprovalRule[] {
     const { policies } = this.#snapshot;
@@ -102,7 +116,16 @@ export class ApprovalPolicyStore {
       const own = policies.get(path.slice(OWN_PATH_PREFIX.length));
       if (own) matched.set(own.policy.name, own.policy);
     }
+    if ((operation === 'sys.groups.write' || operation === 'sys.groups.delete') && path.startsWith(GROUP_PATH_PREFIX)) {
+      const group = path.slice(GROUP_PATH_PREFIX.length);
+      for (const c of policies.values()) if (c.policy.group === group) matched.set(c.policy.name, c.policy);
+    }
     return [...matched.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((p) => ({ policy: p.name, group: p.group, required: p.required }));
+  }
+
+  /** Every policy of the current snapshot. */
+  current(): ApprovalPolicy[] {
+    return [...this.#snapshot.policies.values()].map((c) => c.policy);
   }
 
   async get(name: string): Promise<ApprovalPolicy> {

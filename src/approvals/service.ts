@@ -9,10 +9,10 @@ import { Executions, type PendingExecution } from './executions.js';
 import { paramsSha256 } from './params-hash.js';
 import { approverOf, callerPerson } from './people.js';
 import type { ApprovalPolicy, ApprovalPolicyInput } from './policy.js';
-import type { ApprovalPolicyStore } from './policy-store.js';
+import { ACCOUNT_OPERATIONS, ACCOUNT_PATH_PREFIX, type ApprovalPolicyStore, type ApprovalRule } from './policy-store.js';
 import { newApprovalId, type ApprovalRequestStore } from './request-store.js';
 import { hasSecretFields, shownBody, type SecretMac } from './secret-fields.js';
-import { approve, assertCanDecide, assertExecutable, assertRequester, beginExecution, cancel, deny, type ApprovalRecord } from './state.js';
+import { approve, assertCanDecide, assertExecutable, assertRequester, beginExecution, cancel, deny, type ApprovalRecord, type CurrentMembers } from './state.js';
 
 /** What approvals need of the groups store (src/groups/). */
 export interface GroupMembers {
@@ -97,7 +97,10 @@ export class Approvals {
    * request (it does not run). Only a person can request.
    */
   async open(call: ProtectedCall): Promise<ApprovalRecord | undefined> {
-    const rules = this.policies.rulesFor(call.operation, call.path);
+    let rules = this.policies.rulesFor(call.operation, call.path);
+    if (ACCOUNT_OPERATIONS.has(call.operation) && call.path.startsWith(ACCOUNT_PATH_PREFIX)) {
+      rules = await this.withAccountRules(rules, call.path.slice(ACCOUNT_PATH_PREFIX.length));
+    }
     if (rules.length === 0) return undefined;
     const requester = callerPerson(call.token, `"${call.operation}" needs approval, and requesting it`);
     const now = this.#now();
@@ -123,14 +126,31 @@ export class Approvals {
     return record;
   }
 
-  /** Indexes of the record's rules whose group has `operator` as a member now. */
-  private async memberRules(record: ApprovalRecord, operator: string): Promise<number[]> {
-    const member: number[] = [];
-    for (const [i, rule] of record.rules.entries()) {
-      // A group deleted since has no members: nobody can approve for it.
-      if ((await this.#groups.membersOf(rule.group)).includes(operator)) member.push(i);
+  /**
+   * A change to operator account `name` (create, delete, reset) also needs the quorum of every
+   * policy whose group names `name`: that account is one of its approvers (policy-store.ts).
+   */
+  private async withAccountRules(rules: ApprovalRule[], name: string): Promise<ApprovalRule[]> {
+    const matched = new Map(rules.map((r) => [r.policy, r]));
+    for (const policy of this.policies.current()) {
+      if (!matched.has(policy.name) && (await this.#groups.membersOf(policy.group)).includes(name)) {
+        matched.set(policy.name, { policy: policy.name, group: policy.group, required: policy.required });
+      }
     }
-    return member;
+    return [...matched.values()].sort((a, b) => (a.policy < b.policy ? -1 : 1));
+  }
+
+  /** The persons in each of the record's rules' groups now (a group deleted since has none). */
+  private async currentMembers(record: ApprovalRecord): Promise<CurrentMembers> {
+    const members: Set<string>[] = [];
+    for (const rule of record.rules) members.push(new Set((await this.#groups.membersOf(rule.group)).map((name) => `operator:${name}`)));
+    return members;
+  }
+
+  /** Indexes of the rules whose group has `operator` as a member now. */
+  private static memberRules(members: CurrentMembers, operator: string): number[] {
+    const person = `operator:${operator}`;
+    return members.flatMap((set, i) => (set.has(person) ? [i] : []));
   }
 
   /**
@@ -141,19 +161,20 @@ export class Approvals {
   async approve(id: string, token: TokenRecord | null, statedSha256: string, code: string): Promise<ApprovalRecord> {
     const approver = approverOf(token);
     const record = await this.requests.get(id);
-    const memberOf = await this.memberRules(record, approver.operator);
+    const members = await this.currentMembers(record);
+    const memberOf = Approvals.memberRules(members, approver.operator);
     assertCanDecide(record, approver, memberOf, this.#now());
     if (statedSha256 !== record.paramsSha256) {
       throw new KeyholdError('ERR_APPROVAL_PARAMS_MISMATCH', 'params_sha256 is not the hash of this request\'s parameters: look at the request again (keyhold approval show) before approving');
     }
     await this.#operators.verifySecondFactor(approver.operator, code);
-    return this.requests.update(id, (current) => approve(current, approver, memberOf, this.#now()));
+    return this.requests.update(id, (current) => approve(current, approver, memberOf, this.#now(), members));
   }
 
   async deny(id: string, token: TokenRecord | null, code: string, reason?: string): Promise<ApprovalRecord> {
     const approver = approverOf(token);
     const record = await this.requests.get(id);
-    const memberOf = await this.memberRules(record, approver.operator);
+    const memberOf = Approvals.memberRules(await this.currentMembers(record), approver.operator);
     assertCanDecide(record, approver, memberOf, this.#now());
     await this.#operators.verifySecondFactor(approver.operator, code);
     return this.requests.update(id, (current) => this.scrubbed(deny(current, approver, memberOf, this.#now(), reason)));
@@ -176,7 +197,7 @@ export class Approvals {
     const caller = callerPerson(token, 'executing a request');
     const record = await this.requests.get(id);
     assertRequester(record, caller);
-    assertExecutable(record, this.#now());
+    assertExecutable(record, this.#now(), await this.currentMembers(record));
     const marker = this.#executions.issue({ id: record.id, operation: record.operation, method: record.method, url: record.url, paramsSha256: record.paramsSha256 });
     return { record, marker };
   }
@@ -193,7 +214,9 @@ export class Approvals {
       throw new KeyholdError('ERR_APPROVAL_EXECUTION_INVALID', 'not a valid execution of an approved request');
     }
     const caller = callerPerson(call.token, 'executing a request');
-    await this.requests.update(execution.id, (current) => beginExecution(current, caller, this.#now()));
+    // Membership again, right before the action: an approver removed since no longer counts.
+    const members = await this.currentMembers(await this.requests.get(execution.id));
+    await this.requests.update(execution.id, (current) => beginExecution(current, caller, this.#now(), members));
     execution.began = true;
     return execution;
   }

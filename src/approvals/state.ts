@@ -66,13 +66,21 @@ export function effectiveState(record: ApprovalRecord, now: number): ApprovalSta
   return isExpired(record, now) ? 'expired' : record.state;
 }
 
-/** Approvals counted for rule `i`: distinct persons who were members of its group. */
-export function approvalsFor(record: ApprovalRecord, i: number): number {
-  return new Set(record.approvals.filter((d) => d.rules.includes(i)).map((d) => d.person)).size;
+/**
+ * The persons (`operator:<name>`) in each rule's group now, by rule index. An approval counts for a
+ * rule only while its giver is still in the group: someone removed from it (left, or was found
+ * out) no longer vouches for requests they approved before.
+ */
+export type CurrentMembers = readonly ReadonlySet<string>[];
+
+/** Approvals counted for rule `i`: distinct persons who were members of its group (and, given `members`, still are). */
+export function approvalsFor(record: ApprovalRecord, i: number, members?: CurrentMembers): number {
+  const current = members?.[i];
+  return new Set(record.approvals.filter((d) => d.rules.includes(i) && (!current || current.has(d.person))).map((d) => d.person)).size;
 }
 
-export function isSatisfied(record: ApprovalRecord): boolean {
-  return record.rules.every((rule, i) => approvalsFor(record, i) >= rule.required);
+export function isSatisfied(record: ApprovalRecord, members?: CurrentMembers): boolean {
+  return record.rules.every((rule, i) => approvalsFor(record, i, members) >= rule.required);
 }
 
 function refuse(code: 'ERR_APPROVAL_STATE' | 'ERR_APPROVAL_EXPIRED', record: ApprovalRecord, now: number, wanted: string): never {
@@ -95,11 +103,11 @@ export function assertCanDecide(record: ApprovalRecord, approver: Approver, memb
   if (record.approvals.some(decided) || record.denials.some(decided)) throw new KeyholdError('ERR_APPROVAL_ALREADY_DECIDED', 'this person has already decided on this request');
 }
 
-export function approve(record: ApprovalRecord, approver: Approver, memberOf: readonly number[], now: number): ApprovalRecord {
+export function approve(record: ApprovalRecord, approver: Approver, memberOf: readonly number[], now: number, members?: CurrentMembers): ApprovalRecord {
   assertCanDecide(record, approver, memberOf, now);
   const at = new Date(now).toISOString();
   const next: ApprovalRecord = { ...record, approvals: [...record.approvals, { person: `operator:${approver.operator}`, at, rules: [...memberOf] }] };
-  return isSatisfied(next) ? { ...next, state: 'approved', approvedAt: at } : next;
+  return isSatisfied(next, members) ? { ...next, state: 'approved', approvedAt: at } : next;
 }
 
 /** One eligible approver's denial ends the request (as a Fortanix quorum does). */
@@ -128,13 +136,16 @@ export function cancel(record: ApprovalRecord, caller: Caller, now: number): App
   return { ...record, state: 'cancelled', cancelledAt: new Date(now).toISOString() };
 }
 
-export function assertExecutable(record: ApprovalRecord, now: number): void {
+export function assertExecutable(record: ApprovalRecord, now: number, members?: CurrentMembers): void {
   if (effectiveState(record, now) !== 'approved') refuse('ERR_APPROVAL_STATE', record, now, 'only an approved request can be executed, once');
+  if (members && !isSatisfied(record, members)) {
+    throw new KeyholdError('ERR_APPROVAL_STATE', `approval request ${record.id}: some of its approvers are no longer in the group, so its quorum is not met any more; request it again`, { details: { state: 'approved' } });
+  }
 }
 
 /** approved → executed, before the action runs: whoever commits this first is the one execution. */
-export function beginExecution(record: ApprovalRecord, caller: Caller, now: number): ApprovalRecord {
+export function beginExecution(record: ApprovalRecord, caller: Caller, now: number, members?: CurrentMembers): ApprovalRecord {
   assertRequester(record, caller);
-  assertExecutable(record, now);
+  assertExecutable(record, now, members);
   return { ...record, state: 'executed', executedAt: new Date(now).toISOString() };
 }
