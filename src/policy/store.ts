@@ -1,5 +1,6 @@
 import type { BarrierView } from '../barrier/view.js';
 import { KeyholdError } from '../errors.js';
+import { assertCanConfer, type Conferrer } from './confer.js';
 import { compilePolicies, ROOT_POLICY_NAME, type CompiledPolicies } from './evaluate.js';
 import { parsePolicy } from './parse.js';
 import type { Policy } from './types.js';
@@ -64,6 +65,16 @@ export class PolicyStore {
       if (policy && variablesUsed([policy]).length > 0) scoped.add(name);
     }
     return scoped;
+  }
+
+  /**
+   * assertCanConfer for a mapping of other identities to `names` (a login role, a group, an
+   * account's groups): which of them use identity placeholders is read only for an
+   * identity-bound caller, the one case the rule needs it.
+   */
+  async assertCanConferToOthers(caller: Conferrer, names: readonly string[]): Promise<void> {
+    const placeholderPolicies = caller.selectors?.length ? await this.placeholderPolicies(names) : undefined;
+    assertCanConfer(caller, names, { otherIdentities: true, ...(placeholderPolicies ? { placeholderPolicies } : {}) });
   }
 
   list(): Promise<string[]> {

@@ -7,7 +7,7 @@ import { NOT_SYNCED_RETRY_SECONDS, type KubernetesAuth } from '../../identity/ku
 import type { RegistryCredential } from '../../identity/kubernetes/types.js';
 import type { WatchStatus } from '../../identity/kubernetes/watched-objects.js';
 import { tokenId } from '../../identity/tokens.js';
-import { assertCanChangeIdentitySource, assertCanConfer } from '../../policy/confer.js';
+import { assertCanChangeIdentitySource } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import type { PolicyStore } from '../../policy/store.js';
 import {
@@ -21,7 +21,7 @@ import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 export interface KubernetesAuthApiOptions {
   kubernetesAuth: KubernetesAuth;
   /** Only to tell which of a role's policies have placeholders (writing a role confers them). */
-  policies: Pick<PolicyStore, 'placeholderPolicies'>;
+  policies: Pick<PolicyStore, 'assertCanConferToOthers'>;
   /** Names the issued token in the login's audit record as its own records name it. */
   auditHmac: Pick<AuditHmac, 'mac'>;
 }
@@ -130,8 +130,7 @@ export const kubernetesAuthApi: ApiPlugin<KubernetesAuthApiOptions> = async (app
       // A role maps identities to policies, so writing one confers them: the same rule as token
       // creation. The whole new list must be conferrable, including policies the role already had.
       const caller = callerToken(req);
-      const placeholderPolicies = caller.selectors?.length ? await policies.placeholderPolicies(b.policies) : undefined;
-      assertCanConfer(caller, b.policies, { otherIdentities: true, ...(placeholderPolicies ? { placeholderPolicies } : {}) });
+      await policies.assertCanConferToOthers(caller, b.policies);
       await auth.putRole({
         name: req.params.name, boundNamespaces: b.bound_namespaces, boundServiceAccounts: b.bound_service_accounts, audience: b.audience ?? 'keyhold',
         ...(b.max_token_age_seconds ? { maxTokenAgeSeconds: b.max_token_age_seconds } : {}), ttlSeconds: b.ttl_seconds ?? 600, policies: b.policies,

@@ -8,7 +8,6 @@ import { Type } from '@sinclair/typebox';
 import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import { EXTERNAL_GROUP_PATTERN, GROUP_NAME_PATTERN, MAX_GROUP_ENTRIES, type GroupRecord, type GroupStore } from '../../groups/store.js';
 import { OPERATOR_NAME_PATTERN } from '../../operators/types.js';
-import { assertCanConfer } from '../../policy/confer.js';
 import { POLICY_NAME_PATTERN } from '../../policy/parse.js';
 import type { PolicyStore } from '../../policy/store.js';
 import { GroupList, GroupView } from '../../wire/operators.js';
@@ -18,7 +17,7 @@ import { Closed, withErrors } from '../schemas.js';
 
 export interface GroupsApiOptions {
   groups: GroupStore;
-  policies: Pick<PolicyStore, 'placeholderPolicies'>;
+  policies: Pick<PolicyStore, 'assertCanConferToOthers'>;
 }
 
 const GroupParams = Closed({ name: Type.String({ pattern: GROUP_NAME_PATTERN.source, maxLength: 63 }) });
@@ -44,8 +43,7 @@ export const groupsApi: ApiPlugin<GroupsApiOptions> = async (app, { groups, poli
     handler: async (req) => {
       const caller = callerToken(req);
       const b = req.body;
-      const placeholderPolicies = caller.selectors?.length ? await policies.placeholderPolicies(b.policies) : undefined;
-      assertCanConfer(caller, b.policies, { otherIdentities: true, ...(placeholderPolicies ? { placeholderPolicies } : {}) });
+      await policies.assertCanConferToOthers(caller, b.policies);
       req.keyhold.auditFields.policies = b.policies.join(',');
       return view(await groups.put({ name: req.params.name, policies: b.policies, members: b.members, externalGroups: b.external_groups }));
     },

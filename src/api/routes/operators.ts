@@ -11,7 +11,6 @@ import type { GroupStore } from '../../groups/store.js';
 import type { OperatorLogins } from '../../operators/login.js';
 import type { OperatorStore } from '../../operators/store.js';
 import type { OperatorSummary } from '../../operators/types.js';
-import { assertCanConfer } from '../../policy/confer.js';
 import type { PolicyStore } from '../../policy/store.js';
 import type { TokenRecord } from '../../identity/tokens.js';
 import { OperatorList, OperatorView } from '../../wire/operators.js';
@@ -24,7 +23,7 @@ export interface OperatorsApiOptions {
   operators: OperatorStore;
   logins: OperatorLogins;
   groups: Pick<GroupStore, 'policiesFor'>;
-  policies: Pick<PolicyStore, 'placeholderPolicies'>;
+  policies: Pick<PolicyStore, 'assertCanConferToOthers'>;
 }
 
 const OperatorParams = Closed({ name: Username });
@@ -45,8 +44,7 @@ export const operatorsApi: ApiPlugin<OperatorsApiOptions> = async (app, { operat
   /** Whoever sets the password of `name` can become it: they must be able to confer what its groups give. */
   const assertCanBecome = async (caller: TokenRecord, name: string): Promise<void> => {
     const given = (await groups.policiesFor({ operator: name })).policies;
-    const placeholderPolicies = caller.selectors?.length ? await policies.placeholderPolicies(given) : undefined;
-    assertCanConfer(caller, given, { otherIdentities: true, ...(placeholderPolicies ? { placeholderPolicies } : {}) });
+    await policies.assertCanConferToOthers(caller, given);
   };
 
   route(app, {
