@@ -4,6 +4,7 @@
  * the username and outcome, none with the body's HMAC (`secretBody`: a keyed hash of a password is
  * a fast offline test of guesses for whoever holds the key).
  */
+import { personOf } from '../../identity/person.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import type { AuditHmac } from '../../audit/hmac.js';
@@ -92,7 +93,7 @@ export const operatorAuthApi: ApiPlugin<OperatorAuthApiOptions> = async (app, { 
       f.issued_accessor = result.record.accessor as string;
       if ('recoveryCode' in second) f.recovery_codes_left = String(result.operator.recoveryCodesLeft);
       const selectors = result.record.selectors ?? [];
-      const identity = { person: selectors[0] as string, operator: result.operator.name, groups: result.groups, selectors };
+      const identity = { person: personOf(result.record) as string, operator: result.operator.name, groups: result.groups, selectors };
       const expiresAt = result.record.expiresAt as string;
       if (b.session) return { ...startSession(reply, result.token, expiresAt), expires_at: expiresAt, policies: result.record.policies, identity };
       return { token: result.token, accessor: result.record.accessor as string, expires_at: expiresAt, policies: result.record.policies, identity };
