@@ -5,7 +5,7 @@ import type { Approvals } from '../../approvals/service.js';
 import { isRequester, type ApprovalRecord } from '../../approvals/state.js';
 import { approvalPolicyView, approvalSummary, approvalView } from '../../approvals/view.js';
 import { KeyholdError } from '../../errors.js';
-import { operatorOf, personOf } from '../../identity/person.js';
+import { personCaller } from '../../approvals/people.js';
 import {
   ApprovalIdParams, ApprovalList, ApprovalListQuery, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyParams, ApprovalPolicyView, ApprovalView, ApproveBody, DenyBody,
 } from '../../wire/approvals.js';
@@ -74,12 +74,10 @@ export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approv
     schema: { tags: ['approvals'], summary: 'An approval request: operation, method, URL, body (credentials as keyed hashes) and params_sha256', params: ApprovalIdParams, response: withErrors({ 200: ApprovalView }) },
     authorize: async (req) => {
       // The requester follows their own request without a capability.
-      const token = req.keyhold.token;
-      const person = token ? personOf(token) : null;
-      if (person !== null && token) {
+      const caller = personCaller(req.keyhold.token);
+      if (caller !== null) {
         const record = await approvals.requests.get(req.params.id).catch(() => undefined);
-        const operator = operatorOf(token);
-        if (record && isRequester(record, { person, ...(operator !== null ? { operator } : {}) })) return [];
+        if (record && isRequester(record, caller)) return [];
       }
       return [[requestPath(req.params.id), 'read']];
     },
