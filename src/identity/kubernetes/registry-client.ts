@@ -7,6 +7,7 @@
  * answers with a Basic challenge gets the credentials directly. Without credentials, a registry that
  * refuses anonymous pulls is a denial.
  */
+import { readCapped } from '../read-capped.js';
 
 /** Docker Hub's API host: `docker.io/…` in a pod spec is served from here. */
 const DOCKER_HUB_API = 'registry-1.docker.io';
@@ -35,27 +36,7 @@ export function parseBearerChallenge(header: string | null): Record<string, stri
   return params;
 }
 
-/** Reads a response body, failing as soon as it passes `max` bytes (never buffering more). */
-async function readCapped(response: Response, max: number): Promise<Buffer> {
-  const declared = Number(response.headers.get('content-length') ?? 'NaN');
-  if (declared > max) {
-    await response.body?.cancel().catch(() => undefined);
-    throw new RegistryError(`response too large (${declared} bytes)`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  if (response.body) {
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      size += chunk.length;
-      if (size > max) {
-        await response.body.cancel().catch(() => undefined);
-        throw new RegistryError(`response too large (over ${max} bytes)`);
-      }
-      chunks.push(Buffer.from(chunk));
-    }
-  }
-  return Buffer.concat(chunks);
-}
+const tooLarge = (detail: string) => new RegistryError(`response too large (${detail})`);
 
 export interface Credentials {
   username: string;
@@ -104,7 +85,7 @@ export class RegistryClient {
         throw new RegistryError(credentials ? `the registry refused the credentials configured for ${host}` : 'the registry refused its own anonymous pull token');
       }
     }
-    return { status: response.status, body: await readCapped(response, this.maxBytes) };
+    return { status: response.status, body: await readCapped(response, this.maxBytes, tooLarge) };
   }
 
   async #fetch(url: string, accept: string | undefined, authorization: string | undefined): Promise<Response> {
@@ -135,7 +116,7 @@ export class RegistryClient {
     if (challenge.service) realm.searchParams.set('service', challenge.service);
     realm.searchParams.set('scope', `repository:${repository}:pull`);
     const response = await this.#fetch(realm.toString(), 'application/json', credentials && basic(credentials));
-    const body = await readCapped(response, MAX_TOKEN_BYTES);
+    const body = await readCapped(response, MAX_TOKEN_BYTES, tooLarge);
     if (response.status !== 200) throw new RegistryError(`the registry's token service answered HTTP ${response.status} for ${credentials ? `a pull token for ${credentials.username}` : 'an anonymous pull token'}`);
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {

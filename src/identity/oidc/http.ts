@@ -6,6 +6,7 @@
  * The provider's raw answer is never copied into a message (it could echo a secret).
  */
 import { KeyholdError } from '../../errors.js';
+import { readCapped } from '../read-capped.js';
 
 /** Longer than any sane provider's answer; shorter than keyhold's own request timeout (30 s). */
 export const PROVIDER_TIMEOUT_MS = 10_000;
@@ -16,20 +17,6 @@ export interface ProviderAnswer {
   status: number;
   /** The parsed JSON object, or undefined when the answer was not a JSON object. */
   json: Record<string, unknown> | undefined;
-}
-
-async function readBounded(response: Response, what: string): Promise<string> {
-  const declared = Number(response.headers.get('content-length') ?? '0');
-  if (declared > MAX_PROVIDER_ANSWER_BYTES) throw new KeyholdError('ERR_OIDC_PROVIDER_ERROR', `the ${what} answered more than ${MAX_PROVIDER_ANSWER_BYTES} bytes`);
-  if (!response.body) return '';
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-    size += chunk.byteLength;
-    if (size > MAX_PROVIDER_ANSWER_BYTES) throw new KeyholdError('ERR_OIDC_PROVIDER_ERROR', `the ${what} answered more than ${MAX_PROVIDER_ANSWER_BYTES} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** One request to the provider; `what` names the endpoint in errors ("discovery document", "token endpoint"). */
@@ -49,7 +36,7 @@ export async function callProvider(url: string, init: { method: 'GET' | 'POST'; 
       await response.body?.cancel();
       throw new KeyholdError('ERR_OIDC_PROVIDER_ERROR', `the ${what} answered a redirect (${status}); keyhold follows none: configure the provider's final URL`);
     }
-    text = await readBounded(response, what);
+    text = (await readCapped(response, MAX_PROVIDER_ANSWER_BYTES, (detail) => new KeyholdError('ERR_OIDC_PROVIDER_ERROR', `the ${what} answered more than ${MAX_PROVIDER_ANSWER_BYTES} bytes (${detail})`))).toString('utf8');
   } catch (err) {
     if (err instanceof KeyholdError) throw err;
     const timedOut = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError';
