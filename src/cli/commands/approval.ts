@@ -5,11 +5,11 @@
  * before the approval is sent. Second-factor codes come from KEYHOLD_TOTP_CODE or stdin, never argv.
  */
 import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { paramsSha256 } from '../../approvals/params-hash.js';
 import { KeyholdClient } from '../../client/client.js';
 import type { ApprovalPolicyBody, ApprovalView } from '../../wire/approvals.js';
 import { printJson } from '../output.js';
+import { readSecret } from '../prompt.js';
 
 const client = () => KeyholdClient.fromEnv();
 
@@ -21,17 +21,7 @@ function shownHash(view: ApprovalView): string {
 }
 
 /** A second-factor code from KEYHOLD_TOTP_CODE, else one line of stdin (prompted for on a terminal). */
-async function readCode(): Promise<string> {
-  const fromEnv = process.env.KEYHOLD_TOTP_CODE?.trim();
-  if (fromEnv) return fromEnv;
-  if (process.stdin.isTTY) process.stderr.write('TOTP code (or an unused recovery code): ');
-  const lines = createInterface({ input: process.stdin, terminal: false });
-  for await (const line of lines) {
-    lines.close();
-    if (line.trim() !== '') return line.trim();
-  }
-  throw failure('ERR_BAD_REQUEST', 'no second-factor code: set KEYHOLD_TOTP_CODE or type it on stdin');
-}
+const readCode = async (): Promise<string> => (await readSecret('TOTP code (or an unused recovery code): ', { env: 'KEYHOLD_TOTP_CODE' })).trim();
 
 /** Shows the request (on stderr, so stdout stays the JSON answer) and checks the server's hash against what it shows. */
 async function inspect(id: string, expected?: string): Promise<{ view: ApprovalView; hash: string }> {
