@@ -112,7 +112,22 @@ async function stopProcess(child: ChildProcess | undefined, graceMs = 5_000): Pr
 }
 
 
+/**
+ * Starts etcd and kube-apiserver on fresh ports. A port can still be taken between the pick and
+ * the bind (by another test process's explicit bind), so a start that fails on that alone is
+ * retried on new ports.
+ */
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startControlPlaneOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startControlPlaneOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const bin = await k8sBinDir();
   const dir = opts.dir ?? tempDir('keyhold-k8s-');
   mkdirSync(dir, { recursive: true });

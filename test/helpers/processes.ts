@@ -31,14 +31,41 @@ export function killOnExit(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
 }
 
-/** Free loopback ports, all held open together so that no two are the same. */
+// The kernel hands out ephemeral ports (ip_local_port_range, 32768-60999 on Linux) to every
+// outbound connection. A port picked there and released for a child to bind can be taken by any
+// client socket in the meantime (CI saw kube-apiserver fail with "address already in use"), and a
+// server restarted on its old port (PostgreSQL, p11-kit outages) can lose it the same way. So the
+// helpers pick below that range, where only an explicit bind can take a port.
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 12_000) return low;
+  } catch { /* not Linux: fall through */ }
+  return 32_768;
+}
+const PICK_LOW = 10_000;
+
+function tryListen(server: Server, port: number): Promise<boolean> {
+  return new Promise((res) => {
+    server.once('error', () => res(false));
+    server.listen(port, '127.0.0.1', () => res(true));
+  });
+}
+
+/**
+ * Free loopback ports outside the ephemeral range, all held open together so that no two are the
+ * same, and chosen at random so that parallel test processes rarely try the same one.
+ */
 export async function freePorts(count: number): Promise<number[]> {
+  const high = ephemeralLow();
   const servers: Server[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    for (let attempts = 0; servers.length < count; attempts++) {
+      if (attempts > 1_000) throw new Error(`no ${count} free loopback ports in ${PICK_LOW}-${high - 1}`);
+      const port = PICK_LOW + Math.floor(Math.random() * (high - PICK_LOW));
+      if (servers.some((s) => (s.address() as AddressInfo).port === port)) continue;
       const server = createServer();
-      servers.push(server);
-      await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(0, '127.0.0.1', res); });
+      if (await tryListen(server, port)) servers.push(server);
     }
     return servers.map((s) => (s.address() as AddressInfo).port);
   } finally {
