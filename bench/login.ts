@@ -44,12 +44,14 @@ async function nextLogin(accounts: Account[]): Promise<{ username: string; passw
   return undefined;
 }
 
-interface RunResult { logins_per_s: number; p50_ms: number; p99_ms: number; failed: number }
+interface RunResult { logins_per_s: number; p50_ms: number; p99_ms: number; failed: number; failures?: Record<string, number> }
 
 /** `total` logins, `concurrency` at a time, each worker sending its next one when the last is answered. */
 async function run(url: string, concurrency: number, total: number, body: () => Promise<object | undefined>): Promise<RunResult> {
   const latencies: number[] = [];
   let failed = 0;
+  // What each failure was (status and error code), so a failed login in a figure can be explained.
+  const failures: Record<string, number> = {};
   let sent = 0;
   const started = performance.now();
   const worker = async () => {
@@ -59,16 +61,22 @@ async function run(url: string, concurrency: number, total: number, body: () => 
       if (!b) throw new Error('no enrolled account has an unused TOTP step left: raise the account count');
       const t0 = performance.now();
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
-      await res.arrayBuffer();
+      const text = await res.text();
       latencies.push(performance.now() - t0);
-      if (res.status !== 200) failed++;
+      if (res.status !== 200) {
+        failed++;
+        let code = '';
+        try { code = String((JSON.parse(text) as { error?: { code?: string } }).error?.code ?? ''); } catch { /* not JSON */ }
+        const key = `${res.status} ${code}`.trim();
+        failures[key] = (failures[key] ?? 0) + 1;
+      }
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0).toFixed(1));
-  return { logins_per_s: Number((latencies.length / seconds).toFixed(2)), p50_ms: at(0.5), p99_ms: at(0.99), failed };
+  return { logins_per_s: Number((latencies.length / seconds).toFixed(2)), p50_ms: at(0.5), p99_ms: at(0.99), failed, ...(failed > 0 ? { failures } : {}) };
 }
 
 const work = tempDir('keyhold-bench-login-');

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { call } from '../../helpers/server.js';
 import { sleep } from '../../helpers/processes.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { pollUntilUp, startReplicas, type Replica, type ReplicaSet } from '../../helpers/replicas.js';
 
 /** A client's view of one request: an HTTP status, or a connection failure (the replica is gone). */
@@ -183,7 +184,13 @@ describe('three replicas on one PostgreSQL', { timeout: 15 * 60_000 }, () => {
         set.pg.start();
         // Every replica serves reads and writes again without being restarted.
         for (const r of set.replicas) {
-          await pollUntilUp(`replica ${r.index} writing again`, 30_000, async () => (await on(r, 'PUT', '/v1/secrets/probe', { data: { at: String(Date.now()) } })).status === 200);
+          // The last answer goes into the timeout's message: a replica that never recovers says why.
+          let last = 'no answer yet';
+          await pollUntil(`replica ${r.index} writing again`, async () => {
+            const o = await attempt(r.address, 'PUT', '/v1/secrets/probe', root, { data: { at: String(Date.now()) } });
+            last = 'failed' in o ? o.failed : `${o.status} ${o.code ?? ''} ${JSON.stringify(o.body?.error?.message ?? '')}`;
+            return 'status' in o && o.status === 200;
+          }, { timeoutMs: 30_000, intervalMs: 50, detail: () => `last answer: ${last}\nreplica log:\n${r.output().split('\n').slice(-40).join('\n')}` });
         }
         await sleep(2000);
       } finally {
