@@ -37,6 +37,9 @@ class AuditAppend {
   ) {}
 }
 
+/** The entries a write transaction adds to the chain, and the requests whose records they are. */
+interface Draft { head: AuditHead; scopes: RequestAuditScope[]; lines: string[] }
+
 const INSERT = 'INSERT INTO audit (chain, seq, entry) SELECT $1, s, e FROM unnest($2::bigint[], $3::text[]) AS t(s, e)';
 
 export interface PostgresAuditLogOptions {
@@ -62,11 +65,12 @@ export class PostgresAuditLog implements AuditLog {
   readonly #storage: PostgresStorage;
   readonly #scheduler: CheckpointScheduler;
   readonly #error: (message: string) => void;
+  readonly #warn: (message: string) => void;
   #durable: AuditHead = { seq: 0, hash: GENESIS_HASH };
   #failure: Failure | undefined;
   #flushes = 0;
   /** What the transaction being committed adds: taken as done only once it has committed. */
-  #draft: { head: AuditHead; scopes: RequestAuditScope[]; lines: string[] } | undefined;
+  #draft: Draft | undefined;
   readonly #mirror: AuditFileMirror | undefined;
   #removeHook: () => void = () => undefined;
   #probe: NodeJS.Timeout | undefined;
@@ -77,6 +81,7 @@ export class PostgresAuditLog implements AuditLog {
     this.#storage = storage;
     this.chain = options.chain;
     const warn = options.warn ?? (() => undefined);
+    this.#warn = warn;
     this.#error = options.error ?? warn;
     this.#mirror = options.mirror;
     this.#scheduler = new CheckpointScheduler(this, { config: options.checkpoints, chain: options.chain, last: undefined, maxFileBytes: undefined, warn });
@@ -173,8 +178,41 @@ export class PostgresAuditLog implements AuditLog {
     return this.#closed;
   }
 
+  /**
+   * Catches up with a transaction whose COMMIT went out but whose answer never came back (the
+   * connection died in between: PostgreSQL stopped, a network cut). It may have committed. If it
+   * did, its entries are in the table after the head this process knows, and sealing the next
+   * entries after the stale head would collide on (chain, seq) for ever: the log would stay failed
+   * until a restart. So the next transaction reads what the table holds past the known head, in
+   * its own snapshot (only this process writes this chain), and takes it as durable.
+   */
+  async #catchUp(client: Parameters<WriteHook['beforeCommit']>[0], unconfirmed: Draft): Promise<void> {
+    const { rows } = await client.query<{ seq: string; entry: string }>({
+      name: 'keyhold_audit_catch_up',
+      text: 'SELECT seq, entry FROM audit WHERE chain = $1 AND seq > $2 ORDER BY seq',
+      values: [this.chain, this.#durable.seq],
+    });
+    if (rows.length === 0) return; // it did not commit
+    const lines = rows.map((r) => r.entry);
+    const last = rows[rows.length - 1] as { seq: string; entry: string };
+    const hash = (JSON.parse(last.entry) as { hash?: unknown }).hash;
+    if (typeof hash !== 'string') throw unavailable(`audit chain ${this.chain}: entry ${last.seq} in the table has no hash`);
+    this.#durable = { seq: Number(last.seq), hash };
+    this.#mirror?.append(lines);
+    this.#flushes += 1;
+    // Those requests' records are in the table: a later write of theirs must not record them again.
+    if (lines.length === unconfirmed.lines.length && lines.every((l, i) => l === unconfirmed.lines[i])) {
+      for (const scope of unconfirmed.scopes) scope.recorded = true;
+    }
+    this.#warn(`audit chain ${this.chain}: a commit whose answer was lost had committed; ${lines.length} entries taken as durable (seq ${last.seq})`);
+    this.#scheduler.afterDurable();
+  }
+
   /** Seals the transaction's entries after the committed head and inserts them, all in one statement. */
   async #beforeCommit(client: Parameters<WriteHook['beforeCommit']>[0], writes: readonly WriteInfo[]): Promise<void> {
+    // A draft still here is an attempt afterCommit never confirmed: rolled back, or lost in COMMIT.
+    const unconfirmed = this.#draft;
+    if (unconfirmed !== undefined && unconfirmed.lines.length > 0) await this.#catchUp(client, unconfirmed);
     let head = this.#durable;
     const seqs: number[] = [];
     const lines: string[] = [];
