@@ -4,6 +4,7 @@ import type { RequestAuditScope } from '../audit/log.js';
 import type { Runtime } from '../core/runtime.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
+import { clientAddress } from './client-address.js';
 import { RETRY_AFTER_SECONDS } from './error-status.js';
 import { errorBody } from './errors.js';
 
@@ -73,8 +74,15 @@ export function auditedPath(request: FastifyRequest): { path: string; hash?: str
   return { path: path.length > UNAUTHENTICATED_PATH_CHARS ? path.slice(0, UNAUTHENTICATED_PATH_CHARS) : path, hash: sha256Hex(url) };
 }
 
+/**
+ * The facts every record of a request carries: where it came from (the client resolved through
+ * trusted proxies, and the proxy it arrived from when that is another address), the route's own
+ * fields, and for requests without a valid token the hash of the whole target.
+ */
 function baseFields(request: FastifyRequest, runtime: Runtime, hash: string | undefined, withBody: boolean): Record<string, string> {
-  const fields: Record<string, string> = { ...request.keyhold.auditFields };
+  const { client, peer } = clientAddress(request);
+  const fields: Record<string, string> = { ...request.keyhold.auditFields, client_address: client };
+  if (peer !== client) fields.peer_address = peer;
   if (hash !== undefined) fields.path_sha256 = hash;
   if (withBody && request.keyhold.rawBody) fields.body = runtime.auditHmac.mac(request.keyhold.rawBody);
   return fields;

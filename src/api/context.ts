@@ -1,4 +1,5 @@
 import type { FastifyContextConfig, FastifyRequest } from 'fastify';
+import type { ClientAddress } from './client-address.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import type { CompiledPolicies } from '../policy/evaluate.js';
 import type { Capability } from '../policy/types.js';
@@ -38,6 +39,8 @@ export interface RequestState {
   requestRecorded: boolean;
   /** A login admitted by the flood limit: its address, until it is answered (flood-limit.ts). */
   floodKey: string | null;
+  /** The client and peer addresses, once resolved (client-address.ts). */
+  client: ClientAddress | null;
 }
 
 declare module 'fastify' {

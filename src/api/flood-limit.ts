@@ -1,5 +1,5 @@
 /**
- * Per-address limit on requests without valid credentials: a missing, malformed, unknown or
+ * Per-client limit on requests without valid credentials: a missing, malformed, unknown or
  * expired bearer token (401), and failed logins (anonymous routes answered 4xx). Anyone can send
  * those, and each one costs an audit record with an fdatasync; unlimited, one client filled the
  * audit disk and so stopped the service (issue 9). @fastify/rate-limit does the counting.
@@ -19,6 +19,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Runtime } from '../core/runtime.js';
 import { KeyholdError, isKeyholdError } from '../errors.js';
 import { auditedPath } from './audit-hooks.js';
+import { clientKey } from './client-address.js';
 
 export const DEFAULT_UNAUTHENTICATED_RATE_LIMIT = { max: 100, windowSeconds: 10 } as const;
 
@@ -40,6 +41,7 @@ export interface FloodLimit {
 
 /** An address's limited requests in one window of the store. */
 interface Episode {
+  /** The client's key (client-address.ts addressKey: `192.0.2.7`, `2001:db8:1:2::/64`), or '*'. */
   address: string;
   /** The first limited request's id: both summary records carry it, so they can be paired. */
   requestId: string;
@@ -54,7 +56,9 @@ export async function installFloodLimit(app: FastifyInstance, runtime: Runtime):
   const { max, windowSeconds } = runtime.config.api?.unauthenticatedRateLimit ?? DEFAULT_UNAUTHENTICATED_RATE_LIMIT;
   const windowMs = windowSeconds * 1000;
   // global: false — no route gets the plugin's own hook; keyhold decides when a request counts.
-  await app.register(rateLimit, { global: false, max, timeWindow: windowMs, cache: MAX_ADDRESSES });
+  // Keyed like the login lockout (client-address.ts): the client behind trusted proxies, an IPv6
+  // client by its /64, shown as such in the summaries below.
+  await app.register(rateLimit, { global: false, max, timeWindow: windowMs, cache: MAX_ADDRESSES, keyGenerator: clientKey });
   const count = app.createRateLimit();
 
   // Logins admitted and not yet answered, per address.

@@ -48,6 +48,7 @@ export interface ApiOptions {
  */
 export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Promise<FastifyInstance> {
   const timeouts = apiTimeouts(runtime.config);
+  const trustedProxies = runtime.config.api?.trustedProxies ?? [];
   const app = Fastify({
     // Slow clients: headers and the whole request (body included) must arrive in time, or the
     // connection is closed with a 408 (clientErrors). Node checks these every
@@ -60,6 +61,9 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4))),
     },
     clientErrorHandler: clientErrors,
+    // Whose X-Forwarded-For is believed (api.trustedProxies, checked at load; client-address.ts):
+    // nobody unless configured, so a client cannot choose the address it is limited and audited under.
+    trustProxy: trustedProxies.length > 0 ? [...trustedProxies] : false,
     bodyLimit: runtime.config.api?.bodyLimitBytes ?? 1024 * 1024,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -93,7 +97,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   // which measured more than the authentication it wraps.
   app.addHook('onRequest', (request, reply, done) => {
     request.keyhold = {
-      route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {}, requestRecorded: false, floodKey: null,
+      route: routeInfo(request), token: null, policies: null, errorCode: null, rawBody: null, auditFields: {}, requestRecorded: false, floodKey: null, client: null,
     };
     reply.header('x-request-id', request.id);
     if (request.keyhold.route.public) {

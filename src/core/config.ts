@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { trustedProxyProblem } from '../api/client-address.js';
 import { KeyholdError } from '../errors.js';
 import { parsePostgresUrl } from '../storage/postgres-config.js';
 
@@ -135,6 +136,12 @@ export const ServerConfigSchema = Type.Object({
       max: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
       windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
     }, { additionalProperties: false })),
+    /**
+     * Reverse proxies (load balancers, ingress controllers) whose X-Forwarded-For is believed, as
+     * addresses or CIDRs (default none: the header is ignored and the client is the socket peer).
+     * Each entry is checked in validateConfig (api/client-address.ts trustedProxyProblem).
+     */
+    trustedProxies: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 256 })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
@@ -190,6 +197,11 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
     const api = (typeof c.api === 'object' && c.api !== null ? c.api : (c.api = {})) as Record<string, unknown>;
     api.unauthenticatedRateLimit = m ? { max: Number(m[1]), windowSeconds: Number(m[2]) } : v;
   }],
+  // Comma-separated addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1 (replaces the file's list).
+  ['KEYHOLD_TRUSTED_PROXIES', (c, v) => {
+    const api = (typeof c.api === 'object' && c.api !== null ? c.api : (c.api = {})) as Record<string, unknown>;
+    api.trustedProxies = v.split(',').map((e) => e.trim());
+  }],
   // Operator accounts (issue 12): THRESHOLD/BASE_SECONDS/MAX_SECONDS, e.g. 5/30/900.
   ['KEYHOLD_OPERATORS_TOKEN_TTL_SECONDS', (c, v) => { operatorsOf(c).tokenTtlSeconds = wholeNumber(v); }],
   ['KEYHOLD_OPERATORS_ACCOUNT_LOCKOUT', (c, v) => { lockoutOf(c).account = lockoutSetting(v); }],
@@ -220,6 +232,11 @@ export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv, only?:
 
 export function validateConfig(raw: unknown, source: string): ServerConfig {
   const withDefaults = Value.Default(ServerConfigSchema, structuredClone(raw));
+  // fastify's trustProxy takes `true` (believe every X-Forwarded-For); keyhold does not: say why, not only "Expected array".
+  const trust = (withDefaults as { api?: { trustedProxies?: unknown } } | undefined)?.api?.trustedProxies;
+  if (typeof trust === 'boolean' || typeof trust === 'number') {
+    throw new KeyholdError('ERR_CONFIG', `${source}: api.trustedProxies must be a list of the proxies' addresses or CIDRs (e.g. [10.0.0.0/8]); ${JSON.stringify(trust)} is not accepted, since trusting every sender (or a hop count) lets any client choose the address it is limited and audited under`);
+  }
   const errors = [...Value.Errors(ServerConfigSchema, withDefaults)];
   if (errors.length > 0) {
     const list = errors.slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`).join('; ');
@@ -237,6 +254,10 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
   for (const [which, l] of Object.entries(config.operators?.lockout ?? {})) {
     if (l && l.baseSeconds > l.maxSeconds) throw new KeyholdError('ERR_CONFIG', `${source}: operators.lockout.${which}.baseSeconds must not exceed maxSeconds`);
   }
+  config.api?.trustedProxies?.forEach((entry, i) => {
+    const problem = trustedProxyProblem(entry);
+    if (problem !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: api.trustedProxies[${i}] ${JSON.stringify(entry)} ${problem}`);
+  });
   const timeouts = apiTimeouts(config);
   // Node refuses the pair otherwise: the headers are part of the request.
   if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) throw new KeyholdError('ERR_CONFIG', `${source}: api.headersTimeoutMs must not exceed api.requestTimeoutMs`);

@@ -23,6 +23,8 @@ const DEV_ENV_OVERRIDES = [
   'KEYHOLD_OPERATORS_TOKEN_TTL_SECONDS', 'KEYHOLD_OPERATORS_ACCOUNT_LOCKOUT', 'KEYHOLD_OPERATORS_ADDRESS_LOCKOUT',
   // Quorum approval: a short request lifetime, to try expiry.
   'KEYHOLD_APPROVALS_TTL_SECONDS',
+  // To try keyhold behind a local reverse proxy.
+  'KEYHOLD_TRUSTED_PROXIES',
 ] as const;
 
 /**

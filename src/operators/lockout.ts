@@ -8,7 +8,6 @@
  * The rule is these pure functions; the account's state is in its barrier record (shared by every
  * replica, kept across restarts: store.ts), an address's state in memory (AddressLockout below).
  */
-import { isIP } from 'node:net';
 import { KeyholdError } from '../errors.js';
 
 export interface LockoutSettings {
@@ -93,23 +92,4 @@ export class MemoryLockout {
     const oldest = this.states.keys().next();
     if (!oldest.done) this.states.delete(oldest.value);
   }
-}
-
-/**
- * The key an address's failures count under. An IPv6 client is given a whole /64 (often far
- * more), so keying by the full address let one client take a fresh address for every attempt and
- * never reach the threshold: IPv6 addresses count by their /64. An IPv4-mapped address
- * (`::ffff:192.0.2.1`, a dual-stack listener's view of an IPv4 client) counts as the IPv4 address.
- */
-export function addressKey(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
-  const lower = ip.toLowerCase().split('%')[0] as string;
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(lower);
-  if (mapped) return mapped[1] as string;
-  const [head = '', tail] = lower.split('::') as [string, string | undefined];
-  const groups = (part: string) => (part === '' ? [] : part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])));
-  const h = groups(head);
-  const t = tail === undefined ? [] : groups(tail);
-  const all = tail === undefined ? h : [...h, ...new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }

@@ -9,7 +9,7 @@ import { KeyholdError, isKeyholdError } from '../errors.js';
 import type { GroupStore } from '../groups/store.js';
 import { OPERATOR_SELECTOR_PREFIX } from '../identity/person.js';
 import type { TokenRecord, TokenStore } from '../identity/tokens.js';
-import { addressKey, addressLocked, DEFAULT_ADDRESS_LOCKOUT, MemoryLockout, type LockoutSettings } from './lockout.js';
+import { addressLocked, DEFAULT_ADDRESS_LOCKOUT, MemoryLockout, type LockoutSettings } from './lockout.js';
 import type { OperatorStore } from './store.js';
 import type { OperatorSummary, SecondFactor } from './types.js';
 
@@ -48,11 +48,12 @@ export class OperatorLogins {
   }
 
   /**
-   * Runs an attempt from `address`: refused while the address is locked; a failed check
-   * (ERR_LOGIN_FAILED, ERR_SECOND_FACTOR_INVALID) counts against it, a success resets it.
+   * Runs an attempt from the client whose key is `address`: refused while it is locked; a failed
+   * check (ERR_LOGIN_FAILED, ERR_SECOND_FACTOR_INVALID) counts against it, a success resets it.
+   * `address` is the client's key (api/client-address.ts `clientKey`: the client behind trusted
+   * proxies, an IPv6 client by its /64), the one the flood limit counts it under too.
    */
-  async fromAddress<T>(client: string, attempt: () => Promise<T>): Promise<T> {
-    const address = addressKey(client); // an IPv6 client counts by its /64
+  async fromAddress<T>(address: string, attempt: () => Promise<T>): Promise<T> {
     const locked = this.addresses.lockedFor(address);
     if (locked > 0) throw addressLocked(locked);
     try {

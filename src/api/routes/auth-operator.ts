@@ -16,6 +16,7 @@ import { RECOVERY_CODE_PATTERN } from '../../operators/recovery-codes.js';
 import type { OperatorStore } from '../../operators/store.js';
 import { OPERATOR_NAME_PATTERN, type SecondFactor } from '../../operators/types.js';
 import { EnrolConfirmView, EnrolView, PersonLoginView } from '../../wire/operators.js';
+import { clientKey } from '../client-address.js';
 import { route, type ApiPlugin } from '../route.js';
 import { Closed, ErrorResponse, NoContent, withErrors } from '../schemas.js';
 import { startSession } from '../session.js';
@@ -86,7 +87,7 @@ export const operatorAuthApi: ApiPlugin<OperatorAuthApiOptions> = async (app, { 
       const b = req.body;
       const second = secondFactor(b);
       req.keyhold.auditFields.second_factor = 'totp' in second ? 'totp' : 'recovery_code';
-      const result = await audited(req, b.username, () => logins.login(b.username, b.password, second, req.ip));
+      const result = await audited(req, b.username, () => logins.login(b.username, b.password, second, clientKey(req)));
       const f = req.keyhold.auditFields;
       f.groups = result.groups.join(',');
       f.issued_token = auditHmac.mac(tokenId(result.token));
@@ -107,7 +108,7 @@ export const operatorAuthApi: ApiPlugin<OperatorAuthApiOptions> = async (app, { 
       body: EnrolBody, response: { ...withErrors({ 200: EnrolView }), 423: ErrorResponse, 429: ErrorResponse }, security: [],
     },
     handler: async (req) => {
-      const { uri } = await audited(req, req.body.username, () => logins.fromAddress(req.ip, () => operators.beginEnrolment(req.body.username, req.body.password)));
+      const { uri } = await audited(req, req.body.username, () => logins.fromAddress(clientKey(req), () => operators.beginEnrolment(req.body.username, req.body.password)));
       return { otpauth_uri: uri, qr_svg: await qrSvg(uri) };
     },
   });
@@ -120,7 +121,7 @@ export const operatorAuthApi: ApiPlugin<OperatorAuthApiOptions> = async (app, { 
     },
     handler: async (req) => {
       const b = req.body;
-      const { recoveryCodes } = await audited(req, b.username, () => logins.fromAddress(req.ip, () => operators.confirmEnrolment(b.username, b.password, b.code)));
+      const { recoveryCodes } = await audited(req, b.username, () => logins.fromAddress(clientKey(req), () => operators.confirmEnrolment(b.username, b.password, b.code)));
       return { recovery_codes: recoveryCodes };
     },
   });
@@ -134,7 +135,7 @@ export const operatorAuthApi: ApiPlugin<OperatorAuthApiOptions> = async (app, { 
     handler: async (req, reply) => {
       const b = req.body;
       const second = secondFactor(b);
-      await audited(req, b.username, () => logins.fromAddress(req.ip, () => operators.changePassword(b.username, b.password, second, b.new_password)));
+      await audited(req, b.username, () => logins.fromAddress(clientKey(req), () => operators.changePassword(b.username, b.password, second, b.new_password)));
       // A person changes a password they think leaked: the tokens and console sessions logged in
       // with the old one end too (as on a reset), or whoever used it keeps them until they expire.
       req.keyhold.auditFields.revoked_tokens = String(await logins.revokeTokens(b.username));

@@ -279,6 +279,7 @@ describe('Helm chart and KMS plugin manifests', { timeout: 20 * 60_000 }, () => 
     const everything = parseYaml(find<V1ConfigMap>(rendered.get('everything') ?? [], 'ConfigMap', 'keyhold-config')[0]?.data?.['keyhold.yaml'] ?? '') as any;
     assert.deepEqual(everything.tokens, { maxTtlSeconds: 86400 }, 'server.config is merged in');
     assert.equal(everything.audit.checkpointEvery, 500);
+    assert.deepEqual(everything.api.trustedProxies, ['10.42.7.0/24', 'fd00:42:7::/64'], 'the ingress controller\'s addresses reach the config, and the validator accepted them');
     assert.equal(everything.hsm.slot, '123456');
     assert.deepEqual(everything.storage.postgres.tls, { caFile: '/etc/keyhold/postgresql-ca/ca.crt', certFile: '/etc/keyhold/postgresql-client/tls.crt', keyFile: '/etc/keyhold/postgresql-client/tls.key', serverName: 'pg-rw.databases.svc' });
   });

@@ -42,6 +42,54 @@ describe('config: unauthenticated rate limit', () => {
   });
 });
 
+describe('config: api.trustedProxies (reverse proxies whose X-Forwarded-For is believed)', () => {
+  const dir = tempDir('keyhold-config-proxies-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (api: string) => {
+    const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, `storage: { sqlite: { path: k.db } }\naudit: { path: a.log }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n${api}`);
+    return path;
+  };
+  /** The ERR_CONFIG message of a refused config. */
+  const refusal = (path: string, env: NodeJS.ProcessEnv = {}): string => {
+    try {
+      loadConfigFile(path, env);
+    } catch (err) {
+      assert.ok(isKeyholdError(err, 'ERR_CONFIG'), `not ERR_CONFIG: ${String(err)}`);
+      return (err as Error).message;
+    }
+    assert.fail(`accepted: ${path}`);
+  };
+
+  it('is absent by default: nobody is trusted', () => {
+    assert.equal(loadConfigFile(file(''), {}).api?.trustedProxies, undefined);
+  });
+
+  it('reads addresses and CIDRs of either family from the file, and KEYHOLD_TRUSTED_PROXIES (comma-separated) over it', () => {
+    assert.deepEqual(loadConfigFile(file('api: { trustedProxies: [10.0.0.0/8, 127.0.0.1, "fd00::/8"] }\n'), {}).api?.trustedProxies, ['10.0.0.0/8', '127.0.0.1', 'fd00::/8']);
+    const config = loadConfigFile(file('api: { bodyLimitBytes: 2048, trustedProxies: [10.0.0.0/8] }\n'), { KEYHOLD_TRUSTED_PROXIES: '127.0.0.1/32, ::1' });
+    assert.deepEqual(config.api, { bodyLimitBytes: 2048, trustedProxies: ['127.0.0.1/32', '::1'] });
+  });
+
+  it('refuses trusting everybody, in every spelling, saying why', () => {
+    for (const all of ['[0.0.0.0/0]', '["::/0"]', '[10.0.0.0/8, 0.0.0.0/0]']) assert.match(refusal(file(`api: { trustedProxies: ${all} }\n`)), /trusts every address/, all);
+    for (const all of ['true', 'false', '1', '2']) assert.match(refusal(file(`api: { trustedProxies: ${all} }\n`)), /api\.trustedProxies must be a list of the proxies' addresses or CIDRs/, all);
+    assert.match(refusal(file(''), { KEYHOLD_TRUSTED_PROXIES: '0.0.0.0/0' }), /api\.trustedProxies\[0\] "0\.0\.0\.0\/0" trusts every address/);
+  });
+
+  it('refuses a bad entry naming it and its position: not an address, a bad prefix, host bits set', () => {
+    assert.match(refusal(file('api: { trustedProxies: [10.0.0.0/8, loopback] }\n')), /api\.trustedProxies\[1\] "loopback" is not an IP address or CIDR/);
+    assert.match(refusal(file('api: { trustedProxies: [10.0.0.0/33] }\n')), /\[0\] "10\.0\.0\.0\/33" has an invalid prefix length/);
+    assert.match(refusal(file('api: { trustedProxies: [10.1.2.3/8] }\n')), /write 10\.0\.0\.0\/8/);
+    assert.match(refusal(file('api: { trustedProxies: ["*"] }\n')), /is not an IP address or CIDR/);
+    assert.match(refusal(file('api: { trustedProxies: "10.0.0.0/8" }\n')), /\/api\/trustedProxies/);
+    assert.match(refusal(file('api: { trustedProxies: [""] }\n')), /\/api\/trustedProxies\/0/);
+    assert.match(refusal(file('api: { trustedProxies: [{ cidr: 10.0.0.0/8 }] }\n')), /\/api\/trustedProxies\/0/);
+    assert.match(refusal(file(''), { KEYHOLD_TRUSTED_PROXIES: '10.0.0.0/8,' }), /\/api\/trustedProxies\/1/);
+    assert.match(refusal(file(''), { KEYHOLD_TRUSTED_PROXIES: 'garbage' }), /\[0\] "garbage" is not an IP address or CIDR/);
+  });
+});
+
 describe('config: the hsm section (one endpoint, members, endpoint file)', () => {
   const dir = tempDir('keyhold-config-hsm-');
   after(() => rmSync(dir, { recursive: true, force: true }));
