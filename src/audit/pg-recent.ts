@@ -7,9 +7,10 @@
  * now and then. Instead, bounded reads on the primary key (chain, seq):
  *  1. each chain's last entry, found by a skip scan over the chains (one index probe per chain,
  *     however long the chains are);
- *  2. the chains ordered by the time of their last entry; the last `limit` entries of each, most
- *     recent chain first, until the next chain's last entry is older than the `limit`-th newest
- *     entry gathered so far (its entries cannot be among the latest), at most MAX_CHAINS chains.
+ *  2. the chains ordered by the time of their last entry (one whose last row is not an entry
+ *     first); the last `limit` entries of each, most recent chain first, until the next chain's
+ *     last entry is older than the `limit`-th newest entry gathered so far (its entries cannot be
+ *     among the latest), at most MAX_CHAINS chains.
  * Entries within a chain have non-decreasing times (one writer), so that stop is exact unless a
  * writer's clock stepped back. Read: one row per chain, plus at most `limit` rows of each chain read.
  */
@@ -30,7 +31,11 @@ export interface RecentEntries {
 /** The chains whose tails are read at most: live replicas are a handful; a crash loop makes many short chains. */
 export const MAX_CHAINS = 32;
 
-const CHAIN_TAILS = `
+/** Sorts after every ISO time. */
+const UNREADABLE = '\uffff';
+
+/** Each chain and its last row: a skip scan over the primary key (one probe per chain). */
+export const CHAIN_TAILS = `
   WITH RECURSIVE chains(chain) AS (
     SELECT min(chain) FROM audit
     UNION ALL
@@ -39,7 +44,7 @@ const CHAIN_TAILS = `
   SELECT c.chain, t.seq, t.entry FROM chains c
   CROSS JOIN LATERAL (SELECT seq, entry FROM audit a WHERE a.chain = c.chain ORDER BY a.seq DESC LIMIT 1) t`;
 
-const CHAIN_TAIL = 'SELECT seq, entry FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT $2';
+export const CHAIN_TAIL = 'SELECT seq, entry FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT $2';
 
 /** The entry of a row, if it has an entry's shape (what the wire schema serialises); tampered content still shows. */
 function parse(chain: string, seq: number, text: string): RecentEntry | undefined {
@@ -62,8 +67,8 @@ function older(a: RecentEntry, b: RecentEntry): number {
 
 export async function recentAuditEntries(db: Pick<pg.Pool, 'query'>, limit: number): Promise<RecentEntries> {
   const tails = (await db.query<{ chain: string; seq: string; entry: string }>(CHAIN_TAILS)).rows
-    // A chain whose last row does not parse sorts last: its entries are still read if there is room.
-    .map((r) => ({ chain: r.chain, time: parse(r.chain, Number(r.seq), r.entry)?.time ?? '' }))
+    // A chain whose last row is not an entry is read first: what it holds is what the page must show.
+    .map((r) => ({ chain: r.chain, time: parse(r.chain, Number(r.seq), r.entry)?.time ?? UNREADABLE }))
     .sort((a, b) => (a.time === b.time ? 0 : a.time < b.time ? 1 : -1));
   let gathered: RecentEntry[] = [];
   let unreadable = 0;
