@@ -68,6 +68,7 @@ export type KeyholdErrorCode =
   | 'ERR_BARRIER_INTEGRITY'
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_AUDIT_CHAIN_BROKEN'
+  | 'ERR_AUDIT_VERIFY_TIMEOUT'
   | 'ERR_INTERNAL'
   // Quorum approval (issue 12, src/approvals/).
   | 'ERR_APPROVAL_NOT_FOUND'

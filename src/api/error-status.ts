@@ -80,6 +80,9 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_BARRIER_INTEGRITY: 500,
   ERR_AUDIT_UNAVAILABLE: 503,
   ERR_AUDIT_CHAIN_BROKEN: 503,
+  // The audit page's verification of the PostgreSQL table ran past its bound (audit.verifyTimeoutSeconds):
+  // the table is too large to judge within a request; `keyhold audit verify --config` has no bound.
+  ERR_AUDIT_VERIFY_TIMEOUT: 503,
   ERR_INTERNAL: 500,
   // Quorum approval (issue 12, src/approvals/). Who may not do it: 403; the request is not in a
   // state that allows it (expired, already decided, already executed, the hash the approver saw
@@ -136,6 +139,8 @@ export function publicMessage(code: KeyholdErrorCode, message: string): string {
   if (code === 'ERR_KUBERNETES_UNREACHABLE' || code === 'ERR_KUBERNETES_NOT_SYNCED') return message;
   // Written by keyhold (which provider endpoint failed, and how), never a secret or the provider's raw answer.
   if (code === 'ERR_OIDC_PROVIDER_ERROR' || code === 'ERR_OIDC_PROVIDER_UNREACHABLE') return message;
+  // Written by keyhold (the bound, and the offline command to use instead).
+  if (code === 'ERR_AUDIT_VERIFY_TIMEOUT') return message;
   if (code.startsWith('ERR_HSM')) return 'the HSM could not complete the operation';
   if (code.startsWith('ERR_AUDIT')) return 'the audit log cannot be written; request refused';
   if (code === 'ERR_STORAGE' || code === 'ERR_STORAGE_UNAVAILABLE') return 'storage is unavailable';

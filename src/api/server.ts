@@ -27,6 +27,7 @@ import { installSessions } from './session.js';
 import { sysApi, VERSION } from './routes/sys.js';
 import { tokensApi } from './routes/tokens.js';
 import { MOUNTS } from '../barrier/mounts.js';
+import type { PostgresStorage } from '../storage/postgres.js';
 import { OperatorLogins } from '../operators/login.js';
 import { operatorAuthApi } from './routes/auth-operator.js';
 import { operatorsApi } from './routes/operators.js';
@@ -179,7 +180,14 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   await app.register(policiesApi, { policies: runtime.policies });
   await app.register(tokensApi, { tokens: runtime.tokens });
   await app.register(auditApi, { audit: runtime.audit, signer: runtime.auditSigner });
-  await app.register(auditViewApi, { path: runtime.config.storage.postgres ? undefined : runtime.config.audit.path, publicKeyPem: runtime.auditSigner.publicKeyPem, audit: runtime.audit });
+  // On PostgreSQL the audit log is the store's `audit` table, one chain per replica: the views read it there.
+  const auditTable = runtime.config.storage.postgres && runtime.newSessionClient
+    ? { pool: (runtime.storage as PostgresStorage).pool, newClient: runtime.newSessionClient, ...(runtime.config.audit.verifyTimeoutSeconds !== undefined ? { verifyTimeoutSeconds: runtime.config.audit.verifyTimeoutSeconds } : {}) }
+    : undefined;
+  await app.register(auditViewApi, {
+    path: runtime.config.storage.postgres ? undefined : runtime.config.audit.path, ...(auditTable ? { table: auditTable } : {}),
+    publicKeyPem: runtime.auditSigner.publicKeyPem, audit: runtime.audit,
+  });
   await app.register(sessionApi, {
     tokens: runtime.tokens, sessionTtlSeconds: runtime.config.ui?.sessionTtlSeconds ?? 3600,
     oidcConfigured: () => runtime.oidcAuth.describeConfig().then(() => true, () => false),

@@ -99,6 +99,11 @@ export const ServerConfigSchema = Type.Object({
     checkpointEvery: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     /** ...and this often while there are new entries (default 10). */
     checkpointIntervalSeconds: Type.Optional(Type.Number({ minimum: 0.05, maximum: 86_400 })),
+    /**
+     * With PostgreSQL: how long the console's verification of the audit table (GET /v1/sys/audit/verify)
+     * may run before it is stopped with 503 ERR_AUDIT_VERIFY_TIMEOUT (default 20).
+     */
+    verifyTimeoutSeconds: Type.Optional(Type.Number({ minimum: 0.1, maximum: 600 })),
   }, { additionalProperties: false }),
   /** How a new store is sealed (read at initialisation only; afterwards the seal record decides). */
   seal: Type.Optional(Type.Object({

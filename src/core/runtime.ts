@@ -36,6 +36,7 @@ import { ROOT_POLICY_NAME } from '../policy/evaluate.js';
 import { PolicyStore } from '../policy/store.js';
 import { SecretStore } from '../secrets/store.js';
 import type { PostgresStorage } from '../storage/postgres.js';
+import type { NewPgClient } from '../storage/pg-session.js';
 import type { Storage } from '../storage/types.js';
 import type { ServerConfig } from './config.js';
 import { setUpRecovery, type RecoveryShareSet } from './recovery-init.js';
@@ -47,6 +48,8 @@ export interface Runtime {
   config: ServerConfig;
   hsm: Hsm;
   storage: Storage;
+  /** On PostgreSQL: a new session of the store's database, outside its pool (same URL, password and TLS). */
+  newSessionClient?: NewPgClient;
   barrier: Barrier;
   keys: KeysContext;
   secrets: SecretStore;
@@ -231,6 +234,7 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       config,
       hsm,
       storage,
+      ...(shared ? { newSessionClient: shared.newSessionClient } : {}),
       barrier,
       keys: { hsm, wrapper, records, material },
       secrets: new SecretStore(barrier.view(MOUNTS.secrets)),

@@ -35,6 +35,8 @@ const AuditActorView = Closed({
 /** Audit entries as written (request and response records, and the log's own system entries). */
 export const AuditEntryView = Type.Object({
   seq: Type.Integer(), time: Type.String(), type: Type.String(), hash: Type.Optional(Type.String()),
+  /** On PostgreSQL: the chain (one per writer process) whose row this is; `seq` is the row's place in it. */
+  chain: Type.Optional(Type.String()),
   requestId: Type.Optional(Type.String()), operation: Type.Optional(Type.String()), path: Type.Optional(Type.String()),
   actor: Type.Optional(AuditActorView),
   outcome: Type.Optional(Closed({ status: Type.Integer(), code: Type.Optional(Type.String()) })),
@@ -42,24 +44,61 @@ export const AuditEntryView = Type.Object({
 }, { additionalProperties: true });
 
 export const AuditEntries = Closed({
+  /** Oldest first. On PostgreSQL, the latest across every chain in the table, ordered by time. */
   entries: Type.Array(AuditEntryView),
-  /** Lines of the active file's tail that were not JSON (a tampered or torn line): shown, not hidden. */
+  /** Lines of the active file's tail (rows of the table read) that are not entries (a tampered or torn line): counted, not hidden. */
   unreadable: Type.Integer(),
+  /** On PostgreSQL: the chains in the table. */
+  chains: Type.Optional(Type.Integer()),
 });
 export type AuditEntries = Static<typeof AuditEntries>;
 
-/** The result of running the chain and checkpoint verifier over the server's audit files. */
+const CheckpointView = Closed({ seq: Type.Integer(), head_seq: Type.Integer(), signed_at: Type.String() });
+
+/** One chain of the PostgreSQL table (one per writer process), judged on its own. */
+export const AuditChainVerdict = Closed({
+  chain: Type.String(),
+  ok: Type.Boolean(),
+  /** Entries that verified (when broken: those before the failure). */
+  entries: Type.Integer(),
+  checkpoints: Type.Integer(),
+  unsigned_entries: Type.Optional(Type.Integer()),
+  last_checkpoint: Type.Optional(CheckpointView),
+  /** The answering replica's own chain. */
+  this_replica: Type.Boolean(),
+  /**
+   * Checked against what the writer knows: its latest checkpoint and the head it committed (so a
+   * cut or rewritten tail shows, even after the last checkpoint). Only a replica's own chain is.
+   */
+  anchored: Type.Boolean(),
+  failure: Type.Optional(Closed({ bad_seq: Type.Integer(), reason: Type.String(), truncated: Type.Optional(Type.Boolean()) })),
+});
+export type AuditChainVerdict = Static<typeof AuditChainVerdict>;
+
+/**
+ * The result of running the chain and checkpoint verifier over the server's audit files, or (on
+ * PostgreSQL) over every chain of the audit table: then `ok`, `entries`, `checkpoints` and
+ * `failure` are of all chains together, and `chains` has each one's verdict.
+ */
 export const AuditVerification = Closed({
   ok: Type.Boolean(),
+  /** When the check was made (PostgreSQL: the moment the table was judged as of). */
   checked_at: Type.String(),
   entries: Type.Integer(),
   checkpoints: Type.Optional(Type.Integer()),
   unsigned_entries: Type.Optional(Type.Integer()),
-  last_checkpoint: Type.Optional(Closed({ seq: Type.Integer(), head_seq: Type.Integer(), signed_at: Type.String() })),
-  /** Whether the barrier's copy of the latest checkpoint anchored the check (detects a cut tail). */
+  last_checkpoint: Type.Optional(CheckpointView),
+  /** Whether the barrier's copy of the latest checkpoint anchored the check (detects a cut tail); on PostgreSQL, this replica's chain. */
   anchored: Type.Boolean(),
   failure: Type.Optional(Closed({
-    bad_seq: Type.Integer(), line: Type.Integer(), reason: Type.String(), file: Type.Optional(Type.String()), truncated: Type.Optional(Type.Boolean()),
+    bad_seq: Type.Integer(),
+    /** The line in the file; on PostgreSQL the row's place in its chain (= bad_seq). */
+    line: Type.Integer(),
+    reason: Type.String(), file: Type.Optional(Type.String()), truncated: Type.Optional(Type.Boolean()),
+    /** On PostgreSQL: the (first) broken chain. */
+    chain: Type.Optional(Type.String()),
   })),
+  /** On PostgreSQL: every chain in the table. */
+  chains: Type.Optional(Type.Array(AuditChainVerdict)),
 });
 export type AuditVerification = Static<typeof AuditVerification>;

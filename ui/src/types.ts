@@ -32,14 +32,23 @@ export interface Health {
 }
 
 export interface AuditEntry {
-  seq: number; time: string; type: string; hash?: string; requestId?: string; operation?: string; path?: string;
+  seq: number; time: string; type: string; hash?: string; chain?: string; requestId?: string; operation?: string; path?: string;
   actor?: { accessor?: string; policies?: string[]; selectors?: string[] };
   outcome?: { status: number; code?: string };
   fields?: Record<string, string>;
 }
 
+export interface AuditCheckpointView { seq: number; head_seq: number; signed_at: string }
+
+/** One chain of the PostgreSQL audit table (one per server process). */
+export interface AuditChainVerdict {
+  chain: string; ok: boolean; entries: number; checkpoints: number; unsigned_entries?: number; last_checkpoint?: AuditCheckpointView;
+  this_replica: boolean; anchored: boolean; failure?: { bad_seq: number; reason: string; truncated?: boolean };
+}
+
 export interface AuditVerification {
   ok: boolean; checked_at: string; entries: number; checkpoints?: number; unsigned_entries?: number; anchored: boolean;
-  last_checkpoint?: { seq: number; head_seq: number; signed_at: string };
-  failure?: { bad_seq: number; line: number; reason: string; file?: string; truncated?: boolean };
+  last_checkpoint?: AuditCheckpointView;
+  failure?: { bad_seq: number; line: number; reason: string; file?: string; truncated?: boolean; chain?: string };
+  chains?: AuditChainVerdict[];
 }
