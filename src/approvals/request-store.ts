@@ -18,6 +18,8 @@ const PREFIX = 'requests/';
 const MAX_ATTEMPTS = 64;
 /** Records read at once by a sweep or a limit check. */
 const READ_BATCH = 16;
+/** How long a request a limit check found open is taken to be still open without reading it again. */
+const SEEN_OPEN_MS = 60_000;
 
 /** What a sweep pass did so far (kept up to date as it goes, so a pass that fails midway still reports its deletions). */
 export interface SweepProgress {
@@ -30,6 +32,9 @@ export const newApprovalId = (): string => `apr_${randomBytes(16).toString('base
 const notFound = (id: string) => new KeyholdError('ERR_APPROVAL_NOT_FOUND', `approval request ${id} does not exist`);
 
 export class ApprovalRequestStore {
+  /** Requests a limit check found open, and when (endedAmong); at most one entry per open request. */
+  readonly #seenOpen = new Map<string, number>();
+
   constructor(private readonly view: BarrierView) {}
 
   /**
@@ -76,13 +81,25 @@ export class ApprovalRequestStore {
     }
   }
 
-  /** The ids among `entries` whose request has ended or is gone (deleted by the sweep: only ended ones are). */
+  /**
+   * The ids among `entries` whose request has ended or is gone (deleted by the sweep: only ended
+   * ones are). A request found open is not read again for a while: calls refused at a full limit
+   * would otherwise each read every counted record (up to maxOpen), and an entry that outlived its
+   * request is rare (the transitions drop theirs). Skipping a check can only over-count, never let
+   * a request past the limit.
+   */
   private async endedAmong(entries: readonly OpenEntry[], now: number): Promise<string[]> {
+    for (const [id, at] of this.#seenOpen) if (at <= now - SEEN_OPEN_MS) this.#seenOpen.delete(id);
+    const unchecked = entries.filter((e) => !this.#seenOpen.has(e.id));
     const ended: string[] = [];
-    for (let i = 0; i < entries.length; i += READ_BATCH) {
-      const batch = entries.slice(i, i + READ_BATCH);
+    for (let i = 0; i < unchecked.length; i += READ_BATCH) {
+      const batch = unchecked.slice(i, i + READ_BATCH);
       const records = await Promise.all(batch.map((e) => this.view.get<ApprovalRecord>(PREFIX + e.id)));
-      records.forEach((r, j) => { if (r === null || !isOpen(r, now)) ended.push((batch[j] as OpenEntry).id); });
+      records.forEach((r, j) => {
+        const { id } = batch[j] as OpenEntry;
+        if (r === null || !isOpen(r, now)) ended.push(id);
+        else this.#seenOpen.set(id, now);
+      });
     }
     return ended;
   }

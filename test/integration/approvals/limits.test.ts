@@ -58,7 +58,8 @@ before(async () => {
   await api.asRoot('PUT', '/v1/policies/keys-admin', { rules: [{ path: 'keys/*', capabilities: ['read', 'rotate'] }] });
   await api.asRoot('PUT', '/v1/policies/tokens-create', { rules: [{ path: 'sys/tokens', capabilities: ['create'] }] });
   await api.asRoot('PUT', '/v1/sys/groups/requesters', { policies: ['keys-admin', 'tokens-create'], members: ['rita', 'sam', 'tom', 'una'], external_groups: [] });
-  await api.asRoot('PUT', '/v1/sys/groups/custodians', { policies: [], members: ['alice', 'bob'], external_groups: [] });
+  await api.asRoot('PUT', '/v1/policies/approvals-read', { rules: [{ path: 'sys/approvals/requests', capabilities: ['list'] }, { path: 'sys/approvals/requests/*', capabilities: ['read'] }] });
+  await api.asRoot('PUT', '/v1/sys/groups/custodians', { policies: ['approvals-read'], members: ['alice', 'bob'], external_groups: [] });
   [rita, sam, tom, una, alice, bob] = await Promise.all(['rita', 'sam', 'tom', 'una', 'alice', 'bob'].map((name) => createPerson(api, name))) as [Person, Person, Person, Person, Person, Person];
   await api.asRoot('POST', '/v1/keys', { name: 'pay', type: 'aes256-gcm', protection: 'hsm' });
   await api.asRoot('PUT', '/v1/sys/approvals/policies/rotate', { operations: ['key-rotate'], paths: ['keys/*'], group: 'custodians', required: 1 });

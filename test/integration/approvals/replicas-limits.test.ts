@@ -38,7 +38,7 @@ describe('approval limits and the retention sweep on two replicas', { timeout: 1
     const a = on(0);
     await a.asRoot('PUT', '/v1/policies/keys-admin', { rules: [{ path: 'keys/*', capabilities: ['read', 'rotate'] }] });
     await a.asRoot('PUT', '/v1/sys/groups/requesters', { policies: ['keys-admin'], members: ['rita', 'sam'], external_groups: [] });
-    await a.asRoot('PUT', '/v1/sys/groups/custodians', { policies: [], members: ['alice'], external_groups: [] });
+    await a.asRoot('PUT', '/v1/sys/groups/custodians', { policies: ['keys-admin'], members: ['alice'], external_groups: [] });
     rita = await createPerson(a, 'rita');
     sam = await createPerson(a, 'sam');
     await createPerson(a, 'alice');

@@ -153,11 +153,14 @@ describe('expiry and the retention sweep', () => {
 describe('retention 0: ended requests are kept', () => {
   let kept: DevServer;
   const keptApi = apiCaller(() => ({ address: kept.address, root: kept.rootToken }));
+  let vera: Person;
   before(async () => {
     kept = await startDev(tempDir(), { KEYHOLD_APPROVALS_RETENTION_SECONDS: '0', KEYHOLD_APPROVALS_SWEEP_INTERVAL_SECONDS: '1', KEYHOLD_APPROVALS_TTL_SECONDS: '1' });
     await keptApi.asRoot('PUT', '/v1/policies/keys-admin', { rules: [{ path: 'keys/*', capabilities: ['read', 'rotate'] }] });
     await keptApi.asRoot('PUT', '/v1/sys/groups/custodians', { policies: ['keys-admin'], members: ['vera'], external_groups: [] });
     await keptApi.asRoot('POST', '/v1/keys', { name: 'pay', type: 'aes256-gcm', protection: 'hsm' });
+    // Before the policy: it protects its group's accounts.
+    vera = await createPerson(keptApi, 'vera');
     await keptApi.asRoot('PUT', '/v1/sys/approvals/policies/rotate', { operations: ['key-rotate'], paths: ['keys/*'], group: 'custodians', required: 1 });
   });
   after(async () => {
@@ -165,7 +168,6 @@ describe('retention 0: ended requests are kept', () => {
   });
 
   it('neither the timer nor the API deletes anything', async () => {
-    const vera = await createPerson(keptApi, 'vera');
     const cancelled = pending(await keptApi.call(vera.token, 'POST', '/v1/keys/pay/rotate'));
     assertOk(await keptApi.call(vera.token, 'POST', `/v1/sys/approvals/${cancelled.id}/cancel`));
     const expired = pending(await keptApi.call(vera.token, 'POST', '/v1/keys/pay/rotate'));
