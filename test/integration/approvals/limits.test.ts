@@ -9,8 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { auditRecords, startDev, tempDir, type DevServer } from '../../helpers/server.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify as stringifyYaml } from 'yaml';
+import { auditRecords, devServerConfig, startDev, tempDir, type DevServer } from '../../helpers/server.js';
 import { apiCaller, assertError, assertOk, type RawResponse } from '../api/api-helpers.js';
+import { runCliTimed } from '../server/support.js';
 import { approve, createPerson, loginAgain, nextCode, pending, type Person } from './support.js';
 
 const PER_REQUESTER = 3;
@@ -130,5 +134,40 @@ describe('limits on open approval requests', () => {
     const opened = auditRecords(server.dataDir).filter((e) => e.type === 'response' && e.operation === 'keys.rotate' && e.outcome?.status === 202).map((e) => e.fields?.approval_id);
     const all = [...(await stored()).values()].flat();
     assert.deepEqual([...all].sort(), [...opened].sort());
+  });
+});
+
+describe('the CLI and the config', () => {
+  const cli = (args: string[]) => runCliTimed(args, { KEYHOLD_ADDR: server.address, KEYHOLD_TOKEN: server.rootToken }, 30_000);
+
+  it('`keyhold approval list --state --limit` and `keyhold approval sweep`', async () => {
+    const listed = await cli(['approval', 'list', '--state', 'pending', '--limit', '1']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const body = JSON.parse(listed.stdout) as { approvals: Array<{ state: string }>; truncated?: boolean };
+    assert.equal(body.approvals.length, 1);
+    assert.equal(body.approvals[0]?.state, 'pending');
+    assert.equal(body.truncated, true);
+    const refused = await cli(['approval', 'list', '--limit', '1001']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /ERR_BAD_REQUEST/);
+    const swept = await cli(['approval', 'sweep']);
+    assert.equal(swept.code, 0, swept.stderr);
+    assert.deepEqual(JSON.parse(swept.stdout), { deleted: 0, retention_seconds: 30 * 24 * 3600 });
+  });
+
+  it('a server with a bad limit or retention does not start, and says which setting', async () => {
+    // `keyhold dev` (KEYHOLD_APPROVALS_* honoured) and `keyhold server --config` on this server's data dir, left untouched.
+    for (const [name, value, field] of [['KEYHOLD_APPROVALS_MAX_OPEN', '0', 'approvals/maxOpen'], ['KEYHOLD_APPROVALS_MAX_OPEN_PER_REQUESTER', '-1', 'approvals/maxOpenPerRequester'],
+      ['KEYHOLD_APPROVALS_RETENTION_SECONDS', '1.5', 'approvals/retentionSeconds'], ['KEYHOLD_APPROVALS_SWEEP_INTERVAL_SECONDS', '86401', 'approvals/sweepIntervalSeconds']] as const) {
+      const res = await runCliTimed(['dev', '--data-dir', tempDir(), '--listen', '127.0.0.1:0'], { [name]: value }, 30_000);
+      assert.equal(res.code, 1, `${name}=${value}: ${res.stdout}${res.stderr}`);
+      assert.match(res.stderr, /ERR_CONFIG/);
+      assert.ok(res.stderr.includes(field), res.stderr);
+    }
+    const file = join(tempDir(), 'keyhold.yaml');
+    writeFileSync(file, stringifyYaml(devServerConfig(server.dataDir, { approvals: { maxOpenPerRequester: 30, maxOpen: 20 } })));
+    const res = await runCliTimed(['server', '--config', file], { SOFTHSM2_CONF: join(server.dataDir, 'softhsm2.conf') }, 30_000);
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stderr, /approvals\.maxOpenPerRequester \(30\) must not exceed approvals\.maxOpen \(20\)/);
   });
 });
