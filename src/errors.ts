@@ -83,6 +83,7 @@ export type KeyholdErrorCode =
   | 'ERR_APPROVAL_EXPIRED'
   | 'ERR_APPROVAL_STATE'
   | 'ERR_APPROVAL_EXECUTION_INVALID'
+  | 'ERR_APPROVAL_LIMIT'
   // Operator accounts and groups (issue 12, src/operators/, src/groups/).
   | 'ERR_LOGIN_FAILED'
   | 'ERR_SECOND_FACTOR_INVALID'

@@ -11,6 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Approvals } from '../approvals/service.js';
 import { EXECUTION_HEADER } from '../approvals/executions.js';
 import { pendingView } from '../approvals/view.js';
+import { isKeyholdError } from '../errors.js';
 
 /** The policy path the route authorised on (its first requirement): what approval policies match. */
 async function policyPathOf(request: FastifyRequest): Promise<string> {
@@ -37,6 +38,14 @@ export function approvalGate(approvals: Approvals): (request: FastifyRequest, re
     if (!approvals.protects(operation)) return run();
     const record = await approvals.open({
       token: request.keyhold.token, operation, method: request.method, url: request.url, path: await policyPathOf(request), body: request.body,
+    }).catch((err: unknown) => {
+      // Refused for too many open requests (429, nothing stored): the outcome record says which limit.
+      if (isKeyholdError(err, 'ERR_APPROVAL_LIMIT')) {
+        fields.approval_operation = operation;
+        fields.approval_outcome = 'refused-limit';
+        fields.approval_limit = String(err.details?.limit);
+      }
+      throw err;
     });
     if (!record) return run();
     fields.approval_id = record.id;

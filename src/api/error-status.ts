@@ -99,6 +99,8 @@ export const HTTP_STATUS: Readonly<Record<KeyholdErrorCode, number>> = {
   ERR_APPROVAL_EXPIRED: 409,
   ERR_APPROVAL_STATE: 409,
   ERR_APPROVAL_EXECUTION_INVALID: 403,
+  // Too many open requests (per person, or in all): frees when requests end, not with time, so no Retry-After.
+  ERR_APPROVAL_LIMIT: 429,
   // Operator accounts and groups (issue 12). A wrong username, password, TOTP or recovery code is
   // one answer (ERR_LOGIN_FAILED), so a login does not tell which part was wrong or whether the
   // account exists; ERR_SECOND_FACTOR_INVALID is the re-authentication of a logged-in person.

@@ -194,7 +194,7 @@ export async function buildApi(runtime: Runtime, options: ApiOptions = {}): Prom
   });
   await app.register(keysApi, { keys: runtime.keys });
   await app.register(secretsApi, { secrets: runtime.secrets });
-  await app.register(approvalsApi, { approvals: runtime.approvals });
+  await app.register(approvalsApi, { approvals: runtime.approvals, sweep: runtime.approvalSweep });
   await app.register(kubernetesAuthApi, { kubernetesAuth: runtime.kubernetesAuth, policies: runtime.policies, auditHmac: runtime.auditHmac });
   // People (issue 12): operator accounts, their logins, groups, and "what can I do".
   const operatorConfig = runtime.config.operators;

@@ -3,9 +3,10 @@
  * for a protected call, records approvals and denials (each approver re-authenticated with their
  * second factor), cancels, and hands out the single execution of an approved request.
  */
-import { KeyholdError } from '../errors.js';
+import { isKeyholdError, KeyholdError } from '../errors.js';
 import type { TokenRecord } from '../identity/tokens.js';
 import { Executions, type PendingExecution } from './executions.js';
+import { DEFAULT_APPROVAL_LIMITS, type ApprovalLimits } from './open-index.js';
 import { paramsSha256 } from './params-hash.js';
 import { approverOf, callerPerson } from './people.js';
 import type { ApprovalPolicy, ApprovalPolicyInput } from './policy.js';
@@ -34,6 +35,8 @@ export interface ApprovalsOptions {
   groups: GroupMembers;
   operators: SecondFactorCheck;
   ttlSeconds?: number;
+  /** Open requests per person and in all (default DEFAULT_APPROVAL_LIMITS). */
+  limits?: ApprovalLimits;
   /** Keyed hash of credential fields (secret-fields.ts). */
   mac: SecretMac;
   now?: () => number;
@@ -53,6 +56,7 @@ export class Approvals {
   readonly policies: ApprovalPolicyStore;
   readonly requests: ApprovalRequestStore;
   readonly ttlSeconds: number;
+  readonly limits: ApprovalLimits;
   readonly #executions = new Executions();
   readonly #groups: GroupMembers;
   readonly #operators: SecondFactorCheck;
@@ -63,6 +67,7 @@ export class Approvals {
     this.policies = options.policies;
     this.requests = options.requests;
     this.ttlSeconds = options.ttlSeconds ?? DEFAULT_APPROVAL_TTL_SECONDS;
+    this.limits = options.limits ?? DEFAULT_APPROVAL_LIMITS;
     this.#groups = options.groups;
     this.#operators = options.operators;
     this.#mac = options.mac;
@@ -94,7 +99,8 @@ export class Approvals {
 
   /**
    * A protected call: undefined when no approval policy covers it (it runs), else the new pending
-   * request (it does not run). Only a person can request.
+   * request (it does not run). Only a person can request, and only while under the limits on open
+   * requests (ERR_APPROVAL_LIMIT: nothing is stored).
    */
   async open(call: ProtectedCall): Promise<ApprovalRecord | undefined> {
     let rules = this.policies.rulesFor(call.operation, call.path);
@@ -122,7 +128,7 @@ export class Approvals {
       approvals: [],
       denials: [],
     };
-    await this.requests.create(record);
+    await this.requests.create(record, this.limits, now);
     return record;
   }
 
@@ -177,12 +183,22 @@ export class Approvals {
     const memberOf = Approvals.memberRules(await this.currentMembers(record), approver.operator);
     assertCanDecide(record, approver, memberOf, this.#now());
     await this.#operators.verifySecondFactor(approver.operator, code);
-    return this.requests.update(id, (current) => this.scrubbed(deny(current, approver, memberOf, this.#now(), reason)));
+    return this.ended(await this.requests.update(id, (current) => this.scrubbed(deny(current, approver, memberOf, this.#now(), reason))));
   }
 
   async cancel(id: string, token: TokenRecord | null): Promise<ApprovalRecord> {
     const caller = callerPerson(token, 'cancelling a request');
-    return this.requests.update(id, (current) => this.scrubbed(cancel(current, caller, this.#now())));
+    return this.ended(await this.requests.update(id, (current) => this.scrubbed(cancel(current, caller, this.#now()))));
+  }
+
+  /**
+   * A request that just ended frees its place under the limits at once. Best effort: the
+   * transition is committed whatever happens here, and an entry left behind is checked against
+   * its record when a limit is next reached (open-index.ts).
+   */
+  private async ended(record: ApprovalRecord): Promise<ApprovalRecord> {
+    await this.requests.forget(new Set([record.id]), this.#now()).catch(() => undefined);
+    return record;
   }
 
   /**
@@ -221,11 +237,20 @@ export class Approvals {
     return execution;
   }
 
-  /** After the re-dispatched request was answered: the marker is void; if the action ran, its status is recorded and credentials leave the stored body. */
+  /**
+   * After the re-dispatched request was answered: the marker is void; if the action ran, its status
+   * is recorded and credentials leave the stored body. A request already gone (an action that ran
+   * longer than the retention, and a sweep deleted the executed request meanwhile) has nothing left
+   * to record into: the execute route's audit record still carries the status.
+   */
   async finishExecution(marker: string, status: number): Promise<boolean> {
     const execution = this.#executions.release(marker);
     if (!execution?.began) return false;
-    await this.requests.update(execution.id, (current) => this.scrubbed({ ...current, executionStatus: status }));
+    try {
+      await this.ended(await this.requests.update(execution.id, (current) => this.scrubbed({ ...current, executionStatus: status })));
+    } catch (err) {
+      if (!isKeyholdError(err, 'ERR_APPROVAL_NOT_FOUND')) throw err;
+    }
     return true;
   }
 

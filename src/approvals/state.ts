@@ -66,6 +66,25 @@ export function effectiveState(record: ApprovalRecord, now: number): ApprovalSta
   return isExpired(record, now) ? 'expired' : record.state;
 }
 
+/** Pending or approved, and not expired: what the limits on open requests count (request-store.ts). */
+export function isOpen(record: ApprovalRecord, now: number): boolean {
+  return (record.state === 'pending' || record.state === 'approved') && !isExpired(record, now);
+}
+
+/**
+ * When the request ended (ms since the epoch): denied, cancelled, executed or expired; undefined
+ * while it is open. Every ended state is final (no transition leaves it), so a request found ended
+ * stays ended: what the retention sweep and the open-request index rely on.
+ */
+export function endedAt(record: ApprovalRecord, now: number): number | undefined {
+  switch (record.state) {
+    case 'denied': return Date.parse(record.deniedAt ?? record.expiresAt);
+    case 'cancelled': return Date.parse(record.cancelledAt ?? record.expiresAt);
+    case 'executed': return Date.parse(record.executedAt ?? record.expiresAt);
+    default: return isExpired(record, now) ? Date.parse(record.expiresAt) : undefined;
+  }
+}
+
 /**
  * The persons (`operator:<name>`) in each rule's group now, by rule index. An approval counts for a
  * rule only while its giver is still in the group: someone removed from it (left, or was found

@@ -117,8 +117,11 @@ token.command('revoke').description('revoke a token and its descendants by its a
 
 const approval = program.command('approval').description('quorum approval: requests that protected calls opened, and approval policies (KEYHOLD_ADDR, KEYHOLD_TOKEN)');
 const approvals = async () => (await import('./commands/approval.js')).approvalCommands;
-approval.command('list').description('list requests, newest first').option('--state <state>', 'pending, approved, denied, cancelled, executed or expired')
-  .action(run(async (o: { state?: string }) => (await approvals()).list(o)));
+approval.command('list').description('list requests, newest first ("truncated": true when more matched than the limit)').option('--state <state>', 'pending, approved, denied, cancelled, executed or expired')
+  .option('--limit <n>', 'at most this many (default 100, at most 1000)')
+  .action(run(async (o: { state?: string; limit?: string }) => (await approvals()).list(o)));
+approval.command('sweep').description('delete requests that ended longer than approvals.retentionSeconds ago, now, on the replica answering (it runs by itself too)')
+  .action(run(async () => (await approvals()).sweep()));
 approval.command('show <id>').description('a request: operation, URL, body, params_sha256 (checked here against what is shown)')
   .action(run(async (id: string) => (await approvals()).show(id)));
 approval.command('approve <id>').description('approve with your second factor (KEYHOLD_TOTP_CODE, or typed on stdin); states the params_sha256 computed here from what the server shows')

@@ -4,7 +4,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { ApprovalList, ApprovalPending, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyView, ApprovalView } from '../wire/approvals.js';
+import type { ApprovalList, ApprovalPending, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyView, ApprovalSweepResult, ApprovalView } from '../wire/approvals.js';
 import type { AuditCheckpoint, AuditPublicKey } from '../wire/audit.js';
 import type { LoginView } from '../wire/auth-kubernetes.js';
 import type { ErrorResponse } from '../wire/errors.js';
@@ -154,7 +154,12 @@ export class KeyholdClient {
   revokeAccessor(accessor: string) { return this.request<void>('DELETE', `/v1/tokens/accessors/${enc(accessor)}`); }
 
   // Quorum approval (/v1/sys/approvals): a protected call answers 202 with an ApprovalPending instead of acting.
-  listApprovals(state?: string) { return this.request<ApprovalList>('GET', `/v1/sys/approvals${state ? `?state=${enc(state)}` : ''}`); }
+  listApprovals(state?: string, limit?: string) {
+    const query = new URLSearchParams({ ...(state ? { state } : {}), ...(limit ? { limit } : {}) }).toString();
+    return this.request<ApprovalList>('GET', `/v1/sys/approvals${query ? `?${query}` : ''}`);
+  }
+  /** One retention pass on the replica answering (`delete` on sys/approvals/requests). */
+  sweepApprovals() { return this.request<ApprovalSweepResult>('POST', '/v1/sys/approvals/sweep'); }
   getApproval(id: string) { return this.request<ApprovalView>('GET', `/v1/sys/approvals/${enc(id)}`); }
   /** `paramsSha256`: the hash of the parameters the approver looked at; `code`: their TOTP (or recovery) code. */
   approveRequest(id: string, paramsSha256: string, code: string) {

@@ -4,6 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { trustedProxyProblem } from '../api/client-address.js';
+import { MAX_OPEN_PER_REQUESTER, MAX_OPEN_TOTAL } from '../approvals/open-index.js';
 import { KeyholdError } from '../errors.js';
 import { parsePostgresUrl } from '../storage/postgres-config.js';
 
@@ -120,9 +121,18 @@ export const ServerConfigSchema = Type.Object({
     settleMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
     intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   }, { additionalProperties: false })),
-  /** Quorum approval (src/approvals/): how long a request may wait for its approvals and its execution (default 24 h). */
+  /**
+   * Quorum approval (src/approvals/): how long a request may wait for its approvals and its
+   * execution (default 24 h); how many may be open (pending or approved) per person and in all
+   * (defaults in open-index.ts); how long ended requests are kept (default 30 days; 0: for ever)
+   * and how often the sweep that deletes them runs (defaults in sweep.ts).
+   */
   approvals: Type.Optional(Type.Object({
     ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 24 * 3600 })),
+    maxOpenPerRequester: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_OPEN_PER_REQUESTER })),
+    maxOpen: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_OPEN_TOTAL })),
+    retentionSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 * 366 * 24 * 3600 })),
+    sweepIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 3600 })),
   }, { additionalProperties: false })),
   operators: Type.Optional(OperatorsSection),
   /** The web console (issue 12): served at /ui unless `enabled: false`; sessions started from a token last `sessionTtlSeconds` (default 1 h). */
@@ -195,7 +205,11 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_HSM_PIN_ENV', (c, v) => { (c.hsm ??= {}).pinEnv = v; }],
   ['KEYHOLD_LOG_LEVEL', (c, v) => { c.log = { level: v }; }],
   ['KEYHOLD_TOKENS_MAX_TTL_SECONDS', (c, v) => { c.tokens = { ...(c.tokens as object | undefined), maxTtlSeconds: wholeNumber(v) }; }],
-  ['KEYHOLD_APPROVALS_TTL_SECONDS', (c, v) => { c.approvals = { ...(c.approvals as object | undefined), ttlSeconds: wholeNumber(v) }; }],
+  ['KEYHOLD_APPROVALS_TTL_SECONDS', (c, v) => { approvalsOf(c).ttlSeconds = wholeNumber(v); }],
+  ['KEYHOLD_APPROVALS_MAX_OPEN_PER_REQUESTER', (c, v) => { approvalsOf(c).maxOpenPerRequester = wholeNumber(v); }],
+  ['KEYHOLD_APPROVALS_MAX_OPEN', (c, v) => { approvalsOf(c).maxOpen = wholeNumber(v); }],
+  ['KEYHOLD_APPROVALS_RETENTION_SECONDS', (c, v) => { approvalsOf(c).retentionSeconds = wholeNumber(v); }],
+  ['KEYHOLD_APPROVALS_SWEEP_INTERVAL_SECONDS', (c, v) => { approvalsOf(c).sweepIntervalSeconds = wholeNumber(v); }],
   // MAX/SECONDS, e.g. 100/10; anything else is left as text for validation to refuse.
   ['KEYHOLD_UNAUTHENTICATED_RATE_LIMIT', (c, v) => {
     const m = /^(\d+)\/(\d+)$/.exec(v);
@@ -213,6 +227,9 @@ const ENV_OVERRIDES: Array<[string, (c: RawConfig, v: string) => void]> = [
   ['KEYHOLD_OPERATORS_ADDRESS_LOCKOUT', (c, v) => { lockoutOf(c).address = lockoutSetting(v); }],
 ];
 
+function approvalsOf(c: RawConfig): Record<string, unknown> {
+  return (typeof c.approvals === 'object' && c.approvals !== null ? c.approvals : (c.approvals = {})) as Record<string, unknown>;
+}
 function operatorsOf(c: RawConfig): Record<string, unknown> {
   return (typeof c.operators === 'object' && c.operators !== null ? c.operators : (c.operators = {})) as Record<string, unknown>;
 }
@@ -263,6 +280,11 @@ export function validateConfig(raw: unknown, source: string): ServerConfig {
     const problem = trustedProxyProblem(entry);
     if (problem !== undefined) throw new KeyholdError('ERR_CONFIG', `${source}: api.trustedProxies[${i}] ${JSON.stringify(entry)} ${problem}`);
   });
+  const approvals = config.approvals;
+  // A per-person limit above the total could never be reached: a typo, most likely (one alone is capped by the other's default).
+  if (approvals?.maxOpenPerRequester !== undefined && approvals.maxOpen !== undefined && approvals.maxOpenPerRequester > approvals.maxOpen) {
+    throw new KeyholdError('ERR_CONFIG', `${source}: approvals.maxOpenPerRequester (${approvals.maxOpenPerRequester}) must not exceed approvals.maxOpen (${approvals.maxOpen})`);
+  }
   const timeouts = apiTimeouts(config);
   // Node refuses the pair otherwise: the headers are part of the request.
   if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) throw new KeyholdError('ERR_CONFIG', `${source}: api.headersTimeoutMs must not exceed api.requestTimeoutMs`);

@@ -2,6 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { ApprovalPolicyStore } from '../approvals/policy-store.js';
 import { ApprovalRequestStore } from '../approvals/request-store.js';
 import { Approvals } from '../approvals/service.js';
+import { DEFAULT_APPROVAL_LIMITS, type ApprovalLimits } from '../approvals/open-index.js';
+import { ApprovalSweep, DEFAULT_RETENTION_SECONDS, DEFAULT_SWEEP_INTERVAL_SECONDS } from '../approvals/sweep.js';
 import { AuditHmac } from '../audit/hmac.js';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditSigner } from '../audit/signer.js';
@@ -73,6 +75,8 @@ export interface Runtime {
   rootRotation: RootRotation;
   /** Quorum approval: approval policies, the requests protected calls open, their one execution. */
   approvals: Approvals;
+  /** The retention sweep of ended approval requests (every replica runs it). */
+  approvalSweep: ApprovalSweep;
   startedAt: number;
   close(): Promise<void>;
 }
@@ -101,6 +105,12 @@ function migrationDetails(m: SealMigrationRecord): Record<string, string | numbe
     lostKeys: m.lostKeys.length,
     ...(m.lostKeys.length > 0 ? { lostKeyNames: m.lostKeys.join(',').slice(0, 1024) } : {}),
   };
+}
+
+/** The limits on open approval requests: a per-person limit alone set above the default total (or the reverse) is capped by the other. */
+function approvalLimits(config: ServerConfig): ApprovalLimits {
+  const total = config.approvals?.maxOpen ?? DEFAULT_APPROVAL_LIMITS.total;
+  return { total, perRequester: Math.min(total, config.approvals?.maxOpenPerRequester ?? DEFAULT_APPROVAL_LIMITS.perRequester) };
 }
 
 /** The operator store's settings from the config's `operators` section (defaults in the store). */
@@ -227,9 +237,19 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       groups,
       operators,
       ttlSeconds: config.approvals?.ttlSeconds,
+      limits: approvalLimits(config),
       // Credentials in a request body are shown to approvers only as this keyed hash (src/approvals/secret-fields.ts).
       mac: (value) => auditHmac.mac(`keyhold/approval-secret\0${value}`),
     });
+    const approvalSweep = new ApprovalSweep({
+      requests: approvals.requests,
+      retentionSeconds: config.approvals?.retentionSeconds ?? DEFAULT_RETENTION_SECONDS,
+      intervalSeconds: config.approvals?.sweepIntervalSeconds ?? DEFAULT_SWEEP_INTERVAL_SECONDS,
+      audit: (record) => audit.append(record),
+      auditHealthy: () => audit.healthy,
+      warn,
+    });
+    approvalSweep.start();
     const runtime: Runtime = {
       config,
       hsm,
@@ -251,8 +271,11 @@ export async function startRuntime(config: ServerConfig, options: StartOptions =
       jobs: replication.jobs,
       rootRotation,
       approvals,
+      approvalSweep,
       startedAt: Date.now(),
       async close() {
+        // Before the audit log closes and the barrier seals: a pass under way finishes and records itself.
+        await approvalSweep.stop();
         await replication?.close();
         rootRotation.close();
         await rootRotation.job.idle();

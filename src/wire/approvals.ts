@@ -15,7 +15,13 @@ export const ApproveBody = Closed({ params_sha256: Sha256Hex, code: SecondFactor
 export type ApproveBody = Static<typeof ApproveBody>;
 export const DenyBody = Closed({ code: SecondFactorCode, reason: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) });
 export type DenyBody = Static<typeof DenyBody>;
-export const ApprovalListQuery = Closed({ state: Type.Optional(ApprovalStateName) });
+/** `GET /v1/sys/approvals`: newest first, at most `limit` (default and maximum below). */
+export const APPROVAL_LIST_DEFAULT_LIMIT = 100;
+export const APPROVAL_LIST_MAX_LIMIT = 1000;
+export const ApprovalListQuery = Closed({
+  state: Type.Optional(ApprovalStateName),
+  limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$', description: `at most ${APPROVAL_LIST_MAX_LIMIT} (default ${APPROVAL_LIST_DEFAULT_LIMIT})` })),
+});
 
 export const ApprovalRuleView = Closed({
   policy: Type.String(), group: Type.String(), required: Type.Integer(),
@@ -54,8 +60,16 @@ export const ApprovalView = Closed({ ...approvalFields, body: Type.Unknown() });
 export type ApprovalView = Static<typeof ApprovalView>;
 export const ApprovalSummary = Closed(approvalFields);
 export type ApprovalSummary = Static<typeof ApprovalSummary>;
-export const ApprovalList = Closed({ approvals: Type.Array(ApprovalSummary) });
+export const ApprovalList = Closed({
+  approvals: Type.Array(ApprovalSummary),
+  /** Present (true) when more requests matched than `limit`: the newest are shown. */
+  truncated: Type.Optional(Type.Boolean()),
+});
 export type ApprovalList = Static<typeof ApprovalList>;
+
+/** `POST /v1/sys/approvals/sweep`: what one retention pass deleted here (another replica's pass may have deleted others). */
+export const ApprovalSweepResult = Closed({ deleted: Type.Integer(), retention_seconds: Type.Integer() });
+export type ApprovalSweepResult = Static<typeof ApprovalSweepResult>;
 
 /** The answer of a protected call (HTTP 202): it did not act; a request was opened instead. */
 export const ApprovalPending = Closed({

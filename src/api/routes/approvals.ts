@@ -2,12 +2,14 @@ import type { FastifyRequest } from 'fastify';
 import { MOUNTS, policyPath } from '../../barrier/mounts.js';
 import { EXECUTION_HEADER } from '../../approvals/executions.js';
 import type { Approvals } from '../../approvals/service.js';
-import { isRequester, type ApprovalRecord } from '../../approvals/state.js';
+import { effectiveState, isRequester, type ApprovalRecord } from '../../approvals/state.js';
+import type { ApprovalSweep } from '../../approvals/sweep.js';
 import { approvalPolicyView, approvalSummary, approvalView } from '../../approvals/view.js';
 import { KeyholdError } from '../../errors.js';
 import { personCaller } from '../../approvals/people.js';
 import {
-  ApprovalIdParams, ApprovalList, ApprovalListQuery, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyParams, ApprovalPolicyView, ApprovalView, ApproveBody, DenyBody,
+  APPROVAL_LIST_DEFAULT_LIMIT, APPROVAL_LIST_MAX_LIMIT, ApprovalIdParams, ApprovalList, ApprovalListQuery, ApprovalPolicyBody, ApprovalPolicyList, ApprovalPolicyParams, ApprovalPolicyView,
+  ApprovalSweepResult, ApprovalView, ApproveBody, DenyBody,
 } from '../../wire/approvals.js';
 import { CSRF_HEADER } from '../session.js';
 import { deleteRoute, listRoute, route, type ApiPlugin } from '../route.js';
@@ -15,6 +17,7 @@ import { withErrors } from '../schemas.js';
 
 export interface ApprovalsApiOptions {
   approvals: Approvals;
+  sweep: ApprovalSweep;
 }
 
 const REQUESTS_PATH = policyPath(MOUNTS.approvals, 'requests');
@@ -55,17 +58,39 @@ function forwardedCredentials(request: FastifyRequest): Record<string, string> {
  * Quorum approval (src/approvals/): approval policies, and the requests protected calls open.
  * Reading needs `list`/`read` on sys/approvals/requests[/<id>] (the requester may always read
  * their own); approving and denying need no capability but membership of the rule's group, an
- * operator account and its second factor; cancelling and executing are the requester's.
+ * operator account and its second factor; cancelling and executing are the requester's. Running
+ * the retention sweep now needs `delete` on sys/approvals/requests.
  */
-export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approvals }) => {
+export const approvalsApi: ApiPlugin<ApprovalsApiOptions> = async (app, { approvals, sweep }) => {
   route(app, {
     method: 'GET', url: '/v1/sys/approvals', operation: 'approvals.list',
-    schema: { tags: ['approvals'], summary: 'List approval requests, newest first (optionally by state)', querystring: ApprovalListQuery, response: withErrors({ 200: ApprovalList }) },
+    schema: {
+      tags: ['approvals'], summary: `List approval requests, newest first, optionally by state; at most \`limit\` (default ${APPROVAL_LIST_DEFAULT_LIMIT}, at most ${APPROVAL_LIST_MAX_LIMIT}), \`truncated\` when more matched`,
+      querystring: ApprovalListQuery, response: withErrors({ 200: ApprovalList }),
+    },
     authorize: () => [[REQUESTS_PATH, 'list']],
     handler: async (req) => {
+      const limit = Number(req.query.limit ?? APPROVAL_LIST_DEFAULT_LIMIT);
+      if (limit > APPROVAL_LIST_MAX_LIMIT) throw new KeyholdError('ERR_BAD_REQUEST', `limit must be at most ${APPROVAL_LIST_MAX_LIMIT}`);
       const now = approvals.now();
-      const all = (await approvals.requests.list()).map((r) => approvalSummary(r, now));
-      return { approvals: req.query.state ? all.filter((a) => a.state === req.query.state) : all };
+      const { state } = req.query;
+      const matching = (await approvals.requests.list()).filter((r) => state === undefined || effectiveState(r, now) === state);
+      return { approvals: matching.slice(0, limit).map((r) => approvalSummary(r, now)), ...(matching.length > limit ? { truncated: true } : {}) };
+    },
+  });
+
+  route(app, {
+    method: 'POST', url: '/v1/sys/approvals/sweep', operation: 'approvals.sweep',
+    schema: {
+      tags: ['approvals'], summary: 'Run the retention sweep now on this replica: deletes requests that ended (denied, cancelled, executed, expired) longer than approvals.retentionSeconds ago',
+      response: withErrors({ 200: ApprovalSweepResult }),
+    },
+    // Deletes only what the timer would delete anyway, a little sooner.
+    authorize: () => [[REQUESTS_PATH, 'delete']],
+    handler: async (req) => {
+      noBody(req, 'sweep');
+      const { deleted } = await sweep.pass('api');
+      return { deleted, retention_seconds: sweep.retentionSeconds };
     },
   });
 

@@ -34,7 +34,8 @@ async function inspect(id: string, expected?: string): Promise<{ view: ApprovalV
 }
 
 export const approvalCommands = {
-  async list(o: { state?: string }) { printJson(await client().listApprovals(o.state)); },
+  async list(o: { state?: string; limit?: string }) { printJson(await client().listApprovals(o.state, o.limit)); },
+  async sweep() { printJson(await client().sweepApprovals()); },
   async show(id: string) {
     const view = await client().getApproval(id);
     printJson({ ...view, params_sha256_verified: shownHash(view) === view.params_sha256 });

@@ -111,6 +111,7 @@ describe('(a) a token with no policies is refused everywhere', () => {
     'POST /v1/sys/approvals/{id}/deny': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/deny`, body: () => ({ code: '123456' }) },
     'POST /v1/sys/approvals/{id}/cancel': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/cancel` },
     'POST /v1/sys/approvals/{id}/execute': { path: `/v1/sys/approvals/apr_${'A'.repeat(22)}/execute` },
+    'POST /v1/sys/approvals/sweep': { path: '/v1/sys/approvals/sweep' },
     'GET /v1/sys/approvals/policies': { path: '/v1/sys/approvals/policies' },
     'PUT /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p', body: () => ({ operations: ['key-rotate'], paths: ['keys/*'], group: 'g', required: 1 }) },
     'GET /v1/sys/approvals/policies/{name}': { path: '/v1/sys/approvals/policies/p' },

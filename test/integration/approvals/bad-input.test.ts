@@ -83,8 +83,9 @@ const CASES: Case[] = [
   ...wrongBodies('POST', denyPath),
   ...fieldCases('POST', denyPath, { code: '123456', reason: 'no' }, { code: ['', 'x'.repeat(65)], reason: ['', 'x'.repeat(513)] }, ['reason']),
   // Cancel and execute take no body: any body is refused before anything happens.
-  ...['cancel', 'execute'].flatMap((what) => [{}, { body: { disabled: false } }, []].map((json): Case => ({
-    name: `POST ${what} with body ${JSON.stringify(json)}`, req: () => as({ method: 'POST', path: `/v1/sys/approvals/${id}/${what}`, json }), status: 400, code: 'ERR_BAD_REQUEST',
+  ...['cancel', 'execute', 'sweep'].flatMap((what) => [{}, { body: { disabled: false } }, []].map((json): Case => ({
+    name: `POST ${what} with body ${JSON.stringify(json)}`, status: 400, code: 'ERR_BAD_REQUEST',
+    req: () => as({ method: 'POST', path: what === 'sweep' ? '/v1/sys/approvals/sweep' : `/v1/sys/approvals/${id}/${what}`, json }),
   }))),
   // Approval policies.
   ...wrongBodies('PUT', policyPath),
@@ -111,7 +112,10 @@ const CASES: Case[] = [
   ...['Upper', `a${'b'.repeat(64)}`, '.hidden', 'a%20b', 'a%2Fb'].flatMap((bad): Case[] => ['GET', 'DELETE'].map((method) => ({
     name: `${method} policy ${bad}`, req: () => as({ method, path: `/v1/sys/approvals/policies/${bad}` }), status: 400, code: 'ERR_BAD_REQUEST',
   }))),
-  ...['state=bogus', 'state=', 'state=pending&extra=1', 'state[]=pending'].map((q): Case => ({
+  ...['state=bogus', 'state=', 'state=pending&extra=1', 'state[]=pending', 'state=PENDING', 'state=pending&state=approved',
+    // The list's limit: a whole number from 1 to 1000, written plainly.
+    'limit=0', 'limit=-1', 'limit=1001', 'limit=9999', 'limit=99999999999999999999', 'limit=1.5', 'limit=1e2', 'limit=abc', 'limit=', 'limit=01', 'limit=%2010',
+    'limit=1&limit=2', 'limit[]=1', 'limit=10&state=bogus'].map((q): Case => ({
     name: `GET list ?${q}`, req: () => as({ method: 'GET', path: `/v1/sys/approvals?${q}` }), status: 400, code: 'ERR_BAD_REQUEST',
   })),
   // Well-formed, but nothing there.
@@ -128,7 +132,8 @@ describe('malformed requests on the approval routes', () => {
       .flatMap(([p, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${p}`)).sort();
     assert.deepEqual(routes, [
       'DELETE /v1/sys/approvals/policies/{name}', 'GET /v1/sys/approvals', 'GET /v1/sys/approvals/policies', 'GET /v1/sys/approvals/policies/{name}', 'GET /v1/sys/approvals/{id}',
-      'POST /v1/sys/approvals/{id}/approve', 'POST /v1/sys/approvals/{id}/cancel', 'POST /v1/sys/approvals/{id}/deny', 'POST /v1/sys/approvals/{id}/execute', 'PUT /v1/sys/approvals/policies/{name}',
+      'POST /v1/sys/approvals/sweep', 'POST /v1/sys/approvals/{id}/approve', 'POST /v1/sys/approvals/{id}/cancel', 'POST /v1/sys/approvals/{id}/deny', 'POST /v1/sys/approvals/{id}/execute',
+      'PUT /v1/sys/approvals/policies/{name}',
     ]);
   });
 
@@ -138,6 +143,19 @@ describe('malformed requests on the approval routes', () => {
       assertError(res, c.status, c.code, c.name);
     });
   }
+
+  it('the list takes a valid limit and state together, and says when it cut the list short', async () => {
+    pending(await api.call(rita.token, 'POST', '/v1/keys/pay/rotate'), 'a second request');
+    const all = await api.call(rita.token, 'GET', '/v1/sys/approvals');
+    assert.equal(all.body.approvals.length, 2);
+    assert.equal(all.body.truncated, undefined);
+    const one = await api.call(rita.token, 'GET', '/v1/sys/approvals?limit=1&state=pending');
+    assert.equal(one.status, 200, one.text);
+    assert.deepEqual(one.body.approvals.map((a: { id: string }) => a.id), [all.body.approvals[0].id], 'the newest');
+    assert.equal(one.body.truncated, true);
+    const max = await api.call(rita.token, 'GET', '/v1/sys/approvals?limit=1000&state=denied');
+    assert.deepEqual(max.body, { approvals: [] });
+  });
 
   it('left the request as it was, and the server healthy', async () => {
     const shown = await api.call(rita.token, 'GET', `/v1/sys/approvals/${id}`);

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isKeyholdError, type KeyholdErrorCode } from '../../../src/errors.js';
 import {
-  approve, approvalsFor, beginExecution, cancel, deny, effectiveState, isSatisfied, type ApprovalRecord, type Approver,
+  approve, approvalsFor, beginExecution, cancel, deny, effectiveState, endedAt, isOpen, isSatisfied, type ApprovalRecord, type Approver,
 } from '../../../src/approvals/state.js';
+import { limitReached, unexpired, type OpenEntry } from '../../../src/approvals/open-index.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const HOUR = 3600_000;
@@ -114,5 +115,40 @@ describe('denying, cancelling, executing', () => {
     assert.throws(() => beginExecution(record({ state: 'denied' }), rita, T0), refused('ERR_APPROVAL_STATE'));
     assert.throws(() => beginExecution(record({ state: 'approved' }), rita, T0 + 24 * HOUR), refused('ERR_APPROVAL_EXPIRED'));
     assert.throws(() => beginExecution(record({ state: 'approved' }), { person: 'operator:alice', operator: 'alice' }, T0), refused('ERR_APPROVAL_NOT_REQUESTER'));
+  });
+});
+
+describe('when a request ended (the retention sweep and the limits)', () => {
+  const at = (h: number) => new Date(T0 + h * HOUR).toISOString();
+  it('an open request (pending or approved, before expiry) has not ended', () => {
+    for (const state of ['pending', 'approved'] as const) {
+      assert.equal(endedAt(record({ state }), T0 + HOUR), undefined);
+      assert.equal(isOpen(record({ state }), T0 + HOUR), true);
+    }
+  });
+  it('ended when denied, cancelled or executed, at that moment; when expired, at expires_at', () => {
+    assert.equal(endedAt(record({ state: 'denied', deniedAt: at(1) }), T0 + 2 * HOUR), T0 + HOUR);
+    assert.equal(endedAt(record({ state: 'cancelled', cancelledAt: at(2) }), T0 + 3 * HOUR), T0 + 2 * HOUR);
+    assert.equal(endedAt(record({ state: 'executed', executedAt: at(3) }), T0 + 4 * HOUR), T0 + 3 * HOUR);
+    for (const state of ['pending', 'approved'] as const) {
+      assert.equal(endedAt(record({ state }), T0 + 25 * HOUR), T0 + 24 * HOUR);
+      assert.equal(isOpen(record({ state }), T0 + 24 * HOUR), false, 'expired at expires_at exactly');
+    }
+    for (const state of ['denied', 'cancelled', 'executed'] as const) assert.equal(isOpen(record({ state }), T0), false);
+  });
+});
+
+describe('the limits on open requests', () => {
+  const entry = (id: string, requester: string, expiresInHours = 1): OpenEntry => ({ id, requester, expiresAt: new Date(T0 + expiresInHours * HOUR).toISOString() });
+  const limits = { perRequester: 2, total: 3 };
+  it('names the per-person limit first, then the total', () => {
+    assert.equal(limitReached([entry('a', 'operator:rita')], 'operator:rita', limits), undefined);
+    assert.equal(limitReached([entry('a', 'operator:rita'), entry('b', 'operator:rita')], 'operator:rita', limits), 'requester');
+    assert.equal(limitReached([entry('a', 'operator:rita'), entry('b', 'operator:rita')], 'operator:sam', limits), undefined);
+    assert.equal(limitReached([entry('a', 'operator:rita'), entry('b', 'operator:rita'), entry('c', 'operator:tom')], 'operator:sam', limits), 'total');
+    assert.equal(limitReached([entry('a', 'operator:rita'), entry('b', 'operator:rita'), entry('c', 'operator:tom')], 'operator:rita', limits), 'requester');
+  });
+  it('expired entries do not count', () => {
+    assert.deepEqual(unexpired([entry('a', 'x', 1), entry('b', 'x', -1), entry('c', 'x', 0)], T0).map((e) => e.id), ['a']);
   });
 });

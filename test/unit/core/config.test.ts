@@ -157,3 +157,56 @@ describe('config: operators (issue 12)', () => {
     for (const bad of ['5/30', 'a/b/c', '0/1/1']) assert.throws(() => loadConfigFile(file(''), { KEYHOLD_OPERATORS_ACCOUNT_LOCKOUT: bad }), refused, bad);
   });
 });
+
+describe('config: approvals (limits, retention)', () => {
+  const dir = tempDir('keyhold-config-approvals-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const base = 'storage: { sqlite: { path: k.db } }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\naudit: { path: a.log }\n';
+  const file = (extra: string) => {
+    const path = join(dir, 'c.yaml');
+    writeFileSync(path, base + extra);
+    return path;
+  };
+  /** Refused with ERR_CONFIG, and the message names the field. */
+  const refusedNaming = (field: string) => (err: unknown) => isKeyholdError(err, 'ERR_CONFIG') && err.message.includes(field);
+
+  it('reads the section, and the KEYHOLD_APPROVALS_* overrides over it', () => {
+    const config = loadConfigFile(file('approvals: { ttlSeconds: 600, maxOpenPerRequester: 5, maxOpen: 50, retentionSeconds: 86400, sweepIntervalSeconds: 300 }\n'), {
+      KEYHOLD_APPROVALS_MAX_OPEN: '80', KEYHOLD_APPROVALS_RETENTION_SECONDS: '0',
+    });
+    assert.deepEqual(config.approvals, { ttlSeconds: 600, maxOpenPerRequester: 5, maxOpen: 80, retentionSeconds: 0, sweepIntervalSeconds: 300 });
+    assert.deepEqual(loadConfigFile(file(''), {
+      KEYHOLD_APPROVALS_MAX_OPEN_PER_REQUESTER: '7', KEYHOLD_APPROVALS_SWEEP_INTERVAL_SECONDS: '60', KEYHOLD_APPROVALS_TTL_SECONDS: '60',
+    }).approvals, { maxOpenPerRequester: 7, sweepIntervalSeconds: 60, ttlSeconds: 60 });
+  });
+
+  it('takes the extremes of each range', () => {
+    const config = loadConfigFile(file('approvals: { maxOpenPerRequester: 1000, maxOpen: 10000, retentionSeconds: 316224000, sweepIntervalSeconds: 86400 }\n'), {});
+    assert.equal(config.approvals?.maxOpen, 10_000);
+    assert.equal(loadConfigFile(file('approvals: { maxOpenPerRequester: 1, maxOpen: 1, retentionSeconds: 0, sweepIntervalSeconds: 1 }\n'), {}).approvals?.maxOpen, 1);
+  });
+
+  const badValues: Array<[string, string]> = [];
+  for (const field of ['maxOpenPerRequester', 'maxOpen', 'sweepIntervalSeconds']) {
+    for (const v of ['0', '-1', '1.5', '"10"', 'null', 'true', '[1]', '1e100', '99999999999']) badValues.push([field, v]);
+  }
+  for (const v of ['-1', '1.5', '"10"', 'null', '1e100', '99999999999']) badValues.push(['retentionSeconds', v]);
+  badValues.push(['maxOpenPerRequester', '1001'], ['maxOpen', '10001'], ['sweepIntervalSeconds', '86401'], ['retentionSeconds', '316224001'], ['other', '1']);
+  for (const [field, v] of badValues) {
+    it(`refuses approvals.${field}: ${v}, naming it`, () => {
+      assert.throws(() => loadConfigFile(file(`approvals: { ${field}: ${v} }\n`), {}), refusedNaming(field === 'other' ? 'approvals' : `approvals/${field}`));
+    });
+  }
+
+  for (const [name, v] of [['KEYHOLD_APPROVALS_MAX_OPEN', '0'], ['KEYHOLD_APPROVALS_MAX_OPEN', '-3'], ['KEYHOLD_APPROVALS_MAX_OPEN_PER_REQUESTER', '2.5'], ['KEYHOLD_APPROVALS_RETENTION_SECONDS', '30d'], ['KEYHOLD_APPROVALS_SWEEP_INTERVAL_SECONDS', '0x10'], ['KEYHOLD_APPROVALS_MAX_OPEN', '1'.repeat(16)]] as const) {
+    it(`refuses ${name}=${v}`, () => {
+      assert.throws(() => loadConfigFile(file(''), { [name]: v }), (err: unknown) => isKeyholdError(err, 'ERR_CONFIG'));
+    });
+  }
+
+  it('refuses a per-person limit above the total, naming both', () => {
+    assert.throws(() => loadConfigFile(file('approvals: { maxOpenPerRequester: 30, maxOpen: 20 }\n'), {}), (err: unknown) => refusedNaming('maxOpenPerRequester')(err) && refusedNaming('maxOpen (20)')(err));
+    // One alone is capped by the other's default at run time (src/core/runtime.ts), not refused.
+    assert.doesNotThrow(() => loadConfigFile(file('approvals: { maxOpen: 5 }\n'), {}));
+  });
+});

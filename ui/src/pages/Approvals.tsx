@@ -82,7 +82,7 @@ function ApprovalCard({ approval, me, onDone }: { approval: Approval; me: string
 export function Approvals({ me }: { me: string }) {
   const [state, setState] = useState('pending');
   const [done, setDone] = useState<string>();
-  const list = useLoad(() => get<{ approvals: Approval[] }>(`/v1/sys/approvals${state === 'all' ? '' : `?state=${state}`}`), [state]);
+  const list = useLoad(() => get<{ approvals: Approval[]; truncated?: boolean }>(`/v1/sys/approvals${state === 'all' ? '' : `?state=${state}`}`), [state]);
   return (
     <section aria-labelledby="approvals-h">
       <h2 id="approvals-h">Approval requests</h2>
@@ -98,6 +98,7 @@ export function Approvals({ me }: { me: string }) {
       {list.data && (list.data.approvals.length === 0 ? <p>No {state === 'all' ? '' : `${state} `}requests.</p> : (
         <ul class="plain">{list.data.approvals.map((a) => <ApprovalCard key={a.id} approval={a} me={me} onDone={(m) => { setDone(m); list.reload(); }} />)}</ul>
       ))}
+      {list.data?.truncated && <p>Only the newest {list.data.approvals.length} are shown: choose a state to see others.</p>}
       <button type="button" class="secondary" onClick={list.reload}>Refresh</button>
     </section>
   );
