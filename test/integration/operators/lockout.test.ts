@@ -45,7 +45,9 @@ describe('per-account lockout', () => {
     ben = await createEnrolled(api, 'ben');
     for (let i = 0; i < 3; i++) assertError(await wrong('ben'), 401, 'ERR_LOGIN_FAILED', `failure ${i + 1}`);
     assertLocked(await login(api, { username: 'ben', password: PASSWORD, totp: await totp(ben.secret) }), 423, 'ERR_ACCOUNT_LOCKED', 60);
-    await restart('3/2/4', '1000/1/1');
+    // A base of 5 s, not less: each attempt costs a 32 MiB scrypt, and on a loaded machine a
+    // 2 s lock could pass between a failure and the next attempt's check.
+    await restart('3/5/10', '1000/1/1');
     assertLocked(await login(api, { username: 'ben', password: PASSWORD, totp: await totp(ben.secret) }), 423, 'ERR_ACCOUNT_LOCKED', 60);
   });
 
@@ -57,11 +59,11 @@ describe('per-account lockout', () => {
   it('locks after the threshold with a doubling delay, refuses the right credentials meanwhile, and resets on success', async () => {
     const amy = await createEnrolled(api, 'amy');
     for (let i = 0; i < 3; i++) assertError(await wrong('amy'), 401, 'ERR_LOGIN_FAILED', `failure ${i + 1}`);
-    const first = assertLocked(await login(api, { username: 'amy', password: PASSWORD, totp: await totp(amy.secret) }), 423, 'ERR_ACCOUNT_LOCKED', 2);
+    const first = assertLocked(await login(api, { username: 'amy', password: PASSWORD, totp: await totp(amy.secret) }), 423, 'ERR_ACCOUNT_LOCKED', 5);
     await sleep(first * 1000 + 100);
     assertError(await wrong('amy'), 401, 'ERR_LOGIN_FAILED', 'a failure once the lock has passed');
-    const second = assertLocked(await login(api, { username: 'amy', password: PASSWORD, totp: await totp(amy.secret) }), 423, 'ERR_ACCOUNT_LOCKED', 4);
-    assert.ok(second > 2, `the lock doubled: ${second} s`);
+    const second = assertLocked(await login(api, { username: 'amy', password: PASSWORD, totp: await totp(amy.secret) }), 423, 'ERR_ACCOUNT_LOCKED', 10);
+    assert.ok(second > 5, `the lock doubled: ${second} s`);
     await sleep(second * 1000 + 100);
     assertOk(await login(api, { username: 'amy', password: PASSWORD, totp: await totp(amy.secret) }), 200, 'the right credentials once it has passed');
     assertError(await wrong('amy'), 401, 'ERR_LOGIN_FAILED');
@@ -71,27 +73,27 @@ describe('per-account lockout', () => {
 
   it('locks an unknown name exactly as a real one', async () => {
     for (let i = 0; i < 3; i++) assertError(await wrong('ghost'), 401, 'ERR_LOGIN_FAILED');
-    assertLocked(await wrong('ghost'), 423, 'ERR_ACCOUNT_LOCKED', 2);
+    assertLocked(await wrong('ghost'), 423, 'ERR_ACCOUNT_LOCKED', 5);
   });
 
   it('counts failed re-authentication of a second factor too (enrolment confirmation)', async () => {
     await api.asRoot('POST', '/v1/sys/operators', { name: 'cat', password: PASSWORD });
     assertOk(await api.call(undefined, 'POST', '/v1/auth/operator/enrol', { username: 'cat', password: PASSWORD }), 200);
     for (let i = 0; i < 3; i++) assertError(await api.call(undefined, 'POST', '/v1/auth/operator/enrol/confirm', { username: 'cat', password: PASSWORD, code: '000000' }), 401, 'ERR_LOGIN_FAILED');
-    assertLocked(await api.call(undefined, 'POST', '/v1/auth/operator/enrol', { username: 'cat', password: PASSWORD }), 423, 'ERR_ACCOUNT_LOCKED', 2);
+    assertLocked(await api.call(undefined, 'POST', '/v1/auth/operator/enrol', { username: 'cat', password: PASSWORD }), 423, 'ERR_ACCOUNT_LOCKED', 5);
   });
 });
 
 describe('per-address lockout', () => {
   it('locks a client address after failures on any names, with back-off, and a success resets it', async () => {
-    await restart('1000/1/1', '4/2/4');
+    await restart('1000/1/1', '4/5/10');
     const dan = await createEnrolled(api, 'dan');
     for (const name of ['x1', 'x2', 'dan', 'x3']) assertError(await wrong(name), 401, 'ERR_LOGIN_FAILED', name);
-    const first = assertLocked(await login(api, { username: 'dan', password: PASSWORD, totp: await totp(dan.secret) }), 429, 'ERR_ADDRESS_LOCKED', 2);
+    const first = assertLocked(await login(api, { username: 'dan', password: PASSWORD, totp: await totp(dan.secret) }), 429, 'ERR_ADDRESS_LOCKED', 5);
     await sleep(first * 1000 + 100);
     assertError(await wrong('x4'), 401, 'ERR_LOGIN_FAILED');
-    const second = assertLocked(await wrong('x5'), 429, 'ERR_ADDRESS_LOCKED', 4);
-    assert.ok(second > 2, `the lock doubled: ${second} s`);
+    const second = assertLocked(await wrong('x5'), 429, 'ERR_ADDRESS_LOCKED', 10);
+    assert.ok(second > 5, `the lock doubled: ${second} s`);
     await sleep(second * 1000 + 100);
     assertOk(await login(api, { username: 'dan', password: PASSWORD, totp: await totp(dan.secret) }), 200);
     for (const name of ['y1', 'y2', 'y3']) assertError(await wrong(name), 401, 'ERR_LOGIN_FAILED', `${name}: counting started again`);

@@ -5,6 +5,7 @@
  * single changed byte, deleted line or swapped pair is reported at exactly the right seq.
  */
 import assert from 'node:assert/strict';
+import { isIP } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -223,6 +224,8 @@ describe('audit log of keyhold dev', { timeout: 180_000 }, () => {
         else if (name === 'issued_accessor') assert.match(value, /^kha\.[A-Za-z0-9_-]{32}$/); // an accessor is not a secret (issue 9)
         // Requests without a valid token: sha256 of the whole request target (their path is capped).
         else if (name === 'path_sha256') assert.match(value, /^[0-9a-f]{64}$/);
+        // Who sent it, as an address only (never the X-Forwarded-For text): not a secret.
+        else if (name === 'client_address' || name === 'peer_address') assert.ok(isIP(value) !== 0, `entry ${e.seq} ${name} ${value}`);
         else {
           assert.match(value, hmac, `entry ${e.seq} field ${name}`);
           bodies++;
