@@ -5,7 +5,7 @@
  * typed confirmation.
  */
 import type { ComponentChildren } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, describeError, get, type Answer } from './api';
 import { AwaitingApproval, isApprovalAnswer } from './approval';
 import { Field, Loading, Message, useLoad, type Loaded } from './components';
@@ -87,7 +87,8 @@ export function ConfirmDelete({ what, name, busy, onDelete }: { what: string; na
   const form = useRef<HTMLFormElement>(null);
   const button = useRef<HTMLButtonElement>(null);
   const moved = useRef(false);
-  useEffect(() => {
+  // A layout effect: focus has moved before the next key press can arrive.
+  useLayoutEffect(() => {
     if (!moved.current) return;
     moved.current = false;
     if (open) form.current?.querySelector('input')?.focus();

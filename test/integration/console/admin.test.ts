@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { closeBrowsers, expectNoAxeViolations, launchBrowser, newContext, screenshot } from '../../helpers/browser.js';
 import { auditRecords, call } from '../../helpers/server.js';
+import { pollUntil } from '../../helpers/wait.js';
 import { apiCaller } from '../api/api-helpers.js';
 import { createEnrolled, enrol, login, PASSWORD, totp } from '../operators/support.js';
 import { asRoot, signInAsOperator, signInWithToken, startConsoleServer, tokenWith, type ConsoleServer } from './support.js';
@@ -190,6 +191,13 @@ describe('console administration pages (real server, real Chromium)', { timeout:
     await asRoot(s, 'PUT', '/v1/sys/groups/temp-group', { policies: ['temp-policy'], members: [], external_groups: [] });
     await asRoot(s, 'POST', '/v1/sys/operators', { name: 'temp-op', password: PASSWORD });
     await asRoot(s, 'PUT', '/v1/policies/temp-keyboard', { rules: [{ path: 'keys/kb', capabilities: ['read'] }] });
+    // From one record's page to another's (a hash change, the same components): no form keeps the first record's text.
+    await root.goto(`${s.address}/ui/#/policies/temp-policy`);
+    await root.getByLabel('Rules (JSON)').fill('typed for temp-policy, not saved');
+    await root.goto(`${s.address}/ui/#/policies/temp-keyboard`);
+    await root.getByRole('table', { name: 'Rules' }).getByText('keys/kb').waitFor();
+    assert.deepEqual(JSON.parse(await root.getByLabel('Rules (JSON)').inputValue()), { rules: [{ path: 'keys/kb', capabilities: ['read'] }] });
+
     const cases: Array<[string, string, string, string]> = [
       ['policies', 'policy', 'temp-policy', '/v1/policies/temp-policy'],
       ['groups', 'group', 'temp-group', '/v1/sys/groups/temp-group'],
@@ -234,12 +242,14 @@ describe('console administration pages (real server, real Chromium)', { timeout:
     await root.goto(`${s.address}/ui/#/policies/temp-keyboard`);
     const open = root.getByRole('button', { name: 'Delete policy…' });
     await open.focus();
-    await root.keyboard.press('Enter');
     const focusedLabel = () => root.evaluate(() => (document.activeElement as HTMLInputElement | null)?.labels?.[0]?.textContent ?? document.activeElement?.textContent);
-    assert.equal(await focusedLabel(), 'Name of the policy to delete');
-    await root.keyboard.press('Escape');
-    assert.equal(await focusedLabel(), 'Delete policy…');
+    const focusOn = (label: string) => pollUntil(`focus on ${label}`, async () => (await focusedLabel()) === label || undefined, { timeoutMs: 3000 });
     await root.keyboard.press('Enter');
+    await focusOn('Name of the policy to delete');
+    await root.keyboard.press('Escape');
+    await focusOn('Delete policy…');
+    await root.keyboard.press('Enter');
+    await focusOn('Name of the policy to delete');
     await root.keyboard.type('temp-keyboard');
     await root.keyboard.press('Enter');
     await root.getByText('The policy temp-keyboard was deleted.').waitFor();
@@ -334,6 +344,16 @@ describe('console administration pages (real server, real Chromium)', { timeout:
     assert.equal(await statusOf('/v1/sys/approvals/policies/team-changes'), 200);
     assert.deepEqual((await requests()).filter((r) => r.operation === 'approvals.policies.delete').map((r) => [r.id, r.path]), [[deleteId, 'sys/approvals/policies/team-changes']]);
     await page.context().close();
+
+    // The root token's session is no person: it cannot even ask, and the page says why, with the code.
+    await root.goto(`${s.address}/ui/#/approval-policies/team-changes`);
+    await root.getByRole('button', { name: 'Delete approval policy…' }).click();
+    await root.getByLabel('Name of the approval policy to delete').fill('team-changes');
+    await root.getByRole('button', { name: 'Delete team-changes' }).click();
+    const notPerson = root.getByRole('alert').filter({ hasText: 'ERR_APPROVAL_NOT_PERSON' });
+    await notPerson.waitFor();
+    assert.match(await notPerson.textContent() ?? '', /^Not allowed: .+ \(ERR_APPROVAL_NOT_PERSON\)$/);
+    assert.equal(await statusOf('/v1/sys/approvals/policies/team-changes'), 200);
   });
 
   it('a person without the policies: every administration page says not allowed with the code, and nothing on the server changes', async () => {
