@@ -36,7 +36,7 @@ export function useChange() {
       setBusy(false);
     }
   };
-  return { outcome, busy, run, fail: (text: string) => setOutcome({ kind: 'error', text }) };
+  return { outcome, busy, run };
 }
 
 export function ShowOutcome({ outcome }: { outcome: Outcome }) {
