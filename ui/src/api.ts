@@ -50,11 +50,14 @@ export async function api<T>(method: string, path: string, body?: unknown, heade
 
 export const get = <T>(path: string) => api<T>('GET', path).then((a) => a.body);
 
-/** A human sentence for a failed call (permission denials are the common, expected case). */
+/**
+ * A human sentence for a failed call, always with its code (permission denials are the common,
+ * expected case; any other 403 says it was not allowed, then the server's words).
+ */
 export function describeError(err: unknown): string {
   if (err instanceof ApiError) {
-    if (err.code === 'ERR_PERMISSION_DENIED') return `Permission denied: ${err.message.replace(/^permission denied:?\s*/i, '') || 'your policies do not allow this'}`;
-    return `${err.message} (${err.code})`;
+    if (err.code === 'ERR_PERMISSION_DENIED') return `Permission denied: ${err.message.replace(/^permission denied:?\s*/i, '') || 'your policies do not allow this'} (${err.code})`;
+    return `${err.status === 403 ? 'Not allowed: ' : ''}${err.message} (${err.code})`;
   }
   return err instanceof Error ? err.message : String(err);
 }

@@ -64,6 +64,21 @@ export function Field(props: {
   );
 }
 
+/** A labelled textarea (lists one per line, JSON documents); `error` names the message that says what is wrong with it. */
+export function TextArea(props: { label: string; value: string; onInput: (v: string) => void; rows?: number; hint?: string; error?: string; code?: boolean }) {
+  const [id] = useState(() => `f${++fieldIds}`);
+  const described = [props.hint ? `${id}-hint` : '', props.error ?? ''].join(' ').trim();
+  return (
+    <div class="field wide">
+      <label for={id}>{props.label}</label>
+      <textarea id={id} name={id} rows={props.rows ?? 3} value={props.value} spellcheck={false} class={props.code ? 'code' : undefined}
+        aria-invalid={props.error ? 'true' : undefined} aria-describedby={described || undefined}
+        onInput={(e) => props.onInput((e.currentTarget as HTMLTextAreaElement).value)} />
+      {props.hint && <small id={`${id}-hint`} class="muted">{props.hint}</small>}
+    </div>
+  );
+}
+
 export function Select(props: { label: string; value: string; options: readonly string[]; onChange: (v: string) => void }) {
   const [id] = useState(() => `f${++fieldIds}`);
   return (

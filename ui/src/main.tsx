@@ -2,14 +2,18 @@
  * The keyhold web console: a small Preact app with hash routing (#/keys, #/secrets/…), so the
  * server serves one static index for every page and no route is ever guessed by the server.
  */
-import { render } from 'preact';
+import { Fragment, render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, setCsrf, whenUnauthenticated } from './api';
+import { ApprovalPolicyDetails, ApprovalPolicyList } from './pages/ApprovalPolicies';
 import { Approvals } from './pages/Approvals';
 import { Audit } from './pages/Audit';
 import { KeyDetails, KeyList } from './pages/Keys';
 import { Kubernetes } from './pages/Kubernetes';
 import { Enrol } from './pages/Enrol';
+import { GroupDetails, GroupList } from './pages/Groups';
+import { OperatorDetails, OperatorList } from './pages/Operators';
+import { PolicyDetails, PolicyList } from './pages/Policies';
 import { Login } from './pages/Login';
 import { Overview } from './pages/Overview';
 import { SecretFolder, SecretView } from './pages/Secrets';
@@ -17,6 +21,7 @@ import type { Session } from './types';
 
 const NAV: Array<[string, string]> = [
   ['#/overview', 'Overview'], ['#/keys', 'Keys'], ['#/secrets', 'Secrets'], ['#/approvals', 'Approvals'], ['#/audit', 'Audit'], ['#/kubernetes', 'Kubernetes'],
+  ['#/operators', 'Operators'], ['#/groups', 'Groups'], ['#/policies', 'Policies'], ['#/approval-policies', 'Approval policies'],
 ];
 
 function useHash(): string {
@@ -49,6 +54,10 @@ function page(hash: string, me: string): [string, preact.JSX.Element] {
     case 'approvals': return ['Approvals', <Approvals me={me} />];
     case 'audit': return ['Audit log', <Audit />];
     case 'kubernetes': return ['Kubernetes', <Kubernetes />];
+    case 'operators': return tail ? [`Operator ${tail}`, <OperatorDetails name={tail} />] : ['Operators', <OperatorList />];
+    case 'groups': return tail ? [`Group ${tail}`, <GroupDetails name={tail} />] : ['Groups', <GroupList />];
+    case 'policies': return tail ? [`Policy ${tail}`, <PolicyDetails name={tail} />] : ['Policies', <PolicyList />];
+    case 'approval-policies': return tail ? [`Approval policy ${tail}`, <ApprovalPolicyDetails name={tail} />] : ['Approval policies', <ApprovalPolicyList />];
     default: return ['Overview', <Overview />];
   }
 }
@@ -118,7 +127,8 @@ function App() {
       </header>
       <main id="main">
         <h1 tabIndex={-1} ref={heading}>{title}</h1>
-        {content}
+        {/* Keyed by the page: from one record to another, no form keeps the previous record's values. */}
+        <Fragment key={hash}>{content}</Fragment>
       </main>
     </>
   );

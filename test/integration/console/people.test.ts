@@ -12,15 +12,7 @@ import { startOidcProvider, type TestOidcProvider } from '../../helpers/oidc-pro
 import { auditRecords } from '../../helpers/server.js';
 import { apiCaller } from '../api/api-helpers.js';
 import { createEnrolled, PASSWORD, totp } from '../operators/support.js';
-import { asRoot, sessionCookie, startConsoleServer, type ConsoleServer } from './support.js';
-
-async function signInAsOperator(page: Page, address: string, name: string, code: string): Promise<void> {
-  await page.goto(`${address}/ui/`);
-  await page.getByLabel('Username').fill(name);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByLabel('Authenticator code').fill(code);
-  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-}
+import { asRoot, sessionCookie, signInAsOperator, startConsoleServer, type ConsoleServer } from './support.js';
 
 describe('console: operators, SSO and quorum (real server, real Chromium, real oidc-provider)', { timeout: 400_000 }, () => {
   let s: ConsoleServer;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { stringify } from 'yaml';
 import { call, devServerConfig, startDev, startServer, tempDir, type DevServer } from '../../helpers/server.js';
+import { PASSWORD } from '../operators/support.js';
 
 export interface ConsoleServer {
   server: DevServer;
@@ -58,4 +59,13 @@ export async function signInWithToken(page: Page, address: string, token: string
 /** The session cookie of a browser context (set by the server; HttpOnly, so only the browser has it). */
 export async function sessionCookie(page: Page): Promise<{ name: string; value: string; httpOnly: boolean; secure: boolean; sameSite: string; expires: number } | undefined> {
   return (await page.context().cookies()).find((c) => c.name === 'keyhold_session');
+}
+
+/** Signs in on the login page as an operator (password + authenticator code); does not wait for the outcome. */
+export async function signInAsOperator(page: Page, address: string, name: string, code: string): Promise<void> {
+  await page.goto(`${address}/ui/`);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByLabel('Authenticator code').fill(code);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
