@@ -7,14 +7,22 @@ import { loadConfigFile, loadHsmSection } from '../../../src/core/config.js';
 import { isKeyholdError } from '../../../src/errors.js';
 import { tempDir } from '../../helpers/temp.js';
 
-describe('config: unauthenticated rate limit', () => {
-  const dir = tempDir('keyhold-config-');
+/**
+ * A writer of config files in a temp dir of this describe block (removed after it): the minimal
+ * valid config (SQLite, a file audit log, one HSM) plus `extra` YAML.
+ */
+function configFiles(prefix: string): (extra: string) => string {
+  const dir = tempDir(prefix);
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = (api: string) => {
+  return (extra) => {
     const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(path, `storage: { sqlite: { path: k.db } }\naudit: { path: a.log }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n${api}`);
+    writeFileSync(path, `storage: { sqlite: { path: k.db } }\naudit: { path: a.log }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n${extra}`);
     return path;
   };
+}
+
+describe('config: unauthenticated rate limit', () => {
+  const file = configFiles('keyhold-config-');
 
   it('is absent by default (the server then uses 100 per 10 s)', () => {
     assert.equal(loadConfigFile(file(''), {}).api?.unauthenticatedRateLimit, undefined);
@@ -43,13 +51,7 @@ describe('config: unauthenticated rate limit', () => {
 });
 
 describe('config: api.trustedProxies (reverse proxies whose X-Forwarded-For is believed)', () => {
-  const dir = tempDir('keyhold-config-proxies-');
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = (api: string) => {
-    const path = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(path, `storage: { sqlite: { path: k.db } }\naudit: { path: a.log }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\n${api}`);
-    return path;
-  };
+  const file = configFiles('keyhold-config-proxies-');
   /** The ERR_CONFIG message of a refused config. */
   const refusal = (path: string, env: NodeJS.ProcessEnv = {}): string => {
     try {
@@ -133,14 +135,7 @@ describe('config: the hsm section (one endpoint, members, endpoint file)', () =>
 });
 
 describe('config: operators (issue 12)', () => {
-  const dir = tempDir('keyhold-config-ops-');
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const base = 'storage: { sqlite: { path: k.db } }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\naudit: { path: a.log }\n';
-  const file = (extra: string) => {
-    const path = join(dir, 'c.yaml');
-    writeFileSync(path, base + extra);
-    return path;
-  };
+  const file = configFiles('keyhold-config-ops-');
   const refused = (err: unknown) => isKeyholdError(err, 'ERR_CONFIG');
 
   it('reads the section, and the KEYHOLD_OPERATORS_* overrides over it', () => {
@@ -159,14 +154,7 @@ describe('config: operators (issue 12)', () => {
 });
 
 describe('config: approvals (limits, retention)', () => {
-  const dir = tempDir('keyhold-config-approvals-');
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const base = 'storage: { sqlite: { path: k.db } }\nhsm: { module: /x.so, tokenLabel: t, pinEnv: P }\naudit: { path: a.log }\n';
-  const file = (extra: string) => {
-    const path = join(dir, 'c.yaml');
-    writeFileSync(path, base + extra);
-    return path;
-  };
+  const file = configFiles('keyhold-config-approvals-');
   /** Refused with ERR_CONFIG, and the message names the field. */
   const refusedNaming = (field: string) => (err: unknown) => isKeyholdError(err, 'ERR_CONFIG') && err.message.includes(field);
 
