@@ -197,15 +197,10 @@ export class PostgresAuditLog implements AuditLog {
     const last = rows[rows.length - 1] as { seq: string; entry: string };
     const hash = (JSON.parse(last.entry) as { hash?: unknown }).hash;
     if (typeof hash !== 'string') throw unavailable(`audit chain ${this.chain}: entry ${last.seq} in the table has no hash`);
-    this.#durable = { seq: Number(last.seq), hash };
-    this.#mirror?.append(lines);
-    this.#flushes += 1;
-    // Those requests' records are in the table: a later write of theirs must not record them again.
-    if (lines.length === unconfirmed.lines.length && lines.every((l, i) => l === unconfirmed.lines[i])) {
-      for (const scope of unconfirmed.scopes) scope.recorded = true;
-    }
+    // When they are that draft's lines, its requests' records are in the table: not to be recorded again.
+    const same = lines.length === unconfirmed.lines.length && lines.every((l, i) => l === unconfirmed.lines[i]);
     this.#warn(`audit chain ${this.chain}: a commit whose answer was lost had committed; ${lines.length} entries taken as durable (seq ${last.seq})`);
-    this.#scheduler.afterDurable();
+    this.#tookDurable({ head: { seq: Number(last.seq), hash }, lines, scopes: same ? unconfirmed.scopes : [] });
   }
 
   /** Seals the transaction's entries after the committed head and inserts them, all in one statement. */
@@ -262,10 +257,15 @@ export class PostgresAuditLog implements AuditLog {
     const draft = this.#draft;
     this.#draft = undefined;
     if (draft === undefined || draft.lines.length === 0) return;
-    this.#durable = draft.head;
-    this.#mirror?.append(draft.lines);
+    this.#tookDurable(draft);
+  }
+
+  /** Committed entries become the chain's head: copied to the mirror, their requests recorded, checkpoints told. */
+  #tookDurable({ head, lines, scopes }: Draft): void {
+    this.#durable = head;
+    this.#mirror?.append(lines);
     this.#flushes += 1;
-    for (const scope of draft.scopes) scope.recorded = true;
+    for (const scope of scopes) scope.recorded = true;
     this.#scheduler.afterDurable();
   }
 
