@@ -30,7 +30,7 @@ async function each<T>(items: readonly T[], limit: number, fn: (item: T) => Prom
   return (await inParallel(items, limit, fn)).filter((problem): problem is string => !!problem);
 }
 
-describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 175_000 }, () => {
+describe('keyhold dev survives kill -9 during concurrent writes', { timeout: 300_000 }, () => {
   const dataDir = tempDir('keyhold-crash-');
   let current: DevServer | undefined;
   after(async () => {
